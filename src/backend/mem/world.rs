@@ -1,0 +1,932 @@
+//! The in-memory world: Postgres tables, the full-customer cache and
+//! simulated Stripe, advanced one operation at a time by [`World::apply`].
+//!
+//! An operation either completes or reports that it must wait for another
+//! transaction ([`Blocked`]); a blocked operation changes nothing, so the
+//! driver simply offers it again once the holder has ended. Everything is
+//! deterministic: ids come from a seeded generator, time from a virtual
+//! clock, and every map is ordered.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use crate::backend::ops::*;
+use crate::backend::{CacheError, DbError, StripeError};
+use crate::model::{Balance, Catalog, CustomerProduct, CustomerRow, FullCustomer, Scope};
+
+use super::ids::IdGen;
+use super::store::{Blocked, LockMode, Table, Tuple, TxnId};
+
+/// Index of a request within a run.
+pub type RequestId = usize;
+
+/// The modelled server's stale-write guard lives 1 s.
+pub const GUARD_TTL_MS: u64 = 1_000;
+/// Stripe remembers an idempotency key for 24 h.
+pub const STRIPE_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 60 * 60 * 1_000;
+
+pub const ID_CONSTRAINT: &str = "customers_org_env_id_key";
+pub const EMAIL_CONSTRAINT: &str = "customers_org_env_lower_email_idless_key";
+pub const PRODUCT_GROUP_CONSTRAINT: &str = "customer_products_customer_group_key";
+pub const PRODUCT_FK: &str = "customer_products_internal_customer_id_fkey";
+pub const USAGE_FK: &str = "balances_internal_customer_id_fkey";
+
+/// The unique indexes beyond `(org_id, env, id)`, which every strategy has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Constraints {
+    /// `(org_id, env, lower(email)) WHERE id IS NULL AND email <> ''`.
+    pub idless_email_unique: bool,
+    /// `customer_products (internal_customer_id, group)`.
+    pub product_group_unique: bool,
+}
+
+/// An injected failure at one operation (a `crash` is the driver's: it
+/// drops the request and calls [`World::crash`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// A database statement (or commit) fails; its transaction rolls back.
+    DbError,
+    /// Stripe creates the customer, but the caller sees a timeout.
+    StripeTimeoutAfterSuccess,
+    /// The cache does not answer.
+    CacheDown,
+}
+
+impl Fault {
+    /// Whether this fault can happen at `point`.
+    pub fn applies_to(self, point: Point) -> bool {
+        match self {
+            Fault::DbError => point.is_db(),
+            Fault::StripeTimeoutAfterSuccess => point == Point::StripeCreate,
+            Fault::CacheDown => point.is_cache() || point == Point::Deduct || point == Point::SyncUsage,
+        }
+    }
+}
+
+/// A `balances` row: recorded usage of one feature (granted is derived
+/// from the customer's products).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    pub internal_customer_id: String,
+    pub feature_id: String,
+    pub usage: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StripeCustomer {
+    pub id: String,
+    pub params: StripeParams,
+    pub idempotency_key: String,
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+struct IdempotencyEntry {
+    params: StripeParams,
+    stripe_id: String,
+    created_at_ms: u64,
+}
+
+/// One cache key: its entry, its invalidation count and the stale-write guard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CacheSlot {
+    pub entry: Option<FullCustomer>,
+    /// Invalidations so far; never expires.
+    pub epoch: u64,
+    pub guard: Option<Guard>,
+}
+
+/// Set by an invalidation at logical time `seq`: writes whose read was
+/// stamped at or before it are stale until `expires_at_ms`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Guard {
+    pub seq: u64,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Session {
+    txn: Option<TxnId>,
+    /// Rows an `UPDATE`/`FOR UPDATE` found before it had to wait: after the
+    /// wait it re-checks these, as Postgres does, instead of scanning anew.
+    candidates: Option<Vec<usize>>,
+}
+
+/// A request that touched a row of another `(org, env)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IsolationBreach {
+    pub request: RequestId,
+    pub request_scope: Scope,
+    pub touched_scope: Scope,
+    pub point: Point,
+}
+
+#[derive(Debug, Clone)]
+pub struct World {
+    catalog: Catalog,
+    constraints: Constraints,
+    customers: Table<CustomerRow>,
+    products: Table<CustomerProduct>,
+    usage: Table<UsageRow>,
+    cache: BTreeMap<CacheKey, CacheSlot>,
+    stripe_customers: Vec<StripeCustomer>,
+    idempotency: BTreeMap<String, IdempotencyEntry>,
+    clock_ms: Rc<Cell<u64>>,
+    /// Logical time: operations applied so far (shared with connections,
+    /// which stamp their reads with it).
+    seq: Rc<Cell<u64>>,
+    ids: IdGen,
+    next_txn: TxnId,
+    sessions: Vec<Session>,
+    isolation_breaches: Vec<IsolationBreach>,
+}
+
+type Step<T> = Result<T, Blocked>;
+
+impl World {
+    pub fn new(catalog: Catalog, constraints: Constraints, seed: u64) -> World {
+        World {
+            catalog,
+            constraints,
+            customers: Table::default(),
+            products: Table::default(),
+            usage: Table::default(),
+            cache: BTreeMap::new(),
+            stripe_customers: Vec::new(),
+            idempotency: BTreeMap::new(),
+            clock_ms: Rc::new(Cell::new(0)),
+            seq: Rc::new(Cell::new(0)),
+            ids: IdGen::new(seed),
+            next_txn: 1,
+            sessions: Vec::new(),
+            isolation_breaches: Vec::new(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn constraints(&self) -> Constraints {
+        self.constraints
+    }
+
+    /// A handle on the virtual clock, for connections to read.
+    pub fn clock(&self) -> Rc<Cell<u64>> {
+        Rc::clone(&self.clock_ms)
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock_ms.get()
+    }
+
+    pub fn advance_clock(&mut self, delta_ms: u64) {
+        self.clock_ms.set(self.clock_ms.get() + delta_ms);
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq.get()
+    }
+
+    /// A handle on the logical time, for connections to read.
+    pub fn logical_clock(&self) -> Rc<Cell<u64>> {
+        Rc::clone(&self.seq)
+    }
+
+    fn tick(&mut self) {
+        self.seq.set(self.seq.get() + 1);
+    }
+
+    /// The open transaction of `request`, if any.
+    pub fn open_txn(&self, request: RequestId) -> Option<TxnId> {
+        self.sessions.get(request).and_then(|s| s.txn)
+    }
+
+    /// The request whose open transaction is `txn`.
+    pub fn request_of_txn(&self, txn: TxnId) -> Option<RequestId> {
+        self.sessions.iter().position(|s| s.txn == Some(txn))
+    }
+
+    /// A crashed request: its open transaction rolls back.
+    pub fn crash(&mut self, request: RequestId) {
+        if let Some(txn) = self.session(request).txn.take() {
+            self.finish_txn(txn, false);
+        }
+        self.session(request).candidates = None;
+    }
+
+    /// Ends `request`'s open transaction with 40P01 (it was a deadlock victim).
+    pub fn deadlock_victim(&mut self, request: RequestId) -> Outcome {
+        self.crash(request);
+        self.tick();
+        Outcome::DbError { error: DbError::Deadlock }
+    }
+
+    pub fn isolation_breaches(&self) -> &[IsolationBreach] {
+        &self.isolation_breaches
+    }
+
+    /// Applies one operation for `request`, with an injected `fault` if any.
+    pub fn apply(&mut self, request: RequestId, op: &Op, fault: Option<Fault>) -> Result<Outcome, Blocked> {
+        let point = op.point();
+        if let (Some(fault), Some(point)) = (fault, point) {
+            assert!(fault.applies_to(point), "fault {fault:?} cannot happen at {point}");
+        }
+        let outcome = match (fault, op) {
+            (Some(Fault::DbError), _) => {
+                self.crash(request);
+                Outcome::DbError { error: DbError::Unavailable }
+            }
+            (Some(Fault::CacheDown), _) => Outcome::CacheError { error: CacheError::Down },
+            (_, op) => self.apply_op(request, op, fault == Some(Fault::StripeTimeoutAfterSuccess))?,
+        };
+        self.tick();
+        Ok(outcome)
+    }
+
+    fn apply_op(&mut self, request: RequestId, op: &Op, stripe_timeout: bool) -> Step<Outcome> {
+        Ok(match op {
+            Op::Begin => {
+                assert!(self.session(request).txn.is_none(), "BEGIN inside an open transaction");
+                let txn = self.new_txn();
+                self.session(request).txn = Some(txn);
+                Outcome::Done
+            }
+            Op::Commit => {
+                if let Some(txn) = self.session(request).txn.take() {
+                    self.finish_txn(txn, true);
+                }
+                Outcome::Done
+            }
+            Op::Rollback => {
+                self.crash(request);
+                Outcome::Done
+            }
+            Op::LookupId { scope, id, lock } => {
+                let row = self.statement(request, |w, txn| w.lookup_id(txn, scope, id, *lock))?;
+                Outcome::Row { row }
+            }
+            Op::LookupEmail { scope, email } => {
+                let txn = self.reader_txn(request);
+                let wanted = email.to_lowercase();
+                let rows = self
+                    .customers
+                    .visible(txn)
+                    .filter(|(_, r)| {
+                        r.scope_is(scope) && r.idless_email_key().as_deref() == Some(wanted.as_str())
+                    })
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                Outcome::Rows { rows }
+            }
+            Op::Insert { customer, on_conflict } => {
+                let outcome = self.statement(request, |w, txn| w.insert(txn, customer, *on_conflict))?;
+                match outcome {
+                    Ok(outcome) => Outcome::Insert { outcome },
+                    Err(error) => self.fail(request, error),
+                }
+            }
+            Op::Claim { scope, target, new_id } => {
+                match self.statement(request, |w, txn| w.claim(request, txn, scope, target, new_id))? {
+                    Ok(row) => Outcome::Row { row },
+                    Err(error) => self.fail(request, error),
+                }
+            }
+            Op::FillFields { scope, internal_id, name, email } => {
+                let result = self.statement(request, |w, txn| {
+                    w.fill_fields(request, txn, scope, internal_id, name.as_deref(), email.as_deref())
+                })?;
+                match result {
+                    Ok(row) => Outcome::Row { row },
+                    Err(error) => self.fail(request, error),
+                }
+            }
+            Op::ListDefaults { .. } => {
+                Outcome::Products { products: self.catalog.default_candidates().cloned().collect() }
+            }
+            Op::StripeCreate { idempotency_key, params } => {
+                match self.stripe_create(idempotency_key, params) {
+                    Ok(_) if stripe_timeout => Outcome::StripeError { error: StripeError::Timeout },
+                    Ok(stripe_id) => Outcome::StripeCustomer { stripe_id },
+                    Err(error) => Outcome::StripeError { error },
+                }
+            }
+            Op::SetProcessor { scope, internal_id, stripe_id, only_if_null } => {
+                let updated = self.statement(request, |w, txn| {
+                    w.set_processor(request, txn, scope, internal_id, stripe_id, *only_if_null)
+                })?;
+                Outcome::Updated { updated }
+            }
+            Op::AttachDefault { scope, product, on_conflict } => {
+                match self
+                    .statement(request, |w, txn| w.attach(request, txn, scope, product, *on_conflict))?
+                {
+                    Ok(outcome) => Outcome::Attach { outcome },
+                    Err(error) => self.fail(request, error),
+                }
+            }
+            Op::DbRead { scope, key, lock } => {
+                let customer = self.statement(request, |w, txn| w.db_read(txn, scope, key, *lock))?;
+                Outcome::Full { customer: customer.map(Box::new) }
+            }
+            Op::CacheRead { key } => {
+                let seq = self.seq();
+                let slot = self.cache.get(key);
+                let read = CacheRead {
+                    entry: slot.and_then(|s| s.entry.clone()),
+                    stamp: CacheStamp { seq, epoch: slot.map_or(0, |s| s.epoch) },
+                };
+                Outcome::Cache { read: Box::new(read) }
+            }
+            Op::CacheWrite { key, value, stamp, mode } => {
+                self.note_scope(request, &key.scope, &value.customer.scope(), Point::CacheWrite);
+                Outcome::CacheWrite { outcome: self.cache_write(key, value, *stamp, *mode) }
+            }
+            Op::CacheInvalidate { key } => {
+                let now = self.now_ms();
+                let seq = self.seq();
+                let slot = self.cache.entry(key.clone()).or_default();
+                slot.entry = None;
+                slot.epoch += 1;
+                slot.guard = Some(Guard { seq, expires_at_ms: now + GUARD_TTL_MS });
+                Outcome::Done
+            }
+            Op::Deduct { scope, internal_id, feature_id, value, target } => match target {
+                DeductTarget::Cache(key) => {
+                    let entry = self.cache.get_mut(key).and_then(|s| s.entry.as_mut());
+                    match entry {
+                        Some(full) if full.customer.internal_id == *internal_id => {
+                            let balance = full.balances.entry(feature_id.clone()).or_default();
+                            balance.usage += value;
+                            Outcome::Deduct { outcome: DeductOutcome::Applied { usage: balance.usage } }
+                        }
+                        _ => Outcome::Deduct { outcome: DeductOutcome::CacheMissing },
+                    }
+                }
+                DeductTarget::Db => {
+                    let delta = *value;
+                    let result = self.statement(request, |w, txn| {
+                        w.upsert_usage(request, txn, scope, internal_id, feature_id, |u| u + delta)
+                    })?;
+                    match result {
+                        Ok(usage) => Outcome::Deduct { outcome: DeductOutcome::Applied { usage } },
+                        Err(error) => self.fail(request, error),
+                    }
+                }
+            },
+            Op::SyncUsage { key, internal_id, feature_id } => {
+                let cached = self
+                    .cache
+                    .get(key)
+                    .and_then(|s| s.entry.as_ref())
+                    .filter(|full| full.customer.internal_id == *internal_id)
+                    .map(|full| full.balances.get(feature_id).map_or(0, |b| b.usage));
+                match cached {
+                    None => Outcome::Sync { outcome: SyncOutcome::CacheMissing },
+                    Some(absolute) => {
+                        let scope = key.scope.clone();
+                        let result = self.statement(request, |w, txn| {
+                            w.upsert_usage(request, txn, &scope, internal_id, feature_id, |_| absolute)
+                        })?;
+                        match result {
+                            Ok(usage) => Outcome::Sync { outcome: SyncOutcome::Written { usage } },
+                            Err(error) => self.fail(request, error),
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    // ----- transactions -------------------------------------------------
+
+    fn session(&mut self, request: RequestId) -> &mut Session {
+        if self.sessions.len() <= request {
+            self.sessions.resize_with(request + 1, Session::default);
+        }
+        &mut self.sessions[request]
+    }
+
+    fn new_txn(&mut self) -> TxnId {
+        let txn = self.next_txn;
+        self.next_txn += 1;
+        txn
+    }
+
+    /// The transaction a plain read sees through: the open one, or none.
+    fn reader_txn(&self, request: RequestId) -> TxnId {
+        self.open_txn(request).unwrap_or(0)
+    }
+
+    /// Runs one statement: inside `request`'s open transaction, or as its
+    /// own transaction (autocommit) that commits when the statement
+    /// completes. A blocked statement leaves nothing behind.
+    fn statement<T>(
+        &mut self,
+        request: RequestId,
+        body: impl FnOnce(&mut World, TxnId) -> Step<T>,
+    ) -> Step<T> {
+        let open = self.session(request).txn;
+        let txn = open.unwrap_or(self.next_txn);
+        let result = body(self, txn);
+        if result.is_ok() {
+            self.session(request).candidates = None;
+            if open.is_none() {
+                self.next_txn += 1;
+                self.finish_txn(txn, true);
+            }
+        }
+        result
+    }
+
+    /// A statement failed: the open transaction rolls back with it.
+    fn fail(&mut self, request: RequestId, error: DbError) -> Outcome {
+        self.crash(request);
+        Outcome::DbError { error }
+    }
+
+    fn finish_txn(&mut self, txn: TxnId, commit: bool) {
+        self.customers.finish(txn, commit);
+        self.products.finish(txn, commit);
+        self.usage.finish(txn, commit);
+    }
+
+    fn note_scope(&mut self, request: RequestId, wanted: &Scope, touched: &Scope, point: Point) {
+        if wanted != touched {
+            self.isolation_breaches.push(IsolationBreach {
+                request,
+                request_scope: wanted.clone(),
+                touched_scope: touched.clone(),
+                point,
+            });
+        }
+    }
+
+    /// Takes `mode` on row `index` for `txn`: an open transaction keeps it
+    /// until it ends; a single statement's lock ends with it, so only the
+    /// wait matters.
+    fn lock_row(&mut self, txn: TxnId, index: usize, mode: LockMode) -> Step<()> {
+        let tuple = &mut self.customers.rows[index];
+        tuple.check_lock(txn, mode)?;
+        tuple.lock(txn, mode);
+        Ok(())
+    }
+
+    /// Candidate rows of an `UPDATE`/`FOR UPDATE`: those found before a
+    /// wait, or a fresh scan.
+    fn candidates(&mut self, request: RequestId, scan: impl FnOnce(&World) -> Vec<usize>) -> Vec<usize> {
+        if let Some(found) = self.sessions.get(request).and_then(|s| s.candidates.clone()) {
+            return found;
+        }
+        let found = scan(self);
+        self.session(request).candidates = Some(found.clone());
+        found
+    }
+
+    /// Waits for every candidate's conflicting holder; `Ok` once none conflicts.
+    fn wait_for_rows(&self, txn: TxnId, rows: &[usize], mode: LockMode) -> Step<()> {
+        rows.iter().try_for_each(|&i| self.customers.rows[i].check_lock(txn, mode))
+    }
+
+    // ----- customers ----------------------------------------------------
+
+    fn find_customer(&self, txn: TxnId, scope: &Scope, key: &CustomerKey) -> Option<usize> {
+        self.customers
+            .visible(txn)
+            .find(|(_, r)| {
+                r.scope_is(scope)
+                    && match key {
+                        CustomerKey::Id(id) => r.id.as_deref() == Some(id.as_str()),
+                        CustomerKey::InternalId(internal) => r.internal_id == *internal,
+                    }
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// A row by internal id in any scope (to notice a breach of scope).
+    fn find_internal(&self, txn: TxnId, internal_id: &str) -> Option<usize> {
+        self.customers.visible(txn).find(|(_, r)| r.internal_id == internal_id).map(|(i, _)| i)
+    }
+
+    fn lookup_id(&mut self, txn: TxnId, scope: &Scope, id: &str, lock: RowLock) -> Step<Option<CustomerRow>> {
+        let key = CustomerKey::Id(id.to_owned());
+        let Some(index) = self.find_customer(txn, scope, &key) else { return Ok(None) };
+        if let Some(mode) = lock_mode(lock) {
+            self.lock_row(txn, index, mode)?;
+        }
+        Ok(self.customers.rows[index].visible(txn).cloned())
+    }
+
+    /// The first unique key of `row` already taken by a live row (its index
+    /// and constraint), or a wait on the transaction holding it.
+    fn customer_conflict(
+        &self,
+        txn: TxnId,
+        except: Option<usize>,
+        row: &CustomerRow,
+    ) -> Step<Option<(usize, &'static str)>> {
+        if let Some(id) = &row.id {
+            let taken = self.customers.unique_probe(txn, except, |r| {
+                r.scope_is(&row.scope()) && r.id.as_deref() == Some(id.as_str())
+            })?;
+            if let Some(index) = taken {
+                return Ok(Some((index, ID_CONSTRAINT)));
+            }
+        }
+        if self.constraints.idless_email_unique {
+            if let Some(email) = row.idless_email_key() {
+                let taken = self.customers.unique_probe(txn, except, |r| {
+                    r.scope_is(&row.scope()) && r.idless_email_key().as_ref() == Some(&email)
+                })?;
+                if let Some(index) = taken {
+                    return Ok(Some((index, EMAIL_CONSTRAINT)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn insert(
+        &mut self,
+        txn: TxnId,
+        new: &NewCustomer,
+        on_conflict: OnConflict,
+    ) -> Step<Result<InsertOutcome, DbError>> {
+        let mut row = CustomerRow {
+            internal_id: String::new(),
+            org_id: new.scope.org_id.clone(),
+            env: new.scope.env,
+            id: new.id.clone(),
+            name: new.name.clone(),
+            email: new.email.clone(),
+            fingerprint: new.fingerprint.clone(),
+            metadata: new.metadata.clone(),
+            processor: new.processor.clone(),
+            created_at: self.now_ms(),
+            default_scope: new.default_scope.clone(),
+        };
+        match self.customer_conflict(txn, None, &row)? {
+            Some((index, constraint)) => Ok(match on_conflict {
+                OnConflict::Error => Err(DbError::UniqueViolation { constraint: constraint.to_owned() }),
+                OnConflict::DoNothing => Ok(InsertOutcome::Skipped),
+                OnConflict::ReturnExisting => {
+                    let tuple = &mut self.customers.rows[index];
+                    tuple.check_lock(txn, LockMode::NoKeyUpdate)?;
+                    let existing = tuple.visible(txn).cloned().expect("a conflicting row is visible");
+                    tuple.write(txn, existing.clone(), LockMode::NoKeyUpdate);
+                    Ok(InsertOutcome::Existing(existing))
+                }
+            }),
+            None => {
+                row.internal_id = self.ids.next_id("cus");
+                self.customers.rows.push(Tuple::inserted(txn, row.clone()));
+                Ok(Ok(InsertOutcome::Inserted(row)))
+            }
+        }
+    }
+
+    /// An `UPDATE … RETURNING` of one customer row: finds candidates with
+    /// `matches`, waits for their holders, re-checks `matches` on the latest
+    /// version, applies `change`, and checks unique keys.
+    fn update_customer(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        mode: LockMode,
+        matches: impl Fn(&CustomerRow) -> bool,
+        change: impl Fn(&mut CustomerRow),
+    ) -> Step<Result<Option<CustomerRow>, DbError>> {
+        let found = self.candidates(request, |w| {
+            w.customers.visible(txn).filter(|(_, r)| matches(r)).map(|(i, _)| i).collect()
+        });
+        self.wait_for_rows(txn, &found, mode)?;
+        for index in found {
+            let Some(current) = self.customers.rows[index].visible(txn) else { continue };
+            if !matches(current) {
+                continue;
+            }
+            let mut updated = current.clone();
+            change(&mut updated);
+            if let Some((_, constraint)) = self.customer_conflict(txn, Some(index), &updated)? {
+                return Ok(Err(DbError::UniqueViolation { constraint: constraint.to_owned() }));
+            }
+            self.customers.rows[index].write(txn, updated.clone(), mode);
+            return Ok(Ok(Some(updated)));
+        }
+        Ok(Ok(None))
+    }
+
+    fn claim(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        target: &ClaimTarget,
+        new_id: &str,
+    ) -> Step<Result<Option<CustomerRow>, DbError>> {
+        if let ClaimTarget::Row { internal_id } = target {
+            if let Some(index) = self.find_internal(txn, internal_id) {
+                let touched = self.customers.rows[index].visible(txn).expect("visible").scope();
+                self.note_scope(request, scope, &touched, Point::Claim);
+            }
+        }
+        let wanted_email = match target {
+            ClaimTarget::IdlessEmail { email } => Some(email.to_lowercase()),
+            ClaimTarget::Row { .. } => None,
+        };
+        let matches = |r: &CustomerRow| {
+            r.scope_is(scope)
+                && match target {
+                    ClaimTarget::Row { internal_id } => r.internal_id == *internal_id,
+                    ClaimTarget::IdlessEmail { .. } => r.idless_email_key() == wanted_email,
+                }
+        };
+        // The id is a unique-key column: the update takes the strongest lock.
+        self.update_customer(request, txn, LockMode::Update, matches, |r| r.id = Some(new_id.to_owned()))
+    }
+
+    fn fill_fields(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        internal_id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Step<Result<Option<CustomerRow>, DbError>> {
+        let fills_something = |r: &CustomerRow| {
+            (name.is_some() && crate::model::is_blank(&r.name))
+                || (email.is_some() && crate::model::is_blank(&r.email))
+        };
+        let matches =
+            |r: &CustomerRow| r.scope_is(scope) && r.internal_id == internal_id && fills_something(r);
+        self.update_customer(request, txn, LockMode::NoKeyUpdate, matches, |r| {
+            if let Some(name) = name.filter(|_| crate::model::is_blank(&r.name)) {
+                r.name = Some(name.to_owned());
+            }
+            if let Some(email) = email.filter(|_| crate::model::is_blank(&r.email)) {
+                r.email = Some(email.to_owned());
+            }
+        })
+    }
+
+    fn set_processor(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        internal_id: &str,
+        stripe_id: &str,
+        only_if_null: bool,
+    ) -> Step<bool> {
+        let matches = |r: &CustomerRow| {
+            r.scope_is(scope) && r.internal_id == internal_id && (!only_if_null || r.processor.is_none())
+        };
+        let result = self.update_customer(request, txn, LockMode::NoKeyUpdate, matches, |r| {
+            r.processor = Some(stripe_id.to_owned())
+        })?;
+        Ok(matches!(result, Ok(Some(_))))
+    }
+
+    fn db_read(
+        &mut self,
+        txn: TxnId,
+        scope: &Scope,
+        key: &CustomerKey,
+        lock: RowLock,
+    ) -> Step<Option<FullCustomer>> {
+        let Some(index) = self.find_customer(txn, scope, key) else { return Ok(None) };
+        if let Some(mode) = lock_mode(lock) {
+            self.lock_row(txn, index, mode)?;
+        }
+        let row = self.customers.rows[index].visible(txn).cloned().expect("found above");
+        Ok(Some(self.full_customer(txn, row)))
+    }
+
+    /// Assembles a full customer as `txn` sees it.
+    fn full_customer(&self, txn: TxnId, customer: CustomerRow) -> FullCustomer {
+        let mut products: Vec<CustomerProduct> = self
+            .products
+            .visible(txn)
+            .filter(|(_, p)| p.internal_customer_id == customer.internal_id)
+            .map(|(_, p)| p.clone())
+            .collect();
+        products.sort_by(|a, b| (&a.group, &a.product_id, &a.id).cmp(&(&b.group, &b.product_id, &b.id)));
+        let mut balances: BTreeMap<String, Balance> = BTreeMap::new();
+        for product in &products {
+            if let Some(catalog_product) = self.catalog.product(&product.product_id) {
+                for (feature, included) in &catalog_product.features {
+                    balances.entry(feature.clone()).or_default().granted += included;
+                }
+            }
+        }
+        for (_, usage) in
+            self.usage.visible(txn).filter(|(_, u)| u.internal_customer_id == customer.internal_id)
+        {
+            balances.entry(usage.feature_id.clone()).or_default().usage += usage.usage;
+        }
+        FullCustomer { customer, products, balances }
+    }
+
+    // ----- products and usage -------------------------------------------
+
+    /// The foreign-key check of an insert referencing customer
+    /// `internal_id`: the row must be visible, and the insert takes a
+    /// key-share lock on it.
+    fn reference_customer(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        internal_id: &str,
+        constraint: &str,
+    ) -> Step<Result<(), DbError>> {
+        let Some(index) = self.find_internal(txn, internal_id) else {
+            return Ok(Err(DbError::ForeignKeyViolation { constraint: constraint.to_owned() }));
+        };
+        self.lock_row(txn, index, LockMode::KeyShare)?;
+        let touched = self.customers.rows[index].visible(txn).expect("visible").scope();
+        self.note_scope(request, scope, &touched, Point::AttachDefault);
+        Ok(Ok(()))
+    }
+
+    fn attach(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        product: &NewCustomerProduct,
+        on_conflict: OnConflict,
+    ) -> Step<Result<AttachOutcome, DbError>> {
+        if self.constraints.product_group_unique {
+            let taken = self.products.unique_probe(txn, None, |p| {
+                p.internal_customer_id == product.internal_customer_id && p.group == product.group
+            })?;
+            if taken.is_some() {
+                return Ok(match on_conflict {
+                    OnConflict::Error => {
+                        Err(DbError::UniqueViolation { constraint: PRODUCT_GROUP_CONSTRAINT.to_owned() })
+                    }
+                    OnConflict::DoNothing | OnConflict::ReturnExisting => Ok(AttachOutcome::Skipped),
+                });
+            }
+        }
+        if let Err(error) =
+            self.reference_customer(request, txn, scope, &product.internal_customer_id, PRODUCT_FK)?
+        {
+            return Ok(Err(error));
+        }
+        let row = CustomerProduct {
+            id: self.ids.next_id("cus_prod"),
+            internal_customer_id: product.internal_customer_id.clone(),
+            product_id: product.product_id.clone(),
+            group: product.group.clone(),
+            status: product.status,
+            created_at: self.now_ms(),
+        };
+        self.products.rows.push(Tuple::inserted(txn, row.clone()));
+        Ok(Ok(AttachOutcome::Attached(row)))
+    }
+
+    /// `INSERT INTO balances … ON CONFLICT (customer, feature) DO UPDATE SET
+    /// usage = new_usage(usage)`; returns the usage written.
+    fn upsert_usage(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        internal_id: &str,
+        feature_id: &str,
+        new_usage: impl Fn(i64) -> i64,
+    ) -> Step<Result<i64, DbError>> {
+        let existing = self.usage.unique_probe(txn, None, |u| {
+            u.internal_customer_id == internal_id && u.feature_id == feature_id
+        })?;
+        match existing {
+            Some(index) => {
+                let tuple = &mut self.usage.rows[index];
+                tuple.check_lock(txn, LockMode::NoKeyUpdate)?;
+                let mut row = tuple.visible(txn).cloned().expect("probe saw it");
+                row.usage = new_usage(row.usage);
+                let usage = row.usage;
+                tuple.write(txn, row, LockMode::NoKeyUpdate);
+                Ok(Ok(usage))
+            }
+            None => {
+                if let Err(error) = self.reference_customer(request, txn, scope, internal_id, USAGE_FK)? {
+                    return Ok(Err(error));
+                }
+                let usage = new_usage(0);
+                let row = UsageRow {
+                    internal_customer_id: internal_id.to_owned(),
+                    feature_id: feature_id.to_owned(),
+                    usage,
+                };
+                self.usage.rows.push(Tuple::inserted(txn, row));
+                Ok(Ok(usage))
+            }
+        }
+    }
+
+    // ----- cache and Stripe ---------------------------------------------
+
+    fn cache_write(
+        &mut self,
+        key: &CacheKey,
+        value: &FullCustomer,
+        stamp: CacheStamp,
+        mode: CacheWriteMode,
+    ) -> CacheWriteOutcome {
+        let now = self.now_ms();
+        let slot = self.cache.entry(key.clone()).or_default();
+        let stale = match mode {
+            CacheWriteMode::Versioned => slot.epoch != stamp.epoch,
+            CacheWriteMode::Overwrite | CacheWriteMode::SetIfAbsent => {
+                slot.guard.is_some_and(|g| now < g.expires_at_ms && g.seq >= stamp.seq)
+            }
+        };
+        if stale {
+            return CacheWriteOutcome::Stale;
+        }
+        if mode != CacheWriteMode::Overwrite && slot.entry.is_some() {
+            return CacheWriteOutcome::Exists;
+        }
+        slot.entry = Some(value.clone());
+        CacheWriteOutcome::Written
+    }
+
+    fn stripe_create(&mut self, key: &str, params: &StripeParams) -> Result<String, StripeError> {
+        let now = self.now_ms();
+        if let Some(entry) = self.idempotency.get(key) {
+            if now < entry.created_at_ms + STRIPE_IDEMPOTENCY_WINDOW_MS {
+                return if entry.params == *params {
+                    Ok(entry.stripe_id.clone())
+                } else {
+                    Err(StripeError::IdempotencyMismatch { key: key.to_owned() })
+                };
+            }
+        }
+        let stripe_id = self.ids.next_id("stripe_cus");
+        self.stripe_customers.push(StripeCustomer {
+            id: stripe_id.clone(),
+            params: params.clone(),
+            idempotency_key: key.to_owned(),
+            created_at_ms: now,
+        });
+        self.idempotency.insert(
+            key.to_owned(),
+            IdempotencyEntry { params: params.clone(), stripe_id: stripe_id.clone(), created_at_ms: now },
+        );
+        Ok(stripe_id)
+    }
+
+    // ----- what the oracle reads ----------------------------------------
+
+    /// Committed customers, in insertion order.
+    pub fn committed_customers(&self) -> Vec<CustomerRow> {
+        self.customers.rows.iter().filter_map(|t| t.committed.clone()).collect()
+    }
+
+    /// The committed full customer (what a fresh DB read returns).
+    pub fn committed_full(&self, internal_id: &str) -> Option<FullCustomer> {
+        let row = self
+            .customers
+            .rows
+            .iter()
+            .filter_map(|t| t.committed.as_ref())
+            .find(|r| r.internal_id == internal_id)?;
+        Some(self.full_customer(0, row.clone()))
+    }
+
+    pub fn cache_entries(&self) -> impl Iterator<Item = (&CacheKey, &FullCustomer)> {
+        self.cache.iter().filter_map(|(k, s)| s.entry.as_ref().map(|e| (k, e)))
+    }
+
+    pub fn cache_slot(&self, key: &CacheKey) -> Option<&CacheSlot> {
+        self.cache.get(key)
+    }
+
+    pub fn stripe_customers(&self) -> &[StripeCustomer] {
+        &self.stripe_customers
+    }
+
+    /// True when no transaction is open and no row holds a lock or pending write.
+    pub fn is_quiescent(&self) -> bool {
+        self.sessions.iter().all(|s| s.txn.is_none())
+            && self.customers.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
+            && self.products.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
+            && self.usage.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
+    }
+}
+
+fn lock_mode(lock: RowLock) -> Option<LockMode> {
+    match lock {
+        RowLock::None => None,
+        RowLock::ForShare => Some(LockMode::Share),
+        RowLock::ForUpdate => Some(LockMode::Update),
+    }
+}

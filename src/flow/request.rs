@@ -1,0 +1,246 @@
+//! A request as a scenario (SPEC §7) or a client states it, and its
+//! execution: the one place that turns input into a call of the endpoints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::model::{ApiError, CustomerData, Env, FullCustomer, Metadata, Scope};
+
+use super::api::{check, create_customer, get_customer, track, CheckResponse, TrackResponse};
+use super::{CreateOptions, Ctx, Expand, Strategy};
+
+fn default_one() -> i64 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_one(n: &i64) -> bool {
+    *n == 1
+}
+
+/// One API request. Unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Create {
+        /// The external id; `null` (or absent) for an id-less customer.
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<Metadata>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        disable_default: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        create_in_stripe: bool,
+        #[serde(default = "default_true", skip_serializing_if = "is_true")]
+        create_default_products: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default_group: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        expand: Vec<Expand>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<Env>,
+    },
+    Check {
+        customer_id: String,
+        feature_id: String,
+        #[serde(default = "default_one", skip_serializing_if = "is_one")]
+        required_balance: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_data: Option<CustomerData>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<Env>,
+    },
+    Track {
+        customer_id: String,
+        feature_id: String,
+        #[serde(default = "default_one", skip_serializing_if = "is_one")]
+        value: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_data: Option<CustomerData>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<Env>,
+    },
+    /// A plain read through the strategy's read path (the settle read).
+    Get {
+        customer_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<Env>,
+    },
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    Customer { customer: FullCustomer },
+    Check(CheckResponse),
+    Track(TrackResponse),
+}
+
+impl Response {
+    /// The customer the response shows.
+    pub fn customer(&self) -> &FullCustomer {
+        match self {
+            Response::Customer { customer } => customer,
+            Response::Check(check) => &check.customer,
+            Response::Track(track) => &track.customer,
+        }
+    }
+}
+
+impl Request {
+    /// A create with only an id and customer data.
+    pub fn create(id: Option<&str>, data: CustomerData) -> Request {
+        Request::Create {
+            id: id.map(str::to_owned),
+            name: data.name,
+            email: data.email,
+            fingerprint: data.fingerprint,
+            metadata: data.metadata,
+            disable_default: data.disable_default,
+            create_in_stripe: data.create_in_stripe,
+            create_default_products: true,
+            default_group: None,
+            expand: Vec::new(),
+            org: None,
+            env: None,
+        }
+    }
+
+    pub fn check(customer_id: &str, feature_id: &str) -> Request {
+        Request::Check {
+            customer_id: customer_id.to_owned(),
+            feature_id: feature_id.to_owned(),
+            required_balance: 1,
+            customer_data: None,
+            org: None,
+            env: None,
+        }
+    }
+
+    pub fn track(customer_id: &str, feature_id: &str, value: i64) -> Request {
+        Request::Track {
+            customer_id: customer_id.to_owned(),
+            feature_id: feature_id.to_owned(),
+            value,
+            customer_data: None,
+            org: None,
+            env: None,
+        }
+    }
+
+    pub fn get(customer_id: &str) -> Request {
+        Request::Get { customer_id: customer_id.to_owned(), org: None, env: None }
+    }
+
+    /// The tenant the request acts in (SPEC §7: `org_1`/`sandbox` unless named).
+    pub fn scope(&self) -> Scope {
+        let (org, env) = match self {
+            Request::Create { org, env, .. }
+            | Request::Check { org, env, .. }
+            | Request::Track { org, env, .. }
+            | Request::Get { org, env, .. } => (org, env),
+        };
+        let default = Scope::default();
+        Scope::new(org.clone().unwrap_or(default.org_id), env.unwrap_or(default.env))
+    }
+
+    /// The external id the request is about, if it names one.
+    pub fn customer_id(&self) -> Option<&str> {
+        match self {
+            Request::Create { id, .. } => id.as_deref(),
+            Request::Check { customer_id, .. }
+            | Request::Track { customer_id, .. }
+            | Request::Get { customer_id, .. } => Some(customer_id),
+        }
+    }
+
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Create { .. } => "create",
+            Request::Check { .. } => "check",
+            Request::Track { .. } => "track",
+            Request::Get { .. } => "get",
+        }
+    }
+
+    /// The customer data carried by a create.
+    pub fn create_data(&self) -> Option<(CustomerData, CreateOptions)> {
+        match self {
+            Request::Create {
+                name,
+                email,
+                fingerprint,
+                metadata,
+                disable_default,
+                create_in_stripe,
+                create_default_products,
+                default_group,
+                ..
+            } => Some((
+                CustomerData {
+                    name: name.clone(),
+                    email: email.clone(),
+                    fingerprint: fingerprint.clone(),
+                    metadata: metadata.clone(),
+                    disable_default: *disable_default,
+                    create_in_stripe: *create_in_stripe,
+                },
+                CreateOptions {
+                    create_default_products: *create_default_products,
+                    default_group: default_group.clone(),
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `request` on connection `db` under `strategy`.
+pub async fn execute<B: Backend>(
+    db: &B,
+    strategy: Strategy,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let ctx = Ctx::new(db, request.scope(), strategy);
+    match request {
+        Request::Create { id, .. } => {
+            let (data, options) = request.create_data().expect("a create carries customer data");
+            let customer = create_customer(&ctx, id.as_deref(), &data, &options).await?;
+            Ok(Response::Customer { customer })
+        }
+        Request::Check { customer_id, feature_id, required_balance, customer_data, .. } => {
+            let data = customer_data.clone().unwrap_or_default();
+            Ok(Response::Check(check(&ctx, customer_id, feature_id, *required_balance, &data).await?))
+        }
+        Request::Track { customer_id, feature_id, value, customer_data, .. } => {
+            let data = customer_data.clone().unwrap_or_default();
+            Ok(Response::Track(track(&ctx, customer_id, feature_id, *value, &data).await?))
+        }
+        Request::Get { customer_id, .. } => {
+            Ok(Response::Customer { customer: get_customer(&ctx, customer_id).await? })
+        }
+    }
+}

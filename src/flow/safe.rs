@@ -1,0 +1,235 @@
+//! `safe`: this project's design. It must hold every invariant of SPEC §6
+//! under every schedule and every fault.
+//!
+//! What it adds to `transactional`, and the race each closes:
+//! - defaults attached `ON CONFLICT DO NOTHING` under `UNIQUE (customer,
+//!   group)`: never two of one group;
+//! - healing: every read that finds a customer missing a default it is owed
+//!   attaches it (R2, R3: a crash between commit and phase 2 heals);
+//! - Stripe idempotency keyed on `internal_id` alone (no clock) and a
+//!   conditional `processor` set: one Stripe customer per customer (R6);
+//! - every change after phase 1 runs in a transaction that first locks the
+//!   customer row `FOR UPDATE` and invalidates the cache *before* commit;
+//!   readers that fill the cache read `FOR SHARE` (so they wait for such a
+//!   transaction) and write only if no invalidation came since their cache
+//!   read (an invalidation counter that never expires). A crash before the
+//!   commit rolls back the change; a crash after it is too late to matter
+//!   (R7, R8);
+//! - usage added atomically at the source of truth, never in the cache (R8, R9).
+
+use crate::backend::{
+    Backend, CacheKey, CacheWriteMode, CustomerKey, DeductTarget, OnConflict, RowLock, StripeError,
+    StripeParams,
+};
+use crate::model::{ApiError, CustomerData, CustomerId, CustomerRow, ErrorCode, FullCustomer, Product};
+
+use super::common::{cache_key, chosen_defaults, default_scope, new_product, read_full};
+use super::transactional::{phase_1, Phase1};
+use super::{CreateOptions, Ctx};
+
+pub async fn create<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: Option<&CustomerId>,
+    data: &CustomerData,
+    options: &CreateOptions,
+) -> Result<FullCustomer, ApiError> {
+    match customer_id {
+        Some(id) => {
+            if let Some(row) = ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await? {
+                return existing_customer(ctx, row, data, None).await;
+            }
+        }
+        None => {
+            data.email().ok_or_else(ApiError::email_required)?;
+        }
+    }
+    let candidates = ctx.db.list_defaults(&ctx.scope).await?;
+    let chosen = chosen_defaults(&candidates, &default_scope(data, options));
+
+    match phase_1(ctx, customer_id, data, options, &chosen, OnConflict::DoNothing).await {
+        Ok(Phase1::Created(row)) => {
+            let full = read_full(ctx, &row.internal_id).await?;
+            complete(ctx, full, Some(&candidates), data.create_in_stripe).await
+        }
+        Ok(Phase1::Existing(row)) => existing_customer(ctx, row, data, Some(&candidates)).await,
+        Err(error) if error.is_unique_violation() => {
+            // A claim met an id taken meanwhile: that customer is ours to return.
+            let id = customer_id.expect("only a claim, which needs an id, can meet 23505 in phase 1");
+            match ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await? {
+                Some(row) => existing_customer(ctx, row, data, Some(&candidates)).await,
+                None => Err(ApiError::new(
+                    ErrorCode::InternalError,
+                    format!("customer {id} vanished after 23505"),
+                )),
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Get-or-create through the cache; without `data`, a plain read (the
+/// settle read). Whatever it returns has every default it is owed.
+pub async fn get_or_create<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: &CustomerId,
+    data: Option<&CustomerData>,
+) -> Result<Option<FullCustomer>, ApiError> {
+    let key = cache_key(ctx, customer_id.as_str());
+    // A cache that is down is a miss that must not be filled afterwards.
+    let cache_read = ctx.db.cache_read(&key).await.ok();
+    if let Some(cached) = cache_read.as_ref().and_then(|read| read.entry.clone()) {
+        return match data {
+            Some(data) if fills_something(&cached.customer, data) => {
+                Ok(Some(existing_customer(ctx, cached.customer, data, None).await?))
+            }
+            _ => Ok(Some(cached)),
+        };
+    }
+    let by_id = CustomerKey::Id(customer_id.as_str().to_owned());
+    let full = match (ctx.db.db_read(&ctx.scope, by_id, RowLock::ForShare).await?, data) {
+        (Some(full), Some(data)) if fills_something(&full.customer, data) => {
+            existing_customer(ctx, full.customer, data, None).await?
+        }
+        (Some(full), _) => complete(ctx, full, None, false).await?,
+        (None, None) => return Ok(None),
+        (None, Some(data)) => create(ctx, Some(customer_id), data, &CreateOptions::default()).await?,
+    };
+    if let Some(read) = cache_read {
+        // Refused (and harmlessly so) if anything invalidated the key since our read.
+        let _ignored = ctx.db.cache_write(&key, &full, read.stamp, CacheWriteMode::Versioned).await;
+    }
+    Ok(Some(full))
+}
+
+/// Records usage at the source of truth, under the customer's row lock,
+/// invalidating the cache before the commit.
+pub async fn deduct_at_source<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer: &FullCustomer,
+    feature_id: &str,
+    value: i64,
+) -> Result<(), ApiError> {
+    let row = &customer.customer;
+    let id = row.id.as_deref().expect("check and track customers have an id");
+    ctx.db.begin().await?;
+    if ctx.db.lookup_id(&ctx.scope, id, RowLock::ForUpdate).await?.is_none() {
+        ctx.db.rollback().await?;
+        return Err(ApiError::not_found(id));
+    }
+    ctx.db.deduct(&ctx.scope, &row.internal_id, feature_id, value, DeductTarget::Db).await?;
+    invalidate_or_roll_back(ctx, &cache_key(ctx, id)).await?;
+    ctx.db.commit().await?;
+    Ok(())
+}
+
+fn fills_something(row: &CustomerRow, data: &CustomerData) -> bool {
+    let name = data.name.as_deref().is_some_and(|n| !n.is_empty()) && crate::model::is_blank(&row.name);
+    let email = data.email().is_some() && crate::model::is_blank(&row.email);
+    name || email
+}
+
+/// The existing-customer path: fill empty fields (in a locked transaction
+/// that invalidates the cache), then complete the customer.
+async fn existing_customer<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    row: CustomerRow,
+    data: &CustomerData,
+    candidates: Option<&[Product]>,
+) -> Result<FullCustomer, ApiError> {
+    if fills_something(&row, data) {
+        let name = data.name.as_deref().filter(|n| !n.is_empty());
+        ctx.db.begin().await?;
+        let updated = ctx.db.fill_fields(&ctx.scope, &row.internal_id, name, data.email()).await?;
+        if let Some(id) = updated.as_ref().and_then(|r| r.id.as_deref()) {
+            invalidate_or_roll_back(ctx, &cache_key(ctx, id)).await?;
+        }
+        ctx.db.commit().await?;
+    }
+    let full = read_full(ctx, &row.internal_id).await?;
+    complete(ctx, full, candidates, data.create_in_stripe).await
+}
+
+/// Makes the customer whole: every default it is owed, and a Stripe
+/// customer when one is wanted or an owed default (trial, paid) needs one. Idempotent; a no-op
+/// (no writes) for a customer that is already whole.
+async fn complete<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    full: FullCustomer,
+    candidates: Option<&[Product]>,
+    want_stripe: bool,
+) -> Result<FullCustomer, ApiError> {
+    let listed;
+    let candidates = match candidates {
+        Some(candidates) => candidates,
+        None => {
+            listed = ctx.db.list_defaults(&ctx.scope).await?;
+            &listed
+        }
+    };
+    let missing = missing_defaults(&full, candidates);
+    let owed = chosen_defaults(candidates, &full.customer.default_scope);
+    let needs_stripe =
+        full.customer.processor.is_none() && (want_stripe || owed.iter().any(|p| p.kind.needs_stripe()));
+    if missing.is_empty() && !needs_stripe {
+        return Ok(full);
+    }
+    let stripe_id = match needs_stripe {
+        true => Some(stripe_customer(ctx, &full.customer).await?),
+        false => None,
+    };
+
+    ctx.db.begin().await?;
+    let internal_id = full.customer.internal_id.clone();
+    let by_internal_id = CustomerKey::InternalId(internal_id.clone());
+    let Some(locked) = ctx.db.db_read(&ctx.scope, by_internal_id, RowLock::ForUpdate).await? else {
+        ctx.db.rollback().await?;
+        return Err(ApiError::new(ErrorCode::InternalError, format!("customer {internal_id} vanished")));
+    };
+    if let Some(stripe_id) = &stripe_id {
+        if locked.customer.processor.is_none() {
+            ctx.db.set_processor(&ctx.scope, &internal_id, stripe_id, true).await?;
+        }
+    }
+    for product in missing_defaults(&locked, candidates) {
+        ctx.db
+            .attach_default(&ctx.scope, new_product(&locked.customer, product), OnConflict::DoNothing)
+            .await?;
+    }
+    if let Some(id) = &locked.customer.id {
+        invalidate_or_roll_back(ctx, &cache_key(ctx, id)).await?;
+    }
+    ctx.db.commit().await?;
+    read_full(ctx, &internal_id).await
+}
+
+/// The defaults `full` is owed but lacks, by group.
+fn missing_defaults<'p>(full: &FullCustomer, candidates: &'p [Product]) -> Vec<&'p Product> {
+    chosen_defaults(candidates, &full.customer.default_scope)
+        .into_iter()
+        .filter(|product| !full.has_product_in_group(&product.group))
+        .collect()
+}
+
+/// The customer's one Stripe customer: the idempotency key names the
+/// customer and nothing else, so every caller, at any time within Stripe's
+/// 24 h window, gets the same one. A timeout may hide a success: asking
+/// again with the same key is safe.
+async fn stripe_customer<B: Backend>(ctx: &Ctx<'_, B>, row: &CustomerRow) -> Result<String, ApiError> {
+    let key = format!("cusim-safe:{}", row.internal_id);
+    let params = StripeParams { internal_id: row.internal_id.clone(), name: None, email: None };
+    match ctx.db.stripe_create(&key, params.clone()).await {
+        Err(StripeError::Timeout) => Ok(ctx.db.stripe_create(&key, params).await?),
+        other => Ok(other?),
+    }
+}
+
+/// Invalidates inside an open transaction; if the cache is down, the
+/// change is rolled back (committing it would leave the cache stale) and
+/// the client may retry.
+async fn invalidate_or_roll_back<B: Backend>(ctx: &Ctx<'_, B>, key: &CacheKey) -> Result<(), ApiError> {
+    if ctx.db.cache_invalidate(key).await.is_err() {
+        ctx.db.rollback().await?;
+        return Err(ApiError::new(ErrorCode::DbUnavailable, "cache unavailable; nothing was changed"));
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! `transactional`: the modelled server after its fix (SPEC §4).
+//!
+//! Phase 1 is one transaction: claim an id-less row by email, else
+//! `INSERT … ON CONFLICT`, and insert the free and trial defaults. A 23505
+//! rolls it back and the customer is re-read as "existing". Phase 2, after
+//! commit: the Stripe customer (5 s-bucketed key, unconditional
+//! `processor` update) and paid defaults. Then the cache, set-if-absent.
+//! Open on purpose: R6 (`create_in_stripe` on the existing path) and R7
+//! (phase 2 does not invalidate a customer cached after phase 1).
+
+use crate::backend::{Backend, ClaimTarget, DbError, InsertOutcome, OnConflict, RowLock};
+use crate::model::{ApiError, CustomerData, CustomerId, CustomerRow, FullCustomer, Product};
+
+use super::common::{
+    bucketed_stripe_customer, cache_customer, cache_key, chosen_defaults, default_scope, existing_customer,
+    new_customer, new_product, read_full,
+};
+use super::{CreateOptions, Ctx};
+
+/// What phase 1's claim-or-insert found.
+pub(super) enum Phase1 {
+    Created(CustomerRow),
+    /// Claimed by email, or the insert met the existing row.
+    Existing(CustomerRow),
+}
+
+pub async fn create<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: Option<&CustomerId>,
+    data: &CustomerData,
+    options: &CreateOptions,
+) -> Result<FullCustomer, ApiError> {
+    match customer_id {
+        Some(id) => {
+            if let Some(row) = ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await? {
+                return existing_customer(ctx, row, data).await;
+            }
+        }
+        None => {
+            data.email().ok_or_else(ApiError::email_required)?;
+        }
+    }
+    let candidates = ctx.db.list_defaults(&ctx.scope).await?;
+    let chosen = chosen_defaults(&candidates, &default_scope(data, options));
+
+    let row = match phase_1(ctx, customer_id, data, options, &chosen, OnConflict::Error).await {
+        Ok(Phase1::Created(row)) => row,
+        Ok(Phase1::Existing(row)) => return existing_customer(ctx, row, data).await,
+        Err(error) if error.is_unique_violation() => return reread_existing(ctx, customer_id, data).await,
+        Err(error) => return Err(error.into()),
+    };
+
+    // Phase 2. Between the commit and here, the customer is visible
+    // without its Stripe customer and paid defaults.
+    let needs_stripe = data.create_in_stripe || chosen.iter().any(|p| p.kind.needs_stripe());
+    let mut row = row;
+    if needs_stripe && row.processor.is_none() {
+        row.processor = Some(bucketed_stripe_customer(ctx, &row).await?);
+    }
+    for product in chosen.iter().filter(|p| !attaches_in_phase_1(p)) {
+        ctx.db.attach_default(&ctx.scope, new_product(&row, product), OnConflict::Error).await?;
+    }
+
+    let stamp = ctx.db.read_stamp();
+    let full = read_full(ctx, &row.internal_id).await?;
+    if let Some(id) = &row.id {
+        cache_customer(ctx, &cache_key(ctx, id), &full, stamp).await;
+    }
+    Ok(full)
+}
+
+/// Free and trial defaults are inserted with the customer; paid ones need
+/// the Stripe customer first, so they wait for phase 2.
+pub(super) fn attaches_in_phase_1(product: &Product) -> bool {
+    product.kind != crate::model::ProductKind::Paid
+}
+
+/// Phase 1, one transaction: claim-or-insert, then the phase-1 defaults of
+/// a created customer, attached with `attach_conflict`. Any error has
+/// rolled the transaction back.
+pub(super) async fn phase_1<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: Option<&CustomerId>,
+    data: &CustomerData,
+    options: &CreateOptions,
+    chosen: &[&Product],
+    attach_conflict: OnConflict,
+) -> Result<Phase1, DbError> {
+    ctx.db.begin().await?;
+    if let (Some(id), Some(email)) = (customer_id, data.email()) {
+        let target = ClaimTarget::IdlessEmail { email: email.to_owned() };
+        if let Some(claimed) = ctx.db.claim(&ctx.scope, target, id.as_str()).await? {
+            ctx.db.commit().await?;
+            return Ok(Phase1::Existing(claimed));
+        }
+    }
+    let new = new_customer(ctx, customer_id, data, options);
+    let row = match ctx.db.insert(new, OnConflict::ReturnExisting).await? {
+        InsertOutcome::Inserted(row) => row,
+        InsertOutcome::Existing(row) => {
+            ctx.db.commit().await?;
+            return Ok(Phase1::Existing(row));
+        }
+        InsertOutcome::Skipped => unreachable!("ON CONFLICT DO UPDATE never skips"),
+    };
+    for product in chosen.iter().filter(|p| attaches_in_phase_1(p)) {
+        ctx.db.attach_default(&ctx.scope, new_product(&row, product), attach_conflict).await?;
+    }
+    ctx.db.commit().await?;
+    Ok(Phase1::Created(row))
+}
+
+/// After a 23505 (a claim met an id another request had just taken): the
+/// customer exists now; return it as "existing".
+async fn reread_existing<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: Option<&CustomerId>,
+    data: &CustomerData,
+) -> Result<FullCustomer, ApiError> {
+    let id = customer_id.expect("a 23505 in phase 1 needs an id (id-less inserts take the conflict path)");
+    match ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await? {
+        Some(row) => existing_customer(ctx, row, data).await,
+        None => Err(ApiError::new(
+            crate::model::ErrorCode::InternalError,
+            format!("customer {id} not found after a unique violation"),
+        )),
+    }
+}

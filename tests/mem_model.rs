@@ -1,0 +1,340 @@
+//! The in-memory model behaves like Postgres (READ COMMITTED), the cache
+//! and Stripe where the flows depend on it. Operations are applied
+//! directly, two "requests" interleaved by hand.
+
+use cusim::backend::mem::{Blocked, Constraints, Fault, World};
+use cusim::backend::*;
+use cusim::model::{Catalog, CustomerRow, DefaultScope, Env, FullCustomer, ProductStatus, Scope};
+
+fn world(constraints: Constraints) -> World {
+    World::new(Catalog::default(), constraints, 1)
+}
+
+fn all_constraints() -> World {
+    world(Constraints { idless_email_unique: true, product_group_unique: true })
+}
+
+fn scope() -> Scope {
+    Scope::default()
+}
+
+fn new_customer(id: Option<&str>, email: Option<&str>) -> NewCustomer {
+    NewCustomer {
+        scope: scope(),
+        id: id.map(str::to_owned),
+        name: None,
+        email: email.map(str::to_owned),
+        fingerprint: None,
+        metadata: Default::default(),
+        processor: None,
+        default_scope: DefaultScope::All,
+    }
+}
+
+fn insert(id: Option<&str>, email: Option<&str>, on_conflict: OnConflict) -> Op {
+    Op::Insert { customer: new_customer(id, email), on_conflict }
+}
+
+fn ok(result: Result<Outcome, Blocked>) -> Outcome {
+    result.unwrap_or_else(|b| panic!("unexpectedly blocked on txn {}", b.0))
+}
+
+fn inserted(outcome: Outcome) -> CustomerRow {
+    match outcome {
+        Outcome::Insert { outcome: InsertOutcome::Inserted(row) } => row,
+        other => panic!("expected an insert, got {other:?}"),
+    }
+}
+
+fn lookup(w: &mut World, request: usize, id: &str, lock: RowLock) -> Result<Option<CustomerRow>, Blocked> {
+    w.apply(request, &Op::LookupId { scope: scope(), id: id.into(), lock }, None).map(|o| match o {
+        Outcome::Row { row } => row,
+        other => panic!("expected a row, got {other:?}"),
+    })
+}
+
+#[test]
+fn unique_insert_waits_for_an_uncommitted_row_then_fails_with_23505() {
+    let mut w = all_constraints();
+    ok(w.apply(0, &Op::Begin, None));
+    inserted(ok(w.apply(0, &insert(Some("x"), None, OnConflict::Error), None)));
+    let holder = w.open_txn(0).unwrap();
+    assert_eq!(w.apply(1, &insert(Some("x"), None, OnConflict::Error), None), Err(Blocked(holder)));
+    assert_eq!(w.request_of_txn(holder), Some(0));
+    ok(w.apply(0, &Op::Commit, None));
+    match ok(w.apply(1, &insert(Some("x"), None, OnConflict::Error), None)) {
+        Outcome::DbError { error: DbError::UniqueViolation { constraint } } => {
+            assert_eq!(constraint, "customers_org_env_id_key")
+        }
+        other => panic!("expected 23505, got {other:?}"),
+    }
+    assert!(w.is_quiescent());
+}
+
+#[test]
+fn unique_insert_succeeds_when_the_holder_rolls_back() {
+    let mut w = all_constraints();
+    ok(w.apply(0, &Op::Begin, None));
+    inserted(ok(w.apply(0, &insert(Some("x"), None, OnConflict::Error), None)));
+    assert!(w.apply(1, &insert(Some("x"), None, OnConflict::Error), None).is_err());
+    w.crash(0);
+    inserted(ok(w.apply(1, &insert(Some("x"), None, OnConflict::Error), None)));
+    assert_eq!(w.committed_customers().len(), 1);
+}
+
+#[test]
+fn on_conflict_waits_then_returns_the_existing_row() {
+    let mut w = all_constraints();
+    ok(w.apply(0, &Op::Begin, None));
+    let first = inserted(ok(w.apply(0, &insert(None, Some("A@x.io"), OnConflict::ReturnExisting), None)));
+    let op = insert(None, Some("a@X.io"), OnConflict::ReturnExisting);
+    assert!(w.apply(1, &op, None).is_err(), "the id-less email index waits on the uncommitted row");
+    ok(w.apply(0, &Op::Commit, None));
+    match ok(w.apply(1, &op, None)) {
+        Outcome::Insert { outcome: InsertOutcome::Existing(row) } => {
+            assert_eq!(row.internal_id, first.internal_id)
+        }
+        other => panic!("expected the existing row, got {other:?}"),
+    }
+    // DO NOTHING skips.
+    let skipped = ok(w.apply(2, &insert(None, Some("a@x.io"), OnConflict::DoNothing), None));
+    assert_eq!(skipped, Outcome::Insert { outcome: InsertOutcome::Skipped });
+}
+
+#[test]
+fn without_the_email_index_idless_duplicates_are_possible() {
+    let mut w = world(Constraints::default());
+    inserted(ok(w.apply(0, &insert(None, Some("a@x.io"), OnConflict::Error), None)));
+    inserted(ok(w.apply(1, &insert(None, Some("a@x.io"), OnConflict::Error), None)));
+    assert_eq!(w.committed_customers().len(), 2);
+}
+
+#[test]
+fn reads_see_only_committed_rows_and_their_own_writes() {
+    let mut w = all_constraints();
+    ok(w.apply(0, &Op::Begin, None));
+    inserted(ok(w.apply(0, &insert(Some("x"), None, OnConflict::Error), None)));
+    assert!(lookup(&mut w, 0, "x", RowLock::None).unwrap().is_some(), "own write visible");
+    assert!(lookup(&mut w, 1, "x", RowLock::None).unwrap().is_none(), "uncommitted invisible to others");
+    ok(w.apply(0, &Op::Commit, None));
+    assert!(lookup(&mut w, 1, "x", RowLock::None).unwrap().is_some());
+}
+
+fn claim(target: ClaimTarget, new_id: &str) -> Op {
+    Op::Claim { scope: scope(), target, new_id: new_id.into() }
+}
+
+#[test]
+fn a_claim_that_waited_rechecks_its_where_on_the_committed_row() {
+    let mut w = all_constraints();
+    let row = inserted(ok(w.apply(9, &insert(None, Some("e@x.io"), OnConflict::Error), None)));
+    let by_email = ClaimTarget::IdlessEmail { email: "E@x.io".into() };
+    ok(w.apply(0, &Op::Begin, None));
+    match ok(w.apply(0, &claim(by_email.clone(), "x"), None)) {
+        Outcome::Row { row: Some(claimed) } => assert_eq!(claimed.id.as_deref(), Some("x")),
+        other => panic!("expected the claim, got {other:?}"),
+    }
+    assert!(w.apply(1, &claim(by_email.clone(), "y"), None).is_err(), "waits for the first claim");
+    ok(w.apply(0, &Op::Commit, None));
+    assert_eq!(ok(w.apply(1, &claim(by_email, "y"), None)), Outcome::Row { row: None }, "no longer id-less");
+
+    // Targeting the row by internal id does not re-check: the second claim overwrites (R5).
+    let by_row = ClaimTarget::Row { internal_id: row.internal_id.clone() };
+    match ok(w.apply(2, &claim(by_row, "y"), None)) {
+        Outcome::Row { row: Some(claimed) } => assert_eq!(claimed.id.as_deref(), Some("y")),
+        other => panic!("expected the overwrite, got {other:?}"),
+    }
+}
+
+#[test]
+fn row_locks_conflict_as_in_postgres() {
+    let mut w = all_constraints();
+    let row = inserted(ok(w.apply(9, &insert(Some("x"), None, OnConflict::Error), None)));
+    ok(w.apply(0, &Op::Begin, None));
+    lookup(&mut w, 0, "x", RowLock::ForShare).unwrap();
+    ok(w.apply(1, &Op::Begin, None));
+    lookup(&mut w, 1, "x", RowLock::ForShare).expect("share does not conflict with share");
+    let t0 = w.open_txn(0).unwrap();
+    assert_eq!(lookup(&mut w, 2, "x", RowLock::ForUpdate), Err(Blocked(t0)), "update waits for share");
+    let set_processor = Op::SetProcessor {
+        scope: scope(),
+        internal_id: row.internal_id.clone(),
+        stripe_id: "s".into(),
+        only_if_null: true,
+    };
+    assert!(w.apply(2, &set_processor, None).is_err(), "an UPDATE waits for FOR SHARE");
+    w.crash(0);
+    w.crash(1);
+
+    // A foreign-key insert (key share) waits only for FOR UPDATE.
+    ok(w.apply(0, &Op::Begin, None));
+    lookup(&mut w, 0, "x", RowLock::ForUpdate).unwrap();
+    let attach = Op::AttachDefault {
+        scope: scope(),
+        product: NewCustomerProduct {
+            internal_customer_id: row.internal_id.clone(),
+            product_id: "free".into(),
+            group: "main".into(),
+            status: ProductStatus::Active,
+        },
+        on_conflict: OnConflict::DoNothing,
+    };
+    assert!(w.apply(1, &attach, None).is_err());
+    ok(w.apply(0, &Op::Commit, None));
+    ok(w.apply(0, &Op::Begin, None));
+    ok(w.apply(0, &set_processor, None));
+    ok(w.apply(1, &attach, None));
+    ok(w.apply(0, &Op::Commit, None));
+    assert!(w.is_quiescent());
+}
+
+#[test]
+fn a_failed_statement_rolls_its_transaction_back() {
+    let mut w = all_constraints();
+    inserted(ok(w.apply(9, &insert(Some("taken"), None, OnConflict::Error), None)));
+    ok(w.apply(0, &Op::Begin, None));
+    inserted(ok(w.apply(0, &insert(Some("mine"), None, OnConflict::Error), None)));
+    let failed = ok(w.apply(0, &insert(Some("taken"), None, OnConflict::Error), None));
+    assert!(matches!(failed, Outcome::DbError { error: DbError::UniqueViolation { .. } }));
+    assert_eq!(w.open_txn(0), None);
+    assert!(lookup(&mut w, 1, "mine", RowLock::None).unwrap().is_none(), "the earlier insert rolled back");
+
+    ok(w.apply(0, &Op::Begin, None));
+    inserted(ok(w.apply(0, &insert(Some("mine"), None, OnConflict::Error), None)));
+    let faulted = ok(w.apply(0, &Op::Commit, Some(Fault::DbError)));
+    assert_eq!(faulted, Outcome::DbError { error: DbError::Unavailable });
+    assert!(lookup(&mut w, 1, "mine", RowLock::None).unwrap().is_none(), "a failed commit commits nothing");
+    assert_eq!(w.deadlock_victim(1), Outcome::DbError { error: DbError::Deadlock });
+}
+
+fn key() -> CacheKey {
+    CacheKey { scope: scope(), id: "x".into() }
+}
+
+fn cached_customer(w: &mut World) -> FullCustomer {
+    inserted(ok(w.apply(9, &insert(Some("x"), None, OnConflict::Error), None)));
+    let op = Op::DbRead { scope: scope(), key: CustomerKey::Id("x".into()), lock: RowLock::None };
+    match ok(w.apply(9, &op, None)) {
+        Outcome::Full { customer: Some(full) } => *full,
+        other => panic!("expected the customer, got {other:?}"),
+    }
+}
+
+fn cache_read(w: &mut World) -> CacheRead {
+    match ok(w.apply(0, &Op::CacheRead { key: key() }, None)) {
+        Outcome::Cache { read } => *read,
+        other => panic!("expected a cache read, got {other:?}"),
+    }
+}
+
+fn cache_write(
+    w: &mut World,
+    full: &FullCustomer,
+    stamp: CacheStamp,
+    mode: CacheWriteMode,
+) -> CacheWriteOutcome {
+    let op = Op::CacheWrite { key: key(), value: Box::new(full.clone()), stamp, mode };
+    match ok(w.apply(0, &op, None)) {
+        Outcome::CacheWrite { outcome } => outcome,
+        other => panic!("expected a cache write, got {other:?}"),
+    }
+}
+
+#[test]
+fn cache_set_if_absent_and_the_stale_write_guard() {
+    let mut w = all_constraints();
+    let full = cached_customer(&mut w);
+    let before = cache_read(&mut w).stamp;
+    assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Written);
+    assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Exists);
+    assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::Overwrite), CacheWriteOutcome::Written);
+
+    ok(w.apply(1, &Op::CacheInvalidate { key: key() }, None));
+    assert_eq!(w.cache_entries().count(), 0);
+    assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::Overwrite), CacheWriteOutcome::Stale);
+    let after = cache_read(&mut w).stamp;
+    assert_eq!(after.epoch, before.epoch + 1);
+    assert_eq!(cache_write(&mut w, &full, after, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Written);
+
+    // The guard lives 1 s; the invalidation counter forever.
+    ok(w.apply(1, &Op::CacheInvalidate { key: key() }, None));
+    w.advance_clock(1_000);
+    assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Written);
+    ok(w.apply(1, &Op::CacheInvalidate { key: key() }, None));
+    w.advance_clock(10_000_000);
+    assert_eq!(cache_write(&mut w, &full, after, CacheWriteMode::Versioned), CacheWriteOutcome::Stale);
+}
+
+#[test]
+fn usage_deducted_in_the_cache_is_lost_if_invalidated_before_sync() {
+    let mut w = all_constraints();
+    let full = cached_customer(&mut w);
+    let internal_id = full.customer.internal_id.clone();
+    let stamp = cache_read(&mut w).stamp;
+    cache_write(&mut w, &full, stamp, CacheWriteMode::SetIfAbsent);
+    let deduct = |target| Op::Deduct {
+        scope: scope(),
+        internal_id: internal_id.clone(),
+        feature_id: "words".into(),
+        value: 3,
+        target,
+    };
+    let sync = Op::SyncUsage { key: key(), internal_id: internal_id.clone(), feature_id: "words".into() };
+    ok(w.apply(0, &deduct(DeductTarget::Cache(key())), None));
+    assert_eq!(ok(w.apply(0, &sync, None)), Outcome::Sync { outcome: SyncOutcome::Written { usage: 3 } });
+    ok(w.apply(0, &deduct(DeductTarget::Cache(key())), None));
+    ok(w.apply(1, &Op::CacheInvalidate { key: key() }, None));
+    assert_eq!(ok(w.apply(0, &sync, None)), Outcome::Sync { outcome: SyncOutcome::CacheMissing });
+    assert_eq!(w.committed_full(&internal_id).unwrap().balances["words"].usage, 3, "the second 3 is lost");
+    assert_eq!(
+        ok(w.apply(0, &deduct(DeductTarget::Db), None)),
+        Outcome::Deduct { outcome: DeductOutcome::Applied { usage: 6 } }
+    );
+}
+
+fn stripe(w: &mut World, key: &str, name: Option<&str>, fault: Option<Fault>) -> Outcome {
+    let params = StripeParams { internal_id: "cus_1".into(), name: name.map(str::to_owned), email: None };
+    ok(w.apply(0, &Op::StripeCreate { idempotency_key: key.into(), params }, fault))
+}
+
+#[test]
+fn stripe_idempotency_keys_last_24_hours_and_compare_parameters() {
+    let mut w = all_constraints();
+    let first = stripe(&mut w, "k", None, None);
+    assert_eq!(stripe(&mut w, "k", None, None), first, "same key, same parameters: same customer");
+    assert!(matches!(
+        stripe(&mut w, "k", Some("other"), None),
+        Outcome::StripeError { error: StripeError::IdempotencyMismatch { .. } }
+    ));
+    assert_eq!(w.stripe_customers().len(), 1);
+    w.advance_clock(24 * 60 * 60 * 1_000);
+    assert_ne!(stripe(&mut w, "k", None, None), first, "the key has expired");
+    assert_eq!(w.stripe_customers().len(), 2);
+
+    let timed_out = stripe(&mut w, "t", None, Some(Fault::StripeTimeoutAfterSuccess));
+    assert_eq!(timed_out, Outcome::StripeError { error: StripeError::Timeout });
+    assert_eq!(w.stripe_customers().len(), 3, "the timed-out call succeeded");
+    assert!(matches!(stripe(&mut w, "t", None, None), Outcome::StripeCustomer { .. }));
+    assert_eq!(w.stripe_customers().len(), 3, "its retry returns the same customer");
+}
+
+#[test]
+fn touching_another_tenants_row_is_recorded() {
+    let mut w = all_constraints();
+    let row = inserted(ok(w.apply(9, &insert(Some("x"), None, OnConflict::Error), None)));
+    let elsewhere = Scope::new("org_2", Env::Live);
+    let attach = Op::AttachDefault {
+        scope: elsewhere.clone(),
+        product: NewCustomerProduct {
+            internal_customer_id: row.internal_id,
+            product_id: "free".into(),
+            group: "main".into(),
+            status: ProductStatus::Active,
+        },
+        on_conflict: OnConflict::Error,
+    };
+    ok(w.apply(3, &attach, None));
+    let breaches = w.isolation_breaches();
+    assert_eq!(breaches.len(), 1);
+    assert_eq!((breaches[0].request, &breaches[0].request_scope), (3, &elsewhere));
+}

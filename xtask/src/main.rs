@@ -1,0 +1,120 @@
+//! `cargo xtask test`: runs every test mode and ends with one summary line
+//! per mode and a total (`unit: 41 passed, 0 failed` … `total: …`). Exits
+//! non-zero when anything failed or could not be built.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+
+/// Passed and failed counts of one mode, plus whether its runner itself failed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    runner_failed: bool,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.runner_failed |= other.runner_failed;
+    }
+}
+
+/// Parses libtest's `test result: ok. 12 passed; 0 failed; …` line.
+fn parse_result_line(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (_status, counts) = rest.split_once(". ")?;
+    let count = |word: &str| -> Option<u64> {
+        counts.split(';').find_map(|part| {
+            let (n, w) = part.trim().split_once(' ')?;
+            (w == word).then(|| n.parse().ok()).flatten()
+        })
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+/// Runs `cargo` with `args`, echoing its output and counting test results.
+fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
+    eprintln!("==> {mode}: cargo {}", args.join(" "));
+    let mut command = Command::new(env!("CARGO"));
+    command.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("{mode}: could not start cargo: {error}");
+            return Tally { runner_failed: true, ..Tally::default() };
+        }
+    };
+    let mut tally = Tally::default();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        println!("{line}");
+        if let Some((passed, failed)) = parse_result_line(&line) {
+            tally.passed += passed;
+            tally.failed += failed;
+        }
+    }
+    match child.wait() {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            eprintln!("{mode}: cargo exited with {status}");
+            tally.runner_failed = true;
+        }
+        Err(error) => {
+            eprintln!("{mode}: waiting for cargo failed: {error}");
+            tally.runner_failed = true;
+        }
+    }
+    tally
+}
+
+fn test_all() -> ExitCode {
+    let modes: Vec<(&str, Tally)> =
+        vec![("unit", cargo_tests("unit", &["test", "--workspace", "--no-fail-fast"], &[("CI", "true")]))];
+
+    let mut total = Tally::default();
+    println!();
+    for (mode, tally) in &modes {
+        let note =
+            if tally.runner_failed && tally.failed == 0 { " (the runner failed: see above)" } else { "" };
+        println!("{mode}: {} passed, {} failed{note}", tally.passed, tally.failed);
+        total.add(*tally);
+    }
+    println!("total: {} passed, {} failed", total.passed, total.failed);
+    if total.failed > 0 || total.runner_failed || total.passed == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") if args.len() == 1 => test_all(),
+        _ => {
+            eprintln!("usage: cargo xtask test\n\nRuns every test mode and prints one summary line per mode and a total.");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_result_line;
+
+    #[test]
+    fn parses_libtest_result_lines() {
+        let ok =
+            "test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.15s";
+        assert_eq!(parse_result_line(ok), Some((12, 0)));
+        let failed = "test result: FAILED. 14 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(parse_result_line(failed), Some((14, 1)));
+        assert_eq!(parse_result_line("running 3 tests"), None);
+    }
+}
