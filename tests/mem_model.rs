@@ -28,6 +28,7 @@ fn new_customer(id: Option<&str>, email: Option<&str>) -> NewCustomer {
         metadata: Default::default(),
         processor: None,
         default_scope: DefaultScope::All,
+        stripe_wanted: false,
     }
 }
 
@@ -337,4 +338,14 @@ fn touching_another_tenants_row_is_recorded() {
     let breaches = w.isolation_breaches();
     assert_eq!(breaches.len(), 1);
     assert_eq!((breaches[0].request, &breaches[0].request_scope), (3, &elsewhere));
+}
+
+#[test]
+fn a_cloned_world_keeps_its_own_clocks() {
+    let mut original = all_constraints();
+    let copy = original.clone();
+    original.advance_clock(5_000);
+    inserted(ok(original.apply(0, &insert(Some("x"), None, OnConflict::Error), None)));
+    assert_eq!((copy.now_ms(), copy.seq()), (0, 0));
+    assert_eq!((original.now_ms(), original.seq()), (5_000, 1));
 }

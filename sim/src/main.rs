@@ -1,1 +1,307 @@
-fn main() {}
+//! `cusim`: explore and replay schedules of the create-customer flow.
+//!
+//! Exit codes: 0 no invariant was violated, 1 one was, 2 bad input.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cusim::flow::Strategy;
+use cusim_sim::builtin::{self, BUILTINS};
+use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, SchedulerKind};
+use cusim_sim::oracle;
+use cusim_sim::scenario::Scenario;
+use cusim_sim::schedule::Schedule;
+use cusim_sim::stepper::{execute_run, Prepared, Replay, RunOptions};
+use cusim_sim::trace;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "cusim", version, about = "Deterministic simulation of the create-customer flow")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    Legacy,
+    Transactional,
+    Safe,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(arg: StrategyArg) -> Strategy {
+        match arg {
+            StrategyArg::Legacy => Strategy::Legacy,
+            StrategyArg::Transactional => Strategy::Transactional,
+            StrategyArg::Safe => Strategy::Safe,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SchedulerArg {
+    Random,
+    Pct,
+    Exhaustive,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run many schedules of a scenario and report every invariant violated,
+    /// each with the shortest schedule found for it.
+    #[command(after_help = "Examples:\n  cusim explore --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy\n  cusim explore --scenario r2-stale-cache --strategy safe --scheduler exhaustive --max-preemptions 3\n  cusim explore --all")]
+    Explore {
+        /// A scenario file, or the name of a built-in scenario.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        scenario: Option<String>,
+        #[arg(long, value_enum, required_unless_present = "all", conflicts_with = "all")]
+        strategy: Option<StrategyArg>,
+        /// Every built-in scenario under every strategy, with a summary table.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "pct")]
+        scheduler: SchedulerArg,
+        /// Schedules to run (exhaustive: the most to run).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// The first seed (random, pct).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Exhaustive: the most preemptions a schedule may have.
+        #[arg(long)]
+        max_preemptions: Option<usize>,
+        /// pct: the bug depth to aim for.
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        /// Clock moves (of 5 s) a schedule may contain.
+        #[arg(long, default_value_t = 1)]
+        max_ticks: usize,
+        /// Print one JSON object (with --all: an array of them).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one schedule and show its trace and verdict.
+    #[command(after_help = "Example:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1")]
+    Replay {
+        /// A scenario file, or the name of a built-in scenario.
+        #[arg(long)]
+        scenario: String,
+        #[arg(long, value_enum)]
+        strategy: StrategyArg,
+        /// Decisions, e.g. `0.1.1.+5000.0!crash`; after them, the lowest runnable request moves.
+        #[arg(long, allow_hyphen_values = true)]
+        schedule: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Bad input: reported with its reason, exit code 2.
+struct Usage(String);
+
+fn load_scenario(arg: &str) -> Result<(Scenario, String), Usage> {
+    let path = PathBuf::from(arg);
+    if !path.exists() {
+        if let Some(builtin) = builtin::find(arg) {
+            let scenario = builtin.scenario().map_err(|e| Usage(e.to_string()))?;
+            return Ok((scenario, builtin.path()));
+        }
+    }
+    let scenario = Scenario::load(Path::new(arg)).map_err(|e| Usage(e.to_string()))?;
+    Ok((scenario, arg.to_owned()))
+}
+
+fn prepare(scenario: &Scenario, origin: &str, strategy: Strategy) -> Result<Prepared, Usage> {
+    Prepared::new(scenario, strategy).map_err(|e| Usage(format!("{origin}: {e}")))
+}
+
+fn config(scheduler: SchedulerArg, seeds: Option<u64>, seed: u64, max_preemptions: Option<usize>, depth: usize, max_ticks: usize) -> Result<ExploreConfig, Usage> {
+    if depth == 0 {
+        return Err(Usage("--depth must be at least 1".into()));
+    }
+    let scheduler = match scheduler {
+        SchedulerArg::Random => SchedulerKind::Random,
+        SchedulerArg::Pct => SchedulerKind::Pct { depth },
+        SchedulerArg::Exhaustive => SchedulerKind::Exhaustive { max_preemptions },
+    };
+    let default_budget = if matches!(scheduler, SchedulerKind::Exhaustive { .. }) { 10_000_000 } else { 1_000 };
+    let schedules = seeds.unwrap_or(default_budget);
+    if schedules == 0 {
+        return Err(Usage("--seeds must be at least 1".into()));
+    }
+    Ok(ExploreConfig { scheduler, schedules, first_seed: seed, max_ticks, ..ExploreConfig::default() })
+}
+
+fn print_report(report: &ExploreReport, origin: &str) {
+    let exhausted = if report.scheduler == "exhaustive" {
+        if report.exhausted { ", the whole space" } else { ", not the whole space" }
+    } else {
+        ""
+    };
+    println!(
+        "{} under {} ({}): {} schedules{exhausted}",
+        report.scenario, report.strategy, report.scheduler, report.schedules_run
+    );
+    if report.violations.is_empty() {
+        println!("  no invariant violated");
+    }
+    for found in &report.violations {
+        println!("  VIOLATED {}: {}", found.invariant, found.message);
+        let seed = found.seed.map_or(String::new(), |s| format!(" (seed {s})"));
+        println!("    schedule {}{seed}", if found.schedule.is_empty() { "\"\"" } else { &found.schedule });
+        println!(
+            "    replay: cusim replay --scenario {origin} --strategy {} --schedule '{}'",
+            report.strategy, found.schedule
+        );
+    }
+}
+
+fn run_explore(scenario: &str, strategy: Strategy, config: &ExploreConfig, json: bool) -> Result<ExitCode, Usage> {
+    let (scenario, origin) = load_scenario(scenario)?;
+    let prepared = prepare(&scenario, &origin, strategy)?;
+    let mut stderr = std::io::stderr();
+    let terminal = stderr.is_terminal();
+    let report = explore(&prepared, config, |n| {
+        if n % 10_000 == 0 {
+            let _ = if terminal { write!(stderr, "\r{n} schedules...") } else { writeln!(stderr, "{n} schedules...") };
+        }
+    });
+    if terminal && report.schedules_run >= 10_000 {
+        eprintln!();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+    } else {
+        print_report(&report, &origin);
+    }
+    Ok(if report.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn run_all(config: &ExploreConfig, json: bool) -> Result<ExitCode, Usage> {
+    let total = BUILTINS.len() * Strategy::ALL.len();
+    let mut reports = Vec::new();
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for (b, builtin) in BUILTINS.iter().enumerate() {
+        let scenario = builtin.scenario().map_err(|e| Usage(e.to_string()))?;
+        let mut row = vec![builtin.name().to_owned()];
+        for (s, strategy) in Strategy::ALL.into_iter().enumerate() {
+            let done = b * Strategy::ALL.len() + s + 1;
+            let progress = format!("[{done:>2}/{total}] {:<32} {:<13}", builtin.name(), strategy.as_str());
+            if std::io::stderr().is_terminal() {
+                eprint!("\r{progress}");
+            } else {
+                eprintln!("{progress}");
+            }
+            let prepared = prepare(&scenario, &builtin.path(), strategy)?;
+            let report = explore(&prepared, config, |_| {});
+            let mut cell: Vec<String> = Vec::new();
+            for found in &report.violations {
+                let expected = builtin.expected.contains(&(strategy, found.invariant));
+                cell.push(format!("{}{}", found.invariant, if expected { "" } else { "!" }));
+            }
+            for (expected_strategy, invariant) in builtin.expected {
+                if *expected_strategy == strategy && !report.violations.iter().any(|f| f.invariant == *invariant) {
+                    cell.push(format!("MISSED {invariant}"));
+                    failed = true;
+                }
+            }
+            if strategy == Strategy::Safe && !report.violations.is_empty() {
+                failed = true;
+            }
+            row.push(if cell.is_empty() { "ok".to_owned() } else { cell.join(", ") });
+            reports.push(report);
+        }
+        rows.push(row);
+    }
+    if std::io::stderr().is_terminal() {
+        eprint!("\r{:<60}\r", "");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+    } else {
+        let header = ["scenario", "legacy", "transactional", "safe"];
+        let widths: Vec<usize> =
+            (0..4).map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0)).collect();
+        let line = |cells: &[&str]| {
+            let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            println!("| {} |", padded.join(" | "));
+        };
+        line(&header);
+        println!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+        for row in &rows {
+            line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        let per_pair = reports.first().map_or(0, |r| r.schedules_run);
+        println!("\n{} schedules per pair; an invariant marked ! is broken where SPEC §8 does not expect it.", per_pair);
+        println!("{}", if failed { "FAILED: safe broke an invariant, or an expected race was missed." } else { "safe held everywhere; every expected race was found." });
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn run_replay(scenario: &str, strategy: Strategy, schedule: &str, json: bool) -> Result<ExitCode, Usage> {
+    let (scenario, origin) = load_scenario(scenario)?;
+    let schedule = Schedule::parse(schedule).map_err(|e| Usage(format!("--schedule: {e}")))?;
+    let prepared = prepare(&scenario, &origin, strategy)?;
+    let options = RunOptions { record_trace: true, ..RunOptions::default() };
+    let execution =
+        execute_run(&prepared, &mut Replay::new(&schedule), options).map_err(|e| Usage(format!("--schedule: {e}")))?;
+    let violations = oracle::check(&prepared, &execution);
+    if json {
+        let found: Vec<_> = violations
+            .iter()
+            .map(|v| json!({"invariant": v.invariant, "schedule": execution.minimal_schedule().to_string(), "seed": null, "message": v.message, "requests": v.requests, "evidence": v.evidence}))
+            .collect();
+        let object = json!({
+            "scenario": scenario.name,
+            "strategy": strategy,
+            "scheduler": "replay",
+            "schedules_run": 1,
+            "exhausted": false,
+            "violations": found,
+            "schedule": execution.schedule.to_string(),
+            "trace": execution.trace,
+            "trace_hash": format!("{:016x}", trace::hash(&execution.trace)),
+        });
+        println!("{}", serde_json::to_string_pretty(&object).expect("serializes"));
+    } else {
+        println!("{} under {strategy}, schedule {}", scenario.name, execution.schedule);
+        print!("{}", trace::render(&execution.trace));
+        if violations.is_empty() {
+            println!("verdict: no invariant violated");
+        }
+        for violation in &violations {
+            println!("VIOLATED {} (requests {:?}): {}", violation.invariant, violation.requests, violation.message);
+            println!("  evidence: {}", violation.evidence);
+        }
+    }
+    Ok(if violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Explore { scenario, strategy, all, scheduler, seeds, seed, max_preemptions, depth, max_ticks, json } => {
+            config(scheduler, seeds, seed, max_preemptions, depth, max_ticks).and_then(|config| {
+                if all {
+                    run_all(&config, json)
+                } else {
+                    let scenario = scenario.expect("clap requires --scenario without --all");
+                    let strategy = strategy.expect("clap requires --strategy without --all");
+                    run_explore(&scenario, strategy.into(), &config, json)
+                }
+            })
+        }
+        Command::Replay { scenario, strategy, schedule, json } => run_replay(&scenario, strategy.into(), &schedule, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

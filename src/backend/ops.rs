@@ -129,6 +129,7 @@ pub struct NewCustomer {
     pub metadata: Metadata,
     pub processor: Option<String>,
     pub default_scope: DefaultScope,
+    pub stripe_wanted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -139,6 +140,34 @@ pub enum InsertOutcome {
     Skipped,
     /// `ON CONFLICT … DO UPDATE` met this row (now locked by the caller).
     Existing(CustomerRow),
+}
+
+/// What a `fill_fields` update may set: the name and email where they are
+/// empty, and `stripe_wanted` where it is false.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Fill {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub stripe_wanted: bool,
+}
+
+impl Fill {
+    /// Whether applying this to `row` would change it.
+    pub fn changes(&self, row: &CustomerRow) -> bool {
+        (self.name.is_some() && crate::model::is_blank(&row.name))
+            || (self.email.is_some() && crate::model::is_blank(&row.email))
+            || (self.stripe_wanted && !row.stripe_wanted)
+    }
+
+    pub fn apply(&self, row: &mut CustomerRow) {
+        if let Some(name) = self.name.as_ref().filter(|_| crate::model::is_blank(&row.name)) {
+            row.name = Some(name.clone());
+        }
+        if let Some(email) = self.email.as_ref().filter(|_| crate::model::is_blank(&row.email)) {
+            row.email = Some(email.clone());
+        }
+        row.stripe_wanted |= self.stripe_wanted;
+    }
 }
 
 /// Which rows a claim `UPDATE` targets.
@@ -279,12 +308,7 @@ pub enum Op {
         target: ClaimTarget,
         new_id: String,
     },
-    FillFields {
-        scope: Scope,
-        internal_id: String,
-        name: Option<String>,
-        email: Option<String>,
-    },
+    FillFields { scope: Scope, internal_id: String, fill: Fill },
     ListDefaults {
         scope: Scope,
     },
@@ -383,4 +407,163 @@ pub enum Outcome {
     DbError { error: DbError },
     StripeError { error: StripeError },
     CacheError { error: CacheError },
+}
+
+fn lock_suffix(lock: RowLock) -> &'static str {
+    match lock {
+        RowLock::None => "",
+        RowLock::ForShare => " for share",
+        RowLock::ForUpdate => " for update",
+    }
+}
+
+fn conflict_suffix(on_conflict: OnConflict) -> &'static str {
+    match on_conflict {
+        OnConflict::Error => "",
+        OnConflict::DoNothing => " on conflict do nothing",
+        OnConflict::ReturnExisting => " on conflict return existing",
+    }
+}
+
+fn opt(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("null")
+}
+
+fn short_full(full: &FullCustomer) -> String {
+    let products: Vec<&str> = full.products.iter().map(|p| p.product_id.as_str()).collect();
+    let usage: Vec<String> = full.balances.iter().filter(|(_, b)| b.usage != 0).map(|(f, b)| format!("{f}:{}", b.usage)).collect();
+    let mut text = format!("{} id={} products=[{}]", full.customer.internal_id, opt(&full.customer.id), products.join(","));
+    if let Some(processor) = &full.customer.processor {
+        text.push_str(&format!(" processor={processor}"));
+    }
+    if !usage.is_empty() {
+        text.push_str(&format!(" usage=[{}]", usage.join(",")));
+    }
+    text
+}
+
+fn short_row(row: &CustomerRow) -> String {
+    let mut text = format!("{} id={}", row.internal_id, opt(&row.id));
+    if let Some(processor) = &row.processor {
+        text.push_str(&format!(" processor={processor}"));
+    }
+    text
+}
+
+impl std::fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.scope, self.id)
+    }
+}
+
+impl Op {
+    /// One line for a trace: what the statement or call does.
+    pub fn summary(&self) -> String {
+        match self {
+            Op::Begin => "begin".into(),
+            Op::Commit => "commit".into(),
+            Op::Rollback => "rollback".into(),
+            Op::LookupId { id, lock, .. } => format!("select customer id={id}{}", lock_suffix(*lock)),
+            Op::LookupEmail { email, .. } => format!("select id-less customers lower(email)={}", email.to_lowercase()),
+            Op::Insert { customer, on_conflict } => format!(
+                "insert customer id={} email={}{}",
+                opt(&customer.id),
+                opt(&customer.email),
+                conflict_suffix(*on_conflict)
+            ),
+            Op::Claim { target, new_id, .. } => match target {
+                ClaimTarget::Row { internal_id } => format!("update set id={new_id} where internal_id={internal_id}"),
+                ClaimTarget::IdlessEmail { email } => {
+                    format!("update set id={new_id} where id is null and lower(email)={}", email.to_lowercase())
+                }
+            },
+            Op::FillFields { internal_id, fill, .. } => format!(
+                "fill empty name={} email={}{} of {internal_id}",
+                opt(&fill.name),
+                opt(&fill.email),
+                if fill.stripe_wanted { " stripe_wanted" } else { "" }
+            ),
+            Op::ListDefaults { .. } => "list default products".into(),
+            Op::StripeCreate { idempotency_key, .. } => format!("stripe create customer key={idempotency_key}"),
+            Op::SetProcessor { internal_id, stripe_id, only_if_null, .. } => format!(
+                "update set processor={stripe_id} where internal_id={internal_id}{}",
+                if *only_if_null { " and processor is null" } else { "" }
+            ),
+            Op::AttachDefault { product, on_conflict, .. } => format!(
+                "attach {} ({}) to {}{}",
+                product.product_id,
+                product.group,
+                product.internal_customer_id,
+                conflict_suffix(*on_conflict)
+            ),
+            Op::DbRead { key, lock, .. } => {
+                let key = match key {
+                    CustomerKey::Id(id) => format!("id={id}"),
+                    CustomerKey::InternalId(internal) => format!("internal_id={internal}"),
+                };
+                format!("read full customer {key}{}", lock_suffix(*lock))
+            }
+            Op::CacheRead { key } => format!("cache get {key}"),
+            Op::CacheWrite { key, value, stamp, mode } => {
+                let mode = match mode {
+                    CacheWriteMode::Overwrite => "set".to_owned(),
+                    CacheWriteMode::SetIfAbsent => "set if absent".to_owned(),
+                    CacheWriteMode::Versioned => format!("set if absent at epoch {}", stamp.epoch),
+                };
+                format!("cache {mode} {key} = {}", short_full(value))
+            }
+            Op::CacheInvalidate { key } => format!("cache delete {key}"),
+            Op::Deduct { internal_id, feature_id, value, target, .. } => match target {
+                DeductTarget::Cache(key) => format!("deduct {value} {feature_id} of {internal_id} in cache {key}"),
+                DeductTarget::Db => format!("update balances usage += {value} {feature_id} of {internal_id}"),
+            },
+            Op::SyncUsage { key, internal_id, feature_id } => {
+                format!("sync {feature_id} usage of {internal_id} from cache {key} to db")
+            }
+        }
+    }
+}
+
+impl Outcome {
+    /// One line for a trace: what came back.
+    pub fn summary(&self) -> String {
+        match self {
+            Outcome::Done => "ok".into(),
+            Outcome::Row { row: None } => "no row".into(),
+            Outcome::Row { row: Some(row) } => short_row(row),
+            Outcome::Rows { rows } => {
+                let rows: Vec<String> = rows.iter().map(short_row).collect();
+                format!("[{}]", rows.join("; "))
+            }
+            Outcome::Insert { outcome: InsertOutcome::Inserted(row) } => format!("inserted {}", short_row(row)),
+            Outcome::Insert { outcome: InsertOutcome::Skipped } => "conflict: nothing inserted".into(),
+            Outcome::Insert { outcome: InsertOutcome::Existing(row) } => format!("conflict: existing {}", short_row(row)),
+            Outcome::Products { products } => {
+                let products: Vec<String> =
+                    products.iter().map(|p| format!("{}({},{:?})", p.id, p.group, p.kind).to_lowercase()).collect();
+                format!("[{}]", products.join(", "))
+            }
+            Outcome::StripeCustomer { stripe_id } => stripe_id.clone(),
+            Outcome::Updated { updated: true } => "updated".into(),
+            Outcome::Updated { updated: false } => "no row updated".into(),
+            Outcome::Attach { outcome: AttachOutcome::Attached(product) } => format!("attached {}", product.id),
+            Outcome::Attach { outcome: AttachOutcome::Skipped } => "conflict: nothing attached".into(),
+            Outcome::Full { customer: None } => "not found".into(),
+            Outcome::Full { customer: Some(full) } => short_full(full),
+            Outcome::Cache { read } => match &read.entry {
+                None => format!("miss (epoch {})", read.stamp.epoch),
+                Some(full) => format!("hit {}", short_full(full)),
+            },
+            Outcome::CacheWrite { outcome: CacheWriteOutcome::Written } => "written".into(),
+            Outcome::CacheWrite { outcome: CacheWriteOutcome::Exists } => "CACHE_EXISTS".into(),
+            Outcome::CacheWrite { outcome: CacheWriteOutcome::Stale } => "STALE_WRITE".into(),
+            Outcome::Deduct { outcome: DeductOutcome::Applied { usage } } => format!("usage now {usage}"),
+            Outcome::Deduct { outcome: DeductOutcome::CacheMissing } => "no cache entry".into(),
+            Outcome::Sync { outcome: SyncOutcome::Written { usage } } => format!("db usage set to {usage}"),
+            Outcome::Sync { outcome: SyncOutcome::CacheMissing } => "no cache entry: nothing synced".into(),
+            Outcome::DbError { error } => format!("error: {error}"),
+            Outcome::StripeError { error } => format!("error: {error}"),
+            Outcome::CacheError { error } => format!("error: {error}"),
+        }
+    }
 }

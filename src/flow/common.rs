@@ -3,11 +3,11 @@
 //! keyed by 5 s buckets, and usage deducted in the cache then synced.
 
 use crate::backend::{
-    Backend, CacheError, CacheKey, CacheStamp, CacheWriteMode, CustomerKey, DeductOutcome, DeductTarget,
+    Backend, CacheError, Fill, CacheKey, CacheStamp, CacheWriteMode, CustomerKey, DeductOutcome, DeductTarget,
     NewCustomer, RowLock, StripeParams,
 };
 use crate::model::{
-    is_blank, select_defaults, ApiError, CustomerData, CustomerId, CustomerRow, DefaultScope, ErrorCode,
+    select_defaults, ApiError, CustomerData, CustomerId, CustomerRow, DefaultScope, ErrorCode,
     FullCustomer, Product,
 };
 
@@ -55,6 +55,7 @@ pub fn new_customer<B>(
         metadata: data.metadata.clone().unwrap_or_default(),
         processor: None,
         default_scope: default_scope(data, options),
+        stripe_wanted: data.create_in_stripe,
     }
 }
 
@@ -96,12 +97,15 @@ pub async fn fill_empty_fields<B: Backend>(
     row: &CustomerRow,
     data: &CustomerData,
 ) -> Result<Option<CustomerRow>, ApiError> {
-    let name = data.name.as_deref().filter(|n| !n.is_empty() && is_blank(&row.name));
-    let email = data.email().filter(|_| is_blank(&row.email));
-    if name.is_none() && email.is_none() {
+    let fill = Fill {
+        name: data.name.clone().filter(|n| !n.is_empty()),
+        email: data.email().map(str::to_owned),
+        stripe_wanted: false,
+    };
+    if !fill.changes(row) {
         return Ok(None);
     }
-    let updated = ctx.db.fill_fields(&ctx.scope, &row.internal_id, name, email).await?;
+    let updated = ctx.db.fill_fields(&ctx.scope, &row.internal_id, fill).await?;
     if let Some(id) = updated.as_ref().and_then(|r| r.id.as_deref()) {
         invalidate_best_effort(ctx, &cache_key(ctx, id)).await;
     }

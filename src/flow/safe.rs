@@ -18,7 +18,7 @@
 //! - usage added atomically at the source of truth, never in the cache (R8, R9).
 
 use crate::backend::{
-    Backend, CacheKey, CacheWriteMode, CustomerKey, DeductTarget, OnConflict, RowLock, StripeError,
+    Backend, CacheKey, CacheWriteMode, CustomerKey, DeductTarget, Fill, OnConflict, RowLock, StripeError,
     StripeParams,
 };
 use crate::model::{ApiError, CustomerData, CustomerId, CustomerRow, ErrorCode, FullCustomer, Product};
@@ -49,7 +49,7 @@ pub async fn create<B: Backend>(
     match phase_1(ctx, customer_id, data, options, &chosen, OnConflict::DoNothing).await {
         Ok(Phase1::Created(row)) => {
             let full = read_full(ctx, &row.internal_id).await?;
-            complete(ctx, full, Some(&candidates), data.create_in_stripe).await
+            complete(ctx, full, Some(&candidates)).await
         }
         Ok(Phase1::Existing(row)) => existing_customer(ctx, row, data, Some(&candidates)).await,
         Err(error) if error.is_unique_violation() => {
@@ -90,7 +90,7 @@ pub async fn get_or_create<B: Backend>(
         (Some(full), Some(data)) if fills_something(&full.customer, data) => {
             existing_customer(ctx, full.customer, data, None).await?
         }
-        (Some(full), _) => complete(ctx, full, None, false).await?,
+        (Some(full), _) => complete(ctx, full, None).await?,
         (None, None) => return Ok(None),
         (None, Some(data)) => create(ctx, Some(customer_id), data, &CreateOptions::default()).await?,
     };
@@ -122,10 +122,18 @@ pub async fn deduct_at_source<B: Backend>(
     Ok(())
 }
 
+/// What `data` would fill in on `row`: empty name and email, and the wish
+/// for a Stripe customer (recorded before Stripe is asked).
+fn fill_for(data: &CustomerData) -> Fill {
+    Fill {
+        name: data.name.clone().filter(|n| !n.is_empty()),
+        email: data.email().map(str::to_owned),
+        stripe_wanted: data.create_in_stripe,
+    }
+}
+
 fn fills_something(row: &CustomerRow, data: &CustomerData) -> bool {
-    let name = data.name.as_deref().is_some_and(|n| !n.is_empty()) && crate::model::is_blank(&row.name);
-    let email = data.email().is_some() && crate::model::is_blank(&row.email);
-    name || email
+    fill_for(data).changes(row)
 }
 
 /// The existing-customer path: fill empty fields (in a locked transaction
@@ -137,26 +145,25 @@ async fn existing_customer<B: Backend>(
     candidates: Option<&[Product]>,
 ) -> Result<FullCustomer, ApiError> {
     if fills_something(&row, data) {
-        let name = data.name.as_deref().filter(|n| !n.is_empty());
         ctx.db.begin().await?;
-        let updated = ctx.db.fill_fields(&ctx.scope, &row.internal_id, name, data.email()).await?;
+        let updated = ctx.db.fill_fields(&ctx.scope, &row.internal_id, fill_for(data)).await?;
         if let Some(id) = updated.as_ref().and_then(|r| r.id.as_deref()) {
             invalidate_or_roll_back(ctx, &cache_key(ctx, id)).await?;
         }
         ctx.db.commit().await?;
     }
     let full = read_full(ctx, &row.internal_id).await?;
-    complete(ctx, full, candidates, data.create_in_stripe).await
+    complete(ctx, full, candidates).await
 }
 
 /// Makes the customer whole: every default it is owed, and a Stripe
-/// customer when one is wanted or an owed default (trial, paid) needs one. Idempotent; a no-op
-/// (no writes) for a customer that is already whole.
+/// customer when one was asked for (`stripe_wanted`) or an owed default
+/// (trial, paid) needs one. Idempotent; a no-op (no writes) for a customer
+/// that is already whole.
 async fn complete<B: Backend>(
     ctx: &Ctx<'_, B>,
     full: FullCustomer,
     candidates: Option<&[Product]>,
-    want_stripe: bool,
 ) -> Result<FullCustomer, ApiError> {
     let listed;
     let candidates = match candidates {
@@ -169,7 +176,7 @@ async fn complete<B: Backend>(
     let missing = missing_defaults(&full, candidates);
     let owed = chosen_defaults(candidates, &full.customer.default_scope);
     let needs_stripe =
-        full.customer.processor.is_none() && (want_stripe || owed.iter().any(|p| p.kind.needs_stripe()));
+        full.customer.processor.is_none() && (full.customer.stripe_wanted || owed.iter().any(|p| p.kind.needs_stripe()));
     if missing.is_empty() && !needs_stripe {
         return Ok(full);
     }

@@ -126,6 +126,10 @@ pub struct CustomerRow {
     /// Virtual milliseconds.
     pub created_at: u64,
     pub default_scope: DefaultScope,
+    /// Whether a Stripe customer was asked for (`create_in_stripe`). Like
+    /// `default_scope`, an addition to SPEC §1: recorded before Stripe is
+    /// called, so that `safe` can finish the job after a crash.
+    pub stripe_wanted: bool,
 }
 
 impl CustomerRow {

@@ -185,19 +185,8 @@ impl Backend for MemConn {
             Outcome::DbError { error } => Err(error))
     }
 
-    async fn fill_fields(
-        &self,
-        scope: &Scope,
-        internal_id: &str,
-        name: Option<&str>,
-        email: Option<&str>,
-    ) -> Result<Option<CustomerRow>, DbError> {
-        let op = Op::FillFields {
-            scope: scope.clone(),
-            internal_id: internal_id.to_owned(),
-            name: name.map(str::to_owned),
-            email: email.map(str::to_owned),
-        };
+    async fn fill_fields(&self, scope: &Scope, internal_id: &str, fill: Fill) -> Result<Option<CustomerRow>, DbError> {
+        let op = Op::FillFields { scope: scope.clone(), internal_id: internal_id.to_owned(), fill };
         expect_outcome!(self.perform(op).await,
             Outcome::Row { row } => Ok(row),
             Outcome::DbError { error } => Err(error))

@@ -125,7 +125,7 @@ pub struct IsolationBreach {
     pub point: Point,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct World {
     catalog: Catalog,
     constraints: Constraints,
@@ -146,6 +146,29 @@ pub struct World {
 }
 
 type Step<T> = Result<T, Blocked>;
+
+impl Clone for World {
+    /// A copy with clocks of its own: connections made for the copy see
+    /// only the copy's time (a derived clone would share the cells).
+    fn clone(&self) -> World {
+        World {
+            catalog: self.catalog.clone(),
+            constraints: self.constraints,
+            customers: self.customers.clone(),
+            products: self.products.clone(),
+            usage: self.usage.clone(),
+            cache: self.cache.clone(),
+            stripe_customers: self.stripe_customers.clone(),
+            idempotency: self.idempotency.clone(),
+            clock_ms: Rc::new(Cell::new(self.clock_ms.get())),
+            seq: Rc::new(Cell::new(self.seq.get())),
+            ids: self.ids.clone(),
+            next_txn: self.next_txn,
+            sessions: self.sessions.clone(),
+            isolation_breaches: self.isolation_breaches.clone(),
+        }
+    }
+}
 
 impl World {
     pub fn new(catalog: Catalog, constraints: Constraints, seed: u64) -> World {
@@ -296,10 +319,8 @@ impl World {
                     Err(error) => self.fail(request, error),
                 }
             }
-            Op::FillFields { scope, internal_id, name, email } => {
-                let result = self.statement(request, |w, txn| {
-                    w.fill_fields(request, txn, scope, internal_id, name.as_deref(), email.as_deref())
-                })?;
+            Op::FillFields { scope, internal_id, fill } => {
+                let result = self.statement(request, |w, txn| w.fill_fields(request, txn, scope, internal_id, fill))?;
                 match result {
                     Ok(row) => Outcome::Row { row },
                     Err(error) => self.fail(request, error),
@@ -568,6 +589,7 @@ impl World {
             processor: new.processor.clone(),
             created_at: self.now_ms(),
             default_scope: new.default_scope.clone(),
+            stripe_wanted: new.stripe_wanted,
         };
         match self.customer_conflict(txn, None, &row)? {
             Some((index, constraint)) => Ok(match on_conflict {
@@ -655,23 +677,10 @@ impl World {
         txn: TxnId,
         scope: &Scope,
         internal_id: &str,
-        name: Option<&str>,
-        email: Option<&str>,
+        fill: &Fill,
     ) -> Step<Result<Option<CustomerRow>, DbError>> {
-        let fills_something = |r: &CustomerRow| {
-            (name.is_some() && crate::model::is_blank(&r.name))
-                || (email.is_some() && crate::model::is_blank(&r.email))
-        };
-        let matches =
-            |r: &CustomerRow| r.scope_is(scope) && r.internal_id == internal_id && fills_something(r);
-        self.update_customer(request, txn, LockMode::NoKeyUpdate, matches, |r| {
-            if let Some(name) = name.filter(|_| crate::model::is_blank(&r.name)) {
-                r.name = Some(name.to_owned());
-            }
-            if let Some(email) = email.filter(|_| crate::model::is_blank(&r.email)) {
-                r.email = Some(email.to_owned());
-            }
-        })
+        let matches = |r: &CustomerRow| r.scope_is(scope) && r.internal_id == internal_id && fill.changes(r);
+        self.update_customer(request, txn, LockMode::NoKeyUpdate, matches, |r| fill.apply(r))
     }
 
     fn set_processor(

@@ -1,0 +1,66 @@
+//! The built-in scenarios (`fixtures/scenarios/`), compiled in, with what
+//! SPEC §8 says each must show.
+
+use std::path::Path;
+
+use cusim::flow::Strategy;
+
+use crate::oracle::Invariant;
+use crate::scenario::{Scenario, ScenarioError};
+
+/// A built-in scenario and the invariants SPEC §8 says each strategy breaks.
+pub struct Builtin {
+    pub file: &'static str,
+    pub text: &'static str,
+    /// `(strategy, invariant)` pairs the harness must find.
+    pub expected: &'static [(Strategy, Invariant)],
+}
+
+use Invariant::*;
+use Strategy::{Legacy, Transactional};
+
+macro_rules! builtin {
+    ($file:literal, $expected:expr) => {
+        Builtin { file: $file, text: include_str!(concat!("../../fixtures/scenarios/", $file)), expected: $expected }
+    };
+}
+
+pub const BUILTINS: &[Builtin] = &[
+    builtin!("r1-same-id-create.json", &[(Legacy, NoInternalError)]),
+    builtin!("r2-stale-cache.json", &[(Legacy, ResponsesSeeDefaults), (Legacy, FreshCache)]),
+    builtin!("r3-crash-before-defaults.json", &[(Legacy, DefaultsPresent)]),
+    builtin!("r4-idless-duplicates.json", &[(Legacy, UniqueCustomer)]),
+    builtin!("r5-double-claim.json", &[(Legacy, ClaimCorrect)]),
+    builtin!(
+        "r6-two-stripe-customers.json",
+        &[(Legacy, SingleStripeCustomer), (Transactional, SingleStripeCustomer)]
+    ),
+    builtin!("r7-cache-without-stripe.json", &[(Transactional, FreshCache)]),
+    builtin!("r8-lost-usage-overwrite.json", &[(Legacy, UsageConserved)]),
+    builtin!(
+        "r9-lost-usage-invalidation.json",
+        &[(Legacy, UsageConserved), (Transactional, UsageConserved)]
+    ),
+    builtin!("clean-distinct-ids.json", &[]),
+    builtin!("clean-same-id-two-orgs.json", &[]),
+];
+
+impl Builtin {
+    /// Where the file lives in the source tree (for replay commands).
+    pub fn path(&self) -> String {
+        format!("fixtures/scenarios/{}", self.file)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.file.trim_end_matches(".json")
+    }
+
+    pub fn scenario(&self) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(self.text, Path::new(&self.path()))
+    }
+}
+
+/// A built-in scenario by name (`r1-same-id-create`) or file name.
+pub fn find(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name() == name || b.file == name)
+}

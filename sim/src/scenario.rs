@@ -1,0 +1,245 @@
+//! Scenario files (SPEC §7): a catalog, customers that exist before the
+//! run, the requests that race, and faults at named points.
+//!
+//! Parsing is strict: unknown fields are refused, and every error names the
+//! file, the JSON path of the offending field and the reason.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use cusim::backend::mem::Fault;
+use cusim::backend::Point;
+use cusim::flow::Request;
+use cusim::model::{Catalog, Env, Metadata, Product, Scope};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub force_paid_default: bool,
+    #[serde(default)]
+    pub products: Vec<Product>,
+    /// Customers that exist before the run, each created through `safe`,
+    /// one after another.
+    #[serde(default)]
+    pub customers: Vec<SeedCustomer>,
+    pub requests: Vec<Request>,
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCustomer {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub disable_default: bool,
+    #[serde(default)]
+    pub create_in_stripe: bool,
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub env: Option<Env>,
+}
+
+impl SeedCustomer {
+    /// The create request that makes this customer.
+    pub fn as_request(&self) -> Request {
+        Request::Create {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            email: self.email.clone(),
+            fingerprint: self.fingerprint.clone(),
+            metadata: self.metadata.clone(),
+            disable_default: self.disable_default,
+            create_in_stripe: self.create_in_stripe,
+            create_default_products: true,
+            default_group: None,
+            expand: Vec::new(),
+            org: self.org.clone(),
+            env: self.env,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The request dies at the point; its open transaction rolls back.
+    Crash,
+    DbError,
+    StripeTimeoutAfterSuccess,
+    CacheDown,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 4] =
+        [FaultKind::Crash, FaultKind::DbError, FaultKind::StripeTimeoutAfterSuccess, FaultKind::CacheDown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::DbError => "db_error",
+            FaultKind::StripeTimeoutAfterSuccess => "stripe_timeout_after_success",
+            FaultKind::CacheDown => "cache_down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The model's fault, for the kinds the world injects (not `crash`).
+    pub fn world_fault(self) -> Option<Fault> {
+        match self {
+            FaultKind::Crash => None,
+            FaultKind::DbError => Some(Fault::DbError),
+            FaultKind::StripeTimeoutAfterSuccess => Some(Fault::StripeTimeoutAfterSuccess),
+            FaultKind::CacheDown => Some(Fault::CacheDown),
+        }
+    }
+
+    pub fn applies_to(self, point: Point) -> bool {
+        self.world_fault().is_none_or(|f| f.applies_to(point))
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A fault at the `occurrence`-th time (from 1) request `request` reaches `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub request: usize,
+    pub at: Point,
+    pub kind: FaultKind,
+    #[serde(default = "first", skip_serializing_if = "is_first")]
+    pub occurrence: u32,
+}
+
+fn first() -> u32 {
+    1
+}
+
+fn is_first(n: &u32) -> bool {
+    *n == 1
+}
+
+/// A scenario that could not be read: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {}: {reason}", origin.display(), if json_path.is_empty() { "(file)" } else { json_path.as_str() })]
+pub struct ScenarioError {
+    pub origin: PathBuf,
+    /// `requests[1].op`, or empty for the file as a whole.
+    pub json_path: String,
+    pub reason: String,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            origin: path.to_owned(),
+            json_path: String::new(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parses and checks a scenario; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Scenario, ScenarioError> {
+        let error = |json_path: String, reason: String| ScenarioError { origin: origin.to_owned(), json_path, reason };
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let scenario: Scenario = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            error(if path == "." { String::new() } else { path }, inner.to_string())
+        })?;
+        deserializer.end().map_err(|e| error(String::new(), e.to_string()))?;
+        scenario.check().map_err(|(path, reason)| error(path, reason))?;
+        Ok(scenario)
+    }
+
+    /// The checks serde cannot make.
+    fn check(&self) -> Result<(), (String, String)> {
+        if self.name.trim().is_empty() {
+            return Err(("name".into(), "must not be empty".into()));
+        }
+        if self.requests.is_empty() {
+            return Err(("requests".into(), "must hold at least one request".into()));
+        }
+        for (i, product) in self.products.iter().enumerate() {
+            if self.products[..i].iter().any(|p| p.id == product.id) {
+                return Err((format!("products[{i}].id"), format!("duplicate product id {:?}", product.id)));
+            }
+            if product.id.is_empty() || product.group.is_empty() {
+                return Err((format!("products[{i}]"), "id and group must not be empty".into()));
+            }
+        }
+        for (i, customer) in self.customers.iter().enumerate() {
+            if customer.id.is_none() && customer.email.as_deref().is_none_or(str::is_empty) {
+                return Err((format!("customers[{i}]"), "an id-less customer needs an email".into()));
+            }
+        }
+        for (i, fault) in self.faults.iter().enumerate() {
+            if fault.request >= self.requests.len() {
+                return Err((
+                    format!("faults[{i}].request"),
+                    format!("no request {} (the scenario has {})", fault.request, self.requests.len()),
+                ));
+            }
+            if !fault.kind.applies_to(fault.at) {
+                return Err((format!("faults[{i}].kind"), format!("{} cannot happen at {}", fault.kind, fault.at)));
+            }
+            if fault.occurrence == 0 {
+                return Err((format!("faults[{i}].occurrence"), "counts from 1".into()));
+            }
+            if self.faults[..i].iter().any(|f| (f.request, f.at, f.occurrence) == (fault.request, fault.at, fault.occurrence)) {
+                return Err((format!("faults[{i}]"), "a second fault at the same request, point and occurrence".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog::new(self.products.clone(), self.force_paid_default)
+    }
+
+    /// The fault scheduled for `request` at its `occurrence`-th visit of `point`.
+    pub fn fault_at(&self, request: usize, point: Point, occurrence: u32) -> Option<FaultKind> {
+        self.faults
+            .iter()
+            .find(|f| f.request == request && f.at == point && f.occurrence == occurrence)
+            .map(|f| f.kind)
+    }
+
+    /// Every `(scope, id)` the scenario names: what the settle reads visit.
+    pub fn named_customers(&self) -> Vec<(Scope, String)> {
+        let mut named: Vec<(Scope, String)> = self
+            .customers
+            .iter()
+            .map(SeedCustomer::as_request)
+            .chain(self.requests.iter().cloned())
+            .filter_map(|r| r.customer_id().map(|id| (r.scope(), id.to_owned())))
+            .collect();
+        named.sort();
+        named.dedup();
+        named
+    }
+}

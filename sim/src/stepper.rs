@@ -1,0 +1,568 @@
+//! The stepper: a tiny deterministic executor for the flows.
+//!
+//! Each request of a scenario is a future polled with a no-op waker; each
+//! backend call parks it at its named point with the operation it wants. A
+//! [`Chooser`] picks which parked request moves next; the stepper applies
+//! that one operation to the in-memory world and polls the request on to
+//! its next point. A request whose operation must wait for another
+//! transaction is not runnable until that transaction ends; a wait that
+//! closes a cycle makes the waiter the deadlock victim (40P01). The list of
+//! choices is the [`Schedule`]: it fully determines the run.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use cusim::backend::mem::{poll_once, run_alone, Blocked, Finished, MemConn, RequestId, TxnId, World};
+use cusim::backend::{InsertOutcome, Op, Outcome, Point};
+use cusim::flow::{execute, Request, Response, Strategy};
+use cusim::model::{validate_customer_id, ApiError, Scope};
+use serde::Serialize;
+
+use crate::scenario::{FaultKind, Scenario};
+use crate::schedule::{Schedule, Token};
+
+/// A scenario made ready to run under one strategy: its customers exist.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub scenario: Scenario,
+    pub strategy: Strategy,
+    base: World,
+    /// internal id → seed customer index, for the customers made before the run.
+    seeded: BTreeMap<String, usize>,
+}
+
+/// The seed customers' creation failed: the scenario is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("customers[{index}]: {reason}")]
+pub struct SetupError {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Ids come from this seed: the same in every run, so traces are comparable.
+const ID_SEED: u64 = 0;
+
+impl Prepared {
+    pub fn new(scenario: &Scenario, strategy: Strategy) -> Result<Prepared, SetupError> {
+        let mut world = World::new(scenario.catalog(), strategy.constraints(), ID_SEED);
+        let mut seeded = BTreeMap::new();
+        for (index, customer) in scenario.customers.iter().enumerate() {
+            let request = customer.as_request();
+            let session = scenario.requests.len() + index;
+            let conn = MemConn::new(&world);
+            let done = run_alone(&mut world, session, &conn, execute(&conn, Strategy::Safe, &request), |_| None);
+            match done {
+                Finished::Done(Ok(response)) => {
+                    seeded.insert(response.customer().customer.internal_id.clone(), index);
+                }
+                Finished::Done(Err(error)) => return Err(SetupError { index, reason: error.to_string() }),
+                Finished::Crashed { at } => unreachable!("no fault was injected, yet it crashed at {at}"),
+            }
+        }
+        Ok(Prepared { scenario: scenario.clone(), strategy, base: world, seeded })
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.scenario.requests.len()
+    }
+}
+
+/// Who inserted a customer row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Creator {
+    Seed(usize),
+    Request(usize),
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOutcome {
+    Responded(Result<Response, ApiError>),
+    Crashed { at: Point },
+    /// Still parked when the run stopped (a step cap or a stall).
+    Unfinished { at: Option<Point> },
+}
+
+impl RequestOutcome {
+    pub fn response(&self) -> Option<&Response> {
+        match self {
+            RequestOutcome::Responded(Ok(response)) => Some(response),
+            _ => None,
+        }
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "end")]
+pub enum End {
+    /// Every request finished or crashed, and no transaction is open.
+    Quiescent,
+    /// The step cap was reached with requests still runnable (a livelock).
+    StepCap { steps: usize },
+    /// Nothing can move, yet requests wait: for a transaction nobody will end.
+    Stalled { waiting: Vec<(usize, Option<usize>)> },
+    /// Every request ended, but one left its transaction open.
+    OpenTransaction { requests: Vec<usize> },
+}
+
+/// A settle read: the strategy's read path, after quiescence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Settle {
+    pub scope: Scope,
+    pub customer_id: String,
+    pub result: Result<Response, ApiError>,
+}
+
+/// One line of a trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// The decision this happened in (settle reads have none).
+    pub step: Option<usize>,
+    pub request: Option<usize>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum EventKind {
+    /// An operation ran at its point.
+    Op {
+        point: Point,
+        op: String,
+        result: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fault: Option<FaultKind>,
+    },
+    /// The operation must wait for a transaction (of `holder`).
+    Wait { point: Point, op: String, txn: TxnId, holder: Option<usize> },
+    /// The wait closed a cycle: this request is the deadlock victim.
+    Deadlock { point: Point, op: String },
+    /// The request died here; its open transaction rolled back.
+    Crash { point: Point, op: String },
+    /// The virtual clock moved.
+    Tick { ms: u64, now_ms: u64 },
+    /// The request answered its client.
+    Respond { result: String },
+    /// A settle read after quiescence.
+    Settle { customer: String, result: String },
+}
+
+/// What a chooser sees at a decision.
+#[derive(Debug)]
+pub struct View<'a> {
+    pub step: usize,
+    /// Requests that may move, ascending.
+    pub runnable: &'a [usize],
+    /// The request that moved at the previous decision.
+    pub last: Option<usize>,
+    /// Where each request is parked, if it is.
+    pub parked_at: &'a [Option<Point>],
+    pub ticks_so_far: usize,
+}
+
+/// Decides who moves. `None` means the default: the lowest runnable request.
+pub trait Chooser {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token>;
+}
+
+/// A schedule given up front (replay): its tokens, then the default.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    tokens: std::vec::IntoIter<Token>,
+}
+
+impl Replay {
+    pub fn new(schedule: &Schedule) -> Replay {
+        Replay { tokens: schedule.0.clone().into_iter() }
+    }
+}
+
+impl Chooser for Replay {
+    fn choose(&mut self, _view: &View<'_>) -> Option<Token> {
+        self.tokens.next()
+    }
+}
+
+/// A schedule that cannot be followed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("schedule step {step} ({token}): {reason}")]
+pub struct ReplayError {
+    pub step: usize,
+    pub token: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Decisions after which a run that has not ended is a livelock.
+    pub max_steps: usize,
+    pub record_trace: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions { max_steps: 1_000, record_trace: false }
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct Execution {
+    /// Every decision taken, including the default ones.
+    pub schedule: Schedule,
+    /// Decisions that moved away from a request that could have gone on.
+    pub preemptions: usize,
+    /// Per decision: whether it was what the default would have chosen.
+    pub was_default: Vec<bool>,
+    pub trace: Vec<Event>,
+    pub outcomes: Vec<RequestOutcome>,
+    pub settles: Vec<Settle>,
+    pub world: World,
+    pub created_by: BTreeMap<String, Creator>,
+    pub end: End,
+}
+
+impl Execution {
+    /// The schedule without its tail of default decisions: replaying it
+    /// gives the same run.
+    pub fn minimal_schedule(&self) -> Schedule {
+        let keep = self.was_default.iter().rposition(|d| !d).map_or(0, |i| i + 1);
+        Schedule(self.schedule.0[..keep].to_vec())
+    }
+}
+
+type RequestFuture = Pin<Box<dyn Future<Output = Result<Response, ApiError>>>>;
+
+struct Slot {
+    conn: MemConn,
+    future: Option<RequestFuture>,
+    parked: Option<Op>,
+    /// The parked op has not been offered yet (faults apply to first offers).
+    fresh: bool,
+    blocked_on: Option<TxnId>,
+    visits: BTreeMap<Point, u32>,
+    outcome: Option<RequestOutcome>,
+}
+
+struct Run<'p> {
+    prepared: &'p Prepared,
+    world: World,
+    slots: Vec<Slot>,
+    trace: Vec<Event>,
+    record: bool,
+    created_by: BTreeMap<String, Creator>,
+    step: usize,
+}
+
+impl Run<'_> {
+    fn event(&mut self, request: Option<usize>, kind: EventKind) {
+        if self.record {
+            self.trace.push(Event { step: Some(self.step), request, kind });
+        }
+    }
+
+    /// Polls request `i` until it parks at a named point or finishes.
+    fn advance(&mut self, i: usize) {
+        loop {
+            let slot = &mut self.slots[i];
+            let future = slot.future.as_mut().expect("an unfinished request has a future");
+            match poll_once(future.as_mut()) {
+                Poll::Ready(result) => {
+                    slot.future = None;
+                    if self.record {
+                        let text = match &result {
+                            Ok(response) => format!("ok {}", describe_response(response)),
+                            Err(error) => format!("error {} {}", error.code, error.message),
+                        };
+                        self.event(Some(i), EventKind::Respond { result: text });
+                    }
+                    self.slots[i].outcome = Some(RequestOutcome::Responded(result));
+                    return;
+                }
+                Poll::Pending => {
+                    let op = slot.conn.take_op().expect("a pending request is parked on an op");
+                    if op.point().is_none() {
+                        let outcome = self.world.apply(i, &op, None).expect("BEGIN never waits");
+                        self.slots[i].conn.answer(outcome);
+                        continue;
+                    }
+                    slot.parked = Some(op);
+                    slot.fresh = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn runnable(&mut self) -> Vec<usize> {
+        let mut runnable = Vec::new();
+        for i in 0..self.slots.len() {
+            if self.slots[i].parked.is_none() {
+                continue;
+            }
+            if let Some(txn) = self.slots[i].blocked_on {
+                if self.world.request_of_txn(txn).is_some() {
+                    continue;
+                }
+                self.slots[i].blocked_on = None;
+            }
+            runnable.push(i);
+        }
+        runnable
+    }
+
+    /// Whether request `i`'s wait closes a cycle of waits.
+    fn closes_cycle(&self, i: usize) -> bool {
+        let mut current = i;
+        for _ in 0..=self.slots.len() {
+            let Some(txn) = self.slots[current].blocked_on else { return false };
+            let Some(holder) = self.world.request_of_txn(txn) else { return false };
+            if holder == i {
+                return true;
+            }
+            current = holder;
+        }
+        false
+    }
+
+    fn perform(&mut self, i: usize, explicit: Option<FaultKind>) -> Result<(), String> {
+        let slot = &mut self.slots[i];
+        let op = slot.parked.take().expect("runnable requests are parked");
+        let point = op.point().expect("parked ops have points");
+        let mut fault = explicit;
+        if slot.fresh {
+            slot.fresh = false;
+            let visits = slot.visits.entry(point).or_insert(0);
+            *visits += 1;
+            let occurrence = *visits;
+            fault = fault.or_else(|| self.prepared.scenario.fault_at(i, point, occurrence));
+        }
+        if let Some(kind) = fault {
+            if !kind.applies_to(point) {
+                self.slots[i].parked = Some(op);
+                return Err(format!("fault {kind} cannot happen at {point}"));
+            }
+        }
+        if fault == Some(FaultKind::Crash) {
+            self.world.crash(i);
+            let slot = &mut self.slots[i];
+            slot.future = None;
+            slot.outcome = Some(RequestOutcome::Crashed { at: point });
+            if self.record {
+                self.event(Some(i), EventKind::Crash { point, op: op.summary() });
+            }
+            return Ok(());
+        }
+        match self.world.apply(i, &op, fault.and_then(FaultKind::world_fault)) {
+            Ok(outcome) => {
+                if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
+                    self.created_by.insert(row.internal_id.clone(), Creator::Request(i));
+                }
+                if self.record {
+                    let kind = EventKind::Op { point, op: op.summary(), result: outcome.summary(), fault };
+                    self.event(Some(i), kind);
+                }
+                self.slots[i].conn.answer(outcome);
+                self.advance(i);
+            }
+            Err(Blocked(txn)) => {
+                let holder = self.world.request_of_txn(txn);
+                if self.record {
+                    self.event(Some(i), EventKind::Wait { point, op: op.summary(), txn, holder });
+                }
+                self.slots[i].blocked_on = Some(txn);
+                if self.closes_cycle(i) {
+                    let outcome = self.world.deadlock_victim(i);
+                    if self.record {
+                        self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
+                    }
+                    self.slots[i].blocked_on = None;
+                    self.slots[i].conn.answer(outcome);
+                    self.advance(i);
+                } else {
+                    self.slots[i].parked = Some(op);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn parked_points(&self) -> Vec<Option<Point>> {
+        self.slots.iter().map(|s| s.parked.as_ref().and_then(Op::point)).collect()
+    }
+}
+
+fn describe_response(response: &Response) -> String {
+    let customer = &response.customer().customer;
+    let products: Vec<&str> = response.customer().products.iter().map(|p| p.product_id.as_str()).collect();
+    let mut text = format!(
+        "{} id={} products=[{}]",
+        customer.internal_id,
+        customer.id.as_deref().unwrap_or("null"),
+        products.join(",")
+    );
+    match response {
+        Response::Check(check) => text.push_str(&format!(" allowed={}", check.allowed)),
+        Response::Track(track) => text.push_str(&format!(" tracked={}", track.value)),
+        Response::Customer { .. } => {}
+    }
+    text
+}
+
+/// Runs the prepared scenario, letting `chooser` decide every step.
+pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunOptions) -> Result<Execution, ReplayError> {
+    let world = prepared.base.clone();
+    let strategy = prepared.strategy;
+    let created_by: BTreeMap<String, Creator> =
+        prepared.seeded.iter().map(|(id, index)| (id.clone(), Creator::Seed(*index))).collect();
+    let slots = prepared
+        .scenario
+        .requests
+        .iter()
+        .map(|request| {
+            let conn = MemConn::new(&world);
+            let request = request.clone();
+            let future_conn = conn.clone();
+            let future: RequestFuture = Box::pin(async move { execute(&future_conn, strategy, &request).await });
+            Slot {
+                conn,
+                future: Some(future),
+                parked: None,
+                fresh: false,
+                blocked_on: None,
+                visits: BTreeMap::new(),
+                outcome: None,
+            }
+        })
+        .collect();
+    let mut run = Run { prepared, world, slots, trace: Vec::new(), record: options.record_trace, created_by, step: 0 };
+    for i in 0..run.slots.len() {
+        run.advance(i);
+    }
+
+    let mut schedule = Vec::new();
+    let mut was_default = Vec::new();
+    let mut preemptions = 0;
+    let mut last: Option<usize> = None;
+    let mut ticks = 0;
+    let end = loop {
+        let runnable = run.runnable();
+        if runnable.is_empty() {
+            break None;
+        }
+        if run.step >= options.max_steps {
+            break Some(End::StepCap { steps: run.step });
+        }
+        let parked_at = run.parked_points();
+        let view = View { step: run.step, runnable: &runnable, last, parked_at: &parked_at, ticks_so_far: ticks };
+        let default = Token::run(runnable[0]);
+        let token = chooser.choose(&view).unwrap_or(default);
+        was_default.push(token == default);
+        let fail = |reason: String| ReplayError { step: schedule.len(), token: token.to_string(), reason };
+        match token {
+            Token::Tick { ms } => {
+                run.world.advance_clock(ms);
+                ticks += 1;
+                let now_ms = run.world.now_ms();
+                run.event(None, EventKind::Tick { ms, now_ms });
+            }
+            Token::Run { request, fault } => {
+                if !runnable.contains(&request) {
+                    let why = match run.slots.get(request) {
+                        None => format!("there is no request {request} (the scenario has {})", run.slots.len()),
+                        Some(slot) if slot.outcome.is_some() => format!("request {request} has finished"),
+                        Some(_) => format!("request {request} is waiting for a lock"),
+                    };
+                    return Err(fail(why));
+                }
+                if last.is_some_and(|l| l != request && runnable.contains(&l)) {
+                    preemptions += 1;
+                }
+                run.perform(request, fault).map_err(fail)?;
+                last = Some(request);
+            }
+        }
+        schedule.push(token);
+        run.step += 1;
+    };
+
+    let end = end.unwrap_or_else(|| {
+        let waiting: Vec<(usize, Option<usize>)> = run
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.outcome.is_none())
+            .map(|(i, s)| (i, s.blocked_on.and_then(|t| run.world.request_of_txn(t))))
+            .collect();
+        if !waiting.is_empty() {
+            End::Stalled { waiting }
+        } else {
+            let open: Vec<usize> = (0..run.slots.len()).filter(|i| run.world.open_txn(*i).is_some()).collect();
+            if open.is_empty() && run.world.is_quiescent() {
+                End::Quiescent
+            } else {
+                End::OpenTransaction { requests: open }
+            }
+        }
+    });
+
+    let mut settles = Vec::new();
+    if end == End::Quiescent {
+        settle(&mut run, &mut settles);
+    }
+    let outcomes = run
+        .slots
+        .iter()
+        .map(|s| s.outcome.clone().unwrap_or(RequestOutcome::Unfinished { at: s.parked.as_ref().and_then(Op::point) }))
+        .collect();
+    Ok(Execution {
+        schedule: Schedule(schedule),
+        preemptions,
+        was_default,
+        trace: run.trace,
+        outcomes,
+        settles,
+        world: run.world,
+        created_by: run.created_by,
+        end,
+    })
+}
+
+/// One read of each customer the scenario names or the DB holds by id,
+/// through the strategy's read path, one at a time.
+fn settle(run: &mut Run<'_>, settles: &mut Vec<Settle>) {
+    let mut customers = run.prepared.scenario.named_customers();
+    customers.extend(run.world.committed_customers().into_iter().filter_map(|r| r.id.clone().map(|id| (r.scope(), id))));
+    customers.sort();
+    customers.dedup();
+    customers.retain(|(_, id)| validate_customer_id(id).is_ok());
+    let first_session: RequestId = run.prepared.scenario.requests.len() + run.prepared.scenario.customers.len();
+    for (n, (scope, customer_id)) in customers.into_iter().enumerate() {
+        let request =
+            Request::Get { customer_id: customer_id.clone(), org: Some(scope.org_id.clone()), env: Some(scope.env) };
+        let conn = MemConn::new(&run.world);
+        let future = execute(&conn, run.prepared.strategy, &request);
+        let result = match run_alone(&mut run.world, first_session + n, &conn, future, |_| None) {
+            Finished::Done(result) => result,
+            Finished::Crashed { at } => unreachable!("settle reads have no faults, yet one crashed at {at}"),
+        };
+        if run.record {
+            let text = match &result {
+                Ok(response) => format!("ok {}", describe_response(response)),
+                Err(error) => format!("error {} {}", error.code, error.message),
+            };
+            run.trace.push(Event {
+                step: None,
+                request: None,
+                kind: EventKind::Settle { customer: format!("{scope}/{customer_id}"), result: text },
+            });
+        }
+        settles.push(Settle { scope, customer_id, result });
+    }
+}
