@@ -21,7 +21,11 @@ use Strategy::{Legacy, Transactional};
 
 macro_rules! builtin {
     ($file:literal, $expected:expr) => {
-        Builtin { file: $file, text: include_str!(concat!("../../fixtures/scenarios/", $file)), expected: $expected }
+        Builtin {
+            file: $file,
+            text: include_str!(concat!("../../fixtures/scenarios/", $file)),
+            expected: $expected,
+        }
     };
 }
 
@@ -37,10 +41,7 @@ pub const BUILTINS: &[Builtin] = &[
     ),
     builtin!("r7-cache-without-stripe.json", &[(Transactional, FreshCache)]),
     builtin!("r8-lost-usage-overwrite.json", &[(Legacy, UsageConserved)]),
-    builtin!(
-        "r9-lost-usage-invalidation.json",
-        &[(Legacy, UsageConserved), (Transactional, UsageConserved)]
-    ),
+    builtin!("r9-lost-usage-invalidation.json", &[(Legacy, UsageConserved), (Transactional, UsageConserved)]),
     builtin!("clean-distinct-ids.json", &[]),
     builtin!("clean-same-id-two-orgs.json", &[]),
 ];

@@ -106,7 +106,8 @@ impl Chooser for PctChooser {
             self.tick_at = None;
             return Some(Token::Tick { ms: TICK_MS });
         }
-        let highest = |p: &[usize]| *view.runnable.iter().max_by_key(|r| p[**r]).expect("something is runnable");
+        let highest =
+            |p: &[usize]| *view.runnable.iter().max_by_key(|r| p[**r]).expect("something is runnable");
         for (at, lowered) in &self.change_points {
             if *at == view.step {
                 let running = highest(&self.priorities);
@@ -218,8 +219,8 @@ pub struct Found {
     /// The seed that produced it (random and pct).
     pub seed: Option<u64>,
     pub message: String,
-    /// Schedules run before the first one that broke it (1-based count).
-    #[serde(skip)]
+    /// How many schedules had run when it first broke (1 = the first).
+    #[serde(rename = "found_after")]
     pub first_at: u64,
     #[serde(skip)]
     pub violation: Violation,
@@ -239,13 +240,23 @@ pub struct ExploreReport {
 }
 
 /// Runs one schedule from a chooser and checks it.
-pub fn run_and_check(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunOptions) -> (Execution, Vec<Violation>) {
+pub fn run_and_check(
+    prepared: &Prepared,
+    chooser: &mut dyn Chooser,
+    options: RunOptions,
+) -> (Execution, Vec<Violation>) {
     let execution = execute_run(prepared, chooser, options).expect("explorers only choose runnable requests");
     let violations = oracle::check(prepared, &execution);
     (execution, violations)
 }
 
-fn record(found: &mut BTreeMap<Invariant, Found>, execution: &Execution, violations: Vec<Violation>, seed: Option<u64>, count: u64) {
+fn record(
+    found: &mut BTreeMap<Invariant, Found>,
+    execution: &Execution,
+    violations: Vec<Violation>,
+    seed: Option<u64>,
+    count: u64,
+) {
     let schedule = execution.minimal_schedule();
     for violation in violations {
         let candidate = Found {
@@ -262,7 +273,8 @@ fn record(found: &mut BTreeMap<Invariant, Found>, execution: &Execution, violati
                 found.insert(candidate.invariant, candidate);
             }
             Some(best) => {
-                let shorter = (schedule.len(), candidate.preemptions) < (Schedule::parse(&best.schedule).map_or(usize::MAX, |s| s.len()), best.preemptions);
+                let shorter = (schedule.len(), candidate.preemptions)
+                    < (Schedule::parse(&best.schedule).map_or(usize::MAX, |s| s.len()), best.preemptions);
                 if shorter {
                     let first_at = best.first_at;
                     *best = Found { first_at, ..candidate };
@@ -283,8 +295,12 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         SchedulerKind::Random | SchedulerKind::Pct { .. } => {
             let expected_steps = match config.scheduler {
                 SchedulerKind::Pct { .. } => {
-                    let plain = execute_run(prepared, &mut crate::stepper::Replay::new(&Schedule::default()), config.run)
-                        .expect("the default schedule is always valid");
+                    let plain = execute_run(
+                        prepared,
+                        &mut crate::stepper::Replay::new(&Schedule::default()),
+                        config.run,
+                    )
+                    .expect("the default schedule is always valid");
                     plain.schedule.len()
                 }
                 _ => 0,
@@ -293,10 +309,15 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 let seed = config.first_seed.wrapping_add(i);
                 let (execution, violations) = match config.scheduler {
                     SchedulerKind::Pct { depth } => {
-                        let mut chooser = PctChooser::new(seed, requests, depth.max(1), expected_steps, config.max_ticks);
+                        let mut chooser =
+                            PctChooser::new(seed, requests, depth.max(1), expected_steps, config.max_ticks);
                         run_and_check(prepared, &mut chooser, config.run)
                     }
-                    _ => run_and_check(prepared, &mut RandomChooser { rng: Rng::new(seed), max_ticks: config.max_ticks }, config.run),
+                    _ => run_and_check(
+                        prepared,
+                        &mut RandomChooser { rng: Rng::new(seed), max_ticks: config.max_ticks },
+                        config.run,
+                    ),
                 };
                 run_count += 1;
                 progress(run_count);
@@ -308,7 +329,14 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
             }
         }
         SchedulerKind::Exhaustive { max_preemptions } => {
-            let mut dfs = Dfs { frames: Vec::new(), depth: 0, preemptions: 0, max_preemptions, max_ticks: config.max_ticks, pruned: false };
+            let mut dfs = Dfs {
+                frames: Vec::new(),
+                depth: 0,
+                preemptions: 0,
+                max_preemptions,
+                max_ticks: config.max_ticks,
+                pruned: false,
+            };
             loop {
                 let (execution, violations) = run_and_check(prepared, &mut dfs, config.run);
                 run_count += 1;

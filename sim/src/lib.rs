@@ -1,10 +1,10 @@
 //! cusim-sim: the harness. Scenarios, the stepper and its schedulers, the
 //! invariant oracle, traces and replay, and the `cusim` command.
 
-pub mod scenario;
-pub mod schedule;
 pub mod builtin;
 pub mod explore;
 pub mod oracle;
+pub mod scenario;
+pub mod schedule;
 pub mod stepper;
 pub mod trace;

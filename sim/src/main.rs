@@ -52,7 +52,9 @@ enum SchedulerArg {
 enum Command {
     /// Run many schedules of a scenario and report every invariant violated,
     /// each with the shortest schedule found for it.
-    #[command(after_help = "Examples:\n  cusim explore --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy\n  cusim explore --scenario r2-stale-cache --strategy safe --scheduler exhaustive --max-preemptions 3\n  cusim explore --all")]
+    #[command(
+        after_help = "Examples:\n  cusim explore --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy\n  cusim explore --scenario r2-stale-cache --strategy safe --scheduler exhaustive --max-preemptions 3\n  cusim explore --all"
+    )]
     Explore {
         /// A scenario file, or the name of a built-in scenario.
         #[arg(long, required_unless_present = "all", conflicts_with = "all")]
@@ -84,7 +86,9 @@ enum Command {
         json: bool,
     },
     /// Run one schedule and show its trace and verdict.
-    #[command(after_help = "Example:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1")]
+    #[command(
+        after_help = "Example:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1"
+    )]
     Replay {
         /// A scenario file, or the name of a built-in scenario.
         #[arg(long)]
@@ -118,7 +122,14 @@ fn prepare(scenario: &Scenario, origin: &str, strategy: Strategy) -> Result<Prep
     Prepared::new(scenario, strategy).map_err(|e| Usage(format!("{origin}: {e}")))
 }
 
-fn config(scheduler: SchedulerArg, seeds: Option<u64>, seed: u64, max_preemptions: Option<usize>, depth: usize, max_ticks: usize) -> Result<ExploreConfig, Usage> {
+fn config(
+    scheduler: SchedulerArg,
+    seeds: Option<u64>,
+    seed: u64,
+    max_preemptions: Option<usize>,
+    depth: usize,
+    max_ticks: usize,
+) -> Result<ExploreConfig, Usage> {
     if depth == 0 {
         return Err(Usage("--depth must be at least 1".into()));
     }
@@ -127,7 +138,8 @@ fn config(scheduler: SchedulerArg, seeds: Option<u64>, seed: u64, max_preemption
         SchedulerArg::Pct => SchedulerKind::Pct { depth },
         SchedulerArg::Exhaustive => SchedulerKind::Exhaustive { max_preemptions },
     };
-    let default_budget = if matches!(scheduler, SchedulerKind::Exhaustive { .. }) { 10_000_000 } else { 1_000 };
+    let default_budget =
+        if matches!(scheduler, SchedulerKind::Exhaustive { .. }) { 10_000_000 } else { 1_000 };
     let schedules = seeds.unwrap_or(default_budget);
     if schedules == 0 {
         return Err(Usage("--seeds must be at least 1".into()));
@@ -137,7 +149,11 @@ fn config(scheduler: SchedulerArg, seeds: Option<u64>, seed: u64, max_preemption
 
 fn print_report(report: &ExploreReport, origin: &str) {
     let exhausted = if report.scheduler == "exhaustive" {
-        if report.exhausted { ", the whole space" } else { ", not the whole space" }
+        if report.exhausted {
+            ", the whole space"
+        } else {
+            ", not the whole space"
+        }
     } else {
         ""
     };
@@ -159,14 +175,23 @@ fn print_report(report: &ExploreReport, origin: &str) {
     }
 }
 
-fn run_explore(scenario: &str, strategy: Strategy, config: &ExploreConfig, json: bool) -> Result<ExitCode, Usage> {
+fn run_explore(
+    scenario: &str,
+    strategy: Strategy,
+    config: &ExploreConfig,
+    json: bool,
+) -> Result<ExitCode, Usage> {
     let (scenario, origin) = load_scenario(scenario)?;
     let prepared = prepare(&scenario, &origin, strategy)?;
     let mut stderr = std::io::stderr();
     let terminal = stderr.is_terminal();
     let report = explore(&prepared, config, |n| {
         if n % 10_000 == 0 {
-            let _ = if terminal { write!(stderr, "\r{n} schedules...") } else { writeln!(stderr, "{n} schedules...") };
+            let _ = if terminal {
+                write!(stderr, "\r{n} schedules...")
+            } else {
+                writeln!(stderr, "{n} schedules...")
+            };
         }
     });
     if terminal && report.schedules_run >= 10_000 {
@@ -204,7 +229,9 @@ fn run_all(config: &ExploreConfig, json: bool) -> Result<ExitCode, Usage> {
                 cell.push(format!("{}{}", found.invariant, if expected { "" } else { "!" }));
             }
             for (expected_strategy, invariant) in builtin.expected {
-                if *expected_strategy == strategy && !report.violations.iter().any(|f| f.invariant == *invariant) {
+                if *expected_strategy == strategy
+                    && !report.violations.iter().any(|f| f.invariant == *invariant)
+                {
                     cell.push(format!("MISSED {invariant}"));
                     failed = true;
                 }
@@ -224,8 +251,9 @@ fn run_all(config: &ExploreConfig, json: bool) -> Result<ExitCode, Usage> {
         println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
     } else {
         let header = ["scenario", "legacy", "transactional", "safe"];
-        let widths: Vec<usize> =
-            (0..4).map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..4)
+            .map(|c| rows.iter().map(|r| r[c].len()).chain([header[c].len()]).max().unwrap_or(0))
+            .collect();
         let line = |cells: &[&str]| {
             let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
             println!("| {} |", padded.join(" | "));
@@ -236,8 +264,18 @@ fn run_all(config: &ExploreConfig, json: bool) -> Result<ExitCode, Usage> {
             line(&row.iter().map(String::as_str).collect::<Vec<_>>());
         }
         let per_pair = reports.first().map_or(0, |r| r.schedules_run);
-        println!("\n{} schedules per pair; an invariant marked ! is broken where SPEC §8 does not expect it.", per_pair);
-        println!("{}", if failed { "FAILED: safe broke an invariant, or an expected race was missed." } else { "safe held everywhere; every expected race was found." });
+        println!(
+            "\n{} schedules per pair; an invariant marked ! is broken where SPEC §8 does not expect it.",
+            per_pair
+        );
+        println!(
+            "{}",
+            if failed {
+                "FAILED: safe broke an invariant, or an expected race was missed."
+            } else {
+                "safe held everywhere; every expected race was found."
+            }
+        );
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -247,8 +285,8 @@ fn run_replay(scenario: &str, strategy: Strategy, schedule: &str, json: bool) ->
     let schedule = Schedule::parse(schedule).map_err(|e| Usage(format!("--schedule: {e}")))?;
     let prepared = prepare(&scenario, &origin, strategy)?;
     let options = RunOptions { record_trace: true, ..RunOptions::default() };
-    let execution =
-        execute_run(&prepared, &mut Replay::new(&schedule), options).map_err(|e| Usage(format!("--schedule: {e}")))?;
+    let execution = execute_run(&prepared, &mut Replay::new(&schedule), options)
+        .map_err(|e| Usage(format!("--schedule: {e}")))?;
     let violations = oracle::check(&prepared, &execution);
     if json {
         let found: Vec<_> = violations
@@ -274,7 +312,10 @@ fn run_replay(scenario: &str, strategy: Strategy, schedule: &str, json: bool) ->
             println!("verdict: no invariant violated");
         }
         for violation in &violations {
-            println!("VIOLATED {} (requests {:?}): {}", violation.invariant, violation.requests, violation.message);
+            println!(
+                "VIOLATED {} (requests {:?}): {}",
+                violation.invariant, violation.requests, violation.message
+            );
             println!("  evidence: {}", violation.evidence);
         }
     }
@@ -284,18 +325,29 @@ fn run_replay(scenario: &str, strategy: Strategy, schedule: &str, json: bool) ->
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Explore { scenario, strategy, all, scheduler, seeds, seed, max_preemptions, depth, max_ticks, json } => {
-            config(scheduler, seeds, seed, max_preemptions, depth, max_ticks).and_then(|config| {
-                if all {
-                    run_all(&config, json)
-                } else {
-                    let scenario = scenario.expect("clap requires --scenario without --all");
-                    let strategy = strategy.expect("clap requires --strategy without --all");
-                    run_explore(&scenario, strategy.into(), &config, json)
-                }
-            })
+        Command::Explore {
+            scenario,
+            strategy,
+            all,
+            scheduler,
+            seeds,
+            seed,
+            max_preemptions,
+            depth,
+            max_ticks,
+            json,
+        } => config(scheduler, seeds, seed, max_preemptions, depth, max_ticks).and_then(|config| {
+            if all {
+                run_all(&config, json)
+            } else {
+                let scenario = scenario.expect("clap requires --scenario without --all");
+                let strategy = strategy.expect("clap requires --strategy without --all");
+                run_explore(&scenario, strategy.into(), &config, json)
+            }
+        }),
+        Command::Replay { scenario, strategy, schedule, json } => {
+            run_replay(&scenario, strategy.into(), &schedule, json)
         }
-        Command::Replay { scenario, strategy, schedule, json } => run_replay(&scenario, strategy.into(), &schedule, json),
     };
     match result {
         Ok(code) => code,

@@ -112,7 +112,11 @@ fn involved(sources: &[Source]) -> Vec<usize> {
 /// The defaults a customer is owed, as `(group, product)` pairs in group
 /// order: per group the best default by trial > paid > free, then by
 /// product id (SPEC §3), restated here independently of the flows.
-pub fn owed_defaults(catalog: &Catalog, disable_default: bool, only_group: Option<&str>) -> Vec<(String, String)> {
+pub fn owed_defaults(
+    catalog: &Catalog,
+    disable_default: bool,
+    only_group: Option<&str>,
+) -> Vec<(String, String)> {
     if disable_default {
         return Vec::new();
     }
@@ -151,7 +155,13 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn violate(&mut self, invariant: Invariant, sources: &[Source], message: String, evidence: serde_json::Value) {
+    fn violate(
+        &mut self,
+        invariant: Invariant,
+        sources: &[Source],
+        message: String,
+        evidence: serde_json::Value,
+    ) {
         self.violations.push(Violation { invariant, requests: involved(sources), message, evidence });
     }
 
@@ -162,12 +172,9 @@ impl Checker<'_> {
             let request = &self.prepared.scenario.requests[i];
             outcome.response().map(|r| (Source::Request(i), request.scope(), Some(request), r))
         });
-        let settles = self
-            .run
-            .settles
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.result.as_ref().ok().map(|r| (Source::Settle(i), s.scope.clone(), None, r)));
+        let settles = self.run.settles.iter().enumerate().filter_map(|(i, s)| {
+            s.result.as_ref().ok().map(|r| (Source::Settle(i), s.scope.clone(), None, r))
+        });
         requests.chain(settles).collect()
     }
 
@@ -176,7 +183,11 @@ impl Checker<'_> {
         let (data, options_group, create_defaults) = match self.run.created_by.get(internal_id)? {
             Creator::Seed(i) => {
                 let seed = &self.prepared.scenario.customers[*i];
-                (CustomerData { disable_default: seed.disable_default, ..CustomerData::default() }, None, true)
+                (
+                    CustomerData { disable_default: seed.disable_default, ..CustomerData::default() },
+                    None,
+                    true,
+                )
             }
             Creator::Request(i) => match &self.prepared.scenario.requests[*i] {
                 request @ Request::Create { .. } => {
@@ -195,7 +206,9 @@ impl Checker<'_> {
     fn terminates(&mut self) {
         let (message, sources) = match &self.run.end {
             End::Quiescent => return,
-            End::StepCap { steps } => (format!("the run had not ended after {steps} steps (livelock)"), vec![]),
+            End::StepCap { steps } => {
+                (format!("the run had not ended after {steps} steps (livelock)"), vec![])
+            }
             End::Stalled { waiting } => (
                 format!("requests wait for transactions nobody will end: {waiting:?} (request, holder)"),
                 waiting.iter().map(|(r, _)| Source::Request(*r)).collect(),
@@ -213,7 +226,12 @@ impl Checker<'_> {
             .filter(|(_, o)| matches!(o, RequestOutcome::Unfinished { .. }))
             .map(|(i, o)| format!("request {i}: {o:?}"))
             .collect();
-        self.violate(Invariant::Terminates, &sources, message, json!({ "end": self.run.end, "unfinished": unfinished }));
+        self.violate(
+            Invariant::Terminates,
+            &sources,
+            message,
+            json!({ "end": self.run.end, "unfinished": unfinished }),
+        );
     }
 
     fn unique_customer(&mut self) {
@@ -224,7 +242,10 @@ impl Checker<'_> {
             if let Some(id) = &row.id {
                 by_id.entry((row.scope(), id.clone())).or_default().push(row.internal_id.clone());
             } else if let Some(email) = row.email.as_ref().filter(|e| !e.is_empty()) {
-                by_email.entry((row.scope(), email.to_lowercase())).or_default().push(row.internal_id.clone());
+                by_email
+                    .entry((row.scope(), email.to_lowercase()))
+                    .or_default()
+                    .push(row.internal_id.clone());
             }
         }
         for ((scope, id), internal_ids) in by_id.into_iter().filter(|(_, v)| v.len() > 1) {
@@ -255,7 +276,10 @@ impl Checker<'_> {
                 },
             };
             if let Some(id) = asked {
-                answers.entry((scope, id)).or_default().push((source, response.customer().customer.internal_id.clone()));
+                answers
+                    .entry((scope, id))
+                    .or_default()
+                    .push((source, response.customer().customer.internal_id.clone()));
             }
         }
         for ((scope, id), seen) in answers {
@@ -264,7 +288,8 @@ impl Checker<'_> {
             distinct.dedup();
             if distinct.len() > 1 {
                 let sources: Vec<Source> = seen.iter().map(|(s, _)| *s).collect();
-                let who: Vec<String> = seen.iter().map(|(s, internal)| format!("{s} got {internal}")).collect();
+                let who: Vec<String> =
+                    seen.iter().map(|(s, internal)| format!("{s} got {internal}")).collect();
                 self.violate(
                     Invariant::UniqueCustomer,
                     &sources,
@@ -329,7 +354,8 @@ impl Checker<'_> {
     fn no_internal_error(&mut self) {
         let mut found = Vec::new();
         for (i, outcome) in self.run.outcomes.iter().enumerate() {
-            if let RequestOutcome::Responded(Err(error)) = outcome {
+            if let RequestOutcome::Responded(result) = outcome {
+                let Err(error) = result.as_ref() else { continue };
                 if error.code == ErrorCode::InternalError {
                     found.push((Source::Request(i), error.clone()));
                 }
@@ -366,8 +392,13 @@ impl Checker<'_> {
         for (key, cached, db) in found {
             let creators = self.creators(std::slice::from_ref(&cached.customer.internal_id));
             let message = match &db {
-                None => format!("cache {key} holds customer {} that the DB does not have", cached.customer.internal_id),
-                Some(_) => format!("cache {key} differs from the DB's view of {}", cached.customer.internal_id),
+                None => format!(
+                    "cache {key} holds customer {} that the DB does not have",
+                    cached.customer.internal_id
+                ),
+                Some(_) => {
+                    format!("cache {key} differs from the DB's view of {}", cached.customer.internal_id)
+                }
             };
             self.violate(Invariant::FreshCache, &creators, message, json!({ "cached": cached, "db": db }));
         }
@@ -384,7 +415,9 @@ impl Checker<'_> {
             let row = rows.iter().find(|r| r.internal_id == *internal_id);
             let processor = row.and_then(|r| r.processor.as_deref());
             let message = if row.is_none() {
-                Some(format!("Stripe customers {stripe_ids:?} belong to customer {internal_id}, which does not exist"))
+                Some(format!(
+                    "Stripe customers {stripe_ids:?} belong to customer {internal_id}, which does not exist"
+                ))
             } else if stripe_ids.len() > 1 {
                 Some(format!(
                     "customer {internal_id} has {} Stripe customers {stripe_ids:?}; processor names {}",
@@ -401,15 +434,26 @@ impl Checker<'_> {
                 None
             };
             if let Some(message) = message {
-                found.push((internal_id.to_string(), message, stripe_ids.clone(), processor.map(str::to_owned)));
+                found.push((
+                    internal_id.to_string(),
+                    message,
+                    stripe_ids.clone(),
+                    processor.map(str::to_owned),
+                ));
             }
         }
         for row in &rows {
             if let Some(processor) = &row.processor {
-                if !by_customer.get(row.internal_id.as_str()).is_some_and(|ids| ids.contains(&processor.as_str())) {
+                if !by_customer
+                    .get(row.internal_id.as_str())
+                    .is_some_and(|ids| ids.contains(&processor.as_str()))
+                {
                     found.push((
                         row.internal_id.clone(),
-                        format!("customer {} names processor {processor}, not one of its Stripe customers", row.internal_id),
+                        format!(
+                            "customer {} names processor {processor}, not one of its Stripe customers",
+                            row.internal_id
+                        ),
                         by_customer.get(row.internal_id.as_str()).cloned().unwrap_or_default(),
                         Some(processor.clone()),
                     ));
@@ -420,7 +464,9 @@ impl Checker<'_> {
             let creators = self.creators(std::slice::from_ref(&internal_id));
             let mut sources = creators;
             for (i, request) in self.prepared.scenario.requests.iter().enumerate() {
-                let touched = self.run.outcomes[i].response().is_some_and(|r| r.customer().customer.internal_id == internal_id);
+                let touched = self.run.outcomes[i]
+                    .response()
+                    .is_some_and(|r| r.customer().customer.internal_id == internal_id);
                 if touched && !matches!(request, Request::Get { .. }) {
                     sources.push(Source::Request(i));
                 }
@@ -461,7 +507,10 @@ impl Checker<'_> {
             let (sum, sources) = accepted.get(&key).cloned().unwrap_or_default();
             let in_db = recorded.get(&key).copied().unwrap_or(0);
             if sum != in_db {
-                found.push((sources.clone(), format!("customer {} {}: tracks accepted {sum}, the DB has {in_db}", key.0, key.1)));
+                found.push((
+                    sources.clone(),
+                    format!("customer {} {}: tracks accepted {sum}, the DB has {in_db}", key.0, key.1),
+                ));
             }
             for (cache_key, cached) in self.run.world.cache_entries() {
                 if cached.customer.internal_id == key.0 {
@@ -469,7 +518,10 @@ impl Checker<'_> {
                     if in_cache != sum {
                         found.push((
                             sources.clone(),
-                            format!("customer {} {}: tracks accepted {sum}, cache {cache_key} has {in_cache}", key.0, key.1),
+                            format!(
+                                "customer {} {}: tracks accepted {sum}, cache {cache_key} has {in_cache}",
+                                key.0, key.1
+                            ),
                         ));
                     }
                 }
@@ -485,12 +537,20 @@ impl Checker<'_> {
         let mut found = Vec::new();
         for (i, outcome) in self.run.outcomes.iter().enumerate() {
             let request = &self.prepared.scenario.requests[i];
-            let (Request::Create { id: Some(asked), .. }, Some(response)) = (request, outcome.response()) else {
+            let (Request::Create { id: Some(asked), .. }, Some(response)) = (request, outcome.response())
+            else {
                 continue;
             };
             let customer = &response.customer().customer;
             if customer.id.as_deref() != Some(asked.as_str()) {
-                found.push((i, format!("create {{id: {asked}}} returned customer {} with id {}", customer.internal_id, customer.id.as_deref().unwrap_or("null"))));
+                found.push((
+                    i,
+                    format!(
+                        "create {{id: {asked}}} returned customer {} with id {}",
+                        customer.internal_id,
+                        customer.id.as_deref().unwrap_or("null")
+                    ),
+                ));
                 continue;
             }
             let now = rows.iter().find(|r| r.internal_id == customer.internal_id);

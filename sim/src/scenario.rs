@@ -164,7 +164,11 @@ impl Scenario {
 
     /// Parses and checks a scenario; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Scenario, ScenarioError> {
-        let error = |json_path: String, reason: String| ScenarioError { origin: origin.to_owned(), json_path, reason };
+        let error = |json_path: String, reason: String| ScenarioError {
+            origin: origin.to_owned(),
+            json_path,
+            reason,
+        };
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let scenario: Scenario = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();
@@ -205,13 +209,22 @@ impl Scenario {
                 ));
             }
             if !fault.kind.applies_to(fault.at) {
-                return Err((format!("faults[{i}].kind"), format!("{} cannot happen at {}", fault.kind, fault.at)));
+                return Err((
+                    format!("faults[{i}].kind"),
+                    format!("{} cannot happen at {}", fault.kind, fault.at),
+                ));
             }
             if fault.occurrence == 0 {
                 return Err((format!("faults[{i}].occurrence"), "counts from 1".into()));
             }
-            if self.faults[..i].iter().any(|f| (f.request, f.at, f.occurrence) == (fault.request, fault.at, fault.occurrence)) {
-                return Err((format!("faults[{i}]"), "a second fault at the same request, point and occurrence".into()));
+            if self.faults[..i]
+                .iter()
+                .any(|f| (f.request, f.at, f.occurrence) == (fault.request, fault.at, fault.occurrence))
+            {
+                return Err((
+                    format!("faults[{i}]"),
+                    "a second fault at the same request, point and occurrence".into(),
+                ));
             }
         }
         Ok(())

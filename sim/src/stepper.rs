@@ -52,7 +52,8 @@ impl Prepared {
             let request = customer.as_request();
             let session = scenario.requests.len() + index;
             let conn = MemConn::new(&world);
-            let done = run_alone(&mut world, session, &conn, execute(&conn, Strategy::Safe, &request), |_| None);
+            let done =
+                run_alone(&mut world, session, &conn, execute(&conn, Strategy::Safe, &request), |_| None);
             match done {
                 Finished::Done(Ok(response)) => {
                     seeded.insert(response.customer().customer.internal_id.clone(), index);
@@ -81,16 +82,20 @@ pub enum Creator {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestOutcome {
-    Responded(Result<Response, ApiError>),
-    Crashed { at: Point },
+    Responded(Box<Result<Response, ApiError>>),
+    Crashed {
+        at: Point,
+    },
     /// Still parked when the run stopped (a step cap or a stall).
-    Unfinished { at: Option<Point> },
+    Unfinished {
+        at: Option<Point>,
+    },
 }
 
 impl RequestOutcome {
     pub fn response(&self) -> Option<&Response> {
         match self {
-            RequestOutcome::Responded(Ok(response)) => Some(response),
+            RequestOutcome::Responded(result) => result.as_ref().as_ref().ok(),
             _ => None,
         }
     }
@@ -282,7 +287,7 @@ impl Run<'_> {
                         };
                         self.event(Some(i), EventKind::Respond { result: text });
                     }
-                    self.slots[i].outcome = Some(RequestOutcome::Responded(result));
+                    self.slots[i].outcome = Some(RequestOutcome::Responded(Box::new(result)));
                     return;
                 }
                 Poll::Pending => {
@@ -359,7 +364,9 @@ impl Run<'_> {
             }
             return Ok(());
         }
-        match self.world.apply(i, &op, fault.and_then(FaultKind::world_fault)) {
+        let world_fault = fault.and_then(FaultKind::world_fault).filter(|f| f.applies_to_op(&op));
+        let fault = fault.filter(|kind| kind.world_fault().is_none_or(|f| f.applies_to_op(&op)));
+        match self.world.apply(i, &op, world_fault) {
             Ok(outcome) => {
                 if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
                     self.created_by.insert(row.internal_id.clone(), Creator::Request(i));
@@ -416,7 +423,11 @@ fn describe_response(response: &Response) -> String {
 }
 
 /// Runs the prepared scenario, letting `chooser` decide every step.
-pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunOptions) -> Result<Execution, ReplayError> {
+pub fn execute_run(
+    prepared: &Prepared,
+    chooser: &mut dyn Chooser,
+    options: RunOptions,
+) -> Result<Execution, ReplayError> {
     let world = prepared.base.clone();
     let strategy = prepared.strategy;
     let created_by: BTreeMap<String, Creator> =
@@ -429,7 +440,8 @@ pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunO
             let conn = MemConn::new(&world);
             let request = request.clone();
             let future_conn = conn.clone();
-            let future: RequestFuture = Box::pin(async move { execute(&future_conn, strategy, &request).await });
+            let future: RequestFuture =
+                Box::pin(async move { execute(&future_conn, strategy, &request).await });
             Slot {
                 conn,
                 future: Some(future),
@@ -441,7 +453,8 @@ pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunO
             }
         })
         .collect();
-    let mut run = Run { prepared, world, slots, trace: Vec::new(), record: options.record_trace, created_by, step: 0 };
+    let mut run =
+        Run { prepared, world, slots, trace: Vec::new(), record: options.record_trace, created_by, step: 0 };
     for i in 0..run.slots.len() {
         run.advance(i);
     }
@@ -460,7 +473,8 @@ pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunO
             break Some(End::StepCap { steps: run.step });
         }
         let parked_at = run.parked_points();
-        let view = View { step: run.step, runnable: &runnable, last, parked_at: &parked_at, ticks_so_far: ticks };
+        let view =
+            View { step: run.step, runnable: &runnable, last, parked_at: &parked_at, ticks_so_far: ticks };
         let default = Token::run(runnable[0]);
         let token = chooser.choose(&view).unwrap_or(default);
         was_default.push(token == default);
@@ -475,7 +489,9 @@ pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunO
             Token::Run { request, fault } => {
                 if !runnable.contains(&request) {
                     let why = match run.slots.get(request) {
-                        None => format!("there is no request {request} (the scenario has {})", run.slots.len()),
+                        None => {
+                            format!("there is no request {request} (the scenario has {})", run.slots.len())
+                        }
                         Some(slot) if slot.outcome.is_some() => format!("request {request} has finished"),
                         Some(_) => format!("request {request} is waiting for a lock"),
                     };
@@ -503,7 +519,8 @@ pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunO
         if !waiting.is_empty() {
             End::Stalled { waiting }
         } else {
-            let open: Vec<usize> = (0..run.slots.len()).filter(|i| run.world.open_txn(*i).is_some()).collect();
+            let open: Vec<usize> =
+                (0..run.slots.len()).filter(|i| run.world.open_txn(*i).is_some()).collect();
             if open.is_empty() && run.world.is_quiescent() {
                 End::Quiescent
             } else {
@@ -519,7 +536,11 @@ pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunO
     let outcomes = run
         .slots
         .iter()
-        .map(|s| s.outcome.clone().unwrap_or(RequestOutcome::Unfinished { at: s.parked.as_ref().and_then(Op::point) }))
+        .map(|s| {
+            s.outcome
+                .clone()
+                .unwrap_or(RequestOutcome::Unfinished { at: s.parked.as_ref().and_then(Op::point) })
+        })
         .collect();
     Ok(Execution {
         schedule: Schedule(schedule),
@@ -538,14 +559,20 @@ pub fn execute_run(prepared: &Prepared, chooser: &mut dyn Chooser, options: RunO
 /// through the strategy's read path, one at a time.
 fn settle(run: &mut Run<'_>, settles: &mut Vec<Settle>) {
     let mut customers = run.prepared.scenario.named_customers();
-    customers.extend(run.world.committed_customers().into_iter().filter_map(|r| r.id.clone().map(|id| (r.scope(), id))));
+    customers.extend(
+        run.world.committed_customers().into_iter().filter_map(|r| r.id.clone().map(|id| (r.scope(), id))),
+    );
     customers.sort();
     customers.dedup();
     customers.retain(|(_, id)| validate_customer_id(id).is_ok());
-    let first_session: RequestId = run.prepared.scenario.requests.len() + run.prepared.scenario.customers.len();
+    let first_session: RequestId =
+        run.prepared.scenario.requests.len() + run.prepared.scenario.customers.len();
     for (n, (scope, customer_id)) in customers.into_iter().enumerate() {
-        let request =
-            Request::Get { customer_id: customer_id.clone(), org: Some(scope.org_id.clone()), env: Some(scope.env) };
+        let request = Request::Get {
+            customer_id: customer_id.clone(),
+            org: Some(scope.org_id.clone()),
+            env: Some(scope.env),
+        };
         let conn = MemConn::new(&run.world);
         let future = execute(&conn, run.prepared.strategy, &request);
         let result = match run_alone(&mut run.world, first_session + n, &conn, future, |_| None) {

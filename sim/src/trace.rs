@@ -21,7 +21,10 @@ pub fn render(trace: &[Event]) -> String {
                 format!("{step} {who} {:<16} {op} -> waits for txn {txn} of {holder}", point.as_str())
             }
             EventKind::Deadlock { point, op } => {
-                format!("{step} {who} {:<16} {op} -> 40P01 deadlock: this request is the victim", point.as_str())
+                format!(
+                    "{step} {who} {:<16} {op} -> 40P01 deadlock: this request is the victim",
+                    point.as_str()
+                )
             }
             EventKind::Crash { point, op } => {
                 format!("{step} {who} {:<16} CRASH before {op}; its transaction rolls back", point.as_str())
@@ -37,5 +40,7 @@ pub fn render(trace: &[Event]) -> String {
 
 /// FNV-1a over the rendered trace: equal traces, equal hashes, on every machine.
 pub fn hash(trace: &[Event]) -> u64 {
-    render(trace).bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    render(trace)
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }

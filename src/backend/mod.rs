@@ -80,7 +80,12 @@ pub trait Backend {
     ) -> Result<Option<CustomerRow>, DbError>;
     /// Fills the name and email where they are empty (and raises
     /// `stripe_wanted`); `None` when nothing changed.
-    async fn fill_fields(&self, scope: &Scope, internal_id: &str, fill: Fill) -> Result<Option<CustomerRow>, DbError>;
+    async fn fill_fields(
+        &self,
+        scope: &Scope,
+        internal_id: &str,
+        fill: Fill,
+    ) -> Result<Option<CustomerRow>, DbError>;
     /// The catalog's default candidates (paid ones only with `force_paid_default`).
     async fn list_defaults(&self, scope: &Scope) -> Result<Vec<Product>, DbError>;
     /// Creates a Stripe customer; returns its id.

@@ -308,7 +308,11 @@ pub enum Op {
         target: ClaimTarget,
         new_id: String,
     },
-    FillFields { scope: Scope, internal_id: String, fill: Fill },
+    FillFields {
+        scope: Scope,
+        internal_id: String,
+        fill: Fill,
+    },
     ListDefaults {
         scope: Scope,
     },
@@ -431,8 +435,14 @@ fn opt(value: &Option<String>) -> &str {
 
 fn short_full(full: &FullCustomer) -> String {
     let products: Vec<&str> = full.products.iter().map(|p| p.product_id.as_str()).collect();
-    let usage: Vec<String> = full.balances.iter().filter(|(_, b)| b.usage != 0).map(|(f, b)| format!("{f}:{}", b.usage)).collect();
-    let mut text = format!("{} id={} products=[{}]", full.customer.internal_id, opt(&full.customer.id), products.join(","));
+    let usage: Vec<String> =
+        full.balances.iter().filter(|(_, b)| b.usage != 0).map(|(f, b)| format!("{f}:{}", b.usage)).collect();
+    let mut text = format!(
+        "{} id={} products=[{}]",
+        full.customer.internal_id,
+        opt(&full.customer.id),
+        products.join(",")
+    );
     if let Some(processor) = &full.customer.processor {
         text.push_str(&format!(" processor={processor}"));
     }
@@ -464,7 +474,9 @@ impl Op {
             Op::Commit => "commit".into(),
             Op::Rollback => "rollback".into(),
             Op::LookupId { id, lock, .. } => format!("select customer id={id}{}", lock_suffix(*lock)),
-            Op::LookupEmail { email, .. } => format!("select id-less customers lower(email)={}", email.to_lowercase()),
+            Op::LookupEmail { email, .. } => {
+                format!("select id-less customers lower(email)={}", email.to_lowercase())
+            }
             Op::Insert { customer, on_conflict } => format!(
                 "insert customer id={} email={}{}",
                 opt(&customer.id),
@@ -472,9 +484,14 @@ impl Op {
                 conflict_suffix(*on_conflict)
             ),
             Op::Claim { target, new_id, .. } => match target {
-                ClaimTarget::Row { internal_id } => format!("update set id={new_id} where internal_id={internal_id}"),
+                ClaimTarget::Row { internal_id } => {
+                    format!("update set id={new_id} where internal_id={internal_id}")
+                }
                 ClaimTarget::IdlessEmail { email } => {
-                    format!("update set id={new_id} where id is null and lower(email)={}", email.to_lowercase())
+                    format!(
+                        "update set id={new_id} where id is null and lower(email)={}",
+                        email.to_lowercase()
+                    )
                 }
             },
             Op::FillFields { internal_id, fill, .. } => format!(
@@ -484,7 +501,9 @@ impl Op {
                 if fill.stripe_wanted { " stripe_wanted" } else { "" }
             ),
             Op::ListDefaults { .. } => "list default products".into(),
-            Op::StripeCreate { idempotency_key, .. } => format!("stripe create customer key={idempotency_key}"),
+            Op::StripeCreate { idempotency_key, .. } => {
+                format!("stripe create customer key={idempotency_key}")
+            }
             Op::SetProcessor { internal_id, stripe_id, only_if_null, .. } => format!(
                 "update set processor={stripe_id} where internal_id={internal_id}{}",
                 if *only_if_null { " and processor is null" } else { "" }
@@ -514,7 +533,9 @@ impl Op {
             }
             Op::CacheInvalidate { key } => format!("cache delete {key}"),
             Op::Deduct { internal_id, feature_id, value, target, .. } => match target {
-                DeductTarget::Cache(key) => format!("deduct {value} {feature_id} of {internal_id} in cache {key}"),
+                DeductTarget::Cache(key) => {
+                    format!("deduct {value} {feature_id} of {internal_id} in cache {key}")
+                }
                 DeductTarget::Db => format!("update balances usage += {value} {feature_id} of {internal_id}"),
             },
             Op::SyncUsage { key, internal_id, feature_id } => {
@@ -535,18 +556,26 @@ impl Outcome {
                 let rows: Vec<String> = rows.iter().map(short_row).collect();
                 format!("[{}]", rows.join("; "))
             }
-            Outcome::Insert { outcome: InsertOutcome::Inserted(row) } => format!("inserted {}", short_row(row)),
+            Outcome::Insert { outcome: InsertOutcome::Inserted(row) } => {
+                format!("inserted {}", short_row(row))
+            }
             Outcome::Insert { outcome: InsertOutcome::Skipped } => "conflict: nothing inserted".into(),
-            Outcome::Insert { outcome: InsertOutcome::Existing(row) } => format!("conflict: existing {}", short_row(row)),
+            Outcome::Insert { outcome: InsertOutcome::Existing(row) } => {
+                format!("conflict: existing {}", short_row(row))
+            }
             Outcome::Products { products } => {
-                let products: Vec<String> =
-                    products.iter().map(|p| format!("{}({},{:?})", p.id, p.group, p.kind).to_lowercase()).collect();
+                let products: Vec<String> = products
+                    .iter()
+                    .map(|p| format!("{}({},{:?})", p.id, p.group, p.kind).to_lowercase())
+                    .collect();
                 format!("[{}]", products.join(", "))
             }
             Outcome::StripeCustomer { stripe_id } => stripe_id.clone(),
             Outcome::Updated { updated: true } => "updated".into(),
             Outcome::Updated { updated: false } => "no row updated".into(),
-            Outcome::Attach { outcome: AttachOutcome::Attached(product) } => format!("attached {}", product.id),
+            Outcome::Attach { outcome: AttachOutcome::Attached(product) } => {
+                format!("attached {}", product.id)
+            }
             Outcome::Attach { outcome: AttachOutcome::Skipped } => "conflict: nothing attached".into(),
             Outcome::Full { customer: None } => "not found".into(),
             Outcome::Full { customer: Some(full) } => short_full(full),

@@ -3,12 +3,12 @@
 //! keyed by 5 s buckets, and usage deducted in the cache then synced.
 
 use crate::backend::{
-    Backend, CacheError, Fill, CacheKey, CacheStamp, CacheWriteMode, CustomerKey, DeductOutcome, DeductTarget,
-    NewCustomer, RowLock, StripeParams,
+    Backend, CacheError, CacheKey, CacheStamp, CacheWriteMode, CustomerKey, DeductOutcome, DeductTarget,
+    Fill, NewCustomer, RowLock, StripeParams,
 };
 use crate::model::{
-    select_defaults, ApiError, CustomerData, CustomerId, CustomerRow, DefaultScope, ErrorCode,
-    FullCustomer, Product,
+    select_defaults, ApiError, CustomerData, CustomerId, CustomerRow, DefaultScope, ErrorCode, FullCustomer,
+    Product,
 };
 
 use super::{legacy, transactional, CreateOptions, Ctx, Strategy};

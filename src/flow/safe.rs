@@ -111,15 +111,33 @@ pub async fn deduct_at_source<B: Backend>(
 ) -> Result<(), ApiError> {
     let row = &customer.customer;
     let id = row.id.as_deref().expect("check and track customers have an id");
+    transaction(ctx, async {
+        if ctx.db.lookup_id(&ctx.scope, id, RowLock::ForUpdate).await?.is_none() {
+            return Err(ApiError::not_found(id));
+        }
+        ctx.db.deduct(&ctx.scope, &row.internal_id, feature_id, value, DeductTarget::Db).await?;
+        invalidate(ctx, &cache_key(ctx, id)).await
+    })
+    .await
+}
+
+/// Runs `body` between `BEGIN` and `COMMIT`; if it fails, rolls back (a
+/// failed statement has already rolled back; other failures have not).
+async fn transaction<B: Backend, T>(
+    ctx: &Ctx<'_, B>,
+    body: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
     ctx.db.begin().await?;
-    if ctx.db.lookup_id(&ctx.scope, id, RowLock::ForUpdate).await?.is_none() {
-        ctx.db.rollback().await?;
-        return Err(ApiError::not_found(id));
+    match body.await {
+        Ok(value) => {
+            ctx.db.commit().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            ctx.db.rollback().await?;
+            Err(error)
+        }
     }
-    ctx.db.deduct(&ctx.scope, &row.internal_id, feature_id, value, DeductTarget::Db).await?;
-    invalidate_or_roll_back(ctx, &cache_key(ctx, id)).await?;
-    ctx.db.commit().await?;
-    Ok(())
 }
 
 /// What `data` would fill in on `row`: empty name and email, and the wish
@@ -145,12 +163,14 @@ async fn existing_customer<B: Backend>(
     candidates: Option<&[Product]>,
 ) -> Result<FullCustomer, ApiError> {
     if fills_something(&row, data) {
-        ctx.db.begin().await?;
-        let updated = ctx.db.fill_fields(&ctx.scope, &row.internal_id, fill_for(data)).await?;
-        if let Some(id) = updated.as_ref().and_then(|r| r.id.as_deref()) {
-            invalidate_or_roll_back(ctx, &cache_key(ctx, id)).await?;
-        }
-        ctx.db.commit().await?;
+        transaction(ctx, async {
+            let updated = ctx.db.fill_fields(&ctx.scope, &row.internal_id, fill_for(data)).await?;
+            match updated.as_ref().and_then(|r| r.id.as_deref()) {
+                Some(id) => invalidate(ctx, &cache_key(ctx, id)).await,
+                None => Ok(()),
+            }
+        })
+        .await?;
     }
     let full = read_full(ctx, &row.internal_id).await?;
     complete(ctx, full, candidates).await
@@ -175,8 +195,8 @@ async fn complete<B: Backend>(
     };
     let missing = missing_defaults(&full, candidates);
     let owed = chosen_defaults(candidates, &full.customer.default_scope);
-    let needs_stripe =
-        full.customer.processor.is_none() && (full.customer.stripe_wanted || owed.iter().any(|p| p.kind.needs_stripe()));
+    let needs_stripe = full.customer.processor.is_none()
+        && (full.customer.stripe_wanted || owed.iter().any(|p| p.kind.needs_stripe()));
     if missing.is_empty() && !needs_stripe {
         return Ok(full);
     }
@@ -185,27 +205,27 @@ async fn complete<B: Backend>(
         false => None,
     };
 
-    ctx.db.begin().await?;
     let internal_id = full.customer.internal_id.clone();
-    let by_internal_id = CustomerKey::InternalId(internal_id.clone());
-    let Some(locked) = ctx.db.db_read(&ctx.scope, by_internal_id, RowLock::ForUpdate).await? else {
-        ctx.db.rollback().await?;
-        return Err(ApiError::new(ErrorCode::InternalError, format!("customer {internal_id} vanished")));
-    };
-    if let Some(stripe_id) = &stripe_id {
-        if locked.customer.processor.is_none() {
-            ctx.db.set_processor(&ctx.scope, &internal_id, stripe_id, true).await?;
+    transaction(ctx, async {
+        let by_internal_id = CustomerKey::InternalId(internal_id.clone());
+        let Some(locked) = ctx.db.db_read(&ctx.scope, by_internal_id, RowLock::ForUpdate).await? else {
+            return Err(ApiError::new(ErrorCode::InternalError, format!("customer {internal_id} vanished")));
+        };
+        if let Some(stripe_id) = &stripe_id {
+            if locked.customer.processor.is_none() {
+                ctx.db.set_processor(&ctx.scope, &internal_id, stripe_id, true).await?;
+            }
         }
-    }
-    for product in missing_defaults(&locked, candidates) {
-        ctx.db
-            .attach_default(&ctx.scope, new_product(&locked.customer, product), OnConflict::DoNothing)
-            .await?;
-    }
-    if let Some(id) = &locked.customer.id {
-        invalidate_or_roll_back(ctx, &cache_key(ctx, id)).await?;
-    }
-    ctx.db.commit().await?;
+        for product in missing_defaults(&locked, candidates) {
+            let product = new_product(&locked.customer, product);
+            ctx.db.attach_default(&ctx.scope, product, OnConflict::DoNothing).await?;
+        }
+        match &locked.customer.id {
+            Some(id) => invalidate(ctx, &cache_key(ctx, id)).await,
+            None => Ok(()),
+        }
+    })
+    .await?;
     read_full(ctx, &internal_id).await
 }
 
@@ -230,13 +250,12 @@ async fn stripe_customer<B: Backend>(ctx: &Ctx<'_, B>, row: &CustomerRow) -> Res
     }
 }
 
-/// Invalidates inside an open transaction; if the cache is down, the
-/// change is rolled back (committing it would leave the cache stale) and
-/// the client may retry.
-async fn invalidate_or_roll_back<B: Backend>(ctx: &Ctx<'_, B>, key: &CacheKey) -> Result<(), ApiError> {
-    if ctx.db.cache_invalidate(key).await.is_err() {
-        ctx.db.rollback().await?;
-        return Err(ApiError::new(ErrorCode::DbUnavailable, "cache unavailable; nothing was changed"));
-    }
-    Ok(())
+/// Invalidates inside an open transaction. If the cache is down this fails,
+/// and the transaction rolls back: committing would leave the cache stale.
+/// The client may retry (503).
+async fn invalidate<B: Backend>(ctx: &Ctx<'_, B>, key: &CacheKey) -> Result<(), ApiError> {
+    ctx.db
+        .cache_invalidate(key)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::DbUnavailable, "cache unavailable; nothing was changed"))
 }

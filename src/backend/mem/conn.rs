@@ -185,7 +185,12 @@ impl Backend for MemConn {
             Outcome::DbError { error } => Err(error))
     }
 
-    async fn fill_fields(&self, scope: &Scope, internal_id: &str, fill: Fill) -> Result<Option<CustomerRow>, DbError> {
+    async fn fill_fields(
+        &self,
+        scope: &Scope,
+        internal_id: &str,
+        fill: Fill,
+    ) -> Result<Option<CustomerRow>, DbError> {
         let op = Op::FillFields { scope: scope.clone(), internal_id: internal_id.to_owned(), fill };
         expect_outcome!(self.perform(op).await,
             Outcome::Row { row } => Ok(row),

@@ -57,7 +57,18 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// Whether this fault can happen at `point`.
+    /// Whether this fault touches what `op` does: a database fault needs a
+    /// statement, a cache fault a cache access. Elsewhere it is no fault.
+    pub fn applies_to_op(self, op: &Op) -> bool {
+        let Some(point) = op.point() else { return false };
+        match (self, op) {
+            (Fault::DbError, Op::Deduct { target: DeductTarget::Cache(_), .. }) => false,
+            (Fault::CacheDown, Op::Deduct { target: DeductTarget::Db, .. }) => false,
+            _ => self.applies_to(point),
+        }
+    }
+
+    /// Whether this fault can happen at `point` (for some operation there).
     pub fn applies_to(self, point: Point) -> bool {
         match self {
             Fault::DbError => point.is_db(),
@@ -255,10 +266,10 @@ impl World {
 
     /// Applies one operation for `request`, with an injected `fault` if any.
     pub fn apply(&mut self, request: RequestId, op: &Op, fault: Option<Fault>) -> Result<Outcome, Blocked> {
-        let point = op.point();
-        if let (Some(fault), Some(point)) = (fault, point) {
+        if let (Some(fault), Some(point)) = (fault, op.point()) {
             assert!(fault.applies_to(point), "fault {fault:?} cannot happen at {point}");
         }
+        let fault = fault.filter(|f| f.applies_to_op(op));
         let outcome = match (fault, op) {
             (Some(Fault::DbError), _) => {
                 self.crash(request);
@@ -320,7 +331,8 @@ impl World {
                 }
             }
             Op::FillFields { scope, internal_id, fill } => {
-                let result = self.statement(request, |w, txn| w.fill_fields(request, txn, scope, internal_id, fill))?;
+                let result =
+                    self.statement(request, |w, txn| w.fill_fields(request, txn, scope, internal_id, fill))?;
                 match result {
                     Ok(row) => Outcome::Row { row },
                     Err(error) => self.fail(request, error),

@@ -1,0 +1,199 @@
+//! The `cusim` command's public contract: exit codes, JSON shapes, and
+//! clear errors (file, JSON path, reason) for bad input.
+
+use std::process::{Command, Output};
+
+fn cusim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cusim"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("the cusim binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write_temp(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("cusim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn explore_json_has_the_documented_shape_and_exit_codes() {
+    let found = cusim(&[
+        "explore",
+        "--scenario",
+        "fixtures/scenarios/r1-same-id-create.json",
+        "--strategy",
+        "legacy",
+        "--seeds",
+        "200",
+        "--json",
+    ]);
+    assert_eq!(found.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    for key in ["scenario", "strategy", "scheduler", "schedules_run", "exhausted", "violations"] {
+        assert!(json.get(key).is_some(), "missing {key}: {json}");
+    }
+    assert_eq!(json["scenario"], "r1-same-id-create");
+    assert_eq!(json["strategy"], "legacy");
+    assert_eq!(json["scheduler"], "pct");
+    assert_eq!(json["schedules_run"], 200);
+    let violation = &json["violations"][0];
+    for key in ["invariant", "schedule", "seed", "message"] {
+        assert!(violation.get(key).is_some(), "violation lacks {key}: {violation}");
+    }
+
+    let clean = cusim(&[
+        "explore",
+        "--scenario",
+        "r1-same-id-create",
+        "--strategy",
+        "safe",
+        "--scheduler",
+        "exhaustive",
+        "--json",
+    ]);
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
+    let json: serde_json::Value = serde_json::from_slice(&clean.stdout).unwrap();
+    assert_eq!(json["exhausted"], true);
+    assert_eq!(json["violations"], serde_json::json!([]));
+}
+
+#[test]
+fn replay_prints_the_trace_and_the_verdict() {
+    let output =
+        cusim(&["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("insert"), "{text}");
+    assert!(text.contains("VIOLATED no_internal_error"), "{text}");
+    let json = cusim(&[
+        "replay",
+        "--scenario",
+        "r1-same-id-create",
+        "--strategy",
+        "safe",
+        "--schedule",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(json.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(json["trace"].as_array().is_some_and(|t| !t.is_empty()));
+}
+
+#[test]
+fn bad_scenarios_are_refused_with_file_path_and_reason() {
+    let cases = [
+        (
+            "unknown.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "colour": "red"}"#,
+            "unknown field `colour`",
+        ),
+        (
+            "op.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}, {"op": "delete"}]}"#,
+            "requests[1]",
+        ),
+        (
+            "field.json",
+            r#"{"name": "x", "requests": [{"op": "check", "customer_id": "a", "feature": "w"}]}"#,
+            "requests[0]",
+        ),
+        (
+            "kind.json",
+            r#"{"name": "x", "products": [{"id": "p", "group": "g", "kind": "gold"}], "requests": [{"op": "create", "id": "a"}]}"#,
+            "products[0].kind",
+        ),
+        (
+            "fault.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "faults": [{"request": 3, "at": "insert", "kind": "crash"}]}"#,
+            "faults[0].request",
+        ),
+        (
+            "point.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "faults": [{"request": 0, "at": "nowhere", "kind": "crash"}]}"#,
+            "faults[0].at",
+        ),
+        (
+            "mismatch.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "faults": [{"request": 0, "at": "insert", "kind": "cache_down"}]}"#,
+            "cache_down cannot happen at insert",
+        ),
+        ("empty.json", r#"{"name": "x", "requests": []}"#, "requests: must hold at least one request"),
+        ("syntax.json", r#"{"name": "x", "requests": [}"#, "syntax.json"),
+        (
+            "seed.json",
+            r#"{"name": "x", "customers": [{"id": "bad id"}], "requests": [{"op": "create", "id": "a"}]}"#,
+            "customers[0]",
+        ),
+    ];
+    for (file, text, expected) in cases {
+        let path = write_temp(file, text);
+        let output = cusim(&["explore", "--scenario", &path, "--strategy", "legacy", "--seeds", "1"]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{file}: {message}");
+        assert!(message.contains(&path), "{file}: the message names the file: {message}");
+        assert!(message.contains(expected), "{file}: expected {expected:?} in {message}");
+        assert!(!message.contains("panicked"), "{file}: {message}");
+    }
+    let missing = cusim(&["explore", "--scenario", "/nonexistent/s.json", "--strategy", "safe"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("/nonexistent/s.json: (file): cannot read the file"));
+}
+
+#[test]
+fn bad_schedules_and_arguments_exit_2() {
+    for (schedule, expected) in [
+        ("0.x", "schedule token 1 (\"x\")"),
+        ("0!boom", "unknown fault"),
+        ("7", "there is no request 7"),
+        ("0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0", "request 0 has finished"),
+        ("0!cache_down", "cannot happen at lookup_id"),
+    ] {
+        let output = cusim(&[
+            "replay",
+            "--scenario",
+            "r1-same-id-create",
+            "--strategy",
+            "legacy",
+            "--schedule",
+            schedule,
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{schedule}");
+        assert!(stderr(&output).contains(expected), "{schedule}: {}", stderr(&output));
+    }
+    let unknown_strategy = cusim(&["explore", "--scenario", "r1-same-id-create", "--strategy", "optimistic"]);
+    assert_eq!(unknown_strategy.status.code(), Some(2));
+    assert!(stderr(&unknown_strategy).contains("optimistic"));
+    assert_eq!(cusim(&["explore"]).status.code(), Some(2));
+    assert_eq!(
+        cusim(&["explore", "--scenario", "r1-same-id-create", "--strategy", "safe", "--seeds", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn every_fixture_is_built_in_and_every_built_in_is_a_fixture() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/scenarios");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".json"))
+        .collect();
+    files.sort();
+    let mut builtins: Vec<String> = cusim_sim::builtin::BUILTINS.iter().map(|b| b.file.to_owned()).collect();
+    builtins.sort();
+    assert_eq!(files, builtins);
+    for race in 1..=9 {
+        assert!(files.iter().any(|f| f.starts_with(&format!("r{race}-"))), "no scenario for R{race}");
+    }
+}

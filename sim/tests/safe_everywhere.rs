@@ -1,0 +1,107 @@
+//! `safe` holds every invariant in every built-in scenario, under every
+//! schedule (preemption-bounded where the full space is too large), and
+//! under every single fault placed at any point a request reaches.
+
+mod support;
+
+use cusim::flow::Strategy;
+use cusim_sim::builtin::BUILTINS;
+use cusim_sim::scenario::{FaultKind, FaultSpec, Scenario};
+use cusim_sim::stepper::{execute_run, EventKind, Prepared, Replay, RunOptions};
+use support::*;
+
+/// Spaces up to this many schedules are covered whole; beyond, the
+/// exploration is bounded to 3 preemptions.
+const FULL_SPACE_BUDGET: u64 = 200_000;
+
+fn explore_safe(scenario: &Scenario, max_ticks: usize) {
+    let prepared = Prepared::new(scenario, Strategy::Safe).unwrap();
+    let full = cusim_sim::explore::explore(
+        &prepared,
+        &cusim_sim::explore::ExploreConfig {
+            scheduler: cusim_sim::explore::SchedulerKind::Exhaustive { max_preemptions: None },
+            schedules: FULL_SPACE_BUDGET,
+            max_ticks,
+            ..Default::default()
+        },
+        |_| {},
+    );
+    assert_holds(&full);
+    if !full.exhausted {
+        let bounded = exhaustive(scenario, Strategy::Safe, Some(3), max_ticks);
+        assert_holds(&bounded);
+    }
+}
+
+/// Every (request, point, occurrence) the default run of `scenario` reaches.
+fn placements(scenario: &Scenario) -> Vec<(usize, cusim::backend::Point, u32)> {
+    let prepared = Prepared::new(scenario, Strategy::Safe).unwrap();
+    let options = RunOptions { record_trace: true, ..RunOptions::default() };
+    let run = execute_run(&prepared, &mut Replay::new(&Default::default()), options).unwrap();
+    let mut seen: Vec<(usize, cusim::backend::Point, u32)> = Vec::new();
+    for event in &run.trace {
+        if let (Some(request), EventKind::Op { point, .. }) = (event.request, &event.kind) {
+            let occurrence = seen.iter().filter(|(r, p, _)| *r == request && p == point).count() as u32 + 1;
+            seen.push((request, *point, occurrence));
+        }
+    }
+    seen
+}
+
+fn sweep_faults(name: &str) {
+    let base = builtin_scenario(name);
+    let mut placed = 0;
+    for (request, point, occurrence) in placements(&base) {
+        for kind in FaultKind::ALL.into_iter().filter(|k| k.applies_to(point)) {
+            let mut scenario = base.clone();
+            let taken = scenario
+                .faults
+                .iter()
+                .any(|f| (f.request, f.at, f.occurrence) == (request, point, occurrence));
+            if taken {
+                continue;
+            }
+            scenario.faults.push(FaultSpec { request, at: point, kind, occurrence });
+            let report = exhaustive(&scenario, Strategy::Safe, Some(3), 0);
+            assert!(
+                report.violations.is_empty(),
+                "{name} with {kind} at request {request}'s {point} #{occurrence}: {:#?}",
+                report.violations.iter().map(|f| (&f.schedule, &f.message)).collect::<Vec<_>>()
+            );
+            placed += 1;
+        }
+    }
+    assert!(placed > 0, "{name}: no fault could be placed");
+}
+
+macro_rules! everywhere {
+    ($($test:ident => $name:literal),+ $(,)?) => {$(
+        #[test]
+        fn $test() {
+            explore_safe(&builtin_scenario($name), 1);
+            sweep_faults($name);
+        }
+    )+};
+}
+
+everywhere! {
+    r1_same_id_create => "r1-same-id-create",
+    r2_stale_cache => "r2-stale-cache",
+    r3_crash_before_defaults => "r3-crash-before-defaults",
+    r4_idless_duplicates => "r4-idless-duplicates",
+    r5_double_claim => "r5-double-claim",
+    r6_two_stripe_customers => "r6-two-stripe-customers",
+    r7_cache_without_stripe => "r7-cache-without-stripe",
+    r8_lost_usage_overwrite => "r8-lost-usage-overwrite",
+    r9_lost_usage_invalidation => "r9-lost-usage-invalidation",
+    clean_distinct_ids => "clean-distinct-ids",
+    clean_same_id_two_orgs => "clean-same-id-two-orgs",
+}
+
+#[test]
+fn every_builtin_has_a_test_here() {
+    let source = include_str!("safe_everywhere.rs");
+    for builtin in BUILTINS {
+        assert!(source.contains(&format!("\"{}\"", builtin.name())), "{} is not swept", builtin.name());
+    }
+}

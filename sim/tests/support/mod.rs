@@ -1,0 +1,85 @@
+#![allow(dead_code)]
+
+use cusim::flow::Strategy;
+use cusim_sim::builtin;
+use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, SchedulerKind};
+use cusim_sim::oracle::Invariant;
+use cusim_sim::scenario::Scenario;
+use cusim_sim::stepper::Prepared;
+
+pub fn builtin_scenario(name: &str) -> Scenario {
+    builtin::find(name).unwrap_or_else(|| panic!("no built-in {name}")).scenario().unwrap()
+}
+
+pub fn scenario(json: &str) -> Scenario {
+    Scenario::parse(json, std::path::Path::new("inline.json")).unwrap()
+}
+
+pub fn exhaustive(
+    scenario: &Scenario,
+    strategy: Strategy,
+    max_preemptions: Option<usize>,
+    max_ticks: usize,
+) -> ExploreReport {
+    let prepared = Prepared::new(scenario, strategy).unwrap();
+    let config = ExploreConfig {
+        scheduler: SchedulerKind::Exhaustive { max_preemptions },
+        schedules: 2_000_000,
+        max_ticks,
+        ..ExploreConfig::default()
+    };
+    explore(&prepared, &config, |_| {})
+}
+
+pub fn pct(scenario: &Scenario, strategy: Strategy, seeds: u64) -> ExploreReport {
+    let prepared = Prepared::new(scenario, strategy).unwrap();
+    let config = ExploreConfig {
+        scheduler: SchedulerKind::Pct { depth: 3 },
+        schedules: seeds,
+        ..ExploreConfig::default()
+    };
+    explore(&prepared, &config, |_| {})
+}
+
+pub fn violated(report: &ExploreReport) -> Vec<Invariant> {
+    report.violations.iter().map(|f| f.invariant).collect()
+}
+
+/// The report breaks `invariant`, and its witness replays to the same verdict.
+pub fn assert_breaks(report: &ExploreReport, scenario: &Scenario, invariant: Invariant) {
+    let found = report.violations.iter().find(|f| f.invariant == invariant).unwrap_or_else(|| {
+        panic!(
+            "{} under {}: expected {invariant}, found {:?}",
+            report.scenario,
+            report.strategy,
+            violated(report)
+        )
+    });
+    let prepared = Prepared::new(scenario, report.strategy).unwrap();
+    let schedule = cusim_sim::schedule::Schedule::parse(&found.schedule).unwrap();
+    let run = cusim_sim::stepper::execute_run(
+        &prepared,
+        &mut cusim_sim::stepper::Replay::new(&schedule),
+        Default::default(),
+    )
+    .unwrap();
+    let again = cusim_sim::oracle::check(&prepared, &run);
+    assert!(
+        again.iter().any(|v| v.invariant == invariant),
+        "the witness {} does not replay to {invariant}",
+        found.schedule
+    );
+}
+
+/// The report is clean, and covered its whole (bounded) space when exhaustive.
+pub fn assert_holds(report: &ExploreReport) {
+    assert!(
+        report.violations.is_empty(),
+        "{} under {} broke {:?}: {:#?}",
+        report.scenario,
+        report.strategy,
+        violated(report),
+        report.violations.iter().map(|f| (&f.schedule, &f.message)).collect::<Vec<_>>()
+    );
+    assert!(report.schedules_run > 0);
+}
