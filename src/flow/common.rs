@@ -131,6 +131,22 @@ pub async fn existing_customer<B: Backend>(
     read_full(ctx, &row.internal_id).await
 }
 
+/// Create's first step: the customer with this id, if there is one. An
+/// id-less create must name an email (`invalid_customer`).
+pub async fn row_with_id<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: Option<&CustomerId>,
+    data: &CustomerData,
+) -> Result<Option<CustomerRow>, ApiError> {
+    match customer_id {
+        Some(id) => Ok(ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await?),
+        None => {
+            data.email().ok_or_else(ApiError::email_required)?;
+            Ok(None)
+        }
+    }
+}
+
 /// Re-reads a customer known to exist.
 pub async fn read_full<B: Backend>(ctx: &Ctx<'_, B>, internal_id: &str) -> Result<FullCustomer, ApiError> {
     ctx.db

@@ -118,16 +118,8 @@ pub async fn get_or_create<B: Backend>(
     customer_id: &CustomerId,
     customer_data: &CustomerData,
 ) -> Result<FullCustomer, ApiError> {
-    match ctx.strategy {
-        Strategy::Legacy | Strategy::Transactional => {
-            common::cached_get_or_create(ctx, customer_id, Some(customer_data))
-                .await?
-                .ok_or_else(|| unreachable!("get-or-create with customer data always yields a customer"))
-        }
-        Strategy::Safe => safe::get_or_create(ctx, customer_id, Some(customer_data))
-            .await?
-            .ok_or_else(|| unreachable!("get-or-create with customer data always yields a customer")),
-    }
+    let found = through_cache(ctx, customer_id, Some(customer_data)).await?;
+    Ok(found.expect("get-or-create with customer data always yields a customer"))
 }
 
 /// The strategy's own read path, without auto-creation: cache first, then
@@ -137,11 +129,20 @@ pub async fn read_customer<B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: &CustomerId,
 ) -> Result<Option<FullCustomer>, ApiError> {
+    through_cache(ctx, customer_id, None).await
+}
+
+/// Each strategy's path through the cache; creates only when given data.
+async fn through_cache<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: &CustomerId,
+    customer_data: Option<&CustomerData>,
+) -> Result<Option<FullCustomer>, ApiError> {
     match ctx.strategy {
         Strategy::Legacy | Strategy::Transactional => {
-            common::cached_get_or_create(ctx, customer_id, None).await
+            common::cached_get_or_create(ctx, customer_id, customer_data).await
         }
-        Strategy::Safe => safe::get_or_create(ctx, customer_id, None).await,
+        Strategy::Safe => safe::get_or_create(ctx, customer_id, customer_data).await,
     }
 }
 

@@ -23,7 +23,7 @@ use crate::backend::{
 };
 use crate::model::{ApiError, CustomerData, CustomerId, CustomerRow, ErrorCode, FullCustomer, Product};
 
-use super::common::{cache_key, chosen_defaults, default_scope, new_product, read_full};
+use super::common::{cache_key, chosen_defaults, default_scope, new_product, read_full, row_with_id};
 use super::transactional::{phase_1, Phase1};
 use super::{CreateOptions, Ctx};
 
@@ -33,15 +33,8 @@ pub async fn create<B: Backend>(
     data: &CustomerData,
     options: &CreateOptions,
 ) -> Result<FullCustomer, ApiError> {
-    match customer_id {
-        Some(id) => {
-            if let Some(row) = ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await? {
-                return existing_customer(ctx, row, data, None).await;
-            }
-        }
-        None => {
-            data.email().ok_or_else(ApiError::email_required)?;
-        }
+    if let Some(row) = row_with_id(ctx, customer_id, data).await? {
+        return existing_customer(ctx, row, data, None).await;
     }
     let candidates = ctx.db.list_defaults(&ctx.scope).await?;
     let chosen = chosen_defaults(&candidates, &default_scope(data, options));

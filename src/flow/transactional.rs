@@ -13,7 +13,7 @@ use crate::model::{ApiError, CustomerData, CustomerId, CustomerRow, FullCustomer
 
 use super::common::{
     bucketed_stripe_customer, cache_customer, cache_key, chosen_defaults, default_scope, existing_customer,
-    new_customer, new_product, read_full,
+    new_customer, new_product, read_full, row_with_id,
 };
 use super::{CreateOptions, Ctx};
 
@@ -30,15 +30,8 @@ pub async fn create<B: Backend>(
     data: &CustomerData,
     options: &CreateOptions,
 ) -> Result<FullCustomer, ApiError> {
-    match customer_id {
-        Some(id) => {
-            if let Some(row) = ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await? {
-                return existing_customer(ctx, row, data).await;
-            }
-        }
-        None => {
-            data.email().ok_or_else(ApiError::email_required)?;
-        }
+    if let Some(row) = row_with_id(ctx, customer_id, data).await? {
+        return existing_customer(ctx, row, data).await;
     }
     let candidates = ctx.db.list_defaults(&ctx.scope).await?;
     let chosen = chosen_defaults(&candidates, &default_scope(data, options));
