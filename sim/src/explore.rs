@@ -78,6 +78,15 @@ impl Chooser for RandomChooser {
     }
 }
 
+/// A pct chooser for one schedule of `prepared` (for callers that drive
+/// runs themselves).
+pub fn pct_chooser(prepared: &Prepared, seed: u64, depth: usize, max_ticks: usize) -> impl Chooser {
+    let plain =
+        execute_run(prepared, &mut crate::stepper::Replay::new(&Schedule::default()), RunOptions::default())
+            .expect("the default schedule is always valid");
+    PctChooser::new(seed, prepared.request_count(), depth.max(1), plain.schedule.len(), max_ticks)
+}
+
 struct PctChooser {
     priorities: Vec<usize>,
     /// Steps at which the running request is demoted, with the priority it gets.
@@ -226,6 +235,9 @@ pub struct Found {
     pub violation: Violation,
     #[serde(skip)]
     pub preemptions: usize,
+    /// The smallest case that still breaks it (`--shrink`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shrunk: Option<crate::shrink::Shrunk>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -267,6 +279,7 @@ fn record(
             first_at: count,
             preemptions: execution.preemptions,
             violation,
+            shrunk: None,
         };
         match found.get_mut(&candidate.invariant) {
             None => {
@@ -286,6 +299,19 @@ fn record(
 
 /// Explores `prepared` with the configured scheduler; `progress` is told
 /// how many schedules have run.
+/// Shrinks every violation of `report` (found on `prepared`'s scenario).
+pub fn shrink_all(report: &mut ExploreReport, prepared: &Prepared, max_attempts: usize) {
+    for found in &mut report.violations {
+        let schedule = Schedule::parse(&found.schedule).expect("explorers record valid schedules");
+        let case = crate::shrink::Case {
+            scenario: prepared.scenario.clone(),
+            strategy: prepared.strategy,
+            schedule,
+        };
+        found.shrunk = crate::shrink::shrink(&case, found.invariant, max_attempts);
+    }
+}
+
 pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl FnMut(u64)) -> ExploreReport {
     let mut found: BTreeMap<Invariant, Found> = BTreeMap::new();
     let mut run_count = 0;

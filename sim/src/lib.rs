@@ -4,7 +4,10 @@
 pub mod builtin;
 pub mod explore;
 pub mod oracle;
+pub mod races;
+pub mod regression;
 pub mod scenario;
 pub mod schedule;
+pub mod shrink;
 pub mod stepper;
 pub mod trace;

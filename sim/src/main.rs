@@ -9,8 +9,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use cusim::flow::Strategy;
 use cusim_sim::builtin::{self, BUILTINS};
-use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, SchedulerKind};
+use cusim_sim::explore::{explore, shrink_all, ExploreConfig, ExploreReport, SchedulerKind};
+
+/// Replays a shrink may spend per violation.
+const SHRINK_ATTEMPTS: usize = 20_000;
 use cusim_sim::oracle;
+use cusim_sim::regression::Regression;
 use cusim_sim::scenario::Scenario;
 use cusim_sim::schedule::Schedule;
 use cusim_sim::stepper::{execute_run, Prepared, Replay, RunOptions};
@@ -84,6 +88,14 @@ enum Command {
         /// Print one JSON object (with --all: an array of them).
         #[arg(long)]
         json: bool,
+        /// Shrink each violation to its smallest case (fewest requests,
+        /// faults, preemptions) and print it.
+        #[arg(long)]
+        shrink: bool,
+        /// With --shrink: save each shrunk case of legacy or transactional
+        /// as a regression file in this folder.
+        #[arg(long, requires = "shrink", value_name = "DIR")]
+        save_regressions: Option<PathBuf>,
     },
     /// Run one schedule and show its trace and verdict.
     #[command(
@@ -172,6 +184,20 @@ fn print_report(report: &ExploreReport, origin: &str) {
             "    replay: cusim replay --scenario {origin} --strategy {} --schedule '{}'",
             report.strategy, found.schedule
         );
+        if let Some(shrunk) = &found.shrunk {
+            let size = shrunk.size;
+            println!(
+                "    shrunk ({} replays): {} requests, {} faults, {} seed customers, {} preemptions, schedule '{}'",
+                shrunk.attempts,
+                size.requests,
+                size.faults,
+                size.seed_customers,
+                size.preemptions,
+                shrunk.case.schedule
+            );
+            let scenario = serde_json::to_string(&shrunk.case.scenario).expect("scenarios serialize");
+            println!("    shrunk scenario: {scenario}");
+        }
     }
 }
 
@@ -180,6 +206,8 @@ fn run_explore(
     strategy: Strategy,
     config: &ExploreConfig,
     json: bool,
+    shrink: bool,
+    save: Option<&Path>,
 ) -> Result<ExitCode, Usage> {
     let (scenario, origin) = load_scenario(scenario)?;
     let prepared = prepare(&scenario, &origin, strategy)?;
@@ -197,6 +225,11 @@ fn run_explore(
     if terminal && report.schedules_run >= 10_000 {
         eprintln!();
     }
+    let mut report = report;
+    if shrink {
+        shrink_all(&mut report, &prepared, SHRINK_ATTEMPTS);
+        save_regressions(&report, save)?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
     } else {
@@ -205,7 +238,22 @@ fn run_explore(
     Ok(if report.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn run_all(config: &ExploreConfig, json: bool) -> Result<ExitCode, Usage> {
+/// Saves the shrunk cases of a modelled strategy (never `safe`'s: those are bugs to fix, not specimens).
+fn save_regressions(report: &ExploreReport, dir: Option<&Path>) -> Result<(), Usage> {
+    let Some(dir) = dir else { return Ok(()) };
+    if report.strategy == Strategy::Safe {
+        return Ok(());
+    }
+    for shrunk in report.violations.iter().filter_map(|f| f.shrunk.as_ref()) {
+        let regression = Regression::from_shrunk(shrunk);
+        let path =
+            regression.save(dir).map_err(|e| Usage(format!("{}: cannot write: {e}", dir.display())))?;
+        eprintln!("saved {}", path.display());
+    }
+    Ok(())
+}
+
+fn run_all(config: &ExploreConfig, json: bool, shrink: bool, save: Option<&Path>) -> Result<ExitCode, Usage> {
     let total = BUILTINS.len() * Strategy::ALL.len();
     let mut reports = Vec::new();
     let mut rows = Vec::new();
@@ -222,7 +270,11 @@ fn run_all(config: &ExploreConfig, json: bool) -> Result<ExitCode, Usage> {
                 eprintln!("{progress}");
             }
             let prepared = prepare(&scenario, &builtin.path(), strategy)?;
-            let report = explore(&prepared, config, |_| {});
+            let mut report = explore(&prepared, config, |_| {});
+            if shrink {
+                shrink_all(&mut report, &prepared, SHRINK_ATTEMPTS);
+                save_regressions(&report, save)?;
+            }
             let mut cell: Vec<String> = Vec::new();
             for found in &report.violations {
                 let expected = builtin.expected.contains(&(strategy, found.invariant));
@@ -336,13 +388,15 @@ fn main() -> ExitCode {
             depth,
             max_ticks,
             json,
+            shrink,
+            save_regressions,
         } => config(scheduler, seeds, seed, max_preemptions, depth, max_ticks).and_then(|config| {
             if all {
-                run_all(&config, json)
+                run_all(&config, json, shrink, save_regressions.as_deref())
             } else {
                 let scenario = scenario.expect("clap requires --scenario without --all");
                 let strategy = strategy.expect("clap requires --strategy without --all");
-                run_explore(&scenario, strategy.into(), &config, json)
+                run_explore(&scenario, strategy.into(), &config, json, shrink, save_regressions.as_deref())
             }
         }),
         Command::Replay { scenario, strategy, schedule, json } => {

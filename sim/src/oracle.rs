@@ -271,7 +271,10 @@ impl Checker<'_> {
             let asked = match request {
                 Some(request) => request.customer_id().map(str::to_owned),
                 None => match source {
-                    Source::Settle(i) => Some(self.run.settles[i].customer_id.clone()),
+                    Source::Settle(i) => match &self.run.settles[i].customer {
+                        crate::stepper::SettleKey::Id(id) => Some(id.clone()),
+                        crate::stepper::SettleKey::Email(_) => None,
+                    },
                     Source::Request(_) => None,
                 },
             };

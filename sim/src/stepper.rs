@@ -119,8 +119,28 @@ pub enum End {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settle {
     pub scope: Scope,
-    pub customer_id: String,
+    pub customer: SettleKey,
     pub result: Result<Response, ApiError>,
+}
+
+/// What a settle read asks for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettleKey {
+    /// A customer with an id: a read through the cache, no auto-create.
+    Id(String),
+    /// An id-less customer: the only way a client reaches one is an
+    /// id-less create with its email, which returns the existing customer.
+    Email(String),
+}
+
+impl std::fmt::Display for SettleKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettleKey::Id(id) => f.write_str(id),
+            SettleKey::Email(email) => write!(f, "email {email}"),
+        }
+    }
 }
 
 /// One line of a trace.
@@ -555,23 +575,48 @@ pub fn execute_run(
     })
 }
 
-/// One read of each customer the scenario names or the DB holds by id,
-/// through the strategy's read path, one at a time.
+/// One read of each customer the scenario names or the DB holds, through
+/// the strategy's read path, one at a time: by id, or for an id-less
+/// customer by its email.
 fn settle(run: &mut Run<'_>, settles: &mut Vec<Settle>) {
-    let mut customers = run.prepared.scenario.named_customers();
-    customers.extend(
-        run.world.committed_customers().into_iter().filter_map(|r| r.id.clone().map(|id| (r.scope(), id))),
-    );
+    let mut customers: Vec<(Scope, SettleKey)> = run
+        .prepared
+        .scenario
+        .named_customers()
+        .into_iter()
+        .filter(|(_, id)| validate_customer_id(id).is_ok())
+        .map(|(scope, id)| (scope, SettleKey::Id(id)))
+        .collect();
+    for row in run.world.committed_customers() {
+        match (&row.id, row.idless_email_key()) {
+            (Some(id), _) => customers.push((row.scope(), SettleKey::Id(id.clone()))),
+            (None, Some(_)) => {
+                let email = row.email.clone().expect("an id-less key has an email");
+                customers.push((row.scope(), SettleKey::Email(email)));
+            }
+            (None, None) => {}
+        }
+    }
     customers.sort();
     customers.dedup();
-    customers.retain(|(_, id)| validate_customer_id(id).is_ok());
     let first_session: RequestId =
         run.prepared.scenario.requests.len() + run.prepared.scenario.customers.len();
-    for (n, (scope, customer_id)) in customers.into_iter().enumerate() {
-        let request = Request::Get {
-            customer_id: customer_id.clone(),
-            org: Some(scope.org_id.clone()),
-            env: Some(scope.env),
+    for (n, (scope, customer)) in customers.into_iter().enumerate() {
+        let request = match &customer {
+            SettleKey::Id(id) => Request::Get {
+                customer_id: id.clone(),
+                org: Some(scope.org_id.clone()),
+                env: Some(scope.env),
+            },
+            SettleKey::Email(email) => {
+                let data = cusim::model::CustomerData { email: Some(email.clone()), ..Default::default() };
+                let mut request = Request::create(None, data);
+                if let Request::Create { org, env, .. } = &mut request {
+                    *org = Some(scope.org_id.clone());
+                    *env = Some(scope.env);
+                }
+                request
+            }
         };
         let conn = MemConn::new(&run.world);
         let future = execute(&conn, run.prepared.strategy, &request);
@@ -587,9 +632,9 @@ fn settle(run: &mut Run<'_>, settles: &mut Vec<Settle>) {
             run.trace.push(Event {
                 step: None,
                 request: None,
-                kind: EventKind::Settle { customer: format!("{scope}/{customer_id}"), result: text },
+                kind: EventKind::Settle { customer: format!("{scope}/{customer}"), result: text },
             });
         }
-        settles.push(Settle { scope, customer_id, result });
+        settles.push(Settle { scope, customer, result });
     }
 }

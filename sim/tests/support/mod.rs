@@ -1,5 +1,7 @@
 #![allow(dead_code)]
 
+pub mod generate;
+
 use cusim::flow::Strategy;
 use cusim_sim::builtin;
 use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, SchedulerKind};

@@ -1,0 +1,63 @@
+//! The regression corpus: minimal failing cases, one JSON file each,
+//! replayed by a test that also snapshots their traces.
+
+use std::path::{Path, PathBuf};
+
+use cusim::flow::Strategy;
+use serde::{Deserialize, Serialize};
+
+use crate::oracle::Invariant;
+use crate::scenario::{Scenario, ScenarioError};
+use crate::shrink::Shrunk;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regression {
+    pub scenario: Scenario,
+    pub strategy: Strategy,
+    pub schedule: String,
+    /// The invariant the case must keep breaking.
+    pub invariant: Invariant,
+    /// What the oracle said when the case was saved.
+    pub message: String,
+}
+
+impl Regression {
+    pub fn from_shrunk(shrunk: &Shrunk) -> Regression {
+        Regression {
+            scenario: shrunk.case.scenario.clone(),
+            strategy: shrunk.case.strategy,
+            schedule: shrunk.case.schedule.to_string(),
+            invariant: shrunk.invariant,
+            message: shrunk.message.clone(),
+        }
+    }
+
+    /// `<scenario>--<strategy>--<invariant>.json`
+    pub fn file_name(&self) -> String {
+        format!("{}--{}--{}.json", self.scenario.name, self.strategy, self.invariant)
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(self.file_name());
+        let text = serde_json::to_string_pretty(self).expect("regressions serialize");
+        std::fs::write(&path, text + "\n")?;
+        Ok(path)
+    }
+
+    pub fn load(path: &Path) -> Result<Regression, ScenarioError> {
+        let error =
+            |json_path: String, reason: String| ScenarioError { origin: path.to_owned(), json_path, reason };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error(String::new(), format!("cannot read the file: {e}")))?;
+        let mut deserializer = serde_json::Deserializer::from_str(&text);
+        let regression: Regression = serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|e| error(e.path().to_string(), e.into_inner().to_string()))?;
+        // The embedded scenario gets the same checks as a scenario file.
+        let scenario_text = serde_json::to_string(&regression.scenario).expect("scenarios serialize");
+        Scenario::parse(&scenario_text, path)
+            .map_err(|e| error(format!("scenario.{}", e.json_path), e.reason))?;
+        Ok(regression)
+    }
+}

@@ -1,0 +1,75 @@
+//! The regression corpus (`fixtures/regressions/`): every saved minimal
+//! case still breaks its invariant, its trace is unchanged (an insta
+//! snapshot), and `safe` holds on the very same specimen.
+
+mod support;
+
+use std::path::Path;
+
+use cusim::flow::Strategy;
+use cusim_sim::oracle;
+use cusim_sim::regression::Regression;
+use cusim_sim::schedule::Schedule;
+use cusim_sim::shrink::Lenient;
+use cusim_sim::stepper::{execute_run, Prepared, Replay, RunOptions};
+use cusim_sim::trace;
+
+fn corpus() -> Vec<(String, Regression)> {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/regressions"));
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            (stem, Regression::load(&path).unwrap_or_else(|e| panic!("{e}")))
+        })
+        .collect()
+}
+
+#[test]
+fn every_regression_still_breaks_its_invariant_with_the_same_trace() {
+    let corpus = corpus();
+    assert!(corpus.len() >= 9, "the corpus holds a case per race at least");
+    for (name, regression) in corpus {
+        assert_ne!(regression.strategy, Strategy::Safe, "{name}: safe's failures are bugs, not specimens");
+        let prepared = Prepared::new(&regression.scenario, regression.strategy).unwrap();
+        let schedule = Schedule::parse(&regression.schedule).unwrap();
+        let options = RunOptions { record_trace: true, ..RunOptions::default() };
+        let run = execute_run(&prepared, &mut Replay::new(&schedule), options).unwrap();
+        let violations = oracle::check(&prepared, &run);
+        assert!(
+            violations.iter().any(|v| v.invariant == regression.invariant),
+            "{name} no longer breaks {}: {:?}",
+            regression.invariant,
+            violations.iter().map(|v| v.invariant).collect::<Vec<_>>()
+        );
+        let text = format!(
+            "{} under {}, schedule '{}'\n{}",
+            regression.scenario.name,
+            regression.strategy,
+            regression.schedule,
+            trace::render(&run.trace)
+        );
+        insta::assert_snapshot!(name.clone(), text);
+    }
+}
+
+#[test]
+fn safe_holds_on_every_specimen() {
+    for (name, regression) in corpus() {
+        let prepared = Prepared::new(&regression.scenario, Strategy::Safe).unwrap();
+        let schedule = Schedule::parse(&regression.schedule).unwrap();
+        let run = execute_run(&prepared, &mut Lenient::new(&schedule), RunOptions::default()).unwrap();
+        let violations = oracle::check(&prepared, &run);
+        assert!(
+            violations.is_empty(),
+            "{name}: {:?}",
+            violations.iter().map(|v| &v.message).collect::<Vec<_>>()
+        );
+    }
+}

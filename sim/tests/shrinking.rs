@@ -1,0 +1,41 @@
+//! Every race of the catalog shrinks to a small case: at most 3
+//! preemptions, and no more requests than the race needs.
+
+mod support;
+
+use cusim_sim::builtin::BUILTINS;
+use cusim_sim::schedule::Schedule;
+use cusim_sim::shrink::{shrink, Case};
+use support::*;
+
+#[test]
+fn each_race_shrinks_to_at_most_three_preemptions_and_the_requests_it_needs() {
+    for builtin in BUILTINS.iter().filter(|b| !b.expected.is_empty()) {
+        let scenario = builtin.scenario().unwrap();
+        for &(strategy, invariant) in builtin.expected {
+            let report = pct(&scenario, strategy, 300);
+            let found = report.violations.iter().find(|f| f.invariant == invariant).expect("pct finds it");
+            let case = Case {
+                scenario: scenario.clone(),
+                strategy,
+                schedule: Schedule::parse(&found.schedule).unwrap(),
+            };
+            let shrunk = shrink(&case, invariant, 20_000).expect("the witness reproduces");
+            let size = shrunk.size;
+            assert!(size.preemptions <= 3, "{}: {size:?}", builtin.name());
+            // Every race of the catalog needs two requests at most (R3 one, plus its crash).
+            assert!(size.requests <= 2, "{}: {size:?}", builtin.name());
+            assert!(size.requests <= scenario.requests.len());
+            assert!(size.faults <= scenario.faults.len(), "{}: shrinking added a fault", builtin.name());
+            // And the shrunk case replays strictly to the same invariant.
+            let prepared = cusim_sim::stepper::Prepared::new(&shrunk.case.scenario, strategy).unwrap();
+            let run = cusim_sim::stepper::execute_run(
+                &prepared,
+                &mut cusim_sim::stepper::Replay::new(&shrunk.case.schedule),
+                Default::default(),
+            )
+            .unwrap();
+            assert!(cusim_sim::oracle::check(&prepared, &run).iter().any(|v| v.invariant == invariant));
+        }
+    }
+}
