@@ -333,7 +333,13 @@ impl StateMachineTest for Worlds {
 }
 
 prop_state_machine! {
-    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 500,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "proptest-regressions/model.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn every_strategy_run_sequentially_agrees_with_the_reference_model(sequential 1..16 => Worlds);

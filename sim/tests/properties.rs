@@ -14,7 +14,7 @@ use cusim_sim::schedule::Schedule;
 use cusim_sim::shrink::Lenient;
 use cusim_sim::stepper::{execute_run, Prepared, RunOptions};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestRng, TestRunner};
 use support::generate;
 
 fn check(
@@ -32,7 +32,12 @@ fn check(
 }
 
 proptest! {
-    #![proptest_config(Config { cases: 2_000, ..Config::default() })]
+    #![proptest_config(Config {
+        cases: 2_000,
+        // Relative to the package (tests run in `sim/`): committed, replayed first.
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/properties.txt"))),
+        ..Config::default()
+    })]
 
     #[test]
     fn safe_holds_every_invariant_for_generated_scenarios_and_schedules((scenario, schedule) in generate::case()) {

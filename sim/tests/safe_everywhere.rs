@@ -98,6 +98,30 @@ everywhere! {
     clean_same_id_two_orgs => "clean-same-id-two-orgs",
 }
 
+/// Found by the generated-scenario property: an id-less customer whose
+/// creator died after phase 1 (before its paid default and Stripe
+/// customer) must be made whole by the next request that reaches it, an
+/// id-less create with its email.
+#[test]
+fn an_idless_customer_whose_creator_died_in_phase_2_is_made_whole() {
+    let scenario = scenario(
+        r#"{"name": "idless-phase-2-crash", "force_paid_default": true,
+          "products": [{"id": "pro", "group": "main", "is_default": true, "kind": "paid", "features": {"words": 10}}],
+          "requests": [{"op": "create", "id": null, "email": "bob@example.com"},
+                       {"op": "track", "customer_id": "cus_a", "feature_id": "words", "value": 5}],
+          "faults": [{"request": 0, "at": "set_processor", "kind": "crash"}]}"#,
+    );
+    explore_safe(&scenario, 1);
+    // The modelled strategies leave it without its paid default.
+    for strategy in [Strategy::Legacy, Strategy::Transactional] {
+        assert_breaks(
+            &exhaustive(&scenario, strategy, None, 0),
+            &scenario,
+            cusim_sim::oracle::Invariant::DefaultsPresent,
+        );
+    }
+}
+
 #[test]
 fn every_builtin_has_a_test_here() {
     let source = include_str!("safe_everywhere.rs");
