@@ -4,9 +4,11 @@
 
 pub mod conn;
 pub mod ids;
+pub mod services;
 pub mod store;
 pub mod world;
 
 pub use conn::{poll_once, run_alone, FaultAction, Finished, MemConn};
+pub use services::{Cache, Stripe, StripeCustomer};
 pub use store::{Blocked, LockMode, TxnId};
-pub use world::{Constraints, Fault, IsolationBreach, RequestId, StripeCustomer, World};
+pub use world::{Constraints, Fault, IsolationBreach, RequestId, World};

@@ -18,15 +18,11 @@ use crate::backend::{CacheError, DbError, StripeError};
 use crate::model::{Balance, Catalog, CustomerProduct, CustomerRow, FullCustomer, Scope};
 
 use super::ids::IdGen;
+use super::services::{Cache, CacheSlot, Stripe, StripeCustomer};
 use super::store::{Blocked, LockMode, Table, Tuple, TxnId};
 
 /// Index of a request within a run.
 pub type RequestId = usize;
-
-/// The modelled server's stale-write guard lives 1 s.
-pub const GUARD_TTL_MS: u64 = 1_000;
-/// Stripe remembers an idempotency key for 24 h.
-pub const STRIPE_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 60 * 60 * 1_000;
 
 pub const ID_CONSTRAINT: &str = "customers_org_env_id_key";
 pub const EMAIL_CONSTRAINT: &str = "customers_org_env_lower_email_idless_key";
@@ -87,38 +83,6 @@ pub struct UsageRow {
     pub usage: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StripeCustomer {
-    pub id: String,
-    pub params: StripeParams,
-    pub idempotency_key: String,
-    pub created_at_ms: u64,
-}
-
-#[derive(Debug, Clone)]
-struct IdempotencyEntry {
-    params: StripeParams,
-    stripe_id: String,
-    created_at_ms: u64,
-}
-
-/// One cache key: its entry, its invalidation count and the stale-write guard.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CacheSlot {
-    pub entry: Option<FullCustomer>,
-    /// Invalidations so far; never expires.
-    pub epoch: u64,
-    pub guard: Option<Guard>,
-}
-
-/// Set by an invalidation at logical time `seq`: writes whose read was
-/// stamped at or before it are stale until `expires_at_ms`.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Guard {
-    pub seq: u64,
-    pub expires_at_ms: u64,
-}
-
 #[derive(Debug, Clone, Default)]
 struct Session {
     txn: Option<TxnId>,
@@ -143,9 +107,8 @@ pub struct World {
     customers: Table<CustomerRow>,
     products: Table<CustomerProduct>,
     usage: Table<UsageRow>,
-    cache: BTreeMap<CacheKey, CacheSlot>,
-    stripe_customers: Vec<StripeCustomer>,
-    idempotency: BTreeMap<String, IdempotencyEntry>,
+    cache: Cache,
+    stripe: Stripe,
     clock_ms: Rc<Cell<u64>>,
     /// Logical time: operations applied so far (shared with connections,
     /// which stamp their reads with it).
@@ -169,8 +132,7 @@ impl Clone for World {
             products: self.products.clone(),
             usage: self.usage.clone(),
             cache: self.cache.clone(),
-            stripe_customers: self.stripe_customers.clone(),
-            idempotency: self.idempotency.clone(),
+            stripe: self.stripe.clone(),
             clock_ms: Rc::new(Cell::new(self.clock_ms.get())),
             seq: Rc::new(Cell::new(self.seq.get())),
             ids: self.ids.clone(),
@@ -189,9 +151,8 @@ impl World {
             customers: Table::default(),
             products: Table::default(),
             usage: Table::default(),
-            cache: BTreeMap::new(),
-            stripe_customers: Vec::new(),
-            idempotency: BTreeMap::new(),
+            cache: Cache::default(),
+            stripe: Stripe::default(),
             clock_ms: Rc::new(Cell::new(0)),
             seq: Rc::new(Cell::new(0)),
             ids: IdGen::new(seed),
@@ -342,7 +303,8 @@ impl World {
                 Outcome::Products { products: self.catalog.default_candidates().cloned().collect() }
             }
             Op::StripeCreate { idempotency_key, params } => {
-                match self.stripe_create(idempotency_key, params) {
+                let now = self.now_ms();
+                match self.stripe.create_customer(idempotency_key, params, now, &mut self.ids) {
                     Ok(_) if stripe_timeout => Outcome::StripeError { error: StripeError::Timeout },
                     Ok(stripe_id) => Outcome::StripeCustomer { stripe_id },
                     Err(error) => Outcome::StripeError { error },
@@ -366,39 +328,20 @@ impl World {
                 let customer = self.statement(request, |w, txn| w.db_read(txn, scope, key, *lock))?;
                 Outcome::Full { customer: customer.map(Box::new) }
             }
-            Op::CacheRead { key } => {
-                let seq = self.seq();
-                let slot = self.cache.get(key);
-                let read = CacheRead {
-                    entry: slot.and_then(|s| s.entry.clone()),
-                    stamp: CacheStamp { seq, epoch: slot.map_or(0, |s| s.epoch) },
-                };
-                Outcome::Cache { read: Box::new(read) }
-            }
+            Op::CacheRead { key } => Outcome::Cache { read: Box::new(self.cache.read(key, self.seq())) },
             Op::CacheWrite { key, value, stamp, mode } => {
                 self.note_scope(request, &key.scope, &value.customer.scope(), Point::CacheWrite);
-                Outcome::CacheWrite { outcome: self.cache_write(key, value, *stamp, *mode) }
+                let now = self.now_ms();
+                Outcome::CacheWrite { outcome: self.cache.write(key, value, *stamp, *mode, now) }
             }
             Op::CacheInvalidate { key } => {
-                let now = self.now_ms();
-                let seq = self.seq();
-                let slot = self.cache.entry(key.clone()).or_default();
-                slot.entry = None;
-                slot.epoch += 1;
-                slot.guard = Some(Guard { seq, expires_at_ms: now + GUARD_TTL_MS });
+                let (seq, now) = (self.seq(), self.now_ms());
+                self.cache.invalidate(key, seq, now);
                 Outcome::Done
             }
             Op::Deduct { scope, internal_id, feature_id, value, target } => match target {
                 DeductTarget::Cache(key) => {
-                    let entry = self.cache.get_mut(key).and_then(|s| s.entry.as_mut());
-                    match entry {
-                        Some(full) if full.customer.internal_id == *internal_id => {
-                            let balance = full.balances.entry(feature_id.clone()).or_default();
-                            balance.usage += value;
-                            Outcome::Deduct { outcome: DeductOutcome::Applied { usage: balance.usage } }
-                        }
-                        _ => Outcome::Deduct { outcome: DeductOutcome::CacheMissing },
-                    }
+                    Outcome::Deduct { outcome: self.cache.deduct(key, internal_id, feature_id, *value) }
                 }
                 DeductTarget::Db => {
                     let delta = *value;
@@ -412,12 +355,7 @@ impl World {
                 }
             },
             Op::SyncUsage { key, internal_id, feature_id } => {
-                let cached = self
-                    .cache
-                    .get(key)
-                    .and_then(|s| s.entry.as_ref())
-                    .filter(|full| full.customer.internal_id == *internal_id)
-                    .map(|full| full.balances.get(feature_id).map_or(0, |b| b.usage));
+                let cached = self.cache.usage(key, internal_id, feature_id);
                 match cached {
                     None => Outcome::Sync { outcome: SyncOutcome::CacheMissing },
                     Some(absolute) => {
@@ -853,58 +791,6 @@ impl World {
         }
     }
 
-    // ----- cache and Stripe ---------------------------------------------
-
-    fn cache_write(
-        &mut self,
-        key: &CacheKey,
-        value: &FullCustomer,
-        stamp: CacheStamp,
-        mode: CacheWriteMode,
-    ) -> CacheWriteOutcome {
-        let now = self.now_ms();
-        let slot = self.cache.entry(key.clone()).or_default();
-        let stale = match mode {
-            CacheWriteMode::Versioned => slot.epoch != stamp.epoch,
-            CacheWriteMode::Overwrite | CacheWriteMode::SetIfAbsent => {
-                slot.guard.is_some_and(|g| now < g.expires_at_ms && g.seq >= stamp.seq)
-            }
-        };
-        if stale {
-            return CacheWriteOutcome::Stale;
-        }
-        if mode != CacheWriteMode::Overwrite && slot.entry.is_some() {
-            return CacheWriteOutcome::Exists;
-        }
-        slot.entry = Some(value.clone());
-        CacheWriteOutcome::Written
-    }
-
-    fn stripe_create(&mut self, key: &str, params: &StripeParams) -> Result<String, StripeError> {
-        let now = self.now_ms();
-        if let Some(entry) = self.idempotency.get(key) {
-            if now < entry.created_at_ms + STRIPE_IDEMPOTENCY_WINDOW_MS {
-                return if entry.params == *params {
-                    Ok(entry.stripe_id.clone())
-                } else {
-                    Err(StripeError::IdempotencyMismatch { key: key.to_owned() })
-                };
-            }
-        }
-        let stripe_id = self.ids.next_id("stripe_cus");
-        self.stripe_customers.push(StripeCustomer {
-            id: stripe_id.clone(),
-            params: params.clone(),
-            idempotency_key: key.to_owned(),
-            created_at_ms: now,
-        });
-        self.idempotency.insert(
-            key.to_owned(),
-            IdempotencyEntry { params: params.clone(), stripe_id: stripe_id.clone(), created_at_ms: now },
-        );
-        Ok(stripe_id)
-    }
-
     // ----- what the oracle reads ----------------------------------------
 
     /// Committed customers, in insertion order.
@@ -924,15 +810,15 @@ impl World {
     }
 
     pub fn cache_entries(&self) -> impl Iterator<Item = (&CacheKey, &FullCustomer)> {
-        self.cache.iter().filter_map(|(k, s)| s.entry.as_ref().map(|e| (k, e)))
+        self.cache.entries()
     }
 
     pub fn cache_slot(&self, key: &CacheKey) -> Option<&CacheSlot> {
-        self.cache.get(key)
+        self.cache.slot(key)
     }
 
     pub fn stripe_customers(&self) -> &[StripeCustomer] {
-        &self.stripe_customers
+        self.stripe.customers()
     }
 
     /// True when no transaction is open and no row holds a lock or pending write.

@@ -1,0 +1,184 @@
+//! The two services beside the database, modelled in memory: the
+//! full-customer cache and Stripe. The `mem` world and the Postgres
+//! backend both use these (there is no Redis or Stripe here: the races are
+//! in how the flows use them, and these models keep their semantics).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::backend::ops::{CacheKey, CacheRead, CacheStamp, CacheWriteMode, DeductOutcome, StripeParams};
+use crate::backend::{CacheWriteOutcome, StripeError};
+use crate::model::FullCustomer;
+
+use super::ids::IdGen;
+
+/// The modelled server's stale-write guard lives 1 s.
+pub const GUARD_TTL_MS: u64 = 1_000;
+/// Stripe remembers an idempotency key for 24 h.
+pub const STRIPE_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 60 * 60 * 1_000;
+
+/// One cache key: its entry, its invalidation count and the stale-write guard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CacheSlot {
+    pub entry: Option<FullCustomer>,
+    /// Invalidations so far; never expires.
+    pub epoch: u64,
+    pub guard: Option<Guard>,
+}
+
+/// Set by an invalidation at logical time `seq`: writes whose read was
+/// stamped at or before it are stale until `expires_at_ms`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Guard {
+    pub seq: u64,
+    pub expires_at_ms: u64,
+}
+
+/// The full-customer cache, keyed by `(org, env, id)`.
+#[derive(Debug, Clone, Default)]
+pub struct Cache {
+    slots: BTreeMap<CacheKey, CacheSlot>,
+}
+
+impl Cache {
+    /// A read at logical time `seq`.
+    pub fn read(&self, key: &CacheKey, seq: u64) -> CacheRead {
+        let slot = self.slots.get(key);
+        CacheRead {
+            entry: slot.and_then(|s| s.entry.clone()),
+            stamp: CacheStamp { seq, epoch: slot.map_or(0, |s| s.epoch) },
+        }
+    }
+
+    /// `CACHE_EXISTS` unless overwriting; `STALE_WRITE` when an invalidation
+    /// came after the stamp's read (by the guard, or for versioned writes by
+    /// the invalidation counter).
+    pub fn write(
+        &mut self,
+        key: &CacheKey,
+        value: &FullCustomer,
+        stamp: CacheStamp,
+        mode: CacheWriteMode,
+        now_ms: u64,
+    ) -> CacheWriteOutcome {
+        let slot = self.slots.entry(key.clone()).or_default();
+        let stale = match mode {
+            CacheWriteMode::Versioned => slot.epoch != stamp.epoch,
+            CacheWriteMode::Overwrite | CacheWriteMode::SetIfAbsent => {
+                slot.guard.is_some_and(|g| now_ms < g.expires_at_ms && g.seq >= stamp.seq)
+            }
+        };
+        if stale {
+            return CacheWriteOutcome::Stale;
+        }
+        if mode != CacheWriteMode::Overwrite && slot.entry.is_some() {
+            return CacheWriteOutcome::Exists;
+        }
+        slot.entry = Some(value.clone());
+        CacheWriteOutcome::Written
+    }
+
+    /// Deletes the entry, counts the invalidation and sets the guard.
+    pub fn invalidate(&mut self, key: &CacheKey, seq: u64, now_ms: u64) {
+        let slot = self.slots.entry(key.clone()).or_default();
+        slot.entry = None;
+        slot.epoch += 1;
+        slot.guard = Some(Guard { seq, expires_at_ms: now_ms + GUARD_TTL_MS });
+    }
+
+    /// Adds `value` to the cached usage of the customer `internal_id`.
+    pub fn deduct(
+        &mut self,
+        key: &CacheKey,
+        internal_id: &str,
+        feature_id: &str,
+        value: i64,
+    ) -> DeductOutcome {
+        match self.slots.get_mut(key).and_then(|s| s.entry.as_mut()) {
+            Some(full) if full.customer.internal_id == internal_id => {
+                let balance = full.balances.entry(feature_id.to_owned()).or_default();
+                balance.usage += value;
+                DeductOutcome::Applied { usage: balance.usage }
+            }
+            _ => DeductOutcome::CacheMissing,
+        }
+    }
+
+    /// The cached absolute usage of one feature of customer `internal_id`.
+    pub fn usage(&self, key: &CacheKey, internal_id: &str, feature_id: &str) -> Option<i64> {
+        self.slots
+            .get(key)
+            .and_then(|s| s.entry.as_ref())
+            .filter(|full| full.customer.internal_id == internal_id)
+            .map(|full| full.balances.get(feature_id).map_or(0, |b| b.usage))
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&CacheKey, &FullCustomer)> {
+        self.slots.iter().filter_map(|(k, s)| s.entry.as_ref().map(|e| (k, e)))
+    }
+
+    pub fn slot(&self, key: &CacheKey) -> Option<&CacheSlot> {
+        self.slots.get(key)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StripeCustomer {
+    pub id: String,
+    pub params: StripeParams,
+    pub idempotency_key: String,
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+struct IdempotencyEntry {
+    params: StripeParams,
+    stripe_id: String,
+    created_at_ms: u64,
+}
+
+/// Simulated Stripe: customers, and idempotency keys remembered 24 h.
+#[derive(Debug, Clone, Default)]
+pub struct Stripe {
+    customers: Vec<StripeCustomer>,
+    idempotency: BTreeMap<String, IdempotencyEntry>,
+}
+
+impl Stripe {
+    /// Creates a customer, unless `key` was used within 24 h: then the same
+    /// customer for the same parameters, `stripe_error` for other ones.
+    pub fn create_customer(
+        &mut self,
+        key: &str,
+        params: &StripeParams,
+        now_ms: u64,
+        ids: &mut IdGen,
+    ) -> Result<String, StripeError> {
+        if let Some(entry) = self.idempotency.get(key) {
+            if now_ms < entry.created_at_ms + STRIPE_IDEMPOTENCY_WINDOW_MS {
+                return if entry.params == *params {
+                    Ok(entry.stripe_id.clone())
+                } else {
+                    Err(StripeError::IdempotencyMismatch { key: key.to_owned() })
+                };
+            }
+        }
+        let stripe_id = ids.next_id("stripe_cus");
+        self.customers.push(StripeCustomer {
+            id: stripe_id.clone(),
+            params: params.clone(),
+            idempotency_key: key.to_owned(),
+            created_at_ms: now_ms,
+        });
+        self.idempotency.insert(
+            key.to_owned(),
+            IdempotencyEntry { params: params.clone(), stripe_id: stripe_id.clone(), created_at_ms: now_ms },
+        );
+        Ok(stripe_id)
+    }
+
+    pub fn customers(&self) -> &[StripeCustomer] {
+        &self.customers
+    }
+}
