@@ -29,6 +29,9 @@ pub enum DbError {
     /// An injected fault: the database did not answer.
     #[error("database unavailable")]
     Unavailable,
+    /// Any other failure a real server reports (never produced by the model).
+    #[error("database error {code}: {message}")]
+    Failed { code: String, message: String },
 }
 
 impl DbError {

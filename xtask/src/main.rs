@@ -2,6 +2,8 @@
 //! per mode and a total (`unit: 41 passed, 0 failed` … `total: …`). Exits
 //! non-zero when anything failed or could not be built.
 
+mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
 
@@ -73,16 +75,40 @@ fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
     tally
 }
 
-fn test_all() -> ExitCode {
+/// The Postgres tests, against a throwaway server (stopped also on failure).
+fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
+    let server = match postgres::Server::start() {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("postgres: could not start a server: {error}");
+            return Tally { runner_failed: true, ..Tally::default() };
+        }
+    };
+    let mut envs = envs.to_vec();
+    envs.push(("DATABASE_URL", server.url.as_str()));
+    cargo_tests("postgres", &["test", "--release", "--no-fail-fast", "-p", "cusim-pg"], &envs)
+}
+
+/// The test modes, in the order they run.
+const MODES: [&str; 3] = ["unit", "stepper", "postgres"];
+
+fn run_mode(mode: &str) -> Tally {
     // Release builds: the stepper tests run hundreds of thousands of schedules.
     let ci = [("CI", "true")];
-    let modes: Vec<(&str, Tally)> = vec![
-        (
-            "unit",
-            cargo_tests("unit", &["test", "--release", "--no-fail-fast", "-p", "cusim", "-p", "xtask"], &ci),
-        ),
-        ("stepper", cargo_tests("stepper", &["test", "--release", "--no-fail-fast", "-p", "cusim-sim"], &ci)),
-    ];
+    match mode {
+        "unit" => cargo_tests("unit", &["test", "--release", "--no-fail-fast", "-p", "cusim", "-p", "xtask"], &ci),
+        "stepper" => cargo_tests("stepper", &["test", "--release", "--no-fail-fast", "-p", "cusim-sim"], &ci),
+        "postgres" => postgres_tests(&ci),
+        other => unreachable!("unknown mode {other}"),
+    }
+}
+
+fn test_all(only: &[String]) -> ExitCode {
+    let modes: Vec<(&str, Tally)> = MODES
+        .iter()
+        .filter(|m| only.is_empty() || only.iter().any(|o| o == *m))
+        .map(|m| (*m, run_mode(m)))
+        .collect();
 
     let mut total = Tally::default();
     println!();
@@ -103,9 +129,13 @@ fn test_all() -> ExitCode {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("test") if args.len() == 1 => test_all(),
+        Some("test") if args[1..].iter().all(|a| MODES.contains(&a.as_str())) => test_all(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test\n\nRuns every test mode and prints one summary line per mode and a total.");
+            eprintln!(
+                "usage: cargo xtask test [MODE...]\n\nRuns every test mode (or the named ones: {}) and prints one \
+                 summary line per mode and a total.",
+                MODES.join(", ")
+            );
             ExitCode::from(2)
         }
     }

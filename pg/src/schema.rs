@@ -1,0 +1,134 @@
+//! Throwaway schemas: each test (or replay) gets a schema of its own with
+//! the strategy's migrations applied and the scenario's catalog loaded, so
+//! tests can run side by side on one server.
+
+use std::str::FromStr;
+
+use cusim::flow::Strategy;
+use cusim::model::{Catalog, FullCustomer, ProductKind};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
+
+use crate::{customer_of, PgConn};
+
+/// Why a database could not be set up: each says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("database URL {url:?} is not valid: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot connect to the database at {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("cannot prepare schema {schema:?}: {reason}")]
+    Schema { schema: String, reason: String },
+}
+
+/// A schema made for one run, and how to connect to it.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub schema: String,
+    pub options: PgConnectOptions,
+}
+
+fn kind_text(kind: ProductKind) -> &'static str {
+    match kind {
+        ProductKind::Free => "free",
+        ProductKind::Paid => "paid",
+        ProductKind::Trial => "trial",
+    }
+}
+
+/// Connect options for `url`, without connecting.
+pub fn parse_url(url: &str) -> Result<PgConnectOptions, SetupError> {
+    PgConnectOptions::from_str(url)
+        .map_err(|e| SetupError::BadUrl { url: redact(url), reason: e.to_string() })
+        .map(|o| o.disable_statement_logging())
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Creates (or re-creates) schema `schema` for `strategy`, with `catalog`.
+pub async fn create(url: &str, schema: &str, strategy: Strategy, catalog: &Catalog) -> Result<Database, SetupError> {
+    let options = parse_url(url)?;
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let connect_error = |e: sqlx::Error| SetupError::Connect { target: target.clone(), reason: e.to_string() };
+    let schema_error = |e: &dyn std::fmt::Display| SetupError::Schema { schema: schema.to_owned(), reason: e.to_string() };
+    if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(schema_error(&"a schema name is lowercase letters, digits and underscores"));
+    }
+    let mut admin = PgConnection::connect_with(&options).await.map_err(connect_error)?;
+    let reset = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};");
+    sqlx::raw_sql(AssertSqlSafe(reset)).execute(&mut admin).await.map_err(|e| schema_error(&e))?;
+    admin.close().await.map_err(connect_error)?;
+
+    let options = options.options([("search_path", schema)]);
+    let mut conn = PgConnection::connect_with(&options).await.map_err(connect_error)?;
+    let mut base = sqlx::migrate!("../migrations/base");
+    base.set_locking(false);
+    base.set_ignore_missing(true);
+    base.run(&mut conn).await.map_err(|e| schema_error(&e))?;
+    let mut own = match strategy {
+        Strategy::Legacy => None,
+        Strategy::Transactional => Some(sqlx::migrate!("../migrations/transactional")),
+        Strategy::Safe => Some(sqlx::migrate!("../migrations/safe")),
+    };
+    if let Some(own) = own.as_mut() {
+        own.set_locking(false);
+        own.set_ignore_missing(true);
+        own.run(&mut conn).await.map_err(|e| schema_error(&e))?;
+    }
+    sqlx::query("INSERT INTO catalog (force_paid_default) VALUES ($1)")
+        .bind(catalog.force_paid_default)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| schema_error(&e))?;
+    for (position, product) in catalog.products.iter().enumerate() {
+        sqlx::query("INSERT INTO products (id, \"group\", is_default, kind, features, position) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&product.id)
+            .bind(&product.group)
+            .bind(product.is_default)
+            .bind(kind_text(product.kind))
+            .bind(serde_json::to_value(&product.features).expect("features serialize"))
+            .bind(position as i32)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| schema_error(&e))?;
+    }
+    conn.close().await.map_err(connect_error)?;
+    Ok(Database { schema: schema.to_owned(), options })
+}
+
+/// Drops the schema (best effort).
+pub async fn drop(database: &Database) {
+    if let Ok(mut conn) = PgConnection::connect_with(&database.options).await {
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", database.schema))).execute(&mut conn).await;
+        let _ = conn.close().await;
+    }
+}
+
+/// Every committed customer, in insertion order, as full customers.
+pub async fn committed(conn: &PgConn) -> Result<Vec<FullCustomer>, sqlx::Error> {
+    let rows = {
+        let mut inner = conn.raw().await;
+        let sql = format!("SELECT {} FROM customers ORDER BY seq", crate::CUSTOMER_COLUMNS);
+        sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *inner).await?
+    };
+    let mut out = Vec::new();
+    for row in &rows {
+        let customer = customer_of(&row)?;
+        let mut inner = conn.raw().await;
+        out.push(conn.full(&mut inner, customer).await?);
+    }
+    Ok(out)
+}
