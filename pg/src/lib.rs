@@ -19,8 +19,8 @@ use cusim::backend::mem::ids::IdGen;
 use cusim::backend::mem::{Cache, Stripe};
 use cusim::backend::*;
 use cusim::model::{
-    Balance, CustomerProduct, CustomerRow, DefaultScope, Env, FullCustomer, Product, ProductKind, ProductStatus,
-    Scope,
+    Balance, CustomerProduct, CustomerRow, DefaultScope, Env, FullCustomer, Product, ProductKind,
+    ProductStatus, Scope,
 };
 use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
@@ -41,7 +41,13 @@ pub struct Services {
 pub type Shared = Rc<RefCell<Services>>;
 
 pub fn services(seed: u64) -> Shared {
-    Rc::new(RefCell::new(Services { cache: Cache::default(), stripe: Stripe::default(), ids: IdGen::new(seed), clock_ms: 0, seq: 0 }))
+    Rc::new(RefCell::new(Services {
+        cache: Cache::default(),
+        stripe: Stripe::default(),
+        ids: IdGen::new(seed),
+        clock_ms: 0,
+        seq: 0,
+    }))
 }
 
 /// One request's connection.
@@ -165,7 +171,11 @@ impl PgConn {
         db_error(error)
     }
 
-    pub(crate) async fn full(&self, conn: &mut PgConnection, row: CustomerRow) -> Result<FullCustomer, sqlx::Error> {
+    pub(crate) async fn full(
+        &self,
+        conn: &mut PgConnection,
+        row: CustomerRow,
+    ) -> Result<FullCustomer, sqlx::Error> {
         let product_rows = sqlx::query(
             "SELECT id, internal_customer_id, product_id, \"group\", status, created_at FROM customer_products \
              WHERE internal_customer_id = $1 ORDER BY \"group\", product_id, id",
@@ -200,10 +210,11 @@ impl PgConn {
         for g in &granted_rows {
             balances.entry(g.try_get("feature")?).or_default().granted = g.try_get("granted")?;
         }
-        let usage_rows = sqlx::query("SELECT feature_id, usage FROM balances WHERE internal_customer_id = $1")
-            .bind(&row.internal_id)
-            .fetch_all(&mut *conn)
-            .await?;
+        let usage_rows =
+            sqlx::query("SELECT feature_id, usage FROM balances WHERE internal_customer_id = $1")
+                .bind(&row.internal_id)
+                .fetch_all(&mut *conn)
+                .await?;
         for u in &usage_rows {
             balances.entry(u.try_get("feature_id")?).or_default().usage += u.try_get::<i64, _>("usage")?;
         }
@@ -226,7 +237,13 @@ impl PgConn {
              RETURNING usage"
         };
         let mut conn = self.conn.lock().await;
-        match sqlx::query_scalar(sql).bind(internal_id).bind(feature_id).bind(value).fetch_one(&mut *conn).await {
+        match sqlx::query_scalar(sql)
+            .bind(internal_id)
+            .bind(feature_id)
+            .bind(value)
+            .fetch_one(&mut *conn)
+            .await
+        {
             Ok(usage) => Ok(usage),
             Err(error) => Err(self.failed(&mut conn, error).await),
         }
@@ -241,14 +258,24 @@ impl Backend for PgConn {
         Ok(())
     }
 
-    async fn lookup_id(&self, scope: &Scope, id: &str, lock: RowLock) -> Result<Option<CustomerRow>, DbError> {
+    async fn lookup_id(
+        &self,
+        scope: &Scope,
+        id: &str,
+        lock: RowLock,
+    ) -> Result<Option<CustomerRow>, DbError> {
         self.tick();
         let sql = format!(
             "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE org_id = $1 AND env = $2 AND id = $3{}",
             lock_clause(lock)
         );
         let mut conn = self.conn.lock().await;
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(&scope.org_id).bind(scope.env.as_str()).bind(id).fetch_optional(&mut *conn).await;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&scope.org_id)
+            .bind(scope.env.as_str())
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await;
         match row.and_then(|r| r.as_ref().map(customer_of).transpose()) {
             Ok(row) => Ok(row),
             Err(error) => Err(self.failed(&mut conn, error).await),
@@ -262,7 +289,12 @@ impl Backend for PgConn {
              AND email <> '' AND lower(email) = lower($3) ORDER BY seq"
         );
         let mut conn = self.conn.lock().await;
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(&scope.org_id).bind(scope.env.as_str()).bind(email).fetch_all(&mut *conn).await;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&scope.org_id)
+            .bind(scope.env.as_str())
+            .bind(email)
+            .fetch_all(&mut *conn)
+            .await;
         match rows.and_then(|rows| rows.iter().map(customer_of).collect()) {
             Ok(rows) => Ok(rows),
             Err(error) => Err(self.failed(&mut conn, error).await),
@@ -283,9 +315,11 @@ impl Backend for PgConn {
             (OnConflict::ReturnExisting, Some(_)) => {
                 " ON CONFLICT (org_id, env, id) DO UPDATE SET name = customers.name".into()
             }
-            (OnConflict::ReturnExisting, None) => " ON CONFLICT (org_id, env, lower(email)) WHERE id IS NULL AND email <> '' \
+            (OnConflict::ReturnExisting, None) => {
+                " ON CONFLICT (org_id, env, lower(email)) WHERE id IS NULL AND email <> '' \
                  DO UPDATE SET name = customers.name"
-                .into(),
+                    .into()
+            }
         };
         let sql = format!(
             "INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12){conflict} \
@@ -313,17 +347,28 @@ impl Backend for PgConn {
             Ok(Some(row)) => {
                 let existed: bool = row.try_get("existed").map_err(db_error)?;
                 let customer = customer_of(&row).map_err(db_error)?;
-                Ok(if existed { InsertOutcome::Existing(customer) } else { InsertOutcome::Inserted(customer) })
+                Ok(if existed {
+                    InsertOutcome::Existing(customer)
+                } else {
+                    InsertOutcome::Inserted(customer)
+                })
             }
             Err(error) => Err(self.failed(&mut conn, error).await),
         }
     }
 
-    async fn claim(&self, scope: &Scope, target: ClaimTarget, new_id: &str) -> Result<Option<CustomerRow>, DbError> {
+    async fn claim(
+        &self,
+        scope: &Scope,
+        target: ClaimTarget,
+        new_id: &str,
+    ) -> Result<Option<CustomerRow>, DbError> {
         self.tick();
         let (filter, value) = match &target {
             ClaimTarget::Row { internal_id } => ("internal_id = $4", internal_id.clone()),
-            ClaimTarget::IdlessEmail { email } => ("id IS NULL AND email <> '' AND lower(email) = lower($4)", email.clone()),
+            ClaimTarget::IdlessEmail { email } => {
+                ("id IS NULL AND email <> '' AND lower(email) = lower($4)", email.clone())
+            }
         };
         let sql = format!(
             "UPDATE customers SET id = $1 WHERE org_id = $2 AND env = $3 AND {filter} RETURNING {CUSTOMER_COLUMNS}"
@@ -342,7 +387,12 @@ impl Backend for PgConn {
         }
     }
 
-    async fn fill_fields(&self, scope: &Scope, internal_id: &str, fill: Fill) -> Result<Option<CustomerRow>, DbError> {
+    async fn fill_fields(
+        &self,
+        scope: &Scope,
+        internal_id: &str,
+        fill: Fill,
+    ) -> Result<Option<CustomerRow>, DbError> {
         self.tick();
         let sql = format!(
             "UPDATE customers SET \
@@ -399,7 +449,11 @@ impl Backend for PgConn {
             .map_err(db_error)
     }
 
-    async fn stripe_create(&self, idempotency_key: &str, params: StripeParams) -> Result<String, StripeError> {
+    async fn stripe_create(
+        &self,
+        idempotency_key: &str,
+        params: StripeParams,
+    ) -> Result<String, StripeError> {
         self.tick();
         let mut shared = self.shared.borrow_mut();
         let now = shared.clock_ms;
@@ -492,13 +546,20 @@ impl Backend for PgConn {
         sqlx::query("ROLLBACK").execute(&mut *conn).await.map(|_| ()).map_err(db_error)
     }
 
-    async fn db_read(&self, scope: &Scope, key: CustomerKey, lock: RowLock) -> Result<Option<FullCustomer>, DbError> {
+    async fn db_read(
+        &self,
+        scope: &Scope,
+        key: CustomerKey,
+        lock: RowLock,
+    ) -> Result<Option<FullCustomer>, DbError> {
         self.tick();
         let (column, value) = match key {
             CustomerKey::Id(id) => ("id", id),
             CustomerKey::InternalId(internal) => ("internal_id", internal),
         };
-        let select = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE org_id = $1 AND env = $2 AND {column} = $3");
+        let select = format!(
+            "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE org_id = $1 AND env = $2 AND {column} = $3"
+        );
         let mut conn = self.conn.lock().await;
         let own_txn = lock != RowLock::None && !self.in_txn.get();
         let result: Result<Option<FullCustomer>, sqlx::Error> = async {
@@ -508,10 +569,23 @@ impl Backend for PgConn {
             if lock != RowLock::None {
                 // Wait for the lock first; then read in a fresh statement, which
                 // sees what was committed while this one waited.
-                let locking = format!("SELECT 1 FROM customers WHERE org_id = $1 AND env = $2 AND {column} = $3{}", lock_clause(lock));
-                sqlx::query(AssertSqlSafe(locking)).bind(&scope.org_id).bind(scope.env.as_str()).bind(&value).fetch_optional(&mut *conn).await?;
+                let locking = format!(
+                    "SELECT 1 FROM customers WHERE org_id = $1 AND env = $2 AND {column} = $3{}",
+                    lock_clause(lock)
+                );
+                sqlx::query(AssertSqlSafe(locking))
+                    .bind(&scope.org_id)
+                    .bind(scope.env.as_str())
+                    .bind(&value)
+                    .fetch_optional(&mut *conn)
+                    .await?;
             }
-            let row = sqlx::query(AssertSqlSafe(select)).bind(&scope.org_id).bind(scope.env.as_str()).bind(&value).fetch_optional(&mut *conn).await?;
+            let row = sqlx::query(AssertSqlSafe(select))
+                .bind(&scope.org_id)
+                .bind(scope.env.as_str())
+                .bind(&value)
+                .fetch_optional(&mut *conn)
+                .await?;
             let full = match row {
                 Some(row) => Some(self.full(&mut conn, customer_of(&row)?).await?),
                 None => None,
@@ -580,7 +654,12 @@ impl Backend for PgConn {
         }
     }
 
-    async fn sync_usage(&self, key: &CacheKey, internal_id: &str, feature_id: &str) -> Result<SyncOutcome, BackendError> {
+    async fn sync_usage(
+        &self,
+        key: &CacheKey,
+        internal_id: &str,
+        feature_id: &str,
+    ) -> Result<SyncOutcome, BackendError> {
         self.tick();
         let cached = self.shared.borrow().cache.usage(key, internal_id, feature_id);
         match cached {

@@ -59,12 +59,20 @@ fn redact(url: &str) -> String {
 }
 
 /// Creates (or re-creates) schema `schema` for `strategy`, with `catalog`.
-pub async fn create(url: &str, schema: &str, strategy: Strategy, catalog: &Catalog) -> Result<Database, SetupError> {
+pub async fn create(
+    url: &str,
+    schema: &str,
+    strategy: Strategy,
+    catalog: &Catalog,
+) -> Result<Database, SetupError> {
     let options = parse_url(url)?;
     let target = format!("{}:{}", options.get_host(), options.get_port());
-    let connect_error = |e: sqlx::Error| SetupError::Connect { target: target.clone(), reason: e.to_string() };
-    let schema_error = |e: &dyn std::fmt::Display| SetupError::Schema { schema: schema.to_owned(), reason: e.to_string() };
-    if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    let connect_error =
+        |e: sqlx::Error| SetupError::Connect { target: target.clone(), reason: e.to_string() };
+    let schema_error =
+        |e: &dyn std::fmt::Display| SetupError::Schema { schema: schema.to_owned(), reason: e.to_string() };
+    if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
         return Err(schema_error(&"a schema name is lowercase letters, digits and underscores"));
     }
     let mut admin = PgConnection::connect_with(&options).await.map_err(connect_error)?;
@@ -112,7 +120,9 @@ pub async fn create(url: &str, schema: &str, strategy: Strategy, catalog: &Catal
 /// Drops the schema (best effort).
 pub async fn drop(database: &Database) {
     if let Ok(mut conn) = PgConnection::connect_with(&database.options).await {
-        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", database.schema))).execute(&mut conn).await;
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", database.schema)))
+            .execute(&mut conn)
+            .await;
         let _ = conn.close().await;
     }
 }

@@ -41,7 +41,11 @@ fn seen(full: &FullCustomer, ordinals: &BTreeMap<String, usize>) -> Seen {
         id: full.customer.id.clone(),
         name: full.customer.name.clone(),
         email: full.customer.email.clone(),
-        products: full.products.iter().map(|p| (p.group.clone(), p.product_id.clone(), format!("{:?}", p.status))).collect(),
+        products: full
+            .products
+            .iter()
+            .map(|p| (p.group.clone(), p.product_id.clone(), format!("{:?}", p.status)))
+            .collect(),
         has_stripe: full.customer.processor.is_some(),
         balances: full.balances.iter().map(|(f, b)| (f.clone(), b.granted, b.usage)).collect(),
     }
@@ -77,10 +81,18 @@ fn on_mem(strategy: Strategy, catalog: &Catalog, requests: &[Request]) -> (Vec<A
     let state: Vec<FullCustomer> =
         world.committed_customers().iter().map(|r| world.committed_full(&r.internal_id).unwrap()).collect();
     let ordinals = ordinals(&state);
-    (results.iter().map(|r| answer(r, &ordinals)).collect(), state.iter().map(|c| seen(c, &ordinals)).collect())
+    (
+        results.iter().map(|r| answer(r, &ordinals)).collect(),
+        state.iter().map(|c| seen(c, &ordinals)).collect(),
+    )
 }
 
-async fn on_postgres(name: &str, strategy: Strategy, catalog: &Catalog, requests: &[Request]) -> (Vec<Answer>, Vec<Seen>) {
+async fn on_postgres(
+    name: &str,
+    strategy: Strategy,
+    catalog: &Catalog,
+    requests: &[Request],
+) -> (Vec<Answer>, Vec<Seen>) {
     let schema_name = format!("seq_{name}_{strategy}");
     let database = schema::create(&database_url(), &schema_name, strategy, catalog).await.unwrap();
     let shared = services(5);
@@ -93,7 +105,10 @@ async fn on_postgres(name: &str, strategy: Strategy, catalog: &Catalog, requests
     let state = schema::committed(&reader).await.unwrap();
     schema::drop(&database).await;
     let ordinals = ordinals(&state);
-    (results.iter().map(|r| answer(r, &ordinals)).collect(), state.iter().map(|c| seen(c, &ordinals)).collect())
+    (
+        results.iter().map(|r| answer(r, &ordinals)).collect(),
+        state.iter().map(|c| seen(c, &ordinals)).collect(),
+    )
 }
 
 fn same_on_postgres(name: &str, catalog: Catalog, requests: Vec<Request>) {
@@ -122,7 +137,10 @@ fn free() -> Catalog {
 }
 
 fn create(id: Option<&str>, name: Option<&str>, email: Option<&str>) -> Request {
-    Request::create(id, CustomerData { name: name.map(Into::into), email: email.map(Into::into), ..Default::default() })
+    Request::create(
+        id,
+        CustomerData { name: name.map(Into::into), email: email.map(Into::into), ..Default::default() },
+    )
 }
 
 #[test]
@@ -144,7 +162,11 @@ fn case_03_create_with_expand_params() {
 
 #[test]
 fn case_04_create_concurrent_same_id() {
-    same_on_postgres("c04", free(), vec![create(Some("same"), Some("A"), None), create(Some("same"), Some("B"), None)]);
+    same_on_postgres(
+        "c04",
+        free(),
+        vec![create(Some("same"), Some("A"), None), create(Some("same"), Some("B"), None)],
+    );
 }
 
 #[test]
@@ -159,7 +181,11 @@ fn case_06_create_null_id_no_email_error() {
 
 #[test]
 fn case_07_create_null_id_idempotent() {
-    same_on_postgres("c07", free(), vec![create(None, None, Some("same@example.com")), create(None, None, Some("Same@Example.COM"))]);
+    same_on_postgres(
+        "c07",
+        free(),
+        vec![create(None, None, Some("same@example.com")), create(None, None, Some("Same@Example.COM"))],
+    );
 }
 
 #[test]
@@ -167,23 +193,44 @@ fn case_08_create_null_id_then_add_id() {
     same_on_postgres(
         "c08",
         free(),
-        vec![create(None, Some("Ann"), Some("ann@example.com")), create(Some("ann"), Some("Other"), Some("ann@example.com"))],
+        vec![
+            create(None, Some("Ann"), Some("ann@example.com")),
+            create(Some("ann"), Some("Other"), Some("ann@example.com")),
+        ],
     );
 }
 
 #[test]
 fn case_09_create_concurrent_null_id_same_email() {
-    same_on_postgres("c09", free(), vec![create(None, Some("A"), Some("race@example.com")), create(None, Some("B"), Some("race@example.com"))]);
+    same_on_postgres(
+        "c09",
+        free(),
+        vec![
+            create(None, Some("A"), Some("race@example.com")),
+            create(None, Some("B"), Some("race@example.com")),
+        ],
+    );
 }
 
 #[test]
 fn case_10_defaults_single_free_product() {
-    same_on_postgres("c10", free(), vec![create(Some("single"), None, None), Request::track("single", "words", 3), Request::check("single", "words")]);
+    same_on_postgres(
+        "c10",
+        free(),
+        vec![
+            create(Some("single"), None, None),
+            Request::track("single", "words", 3),
+            Request::check("single", "words"),
+        ],
+    );
 }
 
 #[test]
 fn case_11_defaults_multiple_groups() {
-    let catalog = Catalog::new(vec![product("free_a", "a", ProductKind::Free, 100), product("free_b", "b", ProductKind::Free, 50)], false);
+    let catalog = Catalog::new(
+        vec![product("free_a", "a", ProductKind::Free, 100), product("free_b", "b", ProductKind::Free, 50)],
+        false,
+    );
     let mut one_group = create(Some("one"), None, None);
     if let Request::Create { default_group, .. } = &mut one_group {
         *default_group = Some("b".into());
@@ -210,7 +257,11 @@ fn case_12_defaults_same_group_priority() {
 #[test]
 fn case_13_defaults_trial_product() {
     let catalog = Catalog::new(vec![product("pro_trial", "main", ProductKind::Trial, 5000)], false);
-    same_on_postgres("c13", catalog, vec![create(Some("trial"), None, Some("trial@example.com")), Request::get("trial")]);
+    same_on_postgres(
+        "c13",
+        catalog,
+        vec![create(Some("trial"), None, Some("trial@example.com")), Request::get("trial")],
+    );
 }
 
 #[test]
@@ -221,9 +272,21 @@ fn case_14_defaults_paid_product_legacy() {
 
 #[test]
 fn case_15_defaults_paid_requires_stripe_customer() {
-    let catalog =
-        Catalog::new(vec![product("pro", "main", ProductKind::Paid, 10_000), product("addon", "extras", ProductKind::Paid, 5)], true);
-    same_on_postgres("c15", catalog, vec![create(Some("paid"), Some("Payer"), Some("payer@example.com")), create(Some("paid"), None, None)]);
+    let catalog = Catalog::new(
+        vec![
+            product("pro", "main", ProductKind::Paid, 10_000),
+            product("addon", "extras", ProductKind::Paid, 5),
+        ],
+        true,
+    );
+    same_on_postgres(
+        "c15",
+        catalog,
+        vec![
+            create(Some("paid"), Some("Payer"), Some("payer@example.com")),
+            create(Some("paid"), None, None),
+        ],
+    );
 }
 
 #[test]
@@ -232,10 +295,16 @@ fn bad_database_input_is_reported_clearly() {
     let catalog = free();
     let bad_url = runtime.block_on(schema::create("not a url", "x", Strategy::Safe, &catalog)).unwrap_err();
     assert!(bad_url.to_string().contains("is not valid"), "{bad_url}");
-    let unreachable =
-        runtime.block_on(schema::create("postgres://postgres@127.0.0.1:1/postgres", "x", Strategy::Safe, &catalog)).unwrap_err();
-    assert!(unreachable.to_string().contains("cannot connect to the database at 127.0.0.1:1"), "{unreachable}");
-    let bad_schema = runtime.block_on(schema::create(&database_url(), "Robert'); DROP", Strategy::Safe, &catalog)).unwrap_err();
+    let unreachable = runtime
+        .block_on(schema::create("postgres://postgres@127.0.0.1:1/postgres", "x", Strategy::Safe, &catalog))
+        .unwrap_err();
+    assert!(
+        unreachable.to_string().contains("cannot connect to the database at 127.0.0.1:1"),
+        "{unreachable}"
+    );
+    let bad_schema = runtime
+        .block_on(schema::create(&database_url(), "Robert'); DROP", Strategy::Safe, &catalog))
+        .unwrap_err();
     assert!(bad_schema.to_string().contains("lowercase letters"), "{bad_schema}");
     let mut url = database_url();
     url = url.replacen("postgres://", "postgres://nobody_here:secret@", 1).replacen("@postgres@", "@", 1);

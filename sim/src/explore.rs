@@ -355,6 +355,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
             }
         }
         SchedulerKind::Exhaustive { max_preemptions } => {
+            let mut capped = false;
             let mut dfs = Dfs {
                 frames: Vec::new(),
                 depth: 0,
@@ -365,6 +366,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
             };
             loop {
                 let (execution, violations) = run_and_check(prepared, &mut dfs, config.run);
+                capped |= matches!(execution.end, crate::stepper::End::StepCap { .. });
                 run_count += 1;
                 progress(run_count);
                 let broke = !violations.is_empty();
@@ -373,7 +375,8 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                     break;
                 }
                 if !dfs.backtrack() {
-                    exhausted = !dfs.pruned;
+                    // A run cut off by the step cap leaves its subtree unexplored.
+                    exhausted = !dfs.pruned && !capped;
                     break;
                 }
                 if run_count >= config.schedules {

@@ -11,6 +11,9 @@ use cusim::flow::Strategy;
 use cusim_sim::builtin::{self, BUILTINS};
 use cusim_sim::explore::{explore, shrink_all, ExploreConfig, ExploreReport, SchedulerKind};
 
+/// The deepest bug pct may aim for (deeper is no longer a useful bound).
+const MAX_DEPTH: usize = 64;
+
 /// Replays a shrink may spend per violation.
 const SHRINK_ATTEMPTS: usize = 20_000;
 use cusim_sim::oracle;
@@ -142,8 +145,8 @@ fn config(
     depth: usize,
     max_ticks: usize,
 ) -> Result<ExploreConfig, Usage> {
-    if depth == 0 {
-        return Err(Usage("--depth must be at least 1".into()));
+    if !(1..=MAX_DEPTH).contains(&depth) {
+        return Err(Usage(format!("--depth must be from 1 to {MAX_DEPTH}")));
     }
     let scheduler = match scheduler {
         SchedulerArg::Random => SchedulerKind::Random,

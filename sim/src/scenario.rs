@@ -142,6 +142,10 @@ fn is_first(n: &u32) -> bool {
     *n == 1
 }
 
+/// The largest amount (included usage, tracked value, required balance)
+/// a scenario may name: far below where sums could overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
 /// A scenario that could not be read: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {}: {reason}", origin.display(), if json_path.is_empty() { "(file)" } else { json_path.as_str() })]
@@ -196,9 +200,45 @@ impl Scenario {
                 return Err((format!("products[{i}]"), "id and group must not be empty".into()));
             }
         }
+        for (i, product) in self.products.iter().enumerate() {
+            for (feature, included) in &product.features {
+                if !(0..=MAX_AMOUNT).contains(included) {
+                    return Err((
+                        format!("products[{i}].features.{feature}"),
+                        format!("must be from 0 to {MAX_AMOUNT}"),
+                    ));
+                }
+            }
+        }
+        for (i, request) in self.requests.iter().enumerate() {
+            let amount = match request {
+                Request::Track { value, .. } => Some(("value", *value)),
+                Request::Check { required_balance, .. } => Some(("required_balance", *required_balance)),
+                _ => None,
+            };
+            if let Some((field, amount)) = amount.filter(|(_, a)| !(-MAX_AMOUNT..=MAX_AMOUNT).contains(a)) {
+                return Err((
+                    format!("requests[{i}].{field}"),
+                    format!("{amount} is out of range (±{MAX_AMOUNT})"),
+                ));
+            }
+        }
         for (i, customer) in self.customers.iter().enumerate() {
             if customer.id.is_none() && customer.email.as_deref().is_none_or(str::is_empty) {
                 return Err((format!("customers[{i}]"), "an id-less customer needs an email".into()));
+            }
+            // Seeds are made through `safe`; under a schema without its
+            // indexes two of them could be duplicates nobody raced for.
+            let key = |c: &SeedCustomer| {
+                let request = c.as_request();
+                (
+                    request.scope(),
+                    c.id.clone(),
+                    c.id.is_none().then(|| c.email.clone().unwrap_or_default().to_lowercase()),
+                )
+            };
+            if self.customers[..i].iter().any(|earlier| key(earlier) == key(customer)) {
+                return Err((format!("customers[{i}]"), "the same customer as an earlier seed".into()));
             }
         }
         for (i, fault) in self.faults.iter().enumerate() {

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::FaultKind;
 
+/// The longest clock move one token may make: a year.
+pub const MAX_TICK_MS: u64 = 365 * 24 * 60 * 60 * 1_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Token {
     Run { request: usize, fault: Option<FaultKind> },
@@ -70,8 +73,10 @@ impl Schedule {
             let error = |reason: String| ScheduleError { index, token: raw.to_owned(), reason };
             if let Some(ms) = raw.strip_prefix('+') {
                 return match ms.parse::<u64>() {
-                    Ok(ms) if ms > 0 => Ok(Token::Tick { ms }),
-                    _ => Err(error("a clock advance is `+` and a positive number of milliseconds".into())),
+                    Ok(ms) if ms > 0 && ms <= MAX_TICK_MS => Ok(Token::Tick { ms }),
+                    _ => Err(error(format!(
+                        "a clock advance is `+` and milliseconds, from 1 to {MAX_TICK_MS} (a year)"
+                    ))),
                 };
             }
             let (request, fault) = match raw.split_once('!') {

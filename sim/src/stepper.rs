@@ -55,8 +55,11 @@ impl Prepared {
             let done =
                 run_alone(&mut world, session, &conn, execute(&conn, Strategy::Safe, &request), |_| None);
             match done {
-                Finished::Done(Ok(response)) => {
-                    seeded.insert(response.customer().customer.internal_id.clone(), index);
+                Finished::Done(Ok(_)) => {
+                    // The rows this seed inserted (a seed may also return or claim an earlier one).
+                    for row in world.committed_customers() {
+                        seeded.entry(row.internal_id).or_insert(index);
+                    }
                 }
                 Finished::Done(Err(error)) => return Err(SetupError { index, reason: error.to_string() }),
                 Finished::Crashed { at } => unreachable!("no fault was injected, yet it crashed at {at}"),
@@ -223,9 +226,13 @@ pub struct ReplayError {
     pub reason: String,
 }
 
+/// The step cap grows with the scenario: this many steps per request.
+const STEPS_PER_REQUEST: usize = 250;
+
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
-    /// Decisions after which a run that has not ended is a livelock.
+    /// Decisions after which a run that has not ended is a livelock (at
+    /// least 250 per request).
     pub max_steps: usize,
     pub record_trace: bool,
 }
@@ -479,6 +486,8 @@ pub fn execute_run(
         run.advance(i);
     }
 
+    // Long scenarios need more steps: the cap only has to catch livelocks.
+    let max_steps = options.max_steps.max(STEPS_PER_REQUEST * run.slots.len());
     let mut schedule = Vec::new();
     let mut was_default = Vec::new();
     let mut preemptions = 0;
@@ -489,7 +498,7 @@ pub fn execute_run(
         if runnable.is_empty() {
             break None;
         }
-        if run.step >= options.max_steps {
+        if run.step >= max_steps {
             break Some(End::StepCap { steps: run.step });
         }
         let parked_at = run.parked_points();

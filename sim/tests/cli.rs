@@ -133,6 +133,21 @@ fn bad_scenarios_are_refused_with_file_path_and_reason() {
             r#"{"name": "x", "customers": [{"id": "bad id"}], "requests": [{"op": "create", "id": "a"}]}"#,
             "customers[0]",
         ),
+        (
+            "twins.json",
+            r#"{"name": "x", "customers": [{"id": null, "email": "a@x.io"}, {"id": null, "email": "A@x.io"}], "requests": [{"op": "create", "id": "a"}]}"#,
+            "customers[1]: the same customer",
+        ),
+        (
+            "huge.json",
+            r#"{"name": "x", "requests": [{"op": "track", "customer_id": "a", "feature_id": "w", "value": 9223372036854775807}]}"#,
+            "requests[0].value",
+        ),
+        (
+            "grant.json",
+            r#"{"name": "x", "products": [{"id": "p", "group": "g", "kind": "free", "features": {"w": -1}}], "requests": [{"op": "create", "id": "a"}]}"#,
+            "products[0].features.w",
+        ),
     ];
     for (file, text, expected) in cases {
         let path = write_temp(file, text);
@@ -156,6 +171,7 @@ fn bad_schedules_and_arguments_exit_2() {
         ("7", "there is no request 7"),
         ("0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0", "request 0 has finished"),
         ("0!cache_down", "cannot happen at lookup_id"),
+        ("+18446744073709551615.0", "from 1 to"),
     ] {
         let output = cusim(&[
             "replay",
@@ -173,6 +189,17 @@ fn bad_schedules_and_arguments_exit_2() {
     assert_eq!(unknown_strategy.status.code(), Some(2));
     assert!(stderr(&unknown_strategy).contains("optimistic"));
     assert_eq!(cusim(&["explore"]).status.code(), Some(2));
+    let deep = cusim(&[
+        "explore",
+        "--scenario",
+        "r1-same-id-create",
+        "--strategy",
+        "safe",
+        "--depth",
+        "18446744073709551615",
+    ]);
+    assert_eq!(deep.status.code(), Some(2));
+    assert!(stderr(&deep).contains("--depth must be from 1 to 64"));
     assert_eq!(
         cusim(&["explore", "--scenario", "r1-same-id-create", "--strategy", "safe", "--seeds", "0"])
             .status

@@ -122,6 +122,23 @@ fn an_idless_customer_whose_creator_died_in_phase_2_is_made_whole() {
     }
 }
 
+/// A later seed that claims an earlier one's row does not become its
+/// creator: the row is owed what its inserting seed asked for.
+#[test]
+fn a_seed_that_claims_an_earlier_seed_does_not_change_what_it_is_owed() {
+    let scenario = scenario(
+        r#"{"name": "seed-claims-seed",
+          "products": [{"id": "free", "group": "main", "is_default": true, "kind": "free", "features": {"words": 10}}],
+          "customers": [{"id": null, "email": "a@example.com", "disable_default": true}, {"id": "cus_1", "email": "a@example.com"}],
+          "requests": [{"op": "check", "customer_id": "cus_1", "feature_id": "words"}]}"#,
+    );
+    for strategy in Strategy::ALL {
+        let report = exhaustive(&scenario, strategy, None, 0);
+        assert!(report.exhausted);
+        assert_holds(&report);
+    }
+}
+
 #[test]
 fn every_builtin_has_a_test_here() {
     let source = include_str!("safe_everywhere.rs");

@@ -96,7 +96,9 @@ fn run_mode(mode: &str) -> Tally {
     // Release builds: the stepper tests run hundreds of thousands of schedules.
     let ci = [("CI", "true")];
     match mode {
-        "unit" => cargo_tests("unit", &["test", "--release", "--no-fail-fast", "-p", "cusim", "-p", "xtask"], &ci),
+        "unit" => {
+            cargo_tests("unit", &["test", "--release", "--no-fail-fast", "-p", "cusim", "-p", "xtask"], &ci)
+        }
         "stepper" => cargo_tests("stepper", &["test", "--release", "--no-fail-fast", "-p", "cusim-sim"], &ci),
         "postgres" => postgres_tests(&ci),
         other => unreachable!("unknown mode {other}"),

@@ -15,7 +15,11 @@ pub struct Server {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// The newest installed server's bin folder (Debian's layout).
@@ -45,13 +49,18 @@ fn run(what: &str, command: &mut Command) -> Result<(), String> {
 
 fn install() -> Result<(), String> {
     if !is_root() {
-        return Err("PostgreSQL is not installed; install it (Debian: `apt-get install postgresql`) or run as root".into());
+        return Err(
+            "PostgreSQL is not installed; install it (Debian: `apt-get install postgresql`) or run as root"
+                .into(),
+        );
     }
     eprintln!("==> postgres: installing PostgreSQL from the machine's packages");
     run("apt-get update", Command::new("apt-get").args(["update", "-q"]))?;
     run(
         "apt-get install postgresql",
-        Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends", "postgresql"]).env("DEBIAN_FRONTEND", "noninteractive"),
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", "postgresql"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
 
@@ -77,7 +86,8 @@ impl Server {
             Some(bin) => bin,
             None => {
                 install()?;
-                find_bin().ok_or("PostgreSQL was installed but no initdb was found under /usr/lib/postgresql")?
+                find_bin()
+                    .ok_or("PostgreSQL was installed but no initdb was found under /usr/lib/postgresql")?
             }
         };
         let as_postgres = is_root();
@@ -85,7 +95,8 @@ impl Server {
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
         let port = free_port()?;
-        let server = Server { bin, data, as_postgres, url: format!("postgres://postgres@127.0.0.1:{port}/postgres") };
+        let server =
+            Server { bin, data, as_postgres, url: format!("postgres://postgres@127.0.0.1:{port}/postgres") };
         if as_postgres {
             // initdb refuses root: the cluster belongs to the postgres user.
             run("chown", Command::new("chown").args(["-R", "postgres"]).arg(&server.data))?;
@@ -93,11 +104,16 @@ impl Server {
         let cluster = server.data.join("cluster");
         run(
             "initdb",
-            server
-                .command("initdb")
-                .arg("-D")
-                .arg(&cluster)
-                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
+            server.command("initdb").arg("-D").arg(&cluster).args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]),
         )?;
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
@@ -106,7 +122,13 @@ impl Server {
         );
         run(
             "pg_ctl start",
-            server.command("pg_ctl").arg("-D").arg(&cluster).arg("-l").arg(server.data.join("log")).args(["-o", &options, "-w", "-t", "60", "start"]),
+            server
+                .command("pg_ctl")
+                .arg("-D")
+                .arg(&cluster)
+                .arg("-l")
+                .arg(server.data.join("log"))
+                .args(["-o", &options, "-w", "-t", "60", "start"]),
         )
         .map_err(|e| format!("{e}\nserver log: {}", read_log(&server.data)))?;
         eprintln!("==> postgres: server on 127.0.0.1:{port} (cluster in {})", server.data.display());
@@ -121,7 +143,8 @@ fn read_log(data: &Path) -> String {
 impl Drop for Server {
     fn drop(&mut self) {
         let cluster = self.data.join("cluster");
-        let _ = self.command("pg_ctl").arg("-D").arg(&cluster).args(["-m", "immediate", "-w", "stop"]).output();
+        let _ =
+            self.command("pg_ctl").arg("-D").arg(&cluster).args(["-m", "immediate", "-w", "stop"]).output();
         let _ = std::fs::remove_dir_all(&self.data);
         eprintln!("==> postgres: server stopped");
     }

@@ -84,7 +84,7 @@ impl Cache {
         let slot = self.slots.entry(key.clone()).or_default();
         slot.entry = None;
         slot.epoch += 1;
-        slot.guard = Some(Guard { seq, expires_at_ms: now_ms + GUARD_TTL_MS });
+        slot.guard = Some(Guard { seq, expires_at_ms: now_ms.saturating_add(GUARD_TTL_MS) });
     }
 
     /// Adds `value` to the cached usage of the customer `internal_id`.
@@ -156,7 +156,7 @@ impl Stripe {
         ids: &mut IdGen,
     ) -> Result<String, StripeError> {
         if let Some(entry) = self.idempotency.get(key) {
-            if now_ms < entry.created_at_ms + STRIPE_IDEMPOTENCY_WINDOW_MS {
+            if now_ms < entry.created_at_ms.saturating_add(STRIPE_IDEMPOTENCY_WINDOW_MS) {
                 return if entry.params == *params {
                     Ok(entry.stripe_id.clone())
                 } else {

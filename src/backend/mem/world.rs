@@ -180,7 +180,7 @@ impl World {
     }
 
     pub fn advance_clock(&mut self, delta_ms: u64) {
-        self.clock_ms.set(self.clock_ms.get() + delta_ms);
+        self.clock_ms.set(self.clock_ms.get().saturating_add(delta_ms));
     }
 
     pub fn seq(&self) -> u64 {
@@ -437,6 +437,21 @@ impl World {
         }
     }
 
+    /// Notes a breach if customer `internal_id` (as `txn` sees it) is not in `scope`.
+    fn note_scope_of(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        internal_id: &str,
+        point: Point,
+    ) {
+        if let Some(index) = self.find_internal(txn, internal_id) {
+            let touched = self.customers.rows[index].visible(txn).expect("found visible").scope();
+            self.note_scope(request, scope, &touched, point);
+        }
+    }
+
     /// Takes `mode` on row `index` for `txn`: an open transaction keeps it
     /// until it ends; a single statement's lock ends with it, so only the
     /// wait matters.
@@ -583,7 +598,20 @@ impl World {
             }
             let mut updated = current.clone();
             change(&mut updated);
-            if let Some((_, constraint)) = self.customer_conflict(txn, Some(index), &updated)? {
+            let conflict = match self.customer_conflict(txn, Some(index), &updated) {
+                Ok(conflict) => conflict,
+                Err(blocked) => {
+                    // Postgres has written the new version before it checks the
+                    // unique index, so the row stays locked while it waits. (In
+                    // an open transaction only: a single statement's lock would
+                    // outlive it here, and no flow's autocommit update waits so.)
+                    if self.open_txn(request) == Some(txn) {
+                        self.customers.rows[index].lock(txn, mode);
+                    }
+                    return Err(blocked);
+                }
+            };
+            if let Some((_, constraint)) = conflict {
                 return Ok(Err(DbError::UniqueViolation { constraint: constraint.to_owned() }));
             }
             self.customers.rows[index].write(txn, updated.clone(), mode);
@@ -698,9 +726,7 @@ impl World {
     /// key-share lock on it.
     fn reference_customer(
         &mut self,
-        request: RequestId,
         txn: TxnId,
-        scope: &Scope,
         internal_id: &str,
         constraint: &str,
     ) -> Step<Result<(), DbError>> {
@@ -708,8 +734,6 @@ impl World {
             return Ok(Err(DbError::ForeignKeyViolation { constraint: constraint.to_owned() }));
         };
         self.lock_row(txn, index, LockMode::KeyShare)?;
-        let touched = self.customers.rows[index].visible(txn).expect("visible").scope();
-        self.note_scope(request, scope, &touched, Point::AttachDefault);
         Ok(Ok(()))
     }
 
@@ -721,6 +745,7 @@ impl World {
         product: &NewCustomerProduct,
         on_conflict: OnConflict,
     ) -> Step<Result<AttachOutcome, DbError>> {
+        self.note_scope_of(request, txn, scope, &product.internal_customer_id, Point::AttachDefault);
         if self.constraints.product_group_unique {
             let taken = self.products.unique_probe(txn, None, |p| {
                 p.internal_customer_id == product.internal_customer_id && p.group == product.group
@@ -734,9 +759,7 @@ impl World {
                 });
             }
         }
-        if let Err(error) =
-            self.reference_customer(request, txn, scope, &product.internal_customer_id, PRODUCT_FK)?
-        {
+        if let Err(error) = self.reference_customer(txn, &product.internal_customer_id, PRODUCT_FK)? {
             return Ok(Err(error));
         }
         let row = CustomerProduct {
@@ -762,6 +785,7 @@ impl World {
         feature_id: &str,
         new_usage: impl Fn(i64) -> i64,
     ) -> Step<Result<i64, DbError>> {
+        self.note_scope_of(request, txn, scope, internal_id, Point::Deduct);
         let existing = self.usage.unique_probe(txn, None, |u| {
             u.internal_customer_id == internal_id && u.feature_id == feature_id
         })?;
@@ -776,7 +800,7 @@ impl World {
                 Ok(Ok(usage))
             }
             None => {
-                if let Err(error) = self.reference_customer(request, txn, scope, internal_id, USAGE_FK)? {
+                if let Err(error) = self.reference_customer(txn, internal_id, USAGE_FK)? {
                     return Ok(Err(error));
                 }
                 let usage = new_usage(0);
