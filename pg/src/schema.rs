@@ -136,7 +136,7 @@ pub async fn committed(conn: &PgConn) -> Result<Vec<FullCustomer>, sqlx::Error> 
     };
     let mut out = Vec::new();
     for row in &rows {
-        let customer = customer_of(&row)?;
+        let customer = customer_of(row)?;
         let mut inner = conn.raw().await;
         out.push(conn.full(&mut inner, customer).await?);
     }
