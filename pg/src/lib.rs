@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use cusim::backend::mem::ids::IdGen;
-use cusim::backend::mem::{Cache, Stripe};
+use cusim::backend::mem::{Cache, Constraints, Stripe};
 use cusim::backend::*;
 use cusim::model::{
     Balance, CustomerProduct, CustomerRow, DefaultScope, Env, FullCustomer, Product, ProductKind,
@@ -36,17 +36,25 @@ pub struct Services {
     pub clock_ms: u64,
     /// Logical time: operations so far (stamps cache reads).
     pub seq: u64,
+    /// Which request inserted each customer: `(internal_id, request)`.
+    pub inserted: Vec<(String, usize)>,
+    /// The schema's unique indexes (to name an `ON CONFLICT` target only
+    /// where one exists).
+    pub constraints: Constraints,
 }
 
 pub type Shared = Rc<RefCell<Services>>;
 
-pub fn services(seed: u64) -> Shared {
+/// Fresh services for one run against a schema with `constraints`.
+pub fn services(seed: u64, constraints: Constraints) -> Shared {
     Rc::new(RefCell::new(Services {
         cache: Cache::default(),
         stripe: Stripe::default(),
         ids: IdGen::new(seed),
         clock_ms: 0,
         seq: 0,
+        inserted: Vec::new(),
+        constraints,
     }))
 }
 
@@ -55,6 +63,8 @@ pub struct PgConn {
     conn: Mutex<PgConnection>,
     in_txn: Cell<bool>,
     shared: Shared,
+    /// The request this connection serves.
+    request: usize,
 }
 
 pub(crate) const CUSTOMER_COLUMNS: &str =
@@ -140,9 +150,14 @@ fn lock_clause(lock: RowLock) -> &'static str {
 }
 
 impl PgConn {
-    pub async fn connect(options: &PgConnectOptions, shared: Shared) -> Result<PgConn, sqlx::Error> {
+    /// A connection for request number `request`.
+    pub async fn connect(
+        options: &PgConnectOptions,
+        shared: Shared,
+        request: usize,
+    ) -> Result<PgConn, sqlx::Error> {
         let conn = PgConnection::connect_with(options).await?;
-        Ok(PgConn { conn: Mutex::new(conn), in_txn: Cell::new(false), shared })
+        Ok(PgConn { conn: Mutex::new(conn), in_txn: Cell::new(false), shared, request })
     }
 
     /// The connection itself (for reading back state outside the flows).
@@ -315,6 +330,10 @@ impl Backend for PgConn {
             (OnConflict::ReturnExisting, Some(_)) => {
                 " ON CONFLICT (org_id, env, id) DO UPDATE SET name = customers.name".into()
             }
+            // Without the id-less email index nothing can conflict.
+            (OnConflict::ReturnExisting, None) if !self.shared.borrow().constraints.idless_email_unique => {
+                String::new()
+            }
             (OnConflict::ReturnExisting, None) => {
                 " ON CONFLICT (org_id, env, lower(email)) WHERE id IS NULL AND email <> '' \
                  DO UPDATE SET name = customers.name"
@@ -347,6 +366,9 @@ impl Backend for PgConn {
             Ok(Some(row)) => {
                 let existed: bool = row.try_get("existed").map_err(db_error)?;
                 let customer = customer_of(&row).map_err(db_error)?;
+                if !existed {
+                    self.shared.borrow_mut().inserted.push((customer.internal_id.clone(), self.request));
+                }
                 Ok(if existed {
                     InsertOutcome::Existing(customer)
                 } else {

@@ -95,13 +95,13 @@ async fn on_postgres(
 ) -> (Vec<Answer>, Vec<Seen>) {
     let schema_name = format!("seq_{name}_{strategy}");
     let database = schema::create(&database_url(), &schema_name, strategy, catalog).await.unwrap();
-    let shared = services(5);
+    let shared = services(5, strategy.constraints());
     let mut results = Vec::new();
-    for request in requests {
-        let conn = PgConn::connect(&database.options, shared.clone()).await.unwrap();
+    for (i, request) in requests.iter().enumerate() {
+        let conn = PgConn::connect(&database.options, shared.clone(), i).await.unwrap();
         results.push(execute(&conn, strategy, request).await);
     }
-    let reader = PgConn::connect(&database.options, shared.clone()).await.unwrap();
+    let reader = PgConn::connect(&database.options, shared.clone(), requests.len()).await.unwrap();
     let state = schema::committed(&reader).await.unwrap();
     schema::drop(&database).await;
     let ordinals = ordinals(&state);

@@ -148,8 +148,7 @@ fn products_of(full: &FullCustomer) -> Vec<(String, String)> {
 }
 
 struct Checker<'a> {
-    prepared: &'a Prepared,
-    run: &'a Execution,
+    obs: &'a Observation<'a>,
     catalog: Catalog,
     violations: Vec<Violation>,
 }
@@ -168,11 +167,11 @@ impl Checker<'_> {
     /// Every successful response that shows a customer, with its source
     /// and the scope it was asked in.
     fn responses(&self) -> Vec<(Source, Scope, Option<&Request>, &Response)> {
-        let requests = self.run.outcomes.iter().enumerate().filter_map(|(i, outcome)| {
-            let request = &self.prepared.scenario.requests[i];
+        let requests = self.obs.outcomes.iter().enumerate().filter_map(|(i, outcome)| {
+            let request = &self.obs.scenario.requests[i];
             outcome.response().map(|r| (Source::Request(i), request.scope(), Some(request), r))
         });
-        let settles = self.run.settles.iter().enumerate().filter_map(|(i, s)| {
+        let settles = self.obs.settles.iter().enumerate().filter_map(|(i, s)| {
             s.result.as_ref().ok().map(|r| (Source::Settle(i), s.scope.clone(), None, r))
         });
         requests.chain(settles).collect()
@@ -180,16 +179,16 @@ impl Checker<'_> {
 
     /// The defaults owed to the customer `internal_id`, from whoever inserted it.
     fn owed(&self, internal_id: &str) -> Option<Vec<(String, String)>> {
-        let (data, options_group, create_defaults) = match self.run.created_by.get(internal_id)? {
+        let (data, options_group, create_defaults) = match self.obs.created_by.get(internal_id)? {
             Creator::Seed(i) => {
-                let seed = &self.prepared.scenario.customers[*i];
+                let seed = &self.obs.scenario.customers[*i];
                 (
                     CustomerData { disable_default: seed.disable_default, ..CustomerData::default() },
                     None,
                     true,
                 )
             }
-            Creator::Request(i) => match &self.prepared.scenario.requests[*i] {
+            Creator::Request(i) => match &self.obs.scenario.requests[*i] {
                 request @ Request::Create { .. } => {
                     let (data, options) = request.create_data().expect("a create carries data");
                     (data, options.default_group, options.create_default_products)
@@ -204,7 +203,7 @@ impl Checker<'_> {
     }
 
     fn terminates(&mut self) {
-        let (message, sources) = match &self.run.end {
+        let (message, sources) = match &self.obs.end {
             End::Quiescent => return,
             End::StepCap { steps } => {
                 (format!("the run had not ended after {steps} steps (livelock)"), vec![])
@@ -219,7 +218,7 @@ impl Checker<'_> {
             ),
         };
         let unfinished: Vec<String> = self
-            .run
+            .obs
             .outcomes
             .iter()
             .enumerate()
@@ -230,12 +229,12 @@ impl Checker<'_> {
             Invariant::Terminates,
             &sources,
             message,
-            json!({ "end": self.run.end, "unfinished": unfinished }),
+            json!({ "end": self.obs.end, "unfinished": unfinished }),
         );
     }
 
     fn unique_customer(&mut self) {
-        let rows = self.run.world.committed_customers();
+        let rows = self.obs.state.rows();
         let mut by_id: BTreeMap<(Scope, String), Vec<String>> = BTreeMap::new();
         let mut by_email: BTreeMap<(Scope, String), Vec<String>> = BTreeMap::new();
         for row in &rows {
@@ -271,7 +270,7 @@ impl Checker<'_> {
             let asked = match request {
                 Some(request) => request.customer_id().map(str::to_owned),
                 None => match source {
-                    Source::Settle(i) => match &self.run.settles[i].customer {
+                    Source::Settle(i) => match &self.obs.settles[i].customer {
                         crate::stepper::SettleKey::Id(id) => Some(id.clone()),
                         crate::stepper::SettleKey::Email(_) => None,
                     },
@@ -306,7 +305,7 @@ impl Checker<'_> {
     fn creators(&self, internal_ids: &[String]) -> Vec<Source> {
         internal_ids
             .iter()
-            .filter_map(|id| match self.run.created_by.get(id) {
+            .filter_map(|id| match self.obs.created_by.get(id) {
                 Some(Creator::Request(i)) => Some(Source::Request(*i)),
                 _ => None,
             })
@@ -314,9 +313,9 @@ impl Checker<'_> {
     }
 
     fn defaults_present(&mut self) {
-        for row in self.run.world.committed_customers() {
+        for row in self.obs.state.rows() {
             let Some(owed) = self.owed(&row.internal_id) else { continue };
-            let full = self.run.world.committed_full(&row.internal_id).expect("a committed row reads back");
+            let full = self.obs.state.full(&row.internal_id).expect("a committed row reads back");
             let has = products_of(&full);
             if has != owed {
                 let creators = self.creators(std::slice::from_ref(&row.internal_id));
@@ -356,7 +355,7 @@ impl Checker<'_> {
 
     fn no_internal_error(&mut self) {
         let mut found = Vec::new();
-        for (i, outcome) in self.run.outcomes.iter().enumerate() {
+        for (i, outcome) in self.obs.outcomes.iter().enumerate() {
             if let RequestOutcome::Responded(result) = outcome {
                 let Err(error) = result.as_ref() else { continue };
                 if error.code == ErrorCode::InternalError {
@@ -364,7 +363,7 @@ impl Checker<'_> {
                 }
             }
         }
-        for (i, settle) in self.run.settles.iter().enumerate() {
+        for (i, settle) in self.obs.settles.iter().enumerate() {
             if let Err(error) = &settle.result {
                 if error.code == ErrorCode::InternalError {
                     found.push((Source::Settle(i), error.clone()));
@@ -383,8 +382,8 @@ impl Checker<'_> {
 
     fn fresh_cache(&mut self) {
         let mut found = Vec::new();
-        for (key, cached) in self.run.world.cache_entries() {
-            let db = self.run.world.committed_full(&cached.customer.internal_id);
+        for (key, cached) in self.obs.state.cache.iter().map(|(k, v)| (k, v)) {
+            let db = self.obs.state.full(&cached.customer.internal_id);
             let names_row = db.as_ref().is_some_and(|db| {
                 db.customer.id.as_deref() == Some(key.id.as_str()) && db.customer.scope() == key.scope
             });
@@ -408,9 +407,9 @@ impl Checker<'_> {
     }
 
     fn single_stripe_customer(&mut self) {
-        let rows = self.run.world.committed_customers();
+        let rows = self.obs.state.rows();
         let mut by_customer: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for stripe in self.run.world.stripe_customers() {
+        for stripe in self.obs.state.stripe.iter() {
             by_customer.entry(stripe.params.internal_id.as_str()).or_default().push(stripe.id.as_str());
         }
         let mut found = Vec::new();
@@ -466,8 +465,8 @@ impl Checker<'_> {
         for (internal_id, message, stripe_ids, processor) in found {
             let creators = self.creators(std::slice::from_ref(&internal_id));
             let mut sources = creators;
-            for (i, request) in self.prepared.scenario.requests.iter().enumerate() {
-                let touched = self.run.outcomes[i]
+            for (i, request) in self.obs.scenario.requests.iter().enumerate() {
+                let touched = self.obs.outcomes[i]
                     .response()
                     .is_some_and(|r| r.customer().customer.internal_id == internal_id);
                 if touched && !matches!(request, Request::Get { .. }) {
@@ -485,7 +484,7 @@ impl Checker<'_> {
 
     fn usage_conserved(&mut self) {
         let mut accepted: BTreeMap<(String, String), (i64, Vec<Source>)> = BTreeMap::new();
-        for (i, outcome) in self.run.outcomes.iter().enumerate() {
+        for (i, outcome) in self.obs.outcomes.iter().enumerate() {
             if let Some(Response::Track(track)) = outcome.response() {
                 let key = (track.customer.customer.internal_id.clone(), track.feature_id.clone());
                 let entry = accepted.entry(key).or_default();
@@ -494,8 +493,8 @@ impl Checker<'_> {
             }
         }
         let mut recorded: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for row in self.run.world.committed_customers() {
-            let full = self.run.world.committed_full(&row.internal_id).expect("reads back");
+        for row in self.obs.state.rows() {
+            let full = self.obs.state.full(&row.internal_id).expect("reads back");
             for (feature, balance) in &full.balances {
                 if balance.usage != 0 {
                     recorded.insert((row.internal_id.clone(), feature.clone()), balance.usage);
@@ -515,7 +514,7 @@ impl Checker<'_> {
                     format!("customer {} {}: tracks accepted {sum}, the DB has {in_db}", key.0, key.1),
                 ));
             }
-            for (cache_key, cached) in self.run.world.cache_entries() {
+            for (cache_key, cached) in self.obs.state.cache.iter().map(|(k, v)| (k, v)) {
                 if cached.customer.internal_id == key.0 {
                     let in_cache = cached.balances.get(&key.1).map_or(0, |b| b.usage);
                     if in_cache != sum {
@@ -536,10 +535,10 @@ impl Checker<'_> {
     }
 
     fn claim_correct(&mut self) {
-        let rows = self.run.world.committed_customers();
+        let rows = self.obs.state.rows();
         let mut found = Vec::new();
-        for (i, outcome) in self.run.outcomes.iter().enumerate() {
-            let request = &self.prepared.scenario.requests[i];
+        for (i, outcome) in self.obs.outcomes.iter().enumerate() {
+            let request = &self.obs.scenario.requests[i];
             let (Request::Create { id: Some(asked), .. }, Some(response)) = (request, outcome.response())
             else {
                 continue;
@@ -574,9 +573,9 @@ impl Checker<'_> {
     }
 
     fn tenant_isolation(&mut self) {
-        let breaches = self.run.world.isolation_breaches().to_vec();
+        let breaches = self.obs.state.breaches.clone();
         for breach in breaches {
-            let sources = if breach.request < self.prepared.scenario.requests.len() {
+            let sources = if breach.request < self.obs.scenario.requests.len() {
                 vec![Source::Request(breach.request)]
             } else {
                 vec![]
@@ -604,11 +603,68 @@ impl Checker<'_> {
     }
 }
 
+/// Everything the oracle looks at: the scenario, how each request ended,
+/// the settle reads, who inserted each customer, how the run ended, and
+/// the committed state of the DB, the cache and Stripe.
+pub struct Observation<'a> {
+    pub scenario: &'a crate::scenario::Scenario,
+    pub outcomes: &'a [RequestOutcome],
+    pub settles: &'a [crate::stepper::Settle],
+    pub created_by: &'a BTreeMap<String, Creator>,
+    pub end: &'a End,
+    pub state: State,
+}
+
+/// The committed state at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Full customers, in insertion order.
+    pub customers: Vec<FullCustomer>,
+    pub cache: Vec<(cusim::backend::CacheKey, FullCustomer)>,
+    pub stripe: Vec<cusim::backend::mem::StripeCustomer>,
+    pub breaches: Vec<cusim::backend::mem::IsolationBreach>,
+}
+
+impl State {
+    pub fn of_world(world: &cusim::backend::mem::World) -> State {
+        State {
+            customers: world
+                .committed_customers()
+                .iter()
+                .map(|row| world.committed_full(&row.internal_id).expect("a committed row reads back"))
+                .collect(),
+            cache: world.cache_entries().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            stripe: world.stripe_customers().to_vec(),
+            breaches: world.isolation_breaches().to_vec(),
+        }
+    }
+
+    fn rows(&self) -> Vec<cusim::model::CustomerRow> {
+        self.customers.iter().map(|c| c.customer.clone()).collect()
+    }
+
+    fn full(&self, internal_id: &str) -> Option<FullCustomer> {
+        self.customers.iter().find(|c| c.customer.internal_id == internal_id).cloned()
+    }
+}
+
 /// Checks every invariant of SPEC §6 on a finished run.
 pub fn check(prepared: &Prepared, run: &Execution) -> Vec<Violation> {
-    let mut checker = Checker { prepared, run, catalog: prepared.scenario.catalog(), violations: Vec::new() };
+    check_observation(&Observation {
+        scenario: &prepared.scenario,
+        outcomes: &run.outcomes,
+        settles: &run.settles,
+        created_by: &run.created_by,
+        end: &run.end,
+        state: State::of_world(&run.world),
+    })
+}
+
+/// Checks every invariant of SPEC §6 on what a run left behind.
+pub fn check_observation(obs: &Observation<'_>) -> Vec<Violation> {
+    let mut checker = Checker { obs, catalog: obs.scenario.catalog(), violations: Vec::new() };
     checker.terminates();
-    if run.end == End::Quiescent {
+    if *obs.end == End::Quiescent {
         checker.unique_customer();
         checker.defaults_present();
         checker.fresh_cache();
