@@ -8,12 +8,11 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use cusim::flow::{execute, Request, Strategy};
-use cusim::model::{validate_customer_id, CustomerData};
+use cusim::flow::{execute, Strategy};
 use cusim_pg::{schema, services, PgConn, Shared};
 use cusim_sim::oracle::{check_observation, Invariant, Observation, State, Violation};
 use cusim_sim::scenario::Scenario;
-use cusim_sim::stepper::{Creator, End, RequestOutcome, Settle, SettleKey};
+use cusim_sim::stepper::{settle_keys, settle_request, Creator, End, RequestOutcome, Settle};
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -72,40 +71,10 @@ async fn round(
     // Settle reads, one at a time.
     let reader = connect(database, &shared, 10_000).await;
     let committed = schema::committed(&reader).await.unwrap();
-    let mut keys: Vec<(cusim::model::Scope, SettleKey)> = scenario
-        .named_customers()
-        .into_iter()
-        .filter(|(_, id)| validate_customer_id(id).is_ok())
-        .map(|(scope, id)| (scope, SettleKey::Id(id)))
-        .collect();
-    for full in &committed {
-        let row = &full.customer;
-        match (&row.id, row.idless_email_key()) {
-            (Some(id), _) => keys.push((row.scope(), SettleKey::Id(id.clone()))),
-            (None, Some(_)) => keys.push((row.scope(), SettleKey::Email(row.email.clone().unwrap()))),
-            (None, None) => {}
-        }
-    }
-    keys.sort();
-    keys.dedup();
+    let rows: Vec<_> = committed.iter().map(|c| c.customer.clone()).collect();
     let mut settles = Vec::new();
-    for (k, (scope, key)) in keys.into_iter().enumerate() {
-        let request = match &key {
-            SettleKey::Id(id) => Request::Get {
-                customer_id: id.clone(),
-                org: Some(scope.org_id.clone()),
-                env: Some(scope.env),
-            },
-            SettleKey::Email(email) => {
-                let mut request =
-                    Request::create(None, CustomerData { email: Some(email.clone()), ..Default::default() });
-                if let Request::Create { org, env, .. } = &mut request {
-                    *org = Some(scope.org_id.clone());
-                    *env = Some(scope.env);
-                }
-                request
-            }
-        };
+    for (k, (scope, key)) in settle_keys(scenario, &rows).into_iter().enumerate() {
+        let request = settle_request(&scope, &key);
         let conn = connect(database, &shared, 20_000 + k).await;
         let result = execute(&conn, strategy, &request).await;
         settles.push(Settle { scope, customer: key, result });

@@ -584,49 +584,58 @@ pub fn execute_run(
     })
 }
 
-/// One read of each customer the scenario names or the DB holds, through
-/// the strategy's read path, one at a time: by id, or for an id-less
-/// customer by its email.
-fn settle(run: &mut Run<'_>, settles: &mut Vec<Settle>) {
-    let mut customers: Vec<(Scope, SettleKey)> = run
-        .prepared
-        .scenario
+/// What the settle reads visit: every customer the scenario names by id,
+/// and every committed customer (by id, or an id-less one by its email).
+pub fn settle_keys(scenario: &Scenario, committed: &[cusim::model::CustomerRow]) -> Vec<(Scope, SettleKey)> {
+    let mut keys: Vec<(Scope, SettleKey)> = scenario
         .named_customers()
         .into_iter()
         .filter(|(_, id)| validate_customer_id(id).is_ok())
         .map(|(scope, id)| (scope, SettleKey::Id(id)))
         .collect();
-    for row in run.world.committed_customers() {
+    for row in committed {
         match (&row.id, row.idless_email_key()) {
-            (Some(id), _) => customers.push((row.scope(), SettleKey::Id(id.clone()))),
+            (Some(id), _) => keys.push((row.scope(), SettleKey::Id(id.clone()))),
             (None, Some(_)) => {
                 let email = row.email.clone().expect("an id-less key has an email");
-                customers.push((row.scope(), SettleKey::Email(email)));
+                keys.push((row.scope(), SettleKey::Email(email)));
             }
             (None, None) => {}
         }
     }
-    customers.sort();
-    customers.dedup();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The request a settle read makes: a read by id, or an id-less create
+/// with the customer's email.
+pub fn settle_request(scope: &Scope, key: &SettleKey) -> Request {
+    let mut request = match key {
+        SettleKey::Id(id) => Request::get(id),
+        SettleKey::Email(email) => Request::create(
+            None,
+            cusim::model::CustomerData { email: Some(email.clone()), ..Default::default() },
+        ),
+    };
+    match &mut request {
+        Request::Get { org, env, .. } | Request::Create { org, env, .. } => {
+            *org = Some(scope.org_id.clone());
+            *env = Some(scope.env);
+        }
+        _ => unreachable!("settle reads are gets and id-less creates"),
+    }
+    request
+}
+
+/// One read of each customer the scenario names or the DB holds, through
+/// the strategy's read path, one at a time.
+fn settle(run: &mut Run<'_>, settles: &mut Vec<Settle>) {
+    let customers = settle_keys(&run.prepared.scenario, &run.world.committed_customers());
     let first_session: RequestId =
         run.prepared.scenario.requests.len() + run.prepared.scenario.customers.len();
     for (n, (scope, customer)) in customers.into_iter().enumerate() {
-        let request = match &customer {
-            SettleKey::Id(id) => Request::Get {
-                customer_id: id.clone(),
-                org: Some(scope.org_id.clone()),
-                env: Some(scope.env),
-            },
-            SettleKey::Email(email) => {
-                let data = cusim::model::CustomerData { email: Some(email.clone()), ..Default::default() };
-                let mut request = Request::create(None, data);
-                if let Request::Create { org, env, .. } = &mut request {
-                    *org = Some(scope.org_id.clone());
-                    *env = Some(scope.env);
-                }
-                request
-            }
-        };
+        let request = settle_request(&scope, &customer);
         let conn = MemConn::new(&run.world);
         let future = execute(&conn, run.prepared.strategy, &request);
         let result = match run_alone(&mut run.world, first_session + n, &conn, future, |_| None) {
