@@ -96,11 +96,16 @@ pub async fn create(
         own.set_ignore_missing(true);
         own.run(&mut conn).await.map_err(|e| schema_error(&e))?;
     }
+    load_catalog(&mut conn, catalog).await.map_err(|e| schema_error(&e))?;
+    conn.close().await.map_err(connect_error)?;
+    Ok(Database { schema: schema.to_owned(), options })
+}
+
+async fn load_catalog(conn: &mut PgConnection, catalog: &Catalog) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO catalog (force_paid_default) VALUES ($1)")
         .bind(catalog.force_paid_default)
-        .execute(&mut conn)
-        .await
-        .map_err(|e| schema_error(&e))?;
+        .execute(&mut *conn)
+        .await?;
     for (position, product) in catalog.products.iter().enumerate() {
         sqlx::query("INSERT INTO products (id, \"group\", is_default, kind, features, position) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&product.id)
@@ -109,12 +114,21 @@ pub async fn create(
             .bind(kind_text(product.kind))
             .bind(serde_json::to_value(&product.features).expect("features serialize"))
             .bind(position as i32)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| schema_error(&e))?;
+            .execute(&mut *conn)
+            .await?;
     }
-    conn.close().await.map_err(connect_error)?;
-    Ok(Database { schema: schema.to_owned(), options })
+    Ok(())
+}
+
+/// Empties every table of the schema and loads `catalog`: a fresh start
+/// without re-running the migrations.
+pub async fn reset(database: &Database, catalog: &Catalog) -> Result<(), sqlx::Error> {
+    let mut conn = PgConnection::connect_with(&database.options).await?;
+    sqlx::query("TRUNCATE customers, customer_products, balances, products, catalog")
+        .execute(&mut conn)
+        .await?;
+    load_catalog(&mut conn, catalog).await?;
+    conn.close().await
 }
 
 /// Drops the schema (best effort).

@@ -5,6 +5,8 @@
 //! `safe` must show no violation in any round. `legacy` must show R1, R2,
 //! R4 and R5 under stress (32 concurrent requests a round).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -13,11 +15,7 @@ use cusim_pg::{schema, services, PgConn, Shared};
 use cusim_sim::oracle::{check_observation, Invariant, Observation, State, Violation};
 use cusim_sim::scenario::Scenario;
 use cusim_sim::stepper::{settle_keys, settle_request, Creator, End, RequestOutcome, Settle};
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL must name a Postgres server (`cargo xtask test` starts a throwaway one)")
-}
+use support::database_url;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
