@@ -127,7 +127,7 @@ fn case_22_track_autocreate_concurrent_same_customer_id() {
                        {"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 2}]}"#,
     );
     assert_breaks(&exhaustive(&scenario, Legacy, None, 0), &scenario, Invariant::UsageConserved);
-    // The full space is too large (millions of schedules): bounded, as the issue allows.
+    // The full space is too large (millions of schedules): bounded to 3 preemptions.
     assert_holds(&exhaustive(&scenario, Safe, Some(3), 1));
 }
 
