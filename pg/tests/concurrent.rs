@@ -11,18 +11,14 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use cusim::flow::{execute, Strategy};
-use cusim_pg::{schema, services, PgConn, Shared};
+use cusim_pg::{schema, services};
 use cusim_sim::oracle::{check_observation, Invariant, Observation, State, Violation};
 use cusim_sim::scenario::Scenario;
-use cusim_sim::stepper::{settle_keys, settle_request, Creator, End, RequestOutcome, Settle};
-use support::database_url;
+use cusim_sim::stepper::{Creator, End, RequestOutcome};
+use support::{connect, database_url, seed_customers, settle_reads};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-async fn connect(database: &schema::Database, shared: &Shared, request: usize) -> PgConn {
-    PgConn::connect(&database.options, Rc::clone(shared), request).await.expect("connects")
 }
 
 /// One free-running round of `scenario` on a fresh state; its violations.
@@ -32,18 +28,10 @@ async fn round(
     scenario: &Scenario,
     seed: u64,
 ) -> Vec<Violation> {
-    {
-        let shared = services(seed, strategy.constraints());
-        let conn = connect(database, &shared, 0).await;
-        let mut raw = conn.raw().await;
-        sqlx::query("TRUNCATE customers, customer_products, balances").execute(&mut *raw).await.unwrap();
-    }
+    schema::reset(database, &scenario.catalog()).await.unwrap();
     let shared = services(seed, strategy.constraints());
     let n = scenario.requests.len();
-    for (i, customer) in scenario.customers.iter().enumerate() {
-        let conn = connect(database, &shared, n + i).await;
-        execute(&conn, Strategy::Safe, &customer.as_request()).await.expect("seed customers are created");
-    }
+    seed_customers(database, &shared, scenario).await;
 
     // Every request at once: each a task with its own connection.
     let local = tokio::task::LocalSet::new();
@@ -66,19 +54,7 @@ async fn round(
         })
         .await;
 
-    // Settle reads, one at a time.
-    let reader = connect(database, &shared, 10_000).await;
-    let committed = schema::committed(&reader).await.unwrap();
-    let rows: Vec<_> = committed.iter().map(|c| c.customer.clone()).collect();
-    let mut settles = Vec::new();
-    for (k, (scope, key)) in settle_keys(scenario, &rows).into_iter().enumerate() {
-        let request = settle_request(&scope, &key);
-        let conn = connect(database, &shared, 20_000 + k).await;
-        let result = execute(&conn, strategy, &request).await;
-        settles.push(Settle { scope, customer: key, result });
-    }
-
-    let customers = schema::committed(&reader).await.unwrap();
+    let (settles, customers) = settle_reads(database, &shared, scenario, strategy).await;
     let created_by: BTreeMap<String, Creator> = shared
         .borrow()
         .inserted

@@ -1,67 +1,41 @@
 //! Acceptance cases 1–15 on a real Postgres server: each case's requests,
-//! one at a time, under every strategy, give the same responses and leave
-//! the same state as on the in-memory model (whose own tests check the
+//! one at a time, under every strategy, give the same responses and settle
+//! reads and leave the same state as on the in-memory model (whose own tests check the
 //! cases' assertions). Ids are compared by creation order.
 
 mod support;
 
-use cusim::backend::mem::{run_alone, Finished, MemConn, World};
-use cusim::flow::{execute, Request, Strategy};
-use cusim::model::{Catalog, CustomerData, FullCustomer, Product, ProductKind};
-use cusim_pg::{schema, services, PgConn};
+use cusim::flow::{Request, Strategy};
+use cusim::model::{Catalog, CustomerData, Product, ProductKind};
+use cusim_pg::schema;
+use cusim_sim::scenario::Scenario;
 use support::*;
 
-fn on_mem(strategy: Strategy, catalog: &Catalog, requests: &[Request]) -> (Vec<Answer>, Vec<Seen>) {
-    let mut world = World::new(catalog.clone(), strategy.constraints(), 5);
-    let mut results = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        let conn = MemConn::new(&world);
-        match run_alone(&mut world, i, &conn, execute(&conn, strategy, request), |_| None) {
-            Finished::Done(result) => results.push(result),
-            Finished::Crashed { .. } => unreachable!("no faults"),
-        }
-    }
-    let state: Vec<FullCustomer> =
-        world.committed_customers().iter().map(|r| world.committed_full(&r.internal_id).unwrap()).collect();
-    let ordinals = ordinals(&state);
-    (
-        results.iter().map(|r| answer(r, &ordinals)).collect(),
-        state.iter().map(|c| seen(c, &ordinals)).collect(),
-    )
-}
-
-async fn on_postgres(
-    name: &str,
-    strategy: Strategy,
-    catalog: &Catalog,
-    requests: &[Request],
-) -> (Vec<Answer>, Vec<Seen>) {
-    let schema_name = format!("seq_{name}_{strategy}");
-    let database = schema::create(&database_url(), &schema_name, strategy, catalog).await.unwrap();
-    let shared = services(5, strategy.constraints());
-    let mut results = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        let conn = PgConn::connect(&database.options, shared.clone(), i).await.unwrap();
-        results.push(execute(&conn, strategy, request).await);
-    }
-    let reader = PgConn::connect(&database.options, shared.clone(), requests.len()).await.unwrap();
-    let state = schema::committed(&reader).await.unwrap();
-    schema::drop(&database).await;
-    let ordinals = ordinals(&state);
-    (
-        results.iter().map(|r| answer(r, &ordinals)).collect(),
-        state.iter().map(|c| seen(c, &ordinals)).collect(),
-    )
-}
-
 fn same_on_postgres(name: &str, catalog: Catalog, requests: Vec<Request>) {
+    let scenario = Scenario {
+        name: name.to_owned(),
+        description: None,
+        force_paid_default: catalog.force_paid_default,
+        products: catalog.products,
+        customers: Vec::new(),
+        requests,
+        faults: Vec::new(),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for strategy in Strategy::ALL {
-        let expected = on_mem(strategy, &catalog, &requests);
-        let actual = runtime.block_on(on_postgres(name, strategy, &catalog, &requests));
+        let expected = sequential_on_mem(&scenario, strategy);
+        let actual = runtime.block_on(async {
+            let schema_name = format!("seq_{name}_{strategy}");
+            let database =
+                schema::create(&database_url(), &schema_name, strategy, &scenario.catalog()).await.unwrap();
+            let run = sequential_on_postgres(&database, &scenario, strategy).await;
+            schema::drop(&database).await;
+            run
+        });
         assert_eq!(actual.0, expected.0, "{name} under {strategy}: responses differ from the model's");
-        assert_eq!(actual.1, expected.1, "{name} under {strategy}: final state differs from the model's");
-        assert_eq!(actual.0.len(), requests.len());
+        assert_eq!(actual.1, expected.1, "{name} under {strategy}: settle reads differ from the model's");
+        assert_eq!(actual.2, expected.2, "{name} under {strategy}: final state differs from the model's");
+        assert_eq!(actual.0.len(), scenario.requests.len());
     }
 }
 

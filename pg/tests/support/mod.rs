@@ -4,9 +4,17 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
-use cusim::flow::Response;
+use cusim::flow::{execute, Response, Strategy};
 use cusim::model::{ApiError, ErrorCode, FullCustomer};
+use cusim_pg::{schema, services, PgConn, Shared};
+use cusim_sim::oracle::State;
+use cusim_sim::scenario::Scenario;
+use cusim_sim::schedule::Schedule;
+use cusim_sim::stepper::{
+    execute_run, settle_keys, settle_request, Prepared, Replay, RequestOutcome, RunOptions, Settle,
+};
 
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -64,4 +72,82 @@ pub fn answer(result: &Result<Response, ApiError>, ordinals: &BTreeMap<String, u
 
 pub fn ordinals(customers: &[FullCustomer]) -> BTreeMap<String, usize> {
     customers.iter().enumerate().map(|(i, c)| (c.customer.internal_id.clone(), i)).collect()
+}
+
+pub async fn connect(database: &schema::Database, shared: &Shared, request: usize) -> PgConn {
+    PgConn::connect(&database.options, Rc::clone(shared), request).await.expect("connects")
+}
+
+/// Creates the scenario's seed customers through `safe`, one after another
+/// (as requests `n`, `n + 1`, … after the scenario's `n` requests).
+pub async fn seed_customers(database: &schema::Database, shared: &Shared, scenario: &Scenario) {
+    let n = scenario.requests.len();
+    for (i, customer) in scenario.customers.iter().enumerate() {
+        let conn = connect(database, shared, n + i).await;
+        execute(&conn, Strategy::Safe, &customer.as_request()).await.expect("seed customers are created");
+    }
+}
+
+/// The settle reads after a run, one at a time, and the committed
+/// customers after them.
+pub async fn settle_reads(
+    database: &schema::Database,
+    shared: &Shared,
+    scenario: &Scenario,
+    strategy: Strategy,
+) -> (Vec<Settle>, Vec<FullCustomer>) {
+    let reader = connect(database, shared, 10_000).await;
+    let rows: Vec<_> = schema::committed(&reader).await.unwrap().into_iter().map(|c| c.customer).collect();
+    let mut settles = Vec::new();
+    for (k, (scope, key)) in settle_keys(scenario, &rows).into_iter().enumerate() {
+        let conn = connect(database, shared, 20_000 + k).await;
+        let result = execute(&conn, strategy, &settle_request(&scope, &key)).await;
+        settles.push(Settle { scope, customer: key, result });
+    }
+    (settles, schema::committed(&reader).await.unwrap())
+}
+
+/// Responses, settle reads and final state, comparable across backends.
+pub type Run = (Vec<Answer>, Vec<Answer>, Vec<Seen>);
+
+/// The scenario on the in-memory model, one request at a time (the
+/// stepper's default schedule), with settle reads.
+pub fn sequential_on_mem(scenario: &Scenario, strategy: Strategy) -> Run {
+    let prepared = Prepared::new(scenario, strategy).expect("seed customers are valid");
+    let run = execute_run(&prepared, &mut Replay::new(&Schedule::default()), RunOptions::default()).unwrap();
+    let state = State::of_world(&run.world);
+    let ordinals = ordinals(&state.customers);
+    let answers = run
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            RequestOutcome::Responded(result) => answer(result, &ordinals),
+            other => panic!("no faults, yet {other:?}"),
+        })
+        .collect();
+    let settles = run.settles.iter().map(|s| answer(&s.result, &ordinals)).collect();
+    (answers, settles, state.customers.iter().map(|c| seen(c, &ordinals)).collect())
+}
+
+/// The same on Postgres, from an emptied schema.
+pub async fn sequential_on_postgres(
+    database: &schema::Database,
+    scenario: &Scenario,
+    strategy: Strategy,
+) -> Run {
+    schema::reset(database, &scenario.catalog()).await.unwrap();
+    let shared = services(0, strategy.constraints());
+    seed_customers(database, &shared, scenario).await;
+    let mut results = Vec::new();
+    for (i, request) in scenario.requests.iter().enumerate() {
+        let conn = connect(database, &shared, i).await;
+        results.push(execute(&conn, strategy, request).await);
+    }
+    let (settles, customers) = settle_reads(database, &shared, scenario, strategy).await;
+    let ordinals = ordinals(&customers);
+    (
+        results.iter().map(|r| answer(r, &ordinals)).collect(),
+        settles.iter().map(|s| answer(&s.result, &ordinals)).collect(),
+        customers.iter().map(|c| seen(c, &ordinals)).collect(),
+    )
 }
