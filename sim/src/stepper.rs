@@ -5,16 +5,21 @@
 //! [`Chooser`] picks which parked request moves next; the stepper applies
 //! that one operation to the in-memory world and polls the request on to
 //! its next point. A request whose operation must wait for another
-//! transaction is not runnable until that transaction ends; a wait that
-//! closes a cycle makes the waiter the deadlock victim (40P01). The list of
-//! choices is the [`Schedule`]: it fully determines the run.
+//! transaction is not runnable; when that transaction ends, its waiters
+//! retry at once, first come first served, as Postgres wakes them. A wait
+//! that closes a cycle makes the waiter the deadlock victim (40P01). The
+//! list of choices is the [`Schedule`]: it fully determines the run.
+//!
+//! A [`Shadow`] may follow the run in lockstep: every operation the model
+//! performs, it performs on another backend (Postgres) and compares.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use cusim::backend::mem::{poll_once, run_alone, Blocked, Finished, MemConn, RequestId, TxnId, World};
+use cusim::backend::mem::ids::IdGen;
+use cusim::backend::mem::{poll_once, run_alone, Blocked, Fault, Finished, MemConn, RequestId, TxnId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point};
 use cusim::flow::{execute, Request, Response, Strategy};
 use cusim::model::{validate_customer_id, ApiError, Scope};
@@ -269,6 +274,40 @@ impl Execution {
     }
 }
 
+/// The model's services at the moment an operation starts: a lockstep
+/// backend starts the same operation from the same clocks and ids.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub now_ms: u64,
+    pub seq: u64,
+    pub ids: IdGen,
+}
+
+/// What the model did with an operation.
+#[derive(Debug, Clone, Copy)]
+pub enum ModelResult<'a> {
+    Done(&'a Outcome),
+    /// The operation waits for another transaction.
+    Waits,
+    /// The wait closed a cycle: the request is the deadlock victim.
+    DeadlockVictim,
+}
+
+/// Another backend following a run in lockstep.
+pub trait Shadow {
+    /// Request `request` performed `op` (with `fault` injected) on the model.
+    fn op(
+        &mut self,
+        request: RequestId,
+        op: &Op,
+        fault: Option<Fault>,
+        before: &Services,
+        model: ModelResult<'_>,
+    );
+    /// Request `request` died; its open transaction rolls back.
+    fn crash(&mut self, request: RequestId);
+}
+
 type RequestFuture = Pin<Box<dyn Future<Output = Result<Response, ApiError>>>>;
 
 struct Slot {
@@ -278,13 +317,17 @@ struct Slot {
     /// The parked op has not been offered yet (faults apply to first offers).
     fresh: bool,
     blocked_on: Option<TxnId>,
+    /// When the current wait began (waiters wake in this order).
+    wait_seq: u64,
     visits: BTreeMap<Point, u32>,
     outcome: Option<RequestOutcome>,
 }
 
-struct Run<'p> {
+struct Run<'p, 's> {
     prepared: &'p Prepared,
     world: World,
+    shadow: Option<&'s mut dyn Shadow>,
+    waits: u64,
     slots: Vec<Slot>,
     trace: Vec<Event>,
     record: bool,
@@ -292,7 +335,7 @@ struct Run<'p> {
     step: usize,
 }
 
-impl Run<'_> {
+impl Run<'_, '_> {
     fn event(&mut self, request: Option<usize>, kind: EventKind) {
         if self.record {
             self.trace.push(Event { step: Some(self.step), request, kind });
@@ -320,7 +363,7 @@ impl Run<'_> {
                 Poll::Pending => {
                     let op = slot.conn.take_op().expect("a pending request is parked on an op");
                     if op.point().is_none() {
-                        let outcome = self.world.apply(i, &op, None).expect("BEGIN never waits");
+                        let outcome = self.apply_alone(i, &op, None);
                         self.slots[i].conn.answer(outcome);
                         continue;
                     }
@@ -332,21 +375,49 @@ impl Run<'_> {
         }
     }
 
-    fn runnable(&mut self) -> Vec<usize> {
-        let mut runnable = Vec::new();
-        for i in 0..self.slots.len() {
-            if self.slots[i].parked.is_none() {
-                continue;
-            }
-            if let Some(txn) = self.slots[i].blocked_on {
-                if self.world.request_of_txn(txn).is_some() {
-                    continue;
-                }
-                self.slots[i].blocked_on = None;
-            }
-            runnable.push(i);
+    /// The model's services now (only a shadow needs them).
+    fn services(&self) -> Option<Services> {
+        self.shadow.as_ref().map(|_| Services {
+            now_ms: self.world.now_ms(),
+            seq: self.world.logical_clock().get(),
+            ids: self.world.ids().clone(),
+        })
+    }
+
+    /// Applies an operation that cannot wait (nobody else holds anything it
+    /// needs), telling the shadow.
+    fn apply_alone(&mut self, i: RequestId, op: &Op, fault: Option<Fault>) -> Outcome {
+        let before = self.services();
+        let outcome = match self.world.apply(i, op, fault) {
+            Ok(outcome) => outcome,
+            Err(blocked) => panic!("request {i} blocked on txn {} where nothing can block", blocked.0),
+        };
+        if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), before) {
+            shadow.op(i, op, fault, &before, ModelResult::Done(&outcome));
         }
-        runnable
+        outcome
+    }
+
+    fn runnable(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].parked.is_some() && self.slots[i].blocked_on.is_none())
+            .collect()
+    }
+
+    /// Waiters whose transaction ended retry now, in the order they began
+    /// waiting; a retry may end a transaction in turn (a failed statement).
+    fn wake(&mut self) {
+        loop {
+            let next = (0..self.slots.len())
+                .filter(|&i| {
+                    self.slots[i].blocked_on.is_some_and(|txn| self.world.request_of_txn(txn).is_none())
+                })
+                .min_by_key(|&i| self.slots[i].wait_seq);
+            let Some(i) = next else { return };
+            self.slots[i].blocked_on = None;
+            let op = self.slots[i].parked.take().expect("a waiter is parked");
+            self.offer(i, op, None, None);
+        }
     }
 
     /// Whether request `i`'s wait closes a cycle of waits.
@@ -383,6 +454,9 @@ impl Run<'_> {
         }
         if fault == Some(FaultKind::Crash) {
             self.world.crash(i);
+            if let Some(shadow) = self.shadow.as_deref_mut() {
+                shadow.crash(i);
+            }
             let slot = &mut self.slots[i];
             slot.future = None;
             slot.outcome = Some(RequestOutcome::Crashed { at: point });
@@ -393,8 +467,20 @@ impl Run<'_> {
         }
         let world_fault = fault.and_then(FaultKind::world_fault).filter(|f| f.applies_to_op(&op));
         let fault = fault.filter(|kind| kind.world_fault().is_none_or(|f| f.applies_to_op(&op)));
+        self.offer(i, op, world_fault, fault);
+        Ok(())
+    }
+
+    /// Applies request `i`'s parked `op`: it completes (and the request
+    /// moves on to its next point), waits, or is the deadlock victim.
+    fn offer(&mut self, i: usize, op: Op, world_fault: Option<Fault>, fault: Option<FaultKind>) {
+        let point = op.point().expect("parked ops have points");
+        let before = self.services();
         match self.world.apply(i, &op, world_fault) {
             Ok(outcome) => {
+                if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
+                    shadow.op(i, &op, world_fault, before, ModelResult::Done(&outcome));
+                }
                 if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
                     self.created_by.insert(row.internal_id.clone(), Creator::Request(i));
                 }
@@ -411,7 +497,12 @@ impl Run<'_> {
                     self.event(Some(i), EventKind::Wait { point, op: op.summary(), txn, holder });
                 }
                 self.slots[i].blocked_on = Some(txn);
+                self.waits += 1;
+                self.slots[i].wait_seq = self.waits;
                 if self.closes_cycle(i) {
+                    if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
+                        shadow.op(i, &op, world_fault, before, ModelResult::DeadlockVictim);
+                    }
                     let outcome = self.world.deadlock_victim(i);
                     if self.record {
                         self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
@@ -420,11 +511,13 @@ impl Run<'_> {
                     self.slots[i].conn.answer(outcome);
                     self.advance(i);
                 } else {
+                    if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
+                        shadow.op(i, &op, world_fault, before, ModelResult::Waits);
+                    }
                     self.slots[i].parked = Some(op);
                 }
             }
         }
-        Ok(())
     }
 
     fn parked_points(&self) -> Vec<Option<Point>> {
@@ -455,6 +548,26 @@ pub fn execute_run(
     chooser: &mut dyn Chooser,
     options: RunOptions,
 ) -> Result<Execution, ReplayError> {
+    run_with(prepared, chooser, options, None)
+}
+
+/// [`execute_run`], with `shadow` following every operation in lockstep
+/// (the seed customers are the shadow's to create beforehand).
+pub fn execute_shadowed(
+    prepared: &Prepared,
+    chooser: &mut dyn Chooser,
+    options: RunOptions,
+    shadow: &mut dyn Shadow,
+) -> Result<Execution, ReplayError> {
+    run_with(prepared, chooser, options, Some(shadow))
+}
+
+fn run_with(
+    prepared: &Prepared,
+    chooser: &mut dyn Chooser,
+    options: RunOptions,
+    shadow: Option<&mut dyn Shadow>,
+) -> Result<Execution, ReplayError> {
     let world = prepared.base.clone();
     let strategy = prepared.strategy;
     let created_by: BTreeMap<String, Creator> =
@@ -475,13 +588,23 @@ pub fn execute_run(
                 parked: None,
                 fresh: false,
                 blocked_on: None,
+                wait_seq: 0,
                 visits: BTreeMap::new(),
                 outcome: None,
             }
         })
         .collect();
-    let mut run =
-        Run { prepared, world, slots, trace: Vec::new(), record: options.record_trace, created_by, step: 0 };
+    let mut run = Run {
+        prepared,
+        world,
+        shadow,
+        waits: 0,
+        slots,
+        trace: Vec::new(),
+        record: options.record_trace,
+        created_by,
+        step: 0,
+    };
     for i in 0..run.slots.len() {
         run.advance(i);
     }
@@ -530,6 +653,7 @@ pub fn execute_run(
                     preemptions += 1;
                 }
                 run.perform(request, fault).map_err(fail)?;
+                run.wake();
                 last = Some(request);
             }
         }
@@ -630,17 +754,21 @@ pub fn settle_request(scope: &Scope, key: &SettleKey) -> Request {
 
 /// One read of each customer the scenario names or the DB holds, through
 /// the strategy's read path, one at a time.
-fn settle(run: &mut Run<'_>, settles: &mut Vec<Settle>) {
+fn settle(run: &mut Run<'_, '_>, settles: &mut Vec<Settle>) {
     let customers = settle_keys(&run.prepared.scenario, &run.world.committed_customers());
     let first_session: RequestId =
         run.prepared.scenario.requests.len() + run.prepared.scenario.customers.len();
     for (n, (scope, customer)) in customers.into_iter().enumerate() {
         let request = settle_request(&scope, &customer);
         let conn = MemConn::new(&run.world);
-        let future = execute(&conn, run.prepared.strategy, &request);
-        let result = match run_alone(&mut run.world, first_session + n, &conn, future, |_| None) {
-            Finished::Done(result) => result,
-            Finished::Crashed { at } => unreachable!("settle reads have no faults, yet one crashed at {at}"),
+        let mut future = std::pin::pin!(execute(&conn, run.prepared.strategy, &request));
+        let result = loop {
+            if let Poll::Ready(result) = poll_once(future.as_mut()) {
+                break result;
+            }
+            let op = conn.take_op().expect("a pending read is parked on an op");
+            let outcome = run.apply_alone(first_session + n, &op, None);
+            conn.answer(outcome);
         };
         if run.record {
             let text = match &result {

@@ -188,6 +188,12 @@ impl World {
     }
 
     /// A handle on the logical time, for connections to read.
+    /// The id generator's state (a lockstep backend starts each operation
+    /// from the same one).
+    pub fn ids(&self) -> &IdGen {
+        &self.ids
+    }
+
     pub fn logical_clock(&self) -> Rc<Cell<u64>> {
         Rc::clone(&self.seq)
     }
