@@ -5,12 +5,14 @@
 //! open transaction. The flows touch shared state only through it, so a
 //! driver that controls the backend controls every interleaving.
 
+pub mod dispatch;
 pub mod mem;
 pub mod ops;
 
 use serde::Serialize;
 
 use crate::model::{CustomerRow, FullCustomer, Product, Scope};
+pub use dispatch::dispatch;
 pub use ops::*;
 
 /// A database statement's failure.

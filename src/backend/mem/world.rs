@@ -89,6 +89,9 @@ struct Session {
     /// Rows an `UPDATE`/`FOR UPDATE` found before it had to wait: after the
     /// wait it re-checks these, as Postgres does, instead of scanning anew.
     candidates: Option<Vec<usize>>,
+    /// The id an insert drew before it had to wait: the client draws it
+    /// once, before sending the statement, and sends the same one again.
+    pending_id: Option<String>,
 }
 
 /// A request that touched a row of another `(org, env)`.
@@ -218,6 +221,7 @@ impl World {
             self.finish_txn(txn, false);
         }
         self.session(request).candidates = None;
+        self.session(request).pending_id = None;
     }
 
     /// Ends `request`'s open transaction with 40P01 (it was a deadlock victim).
@@ -285,7 +289,9 @@ impl World {
                 Outcome::Rows { rows }
             }
             Op::Insert { customer, on_conflict } => {
-                let outcome = self.statement(request, |w, txn| w.insert(txn, customer, *on_conflict))?;
+                let id = self.draw_id(request, "cus");
+                let outcome =
+                    self.kept_id(request, id, |w, txn, id| w.insert(txn, customer, *on_conflict, id))?;
                 match outcome {
                     Ok(outcome) => Outcome::Insert { outcome },
                     Err(error) => self.fail(request, error),
@@ -323,9 +329,10 @@ impl World {
                 Outcome::Updated { updated }
             }
             Op::AttachDefault { scope, product, on_conflict } => {
-                match self
-                    .statement(request, |w, txn| w.attach(request, txn, scope, product, *on_conflict))?
-                {
+                let id = self.draw_id(request, "cus_prod");
+                match self.kept_id(request, id, |w, txn, id| {
+                    w.attach(request, txn, scope, product, *on_conflict, id)
+                })? {
                     Ok(outcome) => Outcome::Attach { outcome },
                     Err(error) => self.fail(request, error),
                 }
@@ -386,6 +393,30 @@ impl World {
             self.sessions.resize_with(request + 1, Session::default);
         }
         &mut self.sessions[request]
+    }
+
+    /// Every insert draws an id before it runs, whatever its outcome, as a
+    /// client that generates ids does; a retry after a wait reuses it.
+    fn draw_id(&mut self, request: RequestId, prefix: &str) -> String {
+        match self.session(request).pending_id.take() {
+            Some(id) => id,
+            None => self.ids.next_id(prefix),
+        }
+    }
+
+    /// Runs an inserting statement with its drawn `id`, keeping the id for
+    /// the retry if the statement must wait.
+    fn kept_id<T>(
+        &mut self,
+        request: RequestId,
+        id: String,
+        body: impl FnOnce(&mut World, TxnId, &str) -> Step<T>,
+    ) -> Step<T> {
+        let result = self.statement(request, |w, txn| body(w, txn, &id));
+        if result.is_err() {
+            self.session(request).pending_id = Some(id);
+        }
+        result
     }
 
     fn new_txn(&mut self) -> TxnId {
@@ -547,6 +578,7 @@ impl World {
         txn: TxnId,
         new: &NewCustomer,
         on_conflict: OnConflict,
+        id: &str,
     ) -> Step<Result<InsertOutcome, DbError>> {
         let mut row = CustomerRow {
             internal_id: String::new(),
@@ -575,7 +607,7 @@ impl World {
                 }
             }),
             None => {
-                row.internal_id = self.ids.next_id("cus");
+                row.internal_id = id.to_owned();
                 self.customers.rows.push(Tuple::inserted(txn, row.clone()));
                 Ok(Ok(InsertOutcome::Inserted(row)))
             }
@@ -750,6 +782,7 @@ impl World {
         scope: &Scope,
         product: &NewCustomerProduct,
         on_conflict: OnConflict,
+        id: &str,
     ) -> Step<Result<AttachOutcome, DbError>> {
         self.note_scope_of(request, txn, scope, &product.internal_customer_id, Point::AttachDefault);
         if self.constraints.product_group_unique {
@@ -769,7 +802,7 @@ impl World {
             return Ok(Err(error));
         }
         let row = CustomerProduct {
-            id: self.ids.next_id("cus_prod"),
+            id: id.to_owned(),
             internal_customer_id: product.internal_customer_id.clone(),
             product_id: product.product_id.clone(),
             group: product.group.clone(),
