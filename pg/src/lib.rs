@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use cusim::backend::mem::ids::IdGen;
-use cusim::backend::mem::{Cache, Constraints, Stripe};
+use cusim::backend::mem::{Cache, Constraints, Fault, Stripe};
 use cusim::backend::*;
 use cusim::model::{
     Balance, CustomerProduct, CustomerRow, DefaultScope, Env, FullCustomer, Product, ProductKind,
@@ -62,6 +62,9 @@ pub fn services(seed: u64, constraints: Constraints) -> Shared {
 pub struct PgConn {
     conn: Mutex<PgConnection>,
     in_txn: Cell<bool>,
+    /// A withdrawable statement is running: a failure leaves the
+    /// transaction to [`PgConn::apply_withdrawable`].
+    gated: Cell<bool>,
     shared: Shared,
     /// The request this connection serves.
     request: usize,
@@ -69,6 +72,9 @@ pub struct PgConn {
 
 pub(crate) const CUSTOMER_COLUMNS: &str =
     "internal_id, org_id, env, id, name, email, fingerprint, metadata, processor, created_at, default_scope, stripe_wanted";
+
+/// SQLSTATE of a statement cancelled by request.
+const QUERY_CANCELED: &str = "57014";
 
 fn db_error(error: sqlx::Error) -> DbError {
     if let sqlx::Error::Database(db) = &error {
@@ -157,7 +163,13 @@ impl PgConn {
         request: usize,
     ) -> Result<PgConn, sqlx::Error> {
         let conn = PgConnection::connect_with(options).await?;
-        Ok(PgConn { conn: Mutex::new(conn), in_txn: Cell::new(false), shared, request })
+        Ok(PgConn {
+            conn: Mutex::new(conn),
+            in_txn: Cell::new(false),
+            gated: Cell::new(false),
+            shared,
+            request,
+        })
     }
 
     /// The connection itself (for reading back state outside the flows).
@@ -171,6 +183,82 @@ impl PgConn {
         sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await
     }
 
+    /// Performs `op` with `fault` injected as the model injects it: a
+    /// database fault fails the statement and rolls its transaction back,
+    /// a cache fault answers `CACHE_DOWN` without touching the cache, and a
+    /// Stripe timeout creates the customer but answers a timeout.
+    pub async fn apply(&self, op: &Op, fault: Option<Fault>) -> Outcome {
+        match fault.filter(|f| f.applies_to_op(op)) {
+            None => dispatch(self, op).await,
+            Some(Fault::DbError) => {
+                self.tick();
+                if self.in_txn.replace(false) {
+                    let mut conn = self.conn.lock().await;
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                }
+                Outcome::DbError { error: DbError::Unavailable }
+            }
+            Some(Fault::CacheDown) => {
+                self.tick();
+                Outcome::CacheError { error: CacheError::Down }
+            }
+            Some(Fault::StripeTimeoutAfterSuccess) => match dispatch(self, op).await {
+                Outcome::StripeCustomer { .. } => Outcome::StripeError { error: StripeError::Timeout },
+                other => other,
+            },
+        }
+    }
+
+    /// [`PgConn::apply`], but the statement can be withdrawn while it waits
+    /// for a lock: cancelled (`pg_cancel_backend`) and undone without
+    /// harm to its transaction (it runs under a savepoint). `None`: it was
+    /// withdrawn, and may be sent again later. Any other failure ends the
+    /// transaction as usual.
+    pub async fn apply_withdrawable(&self, op: &Op, fault: Option<Fault>) -> Option<Outcome> {
+        let guarded = self.in_txn.get();
+        if guarded {
+            let mut conn = self.conn.lock().await;
+            if let Err(error) = sqlx::query("SAVEPOINT cusim_gate").execute(&mut *conn).await {
+                return Some(Outcome::DbError { error: self.failed(&mut conn, error).await });
+            }
+        }
+        self.gated.set(true);
+        let outcome = self.apply(op, fault).await;
+        self.gated.set(false);
+        let mut conn = self.conn.lock().await;
+        match outcome {
+            Outcome::DbError { error: DbError::Failed { code, .. } } if code == QUERY_CANCELED => {
+                if guarded {
+                    let undo = "ROLLBACK TO SAVEPOINT cusim_gate; RELEASE SAVEPOINT cusim_gate";
+                    if let Err(error) = sqlx::raw_sql(undo).execute(&mut *conn).await {
+                        return Some(Outcome::DbError { error: self.failed(&mut conn, error).await });
+                    }
+                }
+                None
+            }
+            Outcome::DbError { error } => {
+                if self.in_txn.replace(false) {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                }
+                Some(Outcome::DbError { error })
+            }
+            outcome => {
+                if guarded && self.in_txn.get() {
+                    if let Err(error) = sqlx::query("RELEASE SAVEPOINT cusim_gate").execute(&mut *conn).await
+                    {
+                        return Some(Outcome::DbError { error: self.failed(&mut conn, error).await });
+                    }
+                }
+                Some(outcome)
+            }
+        }
+    }
+
+    /// Whether this connection has a transaction open.
+    pub fn in_transaction(&self) -> bool {
+        self.in_txn.get()
+    }
+
     fn tick(&self) -> u64 {
         let mut shared = self.shared.borrow_mut();
         let seq = shared.seq;
@@ -180,7 +268,7 @@ impl PgConn {
 
     /// A statement failed: inside a transaction, roll it back now.
     async fn failed(&self, conn: &mut PgConnection, error: sqlx::Error) -> DbError {
-        if self.in_txn.replace(false) {
+        if !self.gated.get() && self.in_txn.replace(false) {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         }
         db_error(error)

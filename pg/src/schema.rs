@@ -58,6 +58,11 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// What connections to schema `schema` call themselves in `pg_stat_activity`.
+fn application_name(schema: &str) -> String {
+    format!("cusim:{schema}")
+}
+
 /// Creates (or re-creates) schema `schema` for `strategy`, with `catalog`.
 pub async fn create(
     url: &str,
@@ -80,7 +85,7 @@ pub async fn create(
     sqlx::raw_sql(AssertSqlSafe(reset)).execute(&mut admin).await.map_err(|e| schema_error(&e))?;
     admin.close().await.map_err(connect_error)?;
 
-    let options = options.options([("search_path", schema)]);
+    let options = options.options([("search_path", schema)]).application_name(&application_name(schema));
     let mut conn = PgConnection::connect_with(&options).await.map_err(connect_error)?;
     let mut base = sqlx::migrate!("../migrations/base");
     base.set_locking(false);
@@ -97,6 +102,13 @@ pub async fn create(
         own.run(&mut conn).await.map_err(|e| schema_error(&e))?;
     }
     load_catalog(&mut conn, catalog).await.map_err(|e| schema_error(&e))?;
+    // Autovacuum may truncate a table (an exclusive lock, briefly) after
+    // rolled-back inserts: a wait nobody asked for. The tables are small
+    // and short-lived; they need no vacuuming.
+    for table in ["customers", "customer_products", "balances", "products", "catalog"] {
+        let quiet = format!("ALTER TABLE {table} SET (autovacuum_enabled = false)");
+        sqlx::raw_sql(AssertSqlSafe(quiet)).execute(&mut conn).await.map_err(|e| schema_error(&e))?;
+    }
     conn.close().await.map_err(connect_error)?;
     Ok(Database { schema: schema.to_owned(), options })
 }
@@ -134,6 +146,15 @@ pub async fn reset(database: &Database, catalog: &Catalog) -> Result<(), sqlx::E
 /// Drops the schema (best effort).
 pub async fn drop(database: &Database) {
     if let Ok(mut conn) = PgConnection::connect_with(&database.options).await {
+        // A connection left inside a transaction (a run that stalled) would
+        // hold its locks, and the DROP would wait for it: end them first.
+        let _ = sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(application_name(&database.schema))
+        .execute(&mut conn)
+        .await;
         let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", database.schema)))
             .execute(&mut conn)
             .await;

@@ -234,3 +234,59 @@ fn safe_holds_the_built_in_scenarios_free_running() {
         assert_safe_holds(&name, &scenario);
     }
 }
+
+/// Cases 16–22 of the plan, each as 32 concurrent requests a round on
+/// Postgres: `safe` holds every invariant (one customer, its defaults, one
+/// Stripe customer, fresh cache, conserved usage, …) in every round.
+#[test]
+fn plan_cases_16_to_22_hold_under_safe_with_real_concurrency() {
+    let two_groups = format!(
+        r#"{FREE}, {{"id": "addon", "group": "extras", "is_default": true, "kind": "free", "features": {{"seats": 3}}}}"#
+    );
+    let create =
+        |_| r#"{"op": "create", "id": "cus_1", "name": "Ann", "email": "ann@example.com"}"#.to_owned();
+    let paid_default = Scenario::parse(
+        &format!(
+            r#"{{"name": "case20", "force_paid_default": true,
+                "products": [{{"id": "pro", "group": "main", "is_default": true, "kind": "paid", "features": {{"words": 5000}}}}],
+                "requests": [{}]}}"#,
+            many(|_| r#"{"op": "create", "id": "cus_1", "email": "ann@example.com", "create_in_stripe": true}"#.into())
+                .join(",")
+        ),
+        std::path::Path::new("case20"),
+    )
+    .unwrap();
+    let cases: Vec<(&str, Scenario)> = vec![
+        ("case16_stale_cache", r2()),
+        ("case17_default_loop", scenario("case17", &two_groups, "", many(create))),
+        ("case18_same_id", r1()),
+        (
+            "case19_email_and_id",
+            scenario("case19", FREE, r#"{"id": null, "email": "ann@example.com"}"#, many(create)),
+        ),
+        ("case20_one_stripe_customer", paid_default),
+        (
+            "case21_check_autocreate",
+            scenario(
+                "case21",
+                FREE,
+                "",
+                many(|_| r#"{"op": "check", "customer_id": "cus_1", "feature_id": "words"}"#.into()),
+            ),
+        ),
+        (
+            "case22_track_autocreate",
+            scenario(
+                "case22",
+                FREE,
+                "",
+                many(|_| {
+                    r#"{"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 2}"#.into()
+                }),
+            ),
+        ),
+    ];
+    for (name, scenario) in &cases {
+        assert_safe_holds(name, scenario);
+    }
+}

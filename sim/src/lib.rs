@@ -4,6 +4,8 @@
 pub mod builtin;
 pub mod explore;
 pub mod oracle;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod races;
 pub mod regression;
 pub mod scenario;

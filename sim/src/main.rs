@@ -102,7 +102,7 @@ enum Command {
     },
     /// Run one schedule and show its trace and verdict.
     #[command(
-        after_help = "Example:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1"
+        after_help = "Examples:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 0.1.1.1 \\\n      --backend postgres --database-url postgres://postgres@127.0.0.1:5432/postgres\n\nExit codes: 0 no invariant violated (and Postgres agrees), 1 a violation or a disagreement, 2 bad input."
     )]
     Replay {
         /// A scenario file, or the name of a built-in scenario.
@@ -113,9 +113,23 @@ enum Command {
         /// Decisions, e.g. `0.1.1.+5000.0!crash`; after them, the lowest runnable request moves.
         #[arg(long, allow_hyphen_values = true)]
         schedule: String,
+        /// Where the database is: the model, or a real Postgres server
+        /// followed in lockstep with it (every answer compared).
+        #[arg(long, value_enum, default_value = "mem")]
+        backend: BackendArg,
+        /// The Postgres server for `--backend postgres` (default: $DATABASE_URL).
+        /// The replay works in a schema of its own and drops it.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    Mem,
+    Postgres,
 }
 
 /// Bad input: reported with its reason, exit code 2.
@@ -335,14 +349,72 @@ fn run_all(config: &ExploreConfig, json: bool, shrink: bool, save: Option<&Path>
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn run_replay(scenario: &str, strategy: Strategy, schedule: &str, json: bool) -> Result<ExitCode, Usage> {
+/// What a replay on Postgres adds to the model's.
+#[cfg(feature = "postgres")]
+type PgReport = Option<cusim_sim::postgres::PgReplay>;
+#[cfg(not(feature = "postgres"))]
+type PgReport = Option<std::convert::Infallible>;
+
+#[cfg(feature = "postgres")]
+fn on_postgres(
+    url: &str,
+    scenario: &Scenario,
+    strategy: Strategy,
+    schedule: &Schedule,
+    options: RunOptions,
+) -> Result<(cusim_sim::stepper::Execution, PgReport), Usage> {
+    use cusim_sim::postgres::{replay_on_postgres, PgReplayError};
+    let schema = format!("cusim_replay_{}", std::process::id());
+    match replay_on_postgres(url, &schema, scenario, strategy, schedule, options) {
+        Ok((execution, report)) => Ok((execution, Some(report))),
+        Err(PgReplayError::Schedule(e)) => Err(Usage(format!("--schedule: {e}"))),
+        Err(e) => Err(Usage(format!("--database-url: {e}"))),
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn on_postgres(
+    _url: &str,
+    _scenario: &Scenario,
+    _strategy: Strategy,
+    _schedule: &Schedule,
+    _options: RunOptions,
+) -> Result<(cusim_sim::stepper::Execution, PgReport), Usage> {
+    Err(Usage("--backend postgres: this cusim was built without the `postgres` feature".into()))
+}
+
+fn run_replay(
+    scenario: &str,
+    strategy: Strategy,
+    schedule: &str,
+    backend: BackendArg,
+    database_url: Option<String>,
+    json: bool,
+) -> Result<ExitCode, Usage> {
     let (scenario, origin) = load_scenario(scenario)?;
     let schedule = Schedule::parse(schedule).map_err(|e| Usage(format!("--schedule: {e}")))?;
     let prepared = prepare(&scenario, &origin, strategy)?;
     let options = RunOptions { record_trace: true, ..RunOptions::default() };
-    let execution = execute_run(&prepared, &mut Replay::new(&schedule), options)
-        .map_err(|e| Usage(format!("--schedule: {e}")))?;
+    let (execution, postgres) = match backend {
+        BackendArg::Mem => {
+            if database_url.is_some() {
+                return Err(Usage("--database-url needs --backend postgres".into()));
+            }
+            let execution = execute_run(&prepared, &mut Replay::new(&schedule), options)
+                .map_err(|e| Usage(format!("--schedule: {e}")))?;
+            (execution, None)
+        }
+        BackendArg::Postgres => {
+            let url = database_url.or_else(|| std::env::var("DATABASE_URL").ok()).ok_or_else(|| {
+                Usage(
+                    "--backend postgres needs --database-url URL (or DATABASE_URL in the environment)".into(),
+                )
+            })?;
+            on_postgres(&url, &scenario, strategy, &schedule, options)?
+        }
+    };
     let violations = oracle::check(&prepared, &execution);
+    let disagrees = postgres_disagrees(&postgres);
     if json {
         let found: Vec<_> = violations
             .iter()
@@ -358,6 +430,7 @@ fn run_replay(scenario: &str, strategy: Strategy, schedule: &str, json: bool) ->
             "schedule": execution.schedule.to_string(),
             "trace": execution.trace,
             "trace_hash": format!("{:016x}", trace::hash(&execution.trace)),
+            "postgres": postgres_json(&postgres),
         });
         println!("{}", serde_json::to_string_pretty(&object).expect("serializes"));
     } else {
@@ -373,9 +446,71 @@ fn run_replay(scenario: &str, strategy: Strategy, schedule: &str, json: bool) ->
             );
             println!("  evidence: {}", violation.evidence);
         }
+        print_postgres(&postgres);
     }
-    Ok(if violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if violations.is_empty() && !disagrees { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
+
+#[cfg(feature = "postgres")]
+fn postgres_disagrees(report: &PgReport) -> bool {
+    report.as_ref().is_some_and(|r| !r.agrees())
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_json(report: &PgReport) -> serde_json::Value {
+    match report {
+        None => serde_json::Value::Null,
+        Some(r) => json!({
+            "agrees": r.agrees(),
+            "operations_compared": r.compared,
+            "waits_parked": r.waits,
+            "divergence": r.divergence,
+            "state_agrees": r.state_agrees,
+            "model_verdict": r.model_verdict,
+            "postgres_verdict": r.postgres_verdict,
+        }),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn print_postgres(report: &PgReport) {
+    let Some(r) = report else { return };
+    let names = |v: &[cusim_sim::oracle::Invariant]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    };
+    println!(
+        "postgres: {} operations compared ({} waits parked on a lock); violated there: {}",
+        r.compared,
+        r.waits,
+        names(&r.postgres_verdict)
+    );
+    if let Some(d) = &r.divergence {
+        println!("postgres DISAGREES with the model: {d}");
+    } else if !r.state_agrees {
+        println!("postgres DISAGREES with the model: the committed customers differ");
+    } else if r.model_verdict != r.postgres_verdict {
+        println!("postgres DISAGREES with the model: the verdicts differ");
+    } else {
+        println!("postgres agrees with the model: every answer, the final state and the verdict");
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_disagrees(_report: &PgReport) -> bool {
+    false
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_json(_report: &PgReport) -> serde_json::Value {
+    serde_json::Value::Null
+}
+
+#[cfg(not(feature = "postgres"))]
+fn print_postgres(_report: &PgReport) {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -402,8 +537,8 @@ fn main() -> ExitCode {
                 run_explore(&scenario, strategy.into(), &config, json, shrink, save_regressions.as_deref())
             }
         }),
-        Command::Replay { scenario, strategy, schedule, json } => {
-            run_replay(&scenario, strategy.into(), &schedule, json)
+        Command::Replay { scenario, strategy, schedule, backend, database_url, json } => {
+            run_replay(&scenario, strategy.into(), &schedule, backend, database_url, json)
         }
     };
     match result {

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use cusim::backend::mem::ids::IdGen;
-use cusim::backend::mem::{poll_once, run_alone, Blocked, Fault, Finished, MemConn, RequestId, TxnId, World};
+use cusim::backend::mem::{poll_once, Blocked, Fault, MemConn, RequestId, TxnId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point};
 use cusim::flow::{execute, Request, Response, Strategy};
 use cusim::model::{validate_customer_id, ApiError, Scope};
@@ -51,23 +51,39 @@ const ID_SEED: u64 = 0;
 
 impl Prepared {
     pub fn new(scenario: &Scenario, strategy: Strategy) -> Result<Prepared, SetupError> {
+        Prepared::prepare(scenario, strategy, None)
+    }
+
+    /// [`Prepared::new`], with `shadow` following the seed customers'
+    /// creation in lockstep.
+    pub fn new_shadowed(
+        scenario: &Scenario,
+        strategy: Strategy,
+        shadow: &mut dyn Shadow,
+    ) -> Result<Prepared, SetupError> {
+        Prepared::prepare(scenario, strategy, Some(shadow))
+    }
+
+    fn prepare(
+        scenario: &Scenario,
+        strategy: Strategy,
+        mut shadow: Option<&mut dyn Shadow>,
+    ) -> Result<Prepared, SetupError> {
         let mut world = World::new(scenario.catalog(), strategy.constraints(), ID_SEED);
         let mut seeded = BTreeMap::new();
         for (index, customer) in scenario.customers.iter().enumerate() {
             let request = customer.as_request();
             let session = scenario.requests.len() + index;
             let conn = MemConn::new(&world);
-            let done =
-                run_alone(&mut world, session, &conn, execute(&conn, Strategy::Safe, &request), |_| None);
-            match done {
-                Finished::Done(Ok(_)) => {
+            let future = execute(&conn, Strategy::Safe, &request);
+            match drive_alone(&mut world, session, &conn, future, reborrow(&mut shadow)) {
+                Ok(_) => {
                     // The rows this seed inserted (a seed may also return or claim an earlier one).
                     for row in world.committed_customers() {
                         seeded.entry(row.internal_id).or_insert(index);
                     }
                 }
-                Finished::Done(Err(error)) => return Err(SetupError { index, reason: error.to_string() }),
-                Finished::Crashed { at } => unreachable!("no fault was injected, yet it crashed at {at}"),
+                Err(error) => return Err(SetupError { index, reason: error.to_string() }),
             }
         }
         Ok(Prepared { scenario: scenario.clone(), strategy, base: world, seeded })
@@ -308,6 +324,44 @@ pub trait Shadow {
     fn crash(&mut self, request: RequestId);
 }
 
+fn services_of(world: &World) -> Services {
+    Services { now_ms: world.now_ms(), seq: world.logical_clock().get(), ids: world.ids().clone() }
+}
+
+fn reborrow<'a>(shadow: &'a mut Option<&mut dyn Shadow>) -> Option<&'a mut dyn Shadow> {
+    match shadow {
+        Some(shadow) => Some(&mut **shadow),
+        None => None,
+    }
+}
+
+/// Runs one request to its end with nobody else moving (so nothing can
+/// wait), telling `shadow` each operation.
+fn drive_alone<F: Future>(
+    world: &mut World,
+    session: RequestId,
+    conn: &MemConn,
+    future: F,
+    mut shadow: Option<&mut dyn Shadow>,
+) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = poll_once(future.as_mut()) {
+            return output;
+        }
+        let op = conn.take_op().expect("a pending request is parked on an op");
+        let before = shadow.is_some().then(|| services_of(world));
+        let outcome = match world.apply(session, &op, None) {
+            Ok(outcome) => outcome,
+            Err(blocked) => panic!("request {session} blocked on txn {} with nobody else running", blocked.0),
+        };
+        if let (Some(shadow), Some(before)) = (shadow.as_deref_mut(), &before) {
+            shadow.op(session, &op, None, before, ModelResult::Done(&outcome));
+        }
+        conn.answer(outcome);
+    }
+}
+
 type RequestFuture = Pin<Box<dyn Future<Output = Result<Response, ApiError>>>>;
 
 struct Slot {
@@ -377,11 +431,7 @@ impl Run<'_, '_> {
 
     /// The model's services now (only a shadow needs them).
     fn services(&self) -> Option<Services> {
-        self.shadow.as_ref().map(|_| Services {
-            now_ms: self.world.now_ms(),
-            seq: self.world.logical_clock().get(),
-            ids: self.world.ids().clone(),
-        })
+        self.shadow.as_ref().map(|_| services_of(&self.world))
     }
 
     /// Applies an operation that cannot wait (nobody else holds anything it
@@ -761,15 +811,8 @@ fn settle(run: &mut Run<'_, '_>, settles: &mut Vec<Settle>) {
     for (n, (scope, customer)) in customers.into_iter().enumerate() {
         let request = settle_request(&scope, &customer);
         let conn = MemConn::new(&run.world);
-        let mut future = std::pin::pin!(execute(&conn, run.prepared.strategy, &request));
-        let result = loop {
-            if let Poll::Ready(result) = poll_once(future.as_mut()) {
-                break result;
-            }
-            let op = conn.take_op().expect("a pending read is parked on an op");
-            let outcome = run.apply_alone(first_session + n, &op, None);
-            conn.answer(outcome);
-        };
+        let future = execute(&conn, run.prepared.strategy, &request);
+        let result = drive_alone(&mut run.world, first_session + n, &conn, future, reborrow(&mut run.shadow));
         if run.record {
             let text = match &result {
                 Ok(response) => format!("ok {}", describe_response(response)),

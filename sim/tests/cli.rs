@@ -224,3 +224,48 @@ fn every_fixture_is_built_in_and_every_built_in_is_a_fixture() {
         assert!(files.iter().any(|f| f.starts_with(&format!("r{race}-"))), "no scenario for R{race}");
     }
 }
+
+#[test]
+fn a_bad_database_is_bad_input_with_a_clear_message() {
+    let replay = |extra: &[&str]| {
+        let mut args =
+            vec!["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "0.1"];
+        args.extend_from_slice(extra);
+        cusim(&args)
+    };
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--backend", "postgres", "--database-url", "postgres://postgres:hunter2@127.0.0.1:1/postgres"],
+            "--database-url: cannot connect to the database at 127.0.0.1:1",
+        ),
+        (
+            &["--backend", "postgres", "--database-url", "not a url"],
+            "--database-url: database URL \"not a url\" is not valid",
+        ),
+        (&["--database-url", "postgres://127.0.0.1/postgres"], "--database-url needs --backend postgres"),
+        (&["--backend", "oracle"], "invalid value 'oracle' for '--backend"),
+    ];
+    for (extra, expected) in cases {
+        let output = replay(extra);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(expected),
+            "{extra:?}: expected {expected:?} in {}",
+            stderr(&output)
+        );
+        assert!(!stderr(&output).contains("hunter2"), "the password is never printed: {}", stderr(&output));
+        assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
+    let without_url = Command::new(env!("CARGO_BIN_EXE_cusim"))
+        .args(["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "0"])
+        .args(["--backend", "postgres"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(without_url.status.code(), Some(2));
+    assert!(
+        stderr(&without_url).contains("--backend postgres needs --database-url URL"),
+        "{}",
+        stderr(&without_url)
+    );
+}

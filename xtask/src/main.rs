@@ -86,7 +86,24 @@ fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
     };
     let mut envs = envs.to_vec();
     envs.push(("DATABASE_URL", server.url.as_str()));
-    cargo_tests("postgres", &["test", "--release", "--no-fail-fast", "-p", "cusim-pg"], &envs)
+    let mut tally =
+        cargo_tests("postgres", &["test", "--release", "--no-fail-fast", "-p", "cusim-pg"], &envs);
+    tally.add(cargo_tests(
+        "postgres",
+        &[
+            "test",
+            "--release",
+            "--no-fail-fast",
+            "-p",
+            "cusim-sim",
+            "--features",
+            "pg-tests",
+            "--test",
+            "postgres_cli",
+        ],
+        &envs,
+    ));
+    tally
 }
 
 /// The test modes, in the order they run.

@@ -64,6 +64,9 @@ fn install() -> Result<(), String> {
     )
 }
 
+/// The throwaway cluster's superuser password (it listens on loopback only).
+const PASSWORD: &str = "cusim";
+
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
@@ -95,8 +98,12 @@ impl Server {
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
         let port = free_port()?;
-        let server =
-            Server { bin, data, as_postgres, url: format!("postgres://postgres@127.0.0.1:{port}/postgres") };
+        // TCP connections need a password, as on a real server: the tests
+        // check what a wrong one gives.
+        let url = format!("postgres://postgres:{PASSWORD}@127.0.0.1:{port}/postgres");
+        let server = Server { bin, data, as_postgres, url };
+        let password_file = server.data.join("password");
+        std::fs::write(&password_file, PASSWORD).map_err(|e| format!("{}: {e}", password_file.display()))?;
         if as_postgres {
             // initdb refuses root: the cluster belongs to the postgres user.
             run("chown", Command::new("chown").args(["-R", "postgres"]).arg(&server.data))?;
@@ -105,8 +112,10 @@ impl Server {
         run(
             "initdb",
             server.command("initdb").arg("-D").arg(&cluster).args([
-                "-A",
-                "trust",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--pwfile",
+                password_file.to_str().ok_or("the temporary directory's path is not UTF-8")?,
                 "-U",
                 "postgres",
                 "-E",

@@ -1,0 +1,151 @@
+//! Gated replay: stepper schedules run on Postgres in lockstep with the
+//! model. Every saved regression (each a minimal schedule that breaks an
+//! invariant) and hundreds of generated (scenario, schedule) pairs must
+//! agree on every operation's answer, the final state and the verdict. A
+//! disagreement prints the command that replays it.
+
+#[path = "../../sim/tests/support/generate.rs"]
+#[allow(dead_code)]
+mod generate;
+mod support;
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use cusim::flow::Strategy;
+use cusim_sim::explore::pct_chooser;
+use cusim_sim::postgres::{replay_on_postgres, PgReplay};
+use cusim_sim::regression::Regression;
+use cusim_sim::scenario::Scenario;
+use cusim_sim::schedule::Schedule;
+use cusim_sim::stepper::{execute_run, Prepared, RunOptions};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use support::database_url;
+
+/// Generated pairs per strategy (three strategies: 3 × this in all).
+const PAIRS: u32 = 110;
+
+fn replay(scenario: &Scenario, strategy: Strategy, schedule: &Schedule, schema: &str) -> PgReplay {
+    let options = RunOptions { record_trace: true, ..RunOptions::default() };
+    let (_, report) = replay_on_postgres(&database_url(), schema, scenario, strategy, schedule, options)
+        .unwrap_or_else(|e| panic!("the replay could not run: {e}"));
+    report
+}
+
+fn explain(report: &PgReplay, scenario: &Scenario, strategy: Strategy, schedule: &Schedule) -> String {
+    format!(
+        "Postgres disagrees with the model: {:?} (state agrees: {}, verdicts {:?} vs {:?})\n\
+         replay: echo '{}' > /tmp/case.json && cusim replay --scenario /tmp/case.json --strategy {strategy} \
+         --schedule '{schedule}' --backend postgres --database-url $DATABASE_URL",
+        report.divergence,
+        report.state_agrees,
+        report.model_verdict,
+        report.postgres_verdict,
+        serde_json::to_string(scenario).unwrap()
+    )
+}
+
+#[test]
+fn every_saved_regression_replays_identically_on_postgres() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/regressions");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 9, "the corpus has a case per race");
+    let mut waits = 0;
+    for file in &files {
+        let regression = Regression::load(file).unwrap();
+        let schedule = Schedule::parse(&regression.schedule).unwrap();
+        let report = replay(&regression.scenario, regression.strategy, &schedule, "replay_corpus");
+        assert!(
+            report.agrees(),
+            "{}: {}",
+            file.display(),
+            explain(&report, &regression.scenario, regression.strategy, &schedule)
+        );
+        assert!(
+            report.postgres_verdict.contains(&regression.invariant),
+            "{}: on Postgres too the schedule breaks {}",
+            file.display(),
+            regression.invariant
+        );
+        waits += report.waits;
+    }
+    eprintln!("{} saved regressions agree on Postgres ({waits} lock waits parked)", files.len());
+}
+
+#[test]
+fn generated_schedules_agree_on_the_model_and_on_postgres() {
+    let mut total = 0u32;
+    let mut waits = 0usize;
+    let mut faulted = 0usize;
+    let mut deadlocks = 0usize;
+    for strategy in Strategy::ALL {
+        let config = Config { cases: PAIRS, failure_persistence: None, ..Config::default() };
+        let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+        let agreed = RefCell::new((0u32, 0usize, 0usize, 0usize));
+        let schema = format!("replay_generated_{strategy}");
+        let result = runner.run(&(generate::scenario(), any::<u64>()), |(scenario, seed)| {
+            // The schedule: a pct run of the scenario on the model.
+            let prepared = Prepared::new(&scenario, strategy).unwrap();
+            let mut chooser = pct_chooser(&prepared, seed, 3, 1);
+            let schedule = execute_run(&prepared, &mut chooser, RunOptions::default()).unwrap().schedule;
+            let report = replay(&scenario, strategy, &schedule, &schema);
+            prop_assert!(report.agrees(), "{}", explain(&report, &scenario, strategy, &schedule));
+            let mut agreed = agreed.borrow_mut();
+            agreed.0 += 1;
+            agreed.1 += report.waits;
+            agreed.2 += usize::from(!scenario.faults.is_empty());
+            agreed.3 += report.deadlocks;
+            Ok(())
+        });
+        if let Err(failure) = result {
+            panic!("{strategy}: {failure}");
+        }
+        let (n, w, f, d) = agreed.into_inner();
+        eprintln!("{strategy}: {n} of {PAIRS} generated pairs agree ({w} lock waits parked, {d} deadlocks)");
+        total += n;
+        waits += w;
+        faulted += f;
+        deadlocks += d;
+    }
+    eprintln!(
+        "agreement: {total} of {} pairs (100%); {waits} lock waits, {deadlocks} deadlocks, {faulted} pairs with faults",
+        3 * PAIRS
+    );
+    assert_eq!(total, 3 * PAIRS);
+    assert!(waits > 0, "some generated schedules make a statement wait for a lock");
+}
+
+/// pct schedules of each built-in scenario per strategy: the scenarios are
+/// made to collide, so these are the schedules with the most lock waits.
+const BUILTIN_SCHEDULES: u64 = 6;
+
+#[test]
+fn built_in_scenarios_under_pct_schedules_agree_on_postgres() {
+    let (mut pairs, mut waits, mut deadlocks) = (0, 0, 0);
+    for builtin in cusim_sim::builtin::BUILTINS {
+        let scenario = builtin.scenario().unwrap();
+        for strategy in Strategy::ALL {
+            let prepared = Prepared::new(&scenario, strategy).unwrap();
+            for seed in 0..BUILTIN_SCHEDULES {
+                let mut chooser = pct_chooser(&prepared, seed, 3, 1);
+                let schedule = execute_run(&prepared, &mut chooser, RunOptions::default()).unwrap().schedule;
+                let report = replay(&scenario, strategy, &schedule, "replay_builtin");
+                assert!(
+                    report.agrees(),
+                    "{}: {}",
+                    builtin.name(),
+                    explain(&report, &scenario, strategy, &schedule)
+                );
+                pairs += 1;
+                waits += report.waits;
+                deadlocks += report.deadlocks;
+            }
+        }
+    }
+    eprintln!(
+        "built-in scenarios: {pairs} pct schedules agree on Postgres ({waits} lock waits parked, {deadlocks} deadlocks)"
+    );
+    assert!(waits > 0, "the colliding scenarios make statements wait");
+}
