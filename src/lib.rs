@@ -5,3 +5,4 @@
 pub mod backend;
 pub mod flow;
 pub mod model;
+pub mod sync;

@@ -13,3 +13,5 @@ pub mod schedule;
 pub mod shrink;
 pub mod stepper;
 pub mod trace;
+#[cfg(madsim)]
+pub mod virtual_time;

@@ -92,6 +92,73 @@ impl Prepared {
     pub fn request_count(&self) -> usize {
         self.scenario.requests.len()
     }
+
+    /// The world with the seed customers made (a copy with its own clocks).
+    pub fn world(&self) -> World {
+        self.base.clone()
+    }
+}
+
+/// What a free run (requests that ran without the stepper: madsim tasks,
+/// loom threads) left, judged as the stepper's runs are.
+#[derive(Debug)]
+pub struct Judged {
+    pub end: End,
+    pub settles: Vec<Settle>,
+    pub violations: Vec<crate::oracle::Violation>,
+    pub created_by: BTreeMap<String, Creator>,
+}
+
+/// Settle reads on `world` (if the run is quiescent) and the oracle's
+/// verdict, for requests that ended as `outcomes` and inserted `inserted`.
+pub fn judge_free_run(
+    prepared: &Prepared,
+    mut world: World,
+    outcomes: &[RequestOutcome],
+    inserted: &[(String, RequestId)],
+) -> Judged {
+    let mut created_by: BTreeMap<String, Creator> =
+        prepared.seeded.iter().map(|(id, index)| (id.clone(), Creator::Seed(*index))).collect();
+    for (id, request) in inserted {
+        if *request < outcomes.len() {
+            created_by.insert(id.clone(), Creator::Request(*request));
+        }
+    }
+    let waiting: Vec<(usize, Option<usize>)> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, RequestOutcome::Unfinished { .. }))
+        .map(|(i, _)| (i, None))
+        .collect();
+    let open: Vec<usize> = (0..outcomes.len()).filter(|i| world.open_txn(*i).is_some()).collect();
+    let end = if !waiting.is_empty() {
+        End::Stalled { waiting }
+    } else if open.is_empty() && world.is_quiescent() {
+        End::Quiescent
+    } else {
+        End::OpenTransaction { requests: open }
+    };
+    let mut settles = Vec::new();
+    if end == End::Quiescent {
+        let first_session = prepared.scenario.requests.len() + prepared.scenario.customers.len();
+        let keys = settle_keys(&prepared.scenario, &world.committed_customers());
+        for (n, (scope, customer)) in keys.into_iter().enumerate() {
+            let request = settle_request(&scope, &customer);
+            let conn = MemConn::new(&world);
+            let future = execute(&conn, prepared.strategy, &request);
+            let result = drive_alone(&mut world, first_session + n, &conn, future, None);
+            settles.push(Settle { scope, customer, result });
+        }
+    }
+    let violations = crate::oracle::check_observation(&crate::oracle::Observation {
+        scenario: &prepared.scenario,
+        outcomes,
+        settles: &settles,
+        created_by: &created_by,
+        end: &end,
+        state: crate::oracle::State::of_world(&world),
+    });
+    Judged { end, settles, violations, created_by }
 }
 
 /// Who inserted a customer row.

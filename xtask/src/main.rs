@@ -107,7 +107,49 @@ fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
 }
 
 /// The test modes, in the order they run.
-const MODES: [&str; 3] = ["unit", "stepper", "postgres"];
+const MODES: [&str; 5] = ["unit", "stepper", "postgres", "madsim", "loom"];
+
+/// madsim's seeds: fixed, so CI runs the same 1000 every time.
+const MADSIM_FIRST_SEED: &str = "1";
+const MADSIM_SEEDS: &str = "1000";
+
+fn madsim_tests(ci: &[(&str, &str)]) -> Tally {
+    // Its own target dir: `--cfg madsim` changes every crate's build.
+    let base = [
+        ("RUSTFLAGS", "--cfg madsim"),
+        ("CARGO_TARGET_DIR", "target/madsim"),
+        ("MADSIM_TEST_SEED", MADSIM_FIRST_SEED),
+    ];
+    let args = [
+        "test",
+        "--release",
+        "--no-fail-fast",
+        "-p",
+        "cusim-sim",
+        "--no-default-features",
+        "--test",
+        "madsim",
+    ];
+    let mut envs: Vec<(&str, &str)> = [ci, &base[..]].concat();
+    envs.push(("MADSIM_TEST_NUM", MADSIM_SEEDS));
+    let mut tally = cargo_tests("madsim", &args, &envs);
+    // Each seed twice, compared step by step by madsim itself.
+    let mut envs: Vec<(&str, &str)> = [ci, &base[..]].concat();
+    envs.push(("MADSIM_TEST_CHECK_DETERMINISM", "1"));
+    let mut args = args.to_vec();
+    args.push("safe_holds");
+    tally.add(cargo_tests("madsim", &args, &envs));
+    tally
+}
+
+fn loom_tests(ci: &[(&str, &str)]) -> Tally {
+    // A cfg of our own, not `loom` (which would switch tokio's loom paths on).
+    let envs: Vec<(&str, &str)> =
+        [ci, &[("RUSTFLAGS", "--cfg cusim_loom"), ("CARGO_TARGET_DIR", "target/loom")][..]].concat();
+    let args =
+        ["test", "--release", "--no-fail-fast", "-p", "cusim-sim", "--no-default-features", "--test", "loom"];
+    cargo_tests("loom", &args, &envs)
+}
 
 fn run_mode(mode: &str) -> Tally {
     // Release builds: the stepper tests run hundreds of thousands of schedules.
@@ -118,6 +160,8 @@ fn run_mode(mode: &str) -> Tally {
         }
         "stepper" => cargo_tests("stepper", &["test", "--release", "--no-fail-fast", "-p", "cusim-sim"], &ci),
         "postgres" => postgres_tests(&ci),
+        "madsim" => madsim_tests(&ci),
+        "loom" => loom_tests(&ci),
         other => unreachable!("unknown mode {other}"),
     }
 }

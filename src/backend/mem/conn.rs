@@ -6,7 +6,7 @@
 //! what lets the stepper decide every interleaving; [`run_alone`] is the
 //! trivial driver that answers each op at once.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
@@ -16,7 +16,7 @@ use crate::backend::ops::*;
 use crate::backend::{Backend, BackendError, CacheError, DbError, StripeError};
 use crate::model::{CustomerRow, FullCustomer, Product, Scope};
 
-use super::world::{Fault, RequestId, World};
+use super::world::{Fault, RequestId, SharedClock, World};
 
 #[derive(Debug, Default)]
 struct Mailbox {
@@ -24,17 +24,37 @@ struct Mailbox {
     answer: Option<Outcome>,
 }
 
-/// One request's connection: a mailbox between the request and its driver.
-#[derive(Debug, Clone)]
+/// Answers an op at once, blocking the thread if it must wait.
+pub type Direct = Rc<dyn Fn(&Op) -> Outcome>;
+
+/// One request's connection: a mailbox between the request and its driver
+/// (or, made with [`MemConn::direct`], a function that answers at once).
+#[derive(Clone)]
 pub struct MemConn {
     mailbox: Rc<RefCell<Mailbox>>,
-    clock_ms: Rc<Cell<u64>>,
-    seq: Rc<Cell<u64>>,
+    direct: Option<Direct>,
+    clock_ms: SharedClock,
+    seq: SharedClock,
+}
+
+impl std::fmt::Debug for MemConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemConn")
+            .field("mailbox", &self.mailbox)
+            .field("direct", &self.direct.is_some())
+            .finish()
+    }
 }
 
 impl MemConn {
     pub fn new(world: &World) -> MemConn {
-        MemConn { mailbox: Rc::default(), clock_ms: world.clock(), seq: world.logical_clock() }
+        MemConn { mailbox: Rc::default(), direct: None, clock_ms: world.clock(), seq: world.logical_clock() }
+    }
+
+    /// A connection whose ops are answered by `answer` as they are made:
+    /// its futures never wait, so any executor (even `block_on`) runs them.
+    pub fn direct(world: &World, answer: Direct) -> MemConn {
+        MemConn { direct: Some(answer), ..MemConn::new(world) }
     }
 
     /// The op the request is parked on, taken out of the mailbox.
@@ -50,6 +70,9 @@ impl MemConn {
     }
 
     async fn perform(&self, op: Op) -> Outcome {
+        if let Some(answer) = &self.direct {
+            return answer(&op);
+        }
         {
             let mut mailbox = self.mailbox.borrow_mut();
             assert!(mailbox.op.is_none() && mailbox.answer.is_none(), "a request has one op in flight");

@@ -7,9 +7,9 @@
 //! deterministic: ids come from a seeded generator, time from a virtual
 //! clock, and every map is ordered.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -112,10 +112,10 @@ pub struct World {
     usage: Table<UsageRow>,
     cache: Cache,
     stripe: Stripe,
-    clock_ms: Rc<Cell<u64>>,
+    clock_ms: SharedClock,
     /// Logical time: operations applied so far (shared with connections,
     /// which stamp their reads with it).
-    seq: Rc<Cell<u64>>,
+    seq: SharedClock,
     ids: IdGen,
     next_txn: TxnId,
     sessions: Vec<Session>,
@@ -123,6 +123,26 @@ pub struct World {
 }
 
 type Step<T> = Result<T, Blocked>;
+
+/// A counter shared by a world and its connections (the clocks). One
+/// thread at a time touches a world (a free-running driver holds its
+/// lock), so relaxed atomics are enough; they keep `World` `Send`.
+#[derive(Debug, Clone, Default)]
+pub struct SharedClock(Arc<AtomicU64>);
+
+impl SharedClock {
+    pub fn new(value: u64) -> SharedClock {
+        SharedClock(Arc::new(AtomicU64::new(value)))
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+}
 
 impl Clone for World {
     /// A copy with clocks of its own: connections made for the copy see
@@ -136,8 +156,8 @@ impl Clone for World {
             usage: self.usage.clone(),
             cache: self.cache.clone(),
             stripe: self.stripe.clone(),
-            clock_ms: Rc::new(Cell::new(self.clock_ms.get())),
-            seq: Rc::new(Cell::new(self.seq.get())),
+            clock_ms: SharedClock::new(self.clock_ms.get()),
+            seq: SharedClock::new(self.seq.get()),
             ids: self.ids.clone(),
             next_txn: self.next_txn,
             sessions: self.sessions.clone(),
@@ -156,8 +176,8 @@ impl World {
             usage: Table::default(),
             cache: Cache::default(),
             stripe: Stripe::default(),
-            clock_ms: Rc::new(Cell::new(0)),
-            seq: Rc::new(Cell::new(0)),
+            clock_ms: SharedClock::new(0),
+            seq: SharedClock::new(0),
             ids: IdGen::new(seed),
             next_txn: 1,
             sessions: Vec::new(),
@@ -174,8 +194,8 @@ impl World {
     }
 
     /// A handle on the virtual clock, for connections to read.
-    pub fn clock(&self) -> Rc<Cell<u64>> {
-        Rc::clone(&self.clock_ms)
+    pub fn clock(&self) -> SharedClock {
+        self.clock_ms.clone()
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -197,8 +217,8 @@ impl World {
         &self.ids
     }
 
-    pub fn logical_clock(&self) -> Rc<Cell<u64>> {
-        Rc::clone(&self.seq)
+    pub fn logical_clock(&self) -> SharedClock {
+        self.seq.clone()
     }
 
     fn tick(&mut self) {

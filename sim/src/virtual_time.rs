@@ -1,0 +1,210 @@
+//! The madsim driver: the flows as madsim tasks in virtual time.
+//!
+//! Where the stepper decides every interleaving, this driver lets time
+//! decide: each request starts after a seeded delay, and each backend
+//! operation takes a seeded latency (now and then a long stall) before it
+//! is applied to the shared in-memory world at the virtual clock's time.
+//! That reaches the windows that depend on time: the 5 s Stripe
+//! idempotency bucket (R6), the gap before a batched usage sync (R9), the
+//! stale-write guard's 1 s lifetime. A request that must wait for a lock
+//! looks again every virtual millisecond. madsim's seed fixes every delay,
+//! so `MADSIM_TEST_SEED=N` replays a run exactly.
+//!
+//! Built only with `--cfg madsim` (its own target dir; no sqlx there).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use cusim::backend::mem::{poll_once, Blocked, MemConn, RequestId, TxnId, World};
+use cusim::backend::{InsertOutcome, Op, Outcome, Point};
+use cusim::flow::{execute, Request};
+use madsim::rand::{thread_rng, Rng};
+use madsim::time::{sleep, Instant};
+
+use crate::scenario::FaultKind;
+use crate::stepper::{judge_free_run, Judged, Prepared, RequestOutcome};
+
+/// Seeded delays, in virtual milliseconds (inclusive ranges).
+#[derive(Debug, Clone, Copy)]
+pub struct Latencies {
+    /// Before a request starts.
+    pub start: (u64, u64),
+    pub db: (u64, u64),
+    pub cache: (u64, u64),
+    pub stripe: (u64, u64),
+    /// One operation in `stall_one_in` stalls this long instead (a GC
+    /// pause, a slow network): long enough to outlive short time windows.
+    pub stall: (u64, u64),
+    pub stall_one_in: u32,
+}
+
+impl Default for Latencies {
+    fn default() -> Latencies {
+        Latencies {
+            start: (0, 6_000),
+            db: (1, 20),
+            cache: (1, 3),
+            stripe: (50, 2_500),
+            stall: (500, 3_000),
+            stall_one_in: 16,
+        }
+    }
+}
+
+/// Virtual milliseconds between two looks at a lock that is still held.
+const LOCK_POLL_MS: u64 = 1;
+
+/// How one virtual-time run went.
+#[derive(Debug)]
+pub struct VirtualRun {
+    pub outcomes: Vec<RequestOutcome>,
+    pub judged: Judged,
+    /// Operations applied (after their latency).
+    pub operations: usize,
+    /// Virtual time the run took.
+    pub elapsed_ms: u64,
+}
+
+struct Shared {
+    world: RefCell<World>,
+    /// Who waits for which transaction (for deadlock detection).
+    waiting: RefCell<BTreeMap<RequestId, TxnId>>,
+    inserted: RefCell<Vec<(String, RequestId)>>,
+    operations: RefCell<usize>,
+    start: Instant,
+    latencies: Latencies,
+}
+
+impl Shared {
+    fn delay(&self, point: Point) -> Duration {
+        let l = &self.latencies;
+        let mut rng = thread_rng();
+        let (low, high) = if rng.gen_range(0..l.stall_one_in) == 0 {
+            l.stall
+        } else {
+            match point {
+                Point::CacheRead | Point::CacheWrite | Point::CacheInvalidate => l.cache,
+                Point::StripeCreate => l.stripe,
+                _ => l.db,
+            }
+        };
+        Duration::from_millis(rng.gen_range(low..=high))
+    }
+
+    /// The world's clock follows virtual time.
+    fn sync_clock(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        let mut world = self.world.borrow_mut();
+        let behind = now.saturating_sub(world.now_ms());
+        world.advance_clock(behind);
+    }
+
+    fn closes_cycle(&self, request: RequestId) -> bool {
+        let waiting = self.waiting.borrow();
+        let world = self.world.borrow();
+        let mut current = request;
+        for _ in 0..=waiting.len() {
+            let Some(txn) = waiting.get(&current) else { return false };
+            let Some(holder) = world.request_of_txn(*txn) else { return false };
+            if holder == request {
+                return true;
+            }
+            current = holder;
+        }
+        false
+    }
+
+    /// Applies `op` for `request`, looking again every millisecond while
+    /// another transaction holds what it needs.
+    async fn apply(&self, request: RequestId, op: &Op, fault: Option<cusim::backend::mem::Fault>) -> Outcome {
+        loop {
+            self.sync_clock();
+            let result = self.world.borrow_mut().apply(request, op, fault);
+            match result {
+                Ok(outcome) => {
+                    self.waiting.borrow_mut().remove(&request);
+                    *self.operations.borrow_mut() += 1;
+                    if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
+                        self.inserted.borrow_mut().push((row.internal_id.clone(), request));
+                    }
+                    return outcome;
+                }
+                Err(Blocked(txn)) => {
+                    self.waiting.borrow_mut().insert(request, txn);
+                    if self.closes_cycle(request) {
+                        self.waiting.borrow_mut().remove(&request);
+                        return self.world.borrow_mut().deadlock_victim(request);
+                    }
+                    sleep(Duration::from_millis(LOCK_POLL_MS)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs one request: each op after its latency, with the scenario's
+/// faults at their points.
+async fn drive(shared: Rc<Shared>, prepared: Rc<Prepared>, request: RequestId) -> RequestOutcome {
+    let conn = MemConn::new(&shared.world.borrow());
+    let body: Request = prepared.scenario.requests[request].clone();
+    let mut future = pin!(execute(&conn, prepared.strategy, &body));
+    let mut visits: BTreeMap<Point, u32> = BTreeMap::new();
+    loop {
+        if let Poll::Ready(result) = poll_once(future.as_mut()) {
+            return RequestOutcome::Responded(Box::new(result));
+        }
+        let op = conn.take_op().expect("a pending request is parked on an op");
+        let mut fault = None;
+        if let Some(point) = op.point() {
+            sleep(shared.delay(point)).await;
+            let visit = visits.entry(point).or_insert(0);
+            *visit += 1;
+            match prepared.scenario.fault_at(request, point, *visit) {
+                Some(FaultKind::Crash) => {
+                    shared.world.borrow_mut().crash(request);
+                    return RequestOutcome::Crashed { at: point };
+                }
+                Some(kind) => fault = kind.world_fault().filter(|f| f.applies_to_op(&op)),
+                None => {}
+            }
+        }
+        let outcome = shared.apply(request, &op, fault).await;
+        conn.answer(outcome);
+    }
+}
+
+/// Runs the prepared scenario once in virtual time (inside a madsim
+/// runtime: its seed decides every delay) and judges it.
+pub async fn run(prepared: &Prepared, latencies: Latencies) -> VirtualRun {
+    let shared = Rc::new(Shared {
+        world: RefCell::new(prepared.world()),
+        waiting: RefCell::default(),
+        inserted: RefCell::default(),
+        operations: RefCell::new(0),
+        start: Instant::now(),
+        latencies,
+    });
+    let owned = Rc::new(prepared.clone());
+    let mut tasks = Vec::new();
+    for request in 0..prepared.request_count() {
+        let start = thread_rng().gen_range(latencies.start.0..=latencies.start.1);
+        let (shared, owned) = (Rc::clone(&shared), Rc::clone(&owned));
+        tasks.push(madsim::task::spawn_local(async move {
+            sleep(Duration::from_millis(start)).await;
+            drive(shared, owned, request).await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("requests do not panic"));
+    }
+    let elapsed_ms = shared.start.elapsed().as_millis() as u64;
+    let world = shared.world.borrow().clone();
+    let judged = judge_free_run(prepared, world, &outcomes, &shared.inserted.borrow());
+    let operations = *shared.operations.borrow();
+    VirtualRun { outcomes, judged, operations, elapsed_ms }
+}
