@@ -189,15 +189,75 @@ fn test_all(only: &[String]) -> ExitCode {
     }
 }
 
+/// Runs `cargo bench` with `envs`; whether it succeeded.
+fn cargo_bench(name: &str, args: &[&str], envs: &[(&str, &str)]) -> bool {
+    eprintln!("==> bench {name}: cargo {}", args.join(" "));
+    let mut command = Command::new(env!("CARGO"));
+    command.args(args);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    match command.status() {
+        Ok(status) if status.success() => true,
+        Ok(status) => {
+            eprintln!("bench {name}: cargo exited with {status}");
+            false
+        }
+        Err(error) => {
+            eprintln!("bench {name}: could not start cargo: {error}");
+            false
+        }
+    }
+}
+
+const BENCHES: [&str; 2] = ["explore", "contention"];
+
+/// `cargo xtask bench [explore] [contention]`: the criterion benchmarks;
+/// the madsim half of `explore` in its own build, `contention` against a
+/// throwaway Postgres server.
+fn bench_all(only: &[String]) -> ExitCode {
+    let mut ok = true;
+    for bench in BENCHES.iter().filter(|b| only.is_empty() || only.iter().any(|o| o == *b)) {
+        match *bench {
+            "explore" => {
+                ok &= cargo_bench("explore", &["bench", "-p", "cusim", "--bench", "explore"], &[]);
+                let madsim = [("RUSTFLAGS", "--cfg madsim"), ("CARGO_TARGET_DIR", "target/madsim")];
+                ok &= cargo_bench("explore (madsim)", &["bench", "-p", "cusim", "--bench", "explore"], &madsim);
+            }
+            _ => {
+                let _ = std::fs::remove_file("target/contention.txt");
+                match postgres::Server::start() {
+                    Ok(server) => {
+                        let envs = [("DATABASE_URL", server.url.as_str())];
+                        ok &= cargo_bench("contention", &["bench", "-p", "cusim", "--bench", "contention"], &envs);
+                    }
+                    Err(error) => {
+                        eprintln!("bench contention: could not start a server: {error}");
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") if args[1..].iter().all(|a| MODES.contains(&a.as_str())) => test_all(&args[1..]),
+        Some("bench") if args[1..].iter().all(|a| BENCHES.contains(&a.as_str())) => bench_all(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [MODE...]\n\nRuns every test mode (or the named ones: {}) and prints one \
-                 summary line per mode and a total.",
-                MODES.join(", ")
+                "usage: cargo xtask test [MODE...]\n       cargo xtask bench [BENCH...]\n\n`test` runs every test \
+                 mode (or the named ones: {}) and prints one summary line per mode and a total.\n`bench` runs \
+                 the criterion benchmarks (or the named ones: {}); see BENCHMARKS.md.",
+                MODES.join(", "),
+                BENCHES.join(", ")
             );
             ExitCode::from(2)
         }

@@ -1,0 +1,88 @@
+//! Exploration speed: the stepper's schedules per second on every built-in
+//! scenario, the time to cover R1's exhaustive space, and (built with
+//! `--cfg madsim`) the madsim driver's seeds per second on R1.
+//!
+//! `cargo xtask bench explore` runs both builds; see BENCHMARKS.md.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use cusim::flow::Strategy;
+use cusim_sim::builtin;
+use cusim_sim::stepper::Prepared;
+use std::time::Duration;
+
+fn prepared(name: &str, strategy: Strategy) -> Prepared {
+    Prepared::new(&builtin::find(name).unwrap().scenario().unwrap(), strategy).unwrap()
+}
+
+#[cfg(not(madsim))]
+fn stepper_schedules(c: &mut Criterion) {
+    use cusim_sim::explore::{pct_chooser, run_and_check};
+    use cusim_sim::stepper::RunOptions;
+    let mut group = c.benchmark_group("stepper_pct_schedule");
+    group.throughput(Throughput::Elements(1));
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    for builtin in builtin::BUILTINS {
+        for strategy in Strategy::ALL {
+            let prepared = prepared(builtin.name(), strategy);
+            let mut seed = 0;
+            group.bench_function(format!("{}/{strategy}", builtin.name()), |b| {
+                b.iter(|| {
+                    seed += 1;
+                    let mut chooser = pct_chooser(&prepared, seed, 3, 1);
+                    run_and_check(&prepared, &mut chooser, RunOptions::default())
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+#[cfg(not(madsim))]
+fn exhaustive_r1(c: &mut Criterion) {
+    use cusim_sim::explore::{explore, ExploreConfig, SchedulerKind};
+    let mut group = c.benchmark_group("exhaustive_r1_whole_space");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    for strategy in Strategy::ALL {
+        let prepared = prepared("r1-same-id-create", strategy);
+        let config = ExploreConfig {
+            scheduler: SchedulerKind::Exhaustive { max_preemptions: None },
+            schedules: u64::MAX,
+            max_ticks: 0,
+            ..ExploreConfig::default()
+        };
+        group.bench_function(strategy.to_string(), |b| {
+            b.iter(|| {
+                let report = explore(&prepared, &config, |_| {});
+                assert!(report.exhausted, "the whole space is covered");
+                report
+            })
+        });
+    }
+    group.finish();
+}
+
+#[cfg(madsim)]
+fn madsim_seeds(c: &mut Criterion) {
+    use cusim_sim::virtual_time::{run, Latencies};
+    let mut group = c.benchmark_group("madsim_seed");
+    group.throughput(Throughput::Elements(1));
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    for strategy in Strategy::ALL {
+        let prepared = prepared("r1-same-id-create", strategy);
+        let mut seed = 0;
+        group.bench_function(format!("r1-same-id-create/{strategy}"), |b| {
+            b.iter(|| {
+                seed += 1;
+                let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+                runtime.block_on(run(&prepared, Latencies::default()))
+            })
+        });
+    }
+    group.finish();
+}
+
+#[cfg(not(madsim))]
+criterion_group!(benches, stepper_schedules, exhaustive_r1);
+#[cfg(madsim)]
+criterion_group!(benches, madsim_seeds);
+criterion_main!(benches);
