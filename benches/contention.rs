@@ -153,7 +153,8 @@ mod real {
                                         .iter()
                                         .enumerate()
                                         .map(|(i, conn)| {
-                                            let (conn, request) = (Rc::clone(conn), create(&ids.id(clients, r, i)));
+                                            let (conn, request) =
+                                                (Rc::clone(conn), create(&ids.id(clients, r, i)));
                                             tokio::task::spawn_local(async move {
                                                 let t0 = Instant::now();
                                                 let ok = execute(&*conn, strategy, &request).await.is_ok();

@@ -222,14 +222,19 @@ fn bench_all(only: &[String]) -> ExitCode {
             "explore" => {
                 ok &= cargo_bench("explore", &["bench", "-p", "cusim", "--bench", "explore"], &[]);
                 let madsim = [("RUSTFLAGS", "--cfg madsim"), ("CARGO_TARGET_DIR", "target/madsim")];
-                ok &= cargo_bench("explore (madsim)", &["bench", "-p", "cusim", "--bench", "explore"], &madsim);
+                ok &=
+                    cargo_bench("explore (madsim)", &["bench", "-p", "cusim", "--bench", "explore"], &madsim);
             }
             _ => {
                 let _ = std::fs::remove_file("target/contention.txt");
                 match postgres::Server::start() {
                     Ok(server) => {
                         let envs = [("DATABASE_URL", server.url.as_str())];
-                        ok &= cargo_bench("contention", &["bench", "-p", "cusim", "--bench", "contention"], &envs);
+                        ok &= cargo_bench(
+                            "contention",
+                            &["bench", "-p", "cusim", "--bench", "contention"],
+                            &envs,
+                        );
                     }
                     Err(error) => {
                         eprintln!("bench contention: could not start a server: {error}");
