@@ -71,8 +71,10 @@ pub enum PgReplayError {
 /// The first operation on which Postgres and the model disagree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Divergence {
-    /// The stepper decision it happened in (`None`: seeding or settle reads).
+    /// The request (seed customers and settle reads are numbered after
+    /// the scenario's requests).
     pub request: RequestId,
+    /// `None`: `BEGIN`.
     pub point: Option<Point>,
     pub op: String,
     pub model: String,
@@ -214,6 +216,8 @@ struct PgShadow<'r> {
 struct Session {
     conn: Rc<PgConn>,
     pid: i32,
+    /// Whether this role may set `deadlock_timeout` (a superuser).
+    tunable: bool,
     /// A row-lock wait left to Postgres: its answer comes when the holder
     /// ends, and is collected at the model's retry.
     in_flight: Option<JoinHandle<Option<Outcome>>>,
@@ -306,9 +310,9 @@ impl Inner {
                 .map_err(|e| format!("cannot connect request {request}: {e}"))?;
             let pid = conn.backend_pid().await.map_err(|e| format!("request {request}: {e}"))?;
             // Only a role that may change it can; without, the server's own
-            // timeout applies and a deadlock may pick another victim.
-            let _ = sqlx::query(PATIENT).execute(&mut *conn.raw().await).await;
-            let session = Session { conn: Rc::new(conn), pid, in_flight: None, withdrawn_ids: None };
+            // timeout applies, and a deadlock cannot be replayed.
+            let tunable = sqlx::query(PATIENT).execute(&mut *conn.raw().await).await.is_ok();
+            let session = Session { conn: Rc::new(conn), pid, tunable, in_flight: None, withdrawn_ids: None };
             self.sessions.insert(request, session);
         }
         Ok(self.sessions.get_mut(&request).expect("just inserted"))
@@ -329,8 +333,36 @@ impl Inner {
             .sessions
             .iter()
             .any(|(r, s)| *r != request && (s.in_flight.is_some() || s.withdrawn_ids.is_some()));
+        let someone_withdrawn = self.sessions.iter().any(|(r, s)| *r != request && s.withdrawn_ids.is_some());
         let session = self.sessions.get_mut(&request).expect("connected");
-        let gate = !victim && (always_withdrawn(op) || someone_waits);
+        if victim {
+            // Postgres picks the model's victim only if the cycle is really
+            // there (no member withdrawn) and only this statement looks for
+            // it soon (it is sent now, with a short timeout).
+            let why = if someone_withdrawn {
+                Some("the cycle includes a statement the replay withdrew, so it never forms on the server")
+            } else if session.in_flight.is_some() {
+                Some("the victim's statement was already waiting, with the long deadlock timeout")
+            } else if !session.tunable {
+                Some("this role may not SET deadlock_timeout (a superuser may), so Postgres may pick another victim")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.compared += 1;
+                self.divergence = Some(Divergence {
+                    request,
+                    point: op.point(),
+                    op: op.summary(),
+                    model: "deadlock victim (40P01)".into(),
+                    postgres: format!("not replayable: {why}"),
+                });
+                return Ok(());
+            }
+        }
+        // Only a fresh send can be withdrawn: a statement already waiting
+        // in Postgres was sent to stay.
+        let gate = !victim && session.in_flight.is_none() && (always_withdrawn(op) || someone_waits);
         let mut sent_ids = None;
         let handle = match session.in_flight.take() {
             Some(handle) => handle,
@@ -403,8 +435,9 @@ impl Inner {
             (ModelResult::DeadlockVictim, InFlight::Answered(Some(actual))) => {
                 let conn = Rc::clone(&self.sessions[&request].conn);
                 let _ = sqlx::query(PATIENT).execute(&mut *conn.raw().await).await;
-                self.deadlocks += 1;
-                if actual != (Outcome::DbError { error: DbError::Deadlock }) {
+                if actual == (Outcome::DbError { error: DbError::Deadlock }) {
+                    self.deadlocks += 1;
+                } else {
                     self.divergence = Some(disagree(actual.summary(), "deadlock victim (40P01)".into()));
                 }
             }

@@ -6,7 +6,9 @@
 //! that one operation to the in-memory world and polls the request on to
 //! its next point. A request whose operation must wait for another
 //! transaction is not runnable; when that transaction ends, its waiters
-//! retry at once, first come first served, as Postgres wakes them. A wait
+//! retry at once, as Postgres wakes them, first come first served (in
+//! Postgres they race; the model picks this one order, and the Postgres
+//! replay enforces it). A wait
 //! that closes a cycle makes the waiter the deadlock victim (40P01). The
 //! list of choices is the [`Schedule`]: it fully determines the run.
 //!

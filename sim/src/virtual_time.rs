@@ -36,8 +36,9 @@ pub struct Latencies {
     pub db: (u64, u64),
     pub cache: (u64, u64),
     pub stripe: (u64, u64),
-    /// One operation in `stall_one_in` stalls this long instead (a GC
-    /// pause, a slow network): long enough to outlive short time windows.
+    /// One operation in `stall_one_in` (0: none) stalls this long instead
+    /// (a GC pause, a slow network): long enough to outlive short time
+    /// windows.
     pub stall: (u64, u64),
     pub stall_one_in: u32,
 }
@@ -57,6 +58,9 @@ impl Default for Latencies {
 
 /// Virtual milliseconds between two looks at a lock that is still held.
 const LOCK_POLL_MS: u64 = 1;
+/// A wait this long (virtual) is for a transaction nobody will end: the
+/// request is left unfinished and the run ends stalled.
+const LOCK_WAIT_LIMIT_MS: u64 = 600_000;
 
 /// How one virtual-time run went.
 #[derive(Debug)]
@@ -83,7 +87,8 @@ impl Shared {
     fn delay(&self, point: Point) -> Duration {
         let l = &self.latencies;
         let mut rng = thread_rng();
-        let (low, high) = if rng.gen_range(0..l.stall_one_in) == 0 {
+        let stall = l.stall_one_in > 0 && rng.gen_range(0..l.stall_one_in) == 0;
+        let (low, high) = if stall {
             l.stall
         } else {
             match point {
@@ -92,7 +97,7 @@ impl Shared {
                 _ => l.db,
             }
         };
-        Duration::from_millis(rng.gen_range(low..=high))
+        Duration::from_millis(rng.gen_range(low.min(high)..=high.max(low)))
     }
 
     /// The world's clock follows virtual time.
@@ -119,8 +124,15 @@ impl Shared {
     }
 
     /// Applies `op` for `request`, looking again every millisecond while
-    /// another transaction holds what it needs.
-    async fn apply(&self, request: RequestId, op: &Op, fault: Option<cusim::backend::mem::Fault>) -> Outcome {
+    /// another transaction holds what it needs (`None`: it waited past
+    /// [`LOCK_WAIT_LIMIT_MS`]).
+    async fn apply(
+        &self,
+        request: RequestId,
+        op: &Op,
+        fault: Option<cusim::backend::mem::Fault>,
+    ) -> Option<Outcome> {
+        let mut waited_ms = 0;
         loop {
             self.sync_clock();
             let result = self.world.borrow_mut().apply(request, op, fault);
@@ -131,15 +143,19 @@ impl Shared {
                     if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
                         self.inserted.borrow_mut().push((row.internal_id.clone(), request));
                     }
-                    return outcome;
+                    return Some(outcome);
                 }
                 Err(Blocked(txn)) => {
                     self.waiting.borrow_mut().insert(request, txn);
                     if self.closes_cycle(request) {
                         self.waiting.borrow_mut().remove(&request);
-                        return self.world.borrow_mut().deadlock_victim(request);
+                        return Some(self.world.borrow_mut().deadlock_victim(request));
+                    }
+                    if waited_ms >= LOCK_WAIT_LIMIT_MS {
+                        return None;
                     }
                     sleep(Duration::from_millis(LOCK_POLL_MS)).await;
+                    waited_ms += LOCK_POLL_MS;
                 }
             }
         }
@@ -172,7 +188,9 @@ async fn drive(shared: Rc<Shared>, prepared: Rc<Prepared>, request: RequestId) -
                 None => {}
             }
         }
-        let outcome = shared.apply(request, &op, fault).await;
+        let Some(outcome) = shared.apply(request, &op, fault).await else {
+            return RequestOutcome::Unfinished { at: op.point() };
+        };
         conn.answer(outcome);
     }
 }
@@ -191,7 +209,8 @@ pub async fn run(prepared: &Prepared, latencies: Latencies) -> VirtualRun {
     let owned = Rc::new(prepared.clone());
     let mut tasks = Vec::new();
     for request in 0..prepared.request_count() {
-        let start = thread_rng().gen_range(latencies.start.0..=latencies.start.1);
+        let (low, high) = latencies.start;
+        let start = thread_rng().gen_range(low.min(high)..=high.max(low));
         let (shared, owned) = (Rc::clone(&shared), Rc::clone(&owned));
         tasks.push(madsim::task::spawn_local(async move {
             sleep(Duration::from_millis(start)).await;

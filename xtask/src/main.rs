@@ -112,6 +112,8 @@ const MODES: [&str; 5] = ["unit", "stepper", "postgres", "madsim", "loom"];
 /// madsim's seeds: fixed, so CI runs the same 1000 every time.
 const MADSIM_FIRST_SEED: &str = "1";
 const MADSIM_SEEDS: &str = "1000";
+/// Seeds (from 1) whose runs madsim checks for determinism.
+const DETERMINISM_SEEDS: u32 = 10;
 
 fn madsim_tests(ci: &[(&str, &str)]) -> Tally {
     // Its own target dir: `--cfg madsim` changes every crate's build.
@@ -133,12 +135,24 @@ fn madsim_tests(ci: &[(&str, &str)]) -> Tally {
     let mut envs: Vec<(&str, &str)> = [ci, &base[..]].concat();
     envs.push(("MADSIM_TEST_NUM", MADSIM_SEEDS));
     let mut tally = cargo_tests("madsim", &args, &envs);
-    // Each seed twice, compared step by step by madsim itself.
-    let mut envs: Vec<(&str, &str)> = [ci, &base[..]].concat();
-    envs.push(("MADSIM_TEST_CHECK_DETERMINISM", "1"));
-    let mut args = args.to_vec();
-    args.push("safe_holds");
-    tally.add(cargo_tests("madsim", &args, &envs));
+    // madsim's determinism check runs the one seed `MADSIM_TEST_SEED` twice
+    // and compares every random draw: one invocation per seed.
+    for seed in 1..=DETERMINISM_SEEDS {
+        let seed = seed.to_string();
+        let envs: Vec<(&str, &str)> = [
+            ci,
+            &[
+                ("RUSTFLAGS", "--cfg madsim"),
+                ("CARGO_TARGET_DIR", "target/madsim"),
+                ("MADSIM_TEST_SEED", &seed),
+            ][..],
+            &[("MADSIM_TEST_CHECK_DETERMINISM", "1")][..],
+        ]
+        .concat();
+        let mut args = args.to_vec();
+        args.push("safe_holds");
+        tally.add(cargo_tests("madsim", &args, &envs));
+    }
     tally
 }
 
@@ -226,7 +240,8 @@ fn bench_all(only: &[String]) -> ExitCode {
                     cargo_bench("explore (madsim)", &["bench", "-p", "cusim", "--bench", "explore"], &madsim);
             }
             _ => {
-                let _ = std::fs::remove_file("target/contention.txt");
+                let _ =
+                    std::fs::remove_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/contention.txt"));
                 match postgres::Server::start() {
                     Ok(server) => {
                         let envs = [("DATABASE_URL", server.url.as_str())];

@@ -2,7 +2,8 @@
 //! model. Each request runs on a thread of its own with a
 //! [`MemConn::direct`] connection; each operation takes the world's lock,
 //! applies, and, if it must wait for another transaction, sleeps on a
-//! condition variable until some transaction ends, then tries again. A
+//! condition variable until another operation completes (any of which may
+//! have ended a transaction), then tries again. A
 //! wait that would close a cycle makes the waiter the deadlock victim
 //! (40P01), as in the stepper.
 //!
