@@ -541,16 +541,7 @@ impl Run<'_, '_> {
 
     /// Whether request `i`'s wait closes a cycle of waits.
     fn closes_cycle(&self, i: usize) -> bool {
-        let mut current = i;
-        for _ in 0..=self.slots.len() {
-            let Some(txn) = self.slots[current].blocked_on else { return false };
-            let Some(holder) = self.world.request_of_txn(txn) else { return false };
-            if holder == i {
-                return true;
-            }
-            current = holder;
-        }
-        false
+        self.world.closes_cycle(i, |r| self.slots.get(r).and_then(|s| s.blocked_on))
     }
 
     fn perform(&mut self, i: usize, explicit: Option<FaultKind>) -> Result<(), String> {

@@ -110,17 +110,7 @@ impl Shared {
 
     fn closes_cycle(&self, request: RequestId) -> bool {
         let waiting = self.waiting.borrow();
-        let world = self.world.borrow();
-        let mut current = request;
-        for _ in 0..=waiting.len() {
-            let Some(txn) = waiting.get(&current) else { return false };
-            let Some(holder) = world.request_of_txn(*txn) else { return false };
-            if holder == request {
-                return true;
-            }
-            current = holder;
-        }
-        false
+        self.world.borrow().closes_cycle(request, |r| waiting.get(&r).copied())
     }
 
     /// Applies `op` for `request`, looking again every millisecond while

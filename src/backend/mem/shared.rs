@@ -111,14 +111,5 @@ impl SharedWorld {
 
 /// Whether `request`'s wait closes a cycle of waits.
 fn closes_cycle(state: &State, request: RequestId) -> bool {
-    let mut current = request;
-    for _ in 0..=state.waiting.len() {
-        let Some(txn) = state.waiting.get(&current) else { return false };
-        let Some(holder) = state.world.request_of_txn(*txn) else { return false };
-        if holder == request {
-            return true;
-        }
-        current = holder;
-    }
-    false
+    state.world.closes_cycle(request, |r| state.waiting.get(&r).copied())
 }

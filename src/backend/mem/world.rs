@@ -235,6 +235,23 @@ impl World {
         self.sessions.iter().position(|s| s.txn == Some(txn))
     }
 
+    /// Whether `request`'s wait closes a cycle of waits, where
+    /// `waits_for(r)` is the transaction request `r` waits for (if any).
+    /// Every driver that lets requests wait asks this before parking one:
+    /// a wait that closes a cycle makes the waiter the deadlock victim.
+    pub fn closes_cycle(&self, request: RequestId, waits_for: impl Fn(RequestId) -> Option<TxnId>) -> bool {
+        let mut current = request;
+        for _ in 0..=self.sessions.len() {
+            let Some(txn) = waits_for(current) else { return false };
+            let Some(holder) = self.request_of_txn(txn) else { return false };
+            if holder == request {
+                return true;
+            }
+            current = holder;
+        }
+        false
+    }
+
     /// A crashed request: its open transaction rolls back.
     pub fn crash(&mut self, request: RequestId) {
         if let Some(txn) = self.session(request).txn.take() {
