@@ -4,6 +4,9 @@
 //!
 //! `cargo xtask bench explore` runs both builds; see BENCHMARKS.md.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use cusim::flow::Strategy;
 use cusim_sim::builtin;

@@ -81,10 +81,7 @@ impl Chooser for RandomChooser {
 /// A pct chooser for one schedule of `prepared` (for callers that drive
 /// runs themselves).
 pub fn pct_chooser(prepared: &Prepared, seed: u64, depth: usize, max_ticks: usize) -> impl Chooser {
-    let plain =
-        execute_run(prepared, &mut crate::stepper::Replay::new(&Schedule::default()), RunOptions::default())
-            .expect("the default schedule is always valid");
-    PctChooser::new(seed, prepared.request_count(), depth.max(1), plain.schedule.len(), max_ticks)
+    PctChooser::new(seed, prepared.request_count(), depth.max(1), prepared.default_steps(), max_ticks)
 }
 
 struct PctChooser {
@@ -320,15 +317,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
     match config.scheduler {
         SchedulerKind::Random | SchedulerKind::Pct { .. } => {
             let expected_steps = match config.scheduler {
-                SchedulerKind::Pct { .. } => {
-                    let plain = execute_run(
-                        prepared,
-                        &mut crate::stepper::Replay::new(&Schedule::default()),
-                        config.run,
-                    )
-                    .expect("the default schedule is always valid");
-                    plain.schedule.len()
-                }
+                SchedulerKind::Pct { .. } => prepared.default_steps(),
                 _ => 0,
             };
             for i in 0..config.schedules {

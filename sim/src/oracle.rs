@@ -316,7 +316,7 @@ impl Checker<'_> {
         for row in self.obs.state.rows() {
             let Some(owed) = self.owed(&row.internal_id) else { continue };
             let full = self.obs.state.full(&row.internal_id).expect("a committed row reads back");
-            let has = products_of(&full);
+            let has = products_of(full);
             if has != owed {
                 let creators = self.creators(std::slice::from_ref(&row.internal_id));
                 self.violate(
@@ -387,7 +387,7 @@ impl Checker<'_> {
             let names_row = db.as_ref().is_some_and(|db| {
                 db.customer.id.as_deref() == Some(key.id.as_str()) && db.customer.scope() == key.scope
             });
-            if db.as_ref() != Some(cached) || !names_row {
+            if db != Some(cached) || !names_row {
                 found.push((key.to_string(), cached.clone(), db));
             }
         }
@@ -639,12 +639,12 @@ impl State {
         }
     }
 
-    fn rows(&self) -> Vec<cusim::model::CustomerRow> {
-        self.customers.iter().map(|c| c.customer.clone()).collect()
+    fn rows(&self) -> Vec<&cusim::model::CustomerRow> {
+        self.customers.iter().map(|c| &c.customer).collect()
     }
 
-    fn full(&self, internal_id: &str) -> Option<FullCustomer> {
-        self.customers.iter().find(|c| c.customer.internal_id == internal_id).cloned()
+    fn full(&self, internal_id: &str) -> Option<&FullCustomer> {
+        self.customers.iter().find(|c| c.customer.internal_id == internal_id)
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Prepared {
     base: World,
     /// internal id → seed customer index, for the customers made before the run.
     seeded: BTreeMap<String, usize>,
+    /// Decisions in the default schedule's run (computed on first use).
+    default_steps: std::sync::OnceLock<usize>,
 }
 
 /// The seed customers' creation failed: the scenario is unusable.
@@ -88,11 +90,28 @@ impl Prepared {
                 Err(error) => return Err(SetupError { index, reason: error.to_string() }),
             }
         }
-        Ok(Prepared { scenario: scenario.clone(), strategy, base: world, seeded })
+        Ok(Prepared {
+            scenario: scenario.clone(),
+            strategy,
+            base: world,
+            seeded,
+            default_steps: Default::default(),
+        })
     }
 
     pub fn request_count(&self) -> usize {
         self.scenario.requests.len()
+    }
+
+    /// How many decisions the default schedule (lowest runnable request
+    /// first) takes: the length a scheduler like PCT spreads its choices over.
+    pub fn default_steps(&self) -> usize {
+        *self.default_steps.get_or_init(|| {
+            execute_run(self, &mut Replay::new(&Schedule::default()), RunOptions::default())
+                .expect("the default schedule is always valid")
+                .schedule
+                .len()
+        })
     }
 
     /// The world with the seed customers made (a copy with its own clocks).
