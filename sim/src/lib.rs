@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod explore;
+pub mod html;
 pub mod oracle;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cusim::flow::Strategy;
 use cusim_sim::builtin::{self, BUILTINS};
 use cusim_sim::explore::{explore, shrink_all, ExploreConfig, ExploreReport, SchedulerKind};
+use cusim_sim::html;
 
 /// The deepest bug pct may aim for (deeper is no longer a useful bound).
 const MAX_DEPTH: usize = 64;
@@ -107,7 +108,7 @@ enum Command {
     },
     /// Run one schedule and show its trace and verdict.
     #[command(
-        after_help = "Examples:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 0.1.1.1 \\\n      --backend postgres --database-url postgres://postgres@127.0.0.1:5432/postgres\n\nExit codes: 0 no invariant violated (and Postgres agrees), 1 a violation or a disagreement, 2 bad input."
+        after_help = "Examples:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 0.1.1.1 \\\n      --backend postgres --database-url postgres://postgres@127.0.0.1:5432/postgres\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 1 --html r1.html\n\nExit codes: 0 no invariant violated (and Postgres agrees), 1 a violation or a disagreement, 2 bad input."
     )]
     Replay {
         /// A scenario file, or the name of a built-in scenario.
@@ -128,6 +129,11 @@ enum Command {
         database_url: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Also write the run as one self-contained HTML page to FILE: a
+        /// sequence diagram with a lane per request, lock waits between
+        /// lanes, and the violated invariants highlighted.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
 }
 
@@ -388,14 +394,28 @@ fn on_postgres(
     Err(Usage("--backend postgres: this cusim was built without the `postgres` feature".into()))
 }
 
+/// What a replay prints and writes.
+struct ReplayOutput {
+    json: bool,
+    /// Where to write the HTML page, if anywhere.
+    html: Option<PathBuf>,
+}
+
+/// Writes the replay's HTML page to `path`; a path that cannot be written is bad input.
+fn write_html(path: &Path, page: &html::Page<'_>) -> Result<(), Usage> {
+    std::fs::write(path, page.render())
+        .map_err(|e| Usage(format!("--html {}: cannot write the file: {e}", path.display())))
+}
+
 fn run_replay(
     scenario: &str,
     strategy: Strategy,
     schedule: &str,
     backend: BackendArg,
     database_url: Option<String>,
-    json: bool,
+    output: &ReplayOutput,
 ) -> Result<ExitCode, Usage> {
+    let json = output.json;
     let (scenario, origin) = load_scenario(scenario)?;
     let schedule = Schedule::parse(schedule).map_err(|e| Usage(format!("--schedule: {e}")))?;
     let prepared = prepare(&scenario, &origin, strategy)?;
@@ -420,6 +440,22 @@ fn run_replay(
     };
     let violations = oracle::check(&prepared, &execution);
     let disagrees = postgres_disagrees(&postgres);
+    if let Some(path) = &output.html {
+        let backend = match backend {
+            BackendArg::Mem => "mem (the in-memory model)".to_owned(),
+            BackendArg::Postgres => postgres_note(&postgres),
+        };
+        let replay = format!(
+            "cusim replay --scenario {origin} --strategy {strategy} --schedule '{}'",
+            execution.minimal_schedule()
+        );
+        let page = html::Page::new(&scenario, strategy, &execution, &violations)
+            .note("scenario file", origin.as_str())
+            .note("backend", backend)
+            .note("replay", replay);
+        write_html(path, &page)?;
+        eprintln!("wrote {}", path.display());
+    }
     if json {
         let found: Vec<_> = violations
             .iter()
@@ -504,6 +540,32 @@ fn print_postgres(report: &PgReport) {
     }
 }
 
+#[cfg(feature = "postgres")]
+fn postgres_note(report: &PgReport) -> String {
+    match report {
+        None => "postgres".to_owned(),
+        Some(r) if r.agrees() => {
+            format!(
+                "postgres, followed in lockstep: agrees with the model ({} operations compared)",
+                r.compared
+            )
+        }
+        Some(r) => {
+            let why = match &r.divergence {
+                Some(d) => d.to_string(),
+                None if !r.state_agrees => "the committed customers differ".to_owned(),
+                None => "the verdicts differ".to_owned(),
+            };
+            format!("postgres, followed in lockstep: DISAGREES with the model: {why}")
+        }
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_note(_report: &PgReport) -> String {
+    "postgres".to_owned()
+}
+
 #[cfg(not(feature = "postgres"))]
 fn postgres_disagrees(_report: &PgReport) -> bool {
     false
@@ -542,8 +604,9 @@ fn main() -> ExitCode {
                 run_explore(&scenario, strategy.into(), &config, json, shrink, save_regressions.as_deref())
             }
         }),
-        Command::Replay { scenario, strategy, schedule, backend, database_url, json } => {
-            run_replay(&scenario, strategy.into(), &schedule, backend, database_url, json)
+        Command::Replay { scenario, strategy, schedule, backend, database_url, json, html } => {
+            let output = ReplayOutput { json, html };
+            run_replay(&scenario, strategy.into(), &schedule, backend, database_url, &output)
         }
     };
     match result {

@@ -269,3 +269,82 @@ fn a_bad_database_is_bad_input_with_a_clear_message() {
         stderr(&without_url)
     );
 }
+
+#[test]
+fn replay_writes_an_html_page_with_text_or_json_output() {
+    let dir = std::env::temp_dir().join(format!("cusim-cli-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let replay = |extra: &[&str]| {
+        let mut args =
+            vec!["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "1"];
+        args.extend_from_slice(extra);
+        cusim(&args)
+    };
+    let page_of = |path: &std::path::Path| {
+        let page = std::fs::read_to_string(path).expect("the page was written");
+        assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+        assert!(page.contains("<main id=\"trace\">"));
+        assert_eq!(page.matches("class=\"lane\"").count(), 2, "one lane per request");
+        assert!(page.contains("class=\"violated\" data-invariant=\"no_internal_error\""));
+        page
+    };
+
+    let text_page = dir.join("r1.html");
+    let output = replay(&["--html", text_page.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("VIOLATED no_internal_error"), "the usual output still comes: {text}");
+    let from_text = page_of(&text_page);
+
+    let json_page = dir.join("r1-json.html");
+    let output = replay(&["--json", "--html", json_page.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout stays pure JSON");
+    assert_eq!(json["violations"][0]["invariant"], "no_internal_error");
+    assert_eq!(page_of(&json_page), from_text, "the page does not depend on --json");
+
+    // A run without violations gets the green banner.
+    let clean = dir.join("safe.html");
+    let output = cusim(&[
+        "replay",
+        "--scenario",
+        "r1-same-id-create",
+        "--strategy",
+        "safe",
+        "--schedule",
+        "0.1.1.1.1",
+        "--html",
+        clean.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let page = std::fs::read_to_string(&clean).unwrap();
+    assert!(page.contains("id=\"violations\" class=\"ok\""));
+    assert!(page.contains("class=\"connector wait to-right\" data-from=\"0\" data-to=\"1\""));
+}
+
+#[test]
+fn an_unwritable_html_path_is_bad_input_naming_the_file_and_the_reason() {
+    let dir = std::env::temp_dir().join(format!("cusim-cli-html-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = "/nonexistent-cusim-dir/trace.html".to_owned();
+    let directory = dir.to_string_lossy().into_owned();
+    for (path, reason) in [(missing, "No such file or directory"), (directory, "Is a directory")] {
+        let output = cusim(&[
+            "replay",
+            "--scenario",
+            "r1-same-id-create",
+            "--strategy",
+            "legacy",
+            "--schedule",
+            "1",
+            "--html",
+            &path,
+        ]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{path}: {message}");
+        assert!(message.contains(&format!("--html {path}: cannot write the file")), "{message}");
+        assert!(message.contains(reason), "{path}: expected {reason:?} in {message}");
+        assert!(output.stdout.is_empty(), "nothing is printed before the error");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
