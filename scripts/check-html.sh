@@ -6,7 +6,8 @@
 #   scripts/check-html.sh            # pages and screenshot in a temporary folder
 #   CHECK_HTML_OUT=DIR scripts/check-html.sh   # ... in DIR, kept
 #
-# Installs Debian's `chromium` package when /usr/bin/chromium is missing.
+# Uses $CHROMIUM, else /usr/bin/chromium or Google Chrome, else installs
+# Debian's `chromium` package.
 # Builds target/release/cusim when it is missing or older than the sources.
 # Exits non-zero on any failure.
 set -euo pipefail
@@ -15,15 +16,23 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 target="${CARGO_TARGET_DIR:-$root/target}"
 cusim="$target/release/cusim"
-chromium=/usr/bin/chromium
+chromium="${CHROMIUM:-}"
 
 fail() {
     echo "FAIL: $*" >&2
     exit 1
 }
 
-# (a) Chromium, from Debian.
-if [ ! -x "$chromium" ]; then
+# (a) Chromium: $CHROMIUM, or one on the machine, or Debian's package.
+if [ -z "$chromium" ]; then
+    for candidate in /usr/bin/chromium /usr/bin/google-chrome /usr/bin/google-chrome-stable; do
+        if [ -x "$candidate" ]; then
+            chromium="$candidate"
+            break
+        fi
+    done
+fi
+if [ -z "$chromium" ]; then
     echo "installing chromium (Debian package)"
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then
@@ -31,14 +40,15 @@ if [ ! -x "$chromium" ]; then
     fi
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    chromium=/usr/bin/chromium
 fi
-[ -x "$chromium" ] || fail "$chromium is still missing after installing the chromium package"
+[ -x "$chromium" ] || fail "$chromium is missing (install Debian's chromium package, or set CHROMIUM)"
 echo "chromium: $("$chromium" --version 2>/dev/null | head -n 1)"
 
 # (b) The binary, then the pages.
 if [ ! -x "$cusim" ] || [ -n "$(find src sim/src pg/src Cargo.toml sim/Cargo.toml Cargo.lock -newer "$cusim" -print -quit)" ]; then
     echo "building $cusim"
-    cargo build --release -p cusim-sim --bin cusim --no-default-features
+    cargo build --release -p cusim-sim --bin cusim
 fi
 
 out="${CHECK_HTML_OUT:-}"

@@ -2,6 +2,7 @@
 //! invariant oracle, traces and replay, and the `cusim` command.
 
 pub mod builtin;
+pub mod explain;
 pub mod explore;
 pub mod html;
 pub mod oracle;

@@ -22,7 +22,7 @@ const MAX_DEPTH: usize = 64;
 
 /// Replays a shrink may spend per violation.
 const SHRINK_ATTEMPTS: usize = 20_000;
-use cusim_sim::oracle;
+use cusim_sim::oracle::{self, Invariant};
 use cusim_sim::regression::Regression;
 use cusim_sim::scenario::Scenario;
 use cusim_sim::schedule::Schedule;
@@ -31,7 +31,12 @@ use cusim_sim::trace;
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "cusim", version, about = "Deterministic simulation of the create-customer flow")]
+#[command(
+    name = "cusim",
+    version,
+    about = "Deterministic simulation of the create-customer flow",
+    after_help = "Examples:\n  cusim explore --all\n  cusim explore --scenario r1-same-id-create --strategy legacy --shrink\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 1 --html r1.html\n  cusim explain no_internal_error\n\nExit codes: 0 no invariant violated, 1 a violation (or, on Postgres, a disagreement), 2 bad input."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,7 +71,7 @@ enum Command {
     /// Run many schedules of a scenario and report every invariant violated,
     /// each with the shortest schedule found for it.
     #[command(
-        after_help = "Examples:\n  cusim explore --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy\n  cusim explore --scenario r2-stale-cache --strategy safe --scheduler exhaustive --max-preemptions 3\n  cusim explore --all"
+        after_help = "Examples:\n  cusim explore --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy\n  cusim explore --scenario r2-stale-cache --strategy safe --scheduler exhaustive --max-preemptions 3\n  cusim explore --all\n\nExit codes: 0 no invariant violated (--all: safe held everywhere and every race of the catalog was found), 1 otherwise, 2 bad input."
     )]
     Explore {
         /// A scenario file, or the name of a built-in scenario.
@@ -135,6 +140,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// What an invariant means, which races break it and which built-in
+    /// scenario shows it; or, for a race (R1–R9), its interleaving and the
+    /// invariants it breaks.
+    #[command(
+        after_help = "Examples:\n  cusim explain fresh_cache\n  cusim explain R2\n  cusim explain            # every invariant and race, one line each\n\nExit codes: 0 explained, 2 an unknown name."
+    )]
+    Explain {
+        /// An invariant (`unique_customer`, `fresh-cache`, …) or a race (`R1` … `R9`).
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -153,6 +170,14 @@ fn load_scenario(arg: &str) -> Result<(Scenario, String), Usage> {
             let scenario = builtin.scenario().map_err(|e| Usage(e.to_string()))?;
             return Ok((scenario, builtin.path()));
         }
+    }
+    let looks_like_a_name = !arg.contains(['/', '\\', '.']);
+    if !path.exists() && looks_like_a_name {
+        let names: Vec<&str> = BUILTINS.iter().map(|b| b.name()).collect();
+        return Err(Usage(format!(
+            "--scenario {arg}: no such file, and no built-in scenario of that name (built-ins: {})",
+            names.join(", ")
+        )));
     }
     let scenario = Scenario::load(Path::new(arg)).map_err(|e| Usage(e.to_string()))?;
     Ok((scenario, arg.to_owned()))
@@ -579,6 +604,38 @@ fn postgres_json(_report: &PgReport) -> serde_json::Value {
 #[cfg(not(feature = "postgres"))]
 fn print_postgres(_report: &PgReport) {}
 
+fn run_explain(name: Option<&str>, json: bool) -> Result<ExitCode, Usage> {
+    use cusim_sim::explain;
+    let Some(name) = name else {
+        if json {
+            let all: Vec<explain::Explanation> = Invariant::ALL
+                .into_iter()
+                .map(explain::Topic::Invariant)
+                .chain(cusim_sim::races::Race::ALL.into_iter().map(explain::Topic::Race))
+                .map(explain::explain)
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&all).expect("serializes"));
+        } else {
+            print!("{}", explain::list());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let topic = explain::topic(name).ok_or_else(|| {
+        let invariants: Vec<&str> = Invariant::ALL.iter().map(|i| i.as_str()).collect();
+        Usage(format!(
+            "explain {name}: not an invariant or a race; invariants: {}; races: R1 … R9",
+            invariants.join(", ")
+        ))
+    })?;
+    let explanation = explain::explain(topic);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&explanation).expect("serializes"));
+    } else {
+        print!("{}", explain::render(&explanation));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -608,6 +665,7 @@ fn main() -> ExitCode {
             let output = ReplayOutput { json, html };
             run_replay(&scenario, strategy.into(), &schedule, backend, database_url, &output)
         }
+        Command::Explain { name, json } => run_explain(name.as_deref(), json),
     };
     match result {
         Ok(code) => code,

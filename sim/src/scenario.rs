@@ -173,6 +173,13 @@ impl Scenario {
             json_path,
             reason,
         };
+        let first = text.trim_start().chars().next();
+        if first.is_some_and(|c| c != '{') {
+            return Err(error(
+                String::new(),
+                "a scenario is a JSON object (`{\"name\": …, \"requests\": […]}`)".into(),
+            ));
+        }
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let scenario: Scenario = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();

@@ -348,3 +348,123 @@ fn an_unwritable_html_path_is_bad_input_naming_the_file_and_the_reason() {
         assert!(!message.contains("panicked"), "{message}");
     }
 }
+
+#[test]
+fn explain_tells_what_an_invariant_means_and_which_races_break_it() {
+    let output = cusim(&["explain", "fresh_cache"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "fresh_cache (invariant)",
+        "a cached customer equals the DB's view of it",
+        "R2: defaults missing and cached stale (in legacy)",
+        "R7: a cache without the Stripe fields (in transactional)",
+        "cusim explore --scenario r2-stale-cache --strategy legacy",
+    ] {
+        assert!(text.contains(expected), "expected {expected:?} in\n{text}");
+    }
+    // Races too, loosely spelled names, and JSON.
+    let race = cusim(&["explain", "r6", "--json"]);
+    assert_eq!(race.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&race.stdout).expect("one JSON object");
+    assert_eq!(json["name"], "R6");
+    assert_eq!(json["related"][0]["name"], "single_stripe_customer");
+    assert_eq!(json["related"][0]["strategies"], serde_json::json!(["legacy", "transactional"]));
+    let dashed = cusim(&["explain", "Unique-Customer"]);
+    assert!(String::from_utf8_lossy(&dashed.stdout).starts_with("unique_customer (invariant)"));
+    // Without a name: every invariant and race.
+    let list = String::from_utf8_lossy(&cusim(&["explain"]).stdout).into_owned();
+    assert_eq!(list.matches(" broken by ").count(), 10, "{list}");
+    let every = cusim(&["explain", "--json"]);
+    let all: serde_json::Value = serde_json::from_slice(&every.stdout).unwrap();
+    assert_eq!(all.as_array().map(Vec::len), Some(19));
+}
+
+#[test]
+fn explain_refuses_an_unknown_name_listing_the_known_ones() {
+    let output = cusim(&["explain", "fast_cache"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("explain fast_cache: not an invariant or a race"), "{message}");
+    assert!(message.contains("fresh_cache") && message.contains("R1 … R9"), "{message}");
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for command in [&["--help"][..], &["explore", "--help"], &["replay", "--help"], &["explain", "--help"]] {
+        let output = cusim(command);
+        assert_eq!(output.status.code(), Some(0), "{command:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains("Examples:\n  cusim "), "{command:?} has no example:\n{text}");
+        assert!(text.contains("Exit codes"), "{command:?} does not document its exit codes:\n{text}");
+    }
+}
+
+#[test]
+fn more_bad_input_is_named_with_its_reason() {
+    // A name that is neither a file nor a built-in scenario.
+    let unknown = cusim(&["explore", "--scenario", "r1-same-id", "--strategy", "safe"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let message = stderr(&unknown);
+    assert!(message.contains("--scenario r1-same-id: no such file, and no built-in scenario"), "{message}");
+    assert!(message.contains("r1-same-id-create"), "the built-ins are listed: {message}");
+    // Files that are not scenarios at all.
+    let dir = std::env::temp_dir().join(format!("cusim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("binary.json");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+    let binary = binary.to_string_lossy().into_owned();
+    for (path, expected) in [
+        (write_temp("array.json", "[1, 2]"), "a scenario is a JSON object"),
+        (write_temp("blank.json", ""), "EOF while parsing"),
+        (binary, "valid UTF-8"),
+        (dir.to_string_lossy().into_owned(), "cannot read the file"),
+    ] {
+        let output = cusim(&["replay", "--scenario", &path, "--strategy", "legacy", "--schedule", "0"]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{path}: {message}");
+        assert!(message.contains(&path) && message.contains(expected), "{path}: {message}");
+    }
+    // Unknown values of every enumerated flag.
+    for (args, flag) in [
+        (
+            &["replay", "--scenario", "r1-same-id-create", "--strategy", "fast", "--schedule", "0"][..],
+            "--strategy",
+        ),
+        (&["explore", "--all", "--scheduler", "clever"], "--scheduler"),
+        (
+            &[
+                "replay",
+                "--scenario",
+                "r1-same-id-create",
+                "--strategy",
+                "safe",
+                "--schedule",
+                "0",
+                "--backend",
+                "mysql",
+            ],
+            "--backend",
+        ),
+    ] {
+        let output = cusim(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&output).contains(flag), "{args:?}: {}", stderr(&output));
+    }
+    // A regression folder that cannot be made.
+    let file = write_temp("not-a-dir", "");
+    let output = cusim(&[
+        "explore",
+        "--scenario",
+        "r1-same-id-create",
+        "--strategy",
+        "legacy",
+        "--seeds",
+        "20",
+        "--shrink",
+        "--save-regressions",
+        &file,
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains(&file), "{}", stderr(&output));
+}

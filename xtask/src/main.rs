@@ -107,7 +107,7 @@ fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
 }
 
 /// The test modes, in the order they run.
-const MODES: [&str; 5] = ["unit", "stepper", "postgres", "madsim", "loom"];
+const MODES: [&str; 6] = ["unit", "stepper", "postgres", "madsim", "loom", "browser"];
 
 /// madsim's seeds: fixed, so CI runs the same 1000 every time.
 const MADSIM_FIRST_SEED: &str = "1";
@@ -165,6 +165,46 @@ fn loom_tests(ci: &[(&str, &str)]) -> Tally {
     cargo_tests("loom", &args, &envs)
 }
 
+/// `scripts/check-html.sh`: the trace page in headless Chromium (installed
+/// from Debian's packages when missing). Each `ok:` line is a passed check.
+fn browser_checks(ci: &[(&str, &str)]) -> Tally {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/check-html.sh");
+    eprintln!("==> browser: bash {script}");
+    let mut command = Command::new("bash");
+    command.arg(script).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    for (key, value) in ci {
+        command.env(key, value);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("browser: could not start bash: {error}");
+            return Tally { runner_failed: true, ..Tally::default() };
+        }
+    };
+    let mut tally = Tally::default();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        println!("{line}");
+        if line.starts_with("ok: ") {
+            tally.passed += 1;
+        }
+    }
+    match child.wait() {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            eprintln!("browser: scripts/check-html.sh exited with {status}");
+            tally.failed += 1;
+        }
+        Err(error) => {
+            eprintln!("browser: waiting for the script failed: {error}");
+            tally.runner_failed = true;
+        }
+    }
+    tally
+}
+
 fn run_mode(mode: &str) -> Tally {
     // Release builds: the stepper tests run hundreds of thousands of schedules.
     let ci = [("CI", "true")];
@@ -176,6 +216,7 @@ fn run_mode(mode: &str) -> Tally {
         "postgres" => postgres_tests(&ci),
         "madsim" => madsim_tests(&ci),
         "loom" => loom_tests(&ci),
+        "browser" => browser_checks(&ci),
         other => unreachable!("unknown mode {other}"),
     }
 }

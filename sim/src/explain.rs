@@ -1,0 +1,461 @@
+//! `cusim explain`: what an invariant means, which races of the catalog
+//! (SPEC §8) break it, and which built-in scenario shows it; or the same
+//! for a race.
+//!
+//! Which race breaks which invariant is not written down twice: it comes
+//! from the built-in scenarios' expectations ([`crate::builtin::BUILTINS`]),
+//! the same table `cusim explore --all` holds the harness to.
+
+use cusim::flow::Strategy;
+use serde::Serialize;
+
+use crate::builtin::{Builtin, BUILTINS};
+use crate::oracle::Invariant;
+use crate::races::Race;
+
+/// The words for one invariant.
+pub struct InvariantText {
+    /// SPEC §6's "holds when", word for word in substance.
+    pub holds_when: &'static str,
+    /// Why a user of the billing server cares.
+    pub why: &'static str,
+    /// What the oracle reads to decide it.
+    pub checked: &'static str,
+}
+
+pub fn invariant_text(invariant: Invariant) -> InvariantText {
+    use Invariant::*;
+    let (holds_when, why, checked) = match invariant {
+        UniqueCustomer => (
+            "At most one customer row per (org, env, id), and at most one id-less row per (org, env, \
+             lower(email)). Every successful create of the same id returns the same internal_id.",
+            "A second row splits one customer in two: products, usage and Stripe billing land on \
+             whichever row a later request happens to find.",
+            "After quiescence, the committed rows are grouped by key; every successful create and \
+             settle read of the same id is compared by internal_id.",
+        ),
+        DefaultsPresent => (
+            "At quiescence every customer that should have default products has exactly one product \
+             per default group, the selected one (trial before paid before free, then by product id). \
+             A claimed id-less row keeps the products it had.",
+            "A customer created without its free plan cannot use the product; two products in one \
+             group bill twice.",
+            "The oracle works out what each customer is owed from the request (or seed) that inserted \
+             it and the catalog, independently of the flows, and compares the committed products.",
+        ),
+        NoInternalError => (
+            "No request fails with internal_error because of another request.",
+            "A concurrent insert's unique violation (23505) surfacing as a 500 is an outage for a \
+             client that did nothing wrong.",
+            "Every response of the run, settle reads included.",
+        ),
+        FreshCache => (
+            "At quiescence a cached customer equals the DB's view of it.",
+            "A stale entry serves the wrong products, balances or Stripe id until it expires.",
+            "Every cache entry is compared with the committed customer it names, and must name it by \
+             the same id and tenant.",
+        ),
+        SingleStripeCustomer => (
+            "At most one Stripe customer per internal customer, and the customer's processor names it.",
+            "An orphaned Stripe customer means a second set of invoices, or payment methods attached \
+             to a customer the server no longer points at.",
+            "The Stripe model's customers are grouped by the internal customer they were made for and \
+             compared with each row's processor.",
+        ),
+        UsageConserved => (
+            "At quiescence, per customer and feature, the DB's usage equals the sum of the accepted \
+             track values, and the cache agrees.",
+            "Lost usage is lost revenue, or a customer let past their allowance.",
+            "Accepted tracks are summed per customer and feature and compared with the committed \
+             balances and every cached copy.",
+        ),
+        ClaimCorrect => (
+            "A create {id: X} returns a customer whose id is X, and the row still has id X at the end.",
+            "Two ids claiming one id-less row leave one client holding a customer that is now \
+             somebody else's.",
+            "Every successful create with an id, against its response and the committed row.",
+        ),
+        ResponsesSeeDefaults => (
+            "No successful response shows a customer without its defaults (settle reads included).",
+            "A client told the customer has no plan acts on it: a check denied, an upgrade offered.",
+            "Every successful response that shows a customer, against what that customer is owed.",
+        ),
+        TenantIsolation => (
+            "No request reads or writes another (org, env).",
+            "One tenant's request touching another tenant's customer is a data leak.",
+            "The in-memory model records every row each statement touched; any row of another \
+             (org, env) than the request's is a breach.",
+        ),
+        Terminates => (
+            "Every request finishes: no deadlock left unresolved, no livelock, no transaction left open.",
+            "A request that never answers holds its connection and its locks until a timeout.",
+            "The run's end: quiescent, or stalled (requests waiting for a transaction nobody will \
+             end), or the step cap (a livelock), or a transaction left open.",
+        ),
+    };
+    InvariantText { holds_when, why, checked }
+}
+
+/// The words for one race (SPEC §8).
+pub struct RaceText {
+    pub symptom: &'static str,
+    pub interleaving: &'static str,
+}
+
+pub fn race_text(race: Race) -> RaceText {
+    let (symptom, interleaving) = match race {
+        Race::R1 => (
+            "internal_error on a same-id create",
+            "A and B look the id up and find nothing; A inserts; B's insert hits 23505.",
+        ),
+        Race::R2 => (
+            "defaults missing and cached stale",
+            "A inserts; B reads the customer with 0 products and caches it; A's cache write finds the \
+             key taken.",
+        ),
+        Race::R3 => (
+            "defaults missing forever",
+            "A inserts and crashes before attaching defaults; retries see \"exists\".",
+        ),
+        Race::R4 => (
+            "duplicate id-less customers",
+            "Two id:null creates with one email: both lookups are empty, both insert.",
+        ),
+        Race::R5 => (
+            "an id-less row claimed twice",
+            "{X, E} and {Y, E} both see the id-less row of email E; both set their id on it.",
+        ),
+        Race::R6 => (
+            "two Stripe customers",
+            "Two requests each find processor empty and call Stripe in different 5 s idempotency \
+             buckets; the last processor write wins and the other Stripe customer is orphaned.",
+        ),
+        Race::R7 => (
+            "a cache without the Stripe fields",
+            "B caches the customer after A's phase 1; A's phase 2 updates do not invalidate it.",
+        ),
+        Race::R8 => (
+            "lost usage (cache overwrite)",
+            "Both miss the cache; A sets it and deducts; B's set overwrites it with an older snapshot.",
+        ),
+        Race::R9 => (
+            "lost usage (invalidation before sync)",
+            "An invalidation between the deduct and the sync drops the deduction.",
+        ),
+    };
+    RaceText { symptom, interleaving }
+}
+
+/// The built-in scenario made for `race` (file `rN-…`).
+pub fn builtin_of(race: Race) -> Option<&'static Builtin> {
+    let prefix = format!("{}-", race.to_string().to_lowercase());
+    BUILTINS.iter().find(|b| b.file.starts_with(&prefix))
+}
+
+/// `(race, strategy)`: the catalog's races that break `invariant`, under
+/// the strategies they are found in.
+pub fn races_breaking(invariant: Invariant) -> Vec<(Race, Vec<Strategy>)> {
+    Race::ALL
+        .into_iter()
+        .filter_map(|race| {
+            let builtin = builtin_of(race)?;
+            let strategies: Vec<Strategy> =
+                builtin.expected.iter().filter(|(_, i)| *i == invariant).map(|(s, _)| *s).collect();
+            (!strategies.is_empty()).then_some((race, strategies))
+        })
+        .collect()
+}
+
+/// What `cusim explain` resolves a name to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Invariant(Invariant),
+    Race(Race),
+}
+
+/// An invariant by name (`fresh_cache`, or `fresh-cache`), or a race (`R2`, `r2`).
+pub fn topic(name: &str) -> Option<Topic> {
+    let normal = name.trim().to_lowercase().replace('-', "_");
+    if let Some(invariant) = Invariant::parse(&normal) {
+        return Some(Topic::Invariant(invariant));
+    }
+    Race::ALL.into_iter().find(|r| r.to_string().to_lowercase() == normal).map(Topic::Race)
+}
+
+/// An explanation, for `--json`.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub name: String,
+    pub kind: &'static str,
+    pub summary: String,
+    pub why: Option<String>,
+    pub checked: Option<String>,
+    pub interleaving: Option<String>,
+    /// Invariant: the races that break it; race: the invariants it breaks.
+    pub related: Vec<Related>,
+    /// `cusim replay`/`explore` commands that show it.
+    pub try_commands: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Related {
+    pub name: String,
+    pub strategies: Vec<Strategy>,
+    pub what: String,
+    pub scenario: Option<String>,
+}
+
+fn strategies_text(strategies: &[Strategy]) -> String {
+    let names: Vec<&str> = strategies.iter().map(|s| s.as_str()).collect();
+    names.join(", ")
+}
+
+fn dedup_strategies(pairs: &[(Strategy, Invariant)]) -> Vec<Strategy> {
+    let mut strategies: Vec<Strategy> = pairs.iter().map(|(s, _)| *s).collect();
+    strategies.sort();
+    strategies.dedup();
+    strategies
+}
+
+pub fn explain(topic: Topic) -> Explanation {
+    match topic {
+        Topic::Invariant(invariant) => {
+            let text = invariant_text(invariant);
+            let related: Vec<Related> = races_breaking(invariant)
+                .into_iter()
+                .map(|(race, strategies)| Related {
+                    name: race.to_string(),
+                    what: race_text(race).symptom.to_owned(),
+                    scenario: builtin_of(race).map(|b| b.name().to_owned()),
+                    strategies,
+                })
+                .collect();
+            let mut try_commands: Vec<String> = related
+                .iter()
+                .filter_map(|r| {
+                    let scenario = r.scenario.as_ref()?;
+                    Some(format!(
+                        "cusim explore --scenario {scenario} --strategy {} --shrink",
+                        r.strategies.first()?.as_str()
+                    ))
+                })
+                .collect();
+            if related.is_empty() {
+                try_commands
+                    .push(format!("cusim explore --all   # checks {invariant} on every built-in scenario"));
+            }
+            Explanation {
+                name: invariant.to_string(),
+                kind: "invariant",
+                summary: text.holds_when.to_owned(),
+                why: Some(text.why.to_owned()),
+                checked: Some(text.checked.to_owned()),
+                interleaving: None,
+                related,
+                try_commands,
+            }
+        }
+        Topic::Race(race) => {
+            let text = race_text(race);
+            let builtin = builtin_of(race);
+            let related: Vec<Related> = match builtin {
+                None => Vec::new(),
+                Some(builtin) => {
+                    let mut invariants: Vec<Invariant> = builtin.expected.iter().map(|(_, i)| *i).collect();
+                    invariants.sort();
+                    invariants.dedup();
+                    invariants
+                        .into_iter()
+                        .map(|invariant| {
+                            let pairs: Vec<(Strategy, Invariant)> =
+                                builtin.expected.iter().filter(|(_, i)| *i == invariant).copied().collect();
+                            Related {
+                                name: invariant.to_string(),
+                                strategies: dedup_strategies(&pairs),
+                                what: invariant_text(invariant).holds_when.to_owned(),
+                                scenario: Some(builtin.name().to_owned()),
+                            }
+                        })
+                        .collect()
+                }
+            };
+            let try_commands = builtin
+                .map(|b| {
+                    dedup_strategies(b.expected)
+                        .into_iter()
+                        .map(|s| format!("cusim explore --scenario {} --strategy {s} --shrink", b.name()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Explanation {
+                name: race.to_string(),
+                kind: "race",
+                summary: text.symptom.to_owned(),
+                why: None,
+                checked: None,
+                interleaving: Some(text.interleaving.to_owned()),
+                related,
+                try_commands,
+            }
+        }
+    }
+}
+
+/// Wraps `text` at `width` columns, each line starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.len() > width {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The explanation as text for a terminal.
+pub fn render(explanation: &Explanation) -> String {
+    const WIDTH: usize = 78;
+    let mut out = String::new();
+    match explanation.kind {
+        "invariant" => {
+            out.push_str(&format!("{} (invariant)\n\n", explanation.name));
+            out.push_str("Holds when:\n");
+            out.push_str(&wrap(&explanation.summary, "  ", WIDTH));
+            if let Some(why) = &explanation.why {
+                out.push_str("\nWhy it matters:\n");
+                out.push_str(&wrap(why, "  ", WIDTH));
+            }
+            if let Some(checked) = &explanation.checked {
+                out.push_str("\nHow the oracle checks it:\n");
+                out.push_str(&wrap(checked, "  ", WIDTH));
+            }
+            out.push_str("\nRaces that break it (SPEC §8):\n");
+            if explanation.related.is_empty() {
+                out.push_str(&wrap(
+                    "None in the catalog: no built-in scenario breaks it under any strategy. It is \
+                     checked after every run all the same.",
+                    "  ",
+                    WIDTH,
+                ));
+            }
+            for related in &explanation.related {
+                let line = format!(
+                    "{}: {} (in {}); built-in scenario {}",
+                    related.name,
+                    related.what,
+                    strategies_text(&related.strategies),
+                    related.scenario.as_deref().unwrap_or("none")
+                );
+                out.push_str(&wrap(&line, "  ", WIDTH));
+            }
+        }
+        _ => {
+            out.push_str(&format!("{} (race): {}\n\n", explanation.name, explanation.summary));
+            if let Some(interleaving) = &explanation.interleaving {
+                out.push_str("Interleaving:\n");
+                out.push_str(&wrap(interleaving, "  ", WIDTH));
+            }
+            out.push_str("\nInvariants it breaks:\n");
+            for related in &explanation.related {
+                let line = format!("{} (in {})", related.name, strategies_text(&related.strategies));
+                out.push_str(&wrap(&line, "  ", WIDTH));
+            }
+            if let Some(scenario) = explanation.related.first().and_then(|r| r.scenario.as_deref()) {
+                out.push_str(&format!(
+                    "\nBuilt-in scenario: {scenario} (fixtures/scenarios/{scenario}.json)\n"
+                ));
+            }
+        }
+    }
+    if !explanation.try_commands.is_empty() {
+        out.push_str("\nSee it:\n");
+        for command in &explanation.try_commands {
+            out.push_str(&format!("  {command}\n"));
+        }
+    }
+    out
+}
+
+/// Every invariant and race, one line each (`cusim explain` without a name).
+pub fn list() -> String {
+    let mut out = String::from("Invariants (SPEC §6), checked after every run:\n");
+    for invariant in Invariant::ALL {
+        let races: Vec<String> = races_breaking(invariant).into_iter().map(|(r, _)| r.to_string()).collect();
+        let broken_by = if races.is_empty() { "-".to_owned() } else { races.join(" ") };
+        out.push_str(&format!("  {:<24} broken by {broken_by}\n", invariant.as_str()));
+    }
+    out.push_str("\nRaces (SPEC §8):\n");
+    for race in Race::ALL {
+        out.push_str(&format!("  {race}  {}\n", race_text(race).symptom));
+    }
+    out.push_str("\n`cusim explain NAME` tells more about one of them.\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_race_has_a_builtin_and_breaks_something() {
+        for race in Race::ALL {
+            let builtin = builtin_of(race).unwrap_or_else(|| panic!("{race} has no built-in scenario"));
+            assert!(!builtin.expected.is_empty(), "{race}: {} expects nothing", builtin.name());
+            assert!(
+                Invariant::ALL.iter().any(|i| races_breaking(*i).iter().any(|(r, _)| *r == race)),
+                "{race} breaks no invariant"
+            );
+        }
+    }
+
+    #[test]
+    fn the_catalog_mapping_matches_spec_section_8() {
+        let races = |i: Invariant| -> Vec<String> {
+            races_breaking(i).into_iter().map(|(r, _)| r.to_string()).collect()
+        };
+        assert_eq!(races(Invariant::NoInternalError), ["R1"]);
+        assert_eq!(races(Invariant::FreshCache), ["R2", "R7"]);
+        assert_eq!(races(Invariant::UsageConserved), ["R8", "R9"]);
+        assert_eq!(races(Invariant::SingleStripeCustomer), ["R6"]);
+        assert!(races(Invariant::TenantIsolation).is_empty());
+        let r6 = races_breaking(Invariant::SingleStripeCustomer);
+        assert_eq!(r6[0].1, [Strategy::Legacy, Strategy::Transactional]);
+    }
+
+    #[test]
+    fn names_resolve_loosely_and_strictly() {
+        assert_eq!(topic("fresh_cache"), Some(Topic::Invariant(Invariant::FreshCache)));
+        assert_eq!(topic("Fresh-Cache"), Some(Topic::Invariant(Invariant::FreshCache)));
+        assert_eq!(topic("r2"), Some(Topic::Race(Race::R2)));
+        assert_eq!(topic("R10"), None);
+        assert_eq!(topic("fresh"), None);
+    }
+
+    #[test]
+    fn text_names_the_races_and_the_scenario() {
+        let text = render(&explain(Topic::Invariant(Invariant::NoInternalError)));
+        assert!(text.contains("R1: internal_error on a same-id create (in legacy)"), "{text}");
+        assert!(text.contains("r1-same-id-create"), "{text}");
+        assert!(text.contains("cusim explore --scenario r1-same-id-create --strategy legacy"), "{text}");
+        let race = render(&explain(Topic::Race(Race::R9)));
+        assert!(race.contains("usage_conserved (in legacy, transactional)"), "{race}");
+        let quiet = render(&explain(Topic::Invariant(Invariant::Terminates)));
+        assert!(quiet.contains("None in the catalog"), "{quiet}");
+        for line in list().lines().chain(text.lines()) {
+            assert!(line.chars().count() <= 80, "too wide: {line}");
+        }
+    }
+}
