@@ -82,7 +82,7 @@ echo "rendered $page ($scenario, legacy, schedule $schedule; $requests requests)
 echo "rendered $wait_page ($scenario, transactional, schedule 0.1.1.1.1: r0 waits for r1)"
 
 headless() {
-    timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --disable-sync \
         --user-data-dir="$profile" --hide-scrollbars "$@" 2>>"$out/chromium.log"
 }

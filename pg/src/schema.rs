@@ -39,14 +39,21 @@ fn kind_text(kind: ProductKind) -> &'static str {
 
 /// Connect options for `url`, without connecting.
 pub fn parse_url(url: &str) -> Result<PgConnectOptions, SetupError> {
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(SetupError::BadUrl {
+            url: redact(url),
+            reason: "expected a URL like postgres://user:password@host:5432/database".into(),
+        });
+    }
     PgConnectOptions::from_str(url)
         .map_err(|e| SetupError::BadUrl { url: redact(url), reason: e.to_string() })
         .map(|o| o.disable_statement_logging())
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+/// The URL without its password, for messages: the one after `user:` and
+/// any `password=` parameter (a query string's, or a key-value string's).
+pub fn redact(url: &str) -> String {
+    let mut text = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
             match credentials.split_once(':') {
@@ -55,7 +62,15 @@ fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    let mut from = 0;
+    while let Some(found) = text[from..].to_ascii_lowercase().find("password=") {
+        let start = from + found + "password=".len();
+        let end = text[start..].find(['&', ' ', '\t', '\n']).map_or(text.len(), |e| start + e);
+        text.replace_range(start..end, "***");
+        from = start + 3;
     }
+    text
 }
 
 /// What connections to schema `schema` call themselves in `pg_stat_activity`.
@@ -176,4 +191,23 @@ pub async fn committed(conn: &PgConn) -> Result<Vec<FullCustomer>, sqlx::Error> 
         out.push(conn.full(&mut inner, customer).await?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        assert_eq!(redact("postgres://ann:hunter2@db:5432/x"), "postgres://ann:***@db:5432/x");
+        assert_eq!(
+            redact("postgres://db/x?user=ann&password=hunter2&ssl=1"),
+            "postgres://db/x?user=ann&password=***&ssl=1"
+        );
+        assert_eq!(
+            redact("host=db port=1 Password=hunter2 user=ann"),
+            "host=db port=1 Password=*** user=ann"
+        );
+        assert_eq!(redact("postgres://db/x"), "postgres://db/x");
+    }
 }

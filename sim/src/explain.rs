@@ -111,7 +111,8 @@ pub fn race_text(race: Race) -> RaceText {
         Race::R2 => (
             "defaults missing and cached stale",
             "A inserts; B reads the customer with 0 products and caches it; A's cache write finds the \
-             key taken.",
+             key taken (in the model's legacy, a plain set: B's stale write lands after A's, or A's \
+             cache read finds B's entry and A keeps it).",
         ),
         Race::R3 => (
             "defaults missing forever",
@@ -166,6 +167,51 @@ pub fn races_breaking(invariant: Invariant) -> Vec<(Race, Vec<Strategy>)> {
         .collect()
 }
 
+/// The regression corpus (`fixtures/regressions/`), by file name without
+/// `.json`: `SCENARIO--STRATEGY--INVARIANT`. Every violation that
+/// `cusim explore --all --shrink` finds in the built-in scenarios, side
+/// effects of a race included. A test keeps this list equal to the folder.
+pub const CORPUS: &[&str] = &[
+    "r1-same-id-create--legacy--no_internal_error",
+    "r1-same-id-create--legacy--responses_see_defaults",
+    "r2-stale-cache--legacy--fresh_cache",
+    "r2-stale-cache--legacy--no_internal_error",
+    "r2-stale-cache--legacy--responses_see_defaults",
+    "r3-crash-before-defaults--legacy--defaults_present",
+    "r3-crash-before-defaults--legacy--no_internal_error",
+    "r3-crash-before-defaults--legacy--responses_see_defaults",
+    "r4-idless-duplicates--legacy--responses_see_defaults",
+    "r4-idless-duplicates--legacy--unique_customer",
+    "r5-double-claim--legacy--claim_correct",
+    "r6-two-stripe-customers--legacy--fresh_cache",
+    "r6-two-stripe-customers--legacy--no_internal_error",
+    "r6-two-stripe-customers--legacy--responses_see_defaults",
+    "r6-two-stripe-customers--legacy--single_stripe_customer",
+    "r6-two-stripe-customers--transactional--fresh_cache",
+    "r6-two-stripe-customers--transactional--single_stripe_customer",
+    "r7-cache-without-stripe--legacy--fresh_cache",
+    "r7-cache-without-stripe--legacy--no_internal_error",
+    "r7-cache-without-stripe--legacy--responses_see_defaults",
+    "r7-cache-without-stripe--transactional--fresh_cache",
+    "r8-lost-usage-overwrite--legacy--usage_conserved",
+    "r9-lost-usage-invalidation--legacy--fresh_cache",
+    "r9-lost-usage-invalidation--legacy--usage_conserved",
+    "r9-lost-usage-invalidation--transactional--fresh_cache",
+    "r9-lost-usage-invalidation--transactional--usage_conserved",
+];
+
+/// `(scenario, strategy)` pairs of the corpus that break `invariant`.
+pub fn corpus_breaking(invariant: Invariant) -> Vec<(&'static str, Strategy)> {
+    CORPUS
+        .iter()
+        .filter_map(|stem| {
+            let mut parts = stem.split("--");
+            let (scenario, strategy, broken) = (parts.next()?, parts.next()?, parts.next()?);
+            (broken == invariant.as_str()).then_some((scenario, Strategy::parse(strategy)?))
+        })
+        .collect()
+}
+
 /// What `cusim explain` resolves a name to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
@@ -193,6 +239,9 @@ pub struct Explanation {
     pub interleaving: Option<String>,
     /// Invariant: the races that break it; race: the invariants it breaks.
     pub related: Vec<Related>,
+    /// Invariant: built-in scenarios where it breaks as a side effect of
+    /// another race (from the regression corpus), as `scenario (strategy)`.
+    pub also_broken_in: Vec<String>,
     /// `cusim replay`/`explore` commands that show it.
     pub try_commands: Vec<String>,
 }
@@ -244,9 +293,19 @@ pub fn explain(topic: Topic) -> Explanation {
                 try_commands
                     .push(format!("cusim explore --all   # checks {invariant} on every built-in scenario"));
             }
+            let headline: Vec<(String, Strategy)> = related
+                .iter()
+                .flat_map(|r| r.strategies.iter().map(|s| (r.scenario.clone().unwrap_or_default(), *s)))
+                .collect();
+            let also_broken_in = corpus_breaking(invariant)
+                .into_iter()
+                .filter(|(scenario, strategy)| !headline.iter().any(|(h, s)| h == scenario && s == strategy))
+                .map(|(scenario, strategy)| format!("{scenario} ({strategy})"))
+                .collect();
             Explanation {
                 name: invariant.to_string(),
                 kind: "invariant",
+                also_broken_in,
                 summary: text.holds_when.to_owned(),
                 why: Some(text.why.to_owned()),
                 checked: Some(text.checked.to_owned()),
@@ -261,24 +320,38 @@ pub fn explain(topic: Topic) -> Explanation {
             let related: Vec<Related> = match builtin {
                 None => Vec::new(),
                 Some(builtin) => {
-                    let mut invariants: Vec<Invariant> = builtin.expected.iter().map(|(_, i)| *i).collect();
+                    let side_effects = Invariant::ALL.into_iter().filter(|i| {
+                        corpus_breaking(*i).iter().any(|(scenario, _)| *scenario == builtin.name())
+                    });
+                    let mut invariants: Vec<Invariant> =
+                        builtin.expected.iter().map(|(_, i)| *i).chain(side_effects).collect();
                     invariants.sort();
                     invariants.dedup();
                     invariants
                         .into_iter()
                         .map(|invariant| {
-                            let pairs: Vec<(Strategy, Invariant)> =
+                            let mut pairs: Vec<(Strategy, Invariant)> =
                                 builtin.expected.iter().filter(|(_, i)| *i == invariant).copied().collect();
+                            let headline = !pairs.is_empty();
+                            pairs.extend(
+                                corpus_breaking(invariant)
+                                    .into_iter()
+                                    .filter(|(scenario, _)| *scenario == builtin.name())
+                                    .map(|(_, strategy)| (strategy, invariant)),
+                            );
                             Related {
                                 name: invariant.to_string(),
+                                what: if headline { "its symptom" } else { "a side effect" }.to_owned(),
                                 strategies: dedup_strategies(&pairs),
-                                what: invariant_text(invariant).holds_when.to_owned(),
                                 scenario: Some(builtin.name().to_owned()),
                             }
                         })
                         .collect()
                 }
             };
+            // The race's own symptom first, then its side effects.
+            let mut related = related;
+            related.sort_by_key(|r| r.what != "its symptom");
             let try_commands = builtin
                 .map(|b| {
                     dedup_strategies(b.expected)
@@ -290,6 +363,7 @@ pub fn explain(topic: Topic) -> Explanation {
             Explanation {
                 name: race.to_string(),
                 kind: "race",
+                also_broken_in: Vec::new(),
                 summary: text.symptom.to_owned(),
                 why: None,
                 checked: None,
@@ -361,6 +435,10 @@ pub fn render(explanation: &Explanation) -> String {
                 );
                 out.push_str(&wrap(&line, "  ", WIDTH));
             }
+            if !explanation.also_broken_in.is_empty() {
+                out.push_str("\nAlso broken, as a side effect of another race, in:\n");
+                out.push_str(&wrap(&explanation.also_broken_in.join(", "), "  ", WIDTH));
+            }
         }
         _ => {
             out.push_str(&format!("{} (race): {}\n\n", explanation.name, explanation.summary));
@@ -370,12 +448,17 @@ pub fn render(explanation: &Explanation) -> String {
             }
             out.push_str("\nInvariants it breaks:\n");
             for related in &explanation.related {
-                let line = format!("{} (in {})", related.name, strategies_text(&related.strategies));
+                let line = format!(
+                    "{}: {} (in {})",
+                    related.name,
+                    related.what,
+                    strategies_text(&related.strategies)
+                );
                 out.push_str(&wrap(&line, "  ", WIDTH));
             }
             if let Some(scenario) = explanation.related.first().and_then(|r| r.scenario.as_deref()) {
                 out.push_str(&format!(
-                    "\nBuilt-in scenario: {scenario} (fixtures/scenarios/{scenario}.json)\n"
+                    "\nBuilt-in scenario:\n  {scenario} (fixtures/scenarios/{scenario}.json)\n"
                 ));
             }
         }
@@ -436,6 +519,23 @@ mod tests {
     }
 
     #[test]
+    fn the_corpus_list_is_the_regression_folder() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/regressions");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|f| f.strip_suffix(".json").map(str::to_owned))
+            .collect();
+        files.sort();
+        assert_eq!(files, CORPUS, "update explain::CORPUS to the files of fixtures/regressions/");
+        for stem in CORPUS {
+            let parts: Vec<&str> = stem.split("--").collect();
+            assert!(crate::builtin::find(parts[0]).is_some(), "{stem}: no such built-in scenario");
+            assert!(Strategy::parse(parts[1]).is_some() && Invariant::parse(parts[2]).is_some(), "{stem}");
+        }
+    }
+
+    #[test]
     fn names_resolve_loosely_and_strictly() {
         assert_eq!(topic("fresh_cache"), Some(Topic::Invariant(Invariant::FreshCache)));
         assert_eq!(topic("Fresh-Cache"), Some(Topic::Invariant(Invariant::FreshCache)));
@@ -451,7 +551,12 @@ mod tests {
         assert!(text.contains("r1-same-id-create"), "{text}");
         assert!(text.contains("cusim explore --scenario r1-same-id-create --strategy legacy"), "{text}");
         let race = render(&explain(Topic::Race(Race::R9)));
-        assert!(race.contains("usage_conserved (in legacy, transactional)"), "{race}");
+        assert!(race.contains("usage_conserved: its symptom (in legacy, transactional)"), "{race}");
+        assert!(race.contains("fresh_cache: a side effect (in legacy, transactional)"), "{race}");
+        let side = render(&explain(Topic::Invariant(Invariant::ResponsesSeeDefaults)));
+        assert!(side.contains("Also broken, as a side effect of another race, in:"), "{side}");
+        assert!(side.contains("r1-same-id-create (legacy)"), "{side}");
+        assert!(!side.contains("r2-stale-cache (legacy),"), "the headline is not repeated: {side}");
         let quiet = render(&explain(Topic::Invariant(Invariant::Terminates)));
         assert!(quiet.contains("None in the catalog"), "{quiet}");
         for line in list().lines().chain(text.lines()) {

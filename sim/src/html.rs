@@ -22,16 +22,20 @@
 
 use std::fmt::Write;
 
+use cusim::backend::Point;
 use cusim::flow::{Request, Strategy};
 use cusim::model::Scope;
 
-use crate::oracle::Violation;
+use crate::oracle::{Invariant, Violation};
 use crate::scenario::Scenario;
 use crate::stepper::{End, Event, EventKind, Execution, RequestOutcome};
 use crate::trace;
 
 /// Lane colours, one per request, in turn.
-const LANE_COLOURS: [&str; 6] = ["#2f6fdf", "#0f8a7e", "#7c4dcc", "#c26a0a", "#c2417a", "#4d7f1f"];
+const LANE_COLOURS: [&str; 10] = [
+    "#2f6fdf", "#0f8a7e", "#7c4dcc", "#c26a0a", "#c2417a", "#4d7f1f", "#1b7fa8", "#8a6d1f", "#a2452e",
+    "#5a5fb0",
+];
 
 /// The grid row of the lane heads; events start on the next one.
 const HEAD_ROW: usize = 1;
@@ -255,6 +259,27 @@ struct Renderer<'p, 'a> {
     out: String,
     /// Per request: the violations (by index) that involve it.
     involved: Vec<Vec<usize>>,
+    /// Per settle read: the violations (by index) that involve it.
+    settle_involved: Vec<Vec<usize>>,
+}
+
+/// The operations that make up an invariant's evidence, when a request
+/// involved in its violation performs them: the writes that left the
+/// state wrong, or the reads behind a wrong response.
+fn evidence_point(invariant: Invariant, point: Point) -> bool {
+    use Point::*;
+    match invariant {
+        Invariant::UniqueCustomer => matches!(point, Insert | Claim),
+        Invariant::DefaultsPresent => matches!(point, Insert | AttachDefault | Commit),
+        Invariant::NoInternalError => false,
+        Invariant::FreshCache => matches!(point, CacheWrite | CacheInvalidate),
+        Invariant::SingleStripeCustomer => matches!(point, StripeCreate | SetProcessor),
+        Invariant::UsageConserved => matches!(point, Deduct | SyncUsage | CacheWrite | CacheInvalidate),
+        Invariant::ClaimCorrect => matches!(point, Claim | Insert),
+        Invariant::ResponsesSeeDefaults => matches!(point, DbRead | CacheRead),
+        Invariant::TenantIsolation => true,
+        Invariant::Terminates => false,
+    }
 }
 
 impl<'p, 'a> Renderer<'p, 'a> {
@@ -268,7 +293,27 @@ impl<'p, 'a> Renderer<'p, 'a> {
                 }
             }
         }
-        Renderer { page, out: String::new(), involved }
+        let mut settle_involved = vec![Vec::new(); page.execution.settles.len()];
+        for (v, violation) in page.violations.iter().enumerate() {
+            for &n in &violation.settle_reads {
+                if let Some(list) = settle_involved.get_mut(n) {
+                    list.push(v);
+                }
+            }
+        }
+        Renderer { page, out: String::new(), involved, settle_involved }
+    }
+
+    /// Whether `point`, performed by `request`, is evidence of a violation
+    /// that involves the request.
+    fn is_evidence(&self, request: usize, point: Point, result: &str) -> bool {
+        // A cache miss reads nothing: it cannot be behind a wrong response.
+        if point == Point::CacheRead && result.starts_with("miss") {
+            return false;
+        }
+        self.involved.get(request).is_some_and(|violations| {
+            violations.iter().any(|&v| evidence_point(self.page.violations[v].invariant, point))
+        })
     }
 
     fn is_involved(&self, request: usize) -> bool {
@@ -399,15 +444,21 @@ impl<'p, 'a> Renderer<'p, 'a> {
                 escape(&requests.join(" "))
             );
             let _ = writeln!(self.out, "<h3>{}</h3>", escape(name));
-            let involved = if violation.requests.is_empty() {
-                "no request: found in the state or the settle reads".to_owned()
+            let links: Vec<String> = violation
+                .requests
+                .iter()
+                .map(|r| format!("<a href=\"#lane-{r}\">r{r}</a>"))
+                .chain(
+                    violation
+                        .settle_reads
+                        .iter()
+                        .map(|n| format!("<a href=\"#settle-{n}\">settle read {n}</a>")),
+                )
+                .collect();
+            let involved = if links.is_empty() {
+                "no request: found in the committed state".to_owned()
             } else {
-                violation
-                    .requests
-                    .iter()
-                    .map(|r| format!("<a href=\"#lane-{r}\">r{r}</a>"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                links.join(" ")
             };
             let _ = writeln!(self.out, "<p class=\"involved\">involves {involved}</p>");
             let _ = writeln!(self.out, "<p class=\"message\">{}</p>", escape(&violation.message));
@@ -434,6 +485,7 @@ impl<'p, 'a> Renderer<'p, 'a> {
             "<li><span class=\"key ok\"></span>response</li>\n",
             "<li><span class=\"key error\"></span>error</li>\n",
             "<li><span class=\"key violation\"></span>involved in a violation</li>\n",
+            "<li><span class=\"key evidence\"></span>an operation behind the violation</li>\n",
             "</ul>\n",
         ));
     }
@@ -593,7 +645,13 @@ impl<'p, 'a> Renderer<'p, 'a> {
         let text = match &event.kind {
             EventKind::Op { point, op, result, fault } => {
                 let tone = Tone::of(result);
-                let marked = if tone.is_error() { violation } else { "" };
+                let marked = if tone.is_error() {
+                    violation
+                } else if self.is_evidence(lane, *point, result) {
+                    " evidence"
+                } else {
+                    ""
+                };
                 let faulted = if fault.is_some() { " faulted" } else { "" };
                 let badge = fault.map_or(String::new(), |k| {
                     format!(" <span class=\"badge fault\">fault {}</span>", escape(k.as_str()))
@@ -623,7 +681,7 @@ impl<'p, 'a> Renderer<'p, 'a> {
                 escape(op)
             ),
             EventKind::Crash { point, op } => format!(
-                "{}\n<div class=\"point\">× crash at {}</div>\n<div class=\"op\">before {}</div>\n<div class=\"result\">its open transaction rolls back</div>\n</div>",
+                "{}\n<div class=\"point\">× crash at {}</div>\n<div class=\"op\">before {}</div>\n<div class=\"result\">the request dies; an open transaction rolls back, committed work stays</div>\n</div>",
                 open("crash", violation),
                 escape(point.as_str()),
                 escape(op)
@@ -738,13 +796,29 @@ impl<'p, 'a> Renderer<'p, 'a> {
             let _ = writeln!(self.out, "<p class=\"none\">{why}</p>");
         } else {
             self.push("<div class=\"settle-lane\">\n");
-            for event in &layout.settles {
+            for (n, event) in layout.settles.iter().enumerate() {
                 if let EventKind::Settle { customer, result } = &event.kind {
                     let tone = Tone::of(result);
-                    let ok = if tone.is_error() { "" } else { " ok" };
+                    let violated: Vec<&str> = self
+                        .settle_involved
+                        .get(n)
+                        .map(|vs| vs.iter().map(|&v| self.page.violations[v].invariant.as_str()).collect())
+                        .unwrap_or_default();
+                    let ok = if tone.is_error() || !violated.is_empty() { "" } else { " ok" };
+                    let (marked, note) = if violated.is_empty() {
+                        ("", String::new())
+                    } else {
+                        (
+                            " violation",
+                            format!(
+                                "\n<div class=\"violates\">violates {}</div>",
+                                escape(&violated.join(", "))
+                            ),
+                        )
+                    };
                     let _ = writeln!(
                         self.out,
-                        "<div class=\"box settle{ok}{}\" data-kind=\"settle\">\n<div class=\"point\">settle read</div>\n<div class=\"op\">{}</div>\n<div class=\"result\">→ {}</div>\n</div>",
+                        "<div class=\"box settle{ok}{}{marked}\" id=\"settle-{n}\" data-kind=\"settle\" data-settle=\"{n}\">\n<div class=\"point\">settle read {n}</div>\n<div class=\"op\">{}</div>\n<div class=\"result\">→ {}</div>{note}\n</div>",
                         tone.classes(),
                         escape(customer),
                         escape(result)
@@ -863,13 +937,14 @@ h1 .strategy { background: #e8ecf3; border-radius: 6px; padding: 0 0.5rem; }
 .key.ok { background: var(--green-soft); border-color: var(--green); }
 .key.error { background: var(--red-soft); border-color: var(--red); }
 .key.violation { border: 2px solid var(--red); box-shadow: 0 0 0 2px rgba(201, 48, 44, 0.25); }
-main#trace { padding: 0.75rem 1.5rem 1.5rem; }
+.key.evidence { border: 2px dashed var(--red); background: #fff4e8; }
+main#trace { padding: 0.75rem 1.5rem 1.5rem; overflow-x: auto; }
 .diagram { --gap: 1.25rem; display: grid; grid-template-columns: 4rem repeat(var(--lanes), minmax(17rem, 1fr)); column-gap: var(--gap); position: relative; }
 .corner { align-self: end; color: var(--muted); font-size: 0.75rem; text-align: right; padding: 0 0.25rem 0.6rem 0; }
 .lane { display: contents; }
 .band { grid-column: 1 / -1; margin: 0 calc(var(--gap) * -0.5); z-index: 0; border-radius: 4px; }
 .band.odd { background: rgba(30, 45, 80, 0.045); }
-.step { grid-column: 1; z-index: 1; text-align: right; padding: 0.55rem 0.25rem 0 0; font-family: var(--mono); font-size: 0.78rem; color: var(--muted); display: flex; flex-direction: column; align-items: flex-end; line-height: 1.25; }
+.step { grid-column: 1; position: sticky; left: 0; z-index: 6; background: rgba(244, 246, 249, 0.9); border-radius: 4px; text-align: right; padding: 0.55rem 0.25rem 0 0; font-family: var(--mono); font-size: 0.78rem; color: var(--muted); display: flex; flex-direction: column; align-items: flex-end; line-height: 1.25; }
 .step .n { font-weight: 700; color: var(--ink); }
 .step code { font-size: 0.72rem; background: #e6eaf1; border-radius: 3px; padding: 0 0.25rem; margin-top: 0.1rem; }
 .step.tail .n { color: var(--muted); font-weight: 400; }
@@ -942,7 +1017,9 @@ main#trace { padding: 0.75rem 1.5rem 1.5rem; }
 .settle-lane { display: flex; flex-wrap: wrap; gap: 0.6rem; --lane: #5f6b7a; }
 .settle-lane .box { margin: 0; width: min(100%, 40rem); justify-self: auto; }
 .settle-lane .box.ok { border-left-color: var(--green); }
-.lane .box.violation { border: 2px solid var(--red); border-left-width: 6px; box-shadow: 0 0 0 4px rgba(201, 48, 44, 0.2); }
+.lane .box.violation, .settle-lane .box.violation { border: 2px solid var(--red); border-left-width: 6px; box-shadow: 0 0 0 4px rgba(201, 48, 44, 0.2); }
+.lane .box.evidence { border: 2px dashed var(--red); border-left: 6px solid var(--red); background: #fff4e8; }
+.box .violates { color: var(--red); font-weight: 650; font-size: 0.78rem; margin-top: 0.15rem; }
 footer { padding: 0.75rem 1.5rem 1.5rem; color: var(--muted); font-size: 0.75rem; font-family: var(--mono); }
 "#;
 
@@ -1001,6 +1078,37 @@ mod tests {
         for fetch in ["http://", "https://", "<script", "<link", "<img", "@import", "url("] {
             assert!(!html.contains(fetch), "the page must not contain {fetch:?}");
         }
+    }
+
+    #[test]
+    fn r2_marks_the_stale_write_and_the_settle_read_behind_the_violation() {
+        let (scenario, execution, violations) = run("r2-stale-cache", Strategy::Legacy, "0.0.1.1.1");
+        let fresh =
+            violations.iter().find(|v| v.invariant == Invariant::FreshCache).expect("R2 breaks fresh_cache");
+        assert_eq!(fresh.requests, [1], "the check showed (and cached) the stale customer");
+        assert_eq!(fresh.settle_reads, [0]);
+        let html = render(&scenario, Strategy::Legacy, &execution, &violations);
+        // r1's cache write is the operation behind it; r0's (the fresh one) is not.
+        let boxes: Vec<&str> = html.split("<div class=\"box ").skip(1).collect();
+        let writes = |request: &str| -> Vec<&str> {
+            boxes
+                .iter()
+                .filter(|b| b.contains(&format!("data-request=\"{request}\"")) && b.contains("cache_write"))
+                .copied()
+                .collect()
+        };
+        assert!(
+            writes("1").iter().all(|b| b.starts_with("op") && b.contains(" evidence")),
+            "{:?}",
+            writes("1")
+        );
+        assert!(writes("0").iter().all(|b| !b.contains(" evidence")), "{:?}", writes("0"));
+        // A cache miss is not evidence of anything.
+        assert!(boxes.iter().filter(|b| b.contains("miss (epoch")).all(|b| !b.contains(" evidence")));
+        // The settle read that showed the stale customer is marked and linked.
+        assert!(html.contains("id=\"settle-0\" data-kind=\"settle\" data-settle=\"0\""), "{html}");
+        assert!(html.contains("<a href=\"#settle-0\">settle read 0</a>"));
+        assert!(html.contains("violates fresh_cache, responses_see_defaults"));
     }
 
     #[test]

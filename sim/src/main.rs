@@ -160,6 +160,18 @@ enum BackendArg {
     Postgres,
 }
 
+/// `text` as one word for a POSIX shell: as is when it is plainly safe,
+/// else in single quotes.
+fn shell_quote(text: &str) -> String {
+    let plain =
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./+,:=@%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// Bad input: reported with its reason, exit code 2.
 struct Usage(String);
 
@@ -234,8 +246,10 @@ fn print_report(report: &ExploreReport, origin: &str) {
         let seed = found.seed.map_or(String::new(), |s| format!(" (seed {s})"));
         println!("    schedule {}{seed}", if found.schedule.is_empty() { "\"\"" } else { &found.schedule });
         println!(
-            "    replay: cusim replay --scenario {origin} --strategy {} --schedule '{}'",
-            report.strategy, found.schedule
+            "    replay: cusim replay --scenario {} --strategy {} --schedule {}",
+            shell_quote(origin),
+            report.strategy,
+            shell_quote(&found.schedule)
         );
         if let Some(shrunk) = &found.shrunk {
             let size = shrunk.size;
@@ -466,13 +480,18 @@ fn run_replay(
     let violations = oracle::check(&prepared, &execution);
     let disagrees = postgres_disagrees(&postgres);
     if let Some(path) = &output.html {
+        let backend_args = match backend {
+            BackendArg::Mem => "",
+            BackendArg::Postgres => " --backend postgres",
+        };
         let backend = match backend {
             BackendArg::Mem => "mem (the in-memory model)".to_owned(),
             BackendArg::Postgres => postgres_note(&postgres),
         };
         let replay = format!(
-            "cusim replay --scenario {origin} --strategy {strategy} --schedule '{}'",
-            execution.minimal_schedule()
+            "cusim replay --scenario {} --strategy {strategy} --schedule {}{backend_args}",
+            shell_quote(&origin),
+            shell_quote(&execution.minimal_schedule().to_string())
         );
         let page = html::Page::new(&scenario, strategy, &execution, &violations)
             .note("scenario file", origin.as_str())
@@ -484,7 +503,7 @@ fn run_replay(
     if json {
         let found: Vec<_> = violations
             .iter()
-            .map(|v| json!({"invariant": v.invariant, "schedule": execution.minimal_schedule().to_string(), "seed": null, "message": v.message, "requests": v.requests, "evidence": v.evidence}))
+            .map(|v| json!({"invariant": v.invariant, "schedule": execution.minimal_schedule().to_string(), "seed": null, "message": v.message, "requests": v.requests, "settle_reads": v.settle_reads, "evidence": v.evidence}))
             .collect();
         let object = json!({
             "scenario": scenario.name,
@@ -506,8 +525,13 @@ fn run_replay(
             println!("verdict: no invariant violated");
         }
         for violation in &violations {
+            let settles = if violation.settle_reads.is_empty() {
+                String::new()
+            } else {
+                format!(", settle reads {:?}", violation.settle_reads)
+            };
             println!(
-                "VIOLATED {} (requests {:?}): {}",
+                "VIOLATED {} (requests {:?}{settles}): {}",
                 violation.invariant, violation.requests, violation.message
             );
             println!("  evidence: {}", violation.evidence);
@@ -620,6 +644,11 @@ fn run_explain(name: Option<&str>, json: bool) -> Result<ExitCode, Usage> {
         }
         return Ok(ExitCode::SUCCESS);
     };
+    if name.trim().is_empty() {
+        return Err(Usage(
+            "explain: the name is empty; `cusim explain` lists every invariant and race".into(),
+        ));
+    }
     let topic = explain::topic(name).ok_or_else(|| {
         let invariants: Vec<&str> = Invariant::ALL.iter().map(|i| i.as_str()).collect();
         Usage(format!(
@@ -637,6 +666,14 @@ fn run_explain(name: Option<&str>, json: bool) -> Result<ExitCode, Usage> {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns a closed pipe (`cusim … | head`)
+    // into a panic on the next print; a command-line tool should just end.
+    #[cfg(unix)]
+    // SAFETY: at the start of main, before any thread exists, setting a
+    // signal's disposition to its default is sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Explore {

@@ -76,6 +76,9 @@ pub struct Violation {
     pub invariant: Invariant,
     /// Scenario request indices involved (settle reads are not requests).
     pub requests: Vec<usize>,
+    /// Settle reads involved, by their index in the run's settle reads.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settle_reads: Vec<usize>,
     pub message: String,
     pub evidence: serde_json::Value,
 }
@@ -96,17 +99,21 @@ impl fmt::Display for Source {
     }
 }
 
-fn involved(sources: &[Source]) -> Vec<usize> {
-    let mut requests: Vec<usize> = sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Request(i) => Some(*i),
-            Source::Settle(_) => None,
-        })
-        .collect();
-    requests.sort();
-    requests.dedup();
-    requests
+/// The requests and the settle reads among `sources`, each sorted.
+fn involved(sources: &[Source]) -> (Vec<usize>, Vec<usize>) {
+    let mut requests = Vec::new();
+    let mut settles = Vec::new();
+    for source in sources {
+        match source {
+            Source::Request(i) => requests.push(*i),
+            Source::Settle(i) => settles.push(*i),
+        }
+    }
+    for list in [&mut requests, &mut settles] {
+        list.sort();
+        list.dedup();
+    }
+    (requests, settles)
 }
 
 /// The defaults a customer is owed, as `(group, product)` pairs in group
@@ -161,7 +168,8 @@ impl Checker<'_> {
         message: String,
         evidence: serde_json::Value,
     ) {
-        self.violations.push(Violation { invariant, requests: involved(sources), message, evidence });
+        let (requests, settle_reads) = involved(sources);
+        self.violations.push(Violation { invariant, requests, settle_reads, message, evidence });
     }
 
     /// Every successful response that shows a customer, with its source
@@ -392,7 +400,19 @@ impl Checker<'_> {
             }
         }
         for (key, cached, db) in found {
-            let creators = self.creators(std::slice::from_ref(&cached.customer.internal_id));
+            // Who showed the stale snapshot (most likely who cached it);
+            // failing that, who created the customer.
+            let showed: Vec<Source> = self
+                .responses()
+                .into_iter()
+                .filter(|(_, _, _, response)| response.customer() == &cached)
+                .map(|(source, ..)| source)
+                .collect();
+            let creators = if showed.iter().any(|s| matches!(s, Source::Request(_))) {
+                showed
+            } else {
+                self.creators(std::slice::from_ref(&cached.customer.internal_id))
+            };
             let message = match &db {
                 None => format!(
                     "cache {key} holds customer {} that the DB does not have",
@@ -512,6 +532,7 @@ impl Checker<'_> {
                 found.push((
                     sources.clone(),
                     format!("customer {} {}: tracks accepted {sum}, the DB has {in_db}", key.0, key.1),
+                    json!({ "customer": key.0, "feature": key.1, "accepted": sum, "in_db": in_db }),
                 ));
             }
             for (cache_key, cached) in self.obs.state.cache.iter().map(|(k, v)| (k, v)) {
@@ -524,13 +545,20 @@ impl Checker<'_> {
                                 "customer {} {}: tracks accepted {sum}, cache {cache_key} has {in_cache}",
                                 key.0, key.1
                             ),
+                            json!({
+                                "customer": key.0,
+                                "feature": key.1,
+                                "accepted": sum,
+                                "cache_key": cache_key.to_string(),
+                                "in_cache": in_cache,
+                            }),
                         ));
                     }
                 }
             }
         }
-        for (sources, message) in found {
-            self.violate(Invariant::UsageConserved, &sources, message, json!({}));
+        for (sources, message, evidence) in found {
+            self.violate(Invariant::UsageConserved, &sources, message, evidence);
         }
     }
 
@@ -544,6 +572,8 @@ impl Checker<'_> {
                 continue;
             };
             let customer = &response.customer().customer;
+            let now = rows.iter().find(|r| r.internal_id == customer.internal_id);
+            let evidence = json!({ "asked": asked.as_str(), "returned": customer, "now": now });
             if customer.id.as_deref() != Some(asked.as_str()) {
                 found.push((
                     i,
@@ -552,10 +582,10 @@ impl Checker<'_> {
                         customer.internal_id,
                         customer.id.as_deref().unwrap_or("null")
                     ),
+                    evidence,
                 ));
                 continue;
             }
-            let now = rows.iter().find(|r| r.internal_id == customer.internal_id);
             if now.and_then(|r| r.id.as_deref()) != Some(asked.as_str()) {
                 found.push((
                     i,
@@ -564,11 +594,12 @@ impl Checker<'_> {
                         customer.internal_id,
                         now.map_or("gone".to_owned(), |r| r.id.clone().unwrap_or_else(|| "null".into()))
                     ),
+                    evidence,
                 ));
             }
         }
-        for (i, message) in found {
-            self.violate(Invariant::ClaimCorrect, &[Source::Request(i)], message, json!({}));
+        for (i, message, evidence) in found {
+            self.violate(Invariant::ClaimCorrect, &[Source::Request(i)], message, evidence);
         }
     }
 
@@ -594,11 +625,17 @@ impl Checker<'_> {
         for (source, scope, _, response) in self.responses() {
             let shown = response.customer().customer.scope();
             if shown != scope {
-                found.push((source, format!("{source} in {scope} was shown a customer of {shown}")));
+                let evidence =
+                    json!({ "asked_in": scope.to_string(), "shown": response.customer().customer });
+                found.push((
+                    source,
+                    format!("{source} in {scope} was shown a customer of {shown}"),
+                    evidence,
+                ));
             }
         }
-        for (source, message) in found {
-            self.violate(Invariant::TenantIsolation, &[source], message, json!({}));
+        for (source, message, evidence) in found {
+            self.violate(Invariant::TenantIsolation, &[source], message, evidence);
         }
     }
 }
