@@ -577,6 +577,7 @@ impl Checker<'_> {
             if customer.id.as_deref() != Some(asked.as_str()) {
                 found.push((
                     i,
+                    None,
                     format!(
                         "create {{id: {asked}}} returned customer {} with id {}",
                         customer.internal_id,
@@ -587,8 +588,15 @@ impl Checker<'_> {
                 continue;
             }
             if now.and_then(|r| r.id.as_deref()) != Some(asked.as_str()) {
+                // Whoever asked for the id the row has now took it over.
+                let taker = now.and_then(|r| r.id.as_deref()).and_then(|id| {
+                    self.obs.scenario.requests.iter().position(
+                        |r| matches!(r, Request::Create { id: Some(other), .. } if other.as_str() == id),
+                    )
+                });
                 found.push((
                     i,
+                    taker,
                     format!(
                         "create {{id: {asked}}} returned customer {}, whose id is now {}",
                         customer.internal_id,
@@ -598,8 +606,9 @@ impl Checker<'_> {
                 ));
             }
         }
-        for (i, message, evidence) in found {
-            self.violate(Invariant::ClaimCorrect, &[Source::Request(i)], message, evidence);
+        for (i, taker, message, evidence) in found {
+            let sources: Vec<Source> = std::iter::once(i).chain(taker).map(Source::Request).collect();
+            self.violate(Invariant::ClaimCorrect, &sources, message, evidence);
         }
     }
 
