@@ -36,18 +36,26 @@ fn parse_result_line(line: &str) -> Option<(u64, u64)> {
     Some((count("passed")?, count("failed")?))
 }
 
-/// Runs `cargo` with `args`, echoing its output and counting test results.
-fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
-    eprintln!("==> {mode}: cargo {}", args.join(" "));
-    let mut command = Command::new(env!("CARGO"));
-    command.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
+/// Runs `command` (called `what` in messages), echoing its stdout and
+/// adding up the `(passed, failed)` that `count` reads off each line. A
+/// non-zero exit is one failed check when `exit_fails_a_check`, else the
+/// runner failing.
+fn run_counted(
+    mode: &str,
+    what: &str,
+    mut command: Command,
+    envs: &[(&str, &str)],
+    count: impl Fn(&str) -> Option<(u64, u64)>,
+    exit_fails_a_check: bool,
+) -> Tally {
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
     for (key, value) in envs {
         command.env(key, value);
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
-            eprintln!("{mode}: could not start cargo: {error}");
+            eprintln!("{mode}: could not start {what}: {error}");
             return Tally { runner_failed: true, ..Tally::default() };
         }
     };
@@ -56,7 +64,7 @@ fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         println!("{line}");
-        if let Some((passed, failed)) = parse_result_line(&line) {
+        if let Some((passed, failed)) = count(&line) {
             tally.passed += passed;
             tally.failed += failed;
         }
@@ -64,15 +72,27 @@ fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
     match child.wait() {
         Ok(status) if status.success() => {}
         Ok(status) => {
-            eprintln!("{mode}: cargo exited with {status}");
-            tally.runner_failed = true;
+            eprintln!("{mode}: {what} exited with {status}");
+            if exit_fails_a_check {
+                tally.failed += 1;
+            } else {
+                tally.runner_failed = true;
+            }
         }
         Err(error) => {
-            eprintln!("{mode}: waiting for cargo failed: {error}");
+            eprintln!("{mode}: waiting for {what} failed: {error}");
             tally.runner_failed = true;
         }
     }
     tally
+}
+
+/// Runs `cargo` with `args`, echoing its output and counting test results.
+fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
+    eprintln!("==> {mode}: cargo {}", args.join(" "));
+    let mut command = Command::new(env!("CARGO"));
+    command.args(args);
+    run_counted(mode, "cargo", command, envs, parse_result_line, false)
 }
 
 /// The Postgres tests, against a throwaway server (stopped also on failure).
@@ -171,38 +191,9 @@ fn browser_checks(ci: &[(&str, &str)]) -> Tally {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/check-html.sh");
     eprintln!("==> browser: bash {script}");
     let mut command = Command::new("bash");
-    command.arg(script).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    for (key, value) in ci {
-        command.env(key, value);
-    }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            eprintln!("browser: could not start bash: {error}");
-            return Tally { runner_failed: true, ..Tally::default() };
-        }
-    };
-    let mut tally = Tally::default();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        println!("{line}");
-        if line.starts_with("ok: ") {
-            tally.passed += 1;
-        }
-    }
-    match child.wait() {
-        Ok(status) if status.success() => {}
-        Ok(status) => {
-            eprintln!("browser: scripts/check-html.sh exited with {status}");
-            tally.failed += 1;
-        }
-        Err(error) => {
-            eprintln!("browser: waiting for the script failed: {error}");
-            tally.runner_failed = true;
-        }
-    }
-    tally
+    command.arg(script);
+    let count = |line: &str| line.starts_with("ok: ").then_some((1, 0));
+    run_counted("browser", "scripts/check-html.sh", command, ci, count, true)
 }
 
 fn run_mode(mode: &str) -> Tally {
