@@ -18,7 +18,10 @@
 //! `class="violated" data-invariant="NAME"` per violation (or class `ok`
 //! when none); class `violation` on the lane head of each request a
 //! violation involves, on its response (or crash) and on its failed
-//! operations.
+//! operations; class `evidence` on the operations behind a violation that
+//! such a request performed (the writes that left the state wrong, the
+//! reads behind a wrong response); settle reads as `id="settle-N"`, with
+//! class `violation` when a violation involves them.
 
 use std::fmt::Write;
 
