@@ -233,7 +233,15 @@ fn a_bad_database_is_bad_input_with_a_clear_message() {
         args.extend_from_slice(extra);
         cusim(&args)
     };
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--backend", "postgres", "--database-url", "host=127.0.0.1 port=1 password=hunter2"],
+            "password=***\" is not valid: expected a URL like postgres://",
+        ),
+        (
+            &["--backend", "postgres", "--database-url", "postgres://127.0.0.1:1/db?password=hunter2"],
+            "--database-url: cannot connect to the database at 127.0.0.1:1",
+        ),
         (
             &["--backend", "postgres", "--database-url", "postgres://postgres:hunter2@127.0.0.1:1/postgres"],
             "--database-url: cannot connect to the database at 127.0.0.1:1",
