@@ -87,15 +87,15 @@ enum Command {
         /// Schedules to run (exhaustive: the most to run).
         #[arg(long)]
         seeds: Option<u64>,
-        /// The first seed (random, pct).
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// The first seed (random, pct) [default: 0].
+        #[arg(long)]
+        seed: Option<u64>,
         /// Exhaustive: the most preemptions a schedule may have.
         #[arg(long)]
         max_preemptions: Option<usize>,
-        /// pct: the bug depth to aim for.
-        #[arg(long, default_value_t = 3)]
-        depth: usize,
+        /// pct: the bug depth to aim for [default: 3].
+        #[arg(long)]
+        depth: Option<usize>,
         /// Clock moves (of 5 s) a schedule may contain.
         #[arg(long, default_value_t = 1)]
         max_ticks: usize,
@@ -202,11 +202,23 @@ fn prepare(scenario: &Scenario, origin: &str, strategy: Strategy) -> Result<Prep
 fn config(
     scheduler: SchedulerArg,
     seeds: Option<u64>,
-    seed: u64,
+    seed: Option<u64>,
     max_preemptions: Option<usize>,
-    depth: usize,
+    depth: Option<usize>,
     max_ticks: usize,
 ) -> Result<ExploreConfig, Usage> {
+    // A flag the chosen scheduler does not read is a mistake, not a no-op.
+    let only =
+        |flag: &str, schedulers: &str| Err(Usage(format!("{flag} applies only to --scheduler {schedulers}")));
+    match scheduler {
+        SchedulerArg::Exhaustive if seed.is_some() => return only("--seed", "random or pct"),
+        SchedulerArg::Random | SchedulerArg::Exhaustive if depth.is_some() => return only("--depth", "pct"),
+        SchedulerArg::Random | SchedulerArg::Pct if max_preemptions.is_some() => {
+            return only("--max-preemptions", "exhaustive")
+        }
+        _ => {}
+    }
+    let (seed, depth) = (seed.unwrap_or(0), depth.unwrap_or(3));
     if !(1..=MAX_DEPTH).contains(&depth) {
         return Err(Usage(format!("--depth must be from 1 to {MAX_DEPTH}")));
     }

@@ -459,6 +459,18 @@ fn more_bad_input_is_named_with_its_reason() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(stderr(&output).contains(flag), "{args:?}: {}", stderr(&output));
     }
+    // A flag the chosen scheduler would not read.
+    for (args, expected) in [
+        (&["--max-preemptions", "2"][..], "--max-preemptions applies only to --scheduler exhaustive"),
+        (&["--scheduler", "random", "--depth", "2"], "--depth applies only to --scheduler pct"),
+        (&["--scheduler", "exhaustive", "--seed", "4"], "--seed applies only to --scheduler random or pct"),
+    ] {
+        let mut all = vec!["explore", "--scenario", "r1-same-id-create", "--strategy", "safe"];
+        all.extend_from_slice(args);
+        let output = cusim(&all);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+    }
     // A regression folder that cannot be made.
     let file = write_temp("not-a-dir", "");
     let output = cusim(&[
