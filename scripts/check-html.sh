@@ -38,8 +38,12 @@ if [ -z "$chromium" ]; then
     if [ "$(id -u)" -ne 0 ]; then
         sudo="sudo"
     fi
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+    install_chromium() { $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+    # The package lists may be current already; refresh them only if needed.
+    if ! install_chromium; then
+        $sudo apt-get update -qq
+        install_chromium
+    fi
     chromium=/usr/bin/chromium
 fi
 [ -x "$chromium" ] || fail "$chromium is missing (install Debian's chromium package, or set CHROMIUM)"
