@@ -323,16 +323,17 @@ pub fn explain(topic: Topic) -> Explanation {
                     let side_effects = Invariant::ALL.into_iter().filter(|i| {
                         corpus_breaking(*i).iter().any(|(scenario, _)| *scenario == builtin.name())
                     });
+                    let is_symptom = |i: Invariant| builtin.expected.iter().any(|(_, e)| *e == i);
                     let mut invariants: Vec<Invariant> =
                         builtin.expected.iter().map(|(_, i)| *i).chain(side_effects).collect();
-                    invariants.sort();
+                    // The race's own symptom first, then its side effects.
+                    invariants.sort_by_key(|i| (!is_symptom(*i), *i));
                     invariants.dedup();
                     invariants
                         .into_iter()
                         .map(|invariant| {
                             let mut pairs: Vec<(Strategy, Invariant)> =
                                 builtin.expected.iter().filter(|(_, i)| *i == invariant).copied().collect();
-                            let headline = !pairs.is_empty();
                             pairs.extend(
                                 corpus_breaking(invariant)
                                     .into_iter()
@@ -341,7 +342,8 @@ pub fn explain(topic: Topic) -> Explanation {
                             );
                             Related {
                                 name: invariant.to_string(),
-                                what: if headline { "its symptom" } else { "a side effect" }.to_owned(),
+                                what: if is_symptom(invariant) { "its symptom" } else { "a side effect" }
+                                    .to_owned(),
                                 strategies: dedup_strategies(&pairs),
                                 scenario: Some(builtin.name().to_owned()),
                             }
@@ -349,9 +351,6 @@ pub fn explain(topic: Topic) -> Explanation {
                         .collect()
                 }
             };
-            // The race's own symptom first, then its side effects.
-            let mut related = related;
-            related.sort_by_key(|r| r.what != "its symptom");
             let try_commands = builtin
                 .map(|b| {
                     dedup_strategies(b.expected)
