@@ -78,6 +78,11 @@ impl Chooser for RandomChooser {
     }
 }
 
+/// A random chooser for one schedule (for callers that drive runs themselves).
+pub fn random_chooser(seed: u64, max_ticks: usize) -> impl Chooser {
+    RandomChooser { rng: Rng::new(seed), max_ticks }
+}
+
 /// A pct chooser for one schedule of `prepared` (for callers that drive
 /// runs themselves).
 pub fn pct_chooser(prepared: &Prepared, seed: u64, depth: usize, max_ticks: usize) -> impl Chooser {
