@@ -2,7 +2,8 @@
 //! and Stripe where the flows depend on it. Operations are applied
 //! directly, two "requests" interleaved by hand.
 
-use cusim::backend::mem::{Blocked, Constraints, Fault, World};
+use cusim::backend::mem::{Blocked, Fault, World};
+use cusim::backend::Constraints;
 use cusim::backend::*;
 use cusim::model::{Catalog, CustomerRow, DefaultScope, Env, FullCustomer, ProductStatus, Scope};
 

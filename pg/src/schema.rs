@@ -181,7 +181,7 @@ pub async fn drop(database: &Database) {
 pub async fn committed(conn: &PgConn) -> Result<Vec<FullCustomer>, sqlx::Error> {
     let rows = {
         let mut inner = conn.raw().await;
-        let sql = format!("SELECT {} FROM customers ORDER BY seq", crate::CUSTOMER_COLUMNS);
+        let sql = format!("SELECT {} FROM customers ORDER BY seq", crate::rows::CUSTOMER_COLUMNS);
         sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *inner).await?
     };
     let mut out = Vec::new();

@@ -458,7 +458,6 @@ struct Slot {
     parked: Option<Op>,
     /// The parked op has not been offered yet (faults apply to first offers).
     fresh: bool,
-    blocked_on: Option<TxnId>,
     /// When the current wait began (waiters wake in this order).
     wait_seq: u64,
     visits: BTreeMap<Point, u32>,
@@ -538,7 +537,7 @@ impl Run<'_, '_> {
 
     fn runnable(&self) -> Vec<usize> {
         (0..self.slots.len())
-            .filter(|&i| self.slots[i].parked.is_some() && self.slots[i].blocked_on.is_none())
+            .filter(|&i| self.slots[i].parked.is_some() && self.world.waiting_for(i).is_none())
             .collect()
     }
 
@@ -548,11 +547,10 @@ impl Run<'_, '_> {
         loop {
             let next = (0..self.slots.len())
                 .filter(|&i| {
-                    self.slots[i].blocked_on.is_some_and(|txn| self.world.request_of_txn(txn).is_none())
+                    self.world.waiting_for(i).is_some_and(|txn| self.world.request_of_txn(txn).is_none())
                 })
                 .min_by_key(|&i| self.slots[i].wait_seq);
             let Some(i) = next else { return };
-            self.slots[i].blocked_on = None;
             let op = self.slots[i].parked.take().expect("a waiter is parked");
             self.offer(i, op, None, None);
         }
@@ -560,7 +558,7 @@ impl Run<'_, '_> {
 
     /// Whether request `i`'s wait closes a cycle of waits.
     fn closes_cycle(&self, i: usize) -> bool {
-        self.world.closes_cycle(i, |r| self.slots.get(r).and_then(|s| s.blocked_on))
+        self.world.closes_cycle(i)
     }
 
     fn perform(&mut self, i: usize, explicit: Option<FaultKind>) -> Result<(), String> {
@@ -625,7 +623,6 @@ impl Run<'_, '_> {
                 if self.record {
                     self.event(Some(i), EventKind::Wait { point, op: op.summary(), txn, holder });
                 }
-                self.slots[i].blocked_on = Some(txn);
                 self.waits += 1;
                 self.slots[i].wait_seq = self.waits;
                 if self.closes_cycle(i) {
@@ -636,7 +633,6 @@ impl Run<'_, '_> {
                     if self.record {
                         self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
                     }
-                    self.slots[i].blocked_on = None;
                     self.slots[i].conn.answer(outcome);
                     self.advance(i);
                 } else {
@@ -716,7 +712,6 @@ fn run_with(
                 future: Some(future),
                 parked: None,
                 fresh: false,
-                blocked_on: None,
                 wait_seq: 0,
                 visits: BTreeMap::new(),
                 outcome: None,
@@ -796,7 +791,7 @@ fn run_with(
             .iter()
             .enumerate()
             .filter(|(_, s)| s.outcome.is_none())
-            .map(|(i, s)| (i, s.blocked_on.and_then(|t| run.world.request_of_txn(t))))
+            .map(|(i, _)| (i, run.world.waiting_for(i).and_then(|t| run.world.request_of_txn(t))))
             .collect();
         if !waiting.is_empty() {
             End::Stalled { waiting }

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-use cusim::backend::mem::{poll_once, Blocked, MemConn, RequestId, TxnId, World};
+use cusim::backend::mem::{poll_once, Blocked, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point};
 use cusim::flow::{execute, Request};
 use madsim::rand::{thread_rng, Rng};
@@ -75,8 +75,6 @@ pub struct VirtualRun {
 
 struct Shared {
     world: RefCell<World>,
-    /// Who waits for which transaction (for deadlock detection).
-    waiting: RefCell<BTreeMap<RequestId, TxnId>>,
     inserted: RefCell<Vec<(String, RequestId)>>,
     operations: RefCell<usize>,
     start: Instant,
@@ -108,11 +106,6 @@ impl Shared {
         world.advance_clock(behind);
     }
 
-    fn closes_cycle(&self, request: RequestId) -> bool {
-        let waiting = self.waiting.borrow();
-        self.world.borrow().closes_cycle(request, |r| waiting.get(&r).copied())
-    }
-
     /// Applies `op` for `request`, looking again every millisecond while
     /// another transaction holds what it needs (`None`: it waited past
     /// [`LOCK_WAIT_LIMIT_MS`]).
@@ -128,17 +121,14 @@ impl Shared {
             let result = self.world.borrow_mut().apply(request, op, fault);
             match result {
                 Ok(outcome) => {
-                    self.waiting.borrow_mut().remove(&request);
                     *self.operations.borrow_mut() += 1;
                     if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
                         self.inserted.borrow_mut().push((row.internal_id.clone(), request));
                     }
                     return Some(outcome);
                 }
-                Err(Blocked(txn)) => {
-                    self.waiting.borrow_mut().insert(request, txn);
-                    if self.closes_cycle(request) {
-                        self.waiting.borrow_mut().remove(&request);
+                Err(Blocked(_)) => {
+                    if self.world.borrow().closes_cycle(request) {
                         return Some(self.world.borrow_mut().deadlock_victim(request));
                     }
                     if waited_ms >= LOCK_WAIT_LIMIT_MS {
@@ -190,7 +180,6 @@ async fn drive(shared: Rc<Shared>, prepared: Rc<Prepared>, request: RequestId) -
 pub async fn run(prepared: &Prepared, latencies: Latencies) -> VirtualRun {
     let shared = Rc::new(Shared {
         world: RefCell::new(prepared.world()),
-        waiting: RefCell::default(),
         inserted: RefCell::default(),
         operations: RefCell::new(0),
         start: Instant::now(),

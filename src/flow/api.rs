@@ -1,5 +1,6 @@
 //! The endpoints: input validation (one id rule for create, check and
-//! track, SPEC §2), then the flows; and the API view of a customer.
+//! track, SPEC §2), then the flows of a [`Design`]; and the API view of a
+//! customer. Check and track are the same for every design.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use crate::model::{
     ProductStatus,
 };
 
-use super::{create, get_or_create, read_customer, record_usage, CreateOptions, Ctx};
+use super::{CreateOptions, Ctx, Design};
 
 /// Validates a customer id for the field `field`.
 pub fn parse_customer_id(field: &'static str, raw: &str) -> Result<CustomerId, ApiError> {
@@ -19,20 +20,34 @@ pub fn parse_customer_id(field: &'static str, raw: &str) -> Result<CustomerId, A
 }
 
 /// `POST /customers`: `id` may be null (then `email` is required).
-pub async fn create_customer<B: Backend>(
+pub async fn create_customer<D: Design, B: Backend>(
     ctx: &Ctx<'_, B>,
     id: Option<&str>,
     data: &CustomerData,
     options: &CreateOptions,
 ) -> Result<FullCustomer, ApiError> {
     let id = id.map(|raw| parse_customer_id("id", raw)).transpose()?;
-    create(ctx, id.as_ref(), data, options).await
+    D::create(ctx, id.as_ref(), data, options).await
 }
 
 /// `GET /customers/:id` through the strategy's read path (no auto-create).
-pub async fn get_customer<B: Backend>(ctx: &Ctx<'_, B>, id: &str) -> Result<FullCustomer, ApiError> {
+pub async fn get_customer<D: Design, B: Backend>(
+    ctx: &Ctx<'_, B>,
+    id: &str,
+) -> Result<FullCustomer, ApiError> {
     let id = parse_customer_id("id", id)?;
-    read_customer(ctx, &id).await?.ok_or_else(|| ApiError::not_found(id.as_str()))
+    D::get_or_create(ctx, &id, None).await?.ok_or_else(|| ApiError::not_found(id.as_str()))
+}
+
+/// The customer a check or track is about: from the cache, else the DB,
+/// else created with `customer_data` (SPEC §3's get-or-create).
+async fn get_or_create<D: Design, B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: &CustomerId,
+    customer_data: &CustomerData,
+) -> Result<FullCustomer, ApiError> {
+    let found = D::get_or_create(ctx, customer_id, Some(customer_data)).await?;
+    Ok(found.expect("get-or-create with customer data always yields a customer"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +63,7 @@ pub struct CheckResponse {
 
 /// `POST /check`: get-or-create the customer, then
 /// `allowed = granted - usage >= required_balance`.
-pub async fn check<B: Backend>(
+pub async fn check<D: Design, B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: &str,
     feature_id: &str,
@@ -56,7 +71,7 @@ pub async fn check<B: Backend>(
     customer_data: &CustomerData,
 ) -> Result<CheckResponse, ApiError> {
     let id = parse_customer_id("customer_id", customer_id)?;
-    let customer = get_or_create(ctx, &id, customer_data).await?;
+    let customer = get_or_create::<D, B>(ctx, &id, customer_data).await?;
     let balance = customer.balances.get(feature_id).copied();
     let remaining = balance.map_or(0, |b| b.remaining());
     Ok(CheckResponse {
@@ -79,7 +94,7 @@ pub struct TrackResponse {
 }
 
 /// `POST /track`: get-or-create the customer, then record `value` of usage.
-pub async fn track<B: Backend>(
+pub async fn track<D: Design, B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: &str,
     feature_id: &str,
@@ -87,8 +102,8 @@ pub async fn track<B: Backend>(
     customer_data: &CustomerData,
 ) -> Result<TrackResponse, ApiError> {
     let id = parse_customer_id("customer_id", customer_id)?;
-    let customer = get_or_create(ctx, &id, customer_data).await?;
-    record_usage(ctx, &id, &customer, feature_id, value).await?;
+    let customer = get_or_create::<D, B>(ctx, &id, customer_data).await?;
+    D::record_usage(ctx, &id, &customer, feature_id, value).await?;
     Ok(TrackResponse {
         customer_id: customer_id.to_owned(),
         feature_id: feature_id.to_owned(),

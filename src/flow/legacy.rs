@@ -2,18 +2,100 @@
 //! window of SPEC §8 is kept open on purpose: this is the specimen the
 //! harness must catch. Do not fix anything here.
 //!
-//! Create: look up by id → (by email) → plain INSERT → list defaults → per
-//! group, one at a time: a Stripe customer if needed, then attach →
-//! re-read → cache write (check the key, then set).
+//! - Create: look up by id → (by email) → plain INSERT → list defaults →
+//!   per group, one at a time: a Stripe customer if needed, then attach →
+//!   re-read → cache write (check the key, then set).
+//! - Check and track: the cache, else the DB, else create; a duplicate
+//!   insert there is re-read rather than failed.
+//! - Track: deduct in the cached customer, then sync the absolute usage.
 
-use crate::backend::{Backend, ClaimTarget, DbError, InsertOutcome, OnConflict, RowLock};
+use crate::backend::{
+    Backend, CacheKey, CacheStamp, CacheWriteMode, ClaimTarget, Constraints, CustomerKey, DbError,
+    InsertOutcome, OnConflict, RowLock,
+};
 use crate::model::{ApiError, CustomerData, CustomerId, CustomerRow, ErrorCode, FullCustomer};
 
-use super::common::{
-    bucketed_stripe_customer, cache_customer, cache_key, chosen_defaults, existing_customer, new_customer,
-    new_product, read_full,
+use super::modelled::{
+    bucketed_stripe_customer, cached_get_or_create, deduct_in_cache_then_sync, existing_customer, CachedPath,
 };
-use super::{CreateOptions, Ctx};
+use super::shared::{cache_key, chosen_defaults, new_customer, new_product, read_full};
+use super::{CreateOptions, Ctx, Design};
+
+/// The `legacy` design.
+pub struct Legacy;
+
+impl Design for Legacy {
+    /// No index guards id-less emails (R4), none guards a group's default.
+    const CONSTRAINTS: Constraints = Constraints { idless_email_unique: false, product_group_unique: false };
+
+    async fn create<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: Option<&CustomerId>,
+        data: &CustomerData,
+        options: &CreateOptions,
+    ) -> Result<FullCustomer, ApiError> {
+        create(ctx, customer_id, data, options).await.map_err(Into::into)
+    }
+
+    async fn get_or_create<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: &CustomerId,
+        data: Option<&CustomerData>,
+    ) -> Result<Option<FullCustomer>, ApiError> {
+        cached_get_or_create::<Legacy, B>(ctx, customer_id, data).await
+    }
+
+    async fn record_usage<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: &CustomerId,
+        customer: &FullCustomer,
+        feature_id: &str,
+        value: i64,
+    ) -> Result<(), ApiError> {
+        deduct_in_cache_then_sync(ctx, customer_id, customer, feature_id, value).await
+    }
+}
+
+impl CachedPath for Legacy {
+    /// Checks the key, then sets it: two steps, so another request can set
+    /// it in between, and this set overwrites it (R8). The stale-write
+    /// guard still applies.
+    async fn cache_customer<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        key: &CacheKey,
+        full: &FullCustomer,
+        stamp: CacheStamp,
+    ) {
+        match ctx.db.cache_read(key).await {
+            Ok(read) if read.entry.is_none() => {
+                let _ignored = ctx.db.cache_write(key, full, stamp, CacheWriteMode::Overwrite).await;
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+
+    /// A duplicate insert (another request created the customer meanwhile)
+    /// is re-read here, where the create endpoint would fail (R1).
+    async fn autocreate<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: &CustomerId,
+        data: &CustomerData,
+    ) -> Result<FullCustomer, ApiError> {
+        match create(ctx, Some(customer_id), data, &CreateOptions::default()).await {
+            Ok(full) => Ok(full),
+            Err(CreateError::Duplicate(_)) => {
+                let key = CustomerKey::Id(customer_id.as_str().to_owned());
+                ctx.db.db_read(&ctx.scope, key, RowLock::None).await?.ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InternalError,
+                        format!("customer {customer_id} vanished after 23505"),
+                    )
+                })
+            }
+            Err(CreateError::Api(error)) => Err(error),
+        }
+    }
+}
 
 /// Legacy's create fails in two ways its callers tell apart: the create
 /// endpoint reports a duplicate insert as `internal_error` (R1); the cached
@@ -45,7 +127,7 @@ impl From<CreateError> for ApiError {
     }
 }
 
-pub async fn create<B: Backend>(
+async fn create<B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: Option<&CustomerId>,
     data: &CustomerData,
@@ -91,7 +173,7 @@ pub async fn create<B: Backend>(
     let stamp = ctx.db.read_stamp();
     let full = read_full(ctx, &row.internal_id).await?;
     if let Some(id) = &row.id {
-        cache_customer(ctx, &cache_key(ctx, id), &full, stamp).await;
+        Legacy::cache_customer(ctx, &cache_key(ctx, id), &full, stamp).await;
     }
     Ok(full)
 }

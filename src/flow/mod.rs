@@ -2,25 +2,32 @@
 //! [`Strategy`]. Every flow is a plain `async fn` over a [`Backend`]: it
 //! touches shared state only through it, so any driver can run it.
 //!
+//! Each strategy is one [`Design`], in a module of its own that reads top
+//! to bottom beside SPEC §3–§4: [`legacy`], [`transactional`], [`safe`].
+//! What designs truly share lives in helper modules that import no design:
+//! [`shared`] (all three) and [`modelled`] (the modelled server's pieces,
+//! which `legacy` and `transactional` share). `safe` imports neither of the
+//! other designs, so an edit to a specimen never changes the design that
+//! is claimed to be proven. [`with_design!`] is the one place a `Strategy`
+//! meets its design.
+//!
 //! Entry points validate their input first ([`api`]); auto-creation from
-//! check and track goes through the same [`create`] as the create endpoint.
+//! check and track goes through the same `create` as the create endpoint.
 
 pub mod api;
-mod common;
-mod legacy;
+pub mod legacy;
+mod modelled;
 pub mod request;
-mod safe;
-mod transactional;
+pub mod safe;
+mod shared;
+pub mod transactional;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::mem::Constraints;
-use crate::backend::Backend;
+use crate::backend::{Backend, Constraints};
 use crate::model::{ApiError, CustomerData, CustomerId, FullCustomer, Scope};
 
-pub use api::{
-    check, create_customer, get_customer, track, ApiCustomer, CheckResponse, Expand, TrackResponse,
-};
+pub use api::{ApiCustomer, CheckResponse, Expand, TrackResponse};
 pub use request::{execute, Request, Response};
 
 /// An implementation of the create path under test.
@@ -33,6 +40,28 @@ pub enum Strategy {
     Transactional,
     /// This project's design: free of every race under every schedule and fault.
     Safe,
+}
+
+/// Runs `$body` with `$design` standing for the [`Design`] of `$strategy`:
+/// the one place a [`Strategy`] is mapped to its implementation.
+#[macro_export]
+macro_rules! with_design {
+    ($strategy:expr, $design:ident => $body:expr) => {
+        match $strategy {
+            $crate::flow::Strategy::Legacy => {
+                type $design = $crate::flow::legacy::Legacy;
+                $body
+            }
+            $crate::flow::Strategy::Transactional => {
+                type $design = $crate::flow::transactional::Transactional;
+                $body
+            }
+            $crate::flow::Strategy::Safe => {
+                type $design = $crate::flow::safe::Safe;
+                $body
+            }
+        }
+    };
 }
 
 impl Strategy {
@@ -52,11 +81,7 @@ impl Strategy {
 
     /// The unique indexes this strategy's schema has (SPEC §1).
     pub fn constraints(self) -> Constraints {
-        match self {
-            Strategy::Legacy => Constraints { idless_email_unique: false, product_group_unique: false },
-            Strategy::Transactional => Constraints { idless_email_unique: true, product_group_unique: false },
-            Strategy::Safe => Constraints { idless_email_unique: true, product_group_unique: true },
-        }
+        with_design!(self, D => D::CONSTRAINTS)
     }
 }
 
@@ -66,16 +91,51 @@ impl std::fmt::Display for Strategy {
     }
 }
 
-/// One request's context: its connection, its tenant and the strategy.
+/// One implementation of the operations of SPEC §3: what differs between
+/// strategies. Check and track ([`api`]) are the same for every design,
+/// built from these.
+#[allow(async_fn_in_trait)]
+pub trait Design {
+    /// The unique indexes the design's schema has.
+    const CONSTRAINTS: Constraints;
+
+    /// Creates a customer, or returns the one that exists (SPEC §3): the
+    /// create endpoint and auto-creation alike. `customer_id` is validated.
+    async fn create<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: Option<&CustomerId>,
+        data: &CustomerData,
+        options: &CreateOptions,
+    ) -> Result<FullCustomer, ApiError>;
+
+    /// The customer a request is about, through the cache: from the cache,
+    /// else the DB; created with `data` when given (check and track's
+    /// get-or-create), else `None` (the plain read, and the settle read).
+    async fn get_or_create<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: &CustomerId,
+        data: Option<&CustomerData>,
+    ) -> Result<Option<FullCustomer>, ApiError>;
+
+    /// Records `value` of usage of `feature_id` for `customer`.
+    async fn record_usage<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: &CustomerId,
+        customer: &FullCustomer,
+        feature_id: &str,
+        value: i64,
+    ) -> Result<(), ApiError>;
+}
+
+/// One request's context: its connection and its tenant.
 pub struct Ctx<'a, B> {
     pub db: &'a B,
     pub scope: Scope,
-    pub strategy: Strategy,
 }
 
 impl<'a, B: Backend> Ctx<'a, B> {
-    pub fn new(db: &'a B, scope: Scope, strategy: Strategy) -> Ctx<'a, B> {
-        Ctx { db, scope, strategy }
+    pub fn new(db: &'a B, scope: Scope) -> Ctx<'a, B> {
+        Ctx { db, scope }
     }
 }
 
@@ -90,74 +150,5 @@ pub struct CreateOptions {
 impl Default for CreateOptions {
     fn default() -> CreateOptions {
         CreateOptions { create_default_products: true, default_group: None }
-    }
-}
-
-/// Creates a customer, or returns the one that exists (SPEC §3): the one
-/// create entry point, for the create endpoint and for auto-creation alike.
-/// `customer_id` is already validated.
-pub async fn create<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer_id: Option<&CustomerId>,
-    customer_data: &CustomerData,
-    options: &CreateOptions,
-) -> Result<FullCustomer, ApiError> {
-    match ctx.strategy {
-        Strategy::Legacy => {
-            legacy::create(ctx, customer_id, customer_data, options).await.map_err(Into::into)
-        }
-        Strategy::Transactional => transactional::create(ctx, customer_id, customer_data, options).await,
-        Strategy::Safe => safe::create(ctx, customer_id, customer_data, options).await,
-    }
-}
-
-/// The customer a check or track is about: from the cache, else the DB,
-/// else created with `customer_data` (SPEC §3's get-or-create).
-pub async fn get_or_create<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer_id: &CustomerId,
-    customer_data: &CustomerData,
-) -> Result<FullCustomer, ApiError> {
-    let found = through_cache(ctx, customer_id, Some(customer_data)).await?;
-    Ok(found.expect("get-or-create with customer data always yields a customer"))
-}
-
-/// The strategy's own read path, without auto-creation: cache first, then
-/// the DB (and the cache is filled as the strategy fills it). The
-/// harness's settle read.
-pub async fn read_customer<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer_id: &CustomerId,
-) -> Result<Option<FullCustomer>, ApiError> {
-    through_cache(ctx, customer_id, None).await
-}
-
-/// Each strategy's path through the cache; creates only when given data.
-async fn through_cache<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer_id: &CustomerId,
-    customer_data: Option<&CustomerData>,
-) -> Result<Option<FullCustomer>, ApiError> {
-    match ctx.strategy {
-        Strategy::Legacy | Strategy::Transactional => {
-            common::cached_get_or_create(ctx, customer_id, customer_data).await
-        }
-        Strategy::Safe => safe::get_or_create(ctx, customer_id, customer_data).await,
-    }
-}
-
-/// Records `value` of usage of `feature_id` for the customer.
-pub async fn record_usage<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer_id: &CustomerId,
-    customer: &FullCustomer,
-    feature_id: &str,
-    value: i64,
-) -> Result<(), ApiError> {
-    match ctx.strategy {
-        Strategy::Legacy | Strategy::Transactional => {
-            common::deduct_in_cache_then_sync(ctx, customer_id, customer, feature_id, value).await
-        }
-        Strategy::Safe => safe::deduct_at_source(ctx, customer, feature_id, value).await,
     }
 }

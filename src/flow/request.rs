@@ -7,7 +7,7 @@ use crate::backend::Backend;
 use crate::model::{ApiError, CustomerData, Env, FullCustomer, Metadata, Scope};
 
 use super::api::{check, create_customer, get_customer, track, CheckResponse, TrackResponse};
-use super::{CreateOptions, Ctx, Expand, Strategy};
+use super::{CreateOptions, Ctx, Design, Expand, Strategy};
 
 fn default_one() -> i64 {
     1
@@ -224,23 +224,28 @@ pub async fn execute<B: Backend>(
     strategy: Strategy,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::new(db, request.scope(), strategy);
+    crate::with_design!(strategy, D => execute_as::<D, B>(db, request).await)
+}
+
+/// Runs `request` on connection `db` with design `D`.
+pub async fn execute_as<D: Design, B: Backend>(db: &B, request: &Request) -> Result<Response, ApiError> {
+    let ctx = Ctx::new(db, request.scope());
     match request {
         Request::Create { id, .. } => {
             let (data, options) = request.create_data().expect("a create carries customer data");
-            let customer = create_customer(&ctx, id.as_deref(), &data, &options).await?;
+            let customer = create_customer::<D, B>(&ctx, id.as_deref(), &data, &options).await?;
             Ok(Response::Customer { customer })
         }
         Request::Check { customer_id, feature_id, required_balance, customer_data, .. } => {
             let data = customer_data.clone().unwrap_or_default();
-            Ok(Response::Check(check(&ctx, customer_id, feature_id, *required_balance, &data).await?))
+            Ok(Response::Check(check::<D, B>(&ctx, customer_id, feature_id, *required_balance, &data).await?))
         }
         Request::Track { customer_id, feature_id, value, customer_data, .. } => {
             let data = customer_data.clone().unwrap_or_default();
-            Ok(Response::Track(track(&ctx, customer_id, feature_id, *value, &data).await?))
+            Ok(Response::Track(track::<D, B>(&ctx, customer_id, feature_id, *value, &data).await?))
         }
         Request::Get { customer_id, .. } => {
-            Ok(Response::Customer { customer: get_customer(&ctx, customer_id).await? })
+            Ok(Response::Customer { customer: get_customer::<D, B>(&ctx, customer_id).await? })
         }
     }
 }

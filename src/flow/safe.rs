@@ -18,16 +18,97 @@
 //! - usage added atomically at the source of truth, never in the cache (R8, R9).
 
 use crate::backend::{
-    Backend, CacheKey, CacheWriteMode, CustomerKey, DeductTarget, Fill, OnConflict, RowLock, StripeError,
-    StripeParams,
+    Backend, CacheKey, CacheWriteMode, ClaimTarget, Constraints, CustomerKey, DbError, DeductTarget, Fill,
+    InsertOutcome, OnConflict, RowLock, StripeError, StripeParams,
 };
-use crate::model::{ApiError, CustomerData, CustomerId, CustomerRow, ErrorCode, FullCustomer, Product};
+use crate::model::{
+    ApiError, CustomerData, CustomerId, CustomerRow, ErrorCode, FullCustomer, Product, ProductKind,
+};
 
-use super::common::{cache_key, chosen_defaults, default_scope, new_product, read_full, row_with_id};
-use super::transactional::{phase_1, Phase1};
-use super::{CreateOptions, Ctx};
+use super::shared::{
+    cache_key, chosen_defaults, default_scope, new_customer, new_product, read_full, row_with_id,
+};
+use super::{CreateOptions, Ctx, Design};
 
-pub async fn create<B: Backend>(
+/// The `safe` design.
+pub struct Safe;
+
+impl Design for Safe {
+    /// Id-less emails are unique, and so is each customer's default per group.
+    const CONSTRAINTS: Constraints = Constraints { idless_email_unique: true, product_group_unique: true };
+
+    async fn create<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: Option<&CustomerId>,
+        data: &CustomerData,
+        options: &CreateOptions,
+    ) -> Result<FullCustomer, ApiError> {
+        create(ctx, customer_id, data, options).await
+    }
+
+    async fn get_or_create<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        customer_id: &CustomerId,
+        data: Option<&CustomerData>,
+    ) -> Result<Option<FullCustomer>, ApiError> {
+        get_or_create(ctx, customer_id, data).await
+    }
+
+    async fn record_usage<B: Backend>(
+        ctx: &Ctx<'_, B>,
+        _customer_id: &CustomerId,
+        customer: &FullCustomer,
+        feature_id: &str,
+        value: i64,
+    ) -> Result<(), ApiError> {
+        deduct_at_source(ctx, customer, feature_id, value).await
+    }
+}
+
+/// What phase 1's claim-or-insert found.
+enum Phase1 {
+    Created(CustomerRow),
+    /// Claimed by email, or the insert met the existing row.
+    Existing(CustomerRow),
+}
+
+/// Phase 1, one transaction: claim an id-less row by email (re-checked
+/// after any wait), else `INSERT … ON CONFLICT`, then the defaults that
+/// are not paid, `ON CONFLICT DO NOTHING`. Any error has rolled
+/// the transaction back.
+async fn phase_1<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: Option<&CustomerId>,
+    data: &CustomerData,
+    options: &CreateOptions,
+    chosen: &[&Product],
+) -> Result<Phase1, DbError> {
+    ctx.db.begin().await?;
+    if let (Some(id), Some(email)) = (customer_id, data.email()) {
+        let target = ClaimTarget::IdlessEmail { email: email.to_owned() };
+        if let Some(claimed) = ctx.db.claim(&ctx.scope, target, id.as_str()).await? {
+            ctx.db.commit().await?;
+            return Ok(Phase1::Existing(claimed));
+        }
+    }
+    let new = new_customer(ctx, customer_id, data, options);
+    let row = match ctx.db.insert(new, OnConflict::ReturnExisting).await? {
+        InsertOutcome::Inserted(row) => row,
+        InsertOutcome::Existing(row) => {
+            ctx.db.commit().await?;
+            return Ok(Phase1::Existing(row));
+        }
+        InsertOutcome::Skipped => unreachable!("ON CONFLICT DO UPDATE never skips"),
+    };
+    // Paid defaults need the Stripe customer first: `complete` attaches them.
+    for product in chosen.iter().filter(|p| p.kind != ProductKind::Paid) {
+        ctx.db.attach_default(&ctx.scope, new_product(&row, product), OnConflict::DoNothing).await?;
+    }
+    ctx.db.commit().await?;
+    Ok(Phase1::Created(row))
+}
+
+async fn create<B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: Option<&CustomerId>,
     data: &CustomerData,
@@ -39,7 +120,7 @@ pub async fn create<B: Backend>(
     let candidates = ctx.db.list_defaults(&ctx.scope).await?;
     let chosen = chosen_defaults(&candidates, &default_scope(data, options));
 
-    match phase_1(ctx, customer_id, data, options, &chosen, OnConflict::DoNothing).await {
+    match phase_1(ctx, customer_id, data, options, &chosen).await {
         Ok(Phase1::Created(row)) => {
             let full = read_full(ctx, &row.internal_id).await?;
             complete(ctx, full, Some(&candidates)).await
@@ -62,7 +143,7 @@ pub async fn create<B: Backend>(
 
 /// Get-or-create through the cache; without `data`, a plain read (the
 /// settle read). Whatever it returns has every default it is owed.
-pub async fn get_or_create<B: Backend>(
+async fn get_or_create<B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: &CustomerId,
     data: Option<&CustomerData>,
@@ -96,7 +177,7 @@ pub async fn get_or_create<B: Backend>(
 
 /// Records usage at the source of truth, under the customer's row lock,
 /// invalidating the cache before the commit.
-pub async fn deduct_at_source<B: Backend>(
+async fn deduct_at_source<B: Backend>(
     ctx: &Ctx<'_, B>,
     customer: &FullCustomer,
     feature_id: &str,

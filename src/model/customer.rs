@@ -206,3 +206,15 @@ impl FullCustomer {
         self.products.iter().any(|p| p.group == group)
     }
 }
+
+impl From<&Scope> for Scope {
+    fn from(scope: &Scope) -> Scope {
+        scope.clone()
+    }
+}
+
+impl From<&FullCustomer> for Box<FullCustomer> {
+    fn from(full: &FullCustomer) -> Box<FullCustomer> {
+        Box::new(full.clone())
+    }
+}

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use cusim::backend::mem::{run_alone, Constraints, FaultAction, Finished, MemConn, RequestId, World};
+use cusim::backend::mem::{run_alone, FaultAction, Finished, MemConn, RequestId, World};
+use cusim::backend::Constraints;
 use cusim::backend::Point;
 use cusim::flow::{execute, Request, Response, Strategy};
 use cusim::model::{ApiError, Catalog, CustomerData, FullCustomer, Product, ProductKind};

@@ -12,11 +12,11 @@ use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use crate::backend::ops::*;
-use crate::backend::{Backend, BackendError, CacheError, DbError, StripeError};
-use crate::model::{CustomerRow, FullCustomer, Product, Scope};
+use crate::backend::{Backend, CacheStamp, Op, Outcome, Point};
 
-use super::world::{Fault, RequestId, SharedClock, World};
+use super::clock::SharedClock;
+use super::database::RequestId;
+use super::world::{Fault, World};
 
 #[derive(Debug, Default)]
 struct Mailbox {
@@ -67,18 +67,6 @@ impl MemConn {
         let mut mailbox = self.mailbox.borrow_mut();
         assert!(mailbox.answer.is_none(), "answered twice");
         mailbox.answer = Some(outcome);
-    }
-
-    async fn perform(&self, op: Op) -> Outcome {
-        if let Some(answer) = &self.direct {
-            return answer(&op);
-        }
-        {
-            let mut mailbox = self.mailbox.borrow_mut();
-            assert!(mailbox.op.is_none() && mailbox.answer.is_none(), "a request has one op in flight");
-            mailbox.op = Some(op);
-        }
-        Parked { mailbox: &self.mailbox }.await
     }
 }
 
@@ -155,202 +143,17 @@ pub fn run_alone<F: Future>(
     }
 }
 
-/// Unwraps the outcome an op is known to produce. The world answers each
-/// op with its own outcome kind; anything else is a bug.
-macro_rules! expect_outcome {
-    ($outcome:expr, $($pattern:pat => $value:expr),+ $(,)?) => {
-        match $outcome {
-            $($pattern => $value,)+
-            other => unreachable!("unexpected outcome {other:?}"),
-        }
-    };
-}
-
 impl Backend for MemConn {
-    async fn begin(&self) -> Result<(), DbError> {
-        expect_outcome!(self.perform(Op::Begin).await, Outcome::Done => Ok(()))
-    }
-
-    async fn lookup_id(
-        &self,
-        scope: &Scope,
-        id: &str,
-        lock: RowLock,
-    ) -> Result<Option<CustomerRow>, DbError> {
-        let op = Op::LookupId { scope: scope.clone(), id: id.to_owned(), lock };
-        expect_outcome!(self.perform(op).await,
-            Outcome::Row { row } => Ok(row),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn lookup_email(&self, scope: &Scope, email: &str) -> Result<Vec<CustomerRow>, DbError> {
-        let op = Op::LookupEmail { scope: scope.clone(), email: email.to_owned() };
-        expect_outcome!(self.perform(op).await,
-            Outcome::Rows { rows } => Ok(rows),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn insert(&self, customer: NewCustomer, on_conflict: OnConflict) -> Result<InsertOutcome, DbError> {
-        expect_outcome!(self.perform(Op::Insert { customer, on_conflict }).await,
-            Outcome::Insert { outcome } => Ok(outcome),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn claim(
-        &self,
-        scope: &Scope,
-        target: ClaimTarget,
-        new_id: &str,
-    ) -> Result<Option<CustomerRow>, DbError> {
-        let op = Op::Claim { scope: scope.clone(), target, new_id: new_id.to_owned() };
-        expect_outcome!(self.perform(op).await,
-            Outcome::Row { row } => Ok(row),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn fill_fields(
-        &self,
-        scope: &Scope,
-        internal_id: &str,
-        fill: Fill,
-    ) -> Result<Option<CustomerRow>, DbError> {
-        let op = Op::FillFields { scope: scope.clone(), internal_id: internal_id.to_owned(), fill };
-        expect_outcome!(self.perform(op).await,
-            Outcome::Row { row } => Ok(row),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn list_defaults(&self, scope: &Scope) -> Result<Vec<Product>, DbError> {
-        expect_outcome!(self.perform(Op::ListDefaults { scope: scope.clone() }).await,
-            Outcome::Products { products } => Ok(products),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn stripe_create(
-        &self,
-        idempotency_key: &str,
-        params: StripeParams,
-    ) -> Result<String, StripeError> {
-        let op = Op::StripeCreate { idempotency_key: idempotency_key.to_owned(), params };
-        expect_outcome!(self.perform(op).await,
-            Outcome::StripeCustomer { stripe_id } => Ok(stripe_id),
-            Outcome::StripeError { error } => Err(error))
-    }
-
-    async fn set_processor(
-        &self,
-        scope: &Scope,
-        internal_id: &str,
-        stripe_id: &str,
-        only_if_null: bool,
-    ) -> Result<bool, DbError> {
-        let op = Op::SetProcessor {
-            scope: scope.clone(),
-            internal_id: internal_id.to_owned(),
-            stripe_id: stripe_id.to_owned(),
-            only_if_null,
-        };
-        expect_outcome!(self.perform(op).await,
-            Outcome::Updated { updated } => Ok(updated),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn attach_default(
-        &self,
-        scope: &Scope,
-        product: NewCustomerProduct,
-        on_conflict: OnConflict,
-    ) -> Result<AttachOutcome, DbError> {
-        let op = Op::AttachDefault { scope: scope.clone(), product, on_conflict };
-        expect_outcome!(self.perform(op).await,
-            Outcome::Attach { outcome } => Ok(outcome),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn commit(&self) -> Result<(), DbError> {
-        expect_outcome!(self.perform(Op::Commit).await,
-            Outcome::Done => Ok(()),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn rollback(&self) -> Result<(), DbError> {
-        expect_outcome!(self.perform(Op::Rollback).await,
-            Outcome::Done => Ok(()),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn db_read(
-        &self,
-        scope: &Scope,
-        key: CustomerKey,
-        lock: RowLock,
-    ) -> Result<Option<FullCustomer>, DbError> {
-        expect_outcome!(self.perform(Op::DbRead { scope: scope.clone(), key, lock }).await,
-            Outcome::Full { customer } => Ok(customer.map(|c| *c)),
-            Outcome::DbError { error } => Err(error))
-    }
-
-    async fn cache_read(&self, key: &CacheKey) -> Result<CacheRead, CacheError> {
-        expect_outcome!(self.perform(Op::CacheRead { key: key.clone() }).await,
-            Outcome::Cache { read } => Ok(*read),
-            Outcome::CacheError { error } => Err(error))
-    }
-
-    async fn cache_write(
-        &self,
-        key: &CacheKey,
-        value: &FullCustomer,
-        stamp: CacheStamp,
-        mode: CacheWriteMode,
-    ) -> Result<CacheWriteOutcome, CacheError> {
-        let op = Op::CacheWrite { key: key.clone(), value: Box::new(value.clone()), stamp, mode };
-        expect_outcome!(self.perform(op).await,
-            Outcome::CacheWrite { outcome } => Ok(outcome),
-            Outcome::CacheError { error } => Err(error))
-    }
-
-    async fn cache_invalidate(&self, key: &CacheKey) -> Result<(), CacheError> {
-        expect_outcome!(self.perform(Op::CacheInvalidate { key: key.clone() }).await,
-            Outcome::Done => Ok(()),
-            Outcome::CacheError { error } => Err(error))
-    }
-
-    async fn deduct(
-        &self,
-        scope: &Scope,
-        internal_id: &str,
-        feature_id: &str,
-        value: i64,
-        target: DeductTarget,
-    ) -> Result<DeductOutcome, BackendError> {
-        let op = Op::Deduct {
-            scope: scope.clone(),
-            internal_id: internal_id.to_owned(),
-            feature_id: feature_id.to_owned(),
-            value,
-            target,
-        };
-        expect_outcome!(self.perform(op).await,
-            Outcome::Deduct { outcome } => Ok(outcome),
-            Outcome::DbError { error } => Err(error.into()),
-            Outcome::CacheError { error } => Err(error.into()))
-    }
-
-    async fn sync_usage(
-        &self,
-        key: &CacheKey,
-        internal_id: &str,
-        feature_id: &str,
-    ) -> Result<SyncOutcome, BackendError> {
-        let op = Op::SyncUsage {
-            key: key.clone(),
-            internal_id: internal_id.to_owned(),
-            feature_id: feature_id.to_owned(),
-        };
-        expect_outcome!(self.perform(op).await,
-            Outcome::Sync { outcome } => Ok(outcome),
-            Outcome::DbError { error } => Err(error.into()),
-            Outcome::CacheError { error } => Err(error.into()))
+    async fn perform(&self, op: Op) -> Outcome {
+        if let Some(answer) = &self.direct {
+            return answer(&op);
+        }
+        {
+            let mut mailbox = self.mailbox.borrow_mut();
+            assert!(mailbox.op.is_none() && mailbox.answer.is_none(), "a request has one op in flight");
+            mailbox.op = Some(op);
+        }
+        Parked { mailbox: &self.mailbox }.await
     }
 
     fn now_ms(&self) -> u64 {

@@ -1,16 +1,20 @@
-//! The `mem` backend: an in-memory model of Postgres, the full-customer
-//! cache and Stripe ([`World`]), and the connections requests use to reach
-//! it ([`MemConn`]).
+//! The `mem` backend: an in-memory model of Postgres ([`database`]), the
+//! full-customer cache and Stripe ([`services`]) and the clocks, together
+//! the [`World`]; and the connections requests use to reach it
+//! ([`MemConn`]).
 
+pub mod clock;
 pub mod conn;
+pub mod database;
 pub mod ids;
 pub mod services;
 pub mod shared;
-pub mod store;
 pub mod world;
 
+pub use clock::SharedClock;
 pub use conn::{poll_once, run_alone, FaultAction, Finished, MemConn};
+pub use database::store::{Blocked, LockMode, TxnId};
+pub use database::{IsolationBreach, RequestId, UsageRow};
 pub use services::{Cache, Stripe, StripeCustomer};
 pub use shared::SharedWorld;
-pub use store::{Blocked, LockMode, TxnId};
-pub use world::{Constraints, Fault, IsolationBreach, RequestId, SharedClock, World};
+pub use world::{Fault, World};

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::backend::ops::{CacheKey, CacheRead, CacheStamp, CacheWriteMode, DeductOutcome, StripeParams};
-use crate::backend::{CacheWriteOutcome, StripeError};
+use crate::backend::{
+    CacheKey, CacheRead, CacheStamp, CacheWriteMode, CacheWriteOutcome, DeductOutcome, StripeError,
+    StripeParams,
+};
 use crate::model::FullCustomer;
 
 use super::ids::IdGen;

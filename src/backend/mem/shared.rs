@@ -10,21 +10,18 @@
 //! Built on [`crate::sync`], so under `--cfg cusim_loom` loom explores
 //! every interleaving of the threads.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use crate::backend::ops::Op;
-use crate::backend::{InsertOutcome, Outcome};
+use crate::backend::{InsertOutcome, Op, Outcome};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::conn::MemConn;
-use super::store::{Blocked, TxnId};
-use super::world::{RequestId, World};
+use super::database::store::Blocked;
+use super::database::RequestId;
+use super::world::World;
 
 struct State {
     world: World,
-    /// Who waits for which transaction (for deadlock detection).
-    waiting: BTreeMap<RequestId, TxnId>,
     /// Who inserted each customer: `(internal_id, request)`.
     inserted: Vec<(String, RequestId)>,
     /// Every operation that completed, in the order it did.
@@ -40,12 +37,7 @@ pub struct SharedWorld {
 impl SharedWorld {
     pub fn new(world: World) -> Arc<SharedWorld> {
         Arc::new(SharedWorld {
-            state: Mutex::new(State {
-                world,
-                waiting: BTreeMap::new(),
-                inserted: Vec::new(),
-                log: Vec::new(),
-            }),
+            state: Mutex::new(State { world, inserted: Vec::new(), log: Vec::new() }),
             ended: Condvar::new(),
         })
     }
@@ -68,7 +60,6 @@ impl SharedWorld {
         loop {
             match state.world.apply(request, op, None) {
                 Ok(outcome) => {
-                    state.waiting.remove(&request);
                     if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
                         state.inserted.push((row.internal_id.clone(), request));
                     }
@@ -77,10 +68,8 @@ impl SharedWorld {
                     self.ended.notify_all();
                     return outcome;
                 }
-                Err(Blocked(txn)) => {
-                    state.waiting.insert(request, txn);
-                    if closes_cycle(&state, request) {
-                        state.waiting.remove(&request);
+                Err(Blocked(_)) => {
+                    if state.world.closes_cycle(request) {
                         let outcome = state.world.deadlock_victim(request);
                         state.log.push((request, op.clone(), outcome.clone()));
                         self.ended.notify_all();
@@ -107,9 +96,4 @@ impl SharedWorld {
         let state = self.lock();
         (state.world.clone(), state.inserted.clone())
     }
-}
-
-/// Whether `request`'s wait closes a cycle of waits.
-fn closes_cycle(state: &State, request: RequestId) -> bool {
-    state.world.closes_cycle(request, |r| state.waiting.get(&r).copied())
 }

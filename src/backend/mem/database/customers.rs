@@ -1,0 +1,310 @@
+//! The `customers` table's statements: lookups, the insert with its unique
+//! indexes, the `UPDATE`s (claim, fill, processor) and the full read.
+
+use std::collections::BTreeMap;
+
+use crate::backend::{
+    ClaimTarget, CustomerKey, DbError, Fill, InsertOutcome, NewCustomer, OnConflict, Point, RowLock,
+};
+use crate::model::{Balance, CustomerProduct, CustomerRow, FullCustomer, Scope};
+
+use super::store::{LockMode, Tuple, TxnId};
+use super::{lock_mode, Database, RequestId, Step, EMAIL_CONSTRAINT, ID_CONSTRAINT};
+
+impl Database {
+    /// `SELECT … WHERE org, env, id`, optionally locking the row.
+    pub fn lookup_id(
+        &mut self,
+        request: RequestId,
+        scope: &Scope,
+        id: &str,
+        lock: RowLock,
+    ) -> Step<Option<CustomerRow>> {
+        self.statement(request, |db, txn| {
+            let key = CustomerKey::Id(id.to_owned());
+            let Some(index) = db.find_customer(txn, scope, &key) else { return Ok(None) };
+            if let Some(mode) = lock_mode(lock) {
+                db.lock_row(txn, index, mode)?;
+            }
+            Ok(db.customers.rows[index].visible(txn).cloned())
+        })
+    }
+
+    /// The id-less customers of `scope` whose email matches, case-insensitively.
+    pub fn lookup_email(&self, request: RequestId, scope: &Scope, email: &str) -> Vec<CustomerRow> {
+        let txn = self.reader_txn(request);
+        let wanted = email.to_lowercase();
+        self.customers
+            .visible(txn)
+            .filter(|(_, r)| r.scope_is(scope) && r.idless_email_key().as_deref() == Some(wanted.as_str()))
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// `INSERT INTO customers` with the drawn internal `id`.
+    pub fn insert(
+        &mut self,
+        request: RequestId,
+        new: &NewCustomer,
+        on_conflict: OnConflict,
+        id: String,
+        now_ms: u64,
+    ) -> Step<Result<InsertOutcome, DbError>> {
+        let outcome =
+            self.kept_id(request, id, |db, txn, id| db.insert_row(txn, new, on_conflict, id, now_ms))?;
+        Ok(outcome.or_else(|error| self.fail(request, error)))
+    }
+
+    /// A claim `UPDATE`: sets the id of the row `target` names.
+    pub fn claim(
+        &mut self,
+        request: RequestId,
+        scope: &Scope,
+        target: &ClaimTarget,
+        new_id: &str,
+    ) -> Step<Result<Option<CustomerRow>, DbError>> {
+        let result = self.statement(request, |db, txn| db.claim_row(request, txn, scope, target, new_id))?;
+        Ok(result.or_else(|error| self.fail(request, error)))
+    }
+
+    /// Fills empty name and email (and raises `stripe_wanted`).
+    pub fn fill_fields(
+        &mut self,
+        request: RequestId,
+        scope: &Scope,
+        internal_id: &str,
+        fill: &Fill,
+    ) -> Step<Result<Option<CustomerRow>, DbError>> {
+        let result = self.statement(request, |db, txn| {
+            let matches =
+                |r: &CustomerRow| r.scope_is(scope) && r.internal_id == internal_id && fill.changes(r);
+            db.update_customer(request, txn, LockMode::NoKeyUpdate, matches, |r| fill.apply(r))
+        })?;
+        Ok(result.or_else(|error| self.fail(request, error)))
+    }
+
+    /// `UPDATE customers SET processor` (only where it is null, if asked).
+    pub fn set_processor(
+        &mut self,
+        request: RequestId,
+        scope: &Scope,
+        internal_id: &str,
+        stripe_id: &str,
+        only_if_null: bool,
+    ) -> Step<bool> {
+        self.statement(request, |db, txn| {
+            let matches = |r: &CustomerRow| {
+                r.scope_is(scope) && r.internal_id == internal_id && (!only_if_null || r.processor.is_none())
+            };
+            let result = db.update_customer(request, txn, LockMode::NoKeyUpdate, matches, |r| {
+                r.processor = Some(stripe_id.to_owned())
+            })?;
+            Ok(matches!(result, Ok(Some(_))))
+        })
+    }
+
+    /// The full customer, optionally locking its row first.
+    pub fn db_read(
+        &mut self,
+        request: RequestId,
+        scope: &Scope,
+        key: &CustomerKey,
+        lock: RowLock,
+    ) -> Step<Option<FullCustomer>> {
+        self.statement(request, |db, txn| {
+            let Some(index) = db.find_customer(txn, scope, key) else { return Ok(None) };
+            if let Some(mode) = lock_mode(lock) {
+                db.lock_row(txn, index, mode)?;
+            }
+            let row = db.customers.rows[index].visible(txn).cloned().expect("found above");
+            Ok(Some(db.full_customer(txn, row)))
+        })
+    }
+
+    pub(super) fn find_customer(&self, txn: TxnId, scope: &Scope, key: &CustomerKey) -> Option<usize> {
+        self.customers
+            .visible(txn)
+            .find(|(_, r)| {
+                r.scope_is(scope)
+                    && match key {
+                        CustomerKey::Id(id) => r.id.as_deref() == Some(id.as_str()),
+                        CustomerKey::InternalId(internal) => r.internal_id == *internal,
+                    }
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// A row by internal id in any scope (to notice a breach of scope).
+    pub(super) fn find_internal(&self, txn: TxnId, internal_id: &str) -> Option<usize> {
+        self.customers.visible(txn).find(|(_, r)| r.internal_id == internal_id).map(|(i, _)| i)
+    }
+
+    /// The first unique key of `row` already taken by a live row (its index
+    /// and constraint), or a wait on the transaction holding it.
+    fn customer_conflict(
+        &self,
+        txn: TxnId,
+        except: Option<usize>,
+        row: &CustomerRow,
+    ) -> Step<Option<(usize, &'static str)>> {
+        if let Some(id) = &row.id {
+            let taken = self.customers.unique_probe(txn, except, |r| {
+                r.scope_is(&row.scope()) && r.id.as_deref() == Some(id.as_str())
+            })?;
+            if let Some(index) = taken {
+                return Ok(Some((index, ID_CONSTRAINT)));
+            }
+        }
+        if self.constraints.idless_email_unique {
+            if let Some(email) = row.idless_email_key() {
+                let taken = self.customers.unique_probe(txn, except, |r| {
+                    r.scope_is(&row.scope()) && r.idless_email_key().as_ref() == Some(&email)
+                })?;
+                if let Some(index) = taken {
+                    return Ok(Some((index, EMAIL_CONSTRAINT)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn insert_row(
+        &mut self,
+        txn: TxnId,
+        new: &NewCustomer,
+        on_conflict: OnConflict,
+        id: &str,
+        now_ms: u64,
+    ) -> Step<Result<InsertOutcome, DbError>> {
+        let mut row = CustomerRow {
+            internal_id: String::new(),
+            org_id: new.scope.org_id.clone(),
+            env: new.scope.env,
+            id: new.id.clone(),
+            name: new.name.clone(),
+            email: new.email.clone(),
+            fingerprint: new.fingerprint.clone(),
+            metadata: new.metadata.clone(),
+            processor: new.processor.clone(),
+            created_at: now_ms,
+            default_scope: new.default_scope.clone(),
+            stripe_wanted: new.stripe_wanted,
+        };
+        match self.customer_conflict(txn, None, &row)? {
+            Some((index, constraint)) => Ok(match on_conflict {
+                OnConflict::Error => Err(DbError::UniqueViolation { constraint: constraint.to_owned() }),
+                OnConflict::DoNothing => Ok(InsertOutcome::Skipped),
+                OnConflict::ReturnExisting => {
+                    let tuple = &mut self.customers.rows[index];
+                    tuple.check_lock(txn, LockMode::NoKeyUpdate)?;
+                    let existing = tuple.visible(txn).cloned().expect("a conflicting row is visible");
+                    tuple.write(txn, existing.clone(), LockMode::NoKeyUpdate);
+                    Ok(InsertOutcome::Existing(existing))
+                }
+            }),
+            None => {
+                row.internal_id = id.to_owned();
+                self.customers.rows.push(Tuple::inserted(txn, row.clone()));
+                Ok(Ok(InsertOutcome::Inserted(row)))
+            }
+        }
+    }
+
+    /// An `UPDATE … RETURNING` of one customer row: finds candidates with
+    /// `matches`, waits for their holders, re-checks `matches` on the latest
+    /// version, applies `change`, and checks unique keys.
+    fn update_customer(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        mode: LockMode,
+        matches: impl Fn(&CustomerRow) -> bool,
+        change: impl Fn(&mut CustomerRow),
+    ) -> Step<Result<Option<CustomerRow>, DbError>> {
+        let found = self.candidates(request, |db| {
+            db.customers.visible(txn).filter(|(_, r)| matches(r)).map(|(i, _)| i).collect()
+        });
+        self.wait_for_rows(txn, &found, mode)?;
+        for index in found {
+            let Some(current) = self.customers.rows[index].visible(txn) else { continue };
+            if !matches(current) {
+                continue;
+            }
+            let mut updated = current.clone();
+            change(&mut updated);
+            let conflict = match self.customer_conflict(txn, Some(index), &updated) {
+                Ok(conflict) => conflict,
+                Err(blocked) => {
+                    // Postgres has written the new version before it checks the
+                    // unique index, so the row stays locked while it waits. (In
+                    // an open transaction only: a single statement's lock would
+                    // outlive it here, and no flow's autocommit update waits so.)
+                    if self.open_txn(request) == Some(txn) {
+                        self.customers.rows[index].lock(txn, mode);
+                    }
+                    return Err(blocked);
+                }
+            };
+            if let Some((_, constraint)) = conflict {
+                return Ok(Err(DbError::UniqueViolation { constraint: constraint.to_owned() }));
+            }
+            self.customers.rows[index].write(txn, updated.clone(), mode);
+            return Ok(Ok(Some(updated)));
+        }
+        Ok(Ok(None))
+    }
+
+    fn claim_row(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        target: &ClaimTarget,
+        new_id: &str,
+    ) -> Step<Result<Option<CustomerRow>, DbError>> {
+        if let ClaimTarget::Row { internal_id } = target {
+            if let Some(index) = self.find_internal(txn, internal_id) {
+                let touched = self.customers.rows[index].visible(txn).expect("visible").scope();
+                self.note_scope(request, scope, &touched, Point::Claim);
+            }
+        }
+        let wanted_email = match target {
+            ClaimTarget::IdlessEmail { email } => Some(email.to_lowercase()),
+            ClaimTarget::Row { .. } => None,
+        };
+        let matches = |r: &CustomerRow| {
+            r.scope_is(scope)
+                && match target {
+                    ClaimTarget::Row { internal_id } => r.internal_id == *internal_id,
+                    ClaimTarget::IdlessEmail { .. } => r.idless_email_key() == wanted_email,
+                }
+        };
+        // The id is a unique-key column: the update takes the strongest lock.
+        self.update_customer(request, txn, LockMode::Update, matches, |r| r.id = Some(new_id.to_owned()))
+    }
+
+    /// Assembles a full customer as `txn` sees it.
+    pub(super) fn full_customer(&self, txn: TxnId, customer: CustomerRow) -> FullCustomer {
+        let mut products: Vec<CustomerProduct> = self
+            .products
+            .visible(txn)
+            .filter(|(_, p)| p.internal_customer_id == customer.internal_id)
+            .map(|(_, p)| p.clone())
+            .collect();
+        products.sort_by(|a, b| (&a.group, &a.product_id, &a.id).cmp(&(&b.group, &b.product_id, &b.id)));
+        let mut balances: BTreeMap<String, Balance> = BTreeMap::new();
+        for product in &products {
+            if let Some(catalog_product) = self.catalog.product(&product.product_id) {
+                for (feature, included) in &catalog_product.features {
+                    balances.entry(feature.clone()).or_default().granted += included;
+                }
+            }
+        }
+        for (_, usage) in
+            self.usage.visible(txn).filter(|(_, u)| u.internal_customer_id == customer.internal_id)
+        {
+            balances.entry(usage.feature_id.clone()).or_default().usage += usage.usage;
+        }
+        FullCustomer { customer, products, balances }
+    }
+}

@@ -1,0 +1,170 @@
+//! The tables that reference a customer: `customer_products` (defaults
+//! attached) and `balances` (usage), with their foreign keys; and the
+//! catalog's default candidates.
+
+use serde::Serialize;
+
+use crate::backend::{AttachOutcome, DbError, NewCustomerProduct, OnConflict, Point};
+use crate::model::{CustomerProduct, Product, Scope};
+
+use super::store::{LockMode, Tuple, TxnId};
+use super::{Database, RequestId, Step, PRODUCT_FK, PRODUCT_GROUP_CONSTRAINT, USAGE_FK};
+
+/// A `balances` row: recorded usage of one feature (granted is derived
+/// from the customer's products).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    pub internal_customer_id: String,
+    pub feature_id: String,
+    pub usage: i64,
+}
+
+impl Database {
+    /// The catalog's default candidates.
+    pub fn list_defaults(&self) -> Vec<Product> {
+        self.catalog.default_candidates().cloned().collect()
+    }
+
+    /// `INSERT INTO customer_products` with the drawn `id`.
+    pub fn attach(
+        &mut self,
+        request: RequestId,
+        scope: &Scope,
+        product: &NewCustomerProduct,
+        on_conflict: OnConflict,
+        id: String,
+        now_ms: u64,
+    ) -> Step<Result<AttachOutcome, DbError>> {
+        let result = self.kept_id(request, id, |db, txn, id| {
+            db.attach_row(request, txn, scope, product, on_conflict, id, now_ms)
+        })?;
+        Ok(result.or_else(|error| self.fail(request, error)))
+    }
+
+    /// `usage = usage + delta` at the source of truth; the usage after it.
+    pub fn add_usage(
+        &mut self,
+        request: RequestId,
+        scope: &Scope,
+        internal_id: &str,
+        feature_id: &str,
+        delta: i64,
+    ) -> Step<Result<i64, DbError>> {
+        let result = self.statement(request, |db, txn| {
+            db.upsert_usage(request, txn, scope, internal_id, feature_id, |usage| usage + delta)
+        })?;
+        Ok(result.or_else(|error| self.fail(request, error)))
+    }
+
+    /// `usage = absolute` (the modelled server's sync of a cached balance).
+    pub fn set_usage(
+        &mut self,
+        request: RequestId,
+        scope: &Scope,
+        internal_id: &str,
+        feature_id: &str,
+        absolute: i64,
+    ) -> Step<Result<i64, DbError>> {
+        let result = self.statement(request, |db, txn| {
+            db.upsert_usage(request, txn, scope, internal_id, feature_id, |_| absolute)
+        })?;
+        Ok(result.or_else(|error| self.fail(request, error)))
+    }
+
+    /// The foreign-key check of an insert referencing customer
+    /// `internal_id`: the row must be visible, and the insert takes a
+    /// key-share lock on it.
+    fn reference_customer(
+        &mut self,
+        txn: TxnId,
+        internal_id: &str,
+        constraint: &str,
+    ) -> Step<Result<(), DbError>> {
+        let Some(index) = self.find_internal(txn, internal_id) else {
+            return Ok(Err(DbError::ForeignKeyViolation { constraint: constraint.to_owned() }));
+        };
+        self.lock_row(txn, index, LockMode::KeyShare)?;
+        Ok(Ok(()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attach_row(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        product: &NewCustomerProduct,
+        on_conflict: OnConflict,
+        id: &str,
+        now_ms: u64,
+    ) -> Step<Result<AttachOutcome, DbError>> {
+        self.note_scope_of(request, txn, scope, &product.internal_customer_id, Point::AttachDefault);
+        if self.constraints.product_group_unique {
+            let taken = self.products.unique_probe(txn, None, |p| {
+                p.internal_customer_id == product.internal_customer_id && p.group == product.group
+            })?;
+            if taken.is_some() {
+                return Ok(match on_conflict {
+                    OnConflict::Error => {
+                        Err(DbError::UniqueViolation { constraint: PRODUCT_GROUP_CONSTRAINT.to_owned() })
+                    }
+                    OnConflict::DoNothing | OnConflict::ReturnExisting => Ok(AttachOutcome::Skipped),
+                });
+            }
+        }
+        if let Err(error) = self.reference_customer(txn, &product.internal_customer_id, PRODUCT_FK)? {
+            return Ok(Err(error));
+        }
+        let row = CustomerProduct {
+            id: id.to_owned(),
+            internal_customer_id: product.internal_customer_id.clone(),
+            product_id: product.product_id.clone(),
+            group: product.group.clone(),
+            status: product.status,
+            created_at: now_ms,
+        };
+        self.products.rows.push(Tuple::inserted(txn, row.clone()));
+        Ok(Ok(AttachOutcome::Attached(row)))
+    }
+
+    /// `INSERT INTO balances … ON CONFLICT (customer, feature) DO UPDATE SET
+    /// usage = new_usage(usage)`; returns the usage written.
+    fn upsert_usage(
+        &mut self,
+        request: RequestId,
+        txn: TxnId,
+        scope: &Scope,
+        internal_id: &str,
+        feature_id: &str,
+        new_usage: impl Fn(i64) -> i64,
+    ) -> Step<Result<i64, DbError>> {
+        self.note_scope_of(request, txn, scope, internal_id, Point::Deduct);
+        let existing = self.usage.unique_probe(txn, None, |u| {
+            u.internal_customer_id == internal_id && u.feature_id == feature_id
+        })?;
+        match existing {
+            Some(index) => {
+                let tuple = &mut self.usage.rows[index];
+                tuple.check_lock(txn, LockMode::NoKeyUpdate)?;
+                let mut row = tuple.visible(txn).cloned().expect("probe saw it");
+                row.usage = new_usage(row.usage);
+                let usage = row.usage;
+                tuple.write(txn, row, LockMode::NoKeyUpdate);
+                Ok(Ok(usage))
+            }
+            None => {
+                if let Err(error) = self.reference_customer(txn, internal_id, USAGE_FK)? {
+                    return Ok(Err(error));
+                }
+                let usage = new_usage(0);
+                let row = UsageRow {
+                    internal_customer_id: internal_id.to_owned(),
+                    feature_id: feature_id.to_owned(),
+                    usage,
+                };
+                self.usage.rows.push(Tuple::inserted(txn, row));
+                Ok(Ok(usage))
+            }
+        }
+    }
+}
