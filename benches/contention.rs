@@ -29,8 +29,8 @@ mod real {
     use cusim::flow::{execute, Request, Strategy};
     use cusim::model::CustomerData;
     use cusim_pg::{schema, services, PgConn};
-    use cusim_sim::builtin;
-    use cusim_sim::stepper::Prepared;
+    use cusim_sim::corpus::builtin;
+    use cusim_sim::drive::stepper::Prepared;
     use sqlx::{Connection, PgConnection};
 
     const CLIENTS: [usize; 3] = [1, 8, 32];
@@ -100,7 +100,7 @@ mod real {
         }
     }
 
-    fn catalog_scenario() -> cusim_sim::scenario::Scenario {
+    fn catalog_scenario() -> cusim_sim::input::scenario::Scenario {
         builtin::find("r1-same-id-create").unwrap().scenario().unwrap()
     }
 

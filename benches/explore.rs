@@ -9,8 +9,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use cusim::flow::Strategy;
-use cusim_sim::builtin;
-use cusim_sim::stepper::Prepared;
+use cusim_sim::corpus::builtin;
+use cusim_sim::drive::stepper::Prepared;
 use std::time::Duration;
 
 fn prepared(name: &str, strategy: Strategy) -> Prepared {
@@ -19,8 +19,8 @@ fn prepared(name: &str, strategy: Strategy) -> Prepared {
 
 #[cfg(not(madsim))]
 fn stepper_schedules(c: &mut Criterion) {
+    use cusim_sim::drive::stepper::RunOptions;
     use cusim_sim::explore::{pct_chooser, run_and_check};
-    use cusim_sim::stepper::RunOptions;
     let mut group = c.benchmark_group("stepper_pct_schedule");
     group.throughput(Throughput::Elements(1));
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
@@ -66,7 +66,7 @@ fn exhaustive_r1(c: &mut Criterion) {
 
 #[cfg(madsim)]
 fn madsim_seeds(c: &mut Criterion) {
-    use cusim_sim::virtual_time::{run, Latencies};
+    use cusim_sim::drive::virtual_time::{run, Latencies};
     let mut group = c.benchmark_group("madsim_seed");
     group.throughput(Throughput::Elements(1));
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));

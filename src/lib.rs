@@ -5,4 +5,5 @@
 pub mod backend;
 pub mod flow;
 pub mod model;
+pub mod rng;
 pub mod sync;

@@ -239,3 +239,29 @@ impl Backend for PgConn {
         CacheStamp { seq: self.shared.borrow().seq, epoch: 0 }
     }
 }
+
+/// Whether a gated replay always withdraws `op` while it waits for a lock
+/// (cancels it and sends it again at the model's retry) rather than
+/// leaving it waiting in Postgres.
+///
+/// When a transaction ends, Postgres wakes everything waiting for it at
+/// once, and the waiters race; the model retries them in an order of its
+/// own. To make Postgres follow the model's order, a waiting statement is
+/// withdrawn (cancelled and undone under a savepoint) once Postgres shows
+/// it waiting, and sent again at the model's retry. A statement that
+/// inserts re-checks its unique index from scratch after a wait anyway, so
+/// inserting statements are always withdrawn. Any other statement is left
+/// waiting in Postgres (where it re-checks only the row it waited for, and
+/// keeps the locks it took before waiting, as the model has it) when
+/// nobody else waits: being the first waiter, it is also the first the
+/// model retries. A statement that starts waiting behind another one is
+/// withdrawn.
+pub fn withdrawn_while_waiting(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Insert { .. }
+            | Op::AttachDefault { .. }
+            | Op::Deduct { target: DeductTarget::Db, .. }
+            | Op::SyncUsage { .. }
+    )
+}

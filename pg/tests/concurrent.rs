@@ -12,9 +12,9 @@ use std::rc::Rc;
 
 use cusim::flow::{execute, Strategy};
 use cusim_pg::{schema, services};
-use cusim_sim::oracle::{check_observation, Invariant, Observation, State, Violation};
-use cusim_sim::scenario::Scenario;
-use cusim_sim::stepper::{Creator, End, RequestOutcome};
+use cusim_sim::input::scenario::Scenario;
+use cusim_sim::judge::{creators, judge, Invariant, Observation, State, Violation};
+use cusim_sim::judge::{End, RequestOutcome};
 use support::{connect, database_url, seed_customers, settle_reads};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -55,16 +55,7 @@ async fn round(
         .await;
 
     let (settles, customers) = settle_reads(database, &shared, scenario, strategy).await;
-    let created_by: BTreeMap<String, Creator> = shared
-        .borrow()
-        .inserted
-        .iter()
-        .filter_map(|(internal_id, request)| match *request {
-            r if r < n => Some((internal_id.clone(), Creator::Request(r))),
-            r if r < n + scenario.customers.len() => Some((internal_id.clone(), Creator::Seed(r - n))),
-            _ => None,
-        })
-        .collect();
+    let created_by = creators(&BTreeMap::new(), &shared.borrow().inserted, n, scenario.customers.len());
     let state = {
         let services = shared.borrow();
         State {
@@ -74,15 +65,9 @@ async fn round(
             breaches: Vec::new(),
         }
     };
-    let end = End::Quiescent;
-    check_observation(&Observation {
-        scenario,
-        outcomes: &outcomes,
-        settles: &settles,
-        created_by: &created_by,
-        end: &end,
-        state,
-    })
+    // Every task has answered and dropped its connection: nothing is open.
+    let observation = Observation { outcomes, settles, created_by, end: End::Quiescent, state };
+    judge(scenario, &observation)
 }
 
 /// Runs `rounds` rounds; per invariant, how many rounds broke it.
@@ -225,7 +210,7 @@ fn safe_holds_tracks_and_fills_of_one_customer() {
 
 #[test]
 fn safe_holds_the_built_in_scenarios_free_running() {
-    for builtin in cusim_sim::builtin::BUILTINS {
+    for builtin in cusim_sim::corpus::builtin::BUILTINS {
         let scenario = builtin.scenario().unwrap();
         if !scenario.faults.is_empty() {
             continue; // faults need the stepper to place them

@@ -13,12 +13,12 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use cusim::flow::Strategy;
+use cusim_sim::corpus::regression::Regression;
+use cusim_sim::drive::postgres::{replay_on_postgres, PgReplay};
+use cusim_sim::drive::stepper::{execute_run, Prepared, RunOptions};
 use cusim_sim::explore::pct_chooser;
-use cusim_sim::postgres::{replay_on_postgres, PgReplay};
-use cusim_sim::regression::Regression;
-use cusim_sim::scenario::Scenario;
-use cusim_sim::schedule::Schedule;
-use cusim_sim::stepper::{execute_run, Prepared, RunOptions};
+use cusim_sim::input::scenario::Scenario;
+use cusim_sim::input::schedule::Schedule;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use support::database_url;
@@ -124,7 +124,7 @@ const BUILTIN_SCHEDULES: u64 = 6;
 #[test]
 fn built_in_scenarios_under_pct_schedules_agree_on_postgres() {
     let (mut pairs, mut waits, mut deadlocks) = (0, 0, 0);
-    for builtin in cusim_sim::builtin::BUILTINS {
+    for builtin in cusim_sim::corpus::builtin::BUILTINS {
         let scenario = builtin.scenario().unwrap();
         for strategy in Strategy::ALL {
             let prepared = Prepared::new(&scenario, strategy).unwrap();

@@ -8,7 +8,7 @@ mod support;
 use cusim::flow::{Request, Strategy};
 use cusim::model::{Catalog, CustomerData, Product, ProductKind};
 use cusim_pg::schema;
-use cusim_sim::scenario::Scenario;
+use cusim_sim::input::scenario::Scenario;
 use support::*;
 
 fn same_on_postgres(name: &str, catalog: Catalog, requests: Vec<Request>) {

@@ -1,19 +1,19 @@
-//! cusim-sim: the harness. Scenarios, the stepper and its schedulers, the
-//! invariant oracle, traces and replay, and the `cusim` command.
+//! cusim-sim: the harness.
+//!
+//! - [`input`]: scenarios (SPEC §7) and schedules (SPEC §5);
+//! - [`drive`]: what moves the flows: the stepper, free runs, madsim's
+//!   virtual time, and the gated replay on Postgres;
+//! - [`judge`]: the observation of a finished run, the oracle (SPEC §6)
+//!   and the race classifier (SPEC §8);
+//! - [`explore`]: schedulers, the exploration loop and shrinking;
+//! - [`corpus`]: the built-in scenarios and the regression corpus;
+//! - [`report`]: text traces, HTML pages and `cusim explain`.
+//!
+//! The `cusim` command (`src/cli/`) is built on these.
 
-pub mod builtin;
-pub mod explain;
+pub mod corpus;
+pub mod drive;
 pub mod explore;
-pub mod html;
-pub mod oracle;
-#[cfg(feature = "postgres")]
-pub mod postgres;
-pub mod races;
-pub mod regression;
-pub mod scenario;
-pub mod schedule;
-pub mod shrink;
-pub mod stepper;
-pub mod trace;
-#[cfg(madsim)]
-pub mod virtual_time;
+pub mod input;
+pub mod judge;
+pub mod report;

@@ -13,13 +13,12 @@ use std::fmt::Write;
 use std::path::Path;
 
 use cusim::flow::Strategy;
-use cusim_sim::builtin::BUILTINS;
+use cusim_sim::corpus::builtin::BUILTINS;
+use cusim_sim::corpus::regression::Regression;
+use cusim_sim::drive::stepper::{execute_run, Chooser, Prepared, Replay, RunOptions};
 use cusim_sim::explore::{pct_chooser, random_chooser};
-use cusim_sim::oracle;
-use cusim_sim::regression::Regression;
-use cusim_sim::schedule::Schedule;
-use cusim_sim::stepper::{execute_run, Chooser, Prepared, Replay, RunOptions};
-use cusim_sim::trace;
+use cusim_sim::input::schedule::Schedule;
+use cusim_sim::report::text as trace;
 
 /// Seeds per (built-in scenario, strategy), for each of pct and random:
 /// 11 scenarios × 3 strategies × 2 schedulers × 16 seeds = 1,056 schedules.
@@ -34,7 +33,7 @@ fn fnv(text: &str) -> u64 {
 fn line(label: &str, prepared: &Prepared, chooser: &mut dyn Chooser) -> String {
     let options = RunOptions { record_trace: true, ..RunOptions::default() };
     let run = execute_run(prepared, chooser, options).expect("the schedule replays");
-    let violations = oracle::check(prepared, &run);
+    let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
     let verdict = serde_json::to_string(&violations).expect("violations serialize");
     let mut names: Vec<&str> = violations.iter().map(|v| v.invariant.as_str()).collect();
     names.dedup();

@@ -217,7 +217,8 @@ fn every_fixture_is_built_in_and_every_built_in_is_a_fixture() {
         .filter(|f| f.ends_with(".json"))
         .collect();
     files.sort();
-    let mut builtins: Vec<String> = cusim_sim::builtin::BUILTINS.iter().map(|b| b.file.to_owned()).collect();
+    let mut builtins: Vec<String> =
+        cusim_sim::corpus::builtin::BUILTINS.iter().map(|b| b.file.to_owned()).collect();
     builtins.sort();
     assert_eq!(files, builtins);
     for race in 1..=9 {

@@ -6,11 +6,11 @@ mod support;
 use std::process::Command;
 
 use cusim::flow::Strategy;
-use cusim_sim::builtin::BUILTINS;
+use cusim_sim::corpus::builtin::BUILTINS;
+use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
 use cusim_sim::explore::{explore, ExploreConfig, SchedulerKind};
-use cusim_sim::schedule::Schedule;
-use cusim_sim::stepper::{execute_run, Prepared, Replay, RunOptions};
-use cusim_sim::trace;
+use cusim_sim::input::schedule::Schedule;
+use cusim_sim::report::text as trace;
 use support::*;
 
 fn traced(prepared: &Prepared, schedule: &Schedule) -> (String, u64, Schedule) {
@@ -38,9 +38,9 @@ fn sampled_schedules_replayed_twice_give_identical_traces() {
                 assert_eq!(report.schedules_run, 1);
                 // ...and an arbitrary one, taken from a second preparation.
                 let again = Prepared::new(&scenario, strategy).unwrap();
-                let mut rng = cusim_sim::explore::Rng::new(seed);
-                let tokens =
-                    (0..12).map(|_| cusim_sim::schedule::Token::run(rng.below(scenario.requests.len())));
+                let mut rng = cusim_sim::explore::seeded(seed);
+                let tokens = (0..12)
+                    .map(|_| cusim_sim::input::schedule::Token::run(rng.below(scenario.requests.len())));
                 let (_, _, valid) = traced(&prepared, &Schedule::default());
                 let mut schedule = Schedule(tokens.collect());
                 if execute_run(&prepared, &mut Replay::new(&schedule), RunOptions::default()).is_err() {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cusim_sim::regression::Regression;
+use cusim_sim::corpus::regression::Regression;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 

@@ -13,9 +13,11 @@ use cusim::backend::{
 };
 use cusim::flow::{execute, Strategy};
 use cusim::model::{Env, FullCustomer, Scope};
-use cusim_sim::builtin;
-use cusim_sim::oracle::Invariant;
-use cusim_sim::stepper::{judge_free_run, Prepared, RequestOutcome};
+use cusim_sim::corpus::builtin;
+use cusim_sim::drive::free::judge_free_run;
+use cusim_sim::drive::stepper::Prepared;
+use cusim_sim::judge::Invariant;
+use cusim_sim::judge::RequestOutcome;
 use loom::sync::atomic::AtomicU64;
 use loom::sync::Arc;
 use loom::thread;

@@ -11,10 +11,10 @@
 #![cfg(madsim)]
 
 use cusim::flow::Strategy;
-use cusim_sim::builtin::{self, BUILTINS};
-use cusim_sim::oracle::Invariant;
-use cusim_sim::stepper::Prepared;
-use cusim_sim::virtual_time::{run, Latencies, VirtualRun};
+use cusim_sim::corpus::builtin::{self, BUILTINS};
+use cusim_sim::drive::stepper::Prepared;
+use cusim_sim::drive::virtual_time::{run, Latencies, VirtualRun};
+use cusim_sim::judge::Invariant;
 
 fn prepared(name: &str, strategy: Strategy) -> Prepared {
     let scenario = builtin::find(name).unwrap().scenario().unwrap();

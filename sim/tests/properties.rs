@@ -7,12 +7,11 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 use cusim::flow::Strategy;
-use cusim_sim::oracle;
-use cusim_sim::races::{classify, Race};
-use cusim_sim::scenario::Scenario;
-use cusim_sim::schedule::Schedule;
-use cusim_sim::shrink::Lenient;
-use cusim_sim::stepper::{execute_run, Prepared, RunOptions};
+use cusim_sim::drive::stepper::Lenient;
+use cusim_sim::drive::stepper::{execute_run, Prepared, RunOptions};
+use cusim_sim::input::scenario::Scenario;
+use cusim_sim::input::schedule::Schedule;
+use cusim_sim::judge::races::{classify, Race};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestRng, TestRunner};
 use support::generate;
@@ -21,13 +20,13 @@ fn check(
     scenario: &Scenario,
     schedule: &Schedule,
     strategy: Strategy,
-) -> (Vec<oracle::Violation>, BTreeSet<Race>) {
+) -> (Vec<cusim_sim::judge::Violation>, BTreeSet<Race>) {
     let prepared = Prepared::new(scenario, strategy).expect("generated seed customers are valid");
     let options = RunOptions { record_trace: true, ..RunOptions::default() };
     let run =
         execute_run(&prepared, &mut Lenient::new(schedule), options).expect("lenient replays never fail");
-    let violations = oracle::check(&prepared, &run);
-    let races = classify(&prepared, &run, &violations);
+    let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
+    let races = classify(&prepared.scenario, &run.schedule, &run.trace, &violations);
     (violations, races)
 }
 
@@ -70,8 +69,13 @@ fn the_generator_reaches_every_race_class_within_the_default_case_budget() {
                     let options = RunOptions { record_trace: true, ..RunOptions::default() };
                     let mut pct = cusim_sim::explore::pct_chooser(&prepared, seed.wrapping_add(i), 3, 1);
                     let run = execute_run(&prepared, &mut pct, options).unwrap();
-                    let violations = oracle::check(&prepared, &run);
-                    reached.borrow_mut().extend(classify(&prepared, &run, &violations));
+                    let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
+                    reached.borrow_mut().extend(classify(
+                        &prepared.scenario,
+                        &run.schedule,
+                        &run.trace,
+                        &violations,
+                    ));
                 }
             }
             Ok(())

@@ -5,7 +5,7 @@
 mod support;
 
 use cusim::flow::Strategy::{Legacy, Safe, Transactional};
-use cusim_sim::oracle::Invariant;
+use cusim_sim::judge::Invariant;
 use support::*;
 
 #[test]
@@ -133,7 +133,7 @@ fn case_22_track_autocreate_concurrent_same_customer_id() {
 
 #[test]
 fn every_race_of_the_catalog_is_found_where_spec_section_8_says() {
-    for builtin in cusim_sim::builtin::BUILTINS {
+    for builtin in cusim_sim::corpus::builtin::BUILTINS {
         let scenario = builtin.scenario().unwrap();
         for (strategy, invariant) in builtin.expected {
             let report = pct(&scenario, *strategy, 1_000);

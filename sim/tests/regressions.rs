@@ -7,12 +7,11 @@ mod support;
 use std::path::Path;
 
 use cusim::flow::Strategy;
-use cusim_sim::oracle;
-use cusim_sim::regression::Regression;
-use cusim_sim::schedule::Schedule;
-use cusim_sim::shrink::Lenient;
-use cusim_sim::stepper::{execute_run, Prepared, Replay, RunOptions};
-use cusim_sim::trace;
+use cusim_sim::corpus::regression::Regression;
+use cusim_sim::drive::stepper::Lenient;
+use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
+use cusim_sim::input::schedule::Schedule;
+use cusim_sim::report::text as trace;
 
 fn corpus() -> Vec<(String, Regression)> {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/regressions"));
@@ -41,7 +40,7 @@ fn every_regression_still_breaks_its_invariant_with_the_same_trace() {
         let schedule = Schedule::parse(&regression.schedule).unwrap();
         let options = RunOptions { record_trace: true, ..RunOptions::default() };
         let run = execute_run(&prepared, &mut Replay::new(&schedule), options).unwrap();
-        let violations = oracle::check(&prepared, &run);
+        let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
         assert!(
             violations.iter().any(|v| v.invariant == regression.invariant),
             "{name} no longer breaks {}: {:?}",
@@ -65,7 +64,7 @@ fn safe_holds_on_every_specimen() {
         let prepared = Prepared::new(&regression.scenario, Strategy::Safe).unwrap();
         let schedule = Schedule::parse(&regression.schedule).unwrap();
         let run = execute_run(&prepared, &mut Lenient::new(&schedule), RunOptions::default()).unwrap();
-        let violations = oracle::check(&prepared, &run);
+        let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
         assert!(
             violations.is_empty(),
             "{name}: {:?}",

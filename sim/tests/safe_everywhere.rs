@@ -5,9 +5,10 @@
 mod support;
 
 use cusim::flow::Strategy;
-use cusim_sim::builtin::BUILTINS;
-use cusim_sim::scenario::{FaultKind, FaultSpec, Scenario};
-use cusim_sim::stepper::{execute_run, EventKind, Prepared, Replay, RunOptions};
+use cusim_sim::corpus::builtin::BUILTINS;
+use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
+use cusim_sim::input::scenario::{FaultKind, FaultSpec, Scenario};
+use cusim_sim::judge::trace::EventKind;
 use support::*;
 
 /// Spaces up to this many schedules are covered whole; beyond, the
@@ -117,7 +118,7 @@ fn an_idless_customer_whose_creator_died_in_phase_2_is_made_whole() {
         assert_breaks(
             &exhaustive(&scenario, strategy, None, 0),
             &scenario,
-            cusim_sim::oracle::Invariant::DefaultsPresent,
+            cusim_sim::judge::Invariant::DefaultsPresent,
         );
     }
 }

@@ -3,9 +3,9 @@
 
 mod support;
 
-use cusim_sim::builtin::BUILTINS;
-use cusim_sim::schedule::Schedule;
-use cusim_sim::shrink::{shrink, Case};
+use cusim_sim::corpus::builtin::BUILTINS;
+use cusim_sim::explore::shrink::{shrink, Case};
+use cusim_sim::input::schedule::Schedule;
 use support::*;
 
 #[test]
@@ -28,14 +28,16 @@ fn each_race_shrinks_to_at_most_three_preemptions_and_the_requests_it_needs() {
             assert!(size.requests <= scenario.requests.len());
             assert!(size.faults <= scenario.faults.len(), "{}: shrinking added a fault", builtin.name());
             // And the shrunk case replays strictly to the same invariant.
-            let prepared = cusim_sim::stepper::Prepared::new(&shrunk.case.scenario, strategy).unwrap();
-            let run = cusim_sim::stepper::execute_run(
+            let prepared = cusim_sim::drive::stepper::Prepared::new(&shrunk.case.scenario, strategy).unwrap();
+            let run = cusim_sim::drive::stepper::execute_run(
                 &prepared,
-                &mut cusim_sim::stepper::Replay::new(&shrunk.case.schedule),
+                &mut cusim_sim::drive::stepper::Replay::new(&shrunk.case.schedule),
                 Default::default(),
             )
             .unwrap();
-            assert!(cusim_sim::oracle::check(&prepared, &run).iter().any(|v| v.invariant == invariant));
+            assert!(cusim_sim::judge::judge(&prepared.scenario, &run.observation)
+                .iter()
+                .any(|v| v.invariant == invariant));
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::model::{CustomerRow, FullCustomer, Product, Scope};
 
-use super::outcome::{Outcome, Reply};
+use super::outcome::{opt, short_full, Outcome, Reply};
 use super::types::*;
 use super::{BackendError, CacheError, DbError, StripeError};
 
@@ -306,28 +306,4 @@ fn conflict_suffix(on_conflict: OnConflict) -> &'static str {
         OnConflict::DoNothing => " on conflict do nothing",
         OnConflict::ReturnExisting => " on conflict return existing",
     }
-}
-
-pub(super) fn opt(value: &Option<String>) -> &str {
-    value.as_deref().unwrap_or("null")
-}
-
-/// A full customer in a few words, for traces.
-pub(super) fn short_full(full: &FullCustomer) -> String {
-    let products: Vec<&str> = full.products.iter().map(|p| p.product_id.as_str()).collect();
-    let usage: Vec<String> =
-        full.balances.iter().filter(|(_, b)| b.usage != 0).map(|(f, b)| format!("{f}:{}", b.usage)).collect();
-    let mut text = format!(
-        "{} id={} products=[{}]",
-        full.customer.internal_id,
-        opt(&full.customer.id),
-        products.join(",")
-    );
-    if let Some(processor) = &full.customer.processor {
-        text.push_str(&format!(" processor={processor}"));
-    }
-    if !usage.is_empty() {
-        text.push_str(&format!(" usage=[{}]", usage.join(",")));
-    }
-    text
 }

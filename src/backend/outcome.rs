@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use crate::model::{CustomerRow, FullCustomer, Product};
 
-use super::ops::{opt, short_full};
 use super::types::*;
 use super::{BackendError, CacheError, DbError, StripeError};
 
@@ -174,12 +173,10 @@ carried!(Vec<Product>, Products { products });
 carried!(String, StripeCustomer { stripe_id });
 carried!(bool, Updated { updated });
 carried!(AttachOutcome, Attach { outcome });
-carried!(
-    Option<FullCustomer>,
-    Full { customer },
-    |c: Option<FullCustomer>| c.map(Box::new),
-    |c: Option<Box<FullCustomer>>| c.map(|c| *c)
-);
+carried!(Option<FullCustomer>, Full { customer }, |c: Option<FullCustomer>| c.map(Box::new), |c: Option<
+    Box<FullCustomer>,
+>| c
+    .map(|c| *c));
 carried!(CacheRead, Cache { read }, Box::new, |r: Box<CacheRead>| *r);
 carried!(CacheWriteOutcome, CacheWrite { outcome });
 carried!(DeductOutcome, Deduct { outcome });
@@ -206,4 +203,28 @@ impl Carried for BackendError {
             other => unreachable!("not a backend failure: {other:?}"),
         }
     }
+}
+
+pub(super) fn opt(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("null")
+}
+
+/// A full customer in a few words, for traces.
+pub(super) fn short_full(full: &FullCustomer) -> String {
+    let products: Vec<&str> = full.products.iter().map(|p| p.product_id.as_str()).collect();
+    let usage: Vec<String> =
+        full.balances.iter().filter(|(_, b)| b.usage != 0).map(|(f, b)| format!("{f}:{}", b.usage)).collect();
+    let mut text = format!(
+        "{} id={} products=[{}]",
+        full.customer.internal_id,
+        opt(&full.customer.id),
+        products.join(",")
+    );
+    if let Some(processor) = &full.customer.processor {
+        text.push_str(&format!(" processor={processor}"));
+    }
+    if !usage.is_empty() {
+        text.push_str(&format!(" usage=[{}]", usage.join(",")));
+    }
+    text
 }

@@ -2,6 +2,7 @@
 //! per mode and a total (`unit: 41 passed, 0 failed` … `total: …`). Exits
 //! non-zero when anything failed or could not be built.
 
+mod cycles;
 mod postgres;
 
 use std::io::{BufRead, BufReader};
@@ -298,16 +299,35 @@ fn bench_all(only: &[String]) -> ExitCode {
     }
 }
 
+/// `cargo xtask cycles`: prints each import circle; exit 1 when there is one.
+fn import_cycles() -> ExitCode {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let circles = cycles::find(&root);
+    for circle in &circles {
+        let files: Vec<String> =
+            circle.iter().map(|p| p.strip_prefix(&root).unwrap_or(p).display().to_string()).collect();
+        println!("cycle: {}", files.join(", "));
+    }
+    if circles.is_empty() {
+        println!("no import circle in src/, sim/src/, pg/src/, xtask/src/");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") if args[1..].iter().all(|a| MODES.contains(&a.as_str())) => test_all(&args[1..]),
         Some("bench") if args[1..].iter().all(|a| BENCHES.contains(&a.as_str())) => bench_all(&args[1..]),
+        Some("cycles") if args.len() == 1 => import_cycles(),
         _ => {
             eprintln!(
-                "usage: cargo xtask test [MODE...]\n       cargo xtask bench [BENCH...]\n\n`test` runs every test \
-                 mode (or the named ones: {}) and prints one summary line per mode and a total.\n`bench` runs \
-                 the criterion benchmarks (or the named ones: {}); see BENCHMARKS.md.",
+                "usage: cargo xtask test [MODE...]\n       cargo xtask bench [BENCH...]\n       cargo xtask cycles\n\n\
+                 `test` runs every test mode (or the named ones: {}) and prints one summary line per mode and a \
+                 total.\n`bench` runs the criterion benchmarks (or the named ones: {}); see BENCHMARKS.md.\n\
+                 `cycles` lists import circles between the files of the project's crates (none: exit 0).",
                 MODES.join(", "),
                 BENCHES.join(", ")
             );

@@ -9,12 +9,11 @@ use std::rc::Rc;
 use cusim::flow::{execute, Response, Strategy};
 use cusim::model::{ApiError, ErrorCode, FullCustomer};
 use cusim_pg::{schema, services, PgConn, Shared};
-use cusim_sim::oracle::State;
-use cusim_sim::scenario::Scenario;
-use cusim_sim::schedule::Schedule;
-use cusim_sim::stepper::{
-    execute_run, settle_keys, settle_request, Prepared, Replay, RequestOutcome, RunOptions, Settle,
-};
+use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
+use cusim_sim::input::scenario::Scenario;
+use cusim_sim::input::schedule::Schedule;
+use cusim_sim::judge::settle::{self, SettleRead};
+use cusim_sim::judge::{RequestOutcome, Settle};
 
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -99,10 +98,11 @@ pub async fn settle_reads(
     let reader = connect(database, shared, 10_000).await;
     let rows: Vec<_> = schema::committed(&reader).await.unwrap().into_iter().map(|c| c.customer).collect();
     let mut settles = Vec::new();
-    for (k, (scope, key)) in settle_keys(scenario, &rows).into_iter().enumerate() {
+    for (k, SettleRead { scope, customer, request }) in settle::plan(scenario, &rows).into_iter().enumerate()
+    {
         let conn = connect(database, shared, 20_000 + k).await;
-        let result = execute(&conn, strategy, &settle_request(&scope, &key)).await;
-        settles.push(Settle { scope, customer: key, result });
+        let result = execute(&conn, strategy, &request).await;
+        settles.push(Settle { scope, customer, result });
     }
     (settles, schema::committed(&reader).await.unwrap())
 }
@@ -115,9 +115,10 @@ pub type Run = (Vec<Answer>, Vec<Answer>, Vec<Seen>);
 pub fn sequential_on_mem(scenario: &Scenario, strategy: Strategy) -> Run {
     let prepared = Prepared::new(scenario, strategy).expect("seed customers are valid");
     let run = execute_run(&prepared, &mut Replay::new(&Schedule::default()), RunOptions::default()).unwrap();
-    let state = State::of_world(&run.world);
+    let observation = &run.observation;
+    let state = &observation.state;
     let ordinals = ordinals(&state.customers);
-    let answers = run
+    let answers = observation
         .outcomes
         .iter()
         .map(|o| match o {
@@ -125,7 +126,7 @@ pub fn sequential_on_mem(scenario: &Scenario, strategy: Strategy) -> Run {
             other => panic!("no faults, yet {other:?}"),
         })
         .collect();
-    let settles = run.settles.iter().map(|s| answer(&s.result, &ordinals)).collect();
+    let settles = observation.settles.iter().map(|s| answer(&s.result, &ordinals)).collect();
     (answers, settles, state.customers.iter().map(|c| seen(c, &ordinals)).collect())
 }
 

@@ -4,8 +4,8 @@
 use cusim::backend::Point;
 use cusim::flow::Request;
 use cusim::model::{CustomerData, Product, ProductKind};
-use cusim_sim::scenario::{FaultKind, FaultSpec, Scenario, SeedCustomer};
-use cusim_sim::schedule::{Schedule, Token};
+use cusim_sim::input::scenario::{FaultKind, FaultSpec, Scenario, SeedCustomer};
+use cusim_sim::input::schedule::{Schedule, Token};
 use proptest::prelude::*;
 use proptest::sample::select;
 

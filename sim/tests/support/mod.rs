@@ -3,11 +3,11 @@
 pub mod generate;
 
 use cusim::flow::Strategy;
-use cusim_sim::builtin;
+use cusim_sim::corpus::builtin;
+use cusim_sim::drive::stepper::Prepared;
 use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, SchedulerKind};
-use cusim_sim::oracle::Invariant;
-use cusim_sim::scenario::Scenario;
-use cusim_sim::stepper::Prepared;
+use cusim_sim::input::scenario::Scenario;
+use cusim_sim::judge::Invariant;
 
 pub fn builtin_scenario(name: &str) -> Scenario {
     builtin::find(name).unwrap_or_else(|| panic!("no built-in {name}")).scenario().unwrap()
@@ -58,14 +58,14 @@ pub fn assert_breaks(report: &ExploreReport, scenario: &Scenario, invariant: Inv
         )
     });
     let prepared = Prepared::new(scenario, report.strategy).unwrap();
-    let schedule = cusim_sim::schedule::Schedule::parse(&found.schedule).unwrap();
-    let run = cusim_sim::stepper::execute_run(
+    let schedule = cusim_sim::input::schedule::Schedule::parse(&found.schedule).unwrap();
+    let run = cusim_sim::drive::stepper::execute_run(
         &prepared,
-        &mut cusim_sim::stepper::Replay::new(&schedule),
+        &mut cusim_sim::drive::stepper::Replay::new(&schedule),
         Default::default(),
     )
     .unwrap();
-    let again = cusim_sim::oracle::check(&prepared, &run);
+    let again = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
     assert!(
         again.iter().any(|v| v.invariant == invariant),
         "the witness {} does not replay to {invariant}",

@@ -25,8 +25,11 @@ use cusim::flow::{execute, Request};
 use madsim::rand::{thread_rng, Rng};
 use madsim::time::{sleep, Instant};
 
-use crate::scenario::FaultKind;
-use crate::stepper::{judge_free_run, Judged, Prepared, RequestOutcome};
+use crate::input::scenario::FaultKind;
+use crate::judge::RequestOutcome;
+
+use super::free::{judge_free_run, Judged};
+use super::stepper::Prepared;
 
 /// Seeded delays, in virtual milliseconds (inclusive ranges).
 #[derive(Debug, Clone, Copy)]

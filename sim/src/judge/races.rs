@@ -6,9 +6,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::oracle::{Invariant, Violation};
-use crate::scenario::FaultKind;
-use crate::stepper::{EventKind, Execution, Prepared};
+use crate::input::scenario::{FaultKind, Scenario};
+use crate::input::schedule::{Schedule, Token};
+
+use super::invariants::{Invariant, Violation};
+use super::trace::{Event, EventKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Race {
@@ -38,16 +40,17 @@ fn products(value: &serde_json::Value) -> usize {
     value["products"].as_array().map_or(0, Vec::len)
 }
 
-/// The races a run shows. Needs the run's trace (`record_trace`) to tell
-/// R8 from R9.
-pub fn classify(prepared: &Prepared, run: &Execution, violations: &[Violation]) -> BTreeSet<Race> {
-    let crashed = prepared.scenario.faults.iter().any(|f| f.kind == FaultKind::Crash)
-        || run
-            .schedule
-            .0
-            .iter()
-            .any(|t| matches!(t, crate::schedule::Token::Run { fault: Some(FaultKind::Crash), .. }));
-    let sync_lost = run.trace.iter().any(|e| {
+/// The races a run of `scenario` by `schedule` shows. Needs the run's
+/// trace (`record_trace`) to tell R8 from R9.
+pub fn classify(
+    scenario: &Scenario,
+    schedule: &Schedule,
+    trace: &[Event],
+    violations: &[Violation],
+) -> BTreeSet<Race> {
+    let crashed = scenario.faults.iter().any(|f| f.kind == FaultKind::Crash)
+        || schedule.0.iter().any(|t| matches!(t, Token::Run { fault: Some(FaultKind::Crash), .. }));
+    let sync_lost = trace.iter().any(|e| {
         matches!(&e.kind, EventKind::Op { point: cusim::backend::Point::SyncUsage, result, .. } if result.starts_with("no cache entry"))
     });
     let mut races = BTreeSet::new();

@@ -3,15 +3,15 @@
 //! for a race.
 //!
 //! Which race breaks which invariant is not written down twice: it comes
-//! from the built-in scenarios' expectations ([`crate::builtin::BUILTINS`]),
+//! from the built-in scenarios' expectations ([`crate::corpus::builtin::BUILTINS`]),
 //! the same table `cusim explore --all` holds the harness to.
 
 use cusim::flow::Strategy;
 use serde::Serialize;
 
-use crate::builtin::{Builtin, BUILTINS};
-use crate::oracle::Invariant;
-use crate::races::Race;
+use crate::corpus::builtin::{Builtin, BUILTINS};
+use crate::judge::races::Race;
+use crate::judge::Invariant;
 
 /// The words for one invariant.
 pub struct InvariantText {
@@ -529,7 +529,7 @@ mod tests {
         assert_eq!(files, CORPUS, "update explain::CORPUS to the files of fixtures/regressions/");
         for stem in CORPUS {
             let parts: Vec<&str> = stem.split("--").collect();
-            assert!(crate::builtin::find(parts[0]).is_some(), "{stem}: no such built-in scenario");
+            assert!(crate::corpus::builtin::find(parts[0]).is_some(), "{stem}: no such built-in scenario");
             assert!(Strategy::parse(parts[1]).is_some() && Invariant::parse(parts[2]).is_some(), "{stem}");
         }
     }

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use cusim::flow::Strategy;
 
-use crate::oracle::Invariant;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::input::scenario::{Scenario, ScenarioError};
+use crate::judge::Invariant;
 
 /// A built-in scenario and the invariants SPEC §8 says each strategy breaks.
 pub struct Builtin {
@@ -23,7 +23,7 @@ macro_rules! builtin {
     ($file:literal, $expected:expr) => {
         Builtin {
             file: $file,
-            text: include_str!(concat!("../../fixtures/scenarios/", $file)),
+            text: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/scenarios/", $file)),
             expected: $expected,
         }
     };

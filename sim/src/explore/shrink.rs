@@ -8,39 +8,14 @@
 //! parked is dropped), and every accepted candidate is re-recorded as the
 //! exact schedule it ran, so the result replays strictly.
 
-use crate::oracle::{self, Invariant};
-use crate::scenario::Scenario;
-use crate::schedule::{Schedule, Token};
-use crate::stepper::{execute_run, Chooser, Prepared, RunOptions, View};
 use cusim::flow::Strategy;
 use serde::Serialize;
 
-/// Replays tokens, skipping those that cannot be followed.
-pub struct Lenient {
-    tokens: std::vec::IntoIter<Token>,
-}
-
-impl Lenient {
-    pub fn new(schedule: &Schedule) -> Lenient {
-        Lenient { tokens: schedule.0.clone().into_iter() }
-    }
-}
-
-impl Chooser for Lenient {
-    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
-        for token in self.tokens.by_ref() {
-            match token {
-                Token::Tick { .. } => return Some(token),
-                Token::Run { request, fault } if view.runnable.contains(&request) => {
-                    let point = view.parked_at[request].expect("runnable requests are parked");
-                    return Some(Token::Run { request, fault: fault.filter(|k| k.applies_to(point)) });
-                }
-                Token::Run { .. } => continue,
-            }
-        }
-        None
-    }
-}
+use crate::corpus::regression::Regression;
+use crate::drive::stepper::{execute_run, Lenient, Prepared, RunOptions};
+use crate::input::scenario::Scenario;
+use crate::input::schedule::{Schedule, Token};
+use crate::judge::{judge, Invariant};
 
 /// A scenario, a strategy and a schedule: everything a replay needs.
 #[derive(Debug, Clone, Serialize)]
@@ -81,7 +56,7 @@ fn reproduce(case: &Case, invariant: Invariant) -> Option<(Case, Size, String)> 
     let prepared = Prepared::new(&case.scenario, case.strategy).ok()?;
     let mut chooser = Lenient::new(&case.schedule);
     let run = execute_run(&prepared, &mut chooser, RunOptions::default()).ok()?;
-    let violation = oracle::check(&prepared, &run).into_iter().find(|v| v.invariant == invariant)?;
+    let violation = judge(&case.scenario, &run.observation).into_iter().find(|v| v.invariant == invariant)?;
     let schedule = run.minimal_schedule();
     let size = Size {
         requests: case.scenario.requests.len(),
@@ -187,4 +162,17 @@ pub fn shrink(case: &Case, invariant: Invariant, max_attempts: usize) -> Option<
         break;
     }
     Some(Shrunk { case: best, size, invariant, message, attempts })
+}
+
+impl Shrunk {
+    /// The shrunk case as a regression file of the corpus.
+    pub fn to_regression(&self) -> Regression {
+        Regression {
+            scenario: self.case.scenario.clone(),
+            strategy: self.case.strategy,
+            schedule: self.case.schedule.to_string(),
+            invariant: self.invariant,
+            message: self.message.clone(),
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::FaultKind;
+use crate::input::scenario::FaultKind;
 
 /// The longest clock move one token may make: a year.
 pub const MAX_TICK_MS: u64 = 365 * 24 * 60 * 60 * 1_000;

@@ -15,316 +15,31 @@
 //! A [`Shadow`] may follow the run in lockstep: every operation the model
 //! performs, it performs on another backend (Postgres) and compares.
 
+mod choose;
+mod prepared;
+mod shadow;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use cusim::backend::mem::ids::IdGen;
-use cusim::backend::mem::{poll_once, Blocked, Fault, MemConn, RequestId, TxnId, World};
+use cusim::backend::mem::{poll_once, Blocked, Fault, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point};
-use cusim::flow::{execute, Request, Response, Strategy};
-use cusim::model::{validate_customer_id, ApiError, Scope};
-use serde::Serialize;
+use cusim::flow::{execute, Response};
+use cusim::model::ApiError;
 
-use crate::scenario::{FaultKind, Scenario};
-use crate::schedule::{Schedule, Token};
+use crate::input::scenario::FaultKind;
+use crate::input::schedule::{Schedule, Token};
+use crate::judge::settle;
+use crate::judge::trace::{Event, EventKind};
+use crate::judge::{creators, Creator, End, Observation, RequestOutcome, Settle, State};
+use shadow::reborrow;
 
-/// A scenario made ready to run under one strategy: its customers exist.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub scenario: Scenario,
-    pub strategy: Strategy,
-    base: World,
-    /// internal id → seed customer index, for the customers made before the run.
-    seeded: BTreeMap<String, usize>,
-    /// Decisions in the default schedule's run (computed on first use).
-    default_steps: std::sync::OnceLock<usize>,
-}
-
-/// The seed customers' creation failed: the scenario is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("customers[{index}]: {reason}")]
-pub struct SetupError {
-    pub index: usize,
-    pub reason: String,
-}
-
-/// Ids come from this seed: the same in every run, so traces are comparable.
-const ID_SEED: u64 = 0;
-
-impl Prepared {
-    pub fn new(scenario: &Scenario, strategy: Strategy) -> Result<Prepared, SetupError> {
-        Prepared::prepare(scenario, strategy, None)
-    }
-
-    /// [`Prepared::new`], with `shadow` following the seed customers'
-    /// creation in lockstep.
-    pub fn new_shadowed(
-        scenario: &Scenario,
-        strategy: Strategy,
-        shadow: &mut dyn Shadow,
-    ) -> Result<Prepared, SetupError> {
-        Prepared::prepare(scenario, strategy, Some(shadow))
-    }
-
-    fn prepare(
-        scenario: &Scenario,
-        strategy: Strategy,
-        mut shadow: Option<&mut dyn Shadow>,
-    ) -> Result<Prepared, SetupError> {
-        let mut world = World::new(scenario.catalog(), strategy.constraints(), ID_SEED);
-        let mut seeded = BTreeMap::new();
-        for (index, customer) in scenario.customers.iter().enumerate() {
-            let request = customer.as_request();
-            let session = scenario.requests.len() + index;
-            let conn = MemConn::new(&world);
-            let future = execute(&conn, Strategy::Safe, &request);
-            match drive_alone(&mut world, session, &conn, future, reborrow(&mut shadow)) {
-                Ok(_) => {
-                    // The rows this seed inserted (a seed may also return or claim an earlier one).
-                    for row in world.committed_customers() {
-                        seeded.entry(row.internal_id).or_insert(index);
-                    }
-                }
-                Err(error) => return Err(SetupError { index, reason: error.to_string() }),
-            }
-        }
-        Ok(Prepared {
-            scenario: scenario.clone(),
-            strategy,
-            base: world,
-            seeded,
-            default_steps: Default::default(),
-        })
-    }
-
-    pub fn request_count(&self) -> usize {
-        self.scenario.requests.len()
-    }
-
-    /// How many decisions the default schedule (lowest runnable request
-    /// first) takes: the length a scheduler like PCT spreads its choices over.
-    pub fn default_steps(&self) -> usize {
-        *self.default_steps.get_or_init(|| {
-            execute_run(self, &mut Replay::new(&Schedule::default()), RunOptions::default())
-                .expect("the default schedule is always valid")
-                .schedule
-                .len()
-        })
-    }
-
-    /// The world with the seed customers made (a copy with its own clocks).
-    pub fn world(&self) -> World {
-        self.base.clone()
-    }
-}
-
-/// What a free run (requests that ran without the stepper: madsim tasks,
-/// loom threads) left, judged as the stepper's runs are.
-#[derive(Debug)]
-pub struct Judged {
-    pub end: End,
-    pub settles: Vec<Settle>,
-    pub violations: Vec<crate::oracle::Violation>,
-    pub created_by: BTreeMap<String, Creator>,
-}
-
-/// Settle reads on `world` (if the run is quiescent) and the oracle's
-/// verdict, for requests that ended as `outcomes` and inserted `inserted`.
-pub fn judge_free_run(
-    prepared: &Prepared,
-    mut world: World,
-    outcomes: &[RequestOutcome],
-    inserted: &[(String, RequestId)],
-) -> Judged {
-    let mut created_by: BTreeMap<String, Creator> =
-        prepared.seeded.iter().map(|(id, index)| (id.clone(), Creator::Seed(*index))).collect();
-    for (id, request) in inserted {
-        if *request < outcomes.len() {
-            created_by.insert(id.clone(), Creator::Request(*request));
-        }
-    }
-    let waiting: Vec<(usize, Option<usize>)> = outcomes
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| matches!(o, RequestOutcome::Unfinished { .. }))
-        .map(|(i, _)| (i, None))
-        .collect();
-    let open: Vec<usize> = (0..outcomes.len()).filter(|i| world.open_txn(*i).is_some()).collect();
-    let end = if !waiting.is_empty() {
-        End::Stalled { waiting }
-    } else if open.is_empty() && world.is_quiescent() {
-        End::Quiescent
-    } else {
-        End::OpenTransaction { requests: open }
-    };
-    let mut settles = Vec::new();
-    if end == End::Quiescent {
-        let first_session = prepared.scenario.requests.len() + prepared.scenario.customers.len();
-        let keys = settle_keys(&prepared.scenario, &world.committed_customers());
-        for (n, (scope, customer)) in keys.into_iter().enumerate() {
-            let request = settle_request(&scope, &customer);
-            let conn = MemConn::new(&world);
-            let future = execute(&conn, prepared.strategy, &request);
-            let result = drive_alone(&mut world, first_session + n, &conn, future, None);
-            settles.push(Settle { scope, customer, result });
-        }
-    }
-    let violations = crate::oracle::check_observation(&crate::oracle::Observation {
-        scenario: &prepared.scenario,
-        outcomes,
-        settles: &settles,
-        created_by: &created_by,
-        end: &end,
-        state: crate::oracle::State::of_world(&world),
-    });
-    Judged { end, settles, violations, created_by }
-}
-
-/// Who inserted a customer row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Creator {
-    Seed(usize),
-    Request(usize),
-}
-
-/// How one request ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestOutcome {
-    Responded(Box<Result<Response, ApiError>>),
-    Crashed {
-        at: Point,
-    },
-    /// Still parked when the run stopped (a step cap or a stall).
-    Unfinished {
-        at: Option<Point>,
-    },
-}
-
-impl RequestOutcome {
-    pub fn response(&self) -> Option<&Response> {
-        match self {
-            RequestOutcome::Responded(result) => result.as_ref().as_ref().ok(),
-            _ => None,
-        }
-    }
-}
-
-/// How the run ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "end")]
-pub enum End {
-    /// Every request finished or crashed, and no transaction is open.
-    Quiescent,
-    /// The step cap was reached with requests still runnable (a livelock).
-    StepCap { steps: usize },
-    /// Nothing can move, yet requests wait: for a transaction nobody will end.
-    Stalled { waiting: Vec<(usize, Option<usize>)> },
-    /// Every request ended, but one left its transaction open.
-    OpenTransaction { requests: Vec<usize> },
-}
-
-/// A settle read: the strategy's read path, after quiescence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Settle {
-    pub scope: Scope,
-    pub customer: SettleKey,
-    pub result: Result<Response, ApiError>,
-}
-
-/// What a settle read asks for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SettleKey {
-    /// A customer with an id: a read through the cache, no auto-create.
-    Id(String),
-    /// An id-less customer: the only way a client reaches one is an
-    /// id-less create with its email, which returns the existing customer.
-    Email(String),
-}
-
-impl std::fmt::Display for SettleKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SettleKey::Id(id) => f.write_str(id),
-            SettleKey::Email(email) => write!(f, "email {email}"),
-        }
-    }
-}
-
-/// One line of a trace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Event {
-    /// The decision this happened in (settle reads have none).
-    pub step: Option<usize>,
-    pub request: Option<usize>,
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "event")]
-pub enum EventKind {
-    /// An operation ran at its point.
-    Op {
-        point: Point,
-        op: String,
-        result: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        fault: Option<FaultKind>,
-    },
-    /// The operation must wait for a transaction (of `holder`).
-    Wait { point: Point, op: String, txn: TxnId, holder: Option<usize> },
-    /// The wait closed a cycle: this request is the deadlock victim.
-    Deadlock { point: Point, op: String },
-    /// The request died here; its open transaction rolled back.
-    Crash { point: Point, op: String },
-    /// The virtual clock moved.
-    Tick { ms: u64, now_ms: u64 },
-    /// The request answered its client.
-    Respond { result: String },
-    /// A settle read after quiescence.
-    Settle { customer: String, result: String },
-}
-
-/// What a chooser sees at a decision.
-#[derive(Debug)]
-pub struct View<'a> {
-    pub step: usize,
-    /// Requests that may move, ascending.
-    pub runnable: &'a [usize],
-    /// The request that moved at the previous decision.
-    pub last: Option<usize>,
-    /// Where each request is parked, if it is.
-    pub parked_at: &'a [Option<Point>],
-    pub ticks_so_far: usize,
-}
-
-/// Decides who moves. `None` means the default: the lowest runnable request.
-pub trait Chooser {
-    fn choose(&mut self, view: &View<'_>) -> Option<Token>;
-}
-
-/// A schedule given up front (replay): its tokens, then the default.
-#[derive(Debug, Clone)]
-pub struct Replay {
-    tokens: std::vec::IntoIter<Token>,
-}
-
-impl Replay {
-    pub fn new(schedule: &Schedule) -> Replay {
-        Replay { tokens: schedule.0.clone().into_iter() }
-    }
-}
-
-impl Chooser for Replay {
-    fn choose(&mut self, _view: &View<'_>) -> Option<Token> {
-        self.tokens.next()
-    }
-}
+pub use choose::{Chooser, Lenient, Replay, View};
+pub(crate) use prepared::drive_alone;
+pub use prepared::{Prepared, SetupError};
+pub use shadow::{ModelResult, Services, Shadow};
 
 /// A schedule that cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -362,11 +77,10 @@ pub struct Execution {
     /// Per decision: whether it was what the default would have chosen.
     pub was_default: Vec<bool>,
     pub trace: Vec<Event>,
-    pub outcomes: Vec<RequestOutcome>,
-    pub settles: Vec<Settle>,
+    /// The world as the run left it, settle reads done.
     pub world: World,
-    pub created_by: BTreeMap<String, Creator>,
-    pub end: End,
+    /// What the oracle judges.
+    pub observation: Observation,
 }
 
 impl Execution {
@@ -375,78 +89,6 @@ impl Execution {
     pub fn minimal_schedule(&self) -> Schedule {
         let keep = self.was_default.iter().rposition(|d| !d).map_or(0, |i| i + 1);
         Schedule(self.schedule.0[..keep].to_vec())
-    }
-}
-
-/// The model's services at the moment an operation starts: a lockstep
-/// backend starts the same operation from the same clocks and ids.
-#[derive(Debug, Clone)]
-pub struct Services {
-    pub now_ms: u64,
-    pub seq: u64,
-    pub ids: IdGen,
-}
-
-/// What the model did with an operation.
-#[derive(Debug, Clone, Copy)]
-pub enum ModelResult<'a> {
-    Done(&'a Outcome),
-    /// The operation waits for another transaction.
-    Waits,
-    /// The wait closed a cycle: the request is the deadlock victim.
-    DeadlockVictim,
-}
-
-/// Another backend following a run in lockstep.
-pub trait Shadow {
-    /// Request `request` performed `op` (with `fault` injected) on the model.
-    fn op(
-        &mut self,
-        request: RequestId,
-        op: &Op,
-        fault: Option<Fault>,
-        before: &Services,
-        model: ModelResult<'_>,
-    );
-    /// Request `request` died; its open transaction rolls back.
-    fn crash(&mut self, request: RequestId);
-}
-
-fn services_of(world: &World) -> Services {
-    Services { now_ms: world.now_ms(), seq: world.logical_clock().get(), ids: world.ids().clone() }
-}
-
-fn reborrow<'a>(shadow: &'a mut Option<&mut dyn Shadow>) -> Option<&'a mut dyn Shadow> {
-    match shadow {
-        Some(shadow) => Some(&mut **shadow),
-        None => None,
-    }
-}
-
-/// Runs one request to its end with nobody else moving (so nothing can
-/// wait), telling `shadow` each operation.
-fn drive_alone<F: Future>(
-    world: &mut World,
-    session: RequestId,
-    conn: &MemConn,
-    future: F,
-    mut shadow: Option<&mut dyn Shadow>,
-) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = poll_once(future.as_mut()) {
-            return output;
-        }
-        let op = conn.take_op().expect("a pending request is parked on an op");
-        let before = shadow.is_some().then(|| services_of(world));
-        let outcome = match world.apply(session, &op, None) {
-            Ok(outcome) => outcome,
-            Err(blocked) => panic!("request {session} blocked on txn {} with nobody else running", blocked.0),
-        };
-        if let (Some(shadow), Some(before)) = (shadow.as_deref_mut(), &before) {
-            shadow.op(session, &op, None, before, ModelResult::Done(&outcome));
-        }
-        conn.answer(outcome);
     }
 }
 
@@ -518,7 +160,7 @@ impl Run<'_, '_> {
 
     /// The model's services now (only a shadow needs them).
     fn services(&self) -> Option<Services> {
-        self.shadow.as_ref().map(|_| services_of(&self.world))
+        self.shadow.as_ref().map(|_| Services::of(&self.world))
     }
 
     /// Applies an operation that cannot wait (nobody else holds anything it
@@ -554,11 +196,6 @@ impl Run<'_, '_> {
             let op = self.slots[i].parked.take().expect("a waiter is parked");
             self.offer(i, op, None, None);
         }
-    }
-
-    /// Whether request `i`'s wait closes a cycle of waits.
-    fn closes_cycle(&self, i: usize) -> bool {
-        self.world.closes_cycle(i)
     }
 
     fn perform(&mut self, i: usize, explicit: Option<FaultKind>) -> Result<(), String> {
@@ -625,7 +262,7 @@ impl Run<'_, '_> {
                 }
                 self.waits += 1;
                 self.slots[i].wait_seq = self.waits;
-                if self.closes_cycle(i) {
+                if self.world.closes_cycle(i) {
                     if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
                         shadow.op(i, &op, world_fault, before, ModelResult::DeadlockVictim);
                     }
@@ -693,10 +330,9 @@ fn run_with(
     options: RunOptions,
     shadow: Option<&mut dyn Shadow>,
 ) -> Result<Execution, ReplayError> {
-    let world = prepared.base.clone();
+    let world = prepared.world();
     let strategy = prepared.strategy;
-    let created_by: BTreeMap<String, Creator> =
-        prepared.seeded.iter().map(|(id, index)| (id.clone(), Creator::Seed(*index))).collect();
+    let created_by = creators(prepared.seeded(), &[], 0, 0);
     let slots = prepared
         .scenario
         .requests
@@ -785,32 +421,7 @@ fn run_with(
         run.step += 1;
     };
 
-    let end = end.unwrap_or_else(|| {
-        let waiting: Vec<(usize, Option<usize>)> = run
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.outcome.is_none())
-            .map(|(i, _)| (i, run.world.waiting_for(i).and_then(|t| run.world.request_of_txn(t))))
-            .collect();
-        if !waiting.is_empty() {
-            End::Stalled { waiting }
-        } else {
-            let open: Vec<usize> =
-                (0..run.slots.len()).filter(|i| run.world.open_txn(*i).is_some()).collect();
-            if open.is_empty() && run.world.is_quiescent() {
-                End::Quiescent
-            } else {
-                End::OpenTransaction { requests: open }
-            }
-        }
-    });
-
-    let mut settles = Vec::new();
-    if end == End::Quiescent {
-        settle(&mut run, &mut settles);
-    }
-    let outcomes = run
+    let outcomes: Vec<RequestOutcome> = run
         .slots
         .iter()
         .map(|s| {
@@ -819,71 +430,40 @@ fn run_with(
                 .unwrap_or(RequestOutcome::Unfinished { at: s.parked.as_ref().and_then(Op::point) })
         })
         .collect();
+    let end = end.unwrap_or_else(|| {
+        let world = &run.world;
+        End::of_world(world, &outcomes, |i| world.waiting_for(i).and_then(|t| world.request_of_txn(t)))
+    });
+
+    let mut settles = Vec::new();
+    if end == End::Quiescent {
+        settle(&mut run, &mut settles);
+    }
+    let observation = Observation {
+        outcomes,
+        settles,
+        created_by: run.created_by,
+        end,
+        state: State::of_world(&run.world),
+    };
     Ok(Execution {
         schedule: Schedule(schedule),
         preemptions,
         was_default,
         trace: run.trace,
-        outcomes,
-        settles,
         world: run.world,
-        created_by: run.created_by,
-        end,
+        observation,
     })
-}
-
-/// What the settle reads visit: every customer the scenario names by id,
-/// and every committed customer (by id, or an id-less one by its email).
-pub fn settle_keys(scenario: &Scenario, committed: &[cusim::model::CustomerRow]) -> Vec<(Scope, SettleKey)> {
-    let mut keys: Vec<(Scope, SettleKey)> = scenario
-        .named_customers()
-        .into_iter()
-        .filter(|(_, id)| validate_customer_id(id).is_ok())
-        .map(|(scope, id)| (scope, SettleKey::Id(id)))
-        .collect();
-    for row in committed {
-        match (&row.id, row.idless_email_key()) {
-            (Some(id), _) => keys.push((row.scope(), SettleKey::Id(id.clone()))),
-            (None, Some(_)) => {
-                let email = row.email.clone().expect("an id-less key has an email");
-                keys.push((row.scope(), SettleKey::Email(email)));
-            }
-            (None, None) => {}
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-/// The request a settle read makes: a read by id, or an id-less create
-/// with the customer's email.
-pub fn settle_request(scope: &Scope, key: &SettleKey) -> Request {
-    let mut request = match key {
-        SettleKey::Id(id) => Request::get(id),
-        SettleKey::Email(email) => Request::create(
-            None,
-            cusim::model::CustomerData { email: Some(email.clone()), ..Default::default() },
-        ),
-    };
-    match &mut request {
-        Request::Get { org, env, .. } | Request::Create { org, env, .. } => {
-            *org = Some(scope.org_id.clone());
-            *env = Some(scope.env);
-        }
-        _ => unreachable!("settle reads are gets and id-less creates"),
-    }
-    request
 }
 
 /// One read of each customer the scenario names or the DB holds, through
 /// the strategy's read path, one at a time.
 fn settle(run: &mut Run<'_, '_>, settles: &mut Vec<Settle>) {
-    let customers = settle_keys(&run.prepared.scenario, &run.world.committed_customers());
+    let reads = settle::plan(&run.prepared.scenario, &run.world.committed_customers());
     let first_session: RequestId =
         run.prepared.scenario.requests.len() + run.prepared.scenario.customers.len();
-    for (n, (scope, customer)) in customers.into_iter().enumerate() {
-        let request = settle_request(&scope, &customer);
+    for (n, read) in reads.into_iter().enumerate() {
+        let settle::SettleRead { scope, customer, request } = read;
         let conn = MemConn::new(&run.world);
         let future = execute(&conn, run.prepared.strategy, &request);
         let result = drive_alone(&mut run.world, first_session + n, &conn, future, reborrow(&mut run.shadow));

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use cusim::flow::Strategy;
 use serde::{Deserialize, Serialize};
 
-use crate::oracle::Invariant;
-use crate::scenario::{Scenario, ScenarioError};
-use crate::shrink::Shrunk;
+use crate::input::scenario::{Scenario, ScenarioError};
+use crate::judge::Invariant;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,16 +22,6 @@ pub struct Regression {
 }
 
 impl Regression {
-    pub fn from_shrunk(shrunk: &Shrunk) -> Regression {
-        Regression {
-            scenario: shrunk.case.scenario.clone(),
-            strategy: shrunk.case.strategy,
-            schedule: shrunk.case.schedule.to_string(),
-            invariant: shrunk.invariant,
-            message: shrunk.message.clone(),
-        }
-    }
-
     /// `<scenario>--<strategy>--<invariant>.json`
     pub fn file_name(&self) -> String {
         format!("{}--{}--{}.json", self.scenario.name, self.strategy, self.invariant)

@@ -1,26 +1,7 @@
-//! Gated replay on Postgres: a stepper schedule run on a real server, in
-//! lockstep with the model.
-//!
-//! Each request gets a connection of its own. The stepper runs the
-//! schedule on the model as usual; a [`Shadow`] sends every operation the
-//! model performs to that request's connection, at the same moment, and
-//! compares the answers. A statement the model says must wait is sent
-//! too, and must wait in Postgres as well: `pg_stat_activity` reports a
-//! `Lock` wait, `pg_locks` an ungranted lock, and `pg_blocking_pids` a
-//! holder that is one of the replay's requests. It is then *parked*:
-//! left waiting in Postgres, or withdrawn and sent again at the model's
-//! retry (see `always_withdrawn` for which, and why). A deadlock victim
-//! is the request the model picked: only its connection has a short
-//! `deadlock_timeout`. After every operation the replay waits until each
-//! statement still in flight has answered or waits again, so the server
-//! never runs two things at once and a schedule sends the same statements
-//! in the same order every time.
-//!
-//! The cache and Stripe stay the in-process models on both sides; each
-//! operation starts from the model's clocks and id generator. What is
-//! compared is the database: every operation's answer, the verdict, and
-//! the committed customers at the end. The first disagreement stops the
-//! comparison (the two sides no longer share a past) and is reported.
+//! The Postgres [`Shadow`]: each request's connection, the statements in
+//! flight, and how a statement the model says must wait is seen waiting
+//! in Postgres, left there or withdrawn, and collected at the model's
+//! retry.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -29,20 +10,14 @@ use std::time::Duration;
 
 use cusim::backend::mem::ids::IdGen;
 use cusim::backend::mem::{Fault, RequestId};
-use cusim::backend::{DbError, DeductTarget, Op, Outcome, Point};
-use cusim::flow::Strategy;
+use cusim::backend::{DbError, Op, Outcome};
 use cusim::model::FullCustomer;
-use cusim_pg::{schema, services, PgConn, Shared};
-use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use cusim_pg::{schema, PgConn, Shared};
+use sqlx::PgConnection;
 use tokio::task::{JoinHandle, LocalSet};
 
-use crate::oracle::{self, Invariant, Observation, State};
-use crate::scenario::Scenario;
-use crate::schedule::Schedule;
-use crate::stepper::{
-    execute_shadowed, Execution, ModelResult, Prepared, Replay, ReplayError, RunOptions, Services, Shadow,
-};
+use super::{Divergence, PgReplayError};
+use crate::drive::stepper::{ModelResult, Services, Shadow};
 
 /// How long a statement may take to answer or to start waiting before the
 /// replay gives up on it (a real wait the model does not have).
@@ -55,161 +30,10 @@ const PATIENT: &str = "SET deadlock_timeout = '60s'";
 /// The victim's: it finds the cycle almost at once.
 const IMPATIENT: &str = "SET deadlock_timeout = '10ms'";
 
-/// Why a gated replay could not run (not a disagreement: those are results).
-#[derive(Debug, thiserror::Error)]
-pub enum PgReplayError {
-    #[error(transparent)]
-    Setup(#[from] schema::SetupError),
-    #[error("the scenario cannot be prepared: {0}")]
-    Prepare(#[from] crate::stepper::SetupError),
-    #[error(transparent)]
-    Schedule(#[from] ReplayError),
-    #[error("{0}")]
-    Server(String),
-}
-
-/// The first operation on which Postgres and the model disagree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Divergence {
-    /// The request (seed customers and settle reads are numbered after
-    /// the scenario's requests).
-    pub request: RequestId,
-    /// `None`: `BEGIN`.
-    pub point: Option<Point>,
-    pub op: String,
-    pub model: String,
-    pub postgres: String,
-}
-
-impl std::fmt::Display for Divergence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let point = self.point.map_or("begin".to_owned(), |p| p.to_string());
-        write!(
-            f,
-            "request {} at {point} ({}): the model answered {}, Postgres {}",
-            self.request, self.op, self.model, self.postgres
-        )
-    }
-}
-
-/// What a gated replay found (beside the model's run, the reference).
-#[derive(Debug)]
-pub struct PgReplay {
-    /// Operations compared before the end or the first disagreement.
-    pub compared: usize,
-    /// Of those, the ones where the model waited and Postgres did too.
-    pub waits: usize,
-    /// Of those, deadlock victims (40P01 on both sides).
-    pub deadlocks: usize,
-    pub divergence: Option<Divergence>,
-    /// The invariants the model's run violates.
-    pub model_verdict: Vec<Invariant>,
-    /// The same oracle on what Postgres committed (and the same responses).
-    pub postgres_verdict: Vec<Invariant>,
-    /// Whether the committed customers are the same, row for row.
-    pub state_agrees: bool,
-}
-
-impl PgReplay {
-    /// Every operation, the verdict and the final state agree.
-    pub fn agrees(&self) -> bool {
-        self.divergence.is_none() && self.state_agrees && self.model_verdict == self.postgres_verdict
-    }
-}
-
-/// Replays `schedule` of `scenario` under `strategy` on the Postgres at
-/// `url`, in a schema of its own (`schema`, dropped afterwards).
-pub fn replay_on_postgres(
-    url: &str,
-    schema_name: &str,
-    scenario: &Scenario,
-    strategy: Strategy,
-    schedule: &Schedule,
-    options: RunOptions,
-) -> Result<(Execution, PgReplay), PgReplayError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| PgReplayError::Server(format!("cannot start the async runtime: {e}")))?;
-    let local = LocalSet::new();
-    let database =
-        local.block_on(&runtime, schema::create(url, schema_name, strategy, &scenario.catalog()))?;
-    let result = (|| {
-        let monitor = local
-            .block_on(&runtime, PgConnection::connect_with(&database.options))
-            .map_err(|e| PgReplayError::Server(format!("cannot open the monitoring connection: {e}")))?;
-        let mut shadow = PgShadow {
-            runtime: &runtime,
-            local: &local,
-            inner: Inner {
-                database: database.clone(),
-                shared: services(0, strategy.constraints()),
-                monitor,
-                sessions: BTreeMap::new(),
-                compared: 0,
-                waits: 0,
-                deadlocks: 0,
-                divergence: None,
-                last_wait: String::new(),
-                failure: None,
-            },
-        };
-        let prepared = Prepared::new_shadowed(scenario, strategy, &mut shadow)?;
-        let execution = execute_shadowed(&prepared, &mut Replay::new(schedule), options, &mut shadow)?;
-        if let Some(failure) = shadow.inner.failure.take() {
-            return Err(PgReplayError::Server(failure));
-        }
-        let committed = local.block_on(&runtime, shadow.inner.committed())?;
-        let model_state = State::of_world(&execution.world);
-        let state_agrees = committed == model_state.customers;
-        let model_verdict = verdict(&prepared, &execution, model_state.clone());
-        let postgres_state = {
-            let services = shadow.inner.shared.borrow();
-            State {
-                customers: committed,
-                cache: services.cache.entries().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                stripe: services.stripe.customers().to_vec(),
-                breaches: model_state.breaches.clone(),
-            }
-        };
-        let postgres_verdict = verdict(&prepared, &execution, postgres_state);
-        let Inner { compared, waits, deadlocks, divergence, .. } = shadow.inner;
-        let report = PgReplay {
-            compared,
-            waits,
-            deadlocks,
-            divergence,
-            model_verdict,
-            postgres_verdict,
-            state_agrees,
-        };
-        Ok((execution, report))
-    })();
-    local.block_on(&runtime, schema::drop(&database));
-    result
-}
-
-fn verdict(prepared: &Prepared, execution: &Execution, state: State) -> Vec<Invariant> {
-    let mut found: Vec<Invariant> = oracle::check_observation(&Observation {
-        scenario: &prepared.scenario,
-        outcomes: &execution.outcomes,
-        settles: &execution.settles,
-        created_by: &execution.created_by,
-        end: &execution.end,
-        state,
-    })
-    .into_iter()
-    .map(|v| v.invariant)
-    .collect();
-    found.sort();
-    found.dedup();
-    found
-}
-
-struct PgShadow<'r> {
-    runtime: &'r tokio::runtime::Runtime,
-    local: &'r LocalSet,
-    inner: Inner,
+pub(super) struct PgShadow<'r> {
+    pub(super) runtime: &'r tokio::runtime::Runtime,
+    pub(super) local: &'r LocalSet,
+    pub(super) inner: Inner,
 }
 
 /// One request's connection, and its statement in flight, if any.
@@ -226,41 +50,20 @@ struct Session {
     withdrawn_ids: Option<IdGen>,
 }
 
-/// When a transaction ends, Postgres wakes everything waiting for it at
-/// once, and the waiters race; the model retries them first come, first
-/// served. To make Postgres follow the model's order, a waiting statement
-/// is *withdrawn* (cancelled and undone under a savepoint) once Postgres
-/// shows it waiting, and sent again at the model's retry. An insert
-/// re-checks its unique index from scratch after a wait anyway, so
-/// inserts are always withdrawn. Any other statement is left waiting in
-/// Postgres (where it re-checks only the row it waited for, and keeps the
-/// locks it took before waiting, as the model has it) when nobody else
-/// waits: being the first waiter, it is also the first the model retries.
-/// A statement that starts waiting behind another one is withdrawn.
-fn always_withdrawn(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Insert { .. }
-            | Op::AttachDefault { .. }
-            | Op::Deduct { target: DeductTarget::Db, .. }
-            | Op::SyncUsage { .. }
-    )
-}
-
-struct Inner {
-    database: schema::Database,
-    shared: Shared,
-    monitor: PgConnection,
+pub(super) struct Inner {
+    pub(super) database: schema::Database,
+    pub(super) shared: Shared,
+    pub(super) monitor: PgConnection,
     sessions: BTreeMap<RequestId, Session>,
-    compared: usize,
-    waits: usize,
-    deadlocks: usize,
-    divergence: Option<Divergence>,
+    pub(super) compared: usize,
+    pub(super) waits: usize,
+    pub(super) deadlocks: usize,
+    pub(super) divergence: Option<Divergence>,
     /// What the last statement seen waiting waited for.
-    last_wait: String,
+    pub(super) last_wait: String,
     /// The server failed in a way that is no disagreement (a lost
     /// connection): the replay cannot go on.
-    failure: Option<String>,
+    pub(super) failure: Option<String>,
 }
 
 /// A statement in flight: it answered, it waits for a lock, or it gave
@@ -303,6 +106,21 @@ impl Shadow for PgShadow<'_> {
 }
 
 impl Inner {
+    pub(super) fn new(database: schema::Database, shared: Shared, monitor: PgConnection) -> Inner {
+        Inner {
+            database,
+            shared,
+            monitor,
+            sessions: BTreeMap::new(),
+            compared: 0,
+            waits: 0,
+            deadlocks: 0,
+            divergence: None,
+            last_wait: String::new(),
+            failure: None,
+        }
+    }
+
     async fn session(&mut self, request: RequestId) -> Result<&mut Session, String> {
         if !self.sessions.contains_key(&request) {
             let conn = PgConn::connect(&self.database.options, Rc::clone(&self.shared), request)
@@ -362,7 +180,9 @@ impl Inner {
         }
         // Only a fresh send can be withdrawn: a statement already waiting
         // in Postgres was sent to stay.
-        let gate = !victim && session.in_flight.is_none() && (always_withdrawn(op) || someone_waits);
+        let gate = !victim
+            && session.in_flight.is_none()
+            && (cusim_pg::withdrawn_while_waiting(op) || someone_waits);
         let mut sent_ids = None;
         let handle = match session.in_flight.take() {
             Some(handle) => handle,
@@ -582,7 +402,7 @@ impl Inner {
     }
 
     /// The committed customers, as a fresh connection reads them.
-    async fn committed(&mut self) -> Result<Vec<FullCustomer>, PgReplayError> {
+    pub(super) async fn committed(&mut self) -> Result<Vec<FullCustomer>, PgReplayError> {
         let reader = PgConn::connect(&self.database.options, Rc::clone(&self.shared), usize::MAX)
             .await
             .map_err(|e| PgReplayError::Server(format!("cannot read back the final state: {e}")))?;

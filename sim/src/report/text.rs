@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::stepper::{Event, EventKind};
+use crate::judge::trace::{Event, EventKind};
 
 /// The trace as text, one line per event.
 pub fn render(trace: &[Event]) -> String {

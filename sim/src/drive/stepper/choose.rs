@@ -1,0 +1,73 @@
+//! Who moves next: the [`Chooser`] a stepper run asks at every decision,
+//! what it sees there ([`View`]), and the two that follow a given
+//! schedule: [`Replay`] (strictly) and [`Lenient`] (skipping what cannot
+//! be followed, for shrinking).
+
+use cusim::backend::Point;
+
+use crate::input::schedule::{Schedule, Token};
+
+/// What a chooser sees at a decision.
+#[derive(Debug)]
+pub struct View<'a> {
+    pub step: usize,
+    /// Requests that may move, ascending.
+    pub runnable: &'a [usize],
+    /// The request that moved at the previous decision.
+    pub last: Option<usize>,
+    /// Where each request is parked, if it is.
+    pub parked_at: &'a [Option<Point>],
+    pub ticks_so_far: usize,
+}
+
+/// Decides who moves. `None` means the default: the lowest runnable request.
+pub trait Chooser {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token>;
+}
+
+/// A schedule given up front (replay): its tokens, then the default.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    tokens: std::vec::IntoIter<Token>,
+}
+
+impl Replay {
+    pub fn new(schedule: &Schedule) -> Replay {
+        Replay { tokens: schedule.0.clone().into_iter() }
+    }
+}
+
+impl Chooser for Replay {
+    fn choose(&mut self, _view: &View<'_>) -> Option<Token> {
+        self.tokens.next()
+    }
+}
+
+/// Replays tokens, skipping those that cannot be followed: a token that
+/// names a request that cannot move is skipped, and a fault that cannot
+/// happen where the request is parked is dropped.
+pub struct Lenient {
+    tokens: std::vec::IntoIter<Token>,
+}
+
+impl Lenient {
+    pub fn new(schedule: &Schedule) -> Lenient {
+        Lenient { tokens: schedule.0.clone().into_iter() }
+    }
+}
+
+impl Chooser for Lenient {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
+        for token in self.tokens.by_ref() {
+            match token {
+                Token::Tick { .. } => return Some(token),
+                Token::Run { request, fault } if view.runnable.contains(&request) => {
+                    let point = view.parked_at[request].expect("runnable requests are parked");
+                    return Some(Token::Run { request, fault: fault.filter(|k| k.applies_to(point)) });
+                }
+                Token::Run { .. } => continue,
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,139 @@
+//! A scenario made ready to run under one strategy: its seed customers
+//! exist (created through `safe`, one after another, as SPEC §7 says), in
+//! a world every run starts from a copy of.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::task::Poll;
+
+use cusim::backend::mem::{poll_once, MemConn, RequestId, World};
+use cusim::flow::{execute, Strategy};
+
+use crate::input::scenario::Scenario;
+use crate::input::schedule::Schedule;
+
+use super::choose::Replay;
+use super::shadow::{reborrow, ModelResult, Services, Shadow};
+use super::{execute_run, RunOptions};
+
+/// A scenario made ready to run under one strategy: its customers exist.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub scenario: Scenario,
+    pub strategy: Strategy,
+    base: World,
+    /// internal id → seed customer index, for the customers made before the run.
+    seeded: BTreeMap<String, usize>,
+    /// Decisions in the default schedule's run (computed on first use).
+    default_steps: std::sync::OnceLock<usize>,
+}
+
+/// The seed customers' creation failed: the scenario is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("customers[{index}]: {reason}")]
+pub struct SetupError {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Ids come from this seed: the same in every run, so traces are comparable.
+const ID_SEED: u64 = 0;
+
+impl Prepared {
+    pub fn new(scenario: &Scenario, strategy: Strategy) -> Result<Prepared, SetupError> {
+        Prepared::prepare(scenario, strategy, None)
+    }
+
+    /// [`Prepared::new`], with `shadow` following the seed customers'
+    /// creation in lockstep.
+    pub fn new_shadowed(
+        scenario: &Scenario,
+        strategy: Strategy,
+        shadow: &mut dyn Shadow,
+    ) -> Result<Prepared, SetupError> {
+        Prepared::prepare(scenario, strategy, Some(shadow))
+    }
+
+    fn prepare(
+        scenario: &Scenario,
+        strategy: Strategy,
+        mut shadow: Option<&mut dyn Shadow>,
+    ) -> Result<Prepared, SetupError> {
+        let mut world = World::new(scenario.catalog(), strategy.constraints(), ID_SEED);
+        let mut seeded = BTreeMap::new();
+        for (index, customer) in scenario.customers.iter().enumerate() {
+            let request = customer.as_request();
+            let session = scenario.requests.len() + index;
+            let conn = MemConn::new(&world);
+            let future = execute(&conn, Strategy::Safe, &request);
+            match drive_alone(&mut world, session, &conn, future, reborrow(&mut shadow)) {
+                Ok(_) => {
+                    // The rows this seed inserted (a seed may also return or claim an earlier one).
+                    for row in world.committed_customers() {
+                        seeded.entry(row.internal_id).or_insert(index);
+                    }
+                }
+                Err(error) => return Err(SetupError { index, reason: error.to_string() }),
+            }
+        }
+        Ok(Prepared {
+            scenario: scenario.clone(),
+            strategy,
+            base: world,
+            seeded,
+            default_steps: Default::default(),
+        })
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.scenario.requests.len()
+    }
+
+    /// How many decisions the default schedule (lowest runnable request
+    /// first) takes: the length a scheduler like PCT spreads its choices over.
+    pub fn default_steps(&self) -> usize {
+        *self.default_steps.get_or_init(|| {
+            execute_run(self, &mut Replay::new(&Schedule::default()), RunOptions::default())
+                .expect("the default schedule is always valid")
+                .schedule
+                .len()
+        })
+    }
+
+    /// The world with the seed customers made (a copy with its own clocks).
+    pub fn world(&self) -> World {
+        self.base.clone()
+    }
+
+    /// Which seed customer made each customer that exists before the run.
+    pub fn seeded(&self) -> &BTreeMap<String, usize> {
+        &self.seeded
+    }
+}
+
+/// Runs one request to its end with nobody else moving (so nothing can
+/// wait), telling `shadow` each operation.
+pub(crate) fn drive_alone<F: Future>(
+    world: &mut World,
+    session: RequestId,
+    conn: &MemConn,
+    future: F,
+    mut shadow: Option<&mut dyn Shadow>,
+) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = poll_once(future.as_mut()) {
+            return output;
+        }
+        let op = conn.take_op().expect("a pending request is parked on an op");
+        let before = shadow.is_some().then(|| Services::of(world));
+        let outcome = match world.apply(session, &op, None) {
+            Ok(outcome) => outcome,
+            Err(blocked) => panic!("request {session} blocked on txn {} with nobody else running", blocked.0),
+        };
+        if let (Some(shadow), Some(before)) = (shadow.as_deref_mut(), &before) {
+            shadow.op(session, &op, None, before, ModelResult::Done(&outcome));
+        }
+        conn.answer(outcome);
+    }
+}

@@ -1,0 +1,211 @@
+//! Exploration: many schedules of one prepared scenario, each run by the
+//! stepper and judged, with the best witness kept per invariant; and
+//! shrinking ([`shrink`]). The schedulers are in [`schedulers`]; the
+//! exhaustive one says whether it covered the whole space.
+
+pub mod schedulers;
+pub mod shrink;
+
+use std::collections::BTreeMap;
+
+use cusim::flow::Strategy;
+use serde::Serialize;
+
+use crate::drive::stepper::{execute_run, Chooser, Execution, Prepared, RunOptions};
+use crate::input::schedule::Schedule;
+use crate::judge::{judge, End, Invariant, Violation};
+
+pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, TICK_MS};
+use schedulers::{Dfs, PctChooser, RandomChooser};
+
+#[derive(Debug, Clone)]
+pub struct ExploreConfig {
+    pub scheduler: SchedulerKind,
+    /// Schedules to run (for exhaustive: the most to run).
+    pub schedules: u64,
+    /// The first seed (random and pct); seed i is `first_seed + i`.
+    pub first_seed: u64,
+    /// Clock moves a schedule may contain.
+    pub max_ticks: usize,
+    pub run: RunOptions,
+    /// Stop at the first violation.
+    pub stop_at_first: bool,
+}
+
+impl Default for ExploreConfig {
+    fn default() -> ExploreConfig {
+        ExploreConfig {
+            scheduler: SchedulerKind::Pct { depth: 3 },
+            schedules: 1_000,
+            first_seed: 0,
+            max_ticks: 1,
+            run: RunOptions::default(),
+            stop_at_first: false,
+        }
+    }
+}
+
+/// The best witness found for one invariant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub invariant: Invariant,
+    /// The shortest schedule that broke it (replayable).
+    pub schedule: String,
+    /// The seed that produced it (random and pct).
+    pub seed: Option<u64>,
+    pub message: String,
+    /// How many schedules had run when it first broke (1 = the first).
+    #[serde(rename = "found_after")]
+    pub first_at: u64,
+    #[serde(skip)]
+    pub violation: Violation,
+    #[serde(skip)]
+    pub preemptions: usize,
+    /// The smallest case that still breaks it (`--shrink`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shrunk: Option<shrink::Shrunk>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExploreReport {
+    pub scenario: String,
+    pub strategy: Strategy,
+    pub scheduler: String,
+    pub schedules_run: u64,
+    /// Exhaustive only: every schedule (within no bound) was run.
+    pub exhausted: bool,
+    pub violations: Vec<Found>,
+}
+
+/// Runs one schedule from a chooser and checks it.
+pub fn run_and_check(
+    prepared: &Prepared,
+    chooser: &mut dyn Chooser,
+    options: RunOptions,
+) -> (Execution, Vec<Violation>) {
+    let execution = execute_run(prepared, chooser, options).expect("explorers only choose runnable requests");
+    let violations = judge(&prepared.scenario, &execution.observation);
+    (execution, violations)
+}
+
+fn record(
+    found: &mut BTreeMap<Invariant, Found>,
+    execution: &Execution,
+    violations: Vec<Violation>,
+    seed: Option<u64>,
+    count: u64,
+) {
+    let schedule = execution.minimal_schedule();
+    for violation in violations {
+        let candidate = Found {
+            invariant: violation.invariant,
+            schedule: schedule.to_string(),
+            seed,
+            message: violation.message.clone(),
+            first_at: count,
+            preemptions: execution.preemptions,
+            violation,
+            shrunk: None,
+        };
+        match found.get_mut(&candidate.invariant) {
+            None => {
+                found.insert(candidate.invariant, candidate);
+            }
+            Some(best) => {
+                let shorter = (schedule.len(), candidate.preemptions)
+                    < (Schedule::parse(&best.schedule).map_or(usize::MAX, |s| s.len()), best.preemptions);
+                if shorter {
+                    let first_at = best.first_at;
+                    *best = Found { first_at, ..candidate };
+                }
+            }
+        }
+    }
+}
+
+/// Shrinks every violation of `report` (found on `prepared`'s scenario).
+pub fn shrink_all(report: &mut ExploreReport, prepared: &Prepared, max_attempts: usize) {
+    for found in &mut report.violations {
+        let schedule = Schedule::parse(&found.schedule).expect("explorers record valid schedules");
+        let case =
+            shrink::Case { scenario: prepared.scenario.clone(), strategy: prepared.strategy, schedule };
+        found.shrunk = shrink::shrink(&case, found.invariant, max_attempts);
+    }
+}
+
+/// Explores `prepared` with the configured scheduler; `progress` is told
+/// how many schedules have run.
+pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl FnMut(u64)) -> ExploreReport {
+    let mut found: BTreeMap<Invariant, Found> = BTreeMap::new();
+    let mut run_count = 0;
+    let mut exhausted = false;
+    let requests = prepared.request_count();
+    match config.scheduler {
+        SchedulerKind::Random | SchedulerKind::Pct { .. } => {
+            let expected_steps = match config.scheduler {
+                SchedulerKind::Pct { .. } => prepared.default_steps(),
+                _ => 0,
+            };
+            for i in 0..config.schedules {
+                let seed = config.first_seed.wrapping_add(i);
+                let (execution, violations) = match config.scheduler {
+                    SchedulerKind::Pct { depth } => {
+                        let mut chooser =
+                            PctChooser::new(seed, requests, depth.max(1), expected_steps, config.max_ticks);
+                        run_and_check(prepared, &mut chooser, config.run)
+                    }
+                    _ => run_and_check(
+                        prepared,
+                        &mut RandomChooser { rng: schedulers::seeded(seed), max_ticks: config.max_ticks },
+                        config.run,
+                    ),
+                };
+                run_count += 1;
+                progress(run_count);
+                let broke = !violations.is_empty();
+                record(&mut found, &execution, violations, Some(seed), run_count);
+                if broke && config.stop_at_first {
+                    break;
+                }
+            }
+        }
+        SchedulerKind::Exhaustive { max_preemptions } => {
+            let mut capped = false;
+            let mut dfs = Dfs {
+                frames: Vec::new(),
+                depth: 0,
+                preemptions: 0,
+                max_preemptions,
+                max_ticks: config.max_ticks,
+                pruned: false,
+            };
+            loop {
+                let (execution, violations) = run_and_check(prepared, &mut dfs, config.run);
+                capped |= matches!(execution.observation.end, End::StepCap { .. });
+                run_count += 1;
+                progress(run_count);
+                let broke = !violations.is_empty();
+                record(&mut found, &execution, violations, None, run_count);
+                if broke && config.stop_at_first {
+                    break;
+                }
+                if !dfs.backtrack() {
+                    // A run cut off by the step cap leaves its subtree unexplored.
+                    exhausted = !dfs.pruned && !capped;
+                    break;
+                }
+                if run_count >= config.schedules {
+                    break;
+                }
+            }
+        }
+    }
+    ExploreReport {
+        scenario: prepared.scenario.name.clone(),
+        strategy: prepared.strategy,
+        scheduler: config.scheduler.name().to_owned(),
+        schedules_run: run_count,
+        exhausted,
+        violations: found.into_values().collect(),
+    }
+}

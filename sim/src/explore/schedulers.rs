@@ -1,0 +1,179 @@
+//! The schedulers: who moves at each decision.
+//!
+//! - `random`: each decision picks a runnable request uniformly; now and
+//!   then the clock moves instead.
+//! - `pct`: probabilistic concurrency testing (Burckhardt et al.): random
+//!   distinct priorities, the highest runnable moves, and at `depth - 1`
+//!   random steps the running request drops below all others. Finds a bug
+//!   of depth d with probability at least 1/(n·k^(d-1)).
+//! - `exhaustive`: depth-first over every schedule (optionally bounded in
+//!   preemptions and clock moves), replaying prefixes.
+
+pub use cusim::rng::Rng;
+use serde::Serialize;
+
+use crate::drive::stepper::{Chooser, Prepared, View};
+use crate::input::schedule::Token;
+
+/// How far one clock move jumps: the Stripe idempotency bucket (and more
+/// than the stale-write guard's life).
+pub const TICK_MS: u64 = 5_000;
+
+/// The generator a scheduler's seed names.
+pub fn seeded(seed: u64) -> Rng {
+    Rng::from_state(seed ^ 0x9e37_79b9_7f4a_7c15)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SchedulerKind {
+    Random,
+    Pct { depth: usize },
+    Exhaustive { max_preemptions: Option<usize> },
+}
+
+impl SchedulerKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SchedulerKind::Random => "random",
+            SchedulerKind::Pct { .. } => "pct",
+            SchedulerKind::Exhaustive { .. } => "exhaustive",
+        }
+    }
+}
+
+pub(super) struct RandomChooser {
+    pub(super) rng: Rng,
+    pub(super) max_ticks: usize,
+}
+
+impl Chooser for RandomChooser {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
+        if view.ticks_so_far < self.max_ticks && self.rng.below(8) == 0 {
+            return Some(Token::Tick { ms: TICK_MS });
+        }
+        Some(Token::run(view.runnable[self.rng.below(view.runnable.len())]))
+    }
+}
+
+/// A random chooser for one schedule (for callers that drive runs themselves).
+pub fn random_chooser(seed: u64, max_ticks: usize) -> impl Chooser {
+    RandomChooser { rng: seeded(seed), max_ticks }
+}
+
+/// A pct chooser for one schedule of `prepared` (for callers that drive
+/// runs themselves).
+pub fn pct_chooser(prepared: &Prepared, seed: u64, depth: usize, max_ticks: usize) -> impl Chooser {
+    PctChooser::new(seed, prepared.request_count(), depth.max(1), prepared.default_steps(), max_ticks)
+}
+
+pub(super) struct PctChooser {
+    priorities: Vec<usize>,
+    /// Steps at which the running request is demoted, with the priority it gets.
+    change_points: Vec<(usize, usize)>,
+    tick_at: Option<usize>,
+}
+
+impl PctChooser {
+    pub(super) fn new(
+        seed: u64,
+        requests: usize,
+        depth: usize,
+        expected_steps: usize,
+        max_ticks: usize,
+    ) -> PctChooser {
+        let mut rng = seeded(seed);
+        let mut priorities: Vec<usize> = (0..requests).map(|i| depth + i).collect();
+        for i in (1..priorities.len()).rev() {
+            let j = rng.below(i + 1);
+            priorities.swap(i, j);
+        }
+        let k = expected_steps.max(1);
+        let change_points = (1..depth).map(|d| (rng.below(k), depth - d)).collect();
+        let tick_at = (max_ticks > 0 && rng.below(2) == 0).then(|| rng.below(k));
+        PctChooser { priorities, change_points, tick_at }
+    }
+}
+
+impl Chooser for PctChooser {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
+        if self.tick_at == Some(view.step) && view.ticks_so_far == 0 {
+            self.tick_at = None;
+            return Some(Token::Tick { ms: TICK_MS });
+        }
+        let highest =
+            |p: &[usize]| *view.runnable.iter().max_by_key(|r| p[**r]).expect("something is runnable");
+        for (at, lowered) in &self.change_points {
+            if *at == view.step {
+                let running = highest(&self.priorities);
+                self.priorities[running] = *lowered;
+            }
+        }
+        Some(Token::run(highest(&self.priorities)))
+    }
+}
+
+/// Depth-first enumeration by prefix replay.
+pub(super) struct Dfs {
+    pub(super) frames: Vec<(Vec<Token>, usize)>,
+    pub(super) depth: usize,
+    pub(super) preemptions: usize,
+    pub(super) max_preemptions: Option<usize>,
+    pub(super) max_ticks: usize,
+    pub(super) pruned: bool,
+}
+
+impl Chooser for Dfs {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
+        let last_runnable = view.last.filter(|l| view.runnable.contains(l));
+        let token = if self.depth < self.frames.len() {
+            let (options, index) = &self.frames[self.depth];
+            options[*index]
+        } else {
+            let mut options: Vec<Token> = Vec::new();
+            // The non-preempting choice first: the first schedule is the plainest.
+            if let Some(last) = last_runnable {
+                options.push(Token::run(last));
+            }
+            let may_preempt = self.max_preemptions.is_none_or(|max| self.preemptions < max);
+            for &r in view.runnable {
+                if Some(r) != last_runnable {
+                    if last_runnable.is_none() || may_preempt {
+                        options.push(Token::run(r));
+                    } else {
+                        self.pruned = true;
+                    }
+                }
+            }
+            if view.ticks_so_far < self.max_ticks {
+                options.push(Token::Tick { ms: TICK_MS });
+            }
+            let first = options[0];
+            self.frames.push((options, 0));
+            first
+        };
+        if let Token::Run { request, .. } = token {
+            if last_runnable.is_some_and(|l| l != request) {
+                self.preemptions += 1;
+            }
+        }
+        self.depth += 1;
+        Some(token)
+    }
+}
+
+impl Dfs {
+    /// Moves to the next unexplored schedule; false when none is left.
+    pub(super) fn backtrack(&mut self) -> bool {
+        self.depth = 0;
+        self.preemptions = 0;
+        while let Some((options, index)) = self.frames.last_mut() {
+            if *index + 1 < options.len() {
+                *index += 1;
+                return true;
+            }
+            self.frames.pop();
+        }
+        false
+    }
+}
