@@ -350,3 +350,51 @@ fn a_cloned_world_keeps_its_own_clocks() {
     assert_eq!((copy.now_ms(), copy.seq()), (0, 0));
     assert_eq!((original.now_ms(), original.seq()), (5_000, 1));
 }
+
+fn advisory(key: &str) -> Op {
+    Op::AdvisoryLock { scope: scope(), key: key.into() }
+}
+
+#[test]
+fn an_advisory_lock_is_held_until_the_transaction_ends() {
+    let mut w = all_constraints();
+    ok(w.apply(0, &Op::Begin, None));
+    assert_eq!(ok(w.apply(0, &advisory("cus_1"), None)), Outcome::Done);
+    // Taking it again in the same transaction is a no-op.
+    assert_eq!(ok(w.apply(0, &advisory("cus_1"), None)), Outcome::Done);
+    let holder = w.open_txn(0).unwrap();
+    // Another transaction, or a statement of its own, waits for it.
+    assert_eq!(w.apply(1, &advisory("cus_1"), None), Err(Blocked(holder)));
+    assert_eq!(w.waiting_for(1), Some(holder));
+    ok(w.apply(2, &Op::Begin, None));
+    assert_eq!(w.apply(2, &advisory("cus_1"), None), Err(Blocked(holder)));
+    // Another key, or the same key in another tenant, is another lock.
+    assert_eq!(ok(w.apply(1, &advisory("cus_2"), None)), Outcome::Done);
+    let other_org = Op::AdvisoryLock { scope: Scope::new("org_2", Env::Sandbox), key: "cus_1".into() };
+    assert_eq!(ok(w.apply(1, &other_org, None)), Outcome::Done);
+    assert!(!w.is_quiescent());
+    ok(w.apply(0, &Op::Commit, None));
+    // Released: the waiters get it, one after the other.
+    assert_eq!(ok(w.apply(2, &advisory("cus_1"), None)), Outcome::Done);
+    assert_eq!(w.apply(1, &advisory("cus_1"), None), Err(Blocked(w.open_txn(2).unwrap())));
+    ok(w.apply(2, &Op::Rollback, None));
+    assert_eq!(ok(w.apply(1, &advisory("cus_1"), None)), Outcome::Done);
+    assert!(w.is_quiescent(), "a statement's own lock ends with it");
+}
+
+#[test]
+fn advisory_locks_taken_in_opposite_orders_deadlock() {
+    let mut w = all_constraints();
+    for request in [0, 1] {
+        ok(w.apply(request, &Op::Begin, None));
+    }
+    ok(w.apply(0, &advisory("a"), None));
+    ok(w.apply(1, &advisory("b"), None));
+    assert!(w.apply(0, &advisory("b"), None).is_err());
+    assert!(!w.closes_cycle(0));
+    assert!(w.apply(1, &advisory("a"), None).is_err());
+    assert!(w.closes_cycle(1), "r1 waits for r0, which waits for r1");
+    assert_eq!(w.deadlock_victim(1), Outcome::DbError { error: DbError::Deadlock });
+    // The victim's locks are gone: r0 gets b.
+    assert_eq!(ok(w.apply(0, &advisory("b"), None)), Outcome::Done);
+}

@@ -214,6 +214,7 @@ impl Backend for PgConn {
             Op::AttachDefault { scope, product, on_conflict } => {
                 self.attach_default(&scope, product, on_conflict).await.into_outcome()
             }
+            Op::AdvisoryLock { scope, key } => self.advisory_lock(&scope, &key).await.into_outcome(),
             Op::Commit => self.commit().await.into_outcome(),
             Op::Rollback => self.rollback().await.into_outcome(),
             Op::DbRead { scope, key, lock } => self.db_read(&scope, key, lock).await.into_outcome(),

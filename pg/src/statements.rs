@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use cusim::backend::mem::database::advisory_key;
 use cusim::backend::*;
 use cusim::model::{Balance, CustomerProduct, CustomerRow, FullCustomer, Product, ProductStatus, Scope};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -379,6 +380,22 @@ impl PgConn {
                 status: product.status,
                 created_at: now,
             })),
+            Err(error) => Err(self.failed(&mut conn, error).await),
+        }
+    }
+
+    /// `pg_advisory_xact_lock` on the key's 64-bit hash (`hashtextextended`
+    /// of the model's key text): in a transaction, held until it ends;
+    /// outside one, taken and released by the statement.
+    pub(crate) async fn advisory_lock(&self, scope: &Scope, key: &str) -> Result<(), DbError> {
+        self.tick();
+        let mut conn = self.conn.lock().await;
+        let result = sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(advisory_key(scope, key))
+            .execute(&mut *conn)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
             Err(error) => Err(self.failed(&mut conn, error).await),
         }
     }

@@ -489,3 +489,35 @@ fn more_bad_input_is_named_with_its_reason() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains(&file), "{}", stderr(&output));
 }
+
+/// `cusim` on a pseudo-terminal (util-linux's `script`, which Debian
+/// always has): what a person at a terminal sees, stdout and stderr.
+fn on_a_terminal(args: &str) -> String {
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_cusim"));
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("script runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn progress_shows_on_a_terminal_only_and_never_with_json() {
+    let explore = "explore --scenario r1-same-id-create --strategy safe --seeds 5000";
+    // Not a terminal: only the result, nothing on stderr.
+    let args: Vec<&str> = explore.split(' ').collect();
+    let piped = cusim(&args);
+    assert_eq!(piped.status.code(), Some(0));
+    assert_eq!(stderr(&piped), "", "no progress when stderr is not a terminal");
+    // A terminal: a bar of 5000 schedules, then the result.
+    let shown = on_a_terminal(explore);
+    assert!(shown.contains("/5000"), "a progress bar: {shown:?}");
+    assert!(shown.contains("5000 schedules"), "and the result: {shown:?}");
+    // A terminal, but --json: the object alone.
+    let json = on_a_terminal(&format!("{explore} --json"));
+    assert!(!json.contains("/5000"), "no progress bar with --json: {json:?}");
+    let object: serde_json::Value =
+        serde_json::from_str(json.trim()).expect("stdout is the JSON object alone");
+    assert_eq!(object["schedules_run"], 5000);
+}

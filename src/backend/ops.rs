@@ -37,10 +37,13 @@ pub enum Point {
     CacheInvalidate,
     Deduct,
     SyncUsage,
+    /// Not in SPEC §5's list: a transaction-scoped advisory lock, for
+    /// designs that serialise on a key rather than on a row.
+    AdvisoryLock,
 }
 
 impl Point {
-    pub const ALL: [Point; 16] = [
+    pub const ALL: [Point; 17] = [
         Point::LookupId,
         Point::LookupEmail,
         Point::Insert,
@@ -57,6 +60,7 @@ impl Point {
         Point::CacheInvalidate,
         Point::Deduct,
         Point::SyncUsage,
+        Point::AdvisoryLock,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +81,7 @@ impl Point {
             Point::CacheInvalidate => "cache_invalidate",
             Point::Deduct => "deduct",
             Point::SyncUsage => "sync_usage",
+            Point::AdvisoryLock => "advisory_lock",
         }
     }
 
@@ -286,6 +291,11 @@ operations! {
             DeductTarget::Cache(key) => format!("deduct {value} {feature_id} of {internal_id} in cache {key}"),
             DeductTarget::Db => format!("update balances usage += {value} {feature_id} of {internal_id}"),
         };
+    /// `pg_advisory_xact_lock` on `key` within `scope`: held until the
+    /// transaction ends (outside one, released at once); waits while
+    /// another transaction holds it.
+    advisory_lock: AdvisoryLock { scope: Scope, key: String } -> Result<(), DbError>,
+        at Some(Point::AdvisoryLock), says format!("advisory lock {key}");
     /// Writes the cached absolute usage of one feature to the DB.
     sync_usage: SyncUsage { key: CacheKey, internal_id: String, feature_id: String }
         -> Result<SyncOutcome, BackendError>,

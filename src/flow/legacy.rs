@@ -160,7 +160,11 @@ async fn create<B: Backend>(
 
     let row = match ctx.db.insert(new_customer(ctx, customer_id, data, options), OnConflict::Error).await {
         Ok(InsertOutcome::Inserted(row)) => row,
-        Ok(other) => unreachable!("a plain insert either inserts or fails, got {other:?}"),
+        // A plain insert inserts or fails; a backend that answered otherwise is broken.
+        Ok(other) => {
+            let message = format!("a plain insert answered {other:?}");
+            return Err(CreateError::Api(ApiError::new(ErrorCode::InternalError, message)));
+        }
         Err(error) if error.is_unique_violation() => return Err(CreateError::Duplicate(error)),
         Err(error) => return Err(error.into()),
     };

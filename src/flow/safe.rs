@@ -98,7 +98,14 @@ async fn phase_1<B: Backend>(
             ctx.db.commit().await?;
             return Ok(Phase1::Existing(row));
         }
-        InsertOutcome::Skipped => unreachable!("ON CONFLICT DO UPDATE never skips"),
+        // `ON CONFLICT … DO UPDATE` never skips; a backend that did is broken.
+        InsertOutcome::Skipped => {
+            ctx.db.rollback().await?;
+            return Err(DbError::Failed {
+                code: "XX000".into(),
+                message: "ON CONFLICT DO UPDATE skipped".into(),
+            });
+        }
     };
     // Paid defaults need the Stripe customer first: `complete` attaches them.
     for product in chosen.iter().filter(|p| p.kind != ProductKind::Paid) {

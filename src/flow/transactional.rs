@@ -160,7 +160,14 @@ async fn phase_1<B: Backend>(
             ctx.db.commit().await?;
             return Ok(Phase1::Existing(row));
         }
-        InsertOutcome::Skipped => unreachable!("ON CONFLICT DO UPDATE never skips"),
+        // `ON CONFLICT … DO UPDATE` never skips; a backend that did is broken.
+        InsertOutcome::Skipped => {
+            ctx.db.rollback().await?;
+            return Err(DbError::Failed {
+                code: "XX000".into(),
+                message: "ON CONFLICT DO UPDATE skipped".into(),
+            });
+        }
     };
     for product in chosen.iter().filter(|p| attaches_in_phase_1(p)) {
         ctx.db.attach_default(&ctx.scope, new_product(&row, product), OnConflict::Error).await?;

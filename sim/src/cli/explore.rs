@@ -29,8 +29,8 @@ fn progress(len: Option<u64>, json: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let (bar, template) = match len {
-        Some(len) => (ProgressBar::new(len), "{msg:40} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)"),
-        None => (ProgressBar::no_length(), "{msg:40} {pos} schedules ({per_sec})"),
+        Some(len) => (ProgressBar::new(len), "{msg:40} [{bar:30}] {pos}/{len} ({elapsed}, {eta} left)"),
+        None => (ProgressBar::no_length(), "{msg:40} {pos} schedules ({elapsed})"),
     };
     let style = ProgressStyle::with_template(template).expect("the template is valid").progress_chars("=> ");
     bar.set_style(style);

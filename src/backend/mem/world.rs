@@ -198,6 +198,10 @@ impl World {
             Op::LookupId { scope, id, lock } => {
                 Outcome::Row { row: self.db.lookup_id(request, scope, id, *lock)? }
             }
+            Op::AdvisoryLock { scope, key } => {
+                self.db.advisory_lock(request, scope, key)?;
+                Outcome::Done
+            }
             Op::LookupEmail { scope, email } => {
                 Outcome::Rows { rows: self.db.lookup_email(request, scope, email) }
             }

@@ -8,6 +8,7 @@
 //! candidate rows of an `UPDATE` and an insert's drawn id, which its retry
 //! reuses, as Postgres does). Time and ids come from the caller.
 
+mod advisory;
 mod customers;
 pub mod store;
 mod usage;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use crate::backend::{Constraints, DbError, Point};
 use crate::model::{Catalog, CustomerProduct, CustomerRow, FullCustomer, Scope};
 
+pub use advisory::advisory_key;
 use store::{Blocked, LockMode, Table, TxnId};
 pub use usage::UsageRow;
 
@@ -62,6 +64,8 @@ pub struct Database {
     customers: Table<CustomerRow>,
     products: Table<CustomerProduct>,
     usage: Table<UsageRow>,
+    /// Advisory locks held, by key, and the transaction holding each.
+    advisory: BTreeMap<String, TxnId>,
     next_txn: TxnId,
     sessions: Vec<Session>,
     /// The wait-for graph: which transaction each waiting request waits for.
@@ -77,6 +81,7 @@ impl Database {
             customers: Table::default(),
             products: Table::default(),
             usage: Table::default(),
+            advisory: BTreeMap::new(),
             next_txn: 1,
             sessions: Vec::new(),
             waits: BTreeMap::new(),
@@ -204,6 +209,7 @@ impl Database {
         self.customers.finish(txn, commit);
         self.products.finish(txn, commit);
         self.usage.finish(txn, commit);
+        self.advisory.retain(|_, holder| *holder != txn);
     }
 
     // ----- the wait-for graph -------------------------------------------
@@ -323,6 +329,7 @@ impl Database {
             && self.customers.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
             && self.products.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
             && self.usage.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
+            && self.advisory.is_empty()
     }
 }
 
