@@ -112,6 +112,7 @@ pub trait Carried: Sized {
 }
 
 impl<T: Carried, E: Carried> Reply for Result<T, E> {
+    #[inline]
     fn into_outcome(self) -> Outcome {
         match self {
             Ok(value) => value.into_outcome(),
@@ -119,10 +120,12 @@ impl<T: Carried, E: Carried> Reply for Result<T, E> {
         }
     }
 
+    #[inline]
     fn accepts(outcome: &Outcome) -> bool {
         T::is(outcome) || E::is(outcome)
     }
 
+    #[inline]
     fn from_outcome(outcome: Outcome) -> Self {
         if T::is(&outcome) {
             Ok(T::take(outcome))
@@ -137,12 +140,15 @@ impl<T: Carried, E: Carried> Reply for Result<T, E> {
 macro_rules! carried {
     ($type:ty, $variant:ident { $field:ident }, $wrap:expr, $unwrap:expr) => {
         impl Carried for $type {
+            #[inline]
             fn into_outcome(self) -> Outcome {
                 Outcome::$variant { $field: $wrap(self) }
             }
+            #[inline]
             fn is(outcome: &Outcome) -> bool {
                 matches!(outcome, Outcome::$variant { .. })
             }
+            #[inline]
             fn take(outcome: Outcome) -> Self {
                 match outcome {
                     Outcome::$variant { $field } => $unwrap($field),

@@ -43,17 +43,71 @@ impl Design for Safe {
         data: &CustomerData,
         options: &CreateOptions,
     ) -> Result<FullCustomer, ApiError> {
-        create(ctx, customer_id, data, options).await
+        if let Some(row) = row_with_id(ctx, customer_id, data).await? {
+            return existing_customer(ctx, row, data, None).await;
+        }
+        let candidates = ctx.db.list_defaults(&ctx.scope).await?;
+        let chosen = chosen_defaults(&candidates, &default_scope(data, options));
+
+        match phase_1(ctx, customer_id, data, options, &chosen).await {
+            Ok(Phase1::Created(row)) => {
+                let full = read_full(ctx, &row.internal_id).await?;
+                complete(ctx, full, Some(&candidates)).await
+            }
+            Ok(Phase1::Existing(row)) => existing_customer(ctx, row, data, Some(&candidates)).await,
+            Err(error) if error.is_unique_violation() => {
+                // A claim met an id taken meanwhile: that customer is ours to return.
+                let id = customer_id.expect("only a claim, which needs an id, can meet 23505 in phase 1");
+                match ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await? {
+                    Some(row) => existing_customer(ctx, row, data, Some(&candidates)).await,
+                    None => Err(ApiError::new(
+                        ErrorCode::InternalError,
+                        format!("customer {id} vanished after 23505"),
+                    )),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
+    /// Through the cache; without `data`, a plain read (the settle read).
+    /// Whatever it returns has every default it is owed.
     async fn get_or_create<B: Backend>(
         ctx: &Ctx<'_, B>,
         customer_id: &CustomerId,
         data: Option<&CustomerData>,
     ) -> Result<Option<FullCustomer>, ApiError> {
-        get_or_create(ctx, customer_id, data).await
+        let key = cache_key(ctx, customer_id.as_str());
+        // A cache that is down is a miss that must not be filled afterwards.
+        let cache_read = ctx.db.cache_read(&key).await.ok();
+        if let Some(cached) = cache_read.as_ref().and_then(|read| read.entry.clone()) {
+            return match data {
+                Some(data) if fills_something(&cached.customer, data) => {
+                    Ok(Some(existing_customer(ctx, cached.customer, data, None).await?))
+                }
+                _ => Ok(Some(cached)),
+            };
+        }
+        let by_id = CustomerKey::Id(customer_id.as_str().to_owned());
+        let full = match (ctx.db.db_read(&ctx.scope, by_id, RowLock::ForShare).await?, data) {
+            (Some(full), Some(data)) if fills_something(&full.customer, data) => {
+                existing_customer(ctx, full.customer, data, None).await?
+            }
+            (Some(full), _) => complete(ctx, full, None).await?,
+            (None, None) => return Ok(None),
+            (None, Some(data)) => {
+                Safe::create(ctx, Some(customer_id), data, &CreateOptions::default()).await?
+            }
+        };
+        if let Some(read) = cache_read {
+            // Refused (and harmlessly so) if anything invalidated the key since our read.
+            let _ignored = ctx.db.cache_write(&key, &full, read.stamp, CacheWriteMode::Versioned).await;
+        }
+        Ok(Some(full))
     }
 
+    /// At the source of truth, under the customer's row lock, invalidating
+    /// the cache before the commit.
     async fn record_usage<B: Backend>(
         ctx: &Ctx<'_, B>,
         _customer_id: &CustomerId,
@@ -61,7 +115,16 @@ impl Design for Safe {
         feature_id: &str,
         value: i64,
     ) -> Result<(), ApiError> {
-        deduct_at_source(ctx, customer, feature_id, value).await
+        let row = &customer.customer;
+        let id = row.id.as_deref().expect("check and track customers have an id");
+        transaction(ctx, async {
+            if ctx.db.lookup_id(&ctx.scope, id, RowLock::ForUpdate).await?.is_none() {
+                return Err(ApiError::not_found(id));
+            }
+            ctx.db.deduct(&ctx.scope, &row.internal_id, feature_id, value, DeductTarget::Db).await?;
+            invalidate(ctx, &cache_key(ctx, id)).await
+        })
+        .await
     }
 }
 
@@ -113,93 +176,6 @@ async fn phase_1<B: Backend>(
     }
     ctx.db.commit().await?;
     Ok(Phase1::Created(row))
-}
-
-async fn create<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer_id: Option<&CustomerId>,
-    data: &CustomerData,
-    options: &CreateOptions,
-) -> Result<FullCustomer, ApiError> {
-    if let Some(row) = row_with_id(ctx, customer_id, data).await? {
-        return existing_customer(ctx, row, data, None).await;
-    }
-    let candidates = ctx.db.list_defaults(&ctx.scope).await?;
-    let chosen = chosen_defaults(&candidates, &default_scope(data, options));
-
-    match phase_1(ctx, customer_id, data, options, &chosen).await {
-        Ok(Phase1::Created(row)) => {
-            let full = read_full(ctx, &row.internal_id).await?;
-            complete(ctx, full, Some(&candidates)).await
-        }
-        Ok(Phase1::Existing(row)) => existing_customer(ctx, row, data, Some(&candidates)).await,
-        Err(error) if error.is_unique_violation() => {
-            // A claim met an id taken meanwhile: that customer is ours to return.
-            let id = customer_id.expect("only a claim, which needs an id, can meet 23505 in phase 1");
-            match ctx.db.lookup_id(&ctx.scope, id.as_str(), RowLock::None).await? {
-                Some(row) => existing_customer(ctx, row, data, Some(&candidates)).await,
-                None => Err(ApiError::new(
-                    ErrorCode::InternalError,
-                    format!("customer {id} vanished after 23505"),
-                )),
-            }
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// Get-or-create through the cache; without `data`, a plain read (the
-/// settle read). Whatever it returns has every default it is owed.
-async fn get_or_create<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer_id: &CustomerId,
-    data: Option<&CustomerData>,
-) -> Result<Option<FullCustomer>, ApiError> {
-    let key = cache_key(ctx, customer_id.as_str());
-    // A cache that is down is a miss that must not be filled afterwards.
-    let cache_read = ctx.db.cache_read(&key).await.ok();
-    if let Some(cached) = cache_read.as_ref().and_then(|read| read.entry.clone()) {
-        return match data {
-            Some(data) if fills_something(&cached.customer, data) => {
-                Ok(Some(existing_customer(ctx, cached.customer, data, None).await?))
-            }
-            _ => Ok(Some(cached)),
-        };
-    }
-    let by_id = CustomerKey::Id(customer_id.as_str().to_owned());
-    let full = match (ctx.db.db_read(&ctx.scope, by_id, RowLock::ForShare).await?, data) {
-        (Some(full), Some(data)) if fills_something(&full.customer, data) => {
-            existing_customer(ctx, full.customer, data, None).await?
-        }
-        (Some(full), _) => complete(ctx, full, None).await?,
-        (None, None) => return Ok(None),
-        (None, Some(data)) => create(ctx, Some(customer_id), data, &CreateOptions::default()).await?,
-    };
-    if let Some(read) = cache_read {
-        // Refused (and harmlessly so) if anything invalidated the key since our read.
-        let _ignored = ctx.db.cache_write(&key, &full, read.stamp, CacheWriteMode::Versioned).await;
-    }
-    Ok(Some(full))
-}
-
-/// Records usage at the source of truth, under the customer's row lock,
-/// invalidating the cache before the commit.
-async fn deduct_at_source<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer: &FullCustomer,
-    feature_id: &str,
-    value: i64,
-) -> Result<(), ApiError> {
-    let row = &customer.customer;
-    let id = row.id.as_deref().expect("check and track customers have an id");
-    transaction(ctx, async {
-        if ctx.db.lookup_id(&ctx.scope, id, RowLock::ForUpdate).await?.is_none() {
-            return Err(ApiError::not_found(id));
-        }
-        ctx.db.deduct(&ctx.scope, &row.internal_id, feature_id, value, DeductTarget::Db).await?;
-        invalidate(ctx, &cache_key(ctx, id)).await
-    })
-    .await
 }
 
 /// Runs `body` between `BEGIN` and `COMMIT`; if it fails, rolls back (a

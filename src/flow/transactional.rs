@@ -42,7 +42,38 @@ impl Design for Transactional {
         data: &CustomerData,
         options: &CreateOptions,
     ) -> Result<FullCustomer, ApiError> {
-        create(ctx, customer_id, data, options).await
+        if let Some(row) = row_with_id(ctx, customer_id, data).await? {
+            return existing_customer(ctx, row, data).await;
+        }
+        let candidates = ctx.db.list_defaults(&ctx.scope).await?;
+        let chosen = chosen_defaults(&candidates, &default_scope(data, options));
+
+        let row = match phase_1(ctx, customer_id, data, options, &chosen).await {
+            Ok(Phase1::Created(row)) => row,
+            Ok(Phase1::Existing(row)) => return existing_customer(ctx, row, data).await,
+            Err(error) if error.is_unique_violation() => {
+                return reread_existing(ctx, customer_id, data).await
+            }
+            Err(error) => return Err(error.into()),
+        };
+
+        // Phase 2. Between the commit and here, the customer is visible
+        // without its Stripe customer and paid defaults.
+        let needs_stripe = data.create_in_stripe || chosen.iter().any(|p| p.kind.needs_stripe());
+        let mut row = row;
+        if needs_stripe && row.processor.is_none() {
+            row.processor = Some(bucketed_stripe_customer(ctx, &row).await?);
+        }
+        for product in chosen.iter().filter(|p| !attaches_in_phase_1(p)) {
+            ctx.db.attach_default(&ctx.scope, new_product(&row, product), OnConflict::Error).await?;
+        }
+
+        let stamp = ctx.db.read_stamp();
+        let full = read_full(ctx, &row.internal_id).await?;
+        if let Some(id) = &row.id {
+            Transactional::cache_customer(ctx, &cache_key(ctx, id), &full, stamp).await;
+        }
+        Ok(full)
     }
 
     async fn get_or_create<B: Backend>(
@@ -81,7 +112,7 @@ impl CachedPath for Transactional {
         customer_id: &CustomerId,
         data: &CustomerData,
     ) -> Result<FullCustomer, ApiError> {
-        create(ctx, Some(customer_id), data, &CreateOptions::default()).await
+        Transactional::create(ctx, Some(customer_id), data, &CreateOptions::default()).await
     }
 }
 
@@ -90,44 +121,6 @@ enum Phase1 {
     Created(CustomerRow),
     /// Claimed by email, or the insert met the existing row.
     Existing(CustomerRow),
-}
-
-async fn create<B: Backend>(
-    ctx: &Ctx<'_, B>,
-    customer_id: Option<&CustomerId>,
-    data: &CustomerData,
-    options: &CreateOptions,
-) -> Result<FullCustomer, ApiError> {
-    if let Some(row) = row_with_id(ctx, customer_id, data).await? {
-        return existing_customer(ctx, row, data).await;
-    }
-    let candidates = ctx.db.list_defaults(&ctx.scope).await?;
-    let chosen = chosen_defaults(&candidates, &default_scope(data, options));
-
-    let row = match phase_1(ctx, customer_id, data, options, &chosen).await {
-        Ok(Phase1::Created(row)) => row,
-        Ok(Phase1::Existing(row)) => return existing_customer(ctx, row, data).await,
-        Err(error) if error.is_unique_violation() => return reread_existing(ctx, customer_id, data).await,
-        Err(error) => return Err(error.into()),
-    };
-
-    // Phase 2. Between the commit and here, the customer is visible
-    // without its Stripe customer and paid defaults.
-    let needs_stripe = data.create_in_stripe || chosen.iter().any(|p| p.kind.needs_stripe());
-    let mut row = row;
-    if needs_stripe && row.processor.is_none() {
-        row.processor = Some(bucketed_stripe_customer(ctx, &row).await?);
-    }
-    for product in chosen.iter().filter(|p| !attaches_in_phase_1(p)) {
-        ctx.db.attach_default(&ctx.scope, new_product(&row, product), OnConflict::Error).await?;
-    }
-
-    let stamp = ctx.db.read_stamp();
-    let full = read_full(ctx, &row.internal_id).await?;
-    if let Some(id) = &row.id {
-        Transactional::cache_customer(ctx, &cache_key(ctx, id), &full, stamp).await;
-    }
-    Ok(full)
 }
 
 /// Free and trial defaults are inserted with the customer; paid ones need

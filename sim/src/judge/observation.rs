@@ -172,11 +172,7 @@ impl State {
     /// What `world` committed.
     pub fn of_world(world: &World) -> State {
         State {
-            customers: world
-                .committed_customers()
-                .iter()
-                .map(|row| world.committed_full(&row.internal_id).expect("a committed row reads back"))
-                .collect(),
+            customers: world.committed_fulls(),
             cache: world.cache_entries().map(|(k, v)| (k.clone(), v.clone())).collect(),
             stripe: world.stripe_customers().to_vec(),
             breaches: world.isolation_breaches().to_vec(),

@@ -279,6 +279,11 @@ impl World {
         self.db.committed_full(internal_id)
     }
 
+    /// Every committed full customer, in insertion order.
+    pub fn committed_fulls(&self) -> Vec<FullCustomer> {
+        self.db.committed_fulls()
+    }
+
     pub fn cache_entries(&self) -> impl Iterator<Item = (&CacheKey, &FullCustomer)> {
         self.cache.entries()
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use cusim::flow::Request;
-use cusim::model::{Catalog, CustomerData, FullCustomer, ProductKind};
+use cusim::model::{Catalog, FullCustomer, ProductKind};
 use serde_json::json;
 
 use super::{Checker, Invariant};
@@ -52,27 +52,20 @@ fn products_of(full: &FullCustomer) -> Vec<(String, String)> {
 impl Checker<'_> {
     /// The defaults owed to the customer `internal_id`, from whoever inserted it.
     pub(super) fn owed(&self, internal_id: &str) -> Option<Vec<(String, String)>> {
-        let (data, options_group, create_defaults) = match self.obs.created_by.get(internal_id)? {
-            Creator::Seed(i) => {
-                let seed = &self.scenario.customers[*i];
-                (
-                    CustomerData { disable_default: seed.disable_default, ..CustomerData::default() },
-                    None,
-                    true,
-                )
-            }
+        // (no defaults asked for, the one group asked for)
+        let (disabled, only_group) = match self.obs.created_by.get(internal_id)? {
+            Creator::Seed(i) => (self.scenario.customers[*i].disable_default, None),
             Creator::Request(i) => match &self.scenario.requests[*i] {
-                request @ Request::Create { .. } => {
-                    let (data, options) = request.create_data().expect("a create carries data");
-                    (data, options.default_group, options.create_default_products)
+                Request::Create { disable_default, create_default_products, default_group, .. } => {
+                    (*disable_default || !*create_default_products, default_group.as_deref())
                 }
                 Request::Check { customer_data, .. } | Request::Track { customer_data, .. } => {
-                    (customer_data.clone().unwrap_or_default(), None, true)
+                    (customer_data.as_ref().is_some_and(|data| data.disable_default), None)
                 }
                 Request::Get { .. } => return None,
             },
         };
-        Some(owed_defaults(&self.catalog, data.disable_default || !create_defaults, options_group.as_deref()))
+        Some(owed_defaults(&self.catalog, disabled, only_group))
     }
 
     pub(super) fn defaults_present(&mut self) {

@@ -45,6 +45,9 @@ struct Session {
     /// The id an insert drew before it had to wait: the client draws it
     /// once, before sending the statement, and sends the same one again.
     pending_id: Option<String>,
+    /// The transaction this session's statement waits for: its edge of the
+    /// wait-for graph.
+    waits_for: Option<TxnId>,
 }
 
 /// A request that touched a row of another `(org, env)`.
@@ -67,9 +70,9 @@ pub struct Database {
     /// Advisory locks held, by key, and the transaction holding each.
     advisory: BTreeMap<String, TxnId>,
     next_txn: TxnId,
+    /// Per request: its transaction, its statement's state, and what it
+    /// waits for (the wait-for graph).
     sessions: Vec<Session>,
-    /// The wait-for graph: which transaction each waiting request waits for.
-    waits: BTreeMap<RequestId, TxnId>,
     breaches: Vec<IsolationBreach>,
 }
 
@@ -84,7 +87,6 @@ impl Database {
             advisory: BTreeMap::new(),
             next_txn: 1,
             sessions: Vec::new(),
-            waits: BTreeMap::new(),
             breaches: Vec::new(),
         }
     }
@@ -209,7 +211,9 @@ impl Database {
         self.customers.finish(txn, commit);
         self.products.finish(txn, commit);
         self.usage.finish(txn, commit);
-        self.advisory.retain(|_, holder| *holder != txn);
+        if !self.advisory.is_empty() {
+            self.advisory.retain(|_, holder| *holder != txn);
+        }
     }
 
     // ----- the wait-for graph -------------------------------------------
@@ -217,15 +221,14 @@ impl Database {
     /// Records that `request` waits for transaction `txn`, or (`None`)
     /// that it waits for nothing.
     pub fn set_waiting(&mut self, request: RequestId, txn: Option<TxnId>) {
-        match txn {
-            Some(txn) => self.waits.insert(request, txn),
-            None => self.waits.remove(&request),
-        };
+        if txn.is_some() || self.waiting_for(request).is_some() {
+            self.session(request).waits_for = txn;
+        }
     }
 
     /// The transaction `request` waits for, if it waits.
     pub fn waiting_for(&self, request: RequestId) -> Option<TxnId> {
-        self.waits.get(&request).copied()
+        self.sessions.get(request).and_then(|s| s.waits_for)
     }
 
     /// Whether `request`'s wait closes a cycle of waits. Every driver that
@@ -321,6 +324,16 @@ impl Database {
             .filter_map(|t| t.committed.as_ref())
             .find(|r| r.internal_id == internal_id)?;
         Some(self.full_customer(0, row.clone()))
+    }
+
+    /// Every committed full customer, in insertion order.
+    pub fn committed_fulls(&self) -> Vec<FullCustomer> {
+        self.customers
+            .rows
+            .iter()
+            .filter_map(|t| t.committed.clone())
+            .map(|row| self.full_customer(0, row))
+            .collect()
     }
 
     /// True when no transaction is open and no row holds a lock or pending write.
