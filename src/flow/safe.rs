@@ -18,15 +18,16 @@
 //! - usage added atomically at the source of truth, never in the cache (R8, R9).
 
 use crate::backend::{
-    Backend, CacheKey, CacheWriteMode, ClaimTarget, Constraints, CustomerKey, DbError, DeductTarget, Fill,
-    InsertOutcome, OnConflict, RowLock, StripeError, StripeParams,
+    Backend, CacheKey, CacheWriteMode, Constraints, CustomerKey, DbError, DeductTarget, Fill, OnConflict,
+    RowLock, StripeError, StripeParams,
 };
 use crate::model::{
     ApiError, CustomerData, CustomerId, CustomerRow, ErrorCode, FullCustomer, Product, ProductKind,
 };
 
 use super::shared::{
-    cache_key, chosen_defaults, default_scope, new_customer, new_product, read_full, row_with_id,
+    cache_key, chosen_defaults, claim_or_insert, default_scope, new_product, read_full, row_with_id,
+    ClaimOrInsert,
 };
 use super::{CreateOptions, Ctx, Design};
 
@@ -50,11 +51,11 @@ impl Design for Safe {
         let chosen = chosen_defaults(&candidates, &default_scope(data, options));
 
         match phase_1(ctx, customer_id, data, options, &chosen).await {
-            Ok(Phase1::Created(row)) => {
+            Ok(ClaimOrInsert::Inserted(row)) => {
                 let full = read_full(ctx, &row.internal_id).await?;
                 complete(ctx, full, Some(&candidates)).await
             }
-            Ok(Phase1::Existing(row)) => existing_customer(ctx, row, data, Some(&candidates)).await,
+            Ok(ClaimOrInsert::Existing(row)) => existing_customer(ctx, row, data, Some(&candidates)).await,
             Err(error) if error.is_unique_violation() => {
                 // A claim met an id taken meanwhile: that customer is ours to return.
                 let id = customer_id.expect("only a claim, which needs an id, can meet 23505 in phase 1");
@@ -128,54 +129,26 @@ impl Design for Safe {
     }
 }
 
-/// What phase 1's claim-or-insert found.
-enum Phase1 {
-    Created(CustomerRow),
-    /// Claimed by email, or the insert met the existing row.
-    Existing(CustomerRow),
-}
-
-/// Phase 1, one transaction: claim an id-less row by email (re-checked
-/// after any wait), else `INSERT … ON CONFLICT`, then the defaults that
-/// are not paid, `ON CONFLICT DO NOTHING`. Any error has rolled
-/// the transaction back.
+/// Phase 1, one transaction: claim-or-insert, then the defaults of a new
+/// customer that are not paid, `ON CONFLICT DO NOTHING`. Any error has
+/// rolled the transaction back.
 async fn phase_1<B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: Option<&CustomerId>,
     data: &CustomerData,
     options: &CreateOptions,
     chosen: &[&Product],
-) -> Result<Phase1, DbError> {
-    ctx.db.begin().await?;
-    if let (Some(id), Some(email)) = (customer_id, data.email()) {
-        let target = ClaimTarget::IdlessEmail { email: email.to_owned() };
-        if let Some(claimed) = ctx.db.claim(&ctx.scope, target, id.as_str()).await? {
-            ctx.db.commit().await?;
-            return Ok(Phase1::Existing(claimed));
-        }
-    }
-    let new = new_customer(ctx, customer_id, data, options);
-    let row = match ctx.db.insert(new, OnConflict::ReturnExisting).await? {
-        InsertOutcome::Inserted(row) => row,
-        InsertOutcome::Existing(row) => {
-            ctx.db.commit().await?;
-            return Ok(Phase1::Existing(row));
-        }
-        // `ON CONFLICT … DO UPDATE` never skips; a backend that did is broken.
-        InsertOutcome::Skipped => {
-            ctx.db.rollback().await?;
-            return Err(DbError::Failed {
-                code: "XX000".into(),
-                message: "ON CONFLICT DO UPDATE skipped".into(),
-            });
-        }
+) -> Result<ClaimOrInsert, DbError> {
+    let row = match claim_or_insert(ctx, customer_id, data, options).await? {
+        ClaimOrInsert::Inserted(row) => row,
+        existing @ ClaimOrInsert::Existing(_) => return Ok(existing),
     };
     // Paid defaults need the Stripe customer first: `complete` attaches them.
     for product in chosen.iter().filter(|p| p.kind != ProductKind::Paid) {
         ctx.db.attach_default(&ctx.scope, new_product(&row, product), OnConflict::DoNothing).await?;
     }
     ctx.db.commit().await?;
-    Ok(Phase1::Created(row))
+    Ok(ClaimOrInsert::Inserted(row))
 }
 
 /// Runs `body` between `BEGIN` and `COMMIT`; if it fails, rolls back (a

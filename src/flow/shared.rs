@@ -2,7 +2,10 @@
 //! is owed, the rows a create writes, and the first lookup and the re-read
 //! of a create. It imports no design.
 
-use crate::backend::{Backend, CacheKey, CustomerKey, NewCustomer, NewCustomerProduct, RowLock};
+use crate::backend::{
+    Backend, CacheKey, ClaimTarget, CustomerKey, DbError, InsertOutcome, NewCustomer, NewCustomerProduct,
+    OnConflict, RowLock,
+};
 use crate::model::{
     select_defaults, ApiError, CustomerData, CustomerId, CustomerRow, DefaultScope, ErrorCode, FullCustomer,
     Product,
@@ -86,4 +89,47 @@ pub async fn read_full<B: Backend>(ctx: &Ctx<'_, B>, internal_id: &str) -> Resul
         .db_read(&ctx.scope, CustomerKey::InternalId(internal_id.to_owned()), RowLock::None)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InternalError, format!("customer {internal_id} vanished")))
+}
+
+/// What phase 1's claim-or-insert found.
+pub enum ClaimOrInsert {
+    /// A new row; its transaction is still open, for the caller's defaults.
+    Inserted(CustomerRow),
+    /// Claimed by email, or the insert met the row that holds the key; the
+    /// transaction is committed.
+    Existing(CustomerRow),
+}
+
+/// Phase 1's claim-or-insert (SPEC §4), in a transaction it begins: claim
+/// an id-less row by email (`WHERE id IS NULL AND lower(email) = …`,
+/// re-checked after any wait), else `INSERT … ON CONFLICT DO UPDATE`, which
+/// returns (and locks) the row that holds the key. Any error has rolled
+/// the transaction back.
+pub async fn claim_or_insert<B: Backend>(
+    ctx: &Ctx<'_, B>,
+    customer_id: Option<&CustomerId>,
+    data: &CustomerData,
+    options: &CreateOptions,
+) -> Result<ClaimOrInsert, DbError> {
+    ctx.db.begin().await?;
+    if let (Some(id), Some(email)) = (customer_id, data.email()) {
+        let target = ClaimTarget::IdlessEmail { email: email.to_owned() };
+        if let Some(claimed) = ctx.db.claim(&ctx.scope, target, id.as_str()).await? {
+            ctx.db.commit().await?;
+            return Ok(ClaimOrInsert::Existing(claimed));
+        }
+    }
+    let new = new_customer(ctx, customer_id, data, options);
+    match ctx.db.insert(new, OnConflict::ReturnExisting).await? {
+        InsertOutcome::Inserted(row) => Ok(ClaimOrInsert::Inserted(row)),
+        InsertOutcome::Existing(row) => {
+            ctx.db.commit().await?;
+            Ok(ClaimOrInsert::Existing(row))
+        }
+        // `ON CONFLICT … DO UPDATE` never skips; a backend that did is broken.
+        InsertOutcome::Skipped => {
+            ctx.db.rollback().await?;
+            Err(DbError::Failed { code: "XX000".into(), message: "ON CONFLICT DO UPDATE skipped".into() })
+        }
+    }
 }

@@ -13,18 +13,16 @@
 //! (phase 2 does not invalidate a customer cached after phase 1) and R9.
 
 use crate::backend::{
-    Backend, CacheKey, CacheStamp, CacheWriteMode, ClaimTarget, Constraints, DbError, InsertOutcome,
-    OnConflict, RowLock,
+    Backend, CacheKey, CacheStamp, CacheWriteMode, Constraints, DbError, OnConflict, RowLock,
 };
-use crate::model::{
-    ApiError, CustomerData, CustomerId, CustomerRow, ErrorCode, FullCustomer, Product, ProductKind,
-};
+use crate::model::{ApiError, CustomerData, CustomerId, ErrorCode, FullCustomer, Product, ProductKind};
 
 use super::modelled::{
     bucketed_stripe_customer, cached_get_or_create, deduct_in_cache_then_sync, existing_customer, CachedPath,
 };
 use super::shared::{
-    cache_key, chosen_defaults, default_scope, new_customer, new_product, read_full, row_with_id,
+    cache_key, chosen_defaults, claim_or_insert, default_scope, new_product, read_full, row_with_id,
+    ClaimOrInsert,
 };
 use super::{CreateOptions, Ctx, Design};
 
@@ -49,8 +47,8 @@ impl Design for Transactional {
         let chosen = chosen_defaults(&candidates, &default_scope(data, options));
 
         let row = match phase_1(ctx, customer_id, data, options, &chosen).await {
-            Ok(Phase1::Created(row)) => row,
-            Ok(Phase1::Existing(row)) => return existing_customer(ctx, row, data).await,
+            Ok(ClaimOrInsert::Inserted(row)) => row,
+            Ok(ClaimOrInsert::Existing(row)) => return existing_customer(ctx, row, data).await,
             Err(error) if error.is_unique_violation() => {
                 return reread_existing(ctx, customer_id, data).await
             }
@@ -116,13 +114,6 @@ impl CachedPath for Transactional {
     }
 }
 
-/// What phase 1's claim-or-insert found.
-enum Phase1 {
-    Created(CustomerRow),
-    /// Claimed by email, or the insert met the existing row.
-    Existing(CustomerRow),
-}
-
 /// Free and trial defaults are inserted with the customer; paid ones need
 /// the Stripe customer first, so they wait for phase 2.
 fn attaches_in_phase_1(product: &Product) -> bool {
@@ -137,36 +128,16 @@ async fn phase_1<B: Backend>(
     data: &CustomerData,
     options: &CreateOptions,
     chosen: &[&Product],
-) -> Result<Phase1, DbError> {
-    ctx.db.begin().await?;
-    if let (Some(id), Some(email)) = (customer_id, data.email()) {
-        let target = ClaimTarget::IdlessEmail { email: email.to_owned() };
-        if let Some(claimed) = ctx.db.claim(&ctx.scope, target, id.as_str()).await? {
-            ctx.db.commit().await?;
-            return Ok(Phase1::Existing(claimed));
-        }
-    }
-    let new = new_customer(ctx, customer_id, data, options);
-    let row = match ctx.db.insert(new, OnConflict::ReturnExisting).await? {
-        InsertOutcome::Inserted(row) => row,
-        InsertOutcome::Existing(row) => {
-            ctx.db.commit().await?;
-            return Ok(Phase1::Existing(row));
-        }
-        // `ON CONFLICT … DO UPDATE` never skips; a backend that did is broken.
-        InsertOutcome::Skipped => {
-            ctx.db.rollback().await?;
-            return Err(DbError::Failed {
-                code: "XX000".into(),
-                message: "ON CONFLICT DO UPDATE skipped".into(),
-            });
-        }
+) -> Result<ClaimOrInsert, DbError> {
+    let row = match claim_or_insert(ctx, customer_id, data, options).await? {
+        ClaimOrInsert::Inserted(row) => row,
+        existing @ ClaimOrInsert::Existing(_) => return Ok(existing),
     };
     for product in chosen.iter().filter(|p| attaches_in_phase_1(p)) {
         ctx.db.attach_default(&ctx.scope, new_product(&row, product), OnConflict::Error).await?;
     }
     ctx.db.commit().await?;
-    Ok(Phase1::Created(row))
+    Ok(ClaimOrInsert::Inserted(row))
 }
 
 /// After a 23505 (a claim met an id another request had just taken): the
