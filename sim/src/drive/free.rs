@@ -2,13 +2,11 @@
 //! one world (loom's threads over a `SharedWorld`, madsim's tasks in
 //! virtual time). Observed and judged as the stepper's runs are.
 
-use cusim::backend::mem::{MemConn, RequestId, World};
-use cusim::flow::execute;
+use cusim::backend::mem::{RequestId, World};
 
-use crate::judge::settle::{self, SettleRead};
-use crate::judge::{creators, judge, End, Observation, RequestOutcome, Settle, State, Violation};
+use crate::judge::{creators, judge, End, Observation, RequestOutcome, State, Violation};
 
-use super::stepper::{drive_alone, Prepared};
+use super::stepper::{settle_reads, Prepared};
 
 /// A free run, observed and judged.
 #[derive(Debug)]
@@ -30,17 +28,10 @@ pub fn judge_free_run(
     let scenario = &prepared.scenario;
     let created_by = creators(prepared.seeded(), inserted, outcomes.len(), 0);
     let end = End::of_world(&world, outcomes, |_| None);
-    let mut settles = Vec::new();
-    if end == End::Quiescent {
-        let first_session = scenario.requests.len() + scenario.customers.len();
-        let reads = settle::plan(scenario, &world.committed_customers());
-        for (n, SettleRead { scope, customer, request }) in reads.into_iter().enumerate() {
-            let conn = MemConn::new(&world);
-            let future = execute(&conn, prepared.strategy, &request);
-            let result = drive_alone(&mut world, first_session + n, &conn, future, None);
-            settles.push(Settle { scope, customer, result });
-        }
-    }
+    let settles = match end {
+        End::Quiescent => settle_reads(&mut world, prepared, None),
+        _ => Vec::new(),
+    };
     let state = State::of_world(&world);
     let observation = Observation { outcomes: outcomes.to_vec(), settles, created_by, end, state };
     let violations = judge(scenario, &observation);

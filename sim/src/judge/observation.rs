@@ -64,19 +64,6 @@ pub enum End {
 }
 
 impl End {
-    /// How a run that stopped moving ended: `waiting` lists the requests
-    /// that never finished (with the request holding what they wait for,
-    /// when known); `open` the requests whose transaction is still open.
-    pub fn of_stopped(waiting: Vec<(usize, Option<usize>)>, open: Vec<usize>, quiescent: bool) -> End {
-        if !waiting.is_empty() {
-            End::Stalled { waiting }
-        } else if open.is_empty() && quiescent {
-            End::Quiescent
-        } else {
-            End::OpenTransaction { requests: open }
-        }
-    }
-
     /// How a run on `world` that stopped moving ended, for requests that
     /// ended as `outcomes`; `holder` names who a waiting request waits for.
     pub fn of_world(
@@ -91,7 +78,13 @@ impl End {
             .map(|(i, _)| (i, holder(i)))
             .collect();
         let open: Vec<usize> = (0..outcomes.len()).filter(|i| world.open_txn(*i).is_some()).collect();
-        End::of_stopped(waiting, open, world.is_quiescent())
+        if !waiting.is_empty() {
+            End::Stalled { waiting }
+        } else if open.is_empty() && world.is_quiescent() {
+            End::Quiescent
+        } else {
+            End::OpenTransaction { requests: open }
+        }
     }
 }
 

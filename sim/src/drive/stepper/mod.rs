@@ -31,13 +31,12 @@ use cusim::model::ApiError;
 
 use crate::input::scenario::FaultKind;
 use crate::input::schedule::{Schedule, Token};
-use crate::judge::settle;
 use crate::judge::trace::{Event, EventKind};
-use crate::judge::{creators, Creator, End, Observation, RequestOutcome, Settle, State};
+use crate::judge::{creators, Creator, End, Observation, RequestOutcome, State};
 use shadow::reborrow;
 
 pub use choose::{Chooser, Lenient, Replay, View};
-pub(crate) use prepared::drive_alone;
+pub(crate) use prepared::settle_reads;
 pub use prepared::{Prepared, SetupError};
 pub use shadow::{ModelResult, Services, Shadow};
 
@@ -134,11 +133,7 @@ impl Run<'_, '_> {
                 Poll::Ready(result) => {
                     slot.future = None;
                     if self.record {
-                        let text = match &result {
-                            Ok(response) => format!("ok {}", describe_response(response)),
-                            Err(error) => format!("error {} {}", error.code, error.message),
-                        };
-                        self.event(Some(i), EventKind::Respond { result: text });
+                        self.event(Some(i), EventKind::Respond { result: describe_result(&result) });
                     }
                     self.slots[i].outcome = Some(RequestOutcome::Responded(Box::new(result)));
                     return;
@@ -284,6 +279,14 @@ impl Run<'_, '_> {
 
     fn parked_points(&self) -> Vec<Option<Point>> {
         self.slots.iter().map(|s| s.parked.as_ref().and_then(Op::point)).collect()
+    }
+}
+
+/// A request's or settle read's answer, for a trace line.
+fn describe_result(result: &Result<Response, ApiError>) -> String {
+    match result {
+        Ok(response) => format!("ok {}", describe_response(response)),
+        Err(error) => format!("error {} {}", error.code, error.message),
     }
 }
 
@@ -435,9 +438,16 @@ fn run_with(
         End::of_world(world, &outcomes, |i| world.waiting_for(i).and_then(|t| world.request_of_txn(t)))
     });
 
-    let mut settles = Vec::new();
-    if end == End::Quiescent {
-        settle(&mut run, &mut settles);
+    let settles = match end {
+        End::Quiescent => settle_reads(&mut run.world, run.prepared, reborrow(&mut run.shadow)),
+        _ => Vec::new(),
+    };
+    if run.record {
+        for settle in &settles {
+            let customer = format!("{}/{}", settle.scope, settle.customer);
+            let kind = EventKind::Settle { customer, result: describe_result(&settle.result) };
+            run.trace.push(Event { step: None, request: None, kind });
+        }
     }
     let observation = Observation {
         outcomes,
@@ -454,30 +464,4 @@ fn run_with(
         world: run.world,
         observation,
     })
-}
-
-/// One read of each customer the scenario names or the DB holds, through
-/// the strategy's read path, one at a time.
-fn settle(run: &mut Run<'_, '_>, settles: &mut Vec<Settle>) {
-    let reads = settle::plan(&run.prepared.scenario, &run.world.committed_customers());
-    let first_session: RequestId =
-        run.prepared.scenario.requests.len() + run.prepared.scenario.customers.len();
-    for (n, read) in reads.into_iter().enumerate() {
-        let settle::SettleRead { scope, customer, request } = read;
-        let conn = MemConn::new(&run.world);
-        let future = execute(&conn, run.prepared.strategy, &request);
-        let result = drive_alone(&mut run.world, first_session + n, &conn, future, reborrow(&mut run.shadow));
-        if run.record {
-            let text = match &result {
-                Ok(response) => format!("ok {}", describe_response(response)),
-                Err(error) => format!("error {} {}", error.code, error.message),
-            };
-            run.trace.push(Event {
-                step: None,
-                request: None,
-                kind: EventKind::Settle { customer: format!("{scope}/{customer}"), result: text },
-            });
-        }
-        settles.push(Settle { scope, customer, result });
-    }
 }

@@ -11,6 +11,8 @@ use cusim::flow::{execute, Strategy};
 
 use crate::input::scenario::Scenario;
 use crate::input::schedule::Schedule;
+use crate::judge::settle::{self, SettleRead};
+use crate::judge::Settle;
 
 use super::choose::Replay;
 use super::shadow::{reborrow, ModelResult, Services, Shadow};
@@ -113,7 +115,7 @@ impl Prepared {
 
 /// Runs one request to its end with nobody else moving (so nothing can
 /// wait), telling `shadow` each operation.
-pub(crate) fn drive_alone<F: Future>(
+fn drive_alone<F: Future>(
     world: &mut World,
     session: RequestId,
     conn: &MemConn,
@@ -136,4 +138,25 @@ pub(crate) fn drive_alone<F: Future>(
         }
         conn.answer(outcome);
     }
+}
+
+/// The settle reads of a run of `prepared` that left `world` quiescent,
+/// one after another on `world` (as sessions after the requests and seed
+/// customers), telling `shadow` each operation.
+pub(crate) fn settle_reads(
+    world: &mut World,
+    prepared: &Prepared,
+    mut shadow: Option<&mut dyn Shadow>,
+) -> Vec<Settle> {
+    let scenario = &prepared.scenario;
+    let first_session: RequestId = scenario.requests.len() + scenario.customers.len();
+    let reads = settle::plan(scenario, &world.committed_customers());
+    let mut settles = Vec::with_capacity(reads.len());
+    for (n, SettleRead { scope, customer, request }) in reads.into_iter().enumerate() {
+        let conn = MemConn::new(world);
+        let future = execute(&conn, prepared.strategy, &request);
+        let result = drive_alone(world, first_session + n, &conn, future, reborrow(&mut shadow));
+        settles.push(Settle { scope, customer, result });
+    }
+    settles
 }
