@@ -251,7 +251,7 @@ fn cache_set_if_absent_and_the_stale_write_guard() {
     assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Exists);
     assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::Overwrite), CacheWriteOutcome::Written);
 
-    ok(w.apply(1, &Op::CacheInvalidate { key: key() }, None));
+    ok(w.apply(1, &Op::CacheInvalidate { key: key(), at_ms: w.now_ms() }, None));
     assert_eq!(w.cache_entries().count(), 0);
     assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::Overwrite), CacheWriteOutcome::Stale);
     let after = cache_read(&mut w).stamp;
@@ -259,10 +259,10 @@ fn cache_set_if_absent_and_the_stale_write_guard() {
     assert_eq!(cache_write(&mut w, &full, after, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Written);
 
     // The guard lives 1 s; the invalidation counter forever.
-    ok(w.apply(1, &Op::CacheInvalidate { key: key() }, None));
+    ok(w.apply(1, &Op::CacheInvalidate { key: key(), at_ms: w.now_ms() }, None));
     w.advance_clock(1_000);
     assert_eq!(cache_write(&mut w, &full, before, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Written);
-    ok(w.apply(1, &Op::CacheInvalidate { key: key() }, None));
+    ok(w.apply(1, &Op::CacheInvalidate { key: key(), at_ms: w.now_ms() }, None));
     w.advance_clock(10_000_000);
     assert_eq!(cache_write(&mut w, &full, after, CacheWriteMode::Versioned), CacheWriteOutcome::Stale);
 }
@@ -285,7 +285,7 @@ fn usage_deducted_in_the_cache_is_lost_if_invalidated_before_sync() {
     ok(w.apply(0, &deduct(DeductTarget::Cache(key())), None));
     assert_eq!(ok(w.apply(0, &sync, None)), Outcome::Sync { outcome: SyncOutcome::Written { usage: 3 } });
     ok(w.apply(0, &deduct(DeductTarget::Cache(key())), None));
-    ok(w.apply(1, &Op::CacheInvalidate { key: key() }, None));
+    ok(w.apply(1, &Op::CacheInvalidate { key: key(), at_ms: w.now_ms() }, None));
     assert_eq!(ok(w.apply(0, &sync, None)), Outcome::Sync { outcome: SyncOutcome::CacheMissing });
     assert_eq!(w.committed_full(&internal_id).unwrap().balances["words"].usage, 3, "the second 3 is lost");
     assert_eq!(
@@ -313,7 +313,7 @@ fn stripe_idempotency_keys_last_24_hours_and_compare_parameters() {
     assert_ne!(stripe(&mut w, "k", None, None), first, "the key has expired");
     assert_eq!(w.stripe_customers().len(), 2);
 
-    let timed_out = stripe(&mut w, "t", None, Some(Fault::StripeTimeoutAfterSuccess));
+    let timed_out = stripe(&mut w, "t", None, Some(Fault::LostResponse));
     assert_eq!(timed_out, Outcome::StripeError { error: StripeError::Timeout });
     assert_eq!(w.stripe_customers().len(), 3, "the timed-out call succeeded");
     assert!(matches!(stripe(&mut w, "t", None, None), Outcome::StripeCustomer { .. }));

@@ -151,7 +151,7 @@ fn a_stripe_timeout_after_success_is_retried_only_by_safe() {
         let mut timed_out = false;
         let outcome = sim.run_with(&create(Some("timeout"), None, None), |point| {
             (point == Point::StripeCreate && !std::mem::replace(&mut timed_out, true))
-                .then_some(FaultAction::Inject(Fault::StripeTimeoutAfterSuccess))
+                .then_some(FaultAction::Inject(Fault::LostResponse))
         });
         let Finished::Done(result) = outcome else { panic!("no crash was injected") };
         match strategy {

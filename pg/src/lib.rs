@@ -65,6 +65,8 @@ pub struct PgConn {
     shared: Shared,
     /// The request this connection serves.
     request: usize,
+    /// How far the clock of the app instance it serves is off.
+    skew_ms: Cell<i64>,
 }
 
 /// SQLSTATE of a statement cancelled by request.
@@ -87,7 +89,13 @@ impl PgConn {
             gated: Cell::new(false),
             shared,
             request,
+            skew_ms: Cell::new(0),
         })
+    }
+
+    /// Serves an app instance whose clock is `skew_ms` off.
+    pub fn set_skew(&self, skew_ms: i64) {
+        self.skew_ms.set(skew_ms);
     }
 
     /// The connection itself (for reading back state outside the flows).
@@ -104,7 +112,7 @@ impl PgConn {
     /// Performs `op` with `fault` injected as the model injects it: a
     /// database fault fails the statement and rolls its transaction back,
     /// a cache fault answers `CACHE_DOWN` without touching the cache, and a
-    /// Stripe timeout creates the customer but answers a timeout.
+    /// lost response performs the operation but answers a timeout.
     pub async fn apply(&self, op: &Op, fault: Option<Fault>) -> Outcome {
         match fault.filter(|f| f.applies_to_op(op)) {
             None => self.perform(op.clone()).await,
@@ -120,10 +128,19 @@ impl PgConn {
                 self.tick();
                 Outcome::CacheError { error: CacheError::Down }
             }
-            Some(Fault::StripeTimeoutAfterSuccess) => match self.perform(op.clone()).await {
-                Outcome::StripeCustomer { .. } => Outcome::StripeError { error: StripeError::Timeout },
-                other => other,
-            },
+            Some(Fault::LostResponse) => {
+                let answer = self.perform(op.clone()).await;
+                if matches!(&answer, Outcome::DbError { error: DbError::Failed { code, .. } } if code == QUERY_CANCELED)
+                {
+                    return answer;
+                }
+                let timeout = op.timeout();
+                if matches!(timeout, Outcome::DbError { .. }) && self.in_txn.replace(false) {
+                    let mut conn = self.conn.lock().await;
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                }
+                timeout
+            }
         }
     }
 
@@ -222,7 +239,7 @@ impl Backend for PgConn {
             Op::CacheWrite { key, value, stamp, mode } => {
                 self.cache_write(&key, &value, stamp, mode).await.into_outcome()
             }
-            Op::CacheInvalidate { key } => self.cache_invalidate(&key).await.into_outcome(),
+            Op::CacheInvalidate { key, at_ms } => self.cache_invalidate(&key, at_ms).await.into_outcome(),
             Op::Deduct { scope, internal_id, feature_id, value, target } => {
                 self.deduct(&scope, &internal_id, &feature_id, value, target).await.into_outcome()
             }
@@ -232,12 +249,13 @@ impl Backend for PgConn {
         }
     }
 
+    /// The shared clock, skewed as this connection's app instance is.
     fn now_ms(&self) -> u64 {
-        self.shared.borrow().clock_ms
+        self.shared.borrow().clock_ms.saturating_add_signed(self.skew_ms.get())
     }
 
     fn read_stamp(&self) -> CacheStamp {
-        CacheStamp { seq: self.shared.borrow().seq, epoch: 0 }
+        CacheStamp { seq: self.shared.borrow().seq, epoch: 0, time_ms: self.now_ms() }
     }
 }
 

@@ -481,7 +481,8 @@ impl PgConn {
 
     pub(crate) async fn cache_read(&self, key: &CacheKey) -> Result<CacheRead, CacheError> {
         let seq = self.tick();
-        Ok(self.shared.borrow().cache.read(key, seq))
+        let shared = self.shared.borrow();
+        Ok(shared.cache.read(key, seq, shared.clock_ms))
     }
 
     pub(crate) async fn cache_write(
@@ -497,11 +498,11 @@ impl PgConn {
         Ok(shared.cache.write(key, value, stamp, mode, now))
     }
 
-    pub(crate) async fn cache_invalidate(&self, key: &CacheKey) -> Result<(), CacheError> {
+    pub(crate) async fn cache_invalidate(&self, key: &CacheKey, at_ms: u64) -> Result<(), CacheError> {
         let seq = self.tick();
         let mut shared = self.shared.borrow_mut();
         let now = shared.clock_ms;
-        shared.cache.invalidate(key, seq, now);
+        shared.cache.invalidate(key, seq, at_ms, now);
         Ok(())
     }
 
@@ -516,7 +517,11 @@ impl PgConn {
         match target {
             DeductTarget::Cache(key) => {
                 self.tick();
-                Ok(self.shared.borrow_mut().cache.deduct(&key, internal_id, feature_id, value))
+                {
+                    let mut shared = self.shared.borrow_mut();
+                    let now = shared.clock_ms;
+                    Ok(shared.cache.deduct(&key, internal_id, feature_id, value, now))
+                }
             }
             DeductTarget::Db => {
                 self.tick();
@@ -533,7 +538,10 @@ impl PgConn {
         feature_id: &str,
     ) -> Result<SyncOutcome, BackendError> {
         self.tick();
-        let cached = self.shared.borrow().cache.usage(key, internal_id, feature_id);
+        let cached = {
+            let shared = self.shared.borrow();
+            shared.cache.usage(key, internal_id, feature_id, shared.clock_ms)
+        };
         match cached {
             None => Ok(SyncOutcome::CacheMissing),
             Some(absolute) => {

@@ -160,7 +160,7 @@ fn stale_cache_interleavings(mode: CacheWriteMode, slow: bool) -> (usize, usize)
             let (shared, version) = (Arc::clone(&shared), Arc::clone(&version));
             thread::spawn(move || {
                 version.store(2, Ordering::SeqCst);
-                shared.apply(1, &Op::CacheInvalidate { key: key() });
+                shared.apply(1, &Op::CacheInvalidate { key: key(), at_ms: 0 });
             })
         };
         filler.join().unwrap();

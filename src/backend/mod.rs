@@ -34,6 +34,10 @@ pub enum DbError {
     /// An injected fault: the database did not answer.
     #[error("database unavailable")]
     Unavailable,
+    /// The statement (or commit) reached the database, but its answer was
+    /// lost: whether it took effect is unknown to the caller.
+    #[error("database timed out")]
+    Timeout,
     /// Any other failure a real server reports (never produced by the model).
     #[error("database error {code}: {message}")]
     Failed { code: String, message: String },
@@ -61,6 +65,9 @@ pub enum StripeError {
 pub enum CacheError {
     #[error("cache unavailable")]
     Down,
+    /// The command reached the cache, but its answer was lost.
+    #[error("cache timed out")]
+    Timeout,
 }
 
 /// Any backend failure, for the calls that span stores.

@@ -281,7 +281,8 @@ operations! {
             format!("cache {mode} {key} = {}", short_full(value))
         };
     /// Deletes the cached customer, counts the invalidation and sets the guard.
-    cache_invalidate: CacheInvalidate { key: CacheKey } -> Result<(), CacheError>,
+    /// `at_ms` is the invalidating instance's clock (the guard's stamp).
+    cache_invalidate: CacheInvalidate { key: CacheKey, at_ms: u64 } -> Result<(), CacheError>,
         at Some(Point::CacheInvalidate), says format!("cache delete {key}");
     /// Adds `value` of usage, in the cache or at the DB.
     deduct: Deduct { scope: Scope, internal_id: String, feature_id: String, value: i64, target: DeductTarget }
@@ -315,5 +316,32 @@ fn conflict_suffix(on_conflict: OnConflict) -> &'static str {
         OnConflict::Error => "",
         OnConflict::DoNothing => " on conflict do nothing",
         OnConflict::ReturnExisting => " on conflict return existing",
+    }
+}
+
+impl Op {
+    /// What the caller hears when this operation took effect but its
+    /// answer was lost (the `lost_response` fault): a timeout from the
+    /// service it went to.
+    pub fn timeout(&self) -> Outcome {
+        match self {
+            Op::StripeCreate { .. } => Outcome::StripeError { error: StripeError::Timeout },
+            Op::CacheRead { .. }
+            | Op::CacheWrite { .. }
+            | Op::CacheInvalidate { .. }
+            | Op::Deduct { target: DeductTarget::Cache(_), .. } => {
+                Outcome::CacheError { error: CacheError::Timeout }
+            }
+            _ => Outcome::DbError { error: DbError::Timeout },
+        }
+    }
+
+    /// The cache key this operation touches, if it touches the cache.
+    pub fn cache_key(&self) -> Option<&CacheKey> {
+        match self {
+            Op::CacheRead { key } | Op::CacheWrite { key, .. } | Op::CacheInvalidate { key, .. } => Some(key),
+            Op::Deduct { target: DeductTarget::Cache(key), .. } | Op::SyncUsage { key, .. } => Some(key),
+            _ => None,
+        }
     }
 }

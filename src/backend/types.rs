@@ -138,6 +138,9 @@ pub struct CacheKey {
 pub struct CacheStamp {
     pub seq: u64,
     pub epoch: u64,
+    /// The reading app instance's clock at the read (the modelled server's
+    /// `fetchTimeMs`); instances' clocks may be skewed.
+    pub time_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -177,6 +177,11 @@ impl Request {
         }
     }
 
+    /// The cache key of the customer the request is about, if it names one.
+    pub fn cache_key(&self) -> Option<crate::backend::CacheKey> {
+        self.customer_id().map(|id| crate::backend::CacheKey { scope: self.scope(), id: id.to_owned() })
+    }
+
     pub fn op_name(&self) -> &'static str {
         match self {
             Request::Create { .. } => "create",

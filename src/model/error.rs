@@ -132,6 +132,7 @@ impl From<crate::backend::DbError> for ApiError {
             crate::backend::DbError::Unavailable => {
                 ApiError::new(ErrorCode::DbUnavailable, "database unavailable")
             }
+            crate::backend::DbError::Timeout => ApiError::new(ErrorCode::DbUnavailable, "database timed out"),
             other => ApiError::new(ErrorCode::InternalError, other.to_string()),
         }
     }

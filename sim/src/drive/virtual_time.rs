@@ -148,8 +148,8 @@ impl Shared {
 /// Runs one request: each op after its latency, with the scenario's
 /// faults at their points.
 async fn drive(shared: Rc<Shared>, prepared: Rc<Prepared>, request: RequestId) -> RequestOutcome {
-    let conn = MemConn::new(&shared.world.borrow());
-    let body: Request = prepared.scenario.requests[request].clone();
+    let conn = MemConn::new(&shared.world.borrow()).skewed(prepared.scenario.skew_ms(request));
+    let body: Request = prepared.scenario.requests[request].request.clone();
     let mut future = pin!(execute(&conn, prepared.strategy, &body));
     let mut visits: BTreeMap<Point, u32> = BTreeMap::new();
     loop {
@@ -166,6 +166,11 @@ async fn drive(shared: Rc<Shared>, prepared: Rc<Prepared>, request: RequestId) -
                 Some(FaultKind::Crash) => {
                     shared.world.borrow_mut().crash(request);
                     return RequestOutcome::Crashed { at: point };
+                }
+                Some(FaultKind::CacheEvict) => {
+                    if let Some(key) = op.cache_key().cloned().or_else(|| body.cache_key()) {
+                        shared.world.borrow_mut().evict(&key);
+                    }
                 }
                 Some(kind) => fault = kind.world_fault().filter(|f| f.applies_to_op(&op)),
                 None => {}

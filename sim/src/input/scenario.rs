@@ -27,10 +27,70 @@ pub struct Scenario {
     /// one after another.
     #[serde(default)]
     pub customers: Vec<SeedCustomer>,
-    pub requests: Vec<Request>,
+    pub requests: Vec<ScenarioRequest>,
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// The app instances that serve the requests, each with its clock's
+    /// skew; none named means one instance whose clock is right.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<Instance>,
 }
+
+/// One request of a scenario: what is sent, and how its client behaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioRequest {
+    #[serde(flatten)]
+    pub request: Request,
+    /// After an error or a timeout, the client sends the same request
+    /// again, up to this many times.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+    /// The API's `Idempotency-Key` header, the same on every attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The app instance (an index into `instances`) that serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<usize>,
+}
+
+impl ScenarioRequest {
+    /// A request sent once, with no key, to the first instance.
+    pub fn plain(request: Request) -> ScenarioRequest {
+        ScenarioRequest { request, retries: 0, idempotency_key: None, instance: None }
+    }
+}
+
+impl From<Request> for ScenarioRequest {
+    fn from(request: Request) -> ScenarioRequest {
+        ScenarioRequest::plain(request)
+    }
+}
+
+impl std::ops::Deref for ScenarioRequest {
+    type Target = Request;
+
+    fn deref(&self) -> &Request {
+        &self.request
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// An app instance: its clock reads `skew_ms` more than the true time
+/// (less, if negative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    #[serde(default)]
+    pub skew_ms: i64,
+}
+
+/// The most retries a request may ask for.
+pub const MAX_RETRIES: u32 = 10;
+/// The largest clock skew an instance may have: an hour either way.
+pub const MAX_SKEW_MS: i64 = 60 * 60 * 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,13 +141,26 @@ pub enum FaultKind {
     /// The request dies at the point; its open transaction rolls back.
     Crash,
     DbError,
+    /// `lost_response` at `stripe_create`: Stripe creates the customer,
+    /// the caller hears a timeout.
     StripeTimeoutAfterSuccess,
     CacheDown,
+    /// The operation takes effect; the caller hears a timeout.
+    LostResponse,
+    /// The request's cache key vanishes (evicted, or its TTL ran out)
+    /// just before the operation.
+    CacheEvict,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] =
-        [FaultKind::Crash, FaultKind::DbError, FaultKind::StripeTimeoutAfterSuccess, FaultKind::CacheDown];
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Crash,
+        FaultKind::DbError,
+        FaultKind::StripeTimeoutAfterSuccess,
+        FaultKind::CacheDown,
+        FaultKind::LostResponse,
+        FaultKind::CacheEvict,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,6 +168,8 @@ impl FaultKind {
             FaultKind::DbError => "db_error",
             FaultKind::StripeTimeoutAfterSuccess => "stripe_timeout_after_success",
             FaultKind::CacheDown => "cache_down",
+            FaultKind::LostResponse => "lost_response",
+            FaultKind::CacheEvict => "cache_evict",
         }
     }
 
@@ -102,18 +177,22 @@ impl FaultKind {
         FaultKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// The model's fault, for the kinds the world injects (not `crash`).
+    /// The model's fault, for the kinds the world injects (`crash` and
+    /// `cache_evict` are the driver's).
     pub fn world_fault(self) -> Option<Fault> {
         match self {
-            FaultKind::Crash => None,
+            FaultKind::Crash | FaultKind::CacheEvict => None,
             FaultKind::DbError => Some(Fault::DbError),
-            FaultKind::StripeTimeoutAfterSuccess => Some(Fault::StripeTimeoutAfterSuccess),
+            FaultKind::StripeTimeoutAfterSuccess | FaultKind::LostResponse => Some(Fault::LostResponse),
             FaultKind::CacheDown => Some(Fault::CacheDown),
         }
     }
 
     pub fn applies_to(self, point: Point) -> bool {
-        self.world_fault().is_none_or(|f| f.applies_to(point))
+        match self {
+            FaultKind::StripeTimeoutAfterSuccess => point == Point::StripeCreate,
+            _ => self.world_fault().is_none_or(|f| f.applies_to(point)),
+        }
     }
 }
 
@@ -218,7 +297,7 @@ impl Scenario {
             }
         }
         for (i, request) in self.requests.iter().enumerate() {
-            let amount = match request {
+            let amount = match &request.request {
                 Request::Track { value, .. } => Some(("value", *value)),
                 Request::Check { required_balance, .. } => Some(("required_balance", *required_balance)),
                 _ => None,
@@ -227,6 +306,40 @@ impl Scenario {
                 return Err((
                     format!("requests[{i}].{field}"),
                     format!("{amount} is out of range (±{MAX_AMOUNT})"),
+                ));
+            }
+        }
+        for (i, request) in self.requests.iter().enumerate() {
+            if request.retries > MAX_RETRIES {
+                return Err((format!("requests[{i}].retries"), format!("must be from 0 to {MAX_RETRIES}")));
+            }
+            if let Some(key) = &request.idempotency_key {
+                if key.is_empty() || key.len() > 255 {
+                    return Err((
+                        format!("requests[{i}].idempotency_key"),
+                        "must be from 1 to 255 bytes long".into(),
+                    ));
+                }
+            }
+            if let Some(instance) = request.instance {
+                let count = self.instances.len().max(1);
+                if instance >= count {
+                    return Err((
+                        format!("requests[{i}].instance"),
+                        if self.instances.is_empty() {
+                            "no `instances` are named, so the only instance is 0".into()
+                        } else {
+                            format!("no instance {instance} (the scenario names {count})")
+                        },
+                    ));
+                }
+            }
+        }
+        for (i, instance) in self.instances.iter().enumerate() {
+            if !(-MAX_SKEW_MS..=MAX_SKEW_MS).contains(&instance.skew_ms) {
+                return Err((
+                    format!("instances[{i}].skew_ms"),
+                    format!("must be within ±{MAX_SKEW_MS} (an hour)"),
                 ));
             }
         }
@@ -289,13 +402,19 @@ impl Scenario {
             .map(|f| f.kind)
     }
 
+    /// How far the clock of the instance serving request `request` is off.
+    pub fn skew_ms(&self, request: usize) -> i64 {
+        let instance = self.requests.get(request).and_then(|r| r.instance).unwrap_or(0);
+        self.instances.get(instance).map_or(0, |i| i.skew_ms)
+    }
+
     /// Every `(scope, id)` the scenario names: what the settle reads visit.
     pub fn named_customers(&self) -> Vec<(Scope, String)> {
         let mut named: Vec<(Scope, String)> = self
             .customers
             .iter()
             .map(SeedCustomer::as_request)
-            .chain(self.requests.iter().cloned())
+            .chain(self.requests.iter().map(|r| r.request.clone()))
             .filter_map(|r| r.customer_id().map(|id| (r.scope(), id.to_owned())))
             .collect();
         named.sort();

@@ -137,8 +137,9 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                 force_paid_default,
                 products: products.clone(),
                 customers: customers.clone(),
-                requests: requests.clone(),
+                requests: requests.iter().cloned().map(Into::into).collect(),
                 faults,
+                instances: Vec::new(),
             })
         })
 }

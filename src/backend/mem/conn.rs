@@ -35,6 +35,8 @@ pub struct MemConn {
     direct: Option<Direct>,
     clock_ms: SharedClock,
     seq: SharedClock,
+    /// How far the serving app instance's clock is off.
+    skew_ms: i64,
 }
 
 impl std::fmt::Debug for MemConn {
@@ -48,7 +50,18 @@ impl std::fmt::Debug for MemConn {
 
 impl MemConn {
     pub fn new(world: &World) -> MemConn {
-        MemConn { mailbox: Rc::default(), direct: None, clock_ms: world.clock(), seq: world.logical_clock() }
+        MemConn {
+            mailbox: Rc::default(),
+            direct: None,
+            clock_ms: world.clock(),
+            seq: world.logical_clock(),
+            skew_ms: 0,
+        }
+    }
+
+    /// The same connection on an app instance whose clock is `skew_ms` off.
+    pub fn skewed(self, skew_ms: i64) -> MemConn {
+        MemConn { skew_ms, ..self }
     }
 
     /// A connection whose ops are answered by `answer` as they are made:
@@ -156,11 +169,12 @@ impl Backend for MemConn {
         Parked { mailbox: &self.mailbox }.await
     }
 
+    /// This instance's clock: the virtual clock, skewed.
     fn now_ms(&self) -> u64 {
-        self.clock_ms.get()
+        self.clock_ms.get().saturating_add_signed(self.skew_ms)
     }
 
     fn read_stamp(&self) -> CacheStamp {
-        CacheStamp { seq: self.seq.get(), epoch: 0 }
+        CacheStamp { seq: self.seq.get(), epoch: 0, time_ms: self.now_ms() }
     }
 }

@@ -17,6 +17,8 @@ use super::ids::IdGen;
 
 /// The modelled server's stale-write guard lives 1 s.
 pub const GUARD_TTL_MS: u64 = 1_000;
+/// The modelled server keeps a full customer cached for 3 days.
+pub const CACHE_TTL_MS: u64 = 3 * 24 * 60 * 60 * 1_000;
 /// Stripe remembers an idempotency key for 24 h.
 pub const STRIPE_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 60 * 60 * 1_000;
 
@@ -24,16 +26,24 @@ pub const STRIPE_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 60 * 60 * 1_000;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CacheSlot {
     pub entry: Option<FullCustomer>,
-    /// Invalidations so far; never expires.
+    /// When the entry's TTL runs out (it is gone from then on).
+    pub expires_at_ms: u64,
+    /// Invalidations so far; never expires (a deployment must keep it:
+    /// no TTL, and an eviction policy that spares keys without one).
     pub epoch: u64,
     pub guard: Option<Guard>,
 }
 
-/// Set by an invalidation at logical time `seq`: writes whose read was
-/// stamped at or before it are stale until `expires_at_ms`.
+/// Set by an invalidation at logical time `seq`, stamped `set_at_ms` by
+/// the invalidating instance's clock: until `expires_at_ms` (true time),
+/// a write whose read was stamped `(time_ms, seq)` at or before
+/// `(set_at_ms, seq)` is stale. With every clock right this is "the read
+/// came before the invalidation"; a skewed clock can make a stale read
+/// look newer, as in the modelled server, which compares hosts' clocks.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Guard {
     pub seq: u64,
+    pub set_at_ms: u64,
     pub expires_at_ms: u64,
 }
 
@@ -43,13 +53,32 @@ pub struct Cache {
     slots: BTreeMap<CacheKey, CacheSlot>,
 }
 
+impl CacheSlot {
+    /// The entry, unless its TTL has run out by `now_ms`.
+    pub fn live(&self, now_ms: u64) -> Option<&FullCustomer> {
+        self.entry.as_ref().filter(|_| now_ms < self.expires_at_ms)
+    }
+
+    fn live_mut(&mut self, now_ms: u64) -> Option<&mut FullCustomer> {
+        self.entry.as_mut().filter(|_| now_ms < self.expires_at_ms)
+    }
+}
+
 impl Cache {
-    /// A read at logical time `seq`.
-    pub fn read(&self, key: &CacheKey, seq: u64) -> CacheRead {
+    /// A read at logical time `seq` and virtual time `now_ms`.
+    pub fn read(&self, key: &CacheKey, seq: u64, now_ms: u64) -> CacheRead {
         let slot = self.slots.get(key);
         CacheRead {
-            entry: slot.and_then(|s| s.entry.clone()),
-            stamp: CacheStamp { seq, epoch: slot.map_or(0, |s| s.epoch) },
+            entry: slot.and_then(|s| s.live(now_ms).cloned()),
+            stamp: CacheStamp { seq, epoch: slot.map_or(0, |s| s.epoch), time_ms: now_ms },
+        }
+    }
+
+    /// The key vanishes (evicted, or expired early): no invalidation is
+    /// counted and no guard is set.
+    pub fn evict(&mut self, key: &CacheKey) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.entry = None;
         }
     }
 
@@ -67,37 +96,42 @@ impl Cache {
         let slot = self.slots.entry(key.clone()).or_default();
         let stale = match mode {
             CacheWriteMode::Versioned => slot.epoch != stamp.epoch,
-            CacheWriteMode::Overwrite | CacheWriteMode::SetIfAbsent => {
-                slot.guard.is_some_and(|g| now_ms < g.expires_at_ms && g.seq >= stamp.seq)
-            }
+            CacheWriteMode::Overwrite | CacheWriteMode::SetIfAbsent => slot.guard.is_some_and(|g| {
+                now_ms < g.expires_at_ms && (g.set_at_ms, g.seq) >= (stamp.time_ms, stamp.seq)
+            }),
         };
         if stale {
             return CacheWriteOutcome::Stale;
         }
-        if mode != CacheWriteMode::Overwrite && slot.entry.is_some() {
+        if mode != CacheWriteMode::Overwrite && slot.live(now_ms).is_some() {
             return CacheWriteOutcome::Exists;
         }
         slot.entry = Some(value.clone());
+        slot.expires_at_ms = now_ms.saturating_add(CACHE_TTL_MS);
         CacheWriteOutcome::Written
     }
 
-    /// Deletes the entry, counts the invalidation and sets the guard.
-    pub fn invalidate(&mut self, key: &CacheKey, seq: u64, now_ms: u64) {
+    /// Deletes the entry, counts the invalidation and sets the guard,
+    /// stamped `at_ms` by the invalidating instance's clock.
+    pub fn invalidate(&mut self, key: &CacheKey, seq: u64, at_ms: u64, now_ms: u64) {
         let slot = self.slots.entry(key.clone()).or_default();
         slot.entry = None;
         slot.epoch += 1;
-        slot.guard = Some(Guard { seq, expires_at_ms: now_ms.saturating_add(GUARD_TTL_MS) });
+        slot.guard =
+            Some(Guard { seq, set_at_ms: at_ms, expires_at_ms: now_ms.saturating_add(GUARD_TTL_MS) });
     }
 
-    /// Adds `value` to the cached usage of the customer `internal_id`.
+    /// Adds `value` to the cached usage of the customer `internal_id` (the
+    /// entry keeps its TTL).
     pub fn deduct(
         &mut self,
         key: &CacheKey,
         internal_id: &str,
         feature_id: &str,
         value: i64,
+        now_ms: u64,
     ) -> DeductOutcome {
-        match self.slots.get_mut(key).and_then(|s| s.entry.as_mut()) {
+        match self.slots.get_mut(key).and_then(|s| s.live_mut(now_ms)) {
             Some(full) if full.customer.internal_id == internal_id => {
                 let balance = full.balances.entry(feature_id.to_owned()).or_default();
                 balance.usage += value;
@@ -108,16 +142,17 @@ impl Cache {
     }
 
     /// The cached absolute usage of one feature of customer `internal_id`.
-    pub fn usage(&self, key: &CacheKey, internal_id: &str, feature_id: &str) -> Option<i64> {
+    pub fn usage(&self, key: &CacheKey, internal_id: &str, feature_id: &str, now_ms: u64) -> Option<i64> {
         self.slots
             .get(key)
-            .and_then(|s| s.entry.as_ref())
+            .and_then(|s| s.live(now_ms))
             .filter(|full| full.customer.internal_id == internal_id)
             .map(|full| full.balances.get(feature_id).map_or(0, |b| b.usage))
     }
 
-    pub fn entries(&self) -> impl Iterator<Item = (&CacheKey, &FullCustomer)> {
-        self.slots.iter().filter_map(|(k, s)| s.entry.as_ref().map(|e| (k, e)))
+    /// The live entries at `now_ms`.
+    pub fn entries(&self, now_ms: u64) -> impl Iterator<Item = (&CacheKey, &FullCustomer)> {
+        self.slots.iter().filter_map(move |(k, s)| s.live(now_ms).map(|e| (k, e)))
     }
 
     pub fn slot(&self, key: &CacheKey) -> Option<&CacheSlot> {

@@ -12,8 +12,7 @@ use serde::Serialize;
 
 use crate::backend::outcome::Reply;
 use crate::backend::{
-    CacheError, CacheKey, Constraints, DbError, DeductOutcome, DeductTarget, Op, Outcome, Point, StripeError,
-    SyncOutcome,
+    CacheError, CacheKey, Constraints, DbError, DeductOutcome, DeductTarget, Op, Outcome, Point, SyncOutcome,
 };
 use crate::model::{Catalog, CustomerRow, FullCustomer};
 
@@ -30,8 +29,12 @@ use super::services::{Cache, CacheSlot, Stripe, StripeCustomer};
 pub enum Fault {
     /// A database statement (or commit) fails; its transaction rolls back.
     DbError,
-    /// Stripe creates the customer, but the caller sees a timeout.
-    StripeTimeoutAfterSuccess,
+    /// The operation takes effect, but the caller hears a timeout
+    /// ([`Op::timeout`]): a `commit` commits, a cache write is written, a
+    /// Stripe call creates, a deduct deducts. A statement inside a
+    /// transaction takes effect there, and the transaction then rolls back
+    /// (its connection is gone); one outside any transaction stays.
+    LostResponse,
     /// The cache does not answer.
     CacheDown,
 }
@@ -52,7 +55,7 @@ impl Fault {
     pub fn applies_to(self, point: Point) -> bool {
         match self {
             Fault::DbError => point.is_db(),
-            Fault::StripeTimeoutAfterSuccess => point == Point::StripeCreate,
+            Fault::LostResponse => true,
             Fault::CacheDown => point.is_cache() || point == Point::Deduct || point == Point::SyncUsage,
         }
     }
@@ -167,7 +170,14 @@ impl World {
                 Outcome::DbError { error: DbError::Unavailable }
             }
             (Some(Fault::CacheDown), _) => Outcome::CacheError { error: CacheError::Down },
-            (_, op) => match self.apply_op(request, op, fault == Some(Fault::StripeTimeoutAfterSuccess)) {
+            (_, op) => match self.apply_op(request, op) {
+                Ok(_) if fault == Some(Fault::LostResponse) => {
+                    let timeout = op.timeout();
+                    if matches!(timeout, Outcome::DbError { .. }) {
+                        self.db.roll_back(request);
+                    }
+                    timeout
+                }
                 Ok(outcome) => outcome,
                 Err(Blocked(txn)) => {
                     self.db.set_waiting(request, Some(txn));
@@ -180,7 +190,7 @@ impl World {
         Ok(outcome)
     }
 
-    fn apply_op(&mut self, request: RequestId, op: &Op, stripe_timeout: bool) -> Result<Outcome, Blocked> {
+    fn apply_op(&mut self, request: RequestId, op: &Op) -> Result<Outcome, Blocked> {
         let now = self.clocks.now_ms();
         Ok(match op {
             Op::Begin => {
@@ -218,7 +228,6 @@ impl World {
             Op::ListDefaults { .. } => Outcome::Products { products: self.db.list_defaults() },
             Op::StripeCreate { idempotency_key, params } => {
                 match self.stripe.create_customer(idempotency_key, params, now, &mut self.ids) {
-                    Ok(_) if stripe_timeout => Outcome::StripeError { error: StripeError::Timeout },
                     Ok(stripe_id) => Outcome::StripeCustomer { stripe_id },
                     Err(error) => Outcome::StripeError { error },
                 }
@@ -234,19 +243,19 @@ impl World {
                 Outcome::Full { customer: self.db.db_read(request, scope, key, *lock)?.map(Box::new) }
             }
             Op::CacheRead { key } => {
-                Outcome::Cache { read: Box::new(self.cache.read(key, self.clocks.seq())) }
+                Outcome::Cache { read: Box::new(self.cache.read(key, self.clocks.seq(), now)) }
             }
             Op::CacheWrite { key, value, stamp, mode } => {
                 self.db.note_scope(request, &key.scope, &value.customer.scope(), Point::CacheWrite);
                 Outcome::CacheWrite { outcome: self.cache.write(key, value, *stamp, *mode, now) }
             }
-            Op::CacheInvalidate { key } => {
-                self.cache.invalidate(key, self.clocks.seq(), now);
+            Op::CacheInvalidate { key, at_ms } => {
+                self.cache.invalidate(key, self.clocks.seq(), *at_ms, now);
                 Outcome::Done
             }
             Op::Deduct { scope, internal_id, feature_id, value, target } => match target {
                 DeductTarget::Cache(key) => {
-                    Outcome::Deduct { outcome: self.cache.deduct(key, internal_id, feature_id, *value) }
+                    Outcome::Deduct { outcome: self.cache.deduct(key, internal_id, feature_id, *value, now) }
                 }
                 DeductTarget::Db => self
                     .db
@@ -255,7 +264,7 @@ impl World {
                     .into_outcome(),
             },
             Op::SyncUsage { key, internal_id, feature_id } => {
-                match self.cache.usage(key, internal_id, feature_id) {
+                match self.cache.usage(key, internal_id, feature_id, now) {
                     None => Outcome::Sync { outcome: SyncOutcome::CacheMissing },
                     Some(absolute) => self
                         .db
@@ -284,8 +293,14 @@ impl World {
         self.db.committed_fulls()
     }
 
+    /// The cache's live entries now.
     pub fn cache_entries(&self) -> impl Iterator<Item = (&CacheKey, &FullCustomer)> {
-        self.cache.entries()
+        self.cache.entries(self.clocks.now_ms())
+    }
+
+    /// The cache entry of `key` vanishes (the `cache_evict` fault).
+    pub fn evict(&mut self, key: &CacheKey) {
+        self.cache.evict(key);
     }
 
     pub fn cache_slot(&self, key: &CacheKey) -> Option<&CacheSlot> {

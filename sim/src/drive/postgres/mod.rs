@@ -140,7 +140,11 @@ pub fn replay_on_postgres(
             let services = shadow.inner.shared.borrow();
             State {
                 customers: committed,
-                cache: services.cache.entries().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                cache: services
+                    .cache
+                    .entries(services.clock_ms)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 stripe: services.stripe.customers().to_vec(),
                 breaches: model.state.breaches.clone(),
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cusim::backend::mem::ids::IdGen;
 use cusim::backend::mem::{Fault, RequestId};
-use cusim::backend::{DbError, Op, Outcome};
+use cusim::backend::{CacheKey, DbError, Op, Outcome};
 use cusim::model::FullCustomer;
 use cusim_pg::{schema, PgConn, Shared};
 use sqlx::PgConnection;
@@ -102,6 +102,10 @@ impl Shadow for PgShadow<'_> {
         if let Err(failure) = self.local.block_on(self.runtime, self.inner.crash(request)) {
             self.inner.failure = Some(failure);
         }
+    }
+
+    fn evict(&mut self, key: &CacheKey) {
+        self.inner.shared.borrow_mut().cache.evict(key);
     }
 }
 

@@ -101,6 +101,9 @@ struct Slot {
     fresh: bool,
     /// When the current wait began (waiters wake in this order).
     wait_seq: u64,
+    /// The fault injected into the parked op, kept while it waits (it
+    /// happens when the op does).
+    pending_fault: Option<(Fault, FaultKind)>,
     visits: BTreeMap<Point, u32>,
     outcome: Option<RequestOutcome>,
 }
@@ -189,7 +192,8 @@ impl Run<'_, '_> {
                 .min_by_key(|&i| self.slots[i].wait_seq);
             let Some(i) = next else { return };
             let op = self.slots[i].parked.take().expect("a waiter is parked");
-            self.offer(i, op, None, None);
+            let (world_fault, fault) = self.slots[i].pending_fault.take().unzip();
+            self.offer(i, op, world_fault, fault);
         }
     }
 
@@ -222,6 +226,18 @@ impl Run<'_, '_> {
             if self.record {
                 self.event(Some(i), EventKind::Crash { point, op: op.summary() });
             }
+            return Ok(());
+        }
+        if fault == Some(FaultKind::CacheEvict) {
+            if let Some(key) =
+                op.cache_key().cloned().or_else(|| self.prepared.scenario.requests[i].cache_key())
+            {
+                self.world.evict(&key);
+                if let Some(shadow) = self.shadow.as_deref_mut() {
+                    shadow.evict(&key);
+                }
+            }
+            self.offer(i, op, None, fault);
             return Ok(());
         }
         let world_fault = fault.and_then(FaultKind::world_fault).filter(|f| f.applies_to_op(&op));
@@ -272,6 +288,7 @@ impl Run<'_, '_> {
                         shadow.op(i, &op, world_fault, before, ModelResult::Waits);
                     }
                     self.slots[i].parked = Some(op);
+                    self.slots[i].pending_fault = world_fault.zip(fault);
                 }
             }
         }
@@ -340,8 +357,9 @@ fn run_with(
         .scenario
         .requests
         .iter()
-        .map(|request| {
-            let conn = MemConn::new(&world);
+        .enumerate()
+        .map(|(i, request)| {
+            let conn = MemConn::new(&world).skewed(prepared.scenario.skew_ms(i));
             let request = request.clone();
             let future_conn = conn.clone();
             let future: RequestFuture =
@@ -352,6 +370,7 @@ fn run_with(
                 parked: None,
                 fresh: false,
                 wait_seq: 0,
+                pending_fault: None,
                 visits: BTreeMap::new(),
                 outcome: None,
             }

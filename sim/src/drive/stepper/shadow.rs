@@ -4,7 +4,7 @@
 
 use cusim::backend::mem::ids::IdGen;
 use cusim::backend::mem::{Fault, RequestId, World};
-use cusim::backend::{Op, Outcome};
+use cusim::backend::{CacheKey, Op, Outcome};
 
 /// The model's services at the moment an operation starts: a lockstep
 /// backend starts the same operation from the same clocks and ids.
@@ -44,6 +44,8 @@ pub trait Shadow {
     );
     /// Request `request` died; its open transaction rolls back.
     fn crash(&mut self, request: RequestId);
+    /// The cache entry of `key` vanished (the `cache_evict` fault).
+    fn evict(&mut self, key: &CacheKey);
 }
 
 /// A shorter borrow of an optional shadow, to lend it to one call.

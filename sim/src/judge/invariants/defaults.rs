@@ -55,7 +55,7 @@ impl Checker<'_> {
         // (no defaults asked for, the one group asked for)
         let (disabled, only_group) = match self.obs.created_by.get(internal_id)? {
             Creator::Seed(i) => (self.scenario.customers[*i].disable_default, None),
-            Creator::Request(i) => match &self.scenario.requests[*i] {
+            Creator::Request(i) => match &self.scenario.requests[*i].request {
                 Request::Create { disable_default, create_default_products, default_group, .. } => {
                     (*disable_default || !*create_default_products, default_group.as_deref())
                 }

@@ -85,7 +85,7 @@ impl Checker<'_> {
         let rows = self.obs.state.rows();
         let mut found = Vec::new();
         for (i, outcome) in self.obs.outcomes.iter().enumerate() {
-            let request = &self.scenario.requests[i];
+            let request = &self.scenario.requests[i].request;
             let (Request::Create { id: Some(asked), .. }, Some(response)) = (request, outcome.response())
             else {
                 continue;
@@ -111,7 +111,7 @@ impl Checker<'_> {
                 // Whoever asked for the id the row has now took it over.
                 let taker = now.and_then(|r| r.id.as_deref()).and_then(|id| {
                     self.scenario.requests.iter().position(
-                        |r| matches!(r, Request::Create { id: Some(other), .. } if other.as_str() == id),
+                        |r| matches!(&r.request, Request::Create { id: Some(other), .. } if other.as_str() == id),
                     )
                 });
                 found.push((

@@ -147,7 +147,7 @@ impl Checker<'_> {
     /// and the scope it was asked in.
     fn responses(&self) -> Vec<(Source, Scope, Option<&Request>, &Response)> {
         let requests = self.obs.outcomes.iter().enumerate().filter_map(|(i, outcome)| {
-            let request = &self.scenario.requests[i];
+            let request = &self.scenario.requests[i].request;
             outcome.response().map(|r| (Source::Request(i), request.scope(), Some(request), r))
         });
         let settles = self.obs.settles.iter().enumerate().filter_map(|(i, s)| {

@@ -72,7 +72,7 @@ impl Checker<'_> {
                 let touched = self.obs.outcomes[i]
                     .response()
                     .is_some_and(|r| r.customer().customer.internal_id == internal_id);
-                if touched && !matches!(request, Request::Get { .. }) {
+                if touched && !matches!(request.request, Request::Get { .. }) {
                     sources.push(Source::Request(i));
                 }
             }
