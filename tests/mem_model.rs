@@ -280,6 +280,7 @@ fn usage_deducted_in_the_cache_is_lost_if_invalidated_before_sync() {
         feature_id: "words".into(),
         value: 3,
         target,
+        key: None,
     };
     let sync = Op::SyncUsage { key: key(), internal_id: internal_id.clone(), feature_id: "words".into() };
     ok(w.apply(0, &deduct(DeductTarget::Cache(key())), None));

@@ -225,6 +225,11 @@ impl Backend for PgConn {
             Op::StripeCreate { idempotency_key, params } => {
                 self.stripe_create(&idempotency_key, params).await.into_outcome()
             }
+            Op::StripeSearch { internal_id } => {
+                self.tick();
+                let shared = self.shared.borrow();
+                Outcome::StripeFound { stripe_id: shared.stripe.search(&internal_id, shared.clock_ms) }
+            }
             Op::SetProcessor { scope, internal_id, stripe_id, only_if_null } => {
                 self.set_processor(&scope, &internal_id, &stripe_id, only_if_null).await.into_outcome()
             }
@@ -240,8 +245,20 @@ impl Backend for PgConn {
                 self.cache_write(&key, &value, stamp, mode).await.into_outcome()
             }
             Op::CacheInvalidate { key, at_ms } => self.cache_invalidate(&key, at_ms).await.into_outcome(),
-            Op::Deduct { scope, internal_id, feature_id, value, target } => {
-                self.deduct(&scope, &internal_id, &feature_id, value, target).await.into_outcome()
+            Op::Deduct { scope, internal_id, feature_id, value, target, key } => self
+                .deduct(&scope, &internal_id, &feature_id, value, target, key.as_deref())
+                .await
+                .into_outcome(),
+            Op::IdempotencyClaim { scope, key } => {
+                self.tick();
+                let mut shared = self.shared.borrow_mut();
+                let now = shared.clock_ms;
+                Outcome::KeyClaim { outcome: shared.cache.claim_key(&scope, &key, now) }
+            }
+            Op::IdempotencyRelease { scope, key } => {
+                self.tick();
+                self.shared.borrow_mut().cache.release_key(&scope, &key);
+                Outcome::Done
             }
             Op::SyncUsage { key, internal_id, feature_id } => {
                 self.sync_usage(&key, &internal_id, &feature_id).await.into_outcome()

@@ -66,6 +66,42 @@ impl PgConn {
         Ok(FullCustomer { customer: row, products, balances })
     }
 
+    /// Adds `value` unless the balance counted `key` before; `ON CONFLICT
+    /// DO UPDATE` locks the row even when its `WHERE` is false.
+    async fn keyed_add_usage(
+        &self,
+        internal_id: &str,
+        feature_id: &str,
+        value: i64,
+        key: &str,
+    ) -> Result<DeductOutcome, DbError> {
+        let add = "INSERT INTO balances (internal_customer_id, feature_id, usage, applied_keys) \
+                   VALUES ($1, $2, $3, ARRAY[$4::text]) \
+                   ON CONFLICT (internal_customer_id, feature_id) DO UPDATE \
+                   SET usage = balances.usage + EXCLUDED.usage, applied_keys = balances.applied_keys || $4::text \
+                   WHERE NOT ($4::text = ANY (balances.applied_keys)) RETURNING usage";
+        let read = "SELECT usage FROM balances WHERE internal_customer_id = $1 AND feature_id = $2";
+        let mut conn = self.conn.lock().await;
+        let added = sqlx::query_scalar(add)
+            .bind(internal_id)
+            .bind(feature_id)
+            .bind(value)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await;
+        match added {
+            Ok(Some(usage)) => Ok(DeductOutcome::Applied { usage }),
+            Ok(None) => {
+                match sqlx::query_scalar(read).bind(internal_id).bind(feature_id).fetch_one(&mut *conn).await
+                {
+                    Ok(usage) => Ok(DeductOutcome::Duplicate { usage }),
+                    Err(error) => Err(self.failed(&mut conn, error).await),
+                }
+            }
+            Err(error) => Err(self.failed(&mut conn, error).await),
+        }
+    }
+
     pub(crate) async fn upsert_usage(
         &self,
         internal_id: &str,
@@ -513,6 +549,7 @@ impl PgConn {
         feature_id: &str,
         value: i64,
         target: DeductTarget,
+        key: Option<&str>,
     ) -> Result<DeductOutcome, BackendError> {
         match target {
             DeductTarget::Cache(key) => {
@@ -525,8 +562,12 @@ impl PgConn {
             }
             DeductTarget::Db => {
                 self.tick();
-                let usage = self.upsert_usage(internal_id, feature_id, value, false).await?;
-                Ok(DeductOutcome::Applied { usage })
+                Ok(match key {
+                    None => DeductOutcome::Applied {
+                        usage: self.upsert_usage(internal_id, feature_id, value, false).await?,
+                    },
+                    Some(key) => self.keyed_add_usage(internal_id, feature_id, value, key).await?,
+                })
             }
         }
     }

@@ -66,7 +66,8 @@ async fn round(
         }
     };
     // Every task has answered and dropped its connection: nothing is open.
-    let observation = Observation { outcomes, settles, created_by, end: End::Quiescent, state };
+    let retried = vec![Vec::new(); outcomes.len()];
+    let observation = Observation { outcomes, retried, settles, created_by, end: End::Quiescent, state };
     judge(scenario, &observation)
 }
 

@@ -95,6 +95,10 @@ everywhere! {
     r7_cache_without_stripe => "r7-cache-without-stripe",
     r8_lost_usage_overwrite => "r8-lost-usage-overwrite",
     r9_lost_usage_invalidation => "r9-lost-usage-invalidation",
+    w1_keyed_retry_after_lost_response => "w1-keyed-retry-after-lost-response",
+    w2_cache_evicted_before_sync => "w2-cache-evicted-before-sync",
+    w3_skewed_instances => "w3-skewed-instances",
+    w4_stripe_window => "w4-stripe-window",
     clean_distinct_ids => "clean-distinct-ids",
     clean_same_id_two_orgs => "clean-same-id-two-orgs",
 }

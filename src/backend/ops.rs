@@ -228,6 +228,10 @@ operations! {
     /// Creates a Stripe customer; returns its id.
     stripe_create: StripeCreate { idempotency_key: String, params: StripeParams } -> Result<String, StripeError>,
         at Some(Point::StripeCreate), says format!("stripe create customer key={idempotency_key}");
+    /// Stripe's customer search by the `internal_id` metadata: the oldest
+    /// match old enough to be indexed (a minute), if any.
+    stripe_search: StripeSearch { internal_id: String } -> Result<Option<String>, StripeError>,
+        at Some(Point::StripeCreate), says format!("stripe search customer internal_id={internal_id}");
     /// `UPDATE customers SET processor` (with `AND processor IS NULL` when
     /// `only_if_null`); whether a row changed.
     set_processor: SetProcessor { scope: Scope, internal_id: String, stripe_id: String, only_if_null: bool }
@@ -284,14 +288,35 @@ operations! {
     /// `at_ms` is the invalidating instance's clock (the guard's stamp).
     cache_invalidate: CacheInvalidate { key: CacheKey, at_ms: u64 } -> Result<(), CacheError>,
         at Some(Point::CacheInvalidate), says format!("cache delete {key}");
-    /// Adds `value` of usage, in the cache or at the DB.
-    deduct: Deduct { scope: Scope, internal_id: String, feature_id: String, value: i64, target: DeductTarget }
-        -> Result<DeductOutcome, BackendError>,
+    /// Adds `value` of usage, in the cache or at the DB. At the DB, a
+    /// `key` makes it count once: a key the balance has counted before
+    /// adds nothing (`Duplicate`).
+    deduct: Deduct {
+        scope: Scope,
+        internal_id: String,
+        feature_id: String,
+        value: i64,
+        target: DeductTarget,
+        key: Option<String>
+    } -> Result<DeductOutcome, BackendError>,
         at Some(Point::Deduct),
-        says match target {
-            DeductTarget::Cache(key) => format!("deduct {value} {feature_id} of {internal_id} in cache {key}"),
-            DeductTarget::Db => format!("update balances usage += {value} {feature_id} of {internal_id}"),
+        says {
+            let mut text = match target {
+                DeductTarget::Cache(key) => format!("deduct {value} {feature_id} of {internal_id} in cache {key}"),
+                DeductTarget::Db => format!("update balances usage += {value} {feature_id} of {internal_id}"),
+            };
+            if let Some(key) = key {
+                text.push_str(&format!(" unless key {key} was counted"));
+            }
+            text
         };
+    /// The idempotency middleware's claim of a request's key in the cache
+    /// store (`SET … NX` for 24 h), before the handler runs.
+    idempotency_claim: IdempotencyClaim { scope: Scope, key: String } -> Result<KeyClaim, CacheError>,
+        at Some(Point::CacheWrite), says format!("claim idempotency key {key}");
+    /// The middleware gives the key back after a failed request.
+    idempotency_release: IdempotencyRelease { scope: Scope, key: String } -> Result<(), CacheError>,
+        at Some(Point::CacheInvalidate), says format!("release idempotency key {key}");
     /// `pg_advisory_xact_lock` on `key` within `scope`: held until the
     /// transaction ends (outside one, released at once); waits while
     /// another transaction holds it.
@@ -325,10 +350,14 @@ impl Op {
     /// service it went to.
     pub fn timeout(&self) -> Outcome {
         match self {
-            Op::StripeCreate { .. } => Outcome::StripeError { error: StripeError::Timeout },
+            Op::StripeCreate { .. } | Op::StripeSearch { .. } => {
+                Outcome::StripeError { error: StripeError::Timeout }
+            }
             Op::CacheRead { .. }
             | Op::CacheWrite { .. }
             | Op::CacheInvalidate { .. }
+            | Op::IdempotencyClaim { .. }
+            | Op::IdempotencyRelease { .. }
             | Op::Deduct { target: DeductTarget::Cache(_), .. } => {
                 Outcome::CacheError { error: CacheError::Timeout }
             }

@@ -20,12 +20,14 @@ pub enum Outcome {
     Insert { outcome: InsertOutcome },
     Products { products: Vec<Product> },
     StripeCustomer { stripe_id: String },
+    StripeFound { stripe_id: Option<String> },
     Updated { updated: bool },
     Attach { outcome: AttachOutcome },
     Full { customer: Option<Box<FullCustomer>> },
     Cache { read: Box<CacheRead> },
     CacheWrite { outcome: CacheWriteOutcome },
     Deduct { outcome: DeductOutcome },
+    KeyClaim { outcome: KeyClaim },
     Sync { outcome: SyncOutcome },
     DbError { error: DbError },
     StripeError { error: StripeError },
@@ -66,6 +68,8 @@ impl Outcome {
                 format!("[{}]", products.join(", "))
             }
             Outcome::StripeCustomer { stripe_id } => stripe_id.clone(),
+            Outcome::StripeFound { stripe_id: Some(stripe_id) } => format!("found {stripe_id}"),
+            Outcome::StripeFound { stripe_id: None } => "none found".into(),
             Outcome::Updated { updated: true } => "updated".into(),
             Outcome::Updated { updated: false } => "no row updated".into(),
             Outcome::Attach { outcome: AttachOutcome::Attached(product) } => {
@@ -83,6 +87,11 @@ impl Outcome {
             Outcome::CacheWrite { outcome: CacheWriteOutcome::Stale } => "STALE_WRITE".into(),
             Outcome::Deduct { outcome: DeductOutcome::Applied { usage } } => format!("usage now {usage}"),
             Outcome::Deduct { outcome: DeductOutcome::CacheMissing } => "no cache entry".into(),
+            Outcome::Deduct { outcome: DeductOutcome::Duplicate { usage } } => {
+                format!("key counted before: usage stays {usage}")
+            }
+            Outcome::KeyClaim { outcome: KeyClaim::Claimed } => "claimed".into(),
+            Outcome::KeyClaim { outcome: KeyClaim::Taken } => "taken".into(),
             Outcome::Sync { outcome: SyncOutcome::Written { usage } } => format!("db usage set to {usage}"),
             Outcome::Sync { outcome: SyncOutcome::CacheMissing } => "no cache entry: nothing synced".into(),
             Outcome::DbError { error } => format!("error: {error}"),
@@ -177,6 +186,7 @@ carried!(Vec<CustomerRow>, Rows { rows });
 carried!(InsertOutcome, Insert { outcome });
 carried!(Vec<Product>, Products { products });
 carried!(String, StripeCustomer { stripe_id });
+carried!(Option<String>, StripeFound { stripe_id });
 carried!(bool, Updated { updated });
 carried!(AttachOutcome, Attach { outcome });
 carried!(Option<FullCustomer>, Full { customer }, |c: Option<FullCustomer>| c.map(Box::new), |c: Option<
@@ -187,6 +197,7 @@ carried!(CacheRead, Cache { read }, Box::new, |r: Box<CacheRead>| *r);
 carried!(CacheWriteOutcome, CacheWrite { outcome });
 carried!(DeductOutcome, Deduct { outcome });
 carried!(SyncOutcome, Sync { outcome });
+carried!(KeyClaim, KeyClaim { outcome });
 carried!(DbError, DbError { error });
 carried!(StripeError, StripeError { error });
 carried!(CacheError, CacheError { error });

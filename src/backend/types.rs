@@ -186,6 +186,9 @@ pub enum DeductTarget {
 pub enum DeductOutcome {
     /// The usage after the deduction.
     Applied { usage: i64 },
+    /// The deduction's idempotency key was counted before: nothing was
+    /// added; the usage as it is.
+    Duplicate { usage: i64 },
     /// The cache held no entry for the customer.
     CacheMissing,
 }
@@ -217,4 +220,14 @@ impl From<&CacheKey> for CacheKey {
     fn from(key: &CacheKey) -> CacheKey {
         key.clone()
     }
+}
+
+/// The idempotency middleware's claim of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyClaim {
+    /// The key was free and is now this request's.
+    Claimed,
+    /// Another request holds the key (within its 24 h).
+    Taken,
 }

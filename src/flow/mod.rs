@@ -28,7 +28,7 @@ use crate::backend::{Backend, Constraints};
 use crate::model::{ApiError, CustomerData, CustomerId, FullCustomer, Scope};
 
 pub use api::{ApiCustomer, CheckResponse, Expand, TrackResponse};
-pub use request::{execute, Request, Response};
+pub use request::{client_retries_after, execute, execute_keyed, Request, Response};
 
 /// An implementation of the create path under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -131,11 +131,13 @@ pub trait Design {
 pub struct Ctx<'a, B> {
     pub db: &'a B,
     pub scope: Scope,
+    /// The request's `Idempotency-Key`, if it carries one.
+    pub idempotency_key: Option<String>,
 }
 
 impl<'a, B: Backend> Ctx<'a, B> {
     pub fn new(db: &'a B, scope: Scope) -> Ctx<'a, B> {
-        Ctx { db, scope }
+        Ctx { db, scope, idempotency_key: None }
     }
 }
 

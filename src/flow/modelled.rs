@@ -153,16 +153,20 @@ pub async fn deduct_in_cache_then_sync<B: Backend>(
 ) -> Result<(), ApiError> {
     let key = cache_key(ctx, customer_id.as_str());
     let internal_id = customer.internal_id();
-    let in_cache =
-        ctx.db.deduct(&ctx.scope, internal_id, feature_id, value, DeductTarget::Cache(key.clone())).await;
+    let in_cache = ctx
+        .db
+        .deduct(&ctx.scope, internal_id, feature_id, value, DeductTarget::Cache(key.clone()), None::<String>)
+        .await;
     match in_cache {
-        Ok(DeductOutcome::Applied { .. }) => {
+        Ok(DeductOutcome::Applied { .. } | DeductOutcome::Duplicate { .. }) => {
             // The batched sync; a failure here loses nothing the cache still holds.
             let _ = ctx.db.sync_usage(&key, internal_id, feature_id).await;
             Ok(())
         }
         Ok(DeductOutcome::CacheMissing) | Err(BackendError::Cache(_)) => {
-            ctx.db.deduct(&ctx.scope, internal_id, feature_id, value, DeductTarget::Db).await?;
+            ctx.db
+                .deduct(&ctx.scope, internal_id, feature_id, value, DeductTarget::Db, None::<String>)
+                .await?;
             Ok(())
         }
         Err(error) => Err(error.into()),

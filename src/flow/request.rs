@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
-use crate::model::{ApiError, CustomerData, Env, FullCustomer, Metadata, Scope};
+use crate::backend::{Backend, CacheError, KeyClaim};
+use crate::model::{ApiError, CustomerData, Env, ErrorCode, FullCustomer, Metadata, Scope};
 
 use super::api::{check, create_customer, get_customer, track, CheckResponse, TrackResponse};
 use super::{CreateOptions, Ctx, Design, Expand, Strategy};
@@ -223,18 +223,71 @@ impl Request {
     }
 }
 
+/// Whether a client that has retries left sends its request again after
+/// an attempt that ended so (`None`: the connection broke, the server died
+/// mid-request): after a 429 or a 5xx, or a broken connection, as
+/// autumn-js does when retries are configured (with `retryConnectionErrors`).
+pub fn client_retries_after(result: Option<&Result<Response, ApiError>>) -> bool {
+    match result {
+        None => true,
+        Some(Ok(_)) => false,
+        Some(Err(error)) => matches!(error.code.http_status(), 429 | 500 | 502 | 503 | 504),
+    }
+}
+
 /// Runs `request` on connection `db` under `strategy`.
 pub async fn execute<B: Backend>(
     db: &B,
     strategy: Strategy,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    crate::with_design!(strategy, D => execute_as::<D, B>(db, request).await)
+    execute_keyed(db, strategy, request, None).await
 }
 
-/// Runs `request` on connection `db` with design `D`.
-pub async fn execute_as<D: Design, B: Backend>(db: &B, request: &Request) -> Result<Response, ApiError> {
-    let ctx = Ctx::new(db, request.scope());
+/// Runs `request`, sent with the `Idempotency-Key` header `key`, on
+/// connection `db` under `strategy`, through the API's idempotency
+/// middleware, as the modelled server has it (API.md): the key is claimed
+/// in the cache store before the handler runs, per (org, env), for 24 h; a
+/// key already claimed is `409 duplicate_idempotency_key` (the first
+/// response is not replayed); a request that fails with a status of 400 or
+/// more, other than 409, gives its key back. If the store does not answer,
+/// the request runs unguarded (fail-open). `safe` keeps this contract and
+/// adds its own: a keyed track counts once at the source of truth.
+pub async fn execute_keyed<B: Backend>(
+    db: &B,
+    strategy: Strategy,
+    request: &Request,
+    key: Option<&str>,
+) -> Result<Response, ApiError> {
+    let Some(key) = key else {
+        return crate::with_design!(strategy, D => execute_as::<D, B>(db, request, None).await);
+    };
+    let scope = request.scope();
+    if let Ok(KeyClaim::Taken) = db.idempotency_claim(scope.clone(), key).await {
+        return Err(ApiError::new(
+            ErrorCode::DuplicateIdempotencyKey,
+            format!("Another request with idempotency key {key} has already been received"),
+        ));
+    }
+    let result = crate::with_design!(strategy, D => execute_as::<D, B>(db, request, Some(key)).await);
+    if let Err(error) = &result {
+        if error.code.http_status() >= 400 && error.code.http_status() != 409 {
+            // Best effort, as the middleware's own delete is.
+            let _released: Result<(), CacheError> = db.idempotency_release(scope, key).await;
+        }
+    }
+    result
+}
+
+/// Runs `request` (sent with `key`, which only the handlers read) on
+/// connection `db` with design `D`.
+pub async fn execute_as<D: Design, B: Backend>(
+    db: &B,
+    request: &Request,
+    key: Option<&str>,
+) -> Result<Response, ApiError> {
+    let mut ctx = Ctx::new(db, request.scope());
+    ctx.idempotency_key = key.map(str::to_owned);
     match request {
         Request::Create { id, .. } => {
             let (data, options) = request.create_data().expect("a create carries customer data");

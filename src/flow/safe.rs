@@ -122,7 +122,9 @@ impl Design for Safe {
             if ctx.db.lookup_id(&ctx.scope, id, RowLock::ForUpdate).await?.is_none() {
                 return Err(ApiError::not_found(id));
             }
-            ctx.db.deduct(&ctx.scope, &row.internal_id, feature_id, value, DeductTarget::Db).await?;
+            // A keyed track counts once, however often it is retried.
+            let key = ctx.idempotency_key.clone();
+            ctx.db.deduct(&ctx.scope, &row.internal_id, feature_id, value, DeductTarget::Db, key).await?;
             invalidate(ctx, &cache_key(ctx, id)).await
         })
         .await
@@ -271,12 +273,27 @@ fn missing_defaults<'p>(full: &FullCustomer, candidates: &'p [Product]) -> Vec<&
 /// customer and nothing else, so every caller, at any time within Stripe's
 /// 24 h window, gets the same one. A timeout may hide a success: asking
 /// again with the same key is safe.
+///
+/// Stripe forgets a key after 24 h: a Stripe customer made by a request
+/// that then failed to record it would be made again by a request more
+/// than 24 h later. So the search comes first: it finds every customer
+/// older than a minute, and the key covers the minute the index lags.
 async fn stripe_customer<B: Backend>(ctx: &Ctx<'_, B>, row: &CustomerRow) -> Result<String, ApiError> {
     let key = format!("cusim-safe:{}", row.internal_id);
     let params = StripeParams { internal_id: row.internal_id.clone(), name: None, email: None };
-    match ctx.db.stripe_create(&key, params.clone()).await {
-        Err(StripeError::Timeout) => Ok(ctx.db.stripe_create(&key, params).await?),
-        other => Ok(other?),
+    // Every create follows its own search: a create is in flight at most
+    // its timeout (80 s), so the search (which sees customers older than a
+    // minute) and the key (live 24 h) cover every earlier create together.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        if let Some(found) = ctx.db.stripe_search(row.internal_id.clone()).await? {
+            return Ok(found);
+        }
+        match ctx.db.stripe_create(&key, params.clone()).await {
+            Err(StripeError::Timeout) if tries < 2 => continue,
+            other => return Ok(other?),
+        }
     }
 }
 

@@ -19,10 +19,12 @@ pub enum ErrorCode {
     DbUnavailable,
     /// A bug. A race must never surface as one; `legacy` does (R1).
     InternalError,
+    /// A repeated `Idempotency-Key` (the first response is not replayed).
+    DuplicateIdempotencyKey,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::InvalidInputs,
         ErrorCode::InvalidCustomer,
         ErrorCode::DuplicateCustomerId,
@@ -30,6 +32,7 @@ impl ErrorCode {
         ErrorCode::StripeError,
         ErrorCode::DbUnavailable,
         ErrorCode::InternalError,
+        ErrorCode::DuplicateIdempotencyKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl ErrorCode {
             ErrorCode::StripeError => "stripe_error",
             ErrorCode::DbUnavailable => "db_unavailable",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::DuplicateIdempotencyKey => "duplicate_idempotency_key",
         }
     }
 
@@ -48,7 +52,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidInputs | ErrorCode::InvalidCustomer | ErrorCode::StripeError => 400,
             ErrorCode::CustomerNotFound => 404,
-            ErrorCode::DuplicateCustomerId => 409,
+            ErrorCode::DuplicateCustomerId | ErrorCode::DuplicateIdempotencyKey => 409,
             ErrorCode::InternalError => 500,
             ErrorCode::DbUnavailable => 503,
         }

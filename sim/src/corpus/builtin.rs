@@ -42,6 +42,19 @@ pub const BUILTINS: &[Builtin] = &[
     builtin!("r7-cache-without-stripe.json", &[(Transactional, FreshCache)]),
     builtin!("r8-lost-usage-overwrite.json", &[(Legacy, UsageConserved)]),
     builtin!("r9-lost-usage-invalidation.json", &[(Legacy, UsageConserved), (Transactional, UsageConserved)]),
+    builtin!(
+        "w1-keyed-retry-after-lost-response.json",
+        &[(Legacy, UsageConserved), (Transactional, UsageConserved)]
+    ),
+    builtin!(
+        "w2-cache-evicted-before-sync.json",
+        &[(Legacy, UsageConserved), (Transactional, UsageConserved)]
+    ),
+    builtin!("w3-skewed-instances.json", &[(Legacy, FreshCache), (Transactional, FreshCache)]),
+    builtin!(
+        "w4-stripe-window.json",
+        &[(Legacy, SingleStripeCustomer), (Transactional, SingleStripeCustomer)]
+    ),
     builtin!("clean-distinct-ids.json", &[]),
     builtin!("clean-same-id-two-orgs.json", &[]),
 ];

@@ -33,7 +33,8 @@ pub fn judge_free_run(
         _ => Vec::new(),
     };
     let state = State::of_world(&world);
-    let observation = Observation { outcomes: outcomes.to_vec(), settles, created_by, end, state };
+    let retried = vec![Vec::new(); outcomes.len()];
+    let observation = Observation { outcomes: outcomes.to_vec(), retried, settles, created_by, end, state };
     let violations = judge(scenario, &observation);
     Judged { observation, violations }
 }

@@ -15,7 +15,7 @@ use crate::drive::stepper::{execute_run, Chooser, Execution, Prepared, RunOption
 use crate::input::schedule::Schedule;
 use crate::judge::{judge, End, Invariant, Violation};
 
-pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, TICK_MS};
+pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, CLOCK_MOVES_MS};
 use schedulers::{Dfs, PctChooser, RandomChooser};
 
 #[derive(Debug, Clone)]

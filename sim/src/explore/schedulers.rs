@@ -15,9 +15,11 @@ use serde::Serialize;
 use crate::drive::stepper::{Chooser, Prepared, View};
 use crate::input::schedule::Token;
 
-/// How far one clock move jumps: the Stripe idempotency bucket (and more
-/// than the stale-write guard's life).
-pub const TICK_MS: u64 = 5_000;
+/// The clock moves a scheduler chooses from: each reaches past a window a
+/// design depends on. 1 ms (a tie broken), 1 s (the stale-write guard's
+/// life), 5 s (legacy's Stripe key bucket), 24 h 1 s (Stripe's idempotency
+/// window and the idempotency middleware's key) and 3 days 1 s (the cache TTL).
+pub const CLOCK_MOVES_MS: [u64; 5] = [1, 1_000, 5_000, 86_401_000, 259_201_000];
 
 /// The generator a scheduler's seed names.
 pub fn seeded(seed: u64) -> Rng {
@@ -50,7 +52,8 @@ pub(super) struct RandomChooser {
 impl Chooser for RandomChooser {
     fn choose(&mut self, view: &View<'_>) -> Option<Token> {
         if view.ticks_so_far < self.max_ticks && self.rng.below(8) == 0 {
-            return Some(Token::Tick { ms: TICK_MS });
+            let ms = CLOCK_MOVES_MS[self.rng.below(CLOCK_MOVES_MS.len())];
+            return Some(Token::Tick { ms });
         }
         Some(Token::run(view.runnable[self.rng.below(view.runnable.len())]))
     }
@@ -72,6 +75,7 @@ pub(super) struct PctChooser {
     /// Steps at which the running request is demoted, with the priority it gets.
     change_points: Vec<(usize, usize)>,
     tick_at: Option<usize>,
+    tick_ms: u64,
 }
 
 impl PctChooser {
@@ -91,7 +95,8 @@ impl PctChooser {
         let k = expected_steps.max(1);
         let change_points = (1..depth).map(|d| (rng.below(k), depth - d)).collect();
         let tick_at = (max_ticks > 0 && rng.below(2) == 0).then(|| rng.below(k));
-        PctChooser { priorities, change_points, tick_at }
+        let tick_ms = CLOCK_MOVES_MS[rng.below(CLOCK_MOVES_MS.len())];
+        PctChooser { priorities, change_points, tick_at, tick_ms }
     }
 }
 
@@ -99,7 +104,7 @@ impl Chooser for PctChooser {
     fn choose(&mut self, view: &View<'_>) -> Option<Token> {
         if self.tick_at == Some(view.step) && view.ticks_so_far == 0 {
             self.tick_at = None;
-            return Some(Token::Tick { ms: TICK_MS });
+            return Some(Token::Tick { ms: self.tick_ms });
         }
         let highest =
             |p: &[usize]| *view.runnable.iter().max_by_key(|r| p[**r]).expect("something is runnable");
@@ -146,7 +151,7 @@ impl Chooser for Dfs {
                 }
             }
             if view.ticks_so_far < self.max_ticks {
-                options.push(Token::Tick { ms: TICK_MS });
+                options.extend(CLOCK_MOVES_MS.map(|ms| Token::Tick { ms }));
             }
             let first = options[0];
             self.frames.push((options, 0));

@@ -16,8 +16,12 @@ use serde::Serialize;
 /// Everything the oracle looks at.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    /// How each of the scenario's requests ended, by index.
+    /// How each of the scenario's requests ended, by index (its last
+    /// attempt, if its client retried).
     pub outcomes: Vec<RequestOutcome>,
+    /// Per request, how each attempt before the last ended, in order
+    /// (empty for a request sent once).
+    pub retried: Vec<Vec<RequestOutcome>>,
     /// The settle reads after quiescence (none if the run did not get there).
     pub settles: Vec<Settle>,
     /// Who inserted each committed customer, by internal id.

@@ -39,6 +39,9 @@ pub enum EventKind {
     Tick { ms: u64, now_ms: u64 },
     /// The request answered its client.
     Respond { result: String },
+    /// The client sends the request again (`attempt` counts from 2);
+    /// with an idempotency key, the same key.
+    Retry { attempt: u32 },
     /// A settle read after quiescence.
     Settle { customer: String, result: String },
 }

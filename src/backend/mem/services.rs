@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::backend::{
-    CacheKey, CacheRead, CacheStamp, CacheWriteMode, CacheWriteOutcome, DeductOutcome, StripeError,
+    CacheKey, CacheRead, CacheStamp, CacheWriteMode, CacheWriteOutcome, DeductOutcome, KeyClaim, StripeError,
     StripeParams,
 };
-use crate::model::FullCustomer;
+use crate::model::{FullCustomer, Scope};
 
 use super::ids::IdGen;
 
@@ -19,6 +19,9 @@ use super::ids::IdGen;
 pub const GUARD_TTL_MS: u64 = 1_000;
 /// The modelled server keeps a full customer cached for 3 days.
 pub const CACHE_TTL_MS: u64 = 3 * 24 * 60 * 60 * 1_000;
+/// Stripe's search finds a customer this long after its creation (its
+/// documented freshness: "typically within a minute").
+pub const STRIPE_SEARCH_LAG_MS: u64 = 60 * 1_000;
 /// Stripe remembers an idempotency key for 24 h.
 pub const STRIPE_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 60 * 60 * 1_000;
 
@@ -47,10 +50,16 @@ pub struct Guard {
     pub expires_at_ms: u64,
 }
 
-/// The full-customer cache, keyed by `(org, env, id)`.
+/// The idempotency middleware keeps a key 24 h.
+pub const IDEMPOTENCY_KEY_TTL_MS: u64 = 24 * 60 * 60 * 1_000;
+
+/// The full-customer cache, keyed by `(org, env, id)`, and the idempotency
+/// middleware's keys, which live in the same store.
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
     slots: BTreeMap<CacheKey, CacheSlot>,
+    /// Claimed idempotency keys, per `(org, env, key)`: when each expires.
+    keys: BTreeMap<(Scope, String), u64>,
 }
 
 impl CacheSlot {
@@ -72,6 +81,21 @@ impl Cache {
             entry: slot.and_then(|s| s.live(now_ms).cloned()),
             stamp: CacheStamp { seq, epoch: slot.map_or(0, |s| s.epoch), time_ms: now_ms },
         }
+    }
+
+    /// `SET key NX PX 24h`: claims `key` unless a live claim holds it.
+    pub fn claim_key(&mut self, scope: &Scope, key: &str, now_ms: u64) -> KeyClaim {
+        let entry = (scope.clone(), key.to_owned());
+        if self.keys.get(&entry).is_some_and(|expires| now_ms < *expires) {
+            return KeyClaim::Taken;
+        }
+        self.keys.insert(entry, now_ms.saturating_add(IDEMPOTENCY_KEY_TTL_MS));
+        KeyClaim::Claimed
+    }
+
+    /// `DEL key`: the key is free again.
+    pub fn release_key(&mut self, scope: &Scope, key: &str) {
+        self.keys.remove(&(scope.clone(), key.to_owned()));
     }
 
     /// The key vanishes (evicted, or expired early): no invalidation is
@@ -217,5 +241,16 @@ impl Stripe {
 
     pub fn customers(&self) -> &[StripeCustomer] {
         &self.customers
+    }
+
+    /// Search by the `internal_id` metadata: the oldest customer of
+    /// `internal_id` created at least [`STRIPE_SEARCH_LAG_MS`] before `now_ms`
+    /// (a newer one may not be indexed yet).
+    pub fn search(&self, internal_id: &str, now_ms: u64) -> Option<String> {
+        self.customers
+            .iter()
+            .filter(|c| c.params.internal_id == internal_id)
+            .find(|c| c.created_at_ms.saturating_add(STRIPE_SEARCH_LAG_MS) <= now_ms)
+            .map(|c| c.id.clone())
     }
 }

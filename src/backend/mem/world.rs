@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::backend::outcome::Reply;
 use crate::backend::{
-    CacheError, CacheKey, Constraints, DbError, DeductOutcome, DeductTarget, Op, Outcome, Point, SyncOutcome,
+    CacheError, CacheKey, Constraints, DbError, DeductTarget, Op, Outcome, Point, SyncOutcome,
 };
 use crate::model::{Catalog, CustomerRow, FullCustomer};
 
@@ -226,6 +226,9 @@ impl World {
                 self.db.fill_fields(request, scope, internal_id, fill)?.into_outcome()
             }
             Op::ListDefaults { .. } => Outcome::Products { products: self.db.list_defaults() },
+            Op::StripeSearch { internal_id } => {
+                Outcome::StripeFound { stripe_id: self.stripe.search(internal_id, now) }
+            }
             Op::StripeCreate { idempotency_key, params } => {
                 match self.stripe.create_customer(idempotency_key, params, now, &mut self.ids) {
                     Ok(stripe_id) => Outcome::StripeCustomer { stripe_id },
@@ -253,14 +256,20 @@ impl World {
                 self.cache.invalidate(key, self.clocks.seq(), *at_ms, now);
                 Outcome::Done
             }
-            Op::Deduct { scope, internal_id, feature_id, value, target } => match target {
+            Op::IdempotencyClaim { scope, key } => {
+                Outcome::KeyClaim { outcome: self.cache.claim_key(scope, key, now) }
+            }
+            Op::IdempotencyRelease { scope, key } => {
+                self.cache.release_key(scope, key);
+                Outcome::Done
+            }
+            Op::Deduct { scope, internal_id, feature_id, value, target, key } => match target {
                 DeductTarget::Cache(key) => {
                     Outcome::Deduct { outcome: self.cache.deduct(key, internal_id, feature_id, *value, now) }
                 }
                 DeductTarget::Db => self
                     .db
-                    .add_usage(request, scope, internal_id, feature_id, *value)?
-                    .map(|usage| DeductOutcome::Applied { usage })
+                    .add_usage(request, scope, internal_id, feature_id, *value, key.as_deref())?
                     .into_outcome(),
             },
             Op::SyncUsage { key, internal_id, feature_id } => {

@@ -25,8 +25,8 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use cusim::backend::mem::{poll_once, Blocked, Fault, MemConn, RequestId, World};
-use cusim::backend::{InsertOutcome, Op, Outcome, Point};
-use cusim::flow::{execute, Response};
+use cusim::backend::{InsertOutcome, Op, Outcome, Point, StripeError};
+use cusim::flow::{client_retries_after, execute_keyed, Response};
 use cusim::model::ApiError;
 
 use crate::input::scenario::FaultKind;
@@ -48,6 +48,11 @@ pub struct ReplayError {
     pub token: String,
     pub reason: String,
 }
+
+/// A Stripe call's client gives up after this long (stripe-node's default
+/// timeout is 80 s): a call whose sending was followed by a longer clock
+/// move never reaches Stripe, and its caller hears a timeout.
+pub const STRIPE_CALL_TIMEOUT_MS: u64 = 80_000;
 
 /// The step cap grows with the scenario: this many steps per request.
 const STEPS_PER_REQUEST: usize = 250;
@@ -101,11 +106,15 @@ struct Slot {
     fresh: bool,
     /// When the current wait began (waiters wake in this order).
     wait_seq: u64,
+    /// When (true time) the parked op was sent.
+    parked_at_ms: u64,
     /// The fault injected into the parked op, kept while it waits (it
     /// happens when the op does).
     pending_fault: Option<(Fault, FaultKind)>,
     visits: BTreeMap<Point, u32>,
     outcome: Option<RequestOutcome>,
+    /// How the attempts before the current one ended (its client retried).
+    earlier: Vec<RequestOutcome>,
 }
 
 struct Run<'p, 's> {
@@ -138,8 +147,12 @@ impl Run<'_, '_> {
                     if self.record {
                         self.event(Some(i), EventKind::Respond { result: describe_result(&result) });
                     }
-                    self.slots[i].outcome = Some(RequestOutcome::Responded(Box::new(result)));
-                    return;
+                    let retry = client_retries_after(Some(&result));
+                    let outcome = RequestOutcome::Responded(Box::new(result));
+                    if !(retry && self.retry(i, outcome.clone())) {
+                        self.slots[i].outcome = Some(outcome);
+                        return;
+                    }
                 }
                 Poll::Pending => {
                     let op = slot.conn.take_op().expect("a pending request is parked on an op");
@@ -150,10 +163,28 @@ impl Run<'_, '_> {
                     }
                     slot.parked = Some(op);
                     slot.fresh = true;
+                    slot.parked_at_ms = self.world.now_ms();
                     return;
                 }
             }
         }
+    }
+
+    /// Starts another attempt of request `i`, whose last one ended with
+    /// `ended`, if its client has a retry left: false if not.
+    fn retry(&mut self, i: usize, ended: RequestOutcome) -> bool {
+        let request = &self.prepared.scenario.requests[i];
+        if self.slots[i].earlier.len() >= request.retries as usize {
+            return false;
+        }
+        self.slots[i].earlier.push(ended);
+        let number = self.slots[i].earlier.len() as u32 + 1;
+        self.event(Some(i), EventKind::Retry { attempt: number });
+        let (conn, future) = attempt(&self.world, self.prepared, i);
+        let slot = &mut self.slots[i];
+        slot.conn = conn;
+        slot.future = Some(future);
+        true
     }
 
     /// The model's services now (only a shadow needs them).
@@ -222,10 +253,29 @@ impl Run<'_, '_> {
             }
             let slot = &mut self.slots[i];
             slot.future = None;
-            slot.outcome = Some(RequestOutcome::Crashed { at: point });
             if self.record {
                 self.event(Some(i), EventKind::Crash { point, op: op.summary() });
             }
+            let crashed = RequestOutcome::Crashed { at: point };
+            if client_retries_after(None) && self.retry(i, crashed.clone()) {
+                self.advance(i);
+            } else {
+                self.slots[i].outcome = Some(crashed);
+            }
+            return Ok(());
+        }
+        let in_flight_ms = self.world.now_ms().saturating_sub(self.slots[i].parked_at_ms);
+        if point == Point::StripeCreate && in_flight_ms > STRIPE_CALL_TIMEOUT_MS {
+            // The call was in flight past its client's timeout: the
+            // connection is gone and the call never reaches Stripe.
+            let outcome = Outcome::StripeError { error: StripeError::Timeout };
+            if self.record {
+                let result =
+                    format!("{} (in flight {in_flight_ms} ms: it never reached Stripe)", outcome.summary());
+                self.event(Some(i), EventKind::Op { point, op: op.summary(), result, fault });
+            }
+            self.slots[i].conn.answer(outcome);
+            self.advance(i);
             return Ok(());
         }
         if fault == Some(FaultKind::CacheEvict) {
@@ -299,6 +349,19 @@ impl Run<'_, '_> {
     }
 }
 
+/// One attempt of request `i`: its connection (on its instance) and the
+/// future that sends it, with its idempotency key.
+fn attempt(world: &World, prepared: &Prepared, i: usize) -> (MemConn, RequestFuture) {
+    let conn = MemConn::new(world).skewed(prepared.scenario.skew_ms(i));
+    let sent = prepared.scenario.requests[i].clone();
+    let strategy = prepared.strategy;
+    let future_conn = conn.clone();
+    let future: RequestFuture = Box::pin(async move {
+        execute_keyed(&future_conn, strategy, &sent.request, sent.idempotency_key.as_deref()).await
+    });
+    (conn, future)
+}
+
 /// A request's or settle read's answer, for a trace line.
 fn describe_result(result: &Result<Response, ApiError>) -> String {
     match result {
@@ -351,19 +414,10 @@ fn run_with(
     shadow: Option<&mut dyn Shadow>,
 ) -> Result<Execution, ReplayError> {
     let world = prepared.world();
-    let strategy = prepared.strategy;
     let created_by = creators(prepared.seeded(), &[], 0, 0);
-    let slots = prepared
-        .scenario
-        .requests
-        .iter()
-        .enumerate()
-        .map(|(i, request)| {
-            let conn = MemConn::new(&world).skewed(prepared.scenario.skew_ms(i));
-            let request = request.clone();
-            let future_conn = conn.clone();
-            let future: RequestFuture =
-                Box::pin(async move { execute(&future_conn, strategy, &request).await });
+    let slots = (0..prepared.request_count())
+        .map(|i| {
+            let (conn, future) = attempt(&world, prepared, i);
             Slot {
                 conn,
                 future: Some(future),
@@ -371,8 +425,10 @@ fn run_with(
                 fresh: false,
                 wait_seq: 0,
                 pending_fault: None,
+                parked_at_ms: 0,
                 visits: BTreeMap::new(),
                 outcome: None,
+                earlier: Vec::new(),
             }
         })
         .collect();
@@ -468,8 +524,10 @@ fn run_with(
             run.trace.push(Event { step: None, request: None, kind });
         }
     }
+    let retried = run.slots.iter_mut().map(|s| std::mem::take(&mut s.earlier)).collect();
     let observation = Observation {
         outcomes,
+        retried,
         settles,
         created_by: run.created_by,
         end,

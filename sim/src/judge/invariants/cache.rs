@@ -1,9 +1,10 @@
 //! `fresh_cache` and `usage_conserved`: the cache agrees with the DB,
-//! and accepted usage is neither lost nor doubled, in the DB or the cache.
+//! and usage is neither lost nor doubled, in the DB or the cache.
 
 use std::collections::BTreeMap;
 
-use cusim::flow::Response;
+use cusim::flow::{Request, Response};
+use cusim::model::Scope;
 use serde_json::json;
 
 use super::{Checker, Invariant, Source};
@@ -47,58 +48,80 @@ impl Checker<'_> {
         }
     }
 
+    /// Usage is judged as Elle judges a counter: per customer and
+    /// feature, the DB's usage lies between what was acknowledged and what
+    /// was attempted, each logical request counted once (a keyed retry is
+    /// the same logical request, an unkeyed one a new one); the cache, where
+    /// it holds the customer, agrees with the DB.
     pub(super) fn usage_conserved(&mut self) {
-        let mut accepted: BTreeMap<(String, String), (i64, Vec<Source>)> = BTreeMap::new();
-        for (i, outcome) in self.obs.outcomes.iter().enumerate() {
-            if let Some(Response::Track(track)) = outcome.response() {
-                let key = (track.customer.customer.internal_id.clone(), track.feature_id.clone());
-                let entry = accepted.entry(key).or_default();
-                entry.0 += track.value;
-                entry.1.push(Source::Request(i));
+        let mut tallies: BTreeMap<(Scope, String, String), Tally> = BTreeMap::new();
+        for logical in self.logical_tracks() {
+            let tally = tallies.entry(logical.counter.clone()).or_default();
+            tally.sources.extend(logical.requests.iter().map(|&i| Source::Request(i)));
+            if logical.acknowledged {
+                tally.acknowledged += logical.value;
+            } else {
+                tally.low += logical.value.min(0);
+                tally.high += logical.value.max(0);
             }
         }
-        let mut recorded: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for row in self.obs.state.rows() {
-            let full = self.obs.state.full(&row.internal_id).expect("reads back");
+        for full in &self.obs.state.customers {
+            let Some(id) = &full.customer.id else { continue };
             for (feature, balance) in &full.balances {
-                if balance.usage != 0 {
-                    recorded.insert((row.internal_id.clone(), feature.clone()), balance.usage);
-                }
+                let counter = (full.customer.scope(), id.clone(), feature.clone());
+                tallies.entry(counter).or_default().in_db += balance.usage;
             }
         }
-        let mut keys: Vec<(String, String)> = accepted.keys().chain(recorded.keys()).cloned().collect();
-        keys.sort();
-        keys.dedup();
         let mut found = Vec::new();
-        for key in keys {
-            let (sum, sources) = accepted.get(&key).cloned().unwrap_or_default();
-            let in_db = recorded.get(&key).copied().unwrap_or(0);
-            if sum != in_db {
+        for ((scope, id, feature), tally) in &tallies {
+            let (low, high) = (tally.acknowledged + tally.low, tally.acknowledged + tally.high);
+            if !(low..=high).contains(&tally.in_db) {
+                let (bound, why) = if tally.in_db < low {
+                    (low, "less than was acknowledged: usage was lost")
+                } else {
+                    (high, "more than was attempted: usage was counted twice")
+                };
                 found.push((
-                    sources.clone(),
-                    format!("customer {} {}: tracks accepted {sum}, the DB has {in_db}", key.0, key.1),
-                    json!({ "customer": key.0, "feature": key.1, "accepted": sum, "in_db": in_db }),
+                    tally.sources.clone(),
+                    format!(
+                        "customer {id} ({scope}) {feature}: the DB has {}, {why} (acknowledged {}, attempted at most {high}, bound {bound})",
+                        tally.in_db, tally.acknowledged
+                    ),
+                    json!({
+                        "customer": id,
+                        "scope": scope.to_string(),
+                        "feature": feature,
+                        "in_db": tally.in_db,
+                        "acknowledged": tally.acknowledged,
+                        "lowest": low,
+                        "highest": high,
+                    }),
                 ));
             }
-            for (cache_key, cached) in self.obs.state.cache.iter().map(|(k, v)| (k, v)) {
-                if cached.customer.internal_id == key.0 {
-                    let in_cache = cached.balances.get(&key.1).map_or(0, |b| b.usage);
-                    if in_cache != sum {
-                        found.push((
-                            sources.clone(),
-                            format!(
-                                "customer {} {}: tracks accepted {sum}, cache {cache_key} has {in_cache}",
-                                key.0, key.1
-                            ),
-                            json!({
-                                "customer": key.0,
-                                "feature": key.1,
-                                "accepted": sum,
-                                "cache_key": cache_key.to_string(),
-                                "in_cache": in_cache,
-                            }),
-                        ));
-                    }
+        }
+        for (cache_key, cached) in &self.obs.state.cache {
+            let internal_id = &cached.customer.internal_id;
+            let Some(db) = self.obs.state.full(internal_id) else { continue };
+            let mut features: Vec<&String> = cached.balances.keys().chain(db.balances.keys()).collect();
+            features.sort();
+            features.dedup();
+            for feature in features {
+                let in_cache = cached.balances.get(feature).map_or(0, |b| b.usage);
+                let in_db = db.balances.get(feature).map_or(0, |b| b.usage);
+                if in_cache != in_db {
+                    let counter = (cache_key.scope.clone(), cache_key.id.clone(), feature.clone());
+                    let sources = tallies.get(&counter).map(|t| t.sources.clone()).unwrap_or_default();
+                    found.push((
+                        sources,
+                        format!("customer {internal_id} {feature}: cache {cache_key} has {in_cache}, the DB {in_db}"),
+                        json!({
+                            "customer": internal_id,
+                            "feature": feature,
+                            "cache_key": cache_key.to_string(),
+                            "in_cache": in_cache,
+                            "in_db": in_db,
+                        }),
+                    ));
                 }
             }
         }
@@ -106,4 +129,66 @@ impl Checker<'_> {
             self.violate(Invariant::UsageConserved, &sources, message, evidence);
         }
     }
+
+    /// The tracks of the run as logical requests: each attempt of an
+    /// unkeyed track is one; the attempts of every track sent with the same
+    /// key, customer, feature and value are one together.
+    fn logical_tracks(&self) -> Vec<LogicalTrack> {
+        let mut logical: Vec<LogicalTrack> = Vec::new();
+        let mut keyed: BTreeMap<(Scope, String, String, String, i64), usize> = BTreeMap::new();
+        for (i, sent) in self.scenario.requests.iter().enumerate() {
+            let Request::Track { customer_id, feature_id, value, .. } = &sent.request else { continue };
+            let counter = (sent.scope(), customer_id.clone(), feature_id.clone());
+            let attempts = self.obs.retried[i].iter().chain(std::iter::once(&self.obs.outcomes[i]));
+            for attempt in attempts {
+                let acknowledged = matches!(attempt.response(), Some(Response::Track(_)));
+                let index = match &sent.idempotency_key {
+                    Some(key) => {
+                        let group =
+                            (sent.scope(), key.clone(), customer_id.clone(), feature_id.clone(), *value);
+                        *keyed.entry(group).or_insert_with(|| {
+                            logical.push(LogicalTrack::new(counter.clone(), *value));
+                            logical.len() - 1
+                        })
+                    }
+                    None => {
+                        logical.push(LogicalTrack::new(counter.clone(), *value));
+                        logical.len() - 1
+                    }
+                };
+                let track = &mut logical[index];
+                track.acknowledged |= acknowledged;
+                if !track.requests.contains(&i) {
+                    track.requests.push(i);
+                }
+            }
+        }
+        logical
+    }
+}
+
+/// One logical track: what it counts, and whether any attempt of it was
+/// acknowledged.
+struct LogicalTrack {
+    counter: (Scope, String, String),
+    value: i64,
+    acknowledged: bool,
+    requests: Vec<usize>,
+}
+
+impl LogicalTrack {
+    fn new(counter: (Scope, String, String), value: i64) -> LogicalTrack {
+        LogicalTrack { counter, value, acknowledged: false, requests: Vec::new() }
+    }
+}
+
+/// One counter's bounds: acknowledged usage, and how far the attempted but
+/// unacknowledged tracks may move it either way.
+#[derive(Default)]
+struct Tally {
+    acknowledged: i64,
+    low: i64,
+    high: i64,
+    in_db: i64,
+    sources: Vec<Source>,
 }

@@ -41,11 +41,14 @@ impl Checker<'_> {
 
     pub(super) fn no_internal_error(&mut self) {
         let mut found = Vec::new();
+        // Every attempt's answer counts: a client that retried still saw it.
         for (i, outcome) in self.obs.outcomes.iter().enumerate() {
-            if let RequestOutcome::Responded(result) = outcome {
-                let Err(error) = result.as_ref() else { continue };
-                if error.code == ErrorCode::InternalError {
-                    found.push((Source::Request(i), error.clone()));
+            for attempt in self.obs.retried[i].iter().chain(std::iter::once(outcome)) {
+                if let RequestOutcome::Responded(result) = attempt {
+                    let Err(error) = result.as_ref() else { continue };
+                    if error.code == ErrorCode::InternalError {
+                        found.push((Source::Request(i), error.clone()));
+                    }
                 }
             }
         }

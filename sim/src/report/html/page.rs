@@ -449,6 +449,14 @@ impl<'p, 'a> Renderer<'p, 'a> {
                     },
                 )
             }
+            EventKind::Retry { attempt } => open(
+                "retry",
+                String::new(),
+                html! {
+                    div class="point" { "↻ retry" }
+                    div class="result" { "the client sends the request again (attempt " (attempt) ")" }
+                },
+            ),
             EventKind::Tick { .. } | EventKind::Settle { .. } => html! {},
         }
     }

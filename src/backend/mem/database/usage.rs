@@ -2,9 +2,11 @@
 //! attached) and `balances` (usage), with their foreign keys; and the
 //! catalog's default candidates.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
-use crate::backend::{AttachOutcome, DbError, NewCustomerProduct, OnConflict, Point};
+use crate::backend::{AttachOutcome, DbError, DeductOutcome, NewCustomerProduct, OnConflict, Point};
 use crate::model::{CustomerProduct, Product, Scope};
 
 use super::store::{LockMode, Tuple, TxnId};
@@ -17,6 +19,9 @@ pub struct UsageRow {
     pub internal_customer_id: String,
     pub feature_id: String,
     pub usage: i64,
+    /// The idempotency keys of the deductions counted (`safe` only).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub applied_keys: BTreeSet<String>,
 }
 
 impl Database {
@@ -41,7 +46,8 @@ impl Database {
         Ok(result.or_else(|error| self.fail(request, error)))
     }
 
-    /// `usage = usage + delta` at the source of truth; the usage after it.
+    /// `usage = usage + delta` at the source of truth, unless `key` was
+    /// counted before (then the row is locked and left as it is).
     pub fn add_usage(
         &mut self,
         request: RequestId,
@@ -49,9 +55,10 @@ impl Database {
         internal_id: &str,
         feature_id: &str,
         delta: i64,
-    ) -> Step<Result<i64, DbError>> {
+        key: Option<&str>,
+    ) -> Step<Result<DeductOutcome, DbError>> {
         let result = self.statement(request, |db, txn| {
-            db.upsert_usage(request, txn, scope, internal_id, feature_id, |usage| usage + delta)
+            db.upsert_usage(request, txn, scope, internal_id, feature_id, key, |usage| usage + delta)
         })?;
         Ok(result.or_else(|error| self.fail(request, error)))
     }
@@ -66,8 +73,12 @@ impl Database {
         absolute: i64,
     ) -> Step<Result<i64, DbError>> {
         let result = self.statement(request, |db, txn| {
-            db.upsert_usage(request, txn, scope, internal_id, feature_id, |_| absolute)
+            db.upsert_usage(request, txn, scope, internal_id, feature_id, None, |_| absolute)
         })?;
+        let result = result.map(|outcome| match outcome {
+            DeductOutcome::Applied { usage } | DeductOutcome::Duplicate { usage } => usage,
+            DeductOutcome::CacheMissing => unreachable!("the DB answers for itself"),
+        });
         Ok(result.or_else(|error| self.fail(request, error)))
     }
 
@@ -128,7 +139,10 @@ impl Database {
     }
 
     /// `INSERT INTO balances … ON CONFLICT (customer, feature) DO UPDATE SET
-    /// usage = new_usage(usage)`; returns the usage written.
+    /// usage = new_usage(usage)` (with a `key`: `, applied_keys = applied_keys
+    /// || key WHERE NOT key = ANY(applied_keys)`; `ON CONFLICT DO UPDATE`
+    /// locks the row even when its `WHERE` is false).
+    #[allow(clippy::too_many_arguments)]
     fn upsert_usage(
         &mut self,
         request: RequestId,
@@ -136,8 +150,9 @@ impl Database {
         scope: &Scope,
         internal_id: &str,
         feature_id: &str,
+        key: Option<&str>,
         new_usage: impl Fn(i64) -> i64,
-    ) -> Step<Result<i64, DbError>> {
+    ) -> Step<Result<DeductOutcome, DbError>> {
         self.note_scope_of(request, txn, scope, internal_id, Point::Deduct);
         let existing = self.usage.unique_probe(txn, None, |u| {
             u.internal_customer_id == internal_id && u.feature_id == feature_id
@@ -147,10 +162,16 @@ impl Database {
                 let tuple = &mut self.usage.rows[index];
                 tuple.check_lock(txn, LockMode::NoKeyUpdate)?;
                 let mut row = tuple.visible(txn).cloned().expect("probe saw it");
+                if key.is_some_and(|k| row.applied_keys.contains(k)) {
+                    let usage = row.usage;
+                    tuple.write(txn, row, LockMode::NoKeyUpdate);
+                    return Ok(Ok(DeductOutcome::Duplicate { usage }));
+                }
                 row.usage = new_usage(row.usage);
+                row.applied_keys.extend(key.map(str::to_owned));
                 let usage = row.usage;
                 tuple.write(txn, row, LockMode::NoKeyUpdate);
-                Ok(Ok(usage))
+                Ok(Ok(DeductOutcome::Applied { usage }))
             }
             None => {
                 if let Err(error) = self.reference_customer(txn, internal_id, USAGE_FK)? {
@@ -161,9 +182,10 @@ impl Database {
                     internal_customer_id: internal_id.to_owned(),
                     feature_id: feature_id.to_owned(),
                     usage,
+                    applied_keys: key.map(str::to_owned).into_iter().collect(),
                 };
                 self.usage.rows.push(Tuple::inserted(txn, row));
-                Ok(Ok(usage))
+                Ok(Ok(DeductOutcome::Applied { usage }))
             }
         }
     }
