@@ -399,3 +399,123 @@ fn advisory_locks_taken_in_opposite_orders_deadlock() {
     // The victim's locks are gone: r0 gets b.
     assert_eq!(ok(w.apply(0, &advisory("b"), None)), Outcome::Done);
 }
+
+#[test]
+fn a_lost_response_takes_effect_and_answers_a_timeout() {
+    let mut w = all_constraints();
+    // A commit whose answer is lost has committed.
+    ok(w.apply(0, &Op::Begin, None));
+    inserted(ok(w.apply(0, &insert(Some("kept"), None, OnConflict::Error), None)));
+    let lost = ok(w.apply(0, &Op::Commit, Some(Fault::LostResponse)));
+    assert_eq!(lost, Outcome::DbError { error: DbError::Timeout });
+    assert!(lookup(&mut w, 1, "kept", RowLock::None).unwrap().is_some(), "it committed");
+    // A statement inside a transaction took effect there, and the
+    // transaction, its connection gone, rolls back.
+    ok(w.apply(0, &Op::Begin, None));
+    let lost = ok(w.apply(0, &insert(Some("gone"), None, OnConflict::Error), Some(Fault::LostResponse)));
+    assert_eq!(lost, Outcome::DbError { error: DbError::Timeout });
+    assert_eq!(w.open_txn(0), None);
+    assert!(lookup(&mut w, 1, "gone", RowLock::None).unwrap().is_none());
+    // One outside any transaction stays.
+    ok(w.apply(0, &insert(Some("alone"), None, OnConflict::Error), Some(Fault::LostResponse)));
+    assert!(lookup(&mut w, 1, "alone", RowLock::None).unwrap().is_some());
+    // A cache write is written; the caller hears the cache time out.
+    let full = cached_customer(&mut w);
+    let stamp = cache_read(&mut w).stamp;
+    let write =
+        Op::CacheWrite { key: key(), value: Box::new(full), stamp, mode: CacheWriteMode::SetIfAbsent };
+    assert_eq!(
+        ok(w.apply(0, &write, Some(Fault::LostResponse))),
+        Outcome::CacheError { error: CacheError::Timeout }
+    );
+    assert_eq!(w.cache_entries().count(), 1);
+}
+
+#[test]
+fn cache_entries_live_three_days_and_an_eviction_counts_no_invalidation() {
+    let mut w = all_constraints();
+    let full = cached_customer(&mut w);
+    let stamp = cache_read(&mut w).stamp;
+    cache_write(&mut w, &full, stamp, CacheWriteMode::SetIfAbsent);
+    w.advance_clock(3 * 24 * 60 * 60 * 1_000 - 1);
+    assert!(cache_read(&mut w).entry.is_some(), "a millisecond before its TTL");
+    w.advance_clock(1);
+    assert!(cache_read(&mut w).entry.is_none(), "gone at its TTL");
+    assert_eq!(w.cache_entries().count(), 0);
+
+    let stamp = cache_read(&mut w).stamp;
+    cache_write(&mut w, &full, stamp, CacheWriteMode::Versioned);
+    w.evict(&key());
+    let after = cache_read(&mut w);
+    assert!(after.entry.is_none());
+    assert_eq!(after.stamp.epoch, stamp.epoch, "an eviction is not an invalidation");
+    assert_eq!(cache_write(&mut w, &full, stamp, CacheWriteMode::Versioned), CacheWriteOutcome::Written);
+}
+
+#[test]
+fn the_guard_compares_the_invalidating_and_the_reading_instances_clocks() {
+    let mut w = all_constraints();
+    let full = cached_customer(&mut w);
+    let read = cache_read(&mut w).stamp;
+    // The reader's clock ran 250 ms fast: its read looks newer than the
+    // invalidation that came after it.
+    let fast = CacheStamp { time_ms: read.time_ms + 250, ..read };
+    ok(w.apply(1, &Op::CacheInvalidate { key: key(), at_ms: w.now_ms() }, None));
+    assert_eq!(cache_write(&mut w, &full, read, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Stale);
+    assert_eq!(cache_write(&mut w, &full, fast, CacheWriteMode::SetIfAbsent), CacheWriteOutcome::Written);
+}
+
+#[test]
+fn idempotency_keys_are_claimed_once_per_scope_for_a_day() {
+    let mut w = all_constraints();
+    let claim = |scope: Scope| Op::IdempotencyClaim { scope, key: "k".into() };
+    let claimed = Outcome::KeyClaim { outcome: KeyClaim::Claimed };
+    let taken = Outcome::KeyClaim { outcome: KeyClaim::Taken };
+    assert_eq!(ok(w.apply(0, &claim(scope()), None)), claimed);
+    assert_eq!(ok(w.apply(1, &claim(scope()), None)), taken);
+    assert_eq!(ok(w.apply(1, &claim(Scope::new("org_2", Env::Live)), None)), claimed, "per org and env");
+    ok(w.apply(0, &Op::IdempotencyRelease { scope: scope(), key: "k".into() }, None));
+    assert_eq!(ok(w.apply(1, &claim(scope()), None)), claimed, "released");
+    w.advance_clock(24 * 60 * 60 * 1_000);
+    assert_eq!(ok(w.apply(2, &claim(scope()), None)), claimed, "expired");
+}
+
+#[test]
+fn a_keyed_deduction_counts_once() {
+    let mut w = all_constraints();
+    let full = cached_customer(&mut w);
+    let deduct = |key: Option<&str>| Op::Deduct {
+        scope: scope(),
+        internal_id: full.customer.internal_id.clone(),
+        feature_id: "words".into(),
+        value: 3,
+        target: DeductTarget::Db,
+        key: key.map(str::to_owned),
+    };
+    assert_eq!(
+        ok(w.apply(0, &deduct(Some("a")), None)),
+        Outcome::Deduct { outcome: DeductOutcome::Applied { usage: 3 } }
+    );
+    assert_eq!(
+        ok(w.apply(0, &deduct(Some("a")), None)),
+        Outcome::Deduct { outcome: DeductOutcome::Duplicate { usage: 3 } }
+    );
+    assert_eq!(
+        ok(w.apply(0, &deduct(Some("b")), None)),
+        Outcome::Deduct { outcome: DeductOutcome::Applied { usage: 6 } }
+    );
+    assert_eq!(
+        ok(w.apply(0, &deduct(None), None)),
+        Outcome::Deduct { outcome: DeductOutcome::Applied { usage: 9 } }
+    );
+}
+
+#[test]
+fn stripe_search_finds_customers_a_minute_old() {
+    let mut w = all_constraints();
+    let search = Op::StripeSearch { internal_id: "cus_1".into() };
+    let Outcome::StripeCustomer { stripe_id } = stripe(&mut w, "k", None, None) else { panic!("created") };
+    assert_eq!(ok(w.apply(0, &search, None)), Outcome::StripeFound { stripe_id: None }, "not indexed yet");
+    w.advance_clock(60_000);
+    assert_eq!(ok(w.apply(0, &search, None)), Outcome::StripeFound { stripe_id: Some(stripe_id) });
+}

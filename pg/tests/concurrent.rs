@@ -60,7 +60,7 @@ async fn round(
         let services = shared.borrow();
         State {
             customers,
-            cache: services.cache.entries().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            cache: services.cache.entries(services.clock_ms).map(|(k, v)| (k.clone(), v.clone())).collect(),
             stripe: services.stripe.customers().to_vec(),
             breaches: Vec::new(),
         }

@@ -18,8 +18,9 @@ fn same_on_postgres(name: &str, catalog: Catalog, requests: Vec<Request>) {
         force_paid_default: catalog.force_paid_default,
         products: catalog.products,
         customers: Vec::new(),
-        requests,
+        requests: requests.into_iter().map(Into::into).collect(),
         faults: Vec::new(),
+        instances: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for strategy in Strategy::ALL {

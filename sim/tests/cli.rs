@@ -144,6 +144,46 @@ fn bad_scenarios_are_refused_with_file_path_and_reason() {
             "requests[0].value",
         ),
         (
+            "retries.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a", "retries": 11}]}"#,
+            "requests[0].retries: must be from 0 to 10",
+        ),
+        (
+            "retries-type.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a", "retries": -1}]}"#,
+            "requests[0].retries",
+        ),
+        (
+            "key.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a", "idempotency_key": ""}]}"#,
+            "requests[0].idempotency_key: must be from 1 to 255 bytes long",
+        ),
+        (
+            "instance.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a", "instance": 1}]}"#,
+            "requests[0].instance: no `instances` are named",
+        ),
+        (
+            "instance-range.json",
+            r#"{"name": "x", "instances": [{"skew_ms": 0}, {"skew_ms": 5}], "requests": [{"op": "create", "id": "a", "instance": 2}]}"#,
+            "requests[0].instance: no instance 2 (the scenario names 2)",
+        ),
+        (
+            "skew.json",
+            r#"{"name": "x", "instances": [{"skew_ms": 3600001}], "requests": [{"op": "create", "id": "a"}]}"#,
+            "instances[0].skew_ms",
+        ),
+        (
+            "instance-field.json",
+            r#"{"name": "x", "instances": [{"skew": 5}], "requests": [{"op": "create", "id": "a"}]}"#,
+            "instances[0].skew: unknown field `skew`",
+        ),
+        (
+            "evict.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "faults": [{"request": 0, "at": "insert", "kind": "evict"}]}"#,
+            "faults[0].kind",
+        ),
+        (
             "grant.json",
             r#"{"name": "x", "products": [{"id": "p", "group": "g", "kind": "free", "features": {"w": -1}}], "requests": [{"op": "create", "id": "a"}]}"#,
             "products[0].features.w",

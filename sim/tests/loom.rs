@@ -207,14 +207,15 @@ fn create_path(name: &str, strategy: Strategy, bound: Option<usize>) -> (usize, 
                 let (shared, request) = (Arc::clone(&shared), request.clone());
                 thread::spawn(move || {
                     let conn = SharedWorld::connect(&shared, i);
-                    loom::future::block_on(execute(&conn, strategy, &request))
+                    // On the heap: a loom thread's stack is small.
+                    loom::future::block_on(Box::pin(execute(&conn, strategy, &request)))
                 })
             })
             .collect();
         let outcomes: Vec<RequestOutcome> =
             handles.into_iter().map(|h| RequestOutcome::Responded(Box::new(h.join().unwrap()))).collect();
         let (world, inserted) = shared.finish();
-        let judged = judge_free_run(&prepared, world, &outcomes, &inserted);
+        let judged = judge_free_run(&prepared, world, &outcomes, Vec::new(), &inserted);
         seen.lock().unwrap().extend(judged.violations.iter().map(|v| v.invariant));
     });
     let broken = broken.lock().unwrap().clone();

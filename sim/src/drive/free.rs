@@ -16,13 +16,15 @@ pub struct Judged {
 }
 
 /// Observes a free run of `prepared` that left `world`, its requests
-/// having ended as `outcomes` and inserted `inserted` (internal id,
+/// having ended as `outcomes` (after earlier attempts `retried`, if their
+/// clients retried; empty is none) and inserted `inserted` (internal id,
 /// request): how it ended, then (if it reached quiescence) the settle
 /// reads on `world`; and judges it.
 pub fn judge_free_run(
     prepared: &Prepared,
     mut world: World,
     outcomes: &[RequestOutcome],
+    retried: Vec<Vec<RequestOutcome>>,
     inserted: &[(String, RequestId)],
 ) -> Judged {
     let scenario = &prepared.scenario;
@@ -33,7 +35,8 @@ pub fn judge_free_run(
         _ => Vec::new(),
     };
     let state = State::of_world(&world);
-    let retried = vec![Vec::new(); outcomes.len()];
+    let mut retried = retried;
+    retried.resize(outcomes.len(), Vec::new());
     let observation = Observation { outcomes: outcomes.to_vec(), retried, settles, created_by, end, state };
     let violations = judge(scenario, &observation);
     Judged { observation, violations }

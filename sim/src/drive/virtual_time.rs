@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cusim::backend::mem::{poll_once, Blocked, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point};
-use cusim::flow::{execute, Request};
+use cusim::flow::{client_retries_after, execute_keyed, Request};
 use madsim::rand::{thread_rng, Rng};
 use madsim::time::{sleep, Instant};
 
@@ -145,13 +145,42 @@ impl Shared {
     }
 }
 
-/// Runs one request: each op after its latency, with the scenario's
-/// faults at their points.
-async fn drive(shared: Rc<Shared>, prepared: Rc<Prepared>, request: RequestId) -> RequestOutcome {
-    let conn = MemConn::new(&shared.world.borrow()).skewed(prepared.scenario.skew_ms(request));
-    let body: Request = prepared.scenario.requests[request].request.clone();
-    let mut future = pin!(execute(&conn, prepared.strategy, &body));
+/// Runs one request, and again while its client retries: how it ended,
+/// and how the attempts before that ended.
+async fn drive(
+    shared: Rc<Shared>,
+    prepared: Rc<Prepared>,
+    request: RequestId,
+) -> (RequestOutcome, Vec<RequestOutcome>) {
+    let sent = &prepared.scenario.requests[request];
     let mut visits: BTreeMap<Point, u32> = BTreeMap::new();
+    let mut earlier = Vec::new();
+    loop {
+        let outcome = attempt(&shared, &prepared, request, &mut visits).await;
+        let retry = match &outcome {
+            RequestOutcome::Responded(result) => client_retries_after(Some(result)),
+            RequestOutcome::Crashed { .. } => client_retries_after(None),
+            RequestOutcome::Unfinished { .. } => false,
+        };
+        if !retry || earlier.len() >= sent.retries as usize {
+            return (outcome, earlier);
+        }
+        earlier.push(outcome);
+    }
+}
+
+/// One attempt of a request: each op after its latency, with the
+/// scenario's faults at their points (`visits` counts across attempts).
+async fn attempt(
+    shared: &Shared,
+    prepared: &Prepared,
+    request: RequestId,
+    visits: &mut BTreeMap<Point, u32>,
+) -> RequestOutcome {
+    let conn = MemConn::new(&shared.world.borrow()).skewed(prepared.scenario.skew_ms(request));
+    let sent = &prepared.scenario.requests[request];
+    let body: &Request = &sent.request;
+    let mut future = pin!(execute_keyed(&conn, prepared.strategy, body, sent.idempotency_key.as_deref()));
     loop {
         if let Poll::Ready(result) = poll_once(future.as_mut()) {
             return RequestOutcome::Responded(Box::new(result));
@@ -205,12 +234,15 @@ pub async fn run(prepared: &Prepared, latencies: Latencies) -> VirtualRun {
         }));
     }
     let mut outcomes = Vec::new();
+    let mut retried = Vec::new();
     for task in tasks {
-        outcomes.push(task.await.expect("requests do not panic"));
+        let (outcome, earlier) = task.await.expect("requests do not panic");
+        outcomes.push(outcome);
+        retried.push(earlier);
     }
     let elapsed_ms = shared.start.elapsed().as_millis() as u64;
     let world = shared.world.borrow().clone();
-    let judged = judge_free_run(prepared, world, &outcomes, &shared.inserted.borrow());
+    let judged = judge_free_run(prepared, world, &outcomes, retried, &shared.inserted.borrow());
     let operations = *shared.operations.borrow();
     VirtualRun { outcomes, judged, operations, elapsed_ms }
 }

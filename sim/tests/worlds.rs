@@ -1,0 +1,183 @@
+//! The wider world: each built-in `w*` scenario breaks the modelled
+//! strategies only because of the world it adds (a lost response with a
+//! keyed retry, an eviction, a skewed clock, a 24 h clock move), and
+//! `safe` holds in it. Each test also runs the same scenario without that
+//! world and shows the break goes away, so the world is what it tests.
+
+mod support;
+
+use cusim::flow::{Response, Strategy};
+use cusim_sim::drive::stepper::{execute_run, Execution, Prepared, Replay, RunOptions};
+use cusim_sim::input::scenario::Scenario;
+use cusim_sim::input::schedule::Schedule;
+use cusim_sim::judge::trace::EventKind;
+use cusim_sim::judge::{Invariant, RequestOutcome};
+use support::*;
+
+fn run(scenario: &Scenario, strategy: Strategy, schedule: &str) -> Execution {
+    let prepared = Prepared::new(scenario, strategy).unwrap();
+    let schedule = Schedule::parse(schedule).unwrap();
+    let options = RunOptions { record_trace: true, ..RunOptions::default() };
+    execute_run(&prepared, &mut Replay::new(&schedule), options).unwrap()
+}
+
+fn broken(execution: &Execution, scenario: &Scenario) -> Vec<Invariant> {
+    cusim_sim::judge::judge(scenario, &execution.observation).iter().map(|v| v.invariant).collect()
+}
+
+fn usage_in_db(execution: &Execution) -> i64 {
+    execution
+        .observation
+        .state
+        .customers
+        .iter()
+        .filter_map(|c| c.balances.get("words"))
+        .map(|b| b.usage)
+        .sum()
+}
+
+#[test]
+fn a_keyed_retry_after_a_lost_response_counts_twice_unless_the_design_dedupes() {
+    let scenario = builtin_scenario("w1-keyed-retry-after-lost-response");
+    for strategy in [Strategy::Legacy, Strategy::Transactional] {
+        let execution = run(&scenario, strategy, "");
+        let retries = execution.trace.iter().filter(|e| matches!(e.kind, EventKind::Retry { .. })).count();
+        assert_eq!(retries, 1, "{strategy}: the 503 is retried once, and the retry succeeds");
+        assert_eq!(execution.observation.retried[0].len(), 1);
+        assert_eq!(usage_in_db(&execution), 6, "{strategy}: one logical track of 3, counted twice");
+        assert!(broken(&execution, &scenario).contains(&Invariant::UsageConserved), "{strategy}");
+
+        let counted_twice = |execution: &Execution, scenario: &Scenario| {
+            cusim_sim::judge::judge(scenario, &execution.observation)
+                .iter()
+                .any(|v| v.invariant == Invariant::UsageConserved && v.message.contains("counted twice"))
+        };
+        assert!(counted_twice(&execution, &scenario), "{strategy}");
+        // Without the key, the retry is a new logical request: 6 lies within
+        // what was attempted, and the counter's bounds hold. (The cache,
+        // never told of the DB's deductions, still disagrees with it.)
+        let mut unkeyed = scenario.clone();
+        unkeyed.requests[0].idempotency_key = None;
+        let execution = run(&unkeyed, strategy, "");
+        assert_eq!(usage_in_db(&execution), 6);
+        assert!(!counted_twice(&execution, &unkeyed), "{strategy}");
+    }
+    // Safe: the commit's answer is lost, the retry finds the key counted.
+    let execution = run(&scenario, Strategy::Safe, "");
+    assert!(execution.observation.retried[0].len() >= 1, "safe's first attempt answered 503");
+    assert!(matches!(execution.observation.outcomes[0].response(), Some(Response::Track(_))));
+    assert_eq!(usage_in_db(&execution), 3, "exactly once");
+    assert!(broken(&execution, &scenario).is_empty());
+    assert_holds(&exhaustive(&scenario, Strategy::Safe, None, 1));
+}
+
+#[test]
+fn a_duplicate_key_in_flight_is_refused_with_409_and_not_retried() {
+    let scenario = scenario(
+        r#"{"name": "same-key-twice",
+          "products": [{"id": "free", "group": "main", "is_default": true, "kind": "free", "features": {"words": 10}}],
+          "customers": [{"id": "cus_1", "email": "a@example.com"}],
+          "requests": [{"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 2, "idempotency_key": "k", "retries": 3},
+                       {"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 2, "idempotency_key": "k", "retries": 3}]}"#,
+    );
+    for strategy in Strategy::ALL {
+        let execution = run(&scenario, strategy, "0.1");
+        let refused = execution.observation.outcomes.iter().filter(|o| {
+            matches!(o, RequestOutcome::Responded(r) if r.as_ref().as_ref().is_err_and(|e| e.code.as_str() == "duplicate_idempotency_key"))
+        });
+        assert_eq!(refused.count(), 1, "{strategy}: the second send of the key is refused");
+        assert!(execution.observation.retried.iter().all(Vec::is_empty), "{strategy}: a 409 is not retried");
+        assert_eq!(usage_in_db(&execution), 2, "{strategy}");
+        assert!(broken(&execution, &scenario).is_empty(), "{strategy}");
+    }
+}
+
+#[test]
+fn an_eviction_between_deduct_and_sync_loses_acknowledged_usage() {
+    let scenario = builtin_scenario("w2-cache-evicted-before-sync");
+    for strategy in [Strategy::Legacy, Strategy::Transactional] {
+        assert!(broken(&run(&scenario, strategy, ""), &scenario).contains(&Invariant::UsageConserved));
+        let mut kept = scenario.clone();
+        kept.faults.clear();
+        assert!(broken(&run(&kept, strategy, ""), &kept).is_empty(), "{strategy}: without the eviction");
+    }
+    assert_holds(&exhaustive(&scenario, Strategy::Safe, None, 1));
+}
+
+#[test]
+fn a_cached_entry_expires_after_three_days() {
+    let scenario = builtin_scenario("w2-cache-evicted-before-sync");
+    let mut kept = scenario.clone();
+    kept.faults.clear();
+    // The check caches the customer; 3 days and a second later it is gone,
+    // and the track's deduction finds no entry (it deducts at the DB).
+    let execution = run(&kept, Strategy::Legacy, "0.0.0.0.+259201000.1.1");
+    let reads: Vec<&str> = execution
+        .trace
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Op { point: cusim::backend::Point::CacheRead, result, .. } if e.request == Some(1) => {
+                Some(result.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(reads[0].starts_with("miss"), "expired: {reads:?}");
+    let fresh = run(&kept, Strategy::Legacy, "0.0.0.0.+259199000.1.1");
+    let first = fresh.trace.iter().find_map(|e| match &e.kind {
+        EventKind::Op { point: cusim::backend::Point::CacheRead, result, .. } if e.request == Some(1) => {
+            Some(result.clone())
+        }
+        _ => None,
+    });
+    assert!(first.is_some_and(|r| r.starts_with("hit")), "a second before, it is still there");
+}
+
+#[test]
+fn a_fast_clock_defeats_the_stale_write_guard() {
+    let scenario = builtin_scenario("w3-skewed-instances");
+    let witnesses = [(Strategy::Legacy, "0.0.0.1.1.1.1"), (Strategy::Transactional, "0.0.1.1.1.1.0")];
+    for (strategy, schedule) in witnesses {
+        assert!(broken(&run(&scenario, strategy, schedule), &scenario).contains(&Invariant::FreshCache));
+        let mut right = scenario.clone();
+        right.instances.iter_mut().for_each(|i| i.skew_ms = 0);
+        assert!(broken(&run(&right, strategy, schedule), &right).is_empty(), "{strategy}: clocks right");
+    }
+    assert_holds(&exhaustive(&scenario, Strategy::Safe, None, 1));
+}
+
+#[test]
+fn a_stripe_customer_made_a_day_ago_is_found_not_made_again() {
+    let scenario = builtin_scenario("w4-stripe-window");
+    for strategy in [Strategy::Legacy, Strategy::Transactional] {
+        let schedule = "0.0.0.0.0.0.0.+86401000";
+        assert!(
+            broken(&run(&scenario, strategy, schedule), &scenario).contains(&Invariant::SingleStripeCustomer)
+        );
+        assert!(broken(&run(&scenario, strategy, ""), &scenario).is_empty(), "{strategy}: no clock move");
+    }
+    let execution = run(&scenario, Strategy::Safe, "0.0.0.0.0.0.0.0.0.0.0.0.+86401000");
+    assert_eq!(execution.observation.state.stripe.len(), 1);
+    assert!(broken(&execution, &scenario).is_empty());
+    assert_holds(&exhaustive(&scenario, Strategy::Safe, Some(3), 1));
+}
+
+#[test]
+fn a_stripe_call_in_flight_past_its_timeout_never_arrives() {
+    // Found by exploring with the 24 h clock move: a create that waited a
+    // day after its search made a second Stripe customer, before calls had
+    // a timeout and every create its own search.
+    let scenario = scenario(
+        r#"{"name": "paid-stripe", "force_paid_default": true, "products": [
+            {"id": "pro", "group": "main", "is_default": true, "kind": "paid", "features": {"words": 100}}],
+          "requests": [{"op": "create", "id": "cus_1", "email": "a@example.com", "create_in_stripe": true},
+                       {"op": "create", "id": "cus_1", "email": "a@example.com", "create_in_stripe": true}]}"#,
+    );
+    let execution = run(&scenario, Strategy::Safe, "1.1.1.1.1.1.1.1.0.0.0.0.+86401000");
+    let dropped = execution.trace.iter().any(
+        |e| matches!(&e.kind, EventKind::Op { result, .. } if result.contains("it never reached Stripe")),
+    );
+    assert!(dropped, "the create sent before the clock move times out");
+    assert_eq!(execution.observation.state.stripe.len(), 1);
+    assert!(broken(&execution, &scenario).is_empty());
+}
