@@ -64,7 +64,11 @@ fn a_keyed_retry_after_a_lost_response_counts_twice_unless_the_design_dedupes() 
     }
     // Safe: the commit's answer is lost, the retry finds the key counted.
     let execution = run(&scenario, Strategy::Safe, "");
-    assert_eq!(execution.observation.retried[0].len(), 2, "safe: the commit's answer and then the duplicate's were lost");
+    assert_eq!(
+        execution.observation.retried[0].len(),
+        2,
+        "safe: the commit's answer and then the duplicate's were lost"
+    );
     assert!(matches!(execution.observation.outcomes[0].response(), Some(Response::Track(_))));
     assert_eq!(usage_in_db(&execution), 3, "exactly once");
     assert!(broken(&execution, &scenario).is_empty());
