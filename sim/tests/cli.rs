@@ -37,7 +37,9 @@ fn explore_json_has_the_documented_shape_and_exit_codes() {
     ]);
     assert_eq!(found.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
-    for key in ["scenario", "strategy", "scheduler", "schedules_run", "exhausted", "violations"] {
+    for key in
+        ["scenario", "strategy", "scheduler", "schedules_run", "exhausted", "violations", "availability"]
+    {
         assert!(json.get(key).is_some(), "missing {key}: {json}");
     }
     assert_eq!(json["scenario"], "r1-same-id-create");
@@ -560,4 +562,28 @@ fn progress_shows_on_a_terminal_only_and_never_with_json() {
     let object: serde_json::Value =
         serde_json::from_str(json.trim()).expect("stdout is the JSON object alone");
     assert_eq!(object["schedules_run"], 5000);
+}
+
+#[test]
+fn explore_counts_requests_failed_by_a_service_they_did_not_need() {
+    // A check that fills a name: safe invalidates the cache inside its
+    // transaction and refuses to go on without it; the modelled
+    // strategies shrug the cache off.
+    let path = write_temp(
+        "availability.json",
+        r#"{"name": "fill-with-the-cache-down",
+            "products": [{"id": "free", "group": "main", "is_default": true, "kind": "free", "features": {"words": 10}}],
+            "customers": [{"id": "cus_1", "email": "a@example.com"}],
+            "requests": [{"op": "check", "customer_id": "cus_1", "feature_id": "words", "customer_data": {"name": "Ann"}}],
+            "faults": [{"request": 0, "at": "cache_invalidate", "kind": "cache_down"}]}"#,
+    );
+    for (strategy, unneeded) in [("legacy", 0), ("transactional", 0), ("safe", 3)] {
+        let output =
+            cusim(&["explore", "--scenario", &path, "--strategy", strategy, "--seeds", "3", "--json"]);
+        assert_eq!(output.status.code(), Some(0), "{strategy}: {}", stderr(&output));
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(json["availability"]["requests"], 3, "{strategy}");
+        assert_eq!(json["availability"]["failed"], unneeded, "{strategy}");
+        assert_eq!(json["availability"]["failed_by_unneeded_service"], unneeded, "{strategy}");
+    }
 }

@@ -1,12 +1,14 @@
 //! `cusim explore`: one scenario under one strategy, or every built-in
 //! under every strategy (`--all`), with a progress bar on a terminal.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::BUILTINS;
+use cusim_sim::drive::stepper::Availability;
 use cusim_sim::explore::{explore, shrink_all, ExploreConfig, ExploreReport, SchedulerKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -176,6 +178,7 @@ pub(crate) fn run_all(
 ) -> Result<ExitCode, Usage> {
     let bar = progress(Some((BUILTINS.len() * Strategy::ALL.len()) as u64), json);
     let mut reports = Vec::new();
+    let mut availability: BTreeMap<Strategy, Availability> = BTreeMap::new();
     let mut rows = Vec::new();
     let mut failed = false;
     for builtin in BUILTINS {
@@ -206,6 +209,7 @@ pub(crate) fn run_all(
                 failed = true;
             }
             row.push(if cell.is_empty() { "ok".to_owned() } else { cell.join(", ") });
+            availability.entry(strategy).or_default().add(report.availability);
             reports.push(report);
             bar.inc(1);
         }
@@ -233,6 +237,13 @@ pub(crate) fn run_all(
             "\n{} schedules per pair; an invariant marked ! is broken where SPEC §8 does not expect it.",
             per_pair
         );
+        println!("\nAvailability (requests over every schedule; not an invariant):");
+        for (strategy, a) in &availability {
+            println!(
+                "  {strategy:<13} {} sent, {} failed, {} of them because of a fault in a service they did not need",
+                a.requests, a.failed, a.failed_by_unneeded_service
+            );
+        }
         println!(
             "{}",
             if failed {

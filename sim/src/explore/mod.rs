@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use cusim::flow::Strategy;
 use serde::Serialize;
 
-use crate::drive::stepper::{execute_run, Chooser, Execution, Prepared, RunOptions};
+use crate::drive::stepper::{execute_run, Availability, Chooser, Execution, Prepared, RunOptions};
 use crate::input::schedule::Schedule;
 use crate::judge::{judge, End, Invariant, Violation};
 
@@ -75,6 +75,8 @@ pub struct ExploreReport {
     /// Exhaustive only: every schedule (within no bound) was run.
     pub exhausted: bool,
     pub violations: Vec<Found>,
+    /// Summed over the schedules run.
+    pub availability: Availability,
 }
 
 /// Runs one schedule from a chooser and checks it.
@@ -137,6 +139,7 @@ pub fn shrink_all(report: &mut ExploreReport, prepared: &Prepared, max_attempts:
 /// how many schedules have run.
 pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl FnMut(u64)) -> ExploreReport {
     let mut found: BTreeMap<Invariant, Found> = BTreeMap::new();
+    let mut availability = Availability::default();
     let mut run_count = 0;
     let mut exhausted = false;
     let requests = prepared.request_count();
@@ -162,6 +165,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 };
                 run_count += 1;
                 progress(run_count);
+                availability.add(execution.availability);
                 let broke = !violations.is_empty();
                 record(&mut found, &execution, violations, Some(seed), run_count);
                 if broke && config.stop_at_first {
@@ -184,6 +188,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 capped |= matches!(execution.observation.end, End::StepCap { .. });
                 run_count += 1;
                 progress(run_count);
+                availability.add(execution.availability);
                 let broke = !violations.is_empty();
                 record(&mut found, &execution, violations, None, run_count);
                 if broke && config.stop_at_first {
@@ -207,5 +212,6 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         schedules_run: run_count,
         exhausted,
         violations: found.into_values().collect(),
+        availability,
     }
 }

@@ -19,15 +19,16 @@ mod choose;
 mod prepared;
 mod shadow;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
 use cusim::backend::mem::{poll_once, Blocked, Fault, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point, StripeError};
-use cusim::flow::{client_retries_after, execute_keyed, Response};
+use cusim::flow::{client_retries_after, execute_keyed, Request, Response};
 use cusim::model::ApiError;
+use serde::Serialize;
 
 use crate::input::scenario::FaultKind;
 use crate::input::schedule::{Schedule, Token};
@@ -71,6 +72,44 @@ impl Default for RunOptions {
     }
 }
 
+/// A service a request's operations go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Db,
+    Cache,
+    Stripe,
+}
+
+impl Service {
+    /// The service `op` goes to (the one whose timeout its caller hears).
+    pub fn of(op: &Op) -> Service {
+        match op.timeout() {
+            Outcome::StripeError { .. } => Service::Stripe,
+            Outcome::CacheError { .. } => Service::Cache,
+            _ => Service::Db,
+        }
+    }
+}
+
+/// Availability: requests that did not succeed, and of those, the ones
+/// that met a fault in a service they did not need (the cache, which only
+/// speeds things up; Stripe, for a request that asks nothing of it). Not
+/// an invariant: a cost of a design, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Availability {
+    pub requests: u64,
+    pub failed: u64,
+    pub failed_by_unneeded_service: u64,
+}
+
+impl Availability {
+    pub fn add(&mut self, other: Availability) {
+        self.requests += other.requests;
+        self.failed += other.failed;
+        self.failed_by_unneeded_service += other.failed_by_unneeded_service;
+    }
+}
+
 /// Everything a run produced.
 #[derive(Debug)]
 pub struct Execution {
@@ -83,6 +122,7 @@ pub struct Execution {
     pub trace: Vec<Event>,
     /// The world as the run left it, settle reads done.
     pub world: World,
+    pub availability: Availability,
     /// What the oracle judges.
     pub observation: Observation,
 }
@@ -108,6 +148,8 @@ struct Slot {
     wait_seq: u64,
     /// When (true time) the parked op was sent.
     parked_at_ms: u64,
+    /// The services a fault was injected into, over all its attempts.
+    faulted: BTreeSet<Service>,
     /// The fault injected into the parked op, kept while it waits (it
     /// happens when the op does).
     pending_fault: Option<(Fault, FaultKind)>,
@@ -303,6 +345,9 @@ impl Run<'_, '_> {
         let before = self.services();
         match self.world.apply(i, &op, world_fault) {
             Ok(outcome) => {
+                if world_fault.is_some() {
+                    self.slots[i].faulted.insert(Service::of(&op));
+                }
                 if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
                     shadow.op(i, &op, world_fault, before, ModelResult::Done(&outcome));
                 }
@@ -347,6 +392,14 @@ impl Run<'_, '_> {
     fn parked_points(&self) -> Vec<Option<Point>> {
         self.slots.iter().map(|s| s.parked.as_ref().and_then(Op::point)).collect()
     }
+}
+
+/// Whether request `i` may need Stripe: it asks for a Stripe customer, or
+/// a default it could be owed needs one.
+fn needs_stripe(prepared: &Prepared, i: usize) -> bool {
+    let asks =
+        matches!(&prepared.scenario.requests[i].request, Request::Create { create_in_stripe: true, .. });
+    asks || prepared.scenario.catalog().default_candidates().any(|p| p.kind.needs_stripe())
 }
 
 /// One attempt of request `i`: its connection (on its instance) and the
@@ -425,6 +478,7 @@ fn run_with(
                 fresh: false,
                 wait_seq: 0,
                 pending_fault: None,
+                faulted: BTreeSet::new(),
                 parked_at_ms: 0,
                 visits: BTreeMap::new(),
                 outcome: None,
@@ -524,6 +578,18 @@ fn run_with(
             run.trace.push(Event { step: None, request: None, kind });
         }
     }
+    let mut availability = Availability { requests: outcomes.len() as u64, ..Availability::default() };
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if outcome.response().is_some() {
+            continue;
+        }
+        availability.failed += 1;
+        let needs_stripe = needs_stripe(prepared, i);
+        let unneeded = |s: &Service| *s == Service::Cache || (*s == Service::Stripe && !needs_stripe);
+        if run.slots[i].faulted.iter().any(unneeded) {
+            availability.failed_by_unneeded_service += 1;
+        }
+    }
     let retried = run.slots.iter_mut().map(|s| std::mem::take(&mut s.earlier)).collect();
     let observation = Observation {
         outcomes,
@@ -539,6 +605,7 @@ fn run_with(
         was_default,
         trace: run.trace,
         world: run.world,
+        availability,
         observation,
     })
 }
