@@ -334,7 +334,8 @@ impl StateMachineTest for Worlds {
 
 prop_state_machine! {
     #![proptest_config(ProptestConfig {
-        cases: 500,
+        cases: support::proptest_cases(500),
+        rng_seed: support::proptest_seed(),
         failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
             "proptest-regressions/model.txt",
         ))),

@@ -14,7 +14,7 @@ use cusim_sim::input::schedule::Schedule;
 use cusim_sim::judge::races::{classify, Race};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestRng, TestRunner};
-use support::generate;
+use support::{generate, proptest_cases, proptest_seed};
 
 fn check(
     scenario: &Scenario,
@@ -32,7 +32,8 @@ fn check(
 
 proptest! {
     #![proptest_config(Config {
-        cases: 2_000,
+        cases: proptest_cases(2_000),
+        rng_seed: proptest_seed(),
         // Relative to the package (tests run in `sim/`): committed, replayed first.
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/properties.txt"))),
         ..Config::default()

@@ -1,6 +1,9 @@
-//! `safe` holds every invariant in every built-in scenario, under every
-//! schedule (preemption-bounded where the full space is too large), and
-//! under every single fault placed at any point a request reaches.
+//! `safe` holds every invariant in every built-in scenario: under every
+//! schedule with up to one clock move where that space is small enough to
+//! cover (the test asserts it was covered), and otherwise under every
+//! schedule within a preemption bound that the test's name states; and
+//! under every single fault placed at any point a request reaches in its
+//! default run (within 3 preemptions, no clock move).
 
 mod support;
 
@@ -11,27 +14,41 @@ use cusim_sim::input::scenario::{FaultKind, FaultSpec, Scenario};
 use cusim_sim::judge::trace::EventKind;
 use support::*;
 
-/// Spaces up to this many schedules are covered whole; beyond, the
-/// exploration is bounded to 3 preemptions.
+/// The most schedules a test that claims a whole space may run.
 const FULL_SPACE_BUDGET: u64 = 200_000;
 
-fn explore_safe(scenario: &Scenario, max_ticks: usize) {
+/// Every schedule with at most one clock move: the test fails if the space
+/// is not covered within the budget (then it must say its bound).
+fn every_schedule(scenario: &Scenario) {
     let prepared = Prepared::new(scenario, Strategy::Safe).unwrap();
     let full = cusim_sim::explore::explore(
         &prepared,
         &cusim_sim::explore::ExploreConfig {
             scheduler: cusim_sim::explore::SchedulerKind::Exhaustive { max_preemptions: None },
             schedules: FULL_SPACE_BUDGET,
-            max_ticks,
+            max_ticks: 1,
             ..Default::default()
         },
         |_| {},
     );
     assert_holds(&full);
-    if !full.exhausted {
-        let bounded = exhaustive(scenario, Strategy::Safe, Some(3), max_ticks);
-        assert_holds(&bounded);
-    }
+    assert!(
+        full.exhausted,
+        "{}: every schedule was claimed, but {} schedules did not cover the space; name a preemption bound",
+        scenario.name, full.schedules_run
+    );
+}
+
+/// Every schedule with at most `preemptions` preemptions and one clock
+/// move: the bounded space must be covered.
+fn within_preemptions(scenario: &Scenario, preemptions: usize) {
+    let bounded = exhaustive(scenario, Strategy::Safe, Some(preemptions), 1);
+    assert_holds(&bounded);
+    assert!(
+        bounded.covered,
+        "{}: the space within {preemptions} preemptions was not covered ({} schedules)",
+        scenario.name, bounded.schedules_run
+    );
 }
 
 /// Every (request, point, occurrence) the default run of `scenario` reaches.
@@ -64,6 +81,7 @@ fn sweep_faults(name: &str) {
             }
             scenario.faults.push(FaultSpec { request, at: point, kind, occurrence });
             let report = exhaustive(&scenario, Strategy::Safe, Some(3), 0);
+            assert!(report.covered, "{name} with {kind} at {point}: the bounded space was not covered");
             assert!(
                 report.violations.is_empty(),
                 "{name} with {kind} at request {request}'s {point} #{occurrence}: {:#?}",
@@ -75,32 +93,38 @@ fn sweep_faults(name: &str) {
     assert!(placed > 0, "{name}: no fault could be placed");
 }
 
+/// One test per built-in: `every` claims every schedule (with up to one
+/// clock move), `within N` every schedule within N preemptions, and the
+/// test's name says which.
 macro_rules! everywhere {
-    ($($test:ident => $name:literal),+ $(,)?) => {$(
+    ($($test:ident => $name:literal, $bound:ident $($n:literal)?);+ $(;)?) => {$(
         #[test]
         fn $test() {
-            explore_safe(&builtin_scenario($name), 1);
+            everywhere!(@explore $name, $bound $($n)?);
             sweep_faults($name);
         }
     )+};
+    (@explore $name:literal, every) => { every_schedule(&builtin_scenario($name)) };
+    (@explore $name:literal, within $n:literal) => { within_preemptions(&builtin_scenario($name), $n) };
 }
 
 everywhere! {
-    r1_same_id_create => "r1-same-id-create",
-    r2_stale_cache => "r2-stale-cache",
-    r3_crash_before_defaults => "r3-crash-before-defaults",
-    r4_idless_duplicates => "r4-idless-duplicates",
-    r5_double_claim => "r5-double-claim",
-    r6_two_stripe_customers => "r6-two-stripe-customers",
-    r7_cache_without_stripe => "r7-cache-without-stripe",
-    r8_lost_usage_overwrite => "r8-lost-usage-overwrite",
-    r9_lost_usage_invalidation => "r9-lost-usage-invalidation",
-    w1_keyed_retry_after_lost_response => "w1-keyed-retry-after-lost-response",
-    w2_cache_evicted_before_sync => "w2-cache-evicted-before-sync",
-    w3_skewed_instances => "w3-skewed-instances",
-    w4_stripe_window => "w4-stripe-window",
-    clean_distinct_ids => "clean-distinct-ids",
-    clean_same_id_two_orgs => "clean-same-id-two-orgs",
+    r1_same_id_create_every_schedule => "r1-same-id-create", every;
+    r2_stale_cache_within_3_preemptions => "r2-stale-cache", within 3;
+    r3_crash_before_defaults_every_schedule => "r3-crash-before-defaults", every;
+    r4_idless_duplicates_every_schedule => "r4-idless-duplicates", every;
+    r5_double_claim_every_schedule => "r5-double-claim", every;
+    r6_two_stripe_customers_within_3_preemptions => "r6-two-stripe-customers", within 3;
+    r7_cache_without_stripe_within_3_preemptions => "r7-cache-without-stripe", within 3;
+    r8_lost_usage_overwrite_every_schedule => "r8-lost-usage-overwrite", every;
+    r9_lost_usage_invalidation_within_3_preemptions => "r9-lost-usage-invalidation", within 3;
+    w1_keyed_retry_after_lost_response_every_schedule => "w1-keyed-retry-after-lost-response", every;
+    w2_cache_evicted_before_sync_every_schedule => "w2-cache-evicted-before-sync", every;
+    w3_skewed_instances_every_schedule => "w3-skewed-instances", every;
+    w4_stripe_window_within_3_preemptions => "w4-stripe-window", within 3;
+    // Three requests: within 3 preemptions the space passes 2,000,000.
+    clean_distinct_ids_within_2_preemptions => "clean-distinct-ids", within 2;
+    clean_same_id_two_orgs_within_2_preemptions => "clean-same-id-two-orgs", within 2;
 }
 
 /// Found by the generated-scenario property: an id-less customer whose
@@ -108,7 +132,7 @@ everywhere! {
 /// customer) must be made whole by the next request that reaches it, an
 /// id-less create with its email.
 #[test]
-fn an_idless_customer_whose_creator_died_in_phase_2_is_made_whole() {
+fn an_idless_customer_whose_creator_died_in_phase_2_is_made_whole_within_3_preemptions() {
     let scenario = scenario(
         r#"{"name": "idless-phase-2-crash", "force_paid_default": true,
           "products": [{"id": "pro", "group": "main", "is_default": true, "kind": "paid", "features": {"words": 10}}],
@@ -116,7 +140,7 @@ fn an_idless_customer_whose_creator_died_in_phase_2_is_made_whole() {
                        {"op": "track", "customer_id": "cus_a", "feature_id": "words", "value": 5}],
           "faults": [{"request": 0, "at": "set_processor", "kind": "crash"}]}"#,
     );
-    explore_safe(&scenario, 1);
+    within_preemptions(&scenario, 3);
     // The modelled strategies leave it without its paid default.
     for strategy in [Strategy::Legacy, Strategy::Transactional] {
         assert_breaks(

@@ -122,8 +122,9 @@ impl Design for Safe {
             if ctx.db.lookup_id(&ctx.scope, id, RowLock::ForUpdate).await?.is_none() {
                 return Err(ApiError::not_found(id));
             }
-            // A keyed track counts once, however often it is retried.
-            let key = ctx.idempotency_key.clone();
+            // A keyed track counts once, however often it is retried (a key
+            // sent again with another value is another track).
+            let key = ctx.idempotency_key.as_ref().map(|k| format!("{k}:{value}"));
             ctx.db.deduct(&ctx.scope, &row.internal_id, feature_id, value, DeductTarget::Db, key).await?;
             invalidate(ctx, &cache_key(ctx, id)).await
         })

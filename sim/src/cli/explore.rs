@@ -81,6 +81,8 @@ fn print_report(report: &ExploreReport, origin: &str) {
     let exhausted = if report.scheduler == "exhaustive" {
         if report.exhausted {
             ", the whole space"
+        } else if report.covered {
+            ", the whole space within the preemption bound"
         } else {
             ", not the whole space"
         }

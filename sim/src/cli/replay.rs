@@ -126,6 +126,7 @@ pub(crate) fn run_replay(
             "scheduler": "replay",
             "schedules_run": 1,
             "exhausted": false,
+            "covered": false,
             "violations": found,
             "schedule": execution.schedule.to_string(),
             "trace": execution.trace,

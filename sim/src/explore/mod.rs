@@ -72,8 +72,12 @@ pub struct ExploreReport {
     pub strategy: Strategy,
     pub scheduler: String,
     pub schedules_run: u64,
-    /// Exhaustive only: every schedule (within no bound) was run.
+    /// Exhaustive only: every schedule (within no bound but `--max-ticks`
+    /// clock moves) was run.
     pub exhausted: bool,
+    /// Exhaustive only: every schedule within the bounds (preemptions,
+    /// clock moves) was run: not cut short by `--seeds` or the step cap.
+    pub covered: bool,
     pub violations: Vec<Found>,
     /// Summed over the schedules run.
     pub availability: Availability,
@@ -142,6 +146,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
     let mut availability = Availability::default();
     let mut run_count = 0;
     let mut exhausted = false;
+    let mut covered = false;
     let requests = prepared.request_count();
     match config.scheduler {
         SchedulerKind::Random | SchedulerKind::Pct { .. } => {
@@ -196,7 +201,8 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 }
                 if !dfs.backtrack() {
                     // A run cut off by the step cap leaves its subtree unexplored.
-                    exhausted = !dfs.pruned && !capped;
+                    covered = !capped;
+                    exhausted = covered && !dfs.pruned;
                     break;
                 }
                 if run_count >= config.schedules {
@@ -211,6 +217,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         scheduler: config.scheduler.name().to_owned(),
         schedules_run: run_count,
         exhausted,
+        covered,
         violations: found.into_values().collect(),
         availability,
     }

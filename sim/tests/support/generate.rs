@@ -4,7 +4,7 @@
 use cusim::backend::Point;
 use cusim::flow::Request;
 use cusim::model::{CustomerData, Product, ProductKind};
-use cusim_sim::input::scenario::{FaultKind, FaultSpec, Scenario, SeedCustomer};
+use cusim_sim::input::scenario::{FaultKind, FaultSpec, Instance, Scenario, ScenarioRequest, SeedCustomer};
 use cusim_sim::input::schedule::{Schedule, Token};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -122,14 +122,31 @@ fn faults(requests: usize) -> impl Strategy<Value = Vec<FaultSpec>> {
     )
 }
 
+/// A request as a client sends it: now and then with a retry; a track
+/// now and then with one of two idempotency keys (two tracks may share one).
+fn sent() -> impl Strategy<Value = ScenarioRequest> {
+    (request(), prop::bool::weighted(0.2), prop::option::weighted(0.3, 0..2usize)).prop_map(
+        |(request, retry, key)| {
+            let keyed = matches!(request, Request::Track { .. });
+            ScenarioRequest {
+                request,
+                retries: u32::from(retry),
+                idempotency_key: key.filter(|_| keyed).map(|k| format!("key-{k}")),
+                instance: None,
+            }
+        },
+    )
+}
+
 pub fn scenario() -> impl Strategy<Value = Scenario> {
     (
         products(),
         any::<bool>(),
         prop::collection::vec(seed_customer(), 0..=1),
-        prop::collection::vec(request(), 1..=4),
+        prop::collection::vec(sent(), 1..=4),
+        prop::option::weighted(0.2, -2_000i64..=2_000),
     )
-        .prop_flat_map(|(products, force_paid_default, customers, requests)| {
+        .prop_flat_map(|(products, force_paid_default, customers, requests, skew)| {
             let n = requests.len();
             faults(n).prop_map(move |faults| Scenario {
                 name: "generated".into(),
@@ -137,9 +154,14 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                 force_paid_default,
                 products: products.clone(),
                 customers: customers.clone(),
-                requests: requests.iter().cloned().map(Into::into).collect(),
+                requests: requests
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| ScenarioRequest { instance: skew.map(|_| i % 2), ..r.clone() })
+                    .collect(),
                 faults,
-                instances: Vec::new(),
+                instances: skew
+                    .map_or_else(Vec::new, |skew_ms| vec![Instance { skew_ms: 0 }, Instance { skew_ms }]),
             })
         })
 }

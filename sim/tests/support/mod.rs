@@ -85,3 +85,19 @@ pub fn assert_holds(report: &ExploreReport) {
     );
     assert!(report.schedules_run > 0);
 }
+
+/// The seed of the property tests' generators: fixed, so CI runs the same
+/// cases every time; `PROPTEST_RNG_SEED=N` searches elsewhere (and
+/// `PROPTEST_CASES=N` wider). Printed, so a failure names it.
+pub fn proptest_seed() -> proptest::test_runner::RngSeed {
+    const FIXED: u64 = 20_261_130;
+    let seed = std::env::var("PROPTEST_RNG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(FIXED);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("proptest seed {seed} (PROPTEST_RNG_SEED=N to change)"));
+    proptest::test_runner::RngSeed::Fixed(seed)
+}
+
+/// `default`, unless `PROPTEST_CASES` asks for another number of cases.
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
