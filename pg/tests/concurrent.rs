@@ -10,12 +10,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use cusim::flow::{execute, Strategy};
+use cusim::flow::Strategy;
 use cusim_pg::{schema, services};
 use cusim_sim::input::scenario::Scenario;
 use cusim_sim::judge::{creators, judge, Invariant, Observation, State, Violation};
 use cusim_sim::judge::{End, RequestOutcome};
-use support::{connect, database_url, seed_customers, settle_reads};
+use support::{connect, database_url, seed_customers, send, settle_reads};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -35,22 +35,25 @@ async fn round(
 
     // Every request at once: each a task with its own connection.
     let local = tokio::task::LocalSet::new();
-    let outcomes: Vec<RequestOutcome> = local
+    let sent: Vec<(RequestOutcome, Vec<RequestOutcome>)> = local
         .run_until(async {
             let mut tasks = Vec::new();
             for (i, request) in scenario.requests.iter().enumerate() {
                 let (database, shared, request) = (database.clone(), Rc::clone(&shared), request.clone());
+                let skew = scenario.skew_ms(i);
                 tasks.push(tokio::task::spawn_local(async move {
                     let conn = connect(&database, &shared, i).await;
-                    execute(&conn, strategy, &request).await
+                    conn.set_skew(skew);
+                    send(&conn, strategy, &request).await
                 }));
             }
-            let mut outcomes = Vec::new();
+            let responded = |result| RequestOutcome::Responded(Box::new(result));
+            let mut sent = Vec::new();
             for task in tasks {
-                outcomes
-                    .push(RequestOutcome::Responded(Box::new(task.await.expect("requests do not panic"))));
+                let (last, earlier) = task.await.expect("requests do not panic");
+                sent.push((responded(last), earlier.into_iter().map(responded).collect()));
             }
-            outcomes
+            sent
         })
         .await;
 
@@ -66,7 +69,7 @@ async fn round(
         }
     };
     // Every task has answered and dropped its connection: nothing is open.
-    let retried = vec![Vec::new(); outcomes.len()];
+    let (outcomes, retried): (Vec<RequestOutcome>, Vec<Vec<RequestOutcome>>) = sent.into_iter().unzip();
     let observation = Observation { outcomes, retried, settles, created_by, end: End::Quiescent, state };
     judge(scenario, &observation)
 }

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use cusim::flow::{execute, Response, Strategy};
+use cusim::flow::{client_retries_after, execute, execute_keyed, Response, Strategy};
 use cusim::model::{ApiError, ErrorCode, FullCustomer};
 use cusim_pg::{schema, services, PgConn, Shared};
 use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
-use cusim_sim::input::scenario::Scenario;
+use cusim_sim::input::scenario::{Scenario, ScenarioRequest};
 use cusim_sim::input::schedule::Schedule;
 use cusim_sim::judge::settle::{self, SettleRead};
 use cusim_sim::judge::{RequestOutcome, Settle};
@@ -107,6 +107,23 @@ pub async fn settle_reads(
     (settles, schema::committed(&reader).await.unwrap())
 }
 
+/// An answer, and the answers of the attempts before it.
+pub type Sent = (Result<Response, ApiError>, Vec<Result<Response, ApiError>>);
+
+/// Sends `request` as its client does: with its idempotency key, and again
+/// while it has retries left and the answer is retryable.
+pub async fn send(conn: &PgConn, strategy: Strategy, request: &ScenarioRequest) -> Sent {
+    let mut earlier = Vec::new();
+    loop {
+        let result =
+            execute_keyed(conn, strategy, &request.request, request.idempotency_key.as_deref()).await;
+        if earlier.len() >= request.retries as usize || !client_retries_after(Some(&result)) {
+            return (result, earlier);
+        }
+        earlier.push(result);
+    }
+}
+
 /// Responses, settle reads and final state, comparable across backends.
 pub type Run = (Vec<Answer>, Vec<Answer>, Vec<Seen>);
 
@@ -142,7 +159,8 @@ pub async fn sequential_on_postgres(
     let mut results = Vec::new();
     for (i, request) in scenario.requests.iter().enumerate() {
         let conn = connect(database, &shared, i).await;
-        results.push(execute(&conn, strategy, request).await);
+        conn.set_skew(scenario.skew_ms(i));
+        results.push(send(&conn, strategy, request).await.0);
     }
     let (settles, customers) = settle_reads(database, &shared, scenario, strategy).await;
     let ordinals = ordinals(&customers);
