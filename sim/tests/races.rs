@@ -78,13 +78,7 @@ fn case_19_race_concurrent_email_id_update() {
 
 #[test]
 fn case_20_race_concurrent_stripe_customer() {
-    // A paid default and Stripe asked for on both creates.
-    let scenario = scenario(
-        r#"{"name": "paid-stripe", "force_paid_default": true, "products": [
-            {"id": "pro", "group": "main", "is_default": true, "kind": "paid", "features": {"words": 100}}],
-          "requests": [{"op": "create", "id": "cus_1", "email": "a@example.com", "create_in_stripe": true},
-                       {"op": "create", "id": "cus_1", "email": "a@example.com", "create_in_stripe": true}]}"#,
-    );
+    let scenario = paid_stripe_creates();
     for strategy in [Legacy, Transactional] {
         assert_breaks(
             &exhaustive(&scenario, strategy, Some(2), 1),

@@ -171,12 +171,7 @@ fn a_stripe_call_in_flight_past_its_timeout_never_arrives() {
     // Found by exploring with the 24 h clock move: a create that waited a
     // day after its search made a second Stripe customer, before calls had
     // a timeout and every create its own search.
-    let scenario = scenario(
-        r#"{"name": "paid-stripe", "force_paid_default": true, "products": [
-            {"id": "pro", "group": "main", "is_default": true, "kind": "paid", "features": {"words": 100}}],
-          "requests": [{"op": "create", "id": "cus_1", "email": "a@example.com", "create_in_stripe": true},
-                       {"op": "create", "id": "cus_1", "email": "a@example.com", "create_in_stripe": true}]}"#,
-    );
+    let scenario = paid_stripe_creates();
     let execution = run(&scenario, Strategy::Safe, "1.1.1.1.1.1.1.1.0.0.0.0.+86401000");
     let dropped = execution.trace.iter().any(
         |e| matches!(&e.kind, EventKind::Op { result, .. } if result.contains("it never reached Stripe")),

@@ -242,8 +242,11 @@ pub(crate) fn run_all(
         println!("\nAvailability (requests over every schedule; not an invariant):");
         for (strategy, a) in &availability {
             println!(
-                "  {strategy:<13} {} sent, {} failed, {} of them because of a fault in a service they did not need",
-                a.requests, a.failed, a.failed_by_unneeded_service
+                "  {:<13} {} sent, {} failed, {} of them because of a fault in a service they did not need",
+                strategy.as_str(),
+                a.requests,
+                a.failed,
+                a.failed_by_unneeded_service
             );
         }
         println!(

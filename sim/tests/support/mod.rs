@@ -17,6 +17,17 @@ pub fn scenario(json: &str) -> Scenario {
     Scenario::parse(json, std::path::Path::new("inline.json")).unwrap()
 }
 
+/// Plan case 20: two creates of one id, a paid default and Stripe asked
+/// for on both.
+pub fn paid_stripe_creates() -> Scenario {
+    scenario(
+        r#"{"name": "paid-stripe", "force_paid_default": true, "products": [
+            {"id": "pro", "group": "main", "is_default": true, "kind": "paid", "features": {"words": 100}}],
+          "requests": [{"op": "create", "id": "cus_1", "email": "a@example.com", "create_in_stripe": true},
+                       {"op": "create", "id": "cus_1", "email": "a@example.com", "create_in_stripe": true}]}"#,
+    )
+}
+
 pub fn exhaustive(
     scenario: &Scenario,
     strategy: Strategy,
