@@ -118,10 +118,7 @@ impl PgConn {
             None => self.perform(op.clone()).await,
             Some(Fault::DbError) => {
                 self.tick();
-                if self.in_txn.replace(false) {
-                    let mut conn = self.conn.lock().await;
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                }
+                self.roll_back_open(&mut *self.conn.lock().await).await;
                 Outcome::DbError { error: DbError::Unavailable }
             }
             Some(Fault::CacheDown) => {
@@ -135,9 +132,8 @@ impl PgConn {
                     return answer;
                 }
                 let timeout = op.timeout();
-                if matches!(timeout, Outcome::DbError { .. }) && self.in_txn.replace(false) {
-                    let mut conn = self.conn.lock().await;
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                if matches!(timeout, Outcome::DbError { .. }) {
+                    self.roll_back_open(&mut *self.conn.lock().await).await;
                 }
                 timeout
             }
@@ -172,9 +168,7 @@ impl PgConn {
                 None
             }
             Outcome::DbError { error } => {
-                if self.in_txn.replace(false) {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                }
+                self.roll_back_open(&mut conn).await;
                 Some(Outcome::DbError { error })
             }
             outcome => {
@@ -203,10 +197,17 @@ impl PgConn {
 
     /// A statement failed: inside a transaction, roll it back now.
     async fn failed(&self, conn: &mut PgConnection, error: sqlx::Error) -> DbError {
-        if !self.gated.get() && self.in_txn.replace(false) {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        if !self.gated.get() {
+            self.roll_back_open(conn).await;
         }
         db_error(error)
+    }
+
+    /// Ends the open transaction, if there is one, by rolling it back.
+    async fn roll_back_open(&self, conn: &mut PgConnection) {
+        if self.in_txn.replace(false) {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        }
     }
 }
 

@@ -117,7 +117,7 @@ pub async fn send(conn: &PgConn, strategy: Strategy, request: &ScenarioRequest) 
     loop {
         let result =
             execute_keyed(conn, strategy, &request.request, request.idempotency_key.as_deref()).await;
-        if earlier.len() >= request.retries as usize || !client_retries_after(Some(&result)) {
+        if !(client_retries_after(Some(&result)) && request.has_retry_left(earlier.len())) {
             return (result, earlier);
         }
         earlier.push(result);

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use cusim::backend::mem::{poll_once, Blocked, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point};
-use cusim::flow::{client_retries_after, execute_keyed, Request};
+use cusim::flow::{execute_keyed, Request};
 use madsim::rand::{thread_rng, Rng};
 use madsim::time::{sleep, Instant};
 
@@ -157,12 +157,7 @@ async fn drive(
     let mut earlier = Vec::new();
     loop {
         let outcome = attempt(&shared, &prepared, request, &mut visits).await;
-        let retry = match &outcome {
-            RequestOutcome::Responded(result) => client_retries_after(Some(result)),
-            RequestOutcome::Crashed { .. } => client_retries_after(None),
-            RequestOutcome::Unfinished { .. } => false,
-        };
-        if !retry || earlier.len() >= sent.retries as usize {
+        if !(outcome.client_retries() && sent.has_retry_left(earlier.len())) {
             return (outcome, earlier);
         }
         earlier.push(outcome);
@@ -197,7 +192,7 @@ async fn attempt(
                     return RequestOutcome::Crashed { at: point };
                 }
                 Some(FaultKind::CacheEvict) => {
-                    if let Some(key) = op.cache_key().cloned().or_else(|| body.cache_key()) {
+                    if let Some(key) = sent.evicted_key(&op) {
                         shared.world.borrow_mut().evict(&key);
                     }
                 }

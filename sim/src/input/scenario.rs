@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use cusim::backend::mem::Fault;
-use cusim::backend::Point;
+use cusim::backend::{CacheKey, Op, Point};
 use cusim::flow::Request;
 use cusim::model::{Catalog, Env, Metadata, Product, Scope};
 use serde::{Deserialize, Serialize};
@@ -54,15 +54,23 @@ pub struct ScenarioRequest {
 }
 
 impl ScenarioRequest {
-    /// A request sent once, with no key, to the first instance.
-    pub fn plain(request: Request) -> ScenarioRequest {
-        ScenarioRequest { request, retries: 0, idempotency_key: None, instance: None }
+    /// Whether its client may send it again after `earlier` attempts
+    /// before the one that just ended.
+    pub fn has_retry_left(&self, earlier: usize) -> bool {
+        earlier < self.retries as usize
+    }
+
+    /// The key `cache_evict` removes before `op`: the one `op` touches,
+    /// else the cache key of the customer the request is about.
+    pub fn evicted_key(&self, op: &Op) -> Option<CacheKey> {
+        op.cache_key().cloned().or_else(|| self.request.cache_key())
     }
 }
 
 impl From<Request> for ScenarioRequest {
+    /// A request sent once, with no key, to the first instance.
     fn from(request: Request) -> ScenarioRequest {
-        ScenarioRequest::plain(request)
+        ScenarioRequest { request, retries: 0, idempotency_key: None, instance: None }
     }
 }
 
@@ -308,8 +316,6 @@ impl Scenario {
                     format!("{amount} is out of range (±{MAX_AMOUNT})"),
                 ));
             }
-        }
-        for (i, request) in self.requests.iter().enumerate() {
             if request.retries > MAX_RETRIES {
                 return Err((format!("requests[{i}].retries"), format!("must be from 0 to {MAX_RETRIES}")));
             }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use cusim::backend::mem::{IsolationBreach, RequestId, StripeCustomer, World};
 use cusim::backend::{CacheKey, Point};
-use cusim::flow::Response;
+use cusim::flow::{client_retries_after, Response};
 use cusim::model::{ApiError, CustomerRow, FullCustomer, Scope};
 use serde::Serialize;
 
@@ -49,6 +49,16 @@ impl RequestOutcome {
         match self {
             RequestOutcome::Responded(result) => result.as_ref().as_ref().ok(),
             _ => None,
+        }
+    }
+
+    /// Whether a client with retries left sends the request again after
+    /// an attempt that ended so (a crash is a broken connection).
+    pub fn client_retries(&self) -> bool {
+        match self {
+            RequestOutcome::Responded(result) => client_retries_after(Some(result)),
+            RequestOutcome::Crashed { .. } => client_retries_after(None),
+            RequestOutcome::Unfinished { .. } => false,
         }
     }
 }

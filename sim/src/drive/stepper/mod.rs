@@ -26,7 +26,7 @@ use std::task::Poll;
 
 use cusim::backend::mem::{poll_once, Blocked, Fault, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point, StripeError};
-use cusim::flow::{client_retries_after, execute_keyed, Request, Response};
+use cusim::flow::{execute_keyed, Request, Response};
 use cusim::model::ApiError;
 use serde::Serialize;
 
@@ -189,10 +189,8 @@ impl Run<'_, '_> {
                     if self.record {
                         self.event(Some(i), EventKind::Respond { result: describe_result(&result) });
                     }
-                    let retry = client_retries_after(Some(&result));
-                    let outcome = RequestOutcome::Responded(Box::new(result));
-                    if !(retry && self.retry(i, outcome.clone())) {
-                        self.slots[i].outcome = Some(outcome);
+                    if let Some(ended) = self.retry(i, RequestOutcome::Responded(Box::new(result))) {
+                        self.slots[i].outcome = Some(ended);
                         return;
                     }
                 }
@@ -213,11 +211,12 @@ impl Run<'_, '_> {
     }
 
     /// Starts another attempt of request `i`, whose last one ended with
-    /// `ended`, if its client has a retry left: false if not.
-    fn retry(&mut self, i: usize, ended: RequestOutcome) -> bool {
+    /// `ended`, if its client sends it again; if not, `ended` is how the
+    /// request ended, and comes back.
+    fn retry(&mut self, i: usize, ended: RequestOutcome) -> Option<RequestOutcome> {
         let request = &self.prepared.scenario.requests[i];
-        if self.slots[i].earlier.len() >= request.retries as usize {
-            return false;
+        if !(ended.client_retries() && request.has_retry_left(self.slots[i].earlier.len())) {
+            return Some(ended);
         }
         self.slots[i].earlier.push(ended);
         let number = self.slots[i].earlier.len() as u32 + 1;
@@ -226,7 +225,7 @@ impl Run<'_, '_> {
         let slot = &mut self.slots[i];
         slot.conn = conn;
         slot.future = Some(future);
-        true
+        None
     }
 
     /// The model's services now (only a shadow needs them).
@@ -298,11 +297,9 @@ impl Run<'_, '_> {
             if self.record {
                 self.event(Some(i), EventKind::Crash { point, op: op.summary() });
             }
-            let crashed = RequestOutcome::Crashed { at: point };
-            if client_retries_after(None) && self.retry(i, crashed.clone()) {
-                self.advance(i);
-            } else {
-                self.slots[i].outcome = Some(crashed);
+            match self.retry(i, RequestOutcome::Crashed { at: point }) {
+                Some(ended) => self.slots[i].outcome = Some(ended),
+                None => self.advance(i),
             }
             return Ok(());
         }
@@ -321,9 +318,7 @@ impl Run<'_, '_> {
             return Ok(());
         }
         if fault == Some(FaultKind::CacheEvict) {
-            if let Some(key) =
-                op.cache_key().cloned().or_else(|| self.prepared.scenario.requests[i].cache_key())
-            {
+            if let Some(key) = self.prepared.scenario.requests[i].evicted_key(&op) {
                 self.world.evict(&key);
                 if let Some(shadow) = self.shadow.as_deref_mut() {
                     shadow.evict(&key);

@@ -60,6 +60,10 @@ impl Database {
         let result = self.statement(request, |db, txn| {
             db.upsert_usage(request, txn, scope, internal_id, feature_id, key, |usage| usage + delta)
         })?;
+        let result = result.map(|(usage, counted)| match counted {
+            true => DeductOutcome::Applied { usage },
+            false => DeductOutcome::Duplicate { usage },
+        });
         Ok(result.or_else(|error| self.fail(request, error)))
     }
 
@@ -75,11 +79,7 @@ impl Database {
         let result = self.statement(request, |db, txn| {
             db.upsert_usage(request, txn, scope, internal_id, feature_id, None, |_| absolute)
         })?;
-        let result = result.map(|outcome| match outcome {
-            DeductOutcome::Applied { usage } | DeductOutcome::Duplicate { usage } => usage,
-            DeductOutcome::CacheMissing => unreachable!("the DB answers for itself"),
-        });
-        Ok(result.or_else(|error| self.fail(request, error)))
+        Ok(result.map(|(usage, _)| usage).or_else(|error| self.fail(request, error)))
     }
 
     /// The foreign-key check of an insert referencing customer
@@ -141,7 +141,8 @@ impl Database {
     /// `INSERT INTO balances … ON CONFLICT (customer, feature) DO UPDATE SET
     /// usage = new_usage(usage)` (with a `key`: `, applied_keys = applied_keys
     /// || key WHERE NOT key = ANY(applied_keys)`; `ON CONFLICT DO UPDATE`
-    /// locks the row even when its `WHERE` is false).
+    /// locks the row even when its `WHERE` is false). The usage after it,
+    /// and whether it counted (false: `key` was counted before).
     #[allow(clippy::too_many_arguments)]
     fn upsert_usage(
         &mut self,
@@ -152,7 +153,7 @@ impl Database {
         feature_id: &str,
         key: Option<&str>,
         new_usage: impl Fn(i64) -> i64,
-    ) -> Step<Result<DeductOutcome, DbError>> {
+    ) -> Step<Result<(i64, bool), DbError>> {
         self.note_scope_of(request, txn, scope, internal_id, Point::Deduct);
         let existing = self.usage.unique_probe(txn, None, |u| {
             u.internal_customer_id == internal_id && u.feature_id == feature_id
@@ -162,16 +163,14 @@ impl Database {
                 let tuple = &mut self.usage.rows[index];
                 tuple.check_lock(txn, LockMode::NoKeyUpdate)?;
                 let mut row = tuple.visible(txn).cloned().expect("probe saw it");
-                if key.is_some_and(|k| row.applied_keys.contains(k)) {
-                    let usage = row.usage;
-                    tuple.write(txn, row, LockMode::NoKeyUpdate);
-                    return Ok(Ok(DeductOutcome::Duplicate { usage }));
+                let counted = !key.is_some_and(|k| row.applied_keys.contains(k));
+                if counted {
+                    row.usage = new_usage(row.usage);
+                    row.applied_keys.extend(key.map(str::to_owned));
                 }
-                row.usage = new_usage(row.usage);
-                row.applied_keys.extend(key.map(str::to_owned));
                 let usage = row.usage;
                 tuple.write(txn, row, LockMode::NoKeyUpdate);
-                Ok(Ok(DeductOutcome::Applied { usage }))
+                Ok(Ok((usage, counted)))
             }
             None => {
                 if let Err(error) = self.reference_customer(txn, internal_id, USAGE_FK)? {
@@ -185,7 +184,7 @@ impl Database {
                     applied_keys: key.map(str::to_owned).into_iter().collect(),
                 };
                 self.usage.rows.push(Tuple::inserted(txn, row));
-                Ok(Ok(DeductOutcome::Applied { usage }))
+                Ok(Ok((usage, true)))
             }
         }
     }
