@@ -165,8 +165,9 @@ fn row_locks_conflict_as_in_postgres() {
         only_if_null: true,
     };
     assert!(w.apply(2, &set_processor, None).is_err(), "an UPDATE waits for FOR SHARE");
-    w.crash(0);
-    w.crash(1);
+    for request in 0..3 {
+        w.crash(request);
+    }
 
     // A foreign-key insert (key share) waits only for FOR UPDATE.
     ok(w.apply(0, &Op::Begin, None));
@@ -518,4 +519,185 @@ fn stripe_search_finds_customers_a_minute_old() {
     assert_eq!(ok(w.apply(0, &search, None)), Outcome::StripeFound { stripe_id: None }, "not indexed yet");
     w.advance_clock(60_000);
     assert_eq!(ok(w.apply(0, &search, None)), Outcome::StripeFound { stripe_id: Some(stripe_id) });
+}
+
+#[test]
+fn the_waiters_on_a_key_all_wake_and_any_may_go_first() {
+    let mut w = all_constraints();
+    ok(w.apply(0, &Op::Begin, None));
+    inserted(ok(w.apply(0, &insert(Some("x"), None, OnConflict::Error), None)));
+    let t0 = w.open_txn(0).unwrap();
+    assert_eq!(w.apply(1, &insert(Some("x"), None, OnConflict::Error), None), Err(Blocked(t0)));
+    ok(w.apply(2, &Op::Begin, None));
+    assert_eq!(w.apply(2, &insert(Some("x"), None, OnConflict::Error), None), Err(Blocked(t0)));
+    assert_eq!((w.edges(1), w.woken(1), w.woken(2)), (vec![t0], false, false));
+    ok(w.apply(0, &Op::Rollback, None));
+    assert!(w.woken(1) && w.woken(2), "a unique key's waiters all wake");
+    // The later waiter goes first: the earlier one now waits for it.
+    inserted(ok(w.apply(2, &insert(Some("x"), None, OnConflict::Error), None)));
+    let t2 = w.open_txn(2).unwrap();
+    assert_eq!(w.apply(1, &insert(Some("x"), None, OnConflict::Error), None), Err(Blocked(t2)));
+    assert!(!w.woken(1));
+}
+
+fn seeded_row(w: &mut World, id: &str) {
+    inserted(ok(w.apply(9, &insert(Some(id), None, OnConflict::Error), None)));
+}
+
+#[test]
+fn a_rows_waiters_queue_behind_the_first_and_a_newcomer_may_overtake() {
+    let mut w = all_constraints();
+    seeded_row(&mut w, "c");
+    for request in 0..4 {
+        ok(w.apply(request, &Op::Begin, None));
+    }
+    let txn = |w: &World, r: usize| w.open_txn(r).unwrap();
+    lookup(&mut w, 0, "c", RowLock::ForUpdate).unwrap();
+    assert_eq!(lookup(&mut w, 1, "c", RowLock::ForUpdate), Err(Blocked(txn(&w, 0))));
+    assert!(lookup(&mut w, 2, "c", RowLock::ForUpdate).is_err());
+    assert_eq!(w.edges(2), vec![txn(&w, 1)], "the second waiter waits behind the first (its tuple lock)");
+    ok(w.apply(0, &Op::Commit, None));
+    assert!(w.woken(1), "the first waiter wakes");
+    assert!(!w.woken(2), "the second stays behind it");
+    // A request that was not waiting takes the row first.
+    lookup(&mut w, 3, "c", RowLock::ForUpdate).unwrap();
+    assert_eq!(lookup(&mut w, 1, "c", RowLock::ForUpdate), Err(Blocked(txn(&w, 3))));
+    assert_eq!(w.edges(2), vec![txn(&w, 1)], "still behind the first, which keeps its place");
+    ok(w.apply(3, &Op::Commit, None));
+    assert!(w.woken(1) && !w.woken(2));
+    lookup(&mut w, 1, "c", RowLock::ForUpdate).unwrap();
+    assert!(w.woken(2), "the first waiter has the row: the second may try again");
+    assert_eq!(lookup(&mut w, 2, "c", RowLock::ForUpdate), Err(Blocked(txn(&w, 1))));
+}
+
+#[test]
+fn a_waiter_on_a_share_locked_row_waits_for_every_holder_and_any_cycle_member_may_be_the_victim() {
+    let mut w = all_constraints();
+    seeded_row(&mut w, "c");
+    for request in 0..3 {
+        ok(w.apply(request, &Op::Begin, None));
+    }
+    let txn = |w: &World, r: usize| w.open_txn(r).unwrap();
+    lookup(&mut w, 0, "c", RowLock::ForShare).unwrap();
+    lookup(&mut w, 1, "c", RowLock::ForShare).unwrap();
+    assert!(lookup(&mut w, 2, "c", RowLock::ForUpdate).is_err());
+    assert_eq!(w.edges(2), vec![txn(&w, 0), txn(&w, 1)], "both share holders");
+    ok(w.apply(2, &Op::Rollback, None));
+    w.crash(2);
+    // r0 and r1 each want the row for update: each waits for the other.
+    assert!(lookup(&mut w, 0, "c", RowLock::ForUpdate).is_err());
+    assert!(!w.in_cycle(0));
+    assert!(lookup(&mut w, 1, "c", RowLock::ForUpdate).is_err());
+    assert!(w.in_cycle(0) && w.in_cycle(1), "either may be the victim");
+    // The one that waited first is the victim: the other goes on.
+    assert_eq!(w.deadlock_victim(0), Outcome::DbError { error: DbError::Deadlock });
+    assert!(w.woken(1) && !w.in_cycle(1));
+    lookup(&mut w, 1, "c", RowLock::ForUpdate).unwrap();
+}
+
+fn claim_by_email(email: &str, new_id: &str) -> Op {
+    Op::Claim {
+        scope: scope(),
+        target: ClaimTarget::IdlessEmail { email: email.into() },
+        new_id: new_id.into(),
+    }
+}
+
+#[test]
+fn an_update_changes_every_row_it_matches() {
+    // Without the id-less email index, two id-less rows may share an email.
+    let mut w = world(Constraints { idless_email_unique: false, product_group_unique: false });
+    let first = inserted(ok(w.apply(9, &insert(None, Some("e@x.com"), OnConflict::Error), None)));
+    inserted(ok(w.apply(9, &insert(None, Some("E@x.com"), OnConflict::Error), None)));
+    // Both rows get id a: the second breaks the id index, and the whole
+    // statement fails (it had no transaction of its own: nothing stays).
+    let failed = ok(w.apply(0, &claim_by_email("e@x.com", "a"), None));
+    assert!(matches!(failed, Outcome::DbError { error: DbError::UniqueViolation { .. } }), "{failed:?}");
+    assert!(w.committed_customers().iter().all(|r| r.id.is_none()), "the first row's change rolled back too");
+    // Two distinct ids on the two rows are two statements, each on one row.
+    ok(w.apply(0, &Op::Begin, None));
+    let claim_first = Op::Claim {
+        scope: scope(),
+        target: ClaimTarget::Row { internal_id: first.internal_id.clone() },
+        new_id: "a".into(),
+    };
+    assert!(matches!(ok(w.apply(0, &claim_first, None)), Outcome::Row { row: Some(_) }));
+    // Now one row matches the email: the update takes it.
+    assert!(matches!(ok(w.apply(0, &claim_by_email("e@x.com", "b"), None)), Outcome::Row { row: Some(_) }));
+    ok(w.apply(0, &Op::Commit, None));
+    let ids: Vec<Option<String>> = w.committed_customers().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![Some("a".into()), Some("b".into())]);
+}
+
+#[test]
+fn an_update_waiting_on_a_unique_index_holds_the_old_keys() {
+    let mut w = all_constraints();
+    inserted(ok(w.apply(9, &insert(None, Some("e@x.com"), OnConflict::Error), None)));
+    ok(w.apply(0, &Op::Begin, None));
+    inserted(ok(w.apply(0, &insert(Some("a"), None, OnConflict::Error), None)));
+    let t0 = w.open_txn(0).unwrap();
+    ok(w.apply(1, &Op::Begin, None));
+    // r1's claim has written the row's new version (id a) and waits on the id index.
+    assert_eq!(w.apply(1, &claim_by_email("e@x.com", "a"), None), Err(Blocked(t0)));
+    let t1 = w.open_txn(1).unwrap();
+    // An insert of the row's old key (id-less, that email) waits for r1:
+    // the key is free only if r1's update commits.
+    assert_eq!(w.apply(2, &insert(None, Some("E@X.com"), OnConflict::Error), None), Err(Blocked(t1)));
+    ok(w.apply(0, &Op::Rollback, None));
+    assert!(w.woken(1) && !w.woken(2));
+    assert!(matches!(ok(w.apply(1, &claim_by_email("e@x.com", "a"), None)), Outcome::Row { row: Some(_) }));
+    ok(w.apply(1, &Op::Commit, None));
+    // The old key is free now.
+    inserted(ok(w.apply(2, &insert(None, Some("E@X.com"), OnConflict::Error), None)));
+}
+
+#[test]
+fn the_foreign_key_check_runs_after_the_row_is_in_its_index() {
+    let mut w = all_constraints();
+    let customer = inserted(ok(w.apply(9, &insert(Some("c"), None, OnConflict::Error), None)));
+    let attach = Op::AttachDefault {
+        scope: scope(),
+        product: NewCustomerProduct {
+            internal_customer_id: customer.internal_id.clone(),
+            product_id: "free".into(),
+            group: "main".into(),
+            status: ProductStatus::Active,
+        },
+        on_conflict: OnConflict::DoNothing,
+    };
+    ok(w.apply(0, &Op::Begin, None));
+    lookup(&mut w, 0, "c", RowLock::ForUpdate).unwrap();
+    let t0 = w.open_txn(0).unwrap();
+    // r1's row is in the (customer, group) index; its key-share check of
+    // the customer waits for r0's FOR UPDATE.
+    assert_eq!(w.apply(1, &attach, None), Err(Blocked(t0)));
+    let t1 = w.open_txn(1).expect("a waiting statement keeps its own transaction");
+    // r2's attach of the same group meets r1's row first: it waits for r1.
+    assert_eq!(w.apply(2, &attach, None), Err(Blocked(t1)));
+    ok(w.apply(0, &Op::Commit, None));
+    assert!(w.woken(1) && !w.woken(2));
+    assert!(matches!(ok(w.apply(1, &attach, None)), Outcome::Attach { outcome: AttachOutcome::Attached(_) }));
+    assert!(w.woken(2));
+    assert_eq!(ok(w.apply(2, &attach, None)), Outcome::Attach { outcome: AttachOutcome::Skipped });
+    assert!(w.is_quiescent());
+}
+
+#[test]
+fn a_released_advisory_lock_goes_to_the_first_waiter_at_once() {
+    let mut w = all_constraints();
+    ok(w.apply(0, &Op::Begin, None));
+    ok(w.apply(0, &advisory("k"), None));
+    assert!(w.apply(1, &advisory("k"), None).is_err());
+    ok(w.apply(2, &Op::Begin, None));
+    assert!(w.apply(2, &advisory("k"), None).is_err());
+    ok(w.apply(0, &Op::Commit, None));
+    // Granted to r1 as r0 let go: r2, and anyone new, now wait for r1.
+    let t1 = w.open_txn(1).expect("r1's statement holds the lock in its own transaction");
+    assert!(w.woken(1) && !w.woken(2));
+    assert_eq!(w.edges(2), vec![t1]);
+    assert_eq!(w.apply(3, &advisory("k"), None), Err(Blocked(t1)));
+    assert_eq!(ok(w.apply(1, &advisory("k"), None)), Outcome::Done);
+    // r1's statement ended, and its lock with it: r2 has it now.
+    assert!(w.woken(2));
+    assert_eq!(ok(w.apply(2, &advisory("k"), None)), Outcome::Done);
 }

@@ -59,18 +59,12 @@ pub fn services(seed: u64, constraints: Constraints) -> Shared {
 pub struct PgConn {
     conn: Mutex<PgConnection>,
     in_txn: Cell<bool>,
-    /// A withdrawable statement is running: a failure leaves the
-    /// transaction to [`PgConn::apply_withdrawable`].
-    gated: Cell<bool>,
     shared: Shared,
     /// The request this connection serves.
     request: usize,
     /// How far the clock of the app instance it serves is off.
     skew_ms: Cell<i64>,
 }
-
-/// SQLSTATE of a statement cancelled by request.
-const QUERY_CANCELED: &str = "57014";
 
 use rows::db_error;
 pub use rows::{customer_of, default_scope_text};
@@ -86,7 +80,6 @@ impl PgConn {
         Ok(PgConn {
             conn: Mutex::new(conn),
             in_txn: Cell::new(false),
-            gated: Cell::new(false),
             shared,
             request,
             skew_ms: Cell::new(0),
@@ -126,59 +119,12 @@ impl PgConn {
                 Outcome::CacheError { error: CacheError::Down }
             }
             Some(Fault::LostResponse) => {
-                let answer = self.perform(op.clone()).await;
-                if matches!(&answer, Outcome::DbError { error: DbError::Failed { code, .. } } if code == QUERY_CANCELED)
-                {
-                    return answer;
-                }
+                self.perform(op.clone()).await;
                 let timeout = op.timeout();
                 if matches!(timeout, Outcome::DbError { .. }) {
                     self.roll_back_open(&mut *self.conn.lock().await).await;
                 }
                 timeout
-            }
-        }
-    }
-
-    /// [`PgConn::apply`], but the statement can be withdrawn while it waits
-    /// for a lock: cancelled (`pg_cancel_backend`) and undone without
-    /// harm to its transaction (it runs under a savepoint). `None`: it was
-    /// withdrawn, and may be sent again later. Any other failure ends the
-    /// transaction as usual.
-    pub async fn apply_withdrawable(&self, op: &Op, fault: Option<Fault>) -> Option<Outcome> {
-        let guarded = self.in_txn.get();
-        if guarded {
-            let mut conn = self.conn.lock().await;
-            if let Err(error) = sqlx::query("SAVEPOINT cusim_gate").execute(&mut *conn).await {
-                return Some(Outcome::DbError { error: self.failed(&mut conn, error).await });
-            }
-        }
-        self.gated.set(true);
-        let outcome = self.apply(op, fault).await;
-        self.gated.set(false);
-        let mut conn = self.conn.lock().await;
-        match outcome {
-            Outcome::DbError { error: DbError::Failed { code, .. } } if code == QUERY_CANCELED => {
-                if guarded {
-                    let undo = "ROLLBACK TO SAVEPOINT cusim_gate; RELEASE SAVEPOINT cusim_gate";
-                    if let Err(error) = sqlx::raw_sql(undo).execute(&mut *conn).await {
-                        return Some(Outcome::DbError { error: self.failed(&mut conn, error).await });
-                    }
-                }
-                None
-            }
-            Outcome::DbError { error } => {
-                self.roll_back_open(&mut conn).await;
-                Some(Outcome::DbError { error })
-            }
-            outcome => {
-                if guarded && self.in_txn.get() {
-                    if let Err(error) = sqlx::query("RELEASE SAVEPOINT cusim_gate").execute(&mut *conn).await
-                    {
-                        return Some(Outcome::DbError { error: self.failed(&mut conn, error).await });
-                    }
-                }
-                Some(outcome)
             }
         }
     }
@@ -197,9 +143,7 @@ impl PgConn {
 
     /// A statement failed: inside a transaction, roll it back now.
     async fn failed(&self, conn: &mut PgConnection, error: sqlx::Error) -> DbError {
-        if !self.gated.get() {
-            self.roll_back_open(conn).await;
-        }
+        self.roll_back_open(conn).await;
         db_error(error)
     }
 
@@ -275,30 +219,4 @@ impl Backend for PgConn {
     fn read_stamp(&self) -> CacheStamp {
         CacheStamp { seq: self.shared.borrow().seq, epoch: 0, time_ms: self.now_ms() }
     }
-}
-
-/// Whether a gated replay always withdraws `op` while it waits for a lock
-/// (cancels it and sends it again at the model's retry) rather than
-/// leaving it waiting in Postgres.
-///
-/// When a transaction ends, Postgres wakes everything waiting for it at
-/// once, and the waiters race; the model retries them in an order of its
-/// own. To make Postgres follow the model's order, a waiting statement is
-/// withdrawn (cancelled and undone under a savepoint) once Postgres shows
-/// it waiting, and sent again at the model's retry. A statement that
-/// inserts re-checks its unique index from scratch after a wait anyway, so
-/// inserting statements are always withdrawn. Any other statement is left
-/// waiting in Postgres (where it re-checks only the row it waited for, and
-/// keeps the locks it took before waiting, as the model has it) when
-/// nobody else waits: being the first waiter, it is also the first the
-/// model retries. A statement that starts waiting behind another one is
-/// withdrawn.
-pub fn withdrawn_while_waiting(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Insert { .. }
-            | Op::AttachDefault { .. }
-            | Op::Deduct { target: DeductTarget::Db, .. }
-            | Op::SyncUsage { .. }
-    )
 }

@@ -1,6 +1,8 @@
 //! Schedules as strings: `0.1.1.+5000.0!crash.2`.
 //!
-//! Each token is one decision: `N` lets request N take its next step;
+//! Each token is one decision: `N` lets request N take its next step
+//! (for a request whose wait is over, running its statement again; for a
+//! member of a cycle of waits, being the deadlock victim);
 //! `N!kind` does so with a fault (`crash`, `db_error`,
 //! `stripe_timeout_after_success`, `cache_down`) injected at that step;
 //! `+MS` advances the virtual clock by MS milliseconds. When the tokens run

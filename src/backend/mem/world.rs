@@ -128,20 +128,49 @@ impl World {
         self.db.request_of_txn(txn)
     }
 
-    /// The transaction `request` waits for, if its last operation had to wait.
+    /// The first transaction `request` waits for, if it waits.
     pub fn waiting_for(&self, request: RequestId) -> Option<TxnId> {
         self.db.waiting_for(request)
     }
 
-    /// Whether `request`'s wait closes a cycle of waits: it is then the
-    /// deadlock victim ([`World::deadlock_victim`]).
+    /// Every open transaction `request` waits for (its edges of the
+    /// wait-for graph).
+    pub fn edges(&self, request: RequestId) -> Vec<TxnId> {
+        self.db.edges(request)
+    }
+
+    /// Whether `request`'s last operation had to wait and has not run
+    /// again since.
+    pub fn is_waiting(&self, request: RequestId) -> bool {
+        self.db.is_waiting(request)
+    }
+
+    /// Whether `request` waited and may now run again: what it waited for
+    /// has ended, and no waiter of the same row is ahead of it.
+    pub fn woken(&self, request: RequestId) -> bool {
+        self.db.woken(request)
+    }
+
+    /// When `request`'s wait began, in the order of all waits.
+    pub fn wait_seq(&self, request: RequestId) -> Option<u64> {
+        self.db.wait_seq(request)
+    }
+
+    /// Whether `request` is on a cycle of waits: it may be the deadlock
+    /// victim ([`World::deadlock_victim`]), as may every other member.
+    pub fn in_cycle(&self, request: RequestId) -> bool {
+        self.db.in_cycle(request)
+    }
+
+    /// Whether `request`'s wait closes a cycle of waits (the free drivers
+    /// make it the victim).
     pub fn closes_cycle(&self, request: RequestId) -> bool {
         self.db.closes_cycle(request)
     }
 
     /// A crashed request: its open transaction rolls back.
     pub fn crash(&mut self, request: RequestId) {
-        self.db.set_waiting(request, None);
+        self.db.end_wait(request);
         self.db.roll_back(request);
     }
 
@@ -180,12 +209,12 @@ impl World {
                 }
                 Ok(outcome) => outcome,
                 Err(Blocked(txn)) => {
-                    self.db.set_waiting(request, Some(txn));
+                    self.db.begin_wait(request, txn);
                     return Err(Blocked(txn));
                 }
             },
         };
-        self.db.set_waiting(request, None);
+        self.db.end_wait(request);
         self.clocks.tick();
         Ok(outcome)
     }
@@ -216,8 +245,8 @@ impl World {
                 Outcome::Rows { rows: self.db.lookup_email(request, scope, email) }
             }
             Op::Insert { customer, on_conflict } => {
-                let id = self.db.drawn_id(request, || self.ids.next_id("cus"));
-                self.db.insert(request, customer, *on_conflict, id, now)?.into_outcome()
+                let drawn = self.db.drawn_id(request, now, || self.ids.next_id("cus"));
+                self.db.insert(request, customer, *on_conflict, drawn)?.into_outcome()
             }
             Op::Claim { scope, target, new_id } => {
                 self.db.claim(request, scope, target, new_id)?.into_outcome()
@@ -239,8 +268,8 @@ impl World {
                 updated: self.db.set_processor(request, scope, internal_id, stripe_id, *only_if_null)?,
             },
             Op::AttachDefault { scope, product, on_conflict } => {
-                let id = self.db.drawn_id(request, || self.ids.next_id("cus_prod"));
-                self.db.attach(request, scope, product, *on_conflict, id, now)?.into_outcome()
+                let drawn = self.db.drawn_id(request, now, || self.ids.next_id("cus_prod"));
+                self.db.attach(request, scope, product, *on_conflict, drawn)?.into_outcome()
             }
             Op::DbRead { scope, key, lock } => {
                 Outcome::Full { customer: self.db.db_read(request, scope, key, *lock)?.map(Box::new) }

@@ -7,14 +7,15 @@
 //! compares the answers. A statement the model says must wait is sent
 //! too, and must wait in Postgres as well: `pg_stat_activity` reports a
 //! `Lock` wait, `pg_locks` an ungranted lock, and `pg_blocking_pids` a
-//! holder that is one of the replay's requests. It is then *parked*:
-//! left waiting in Postgres, or withdrawn and sent again at the model's
-//! retry (see `always_withdrawn` for which, and why). A deadlock victim
-//! is the request the model picked: only its connection has a short
-//! `deadlock_timeout`. After every operation the replay waits until each
-//! statement still in flight has answered or waits again, so the server
-//! never runs two things at once and a schedule sends the same statements
-//! in the same order every time.
+//! holder that is one of the replay's requests. It is then *held*: its
+//! backend is paused until the model runs it again, so whatever order
+//! the model chooses after a release is the order Postgres follows (see
+//! `shadow`). A deadlock victim is the member of the cycle the model
+//! picked: only its statement, sent again with a short
+//! `deadlock_timeout`, looks for the cycle. The server never runs two
+//! things at once, and a schedule sends the same statements in the same
+//! order every time. The held backends need the server on this machine
+//! and a user that may signal them (the test tooling's server is).
 //!
 //! The cache and Stripe stay the in-process models on both sides; each
 //! operation starts from the model's clocks and id generator. What is
@@ -22,7 +23,10 @@
 //! the committed customers at the end. The first disagreement stops the
 //! comparison (the two sides no longer share a past) and is reported.
 
+mod script;
 mod shadow;
+
+pub use script::{script_on_postgres, ScriptModel, ScriptReport, ScriptStep};
 
 use cusim::backend::mem::RequestId;
 use cusim::backend::Point;
@@ -152,12 +156,12 @@ pub fn replay_on_postgres(
         // The same responses and settle reads, judged on what Postgres committed.
         let on_postgres = Observation { state: postgres_state, ..model.clone() };
         let postgres_verdict = verdict(&prepared, &on_postgres);
-        let Inner { compared, waits, deadlocks, divergence, .. } = shadow.inner;
+        let inner = &mut shadow.inner;
         let report = PgReplay {
-            compared,
-            waits,
-            deadlocks,
-            divergence,
+            compared: inner.compared,
+            waits: inner.waits,
+            deadlocks: inner.deadlocks,
+            divergence: inner.divergence.take(),
             model_verdict,
             postgres_verdict,
             state_agrees,

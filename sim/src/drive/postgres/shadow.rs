@@ -1,14 +1,24 @@
 //! The Postgres [`Shadow`]: each request's connection, the statements in
 //! flight, and how a statement the model says must wait is seen waiting
-//! in Postgres, left there or withdrawn, and collected at the model's
-//! retry.
+//! in Postgres, held there, and let go when the model runs it again.
+//!
+//! A statement Postgres shows waiting for a lock is *held*: its backend
+//! is paused (`SIGSTOP`). When the transaction it waits for ends, Postgres
+//! grants it the lock (or wakes it to look again), but it cannot move on
+//! until the model runs it again, when it is resumed (`SIGCONT`). So
+//! every order the model may choose after a release (a woken waiter
+//! first, another one, the releasing request or anybody else) is the
+//! order Postgres follows, and each statement keeps Postgres's own
+//! semantics (the locks it took before waiting, the rows it found, the
+//! id and time it was sent with). A deadlock victim is the member of the
+//! cycle the model picked: Postgres's victim is the waiter whose
+//! `deadlock_timeout` fires first and finds the cycle, and only the
+//! member let go can look; the others, held, cannot.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use cusim::backend::mem::ids::IdGen;
 use cusim::backend::mem::{Fault, RequestId};
 use cusim::backend::{CacheKey, DbError, Op, Outcome};
 use cusim::model::FullCustomer;
@@ -24,11 +34,11 @@ use crate::drive::stepper::{ModelResult, Services, Shadow};
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// How often the replay looks at a statement in flight.
 const POLL: Duration = Duration::from_millis(1);
-/// The deadlock timeout of every connection but a deadlock victim's: long,
-/// so that only the victim the model chose looks for the cycle.
-const PATIENT: &str = "SET deadlock_timeout = '60s'";
-/// The victim's: it finds the cycle almost at once.
-const IMPATIENT: &str = "SET deadlock_timeout = '10ms'";
+/// The deadlock timeout of every connection (Postgres's default): a
+/// statement seen waiting is held long before it could look for a cycle,
+/// and a victim let go looks as soon as it runs again, its timer having
+/// fired while it was held.
+const DEADLOCK_TIMEOUT: &str = "SET deadlock_timeout = '1s'";
 
 pub(super) struct PgShadow<'r> {
     pub(super) runtime: &'r tokio::runtime::Runtime,
@@ -40,14 +50,9 @@ pub(super) struct PgShadow<'r> {
 struct Session {
     conn: Rc<PgConn>,
     pid: i32,
-    /// Whether this role may set `deadlock_timeout` (a superuser).
-    tunable: bool,
-    /// A row-lock wait left to Postgres: its answer comes when the holder
-    /// ends, and is collected at the model's retry.
+    /// A statement waiting in Postgres, its backend held: its answer is
+    /// collected when the model runs it again.
     in_flight: Option<JoinHandle<Option<Outcome>>>,
-    /// A withdrawn insert's id generator, as it was when first sent: the
-    /// retry draws the same id, as the model's does.
-    withdrawn_ids: Option<IdGen>,
 }
 
 pub(super) struct Inner {
@@ -131,13 +136,32 @@ impl Inner {
                 .await
                 .map_err(|e| format!("cannot connect request {request}: {e}"))?;
             let pid = conn.backend_pid().await.map_err(|e| format!("request {request}: {e}"))?;
-            // Only a role that may change it can; without, the server's own
-            // timeout applies, and a deadlock cannot be replayed.
-            let tunable = sqlx::query(PATIENT).execute(&mut *conn.raw().await).await.is_ok();
-            let session = Session { conn: Rc::new(conn), pid, tunable, in_flight: None, withdrawn_ids: None };
+            // Only a role that may change it can; the server's own timeout
+            // (1 s unless configured otherwise) serves as well.
+            let _ = sqlx::query(DEADLOCK_TIMEOUT).execute(&mut *conn.raw().await).await;
+            let session = Session { conn: Rc::new(conn), pid, in_flight: None };
             self.sessions.insert(request, session);
         }
         Ok(self.sessions.get_mut(&request).expect("just inserted"))
+    }
+
+    /// Sends `op` for `request`, starting from the model's services.
+    fn send(
+        &mut self,
+        request: RequestId,
+        op: &Op,
+        fault: Option<Fault>,
+        before: &Services,
+    ) -> JoinHandle<Option<Outcome>> {
+        {
+            let mut services = self.shared.borrow_mut();
+            services.clock_ms = before.now_ms;
+            services.seq = before.seq;
+            services.ids = before.ids.clone();
+        }
+        let conn = Rc::clone(&self.sessions[&request].conn);
+        let op = op.clone();
+        tokio::task::spawn_local(async move { Some(conn.apply(&op, fault).await) })
     }
 
     async fn follow(
@@ -151,76 +175,7 @@ impl Inner {
         let victim = matches!(model, ModelResult::DeadlockVictim);
         let session = self.session(request).await?;
         let pid = session.pid;
-        let someone_waits = self
-            .sessions
-            .iter()
-            .any(|(r, s)| *r != request && (s.in_flight.is_some() || s.withdrawn_ids.is_some()));
-        let someone_withdrawn = self.sessions.iter().any(|(r, s)| *r != request && s.withdrawn_ids.is_some());
-        let session = self.sessions.get_mut(&request).expect("connected");
-        if victim {
-            // Postgres picks the model's victim only if the cycle is really
-            // there (no member withdrawn) and only this statement looks for
-            // it soon (it is sent now, with a short timeout).
-            let why = if someone_withdrawn {
-                Some("the cycle includes a statement the replay withdrew, so it never forms on the server")
-            } else if session.in_flight.is_some() {
-                Some("the victim's statement was already waiting, with the long deadlock timeout")
-            } else if !session.tunable {
-                Some("this role may not SET deadlock_timeout (a superuser may), so Postgres may pick another victim")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                self.compared += 1;
-                self.divergence = Some(Divergence {
-                    request,
-                    point: op.point(),
-                    op: op.summary(),
-                    model: "deadlock victim (40P01)".into(),
-                    postgres: format!("not replayable: {why}"),
-                });
-                return Ok(());
-            }
-        }
-        // Only a fresh send can be withdrawn: a statement already waiting
-        // in Postgres was sent to stay.
-        let gate = !victim
-            && session.in_flight.is_none()
-            && (cusim_pg::withdrawn_while_waiting(op) || someone_waits);
-        let mut sent_ids = None;
-        let handle = match session.in_flight.take() {
-            Some(handle) => handle,
-            None => {
-                let ids = session.withdrawn_ids.take().unwrap_or_else(|| before.ids.clone());
-                {
-                    let mut services = self.shared.borrow_mut();
-                    services.clock_ms = before.now_ms;
-                    services.seq = before.seq;
-                    services.ids = ids.clone();
-                }
-                sent_ids = Some(ids);
-                let session = self.sessions.get_mut(&request).expect("connected");
-                if victim {
-                    let _ = sqlx::query(IMPATIENT).execute(&mut *session.conn.raw().await).await;
-                }
-                let conn = Rc::clone(&session.conn);
-                let op = op.clone();
-                tokio::task::spawn_local(async move {
-                    if gate {
-                        conn.apply_withdrawable(&op, fault).await
-                    } else {
-                        Some(conn.apply(&op, fault).await)
-                    }
-                })
-            }
-        };
-        let mut state = self.resolve(pid, handle, victim).await?;
-        if gate {
-            if let InFlight::Waiting(handle) = state {
-                state = self.withdraw(pid, handle).await?;
-            }
-        }
-        self.compared += 1;
+        let held = session.in_flight.take();
         let disagree = |postgres: String, model: String| Divergence {
             request,
             point: op.point(),
@@ -228,17 +183,26 @@ impl Inner {
             model,
             postgres,
         };
-        match (model, state) {
-            (ModelResult::Waits, InFlight::Answered(None)) => {
-                self.waits += 1;
-                self.sessions.get_mut(&request).expect("connected").withdrawn_ids = sent_ids;
+        let handle = match held {
+            None if victim => {
+                self.compared += 1;
+                let postgres = "not replayable: the victim's statement is not waiting on the server".into();
+                self.divergence = Some(disagree(postgres, "deadlock victim (40P01)".into()));
+                return Ok(());
             }
-            (model, InFlight::Answered(None)) => {
-                let model = match model {
-                    ModelResult::Done(expected) => expected.summary(),
-                    _ => "deadlock victim (40P01)".into(),
-                };
-                self.divergence = Some(disagree(self.last_wait.clone(), model));
+            None => self.send(request, op, fault, before),
+            Some(handle) => {
+                let_go(pid)?;
+                handle
+            }
+        };
+        let state = self.resolve(pid, handle, victim).await?;
+        self.compared += 1;
+        match (model, state) {
+            (ModelResult::Waits, InFlight::Waiting(handle)) => {
+                hold(pid)?;
+                self.waits += 1;
+                self.sessions.get_mut(&request).expect("connected").in_flight = Some(handle);
             }
             (ModelResult::Done(expected), InFlight::Answered(Some(actual))) => {
                 if *expected != actual {
@@ -249,51 +213,30 @@ impl Inner {
                 handle.abort();
                 self.divergence = Some(disagree(self.last_wait.clone(), expected.summary()));
             }
-            (ModelResult::Waits, InFlight::Waiting(handle)) => {
-                self.waits += 1;
-                self.sessions.get_mut(&request).expect("connected").in_flight = Some(handle);
-            }
             (ModelResult::Waits, InFlight::Answered(Some(actual))) => {
                 self.divergence = Some(disagree(actual.summary(), "waits for a lock".into()));
             }
             (ModelResult::DeadlockVictim, InFlight::Answered(Some(actual))) => {
-                let conn = Rc::clone(&self.sessions[&request].conn);
-                let _ = sqlx::query(PATIENT).execute(&mut *conn.raw().await).await;
                 if actual == (Outcome::DbError { error: DbError::Deadlock }) {
                     self.deadlocks += 1;
                 } else {
                     self.divergence = Some(disagree(actual.summary(), "deadlock victim (40P01)".into()));
                 }
             }
-            (ModelResult::DeadlockVictim, InFlight::Waiting(handle) | InFlight::Silent(handle)) => {
+            (ModelResult::DeadlockVictim, InFlight::Waiting(handle)) => {
                 handle.abort();
                 self.divergence = Some(disagree(self.last_wait.clone(), "deadlock victim (40P01)".into()));
             }
+            (model, InFlight::Answered(None)) => {
+                self.divergence = Some(disagree("was cancelled".into(), describe(model)));
+            }
             (model, InFlight::Silent(handle)) => {
                 handle.abort();
-                let model = match model {
-                    ModelResult::Done(expected) => expected.summary(),
-                    _ => "waits for a lock".into(),
-                };
                 let silent = format!("gave no answer within {} s", ANSWER_WITHIN.as_secs());
-                self.divergence = Some(disagree(silent, model));
+                self.divergence = Some(disagree(silent, describe(model)));
             }
         }
-        self.settle_others(request).await
-    }
-
-    /// Cancels a withdrawable statement that waits for a lock, and waits
-    /// for it to be undone.
-    async fn withdraw(&mut self, pid: i32, handle: JoinHandle<Option<Outcome>>) -> Result<InFlight, String> {
-        sqlx::query("SELECT pg_cancel_backend($1)")
-            .bind(pid)
-            .execute(&mut self.monitor)
-            .await
-            .map_err(|e| format!("cannot withdraw a waiting statement: {e}"))?;
-        match self.resolve(pid, handle, true).await? {
-            InFlight::Waiting(handle) | InFlight::Silent(handle) => Ok(InFlight::Silent(handle)),
-            answered => Ok(answered),
-        }
+        Ok(())
     }
 
     /// Waits until the statement answers, or (unless `to_the_end`) until
@@ -348,38 +291,13 @@ impl Inner {
         Ok(true)
     }
 
-    /// Lets every other statement in flight run until it answers (its
-    /// answer waits for the model's retry) or waits again.
-    async fn settle_others(&mut self, except: RequestId) -> Result<(), String> {
-        let others: Vec<RequestId> = self
-            .sessions
-            .iter()
-            .filter(|(r, s)| **r != except && s.in_flight.is_some())
-            .map(|(r, _)| *r)
-            .collect();
-        for request in others {
-            let session = self.sessions.get_mut(&request).expect("listed");
-            let pid = session.pid;
-            let handle = session.in_flight.take().expect("listed");
-            let state = self.resolve(pid, handle, false).await?;
-            let handle = match state {
-                InFlight::Waiting(handle) | InFlight::Silent(handle) => handle,
-                InFlight::Answered(outcome) => {
-                    let outcome = Rc::new(RefCell::new(Some(outcome)));
-                    tokio::task::spawn_local(async move { outcome.borrow_mut().take().expect("taken once") })
-                }
-            };
-            self.sessions.get_mut(&request).expect("listed").in_flight = Some(handle);
-        }
-        Ok(())
-    }
-
     async fn crash(&mut self, request: RequestId) -> Result<(), String> {
         let Some(session) = self.sessions.remove(&request) else { return Ok(()) };
+        let pid = session.pid;
         if let Some(handle) = session.in_flight {
             handle.abort();
+            let_go(pid)?;
         }
-        let pid = session.pid;
         drop(session.conn);
         sqlx::query("SELECT pg_terminate_backend($1)")
             .bind(pid)
@@ -402,7 +320,7 @@ impl Inner {
             }
             tokio::time::sleep(POLL).await;
         }
-        self.settle_others(request).await
+        Ok(())
     }
 
     /// The committed customers, as a fresh connection reads them.
@@ -415,4 +333,54 @@ impl Inner {
             .map_err(|e| PgReplayError::Server(format!("cannot read back the final state: {e}")))?;
         Ok(customers)
     }
+}
+
+impl Drop for Inner {
+    /// No backend stays paused after the replay, whatever ended it.
+    fn drop(&mut self) {
+        for session in self.sessions.values() {
+            if session.in_flight.is_some() {
+                let _ = let_go(session.pid);
+            }
+        }
+    }
+}
+
+fn describe(model: ModelResult<'_>) -> String {
+    match model {
+        ModelResult::Done(expected) => expected.summary(),
+        ModelResult::Waits => "waits for a lock".into(),
+        ModelResult::DeadlockVictim => "deadlock victim (40P01)".into(),
+    }
+}
+
+/// Pauses backend `pid` (`SIGSTOP`), a process of the server on this
+/// machine: a statement waiting for a lock is held there.
+fn hold(pid: i32) -> Result<(), String> {
+    signal(pid, "-STOP")
+}
+
+/// Resumes a held backend (`SIGCONT`).
+fn let_go(pid: i32) -> Result<(), String> {
+    signal(pid, "-CONT")
+}
+
+fn signal(pid: i32, signal: &str) -> Result<(), String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "postgres" {
+        return Err(format!(
+            "backend {pid} is not a process on this machine: the gated replay holds a waiting statement by \
+             pausing its backend, so it needs the server on the machine it runs on"
+        ));
+    }
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .map_err(|e| format!("cannot run kill {signal} {pid}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "kill {signal} {pid} failed ({status}): the replay may not signal the server's backends"
+        ));
+    }
+    Ok(())
 }

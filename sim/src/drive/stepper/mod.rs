@@ -5,12 +5,15 @@
 //! [`Chooser`] picks which parked request moves next; the stepper applies
 //! that one operation to the in-memory world and polls the request on to
 //! its next point. A request whose operation must wait for another
-//! transaction is not runnable; when that transaction ends, its waiters
-//! retry at once, as Postgres wakes them, first come first served (in
-//! Postgres they race; the model picks this one order, and the Postgres
-//! replay enforces it). A wait
-//! that closes a cycle makes the waiter the deadlock victim (40P01). The
-//! list of choices is the [`Schedule`]: it fully determines the run.
+//! transaction is not runnable. When that transaction ends, its waiters
+//! become runnable again, as Postgres wakes them: which of them runs its
+//! statement again first, or whether the releasing request (or anyone
+//! else) goes on first, is a decision like any other. (A row lock's
+//! waiters queue on the row, as Postgres's tuple lock makes them: only the
+//! first of them is woken.) When waits form a cycle, every member of it is
+//! runnable too: choosing one makes it the deadlock victim (40P01), as
+//! the one whose `deadlock_timeout` fires first. The list of choices is
+//! the [`Schedule`]: it fully determines the run.
 //!
 //! A [`Shadow`] may follow the run in lockstep: every operation the model
 //! performs, it performs on another backend (Postgres) and compares.
@@ -64,11 +67,16 @@ pub struct RunOptions {
     /// least 250 per request).
     pub max_steps: usize,
     pub record_trace: bool,
+    /// The narrower world of first come, first served: a waiter whose wait
+    /// is over runs again at once, the earliest first, and the request
+    /// whose wait closes a cycle is its victim, none of it a decision.
+    /// Postgres allows more; this is kept to measure what the choice adds.
+    pub first_come_first_served: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> RunOptions {
-        RunOptions { max_steps: 1_000, record_trace: false }
+        RunOptions { max_steps: 1_000, record_trace: false, first_come_first_served: false }
     }
 }
 
@@ -144,8 +152,6 @@ struct Slot {
     parked: Option<Op>,
     /// The parked op has not been offered yet (faults apply to first offers).
     fresh: bool,
-    /// When the current wait began (waiters wake in this order).
-    wait_seq: u64,
     /// When (true time) the parked op was sent.
     parked_at_ms: u64,
     /// The services a fault was injected into, over all its attempts.
@@ -163,7 +169,6 @@ struct Run<'p, 's> {
     prepared: &'p Prepared,
     world: World,
     shadow: Option<&'s mut dyn Shadow>,
-    waits: u64,
     slots: Vec<Slot>,
     trace: Vec<Event>,
     record: bool,
@@ -247,32 +252,73 @@ impl Run<'_, '_> {
         outcome
     }
 
+    /// Requests that may move: parked ones that do not wait, waiters whose
+    /// wait is over, and members of a cycle of waits (as its victim).
     fn runnable(&self) -> Vec<usize> {
         (0..self.slots.len())
-            .filter(|&i| self.slots[i].parked.is_some() && self.world.waiting_for(i).is_none())
+            .filter(|&i| {
+                self.slots[i].parked.is_some()
+                    && (!self.world.is_waiting(i) || self.world.woken(i) || self.world.in_cycle(i))
+            })
             .collect()
     }
 
-    /// Waiters whose transaction ended retry now, in the order they began
-    /// waiting; a retry may end a transaction in turn (a failed statement).
-    fn wake(&mut self) {
-        loop {
-            let next = (0..self.slots.len())
-                .filter(|&i| {
-                    self.world.waiting_for(i).is_some_and(|txn| self.world.request_of_txn(txn).is_none())
-                })
-                .min_by_key(|&i| self.slots[i].wait_seq);
-            let Some(i) = next else { return };
+    /// First come, first served (`RunOptions::first_come_first_served`):
+    /// waiters whose wait is over run again at once, the earliest first;
+    /// a cycle's victim is the waiter that closed it.
+    fn serve_in_arrival_order(&mut self, closer: usize) {
+        if self.world.is_waiting(closer) && self.world.in_cycle(closer) {
+            let op = self.slots[closer].parked.take().expect("a waiter is parked");
+            self.deadlock_victim(closer, op);
+        }
+        while let Some(i) = (0..self.slots.len())
+            .filter(|&i| self.slots[i].parked.is_some() && self.world.woken(i))
+            .min_by_key(|&i| self.world.wait_seq(i))
+        {
             let op = self.slots[i].parked.take().expect("a waiter is parked");
             let (world_fault, fault) = self.slots[i].pending_fault.take().unzip();
             self.offer(i, op, world_fault, fault);
+            if self.world.is_waiting(i) && self.world.in_cycle(i) {
+                let op = self.slots[i].parked.take().expect("a waiter is parked");
+                self.deadlock_victim(i, op);
+            }
         }
     }
 
+    /// Request `i`, on a cycle of waits, is its victim: its transaction
+    /// rolls back with 40P01.
+    fn deadlock_victim(&mut self, i: usize, op: Op) {
+        let point = op.point().expect("parked ops have points");
+        let before = self.services();
+        if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
+            shadow.op(i, &op, None, before, ModelResult::DeadlockVictim);
+        }
+        let outcome = self.world.deadlock_victim(i);
+        self.slots[i].pending_fault = None;
+        if self.record {
+            self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
+        }
+        self.slots[i].conn.answer(outcome);
+        self.advance(i);
+    }
+
     fn perform(&mut self, i: usize, explicit: Option<FaultKind>) -> Result<(), String> {
+        let waited = self.world.is_waiting(i);
         let slot = &mut self.slots[i];
         let op = slot.parked.take().expect("runnable requests are parked");
         let point = op.point().expect("parked ops have points");
+        if waited && explicit.is_none() {
+            if self.world.in_cycle(i) {
+                self.deadlock_victim(i, op);
+            } else {
+                // Woken: the statement runs again, with the fault it was
+                // sent with.
+                let (world_fault, fault) = self.slots[i].pending_fault.take().unzip();
+                self.offer(i, op, world_fault, fault);
+            }
+            return Ok(());
+        }
+        slot.pending_fault = None;
         let mut fault = explicit;
         if slot.fresh {
             slot.fresh = false;
@@ -361,25 +407,11 @@ impl Run<'_, '_> {
                 if self.record {
                     self.event(Some(i), EventKind::Wait { point, op: op.summary(), txn, holder });
                 }
-                self.waits += 1;
-                self.slots[i].wait_seq = self.waits;
-                if self.world.closes_cycle(i) {
-                    if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
-                        shadow.op(i, &op, world_fault, before, ModelResult::DeadlockVictim);
-                    }
-                    let outcome = self.world.deadlock_victim(i);
-                    if self.record {
-                        self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
-                    }
-                    self.slots[i].conn.answer(outcome);
-                    self.advance(i);
-                } else {
-                    if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
-                        shadow.op(i, &op, world_fault, before, ModelResult::Waits);
-                    }
-                    self.slots[i].parked = Some(op);
-                    self.slots[i].pending_fault = world_fault.zip(fault);
+                if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
+                    shadow.op(i, &op, world_fault, before, ModelResult::Waits);
                 }
+                self.slots[i].parked = Some(op);
+                self.slots[i].pending_fault = world_fault.zip(fault);
             }
         }
     }
@@ -471,7 +503,6 @@ fn run_with(
                 future: Some(future),
                 parked: None,
                 fresh: false,
-                wait_seq: 0,
                 pending_fault: None,
                 faulted: BTreeSet::new(),
                 parked_at_ms: 0,
@@ -485,7 +516,6 @@ fn run_with(
         prepared,
         world,
         shadow,
-        waits: 0,
         slots,
         trace: Vec::new(),
         record: options.record_trace,
@@ -540,7 +570,9 @@ fn run_with(
                     preemptions += 1;
                 }
                 run.perform(request, fault).map_err(fail)?;
-                run.wake();
+                if options.first_come_first_served {
+                    run.serve_in_arrival_order(request);
+                }
                 last = Some(request);
             }
         }

@@ -7,7 +7,7 @@
 use crate::model::Scope;
 
 use super::store::Blocked;
-use super::{Database, RequestId, Step};
+use super::{Database, RequestId, Step, WaitNote};
 
 /// The text an advisory lock on `key` in `scope` is taken on.
 pub fn advisory_key(scope: &Scope, key: &str) -> String {
@@ -21,7 +21,11 @@ impl Database {
     pub fn advisory_lock(&mut self, request: RequestId, scope: &Scope, key: &str) -> Step<()> {
         let key = advisory_key(scope, key);
         self.statement(request, |db, txn| match db.advisory.get(&key) {
-            Some(&holder) if holder != txn => Err(Blocked(holder)),
+            Some(&holder) if holder != txn => {
+                let note = WaitNote { holders: vec![holder], row: None, advisory: Some(key.clone()) };
+                db.session(request).blocked_by = Some(note);
+                Err(Blocked(holder))
+            }
             _ => {
                 db.advisory.insert(key, txn);
                 Ok(())

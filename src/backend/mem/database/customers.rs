@@ -9,7 +9,7 @@ use crate::backend::{
 use crate::model::{Balance, CustomerProduct, CustomerRow, FullCustomer, Scope};
 
 use super::store::{LockMode, Tuple, TxnId};
-use super::{lock_mode, Database, RequestId, Step, EMAIL_CONSTRAINT, ID_CONSTRAINT};
+use super::{lock_mode, Database, RequestId, RowRef, Step, EMAIL_CONSTRAINT, ID_CONSTRAINT};
 
 impl Database {
     /// `SELECT … WHERE org, env, id`, optionally locking the row.
@@ -24,7 +24,7 @@ impl Database {
             let key = CustomerKey::Id(id.to_owned());
             let Some(index) = db.find_customer(txn, scope, &key) else { return Ok(None) };
             if let Some(mode) = lock_mode(lock) {
-                db.lock_row(txn, index, mode)?;
+                db.lock_row(request, txn, index, mode)?;
             }
             Ok(db.customers.rows[index].visible(txn).cloned())
         })
@@ -47,11 +47,11 @@ impl Database {
         request: RequestId,
         new: &NewCustomer,
         on_conflict: OnConflict,
-        id: String,
-        now_ms: u64,
+        drawn: (String, u64),
     ) -> Step<Result<InsertOutcome, DbError>> {
-        let outcome =
-            self.kept_id(request, id, |db, txn, id| db.insert_row(txn, new, on_conflict, id, now_ms))?;
+        let outcome = self.kept_id(request, drawn, |db, txn, id, now_ms| {
+            db.insert_row(request, txn, new, on_conflict, id, now_ms)
+        })?;
         Ok(outcome.or_else(|error| self.fail(request, error)))
     }
 
@@ -114,7 +114,7 @@ impl Database {
         self.statement(request, |db, txn| {
             let Some(index) = db.find_customer(txn, scope, key) else { return Ok(None) };
             if let Some(mode) = lock_mode(lock) {
-                db.lock_row(txn, index, mode)?;
+                db.lock_row(request, txn, index, mode)?;
             }
             let row = db.customers.rows[index].visible(txn).cloned().expect("found above");
             Ok(Some(db.full_customer(txn, row)))
@@ -170,6 +170,7 @@ impl Database {
 
     fn insert_row(
         &mut self,
+        request: RequestId,
         txn: TxnId,
         new: &NewCustomer,
         on_conflict: OnConflict,
@@ -190,13 +191,26 @@ impl Database {
             default_scope: new.default_scope.clone(),
             stripe_wanted: new.stripe_wanted,
         };
+        // The row's place in the table is taken when the statement starts
+        // (Postgres draws its `seq` then, and a plain insert writes its
+        // heap tuple before it checks the unique indexes): a statement that
+        // waits keeps it, and one that inserts nothing leaves it dead.
+        let slot = match self.sessions[request].written.first() {
+            Some(&slot) => slot,
+            None => {
+                self.customers.rows.push(Tuple::dead());
+                let slot = self.customers.rows.len() - 1;
+                self.session(request).written.push(slot);
+                slot
+            }
+        };
         match self.customer_conflict(txn, None, &row)? {
             Some((index, constraint)) => Ok(match on_conflict {
                 OnConflict::Error => Err(DbError::UniqueViolation { constraint: constraint.to_owned() }),
                 OnConflict::DoNothing => Ok(InsertOutcome::Skipped),
                 OnConflict::ReturnExisting => {
+                    self.wait_for_row(request, txn, RowRef::Customer(index), LockMode::NoKeyUpdate)?;
                     let tuple = &mut self.customers.rows[index];
-                    tuple.check_lock(txn, LockMode::NoKeyUpdate)?;
                     let existing = tuple.visible(txn).cloned().expect("a conflicting row is visible");
                     tuple.write(txn, existing.clone(), LockMode::NoKeyUpdate);
                     Ok(InsertOutcome::Existing(existing))
@@ -204,15 +218,17 @@ impl Database {
             }),
             None => {
                 row.internal_id = id.to_owned();
-                self.customers.rows.push(Tuple::inserted(txn, row.clone()));
+                self.customers.rows[slot] = Tuple::inserted(txn, row.clone());
                 Ok(Ok(InsertOutcome::Inserted(row)))
             }
         }
     }
 
-    /// An `UPDATE … RETURNING` of one customer row: finds candidates with
-    /// `matches`, waits for their holders, re-checks `matches` on the latest
-    /// version, applies `change`, and checks unique keys.
+    /// An `UPDATE … RETURNING` of the customer rows `matches` finds: each
+    /// candidate in turn is locked (waiting for its holders), re-checked
+    /// on its latest version, changed and checked against the unique
+    /// indexes, as Postgres does. Every matching row is updated; the first
+    /// is returned. Rows changed before a wait stay changed while it lasts.
     fn update_customer(
         &mut self,
         request: RequestId,
@@ -224,8 +240,11 @@ impl Database {
         let found = self.candidates(request, |db| {
             db.customers.visible(txn).filter(|(_, r)| matches(r)).map(|(i, _)| i).collect()
         });
-        self.wait_for_rows(txn, &found, mode)?;
         for index in found {
+            if self.sessions[request].written.contains(&index) {
+                continue;
+            }
+            self.wait_for_row(request, txn, RowRef::Customer(index), mode)?;
             let Some(current) = self.customers.rows[index].visible(txn) else { continue };
             if !matches(current) {
                 continue;
@@ -235,23 +254,23 @@ impl Database {
             let conflict = match self.customer_conflict(txn, Some(index), &updated) {
                 Ok(conflict) => conflict,
                 Err(blocked) => {
-                    // Postgres has written the new version before it checks the
-                    // unique index, so the row stays locked while it waits. (In
-                    // an open transaction only: a single statement's lock would
-                    // outlive it here, and no flow's autocommit update waits so.)
-                    if self.open_txn(request) == Some(txn) {
-                        self.customers.rows[index].lock(txn, mode);
-                    }
+                    // Postgres has written the new version before it checks
+                    // the unique index: the row stays locked, and its old
+                    // keys held, while it waits.
+                    let tuple = &mut self.customers.rows[index];
+                    tuple.lock(txn, mode);
+                    tuple.replacing = Some(txn);
                     return Err(blocked);
                 }
             };
             if let Some((_, constraint)) = conflict {
                 return Ok(Err(DbError::UniqueViolation { constraint: constraint.to_owned() }));
             }
-            self.customers.rows[index].write(txn, updated.clone(), mode);
-            return Ok(Ok(Some(updated)));
+            self.customers.rows[index].write(txn, updated, mode);
+            self.session(request).written.push(index);
         }
-        Ok(Ok(None))
+        let first = self.sessions[request].written.first().copied();
+        Ok(Ok(first.and_then(|i| self.customers.rows[i].visible(txn).cloned())))
     }
 
     fn claim_row(

@@ -4,9 +4,14 @@
 //! COMMITTED semantics of [`store`].
 //!
 //! Every statement either completes or reports that it must wait for
-//! another transaction ([`Blocked`]), having changed nothing (but for the
-//! candidate rows of an `UPDATE` and an insert's drawn id, which its retry
-//! reuses, as Postgres does). Time and ids come from the caller.
+//! another transaction ([`Blocked`]). A statement that waits keeps what it
+//! had done before the wait, as Postgres's does: the rows an `UPDATE`
+//! found and those it has already changed, the locks it took, a row it
+//! inserted before its foreign-key check, an insert's drawn id and time.
+//! When it runs again it goes on from there. A statement outside a
+//! transaction runs in one of its own, which ends with the statement:
+//! committed, or rolled back if the statement failed. Time and ids come
+//! from the caller.
 
 mod advisory;
 mod customers;
@@ -39,15 +44,58 @@ pub type Step<T> = Result<T, Blocked>;
 #[derive(Debug, Clone, Default)]
 struct Session {
     txn: Option<TxnId>,
+    /// `txn` is a single statement's own transaction (it waits).
+    implicit: bool,
+    /// Rows the statement under way has written so far (in the one table
+    /// it writes): it goes on from them after a wait.
+    written: Vec<usize>,
     /// Rows an `UPDATE`/`FOR UPDATE` found before it had to wait: after the
     /// wait it re-checks these, as Postgres does, instead of scanning anew.
     candidates: Option<Vec<usize>>,
     /// The id an insert drew before it had to wait: the client draws it
     /// once, before sending the statement, and sends the same one again.
-    pending_id: Option<String>,
-    /// The transaction this session's statement waits for: its edge of the
-    /// wait-for graph.
-    waits_for: Option<TxnId>,
+    pending_id: Option<(String, u64)>,
+    /// What this session's statement waits for, if it waits.
+    wait: Option<Wait>,
+    /// What the statement that just had to wait was blocked by (taken up
+    /// by [`Database::begin_wait`]).
+    blocked_by: Option<WaitNote>,
+}
+
+/// A row a statement may wait to lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowRef {
+    Customer(usize),
+    Usage(usize),
+}
+
+/// What a blocked statement found in its way: every transaction holding a
+/// lock that conflicts with the one it wants, and the row, for a row lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WaitNote {
+    holders: Vec<TxnId>,
+    row: Option<(RowRef, LockMode)>,
+    /// The advisory lock's key, for a wait on one.
+    advisory: Option<String>,
+}
+
+/// A session's wait. A row lock's waiters queue on the row (Postgres's
+/// tuple lock, a lock of the same strength as the row lock wanted): a
+/// waiter whose lock conflicts with one wanted by an earlier waiter
+/// waits behind it, and moves only once no such waiter is left; the
+/// others wait for the holders, and all move when the holders end. A
+/// wait on a unique key has no queue: when the holder ends, every waiter
+/// may move, in any order. An advisory lock is Postgres's heavyweight
+/// lock: its waiters queue, and the one at the head is granted the lock
+/// as the holder releases it, before it even runs again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wait {
+    holders: Vec<TxnId>,
+    row: Option<(RowRef, LockMode)>,
+    advisory: Option<String>,
+    /// Place in the row's queue: kept when a woken waiter waits on the
+    /// same row again (it still holds the tuple lock).
+    seq: u64,
 }
 
 /// A request that touched a row of another `(org, env)`.
@@ -74,6 +122,8 @@ pub struct Database {
     /// waits for (the wait-for graph).
     sessions: Vec<Session>,
     breaches: Vec<IsolationBreach>,
+    /// Waits begun so far (the row queues' order).
+    waits_begun: u64,
 }
 
 impl Database {
@@ -88,6 +138,7 @@ impl Database {
             next_txn: 1,
             sessions: Vec::new(),
             breaches: Vec::new(),
+            waits_begun: 0,
         }
     }
 
@@ -140,8 +191,10 @@ impl Database {
             self.finish_txn(txn, false);
         }
         let session = self.session(request);
+        session.implicit = false;
         session.candidates = None;
         session.pending_id = None;
+        session.written.clear();
     }
 
     /// A statement failed: the open transaction rolls back with it.
@@ -161,48 +214,78 @@ impl Database {
         self.open_txn(request).unwrap_or(0)
     }
 
-    /// Runs one statement: inside `request`'s open transaction, or as its
-    /// own transaction (autocommit) that commits when the statement
-    /// completes. A blocked statement leaves nothing behind.
-    fn statement<T>(
+    /// Runs one statement: inside `request`'s open transaction, or in one
+    /// of its own (autocommit) that ends when the statement does:
+    /// committed, or rolled back if it failed. A statement that must wait
+    /// keeps its transaction, and what it did before the wait, until it
+    /// runs again.
+    fn statement<T: StatementResult>(
         &mut self,
         request: RequestId,
         body: impl FnOnce(&mut Database, TxnId) -> Step<T>,
     ) -> Step<T> {
-        let open = self.session(request).txn;
-        let txn = open.unwrap_or(self.next_txn);
+        let (txn, own) = match self.session(request).txn {
+            Some(txn) => (txn, self.session(request).implicit),
+            None => {
+                let txn = self.new_txn();
+                (txn, true)
+            }
+        };
+        let session = self.session(request);
+        session.blocked_by = None;
+        if own {
+            session.txn = Some(txn);
+            session.implicit = true;
+        }
         let result = body(self, txn);
-        if result.is_ok() {
-            self.session(request).candidates = None;
-            if open.is_none() {
-                self.next_txn += 1;
-                self.finish_txn(txn, true);
+        match &result {
+            Ok(value) => {
+                let session = self.session(request);
+                session.candidates = None;
+                session.written.clear();
+                if own {
+                    session.txn = None;
+                    session.implicit = false;
+                    self.finish_txn(txn, !value.failed());
+                }
+            }
+            Err(Blocked(holder)) => {
+                let session = self.session(request);
+                if session.blocked_by.is_none() {
+                    session.blocked_by = Some(WaitNote { holders: vec![*holder], row: None, advisory: None });
+                }
             }
         }
         result
     }
 
-    /// Every insert draws an id before it runs, whatever its outcome, as a
-    /// client that generates ids does; a retry after a wait reuses it.
-    /// `draw` makes a fresh one.
-    pub fn drawn_id(&mut self, request: RequestId, draw: impl FnOnce() -> String) -> String {
+    /// Every insert draws an id and reads the clock before it runs,
+    /// whatever its outcome, as a client that generates ids and timestamps
+    /// does; the statement that waited runs on with the same ones. `draw`
+    /// makes a fresh id; `now_ms` is the time now.
+    pub fn drawn_id(
+        &mut self,
+        request: RequestId,
+        now_ms: u64,
+        draw: impl FnOnce() -> String,
+    ) -> (String, u64) {
         match self.session(request).pending_id.take() {
-            Some(id) => id,
-            None => draw(),
+            Some(drawn) => drawn,
+            None => (draw(), now_ms),
         }
     }
 
-    /// Runs an inserting statement with its drawn `id`, keeping the id for
-    /// the retry if the statement must wait.
-    fn kept_id<T>(
+    /// Runs an inserting statement with its drawn id and time, keeping
+    /// them for when it runs on if the statement must wait.
+    fn kept_id<T: StatementResult>(
         &mut self,
         request: RequestId,
-        id: String,
-        body: impl FnOnce(&mut Database, TxnId, &str) -> Step<T>,
+        drawn: (String, u64),
+        body: impl FnOnce(&mut Database, TxnId, &str, u64) -> Step<T>,
     ) -> Step<T> {
-        let result = self.statement(request, |db, txn| body(db, txn, &id));
+        let result = self.statement(request, |db, txn| body(db, txn, &drawn.0, drawn.1));
         if result.is_err() {
-            self.session(request).pending_id = Some(id);
+            self.session(request).pending_id = Some(drawn);
         }
         result
     }
@@ -211,40 +294,155 @@ impl Database {
         self.customers.finish(txn, commit);
         self.products.finish(txn, commit);
         self.usage.finish(txn, commit);
-        if !self.advisory.is_empty() {
-            self.advisory.retain(|_, holder| *holder != txn);
+        let released: Vec<String> =
+            self.advisory.iter().filter(|(_, holder)| **holder == txn).map(|(key, _)| key.clone()).collect();
+        for key in released {
+            self.advisory.remove(&key);
+            self.grant_advisory(&key);
         }
     }
 
     // ----- the wait-for graph -------------------------------------------
 
-    /// Records that `request` waits for transaction `txn`, or (`None`)
-    /// that it waits for nothing.
-    pub fn set_waiting(&mut self, request: RequestId, txn: Option<TxnId>) {
-        if txn.is_some() || self.waiting_for(request).is_some() {
-            self.session(request).waits_for = txn;
+    /// A released advisory lock goes to the first waiter in its queue,
+    /// at once; the others now wait for that one.
+    fn grant_advisory(&mut self, key: &str) {
+        let waiting =
+            |s: &Session| s.wait.as_ref().filter(|w| w.advisory.as_deref() == Some(key)).map(|w| w.seq);
+        let Some(first) = (0..self.sessions.len())
+            .filter(|&r| waiting(&self.sessions[r]).is_some())
+            .min_by_key(|&r| waiting(&self.sessions[r]))
+        else {
+            return;
+        };
+        let Some(txn) = self.sessions[first].txn else { return };
+        self.advisory.insert(key.to_owned(), txn);
+        for (r, session) in self.sessions.iter_mut().enumerate() {
+            if r != first && waiting(session).is_some() {
+                if let Some(wait) = session.wait.as_mut() {
+                    wait.holders = vec![txn];
+                }
+            }
         }
     }
 
-    /// The transaction `request` waits for, if it waits.
-    pub fn waiting_for(&self, request: RequestId) -> Option<TxnId> {
-        self.sessions.get(request).and_then(|s| s.waits_for)
+    /// `request`'s statement must wait for `txn` (and whatever else it
+    /// found in its way): its edges enter the wait-for graph.
+    pub fn begin_wait(&mut self, request: RequestId, txn: TxnId) {
+        let note = self.session(request).blocked_by.take();
+        let note = note.unwrap_or(WaitNote { holders: vec![txn], row: None, advisory: None });
+        let kept = self
+            .session(request)
+            .wait
+            .as_ref()
+            .filter(|w| w.row.is_some() && w.row == note.row)
+            .map(|w| w.seq);
+        let seq = kept.unwrap_or_else(|| {
+            self.waits_begun += 1;
+            self.waits_begun
+        });
+        let wait = Wait { holders: note.holders, row: note.row, advisory: note.advisory, seq };
+        self.session(request).wait = Some(wait);
     }
 
-    /// Whether `request`'s wait closes a cycle of waits. Every driver that
-    /// lets requests wait asks this before parking one: a wait that closes
-    /// a cycle makes the waiter the deadlock victim.
-    pub fn closes_cycle(&self, request: RequestId) -> bool {
-        let mut current = request;
-        for _ in 0..=self.sessions.len() {
-            let Some(txn) = self.waiting_for(current) else { return false };
-            let Some(holder) = self.request_of_txn(txn) else { return false };
-            if holder == request {
-                return true;
+    /// `request` waits for nothing (its statement completed, failed, or
+    /// its session ended).
+    pub fn end_wait(&mut self, request: RequestId) {
+        if let Some(session) = self.sessions.get_mut(request) {
+            session.wait = None;
+            session.blocked_by = None;
+        }
+    }
+
+    /// Whether `request`'s statement is waiting (perhaps woken, not yet
+    /// run again).
+    pub fn is_waiting(&self, request: RequestId) -> bool {
+        self.sessions.get(request).is_some_and(|s| s.wait.is_some())
+    }
+
+    /// The open transactions `request` waits for now: its edges of the
+    /// wait-for graph. A row lock's waiter behind others waits for them
+    /// (their transactions, or, outside one, what they wait for). Empty
+    /// when it does not wait, or when what it waits for has ended.
+    pub fn edges(&self, request: RequestId) -> Vec<TxnId> {
+        let Some(wait) = self.sessions.get(request).and_then(|s| s.wait.as_ref()) else { return Vec::new() };
+        let ahead = self.waiters_ahead(request, wait);
+        if !ahead.is_empty() {
+            let mut edges: Vec<TxnId> = Vec::new();
+            for r in ahead {
+                match self.open_txn(r) {
+                    Some(txn) => edges.push(txn),
+                    None => edges.extend(self.edges(r)),
+                }
             }
-            current = holder;
+            edges.dedup();
+            return edges;
+        }
+        wait.holders.iter().copied().filter(|&t| self.request_of_txn(t).is_some()).collect()
+    }
+
+    /// The earlier waiters on `request`'s row whose lock conflicts with
+    /// the one it wants: it queues behind them.
+    fn waiters_ahead(&self, request: RequestId, wait: &Wait) -> Vec<RequestId> {
+        let Some((row, mode)) = wait.row else { return Vec::new() };
+        (0..self.sessions.len())
+            .filter(|&r| r != request)
+            .filter(|&r| {
+                self.sessions[r].wait.as_ref().is_some_and(|w| {
+                    w.seq < wait.seq
+                        && w.row.is_some_and(|(their_row, theirs)| {
+                            their_row == row && theirs.conflicts_with(mode)
+                        })
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `request` waited and its wait is over: what it waited for
+    /// has ended, and no waiter is ahead of it. It may run again, in any
+    /// order with everyone else.
+    pub fn woken(&self, request: RequestId) -> bool {
+        let Some(wait) = self.sessions.get(request).and_then(|s| s.wait.as_ref()) else { return false };
+        self.waiters_ahead(request, wait).is_empty()
+            && wait.holders.iter().all(|&t| self.request_of_txn(t).is_none())
+    }
+
+    /// When `request`'s wait began, in the order of all waits.
+    pub fn wait_seq(&self, request: RequestId) -> Option<u64> {
+        self.sessions.get(request).and_then(|s| s.wait.as_ref()).map(|w| w.seq)
+    }
+
+    /// The first transaction `request` waits for, if it waits.
+    pub fn waiting_for(&self, request: RequestId) -> Option<TxnId> {
+        self.edges(request).first().copied()
+    }
+
+    /// Whether `request` is on a cycle of waits (a deadlock). Any member
+    /// of a cycle may be its victim: the one whose `deadlock_timeout`
+    /// fires first.
+    pub fn in_cycle(&self, request: RequestId) -> bool {
+        let mut seen = vec![false; self.sessions.len()];
+        let mut stack: Vec<RequestId> = vec![request];
+        while let Some(current) = stack.pop() {
+            for txn in self.edges(current) {
+                let Some(holder) = self.request_of_txn(txn) else { continue };
+                if holder == request {
+                    return true;
+                }
+                if !seen[holder] {
+                    seen[holder] = true;
+                    stack.push(holder);
+                }
+            }
         }
         false
+    }
+
+    /// Whether `request`'s wait closes a cycle of waits. The free drivers
+    /// make the waiter that closes it the victim (one of the choices
+    /// Postgres has).
+    pub fn closes_cycle(&self, request: RequestId) -> bool {
+        self.in_cycle(request)
     }
 
     // ----- tenant isolation ---------------------------------------------
@@ -285,11 +483,22 @@ impl Database {
     /// Takes `mode` on customer row `index` for `txn`: an open transaction
     /// keeps it until it ends; a single statement's lock ends with it, so
     /// only the wait matters.
-    fn lock_row(&mut self, txn: TxnId, index: usize, mode: LockMode) -> Step<()> {
-        let tuple = &mut self.customers.rows[index];
-        tuple.check_lock(txn, mode)?;
-        tuple.lock(txn, mode);
+    fn lock_row(&mut self, request: RequestId, txn: TxnId, index: usize, mode: LockMode) -> Step<()> {
+        self.wait_for_row(request, txn, RowRef::Customer(index), mode)?;
+        self.customers.rows[index].lock(txn, mode);
         Ok(())
+    }
+
+    /// `Ok` when no other transaction holds a lock on `row` that conflicts
+    /// with `mode`; else the statement waits for every one that does.
+    fn wait_for_row(&mut self, request: RequestId, txn: TxnId, row: RowRef, mode: LockMode) -> Step<()> {
+        let holders = match row {
+            RowRef::Customer(i) => self.customers.rows[i].conflicting_holders(txn, mode),
+            RowRef::Usage(i) => self.usage.rows[i].conflicting_holders(txn, mode),
+        };
+        let Some(&first) = holders.first() else { return Ok(()) };
+        self.session(request).blocked_by = Some(WaitNote { holders, row: Some((row, mode)), advisory: None });
+        Err(Blocked(first))
     }
 
     /// Candidate rows of an `UPDATE`/`FOR UPDATE`: those found before a
@@ -301,11 +510,6 @@ impl Database {
         let found = scan(self);
         self.session(request).candidates = Some(found.clone());
         found
-    }
-
-    /// Waits for every candidate's conflicting holder; `Ok` once none conflicts.
-    fn wait_for_rows(&self, txn: TxnId, rows: &[usize], mode: LockMode) -> Step<()> {
-        rows.iter().try_for_each(|&i| self.customers.rows[i].check_lock(txn, mode))
     }
 
     // ----- what the oracle reads ----------------------------------------
@@ -345,6 +549,25 @@ impl Database {
             && self.advisory.is_empty()
     }
 }
+
+/// A statement's answer: whether it failed (its own transaction then
+/// rolls back).
+pub(super) trait StatementResult {
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+impl<T> StatementResult for Result<T, DbError> {
+    fn failed(&self) -> bool {
+        self.is_err()
+    }
+}
+
+impl StatementResult for () {}
+impl StatementResult for bool {}
+impl StatementResult for Option<CustomerRow> {}
+impl StatementResult for Option<FullCustomer> {}
 
 fn lock_mode(lock: crate::backend::RowLock) -> Option<LockMode> {
     use crate::backend::RowLock;

@@ -48,11 +48,21 @@ pub struct Tuple<T> {
     pub committed: Option<T>,
     pub pending: Option<(TxnId, T)>,
     pub locks: Vec<(TxnId, LockMode)>,
+    /// An open transaction whose `UPDATE` of this row has written its new
+    /// version and waits on a unique index: until it ends, the old
+    /// version's keys are neither free nor surely taken, so an insert of
+    /// one of them waits for it.
+    pub replacing: Option<TxnId>,
 }
 
 impl<T: Clone> Tuple<T> {
     pub fn inserted(txn: TxnId, value: T) -> Tuple<T> {
-        Tuple { committed: None, pending: Some((txn, value)), locks: vec![(txn, LockMode::Update)] }
+        Tuple {
+            committed: None,
+            pending: Some((txn, value)),
+            locks: vec![(txn, LockMode::Update)],
+            replacing: None,
+        }
     }
 
     /// The version `txn` sees: its own pending write, else the committed one.
@@ -65,27 +75,21 @@ impl<T: Clone> Tuple<T> {
 
     /// The open transaction other than `txn` that is writing this row.
     pub fn foreign_writer(&self, txn: TxnId) -> Option<TxnId> {
-        self.pending.as_ref().map(|(owner, _)| *owner).filter(|owner| *owner != txn)
+        self.pending.as_ref().map(|(owner, _)| *owner).or(self.replacing).filter(|owner| *owner != txn)
     }
 
-    /// The first lock another transaction holds that conflicts with `mode`.
-    pub fn conflicting_holder(&self, txn: TxnId, mode: LockMode) -> Option<TxnId> {
+    /// Every other transaction holding a lock that conflicts with `mode`.
+    pub fn conflicting_holders(&self, txn: TxnId, mode: LockMode) -> Vec<TxnId> {
         self.locks
             .iter()
-            .find(|(owner, held)| *owner != txn && mode.conflicts_with(*held))
+            .filter(|(owner, held)| *owner != txn && mode.conflicts_with(*held))
             .map(|(owner, _)| *owner)
-    }
-
-    pub fn check_lock(&self, txn: TxnId, mode: LockMode) -> Result<(), Blocked> {
-        match self.conflicting_holder(txn, mode) {
-            Some(holder) => Err(Blocked(holder)),
-            None => Ok(()),
-        }
+            .collect()
     }
 
     /// Records `txn`'s lock (keeping only its strongest).
     pub fn lock(&mut self, txn: TxnId, mode: LockMode) {
-        debug_assert!(self.conflicting_holder(txn, mode).is_none(), "lock granted over a conflict");
+        debug_assert!(self.conflicting_holders(txn, mode).is_empty(), "lock granted over a conflict");
         match self.locks.iter_mut().find(|(owner, _)| *owner == txn) {
             Some((_, held)) => *held = (*held).max(mode),
             None => self.locks.push((txn, mode)),
@@ -97,6 +101,13 @@ impl<T: Clone> Tuple<T> {
         debug_assert!(self.foreign_writer(txn).is_none(), "write over another transaction's write");
         self.lock(txn, mode);
         self.pending = Some((txn, value));
+        self.replacing = None;
+    }
+
+    /// A slot with no version: taken by an insert that has not written
+    /// its row yet, or never will.
+    pub fn dead() -> Tuple<T> {
+        Tuple { committed: None, pending: None, locks: Vec::new(), replacing: None }
     }
 
     /// Ends `txn` on this row: its pending version becomes committed
@@ -111,6 +122,9 @@ impl<T: Clone> Tuple<T> {
             }
         }
         self.locks.retain(|(owner, _)| *owner != txn);
+        if self.replacing == Some(txn) {
+            self.replacing = None;
+        }
     }
 
     /// True when no version is left: an insert that rolled back.

@@ -10,7 +10,7 @@ use crate::backend::{AttachOutcome, DbError, DeductOutcome, NewCustomerProduct, 
 use crate::model::{CustomerProduct, Product, Scope};
 
 use super::store::{LockMode, Tuple, TxnId};
-use super::{Database, RequestId, Step, PRODUCT_FK, PRODUCT_GROUP_CONSTRAINT, USAGE_FK};
+use super::{Database, RequestId, RowRef, Step, PRODUCT_FK, PRODUCT_GROUP_CONSTRAINT, USAGE_FK};
 
 /// A `balances` row: recorded usage of one feature (granted is derived
 /// from the customer's products).
@@ -37,10 +37,9 @@ impl Database {
         scope: &Scope,
         product: &NewCustomerProduct,
         on_conflict: OnConflict,
-        id: String,
-        now_ms: u64,
+        drawn: (String, u64),
     ) -> Step<Result<AttachOutcome, DbError>> {
-        let result = self.kept_id(request, id, |db, txn, id| {
+        let result = self.kept_id(request, drawn, |db, txn, id, now_ms| {
             db.attach_row(request, txn, scope, product, on_conflict, id, now_ms)
         })?;
         Ok(result.or_else(|error| self.fail(request, error)))
@@ -87,6 +86,7 @@ impl Database {
     /// key-share lock on it.
     fn reference_customer(
         &mut self,
+        request: RequestId,
         txn: TxnId,
         internal_id: &str,
         constraint: &str,
@@ -94,7 +94,7 @@ impl Database {
         let Some(index) = self.find_internal(txn, internal_id) else {
             return Ok(Err(DbError::ForeignKeyViolation { constraint: constraint.to_owned() }));
         };
-        self.lock_row(txn, index, LockMode::KeyShare)?;
+        self.lock_row(request, txn, index, LockMode::KeyShare)?;
         Ok(Ok(()))
     }
 
@@ -110,31 +110,45 @@ impl Database {
         now_ms: u64,
     ) -> Step<Result<AttachOutcome, DbError>> {
         self.note_scope_of(request, txn, scope, &product.internal_customer_id, Point::AttachDefault);
-        if self.constraints.product_group_unique {
-            let taken = self.products.unique_probe(txn, None, |p| {
-                p.internal_customer_id == product.internal_customer_id && p.group == product.group
-            })?;
-            if taken.is_some() {
-                return Ok(match on_conflict {
-                    OnConflict::Error => {
-                        Err(DbError::UniqueViolation { constraint: PRODUCT_GROUP_CONSTRAINT.to_owned() })
+        let index = match self.sessions[request].written.first() {
+            // Inserted before a wait in the foreign-key check.
+            Some(&index) => index,
+            None => {
+                if self.constraints.product_group_unique {
+                    let taken = self.products.unique_probe(txn, None, |p| {
+                        p.internal_customer_id == product.internal_customer_id && p.group == product.group
+                    })?;
+                    if taken.is_some() {
+                        return Ok(match on_conflict {
+                            OnConflict::Error => Err(DbError::UniqueViolation {
+                                constraint: PRODUCT_GROUP_CONSTRAINT.to_owned(),
+                            }),
+                            OnConflict::DoNothing | OnConflict::ReturnExisting => Ok(AttachOutcome::Skipped),
+                        });
                     }
-                    OnConflict::DoNothing | OnConflict::ReturnExisting => Ok(AttachOutcome::Skipped),
-                });
+                }
+                let row = CustomerProduct {
+                    id: id.to_owned(),
+                    internal_customer_id: product.internal_customer_id.clone(),
+                    product_id: product.product_id.clone(),
+                    group: product.group.clone(),
+                    status: product.status,
+                    created_at: now_ms,
+                };
+                self.products.rows.push(Tuple::inserted(txn, row));
+                let index = self.products.rows.len() - 1;
+                self.session(request).written.push(index);
+                index
             }
-        }
-        if let Err(error) = self.reference_customer(txn, &product.internal_customer_id, PRODUCT_FK)? {
+        };
+        // The foreign-key check runs after the row is in its indexes (an
+        // after-trigger), as Postgres runs it.
+        if let Err(error) =
+            self.reference_customer(request, txn, &product.internal_customer_id, PRODUCT_FK)?
+        {
             return Ok(Err(error));
         }
-        let row = CustomerProduct {
-            id: id.to_owned(),
-            internal_customer_id: product.internal_customer_id.clone(),
-            product_id: product.product_id.clone(),
-            group: product.group.clone(),
-            status: product.status,
-            created_at: now_ms,
-        };
-        self.products.rows.push(Tuple::inserted(txn, row.clone()));
+        let row = self.products.rows[index].visible(txn).cloned().expect("inserted by this statement");
         Ok(Ok(AttachOutcome::Attached(row)))
     }
 
@@ -160,8 +174,8 @@ impl Database {
         })?;
         match existing {
             Some(index) => {
+                self.wait_for_row(request, txn, RowRef::Usage(index), LockMode::NoKeyUpdate)?;
                 let tuple = &mut self.usage.rows[index];
-                tuple.check_lock(txn, LockMode::NoKeyUpdate)?;
                 let mut row = tuple.visible(txn).cloned().expect("probe saw it");
                 let counted = !key.is_some_and(|k| row.applied_keys.contains(k));
                 if counted {
@@ -173,17 +187,26 @@ impl Database {
                 Ok(Ok((usage, counted)))
             }
             None => {
-                if let Err(error) = self.reference_customer(txn, internal_id, USAGE_FK)? {
+                let index = match self.sessions[request].written.first() {
+                    Some(&index) => index,
+                    None => {
+                        let row = UsageRow {
+                            internal_customer_id: internal_id.to_owned(),
+                            feature_id: feature_id.to_owned(),
+                            usage: new_usage(0),
+                            applied_keys: key.map(str::to_owned).into_iter().collect(),
+                        };
+                        self.usage.rows.push(Tuple::inserted(txn, row));
+                        let index = self.usage.rows.len() - 1;
+                        self.session(request).written.push(index);
+                        index
+                    }
+                };
+                // The foreign-key check, after the row is in its indexes.
+                if let Err(error) = self.reference_customer(request, txn, internal_id, USAGE_FK)? {
                     return Ok(Err(error));
                 }
-                let usage = new_usage(0);
-                let row = UsageRow {
-                    internal_customer_id: internal_id.to_owned(),
-                    feature_id: feature_id.to_owned(),
-                    usage,
-                    applied_keys: key.map(str::to_owned).into_iter().collect(),
-                };
-                self.usage.rows.push(Tuple::inserted(txn, row));
+                let usage = self.usage.rows[index].visible(txn).expect("inserted by this statement").usage;
                 Ok(Ok((usage, true)))
             }
         }
