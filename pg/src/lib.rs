@@ -17,8 +17,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use cusim::backend::mem::ids::IdGen;
-use cusim::backend::mem::{Cache, Fault, Stripe};
+use cusim::backend::mem::{Cache, Fault, IsolationBreach, Stripe};
 use cusim::backend::*;
+use cusim::model::Scope;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Mutex;
@@ -38,6 +39,9 @@ pub struct Services {
     /// The schema's unique indexes (to name an `ON CONFLICT` target only
     /// where one exists).
     pub constraints: Constraints,
+    /// Statements that touched a customer of another `(org, env)` than
+    /// their request's, as Postgres's rows show them.
+    pub breaches: Vec<IsolationBreach>,
 }
 
 pub type Shared = Rc<RefCell<Services>>;
@@ -52,6 +56,7 @@ pub fn services(seed: u64, constraints: Constraints) -> Shared {
         seq: 0,
         inserted: Vec::new(),
         constraints,
+        breaches: Vec::new(),
     }))
 }
 
@@ -157,6 +162,71 @@ impl PgConn {
 
 impl Backend for PgConn {
     async fn perform(&self, op: Op) -> Outcome {
+        let touched = match &op {
+            Op::Claim { scope, target: ClaimTarget::Row { internal_id }, .. } => {
+                Some((scope.clone(), internal_id.clone(), Point::Claim))
+            }
+            Op::AttachDefault { scope, product, .. } => {
+                Some((scope.clone(), product.internal_customer_id.clone(), Point::AttachDefault))
+            }
+            Op::Deduct { scope, internal_id, target: DeductTarget::Db, .. } => {
+                Some((scope.clone(), internal_id.clone(), Point::Deduct))
+            }
+            Op::SyncUsage { key, internal_id, .. } => {
+                Some((key.scope.clone(), internal_id.clone(), Point::Deduct))
+            }
+            _ => None,
+        };
+        let touched_scope = match &touched {
+            Some((_, internal_id, _)) => self.scope_of(internal_id).await,
+            None => None,
+        };
+        let outcome = self.perform_op(op).await;
+        let reached_db = !matches!(
+            outcome,
+            Outcome::Sync { outcome: SyncOutcome::CacheMissing }
+                | Outcome::DbError { .. }
+                | Outcome::CacheError { .. }
+        );
+        if let (Some((scope, _, point)), Some(found), true) = (touched, touched_scope, reached_db) {
+            if found != scope {
+                let breach = IsolationBreach {
+                    request: self.request,
+                    request_scope: scope,
+                    touched_scope: found,
+                    point,
+                };
+                self.shared.borrow_mut().breaches.push(breach);
+            }
+        }
+        outcome
+    }
+
+    /// The shared clock, skewed as this connection's app instance is.
+    fn now_ms(&self) -> u64 {
+        self.shared.borrow().clock_ms.saturating_add_signed(self.skew_ms.get())
+    }
+
+    fn read_stamp(&self) -> CacheStamp {
+        CacheStamp { seq: self.shared.borrow().seq, epoch: 0, time_ms: self.now_ms() }
+    }
+}
+
+impl PgConn {
+    /// The `(org, env)` of customer `internal_id`, as this connection sees it.
+    async fn scope_of(&self, internal_id: &str) -> Option<Scope> {
+        let mut conn = self.conn.lock().await;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT org_id, env FROM customers WHERE internal_id = $1")
+                .bind(internal_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .ok()
+                .flatten();
+        row.map(|(org_id, env)| Scope { org_id, env: rows::env_of(&env) })
+    }
+
+    async fn perform_op(&self, op: Op) -> Outcome {
         match op {
             Op::Begin => self.begin().await.into_outcome(),
             Op::LookupId { scope, id, lock } => self.lookup_id(&scope, &id, lock).await.into_outcome(),
@@ -209,14 +279,5 @@ impl Backend for PgConn {
                 self.sync_usage(&key, &internal_id, &feature_id).await.into_outcome()
             }
         }
-    }
-
-    /// The shared clock, skewed as this connection's app instance is.
-    fn now_ms(&self) -> u64 {
-        self.shared.borrow().clock_ms.saturating_add_signed(self.skew_ms.get())
-    }
-
-    fn read_stamp(&self) -> CacheStamp {
-        CacheStamp { seq: self.shared.borrow().seq, epoch: 0, time_ms: self.now_ms() }
     }
 }

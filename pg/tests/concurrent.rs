@@ -80,7 +80,7 @@ async fn round(
             customers,
             cache: services.cache.entries(services.clock_ms).map(|(k, v)| (k.clone(), v.clone())).collect(),
             stripe: services.stripe.customers().to_vec(),
-            breaches: Vec::new(),
+            breaches: services.breaches.clone(),
         }
     };
     // Every task has answered and dropped its connection: nothing is open.

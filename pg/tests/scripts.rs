@@ -87,9 +87,11 @@ fn run(strategy: Strategy, steps: &[ScriptStep], schema: &str) -> ScriptReport {
 fn assert_agrees(report: &ScriptReport, strategy: Strategy, steps: &[ScriptStep]) {
     assert!(
         report.agrees(),
-        "{strategy}: Postgres disagrees with the model: {:?} ({:?})\nscript: {}",
+        "{strategy}: Postgres disagrees with the model: {:?} ({:?}; breaches {:?}, agree: {})\nscript: {}",
         report.divergence,
         report.state_difference,
+        report.breaches,
+        report.breaches_agree,
         serde_json::to_string(steps).unwrap()
     );
 }
@@ -164,6 +166,39 @@ fn the_foreign_key_check_runs_after_the_insert_on_postgres_as_in_the_model() {
     let report = run(strategy, &steps, "script_fk_after_insert");
     assert_agrees(&report, strategy, &steps);
     assert_eq!((report.compared, report.waits), (steps.len(), 2));
+}
+
+#[test]
+fn a_statement_on_another_tenants_customer_is_seen_on_postgres_as_in_the_model() {
+    let strategy = Strategy::Safe;
+    let elsewhere = Scope::new("org_2", cusim::model::Env::Sandbox);
+    let mut seed = insert(Some("c"), None, OnConflict::Error);
+    if let Op::Insert { customer, .. } = &mut seed {
+        customer.scope = elsewhere.clone();
+    }
+    let seed = vec![send(2, seed)];
+    let customer = first_internal_id(strategy, &seed);
+    let mut steps = seed;
+    steps.extend([
+        send(
+            0,
+            Op::Claim {
+                scope: Scope::default(),
+                target: ClaimTarget::Row { internal_id: customer.clone() },
+                new_id: "mine".into(),
+            },
+        ),
+        send(1, attach(&customer)),
+    ]);
+    let report = run(strategy, &steps, "script_tenants");
+    assert_agrees(&report, strategy, &steps);
+    let breached: Vec<(usize, Scope)> =
+        report.breaches.iter().map(|b| (b.request, b.touched_scope.clone())).collect();
+    assert_eq!(
+        breached,
+        vec![(0, elsewhere.clone()), (1, elsewhere)],
+        "both statements are seen on Postgres"
+    );
 }
 
 #[test]

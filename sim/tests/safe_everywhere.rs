@@ -2,16 +2,17 @@
 //! schedule with up to one clock move where that space is small enough to
 //! cover (the test asserts it was covered), and otherwise under every
 //! schedule within a preemption bound that the test's name states; and
-//! under every single fault placed at any point a request reaches in its
-//! default run (within 3 preemptions, no clock move).
+//! under every single fault placed at any point a request reaches in any
+//! schedule of that exploration, on any attempt (within 3 preemptions, no
+//! clock move).
 
 mod support;
 
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::BUILTINS;
-use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
+use cusim_sim::drive::stepper::Prepared;
+use cusim_sim::explore::ExploreReport;
 use cusim_sim::input::scenario::{FaultKind, FaultSpec, Scenario};
-use cusim_sim::judge::trace::EventKind;
 use support::*;
 
 /// The most schedules a test that claims a whole space may run.
@@ -19,7 +20,7 @@ const FULL_SPACE_BUDGET: u64 = 200_000;
 
 /// Every schedule with at most one clock move: the test fails if the space
 /// is not covered within the budget (then it must say its bound).
-fn every_schedule(scenario: &Scenario) {
+fn every_schedule(scenario: &Scenario) -> ExploreReport {
     let prepared = Prepared::new(scenario, Strategy::Safe).unwrap();
     let full = cusim_sim::explore::explore(
         &prepared,
@@ -37,11 +38,12 @@ fn every_schedule(scenario: &Scenario) {
         "{}: every schedule was claimed, but {} schedules did not cover the space; name a preemption bound",
         scenario.name, full.schedules_run
     );
+    full
 }
 
 /// Every schedule with at most `preemptions` preemptions and one clock
 /// move: the bounded space must be covered.
-fn within_preemptions(scenario: &Scenario, preemptions: usize) {
+fn within_preemptions(scenario: &Scenario, preemptions: usize) -> ExploreReport {
     let bounded = exhaustive(scenario, Strategy::Safe, Some(preemptions), 1);
     assert_holds(&bounded);
     assert!(
@@ -49,27 +51,15 @@ fn within_preemptions(scenario: &Scenario, preemptions: usize) {
         "{}: the space within {preemptions} preemptions was not covered ({} schedules)",
         scenario.name, bounded.schedules_run
     );
+    bounded
 }
 
-/// Every (request, point, occurrence) the default run of `scenario` reaches.
-fn placements(scenario: &Scenario) -> Vec<(usize, cusim::backend::Point, u32)> {
-    let prepared = Prepared::new(scenario, Strategy::Safe).unwrap();
-    let options = RunOptions { record_trace: true, ..RunOptions::default() };
-    let run = execute_run(&prepared, &mut Replay::new(&Default::default()), options).unwrap();
-    let mut seen: Vec<(usize, cusim::backend::Point, u32)> = Vec::new();
-    for event in &run.trace {
-        if let (Some(request), EventKind::Op { point, .. }) = (event.request, &event.kind) {
-            let occurrence = seen.iter().filter(|(r, p, _)| *r == request && p == point).count() as u32 + 1;
-            seen.push((request, *point, occurrence));
-        }
-    }
-    seen
-}
-
-fn sweep_faults(name: &str) {
+/// Every single fault of every kind at every (request, point, occurrence)
+/// `explored` reached, within 3 preemptions and no clock move.
+fn sweep_faults(name: &str, explored: &ExploreReport) {
     let base = builtin_scenario(name);
     let mut placed = 0;
-    for (request, point, occurrence) in placements(&base) {
+    for &(request, point, occurrence) in &explored.reached {
         for kind in FaultKind::ALL.into_iter().filter(|k| k.applies_to(point)) {
             let mut scenario = base.clone();
             let taken = scenario
@@ -91,6 +81,7 @@ fn sweep_faults(name: &str) {
         }
     }
     assert!(placed > 0, "{name}: no fault could be placed");
+    eprintln!("{name}: {placed} single faults at {} places reached", explored.reached.len());
 }
 
 /// One test per built-in: `every` claims every schedule (with up to one
@@ -100,8 +91,8 @@ macro_rules! everywhere {
     ($($test:ident => $name:literal, $bound:ident $($n:literal)?);+ $(;)?) => {$(
         #[test]
         fn $test() {
-            everywhere!(@explore $name, $bound $($n)?);
-            sweep_faults($name);
+            let explored = everywhere!(@explore $name, $bound $($n)?);
+            sweep_faults($name, &explored);
         }
     )+};
     (@explore $name:literal, every) => { every_schedule(&builtin_scenario($name)) };

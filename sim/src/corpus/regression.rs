@@ -7,6 +7,7 @@ use cusim::flow::Strategy;
 use serde::{Deserialize, Serialize};
 
 use crate::input::scenario::{Scenario, ScenarioError};
+use crate::input::schedule::Schedule;
 use crate::judge::Invariant;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +48,28 @@ impl Regression {
         let scenario_text = serde_json::to_string(&regression.scenario).expect("scenarios serialize");
         Scenario::parse(&scenario_text, path)
             .map_err(|e| error(format!("scenario.{}", e.json_path), e.reason))?;
+        // So is its schedule: a bad one is an error, never the default run.
+        Schedule::parse(&regression.schedule).map_err(|e| error("schedule".into(), e.to_string()))?;
         Ok(regression)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_schedule_is_an_error_naming_the_field() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/regressions");
+        let good = dir.join("r1-same-id-create--legacy--no_internal_error.json");
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(good).unwrap()).unwrap();
+        value["schedule"] = serde_json::Value::from("0.1.x");
+        let bad = std::env::temp_dir().join(format!("cusim-bad-regression-{}.json", std::process::id()));
+        std::fs::write(&bad, value.to_string()).unwrap();
+        let error = Regression::load(&bad).unwrap_err();
+        std::fs::remove_file(&bad).unwrap();
+        assert_eq!(error.json_path, "schedule");
+        assert!(error.reason.contains("\"x\""), "{}", error.reason);
     }
 }

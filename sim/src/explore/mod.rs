@@ -6,7 +6,9 @@
 pub mod schedulers;
 pub mod shrink;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use cusim::backend::Point;
 
 use cusim::flow::Strategy;
 use serde::Serialize;
@@ -81,6 +83,9 @@ pub struct ExploreReport {
     pub violations: Vec<Found>,
     /// Summed over the schedules run.
     pub availability: Availability,
+    /// Every (request, named point, occurrence) reached in any schedule run.
+    #[serde(skip)]
+    pub reached: BTreeSet<(usize, Point, u32)>,
 }
 
 /// Runs one schedule from a chooser and checks it.
@@ -144,6 +149,7 @@ pub fn shrink_all(report: &mut ExploreReport, prepared: &Prepared, max_attempts:
 pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl FnMut(u64)) -> ExploreReport {
     let mut found: BTreeMap<Invariant, Found> = BTreeMap::new();
     let mut availability = Availability::default();
+    let mut reached = BTreeSet::new();
     let mut run_count = 0;
     let mut exhausted = false;
     let mut covered = false;
@@ -171,6 +177,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 run_count += 1;
                 progress(run_count);
                 availability.add(execution.availability);
+                reached.extend(execution.reached.iter().copied());
                 let broke = !violations.is_empty();
                 record(&mut found, &execution, violations, Some(seed), run_count);
                 if broke && config.stop_at_first {
@@ -194,6 +201,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 run_count += 1;
                 progress(run_count);
                 availability.add(execution.availability);
+                reached.extend(execution.reached.iter().copied());
                 let broke = !violations.is_empty();
                 record(&mut found, &execution, violations, None, run_count);
                 if broke && config.stop_at_first {
@@ -220,5 +228,6 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         covered,
         violations: found.into_values().collect(),
         availability,
+        reached,
     }
 }

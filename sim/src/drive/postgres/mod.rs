@@ -150,7 +150,7 @@ pub fn replay_on_postgres(
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 stripe: services.stripe.customers().to_vec(),
-                breaches: model.state.breaches.clone(),
+                breaches: services.breaches.clone(),
             }
         };
         // The same responses and settle reads, judged on what Postgres committed.

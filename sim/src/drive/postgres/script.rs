@@ -3,7 +3,7 @@
 //! (who waits for whom, what a statement that waited does, deadlocks and
 //! their victims) on statements and orders no flow happens to send.
 
-use cusim::backend::mem::{RequestId, World};
+use cusim::backend::mem::{IsolationBreach, RequestId, World};
 use cusim::backend::Op;
 use cusim::flow::Strategy;
 use cusim::model::Catalog;
@@ -43,11 +43,16 @@ pub struct ScriptReport {
     /// The first committed customer that differs: the model's, then
     /// Postgres's.
     pub state_difference: Option<String>,
+    /// The statements that touched another tenant's customer, on Postgres
+    /// (each once).
+    pub breaches: Vec<IsolationBreach>,
+    /// Whether the model saw the same ones.
+    pub breaches_agree: bool,
 }
 
 impl ScriptReport {
     pub fn agrees(&self) -> bool {
-        self.divergence.is_none() && self.state_agrees
+        self.divergence.is_none() && self.state_agrees && self.breaches_agree
     }
 }
 
@@ -159,8 +164,21 @@ pub fn script_on_postgres(
                 .unwrap_or(0);
             format!("customer {at}: model {:?}, Postgres {:?}", expected.get(at), committed.get(at))
         });
+        let once = |breaches: &[IsolationBreach]| {
+            let mut once: Vec<IsolationBreach> = Vec::new();
+            for breach in breaches {
+                if !once.contains(breach) {
+                    once.push(breach.clone());
+                }
+            }
+            once
+        };
+        let breaches = once(&shadow.inner.shared.borrow().breaches);
+        let breaches_agree = breaches == once(model.world.isolation_breaches());
         let inner = &mut shadow.inner;
         Ok(ScriptReport {
+            breaches,
+            breaches_agree,
             compared: inner.compared,
             waits: inner.waits,
             deadlocks: inner.deadlocks,

@@ -133,6 +133,9 @@ pub struct Execution {
     pub availability: Availability,
     /// What the oracle judges.
     pub observation: Observation,
+    /// Every (request, named point, occurrence) the run's requests reached,
+    /// over all their attempts: where a scenario fault could be placed.
+    pub reached: BTreeSet<(usize, Point, u32)>,
 }
 
 impl Execution {
@@ -617,6 +620,14 @@ fn run_with(
             availability.failed_by_unneeded_service += 1;
         }
     }
+    let reached = run
+        .slots
+        .iter()
+        .enumerate()
+        .flat_map(|(i, slot)| {
+            slot.visits.iter().flat_map(move |(&point, &n)| (1..=n).map(move |k| (i, point, k)))
+        })
+        .collect();
     let retried = run.slots.iter_mut().map(|s| std::mem::take(&mut s.earlier)).collect();
     let observation = Observation {
         outcomes,
@@ -634,5 +645,6 @@ fn run_with(
         world: run.world,
         availability,
         observation,
+        reached,
     })
 }
