@@ -31,6 +31,7 @@ pub use script::{script_on_postgres, ScriptModel, ScriptReport, ScriptStep};
 use cusim::backend::mem::RequestId;
 use cusim::backend::Point;
 use cusim::flow::Strategy;
+use cusim::model::Catalog;
 use cusim_pg::{schema, services};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
@@ -115,28 +116,13 @@ pub fn replay_on_postgres(
     schedule: &Schedule,
     options: RunOptions,
 ) -> Result<(Execution, PgReplay), PgReplayError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| PgReplayError::Server(format!("cannot start the async runtime: {e}")))?;
-    let local = LocalSet::new();
-    let database =
-        local.block_on(&runtime, schema::create(url, schema_name, strategy, &scenario.catalog()))?;
-    let result = (|| {
-        let monitor = local
-            .block_on(&runtime, PgConnection::connect_with(&database.options))
-            .map_err(|e| PgReplayError::Server(format!("cannot open the monitoring connection: {e}")))?;
-        let mut shadow = PgShadow {
-            runtime: &runtime,
-            local: &local,
-            inner: Inner::new(database.clone(), services(0, strategy.constraints()), monitor),
-        };
-        let prepared = Prepared::new_shadowed(scenario, strategy, &mut shadow)?;
-        let execution = execute_shadowed(&prepared, &mut Replay::new(schedule), options, &mut shadow)?;
+    with_shadow(url, schema_name, strategy, &scenario.catalog(), |shadow| {
+        let prepared = Prepared::new_shadowed(scenario, strategy, shadow)?;
+        let execution = execute_shadowed(&prepared, &mut Replay::new(schedule), options, shadow)?;
         if let Some(failure) = shadow.inner.failure.take() {
             return Err(PgReplayError::Server(failure));
         }
-        let committed = local.block_on(&runtime, shadow.inner.committed())?;
+        let committed = shadow.local.block_on(shadow.runtime, shadow.inner.committed())?;
         let model = &execution.observation;
         let state_agrees = committed == model.state.customers;
         let model_verdict = verdict(&prepared, model);
@@ -167,6 +153,35 @@ pub fn replay_on_postgres(
             state_agrees,
         };
         Ok((execution, report))
+    })
+}
+
+/// Runs `body` with a Postgres shadow on a schema of its own
+/// (`schema_name`, made for `strategy` and `catalog`, dropped afterwards,
+/// after the shadow and its connections are gone).
+fn with_shadow<T>(
+    url: &str,
+    schema_name: &str,
+    strategy: Strategy,
+    catalog: &Catalog,
+    body: impl FnOnce(&mut PgShadow<'_>) -> Result<T, PgReplayError>,
+) -> Result<T, PgReplayError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PgReplayError::Server(format!("cannot start the async runtime: {e}")))?;
+    let local = LocalSet::new();
+    let database = local.block_on(&runtime, schema::create(url, schema_name, strategy, catalog))?;
+    let result = (|| {
+        let monitor = local
+            .block_on(&runtime, PgConnection::connect_with(&database.options))
+            .map_err(|e| PgReplayError::Server(format!("cannot open the monitoring connection: {e}")))?;
+        let mut shadow = PgShadow {
+            runtime: &runtime,
+            local: &local,
+            inner: Inner::new(database.clone(), services(0, strategy.constraints()), monitor),
+        };
+        body(&mut shadow)
     })();
     local.block_on(&runtime, schema::drop(&database));
     result

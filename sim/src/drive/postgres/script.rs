@@ -7,13 +7,9 @@ use cusim::backend::mem::{IsolationBreach, RequestId, World};
 use cusim::backend::Op;
 use cusim::flow::Strategy;
 use cusim::model::Catalog;
-use cusim_pg::{schema, services};
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
-use tokio::task::LocalSet;
 
-use super::shadow::{Inner, PgShadow};
-use super::{Divergence, PgReplayError};
+use super::{with_shadow, Divergence, PgReplayError};
 use crate::drive::stepper::{ModelResult, Services, Shadow};
 use crate::judge::State;
 
@@ -128,25 +124,11 @@ pub fn script_on_postgres(
     catalog: &Catalog,
     steps: &[ScriptStep],
 ) -> Result<ScriptReport, PgReplayError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| PgReplayError::Server(format!("cannot start the async runtime: {e}")))?;
-    let local = LocalSet::new();
-    let database = local.block_on(&runtime, schema::create(url, schema_name, strategy, catalog))?;
-    let result = (|| {
-        let monitor = local
-            .block_on(&runtime, PgConnection::connect_with(&database.options))
-            .map_err(|e| PgReplayError::Server(format!("cannot open the monitoring connection: {e}")))?;
-        let mut shadow = PgShadow {
-            runtime: &runtime,
-            local: &local,
-            inner: Inner::new(database.clone(), services(0, strategy.constraints()), monitor),
-        };
+    with_shadow(url, schema_name, strategy, catalog, |shadow| {
         let mut model = ScriptModel::new(strategy, catalog);
         for (index, step) in steps.iter().enumerate() {
             model
-                .take(step, Some(&mut shadow))
+                .take(step, Some(&mut *shadow))
                 .map_err(|e| PgReplayError::Server(format!("step {index}: {e}")))?;
             if let Some(failure) = shadow.inner.failure.take() {
                 return Err(PgReplayError::Server(failure));
@@ -155,7 +137,7 @@ pub fn script_on_postgres(
                 break;
             }
         }
-        let committed = local.block_on(&runtime, shadow.inner.committed())?;
+        let committed = shadow.local.block_on(shadow.runtime, shadow.inner.committed())?;
         let expected = State::of_world(&model.world).customers;
         let state_agrees = committed == expected;
         let state_difference = (!state_agrees).then(|| {
@@ -186,7 +168,5 @@ pub fn script_on_postgres(
             state_agrees,
             state_difference,
         })
-    })();
-    local.block_on(&runtime, schema::drop(&database));
-    result
+    })
 }
