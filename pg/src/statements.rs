@@ -421,15 +421,18 @@ impl PgConn {
     }
 
     /// `pg_advisory_xact_lock` on the key's 64-bit hash (`hashtextextended`
-    /// of the model's key text): in a transaction, held until it ends;
-    /// outside one, taken and released by the statement.
+    /// of the schema and the model's key text): in a transaction, held
+    /// until it ends; outside one, taken and released by the statement.
+    /// Advisory locks belong to the whole database, so the schema is part
+    /// of the key: runs in schemas of their own never share one.
     pub(crate) async fn advisory_lock(&self, scope: &Scope, key: &str) -> Result<(), DbError> {
         self.tick();
         let mut conn = self.conn.lock().await;
-        let result = sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(advisory_key(scope, key))
-            .execute(&mut *conn)
-            .await;
+        let result =
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1, 0))")
+                .bind(advisory_key(scope, key))
+                .execute(&mut *conn)
+                .await;
         match result {
             Ok(_) => Ok(()),
             Err(error) => Err(self.failed(&mut conn, error).await),
