@@ -393,9 +393,9 @@ fn advisory_locks_taken_in_opposite_orders_deadlock() {
     ok(w.apply(0, &advisory("a"), None));
     ok(w.apply(1, &advisory("b"), None));
     assert!(w.apply(0, &advisory("b"), None).is_err());
-    assert!(!w.closes_cycle(0));
+    assert!(!w.in_cycle(0));
     assert!(w.apply(1, &advisory("a"), None).is_err());
-    assert!(w.closes_cycle(1), "r1 waits for r0, which waits for r1");
+    assert!(w.in_cycle(1), "r1 waits for r0, which waits for r1");
     assert_eq!(w.deadlock_victim(1), Outcome::DbError { error: DbError::Deadlock });
     // The victim's locks are gone: r0 gets b.
     assert_eq!(ok(w.apply(0, &advisory("b"), None)), Outcome::Done);

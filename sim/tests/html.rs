@@ -11,8 +11,12 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// (page, built-in scenario, regression case whose minimal schedule it shows)
 const PAGES: [(&str, &str, &str); 2] = [
-    ("docs/r1-minimal-trace.html", "r1-same-id-create", "r1-same-id-create--legacy--no_internal_error.json"),
-    ("docs/r2-minimal-trace.html", "r2-stale-cache", "r2-stale-cache--legacy--fresh_cache.json"),
+    (
+        "docs/r1-minimal-trace.html",
+        "r1-same-id-create",
+        "r1-same-id-create--legacy--no_internal_error--r1.json",
+    ),
+    ("docs/r2-minimal-trace.html", "r2-stale-cache", "r2-stale-cache--legacy--fresh_cache--r2.json"),
 ];
 
 #[test]

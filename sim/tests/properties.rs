@@ -26,7 +26,7 @@ fn check(
     let run =
         execute_run(&prepared, &mut Lenient::new(schedule), options).expect("lenient replays never fail");
     let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
-    let races = classify(&prepared.scenario, &run.schedule, &run.trace, &violations);
+    let races = classify(&run.trace, &violations);
     (violations, races)
 }
 
@@ -71,12 +71,7 @@ fn the_generator_reaches_every_race_class_within_the_default_case_budget() {
                     let mut pct = cusim_sim::explore::pct_chooser(&prepared, seed.wrapping_add(i), 3, 1);
                     let run = execute_run(&prepared, &mut pct, options).unwrap();
                     let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
-                    reached.borrow_mut().extend(classify(
-                        &prepared.scenario,
-                        &run.schedule,
-                        &run.trace,
-                        &violations,
-                    ));
+                    reached.borrow_mut().extend(classify(&run.trace, &violations));
                 }
             }
             Ok(())

@@ -5,6 +5,9 @@
 mod support;
 
 use cusim::flow::Strategy::{Legacy, Safe, Transactional};
+use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
+use cusim_sim::input::schedule::Schedule;
+use cusim_sim::judge::races::Symptom;
 use cusim_sim::judge::Invariant;
 use support::*;
 
@@ -133,5 +136,72 @@ fn every_race_of_the_catalog_is_found_where_spec_section_8_says() {
             let report = pct(&scenario, *strategy, 1_000);
             assert_breaks(&report, &scenario, *invariant);
         }
+        // Each race by the interleaving that defines it, not by its symptom.
+        for (strategy, race) in builtin.races {
+            let report = pct(&scenario, *strategy, 1_000);
+            assert!(
+                report.violations.iter().any(|f| f.race == Some(*race)),
+                "{} under {strategy}: {race} not matched; found {:?}",
+                builtin.name(),
+                report.violations.iter().map(|f| f.symptom().to_string()).collect::<Vec<_>>()
+            );
+        }
     }
+}
+
+/// The symptoms a replay of `schedule` shows.
+fn symptoms(name: &str, strategy: cusim::flow::Strategy, schedule: &str) -> Vec<String> {
+    let scenario = builtin_scenario(name);
+    let prepared = Prepared::new(&scenario, strategy).unwrap();
+    let schedule = Schedule::parse(schedule).unwrap();
+    let options = RunOptions { record_trace: true, ..RunOptions::default() };
+    let run = execute_run(&prepared, &mut Replay::new(&schedule), options).unwrap();
+    let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
+    violations.iter().map(|v| Symptom::of(&run.trace, v).to_string()).collect()
+}
+
+#[test]
+fn lost_usage_is_named_by_how_it_was_lost() {
+    let lost = |race: &str| format!("usage_conserved ({race})");
+    // R9: the check's invalidation falls between the track's deduct in the
+    // cache and its sync.
+    assert!(symptoms("r9-lost-usage-invalidation", Legacy, "0.0.0.0.0.1.1.1").contains(&lost("R9")));
+    // The same loss by the entry's TTL (three days pass before the sync):
+    // no invalidation, so not R9, nor any race of the catalog.
+    let expired = symptoms("r9-lost-usage-invalidation", Legacy, "0.0.0.0.0.+259201000");
+    assert!(expired.contains(&lost("no catalog race")), "{expired:?}");
+    assert!(!expired.iter().any(|s| s.contains("R9") || s.contains("R8")), "{expired:?}");
+    // R8: two tracks miss the cache, the later set overwrites the deduct.
+    let overwritten = symptoms("r8-lost-usage-overwrite", Legacy, "1.1.1");
+    assert!(overwritten.contains(&lost("R8")), "{overwritten:?}");
+    assert!(!overwritten.contains(&lost("R9")), "{overwritten:?}");
+    // An eviction before the sync loses it too, and is neither.
+    let evicted = symptoms("w2-cache-evicted-before-sync", Legacy, "");
+    assert_eq!(evicted, [lost("no catalog race")]);
+}
+
+#[test]
+fn a_symptom_without_its_interleaving_is_no_race() {
+    // A request that crashes after its insert leaves a customer without
+    // defaults (R3); the same loss by a failed attach, nobody crashing, is
+    // not the catalog's R3.
+    let crashed = symptoms("r3-crash-before-defaults", Legacy, "");
+    assert!(crashed.contains(&"defaults_present (R3)".to_owned()), "{crashed:?}");
+    let mut failed = builtin_scenario("r3-crash-before-defaults");
+    failed.faults[0].kind = cusim_sim::input::scenario::FaultKind::DbError;
+    let prepared = Prepared::new(&failed, Legacy).unwrap();
+    let options = RunOptions { record_trace: true, ..RunOptions::default() };
+    let run = execute_run(&prepared, &mut Replay::new(&Schedule::default()), options).unwrap();
+    let shown: Vec<String> = cusim_sim::judge::judge(&prepared.scenario, &run.observation)
+        .iter()
+        .map(|v| Symptom::of(&run.trace, v).to_string())
+        .collect();
+    assert!(shown.contains(&"defaults_present (no catalog race)".to_owned()), "{shown:?}");
+    // A Stripe customer no processor names, made by one request that timed
+    // out (w4): a single_stripe_customer failure, but not R6's two creators.
+    let scenario = builtin_scenario("w4-stripe-window");
+    let report = pct(&scenario, Transactional, 1_000);
+    let shown: Vec<String> = report.violations.iter().map(|f| f.symptom().to_string()).collect();
+    assert!(shown.contains(&"single_stripe_customer (no catalog race)".to_owned()), "{shown:?}");
+    assert!(shown.contains(&"single_stripe_customer (R6)".to_owned()), "{shown:?}");
 }

@@ -1,5 +1,5 @@
 //! The regression corpus (`fixtures/regressions/`): every saved minimal
-//! case still breaks its invariant, its trace is unchanged (an insta
+//! case still breaks its invariant by the same race, its trace is unchanged (an insta
 //! snapshot), and `safe` holds on the very same specimen.
 
 mod support;
@@ -11,6 +11,7 @@ use cusim_sim::corpus::regression::Regression;
 use cusim_sim::drive::stepper::Lenient;
 use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
 use cusim_sim::input::schedule::Schedule;
+use cusim_sim::judge::races::Symptom;
 use cusim_sim::report::text as trace;
 
 fn corpus() -> Vec<(String, Regression)> {
@@ -41,11 +42,14 @@ fn every_regression_still_breaks_its_invariant_with_the_same_trace() {
         let options = RunOptions { record_trace: true, ..RunOptions::default() };
         let run = execute_run(&prepared, &mut Replay::new(&schedule), options).unwrap();
         let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
+        // The same invariant, broken by the same race (matched by its
+        // interleaving), or by none of the catalog's when the file names none.
+        let expected = Symptom { invariant: regression.invariant, race: regression.race };
+        let shown: Vec<Symptom> = violations.iter().map(|v| Symptom::of(&run.trace, v)).collect();
         assert!(
-            violations.iter().any(|v| v.invariant == regression.invariant),
-            "{name} no longer breaks {}: {:?}",
-            regression.invariant,
-            violations.iter().map(|v| v.invariant).collect::<Vec<_>>()
+            shown.contains(&expected),
+            "{name} no longer shows {expected}: {:?}",
+            shown.iter().map(Symptom::to_string).collect::<Vec<_>>()
         );
         let text = format!(
             "{} under {}, schedule '{}'\n{}",

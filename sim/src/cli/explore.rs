@@ -97,7 +97,8 @@ fn print_report(report: &ExploreReport, origin: &str) {
         println!("  no invariant violated");
     }
     for found in &report.violations {
-        println!("  VIOLATED {}: {}", found.invariant, found.message);
+        let race = found.race.map_or_else(|| "no catalog race".to_owned(), |r| format!("race {r}"));
+        println!("  VIOLATED {} ({race}): {}", found.invariant, found.message);
         let seed = found.seed.map_or(String::new(), |s| format!(" (seed {s})"));
         println!("    schedule {}{seed}", if found.schedule.is_empty() { "\"\"" } else { &found.schedule });
         println!(
@@ -197,13 +198,21 @@ pub(crate) fn run_all(
             let mut cell: Vec<String> = Vec::new();
             for found in &report.violations {
                 let expected = builtin.expected.contains(&(strategy, found.invariant));
-                cell.push(format!("{}{}", found.invariant, if expected { "" } else { "!" }));
+                let race = found.race.map_or(String::new(), |r| format!(" {r}"));
+                cell.push(format!("{}{}{race}", found.invariant, if expected { "" } else { "!" }));
             }
             for (expected_strategy, invariant) in builtin.expected {
                 if *expected_strategy == strategy
                     && !report.violations.iter().any(|f| f.invariant == *invariant)
                 {
                     cell.push(format!("MISSED {invariant}"));
+                    failed = true;
+                }
+            }
+            for (expected_strategy, race) in builtin.races {
+                if *expected_strategy == strategy && !report.violations.iter().any(|f| f.race == Some(*race))
+                {
+                    cell.push(format!("MISSED {race}"));
                     failed = true;
                 }
             }

@@ -9,6 +9,7 @@ use cusim_sim::drive::stepper::{execute_run, Execution, Replay, RunOptions};
 use cusim_sim::input::scenario::Scenario;
 use cusim_sim::input::schedule::Schedule;
 use cusim_sim::judge::judge;
+use cusim_sim::judge::races::race_of;
 use cusim_sim::report::{html, text as trace};
 use serde_json::json;
 
@@ -118,7 +119,7 @@ pub(crate) fn run_replay(
     if json {
         let found: Vec<_> = violations
             .iter()
-            .map(|v| json!({"invariant": v.invariant, "schedule": execution.minimal_schedule().to_string(), "seed": null, "message": v.message, "requests": v.requests, "settle_reads": v.settle_reads, "evidence": v.evidence}))
+            .map(|v| json!({"invariant": v.invariant, "race": race_of(&execution.trace, v), "schedule": execution.minimal_schedule().to_string(), "seed": null, "message": v.message, "requests": v.requests, "settle_reads": v.settle_reads, "evidence": v.evidence}))
             .collect();
         let object = json!({
             "scenario": scenario.name,
@@ -146,8 +147,10 @@ pub(crate) fn run_replay(
             } else {
                 format!(", settle reads {:?}", violation.settle_reads)
             };
+            let race = race_of(&execution.trace, violation)
+                .map_or_else(|| "no catalog race".to_owned(), |r| format!("race {r}"));
             println!(
-                "VIOLATED {} (requests {:?}{settles}): {}",
+                "VIOLATED {} ({race}; requests {:?}{settles}): {}",
                 violation.invariant, violation.requests, violation.message
             );
             println!("  evidence: {}", violation.evidence);

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::input::scenario::{Scenario, ScenarioError};
 use crate::input::schedule::Schedule;
+use crate::judge::races::Race;
 use crate::judge::Invariant;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,14 +19,19 @@ pub struct Regression {
     pub schedule: String,
     /// The invariant the case must keep breaking.
     pub invariant: Invariant,
+    /// The catalog race whose interleaving the case holds; absent when it
+    /// holds none of the catalog's (a failure the catalog does not describe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub race: Option<Race>,
     /// What the oracle said when the case was saved.
     pub message: String,
 }
 
 impl Regression {
-    /// `<scenario>--<strategy>--<invariant>.json`
+    /// `<scenario>--<strategy>--<invariant>[--<race>].json`
     pub fn file_name(&self) -> String {
-        format!("{}--{}--{}.json", self.scenario.name, self.strategy, self.invariant)
+        let race = self.race.map_or(String::new(), |r| format!("--{}", r.to_string().to_lowercase()));
+        format!("{}--{}--{}{race}.json", self.scenario.name, self.strategy, self.invariant)
     }
 
     pub fn save(&self, dir: &Path) -> std::io::Result<PathBuf> {
@@ -61,7 +67,7 @@ mod tests {
     #[test]
     fn a_bad_schedule_is_an_error_naming_the_field() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/regressions");
-        let good = dir.join("r1-same-id-create--legacy--no_internal_error.json");
+        let good = dir.join("r1-same-id-create--legacy--no_internal_error--r1.json");
         let mut value: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(good).unwrap()).unwrap();
         value["schedule"] = serde_json::Value::from("0.1.x");

@@ -131,7 +131,9 @@ impl Shared {
                     return Some(outcome);
                 }
                 Err(Blocked(_)) => {
-                    if self.world.borrow().closes_cycle(request) {
+                    // The waiter that closes a cycle is its victim: one of the
+                    // choices Postgres has (any member may be).
+                    if self.world.borrow().in_cycle(request) {
                         return Some(self.world.borrow_mut().deadlock_victim(request));
                     }
                     if waited_ms >= LOCK_WAIT_LIMIT_MS {

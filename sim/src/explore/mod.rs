@@ -13,8 +13,10 @@ use cusim::backend::Point;
 use cusim::flow::Strategy;
 use serde::Serialize;
 
+use crate::drive::stepper::Replay;
 use crate::drive::stepper::{execute_run, Availability, Chooser, Execution, Prepared, RunOptions};
 use crate::input::schedule::Schedule;
+use crate::judge::races::{Race, Symptom};
 use crate::judge::{judge, End, Invariant, Violation};
 
 pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, CLOCK_MOVES_MS};
@@ -47,10 +49,15 @@ impl Default for ExploreConfig {
     }
 }
 
-/// The best witness found for one invariant.
+/// The best witness found for one symptom: an invariant, and the catalog
+/// race whose interleaving its run holds (each race is a witness of its
+/// own, so one invariant broken two ways shows both).
 #[derive(Debug, Clone, Serialize)]
 pub struct Found {
     pub invariant: Invariant,
+    /// The catalog race (SPEC §8) whose interleaving the witness holds, if
+    /// any: `None` is a failure the catalog does not describe.
+    pub race: Option<Race>,
     /// The shortest schedule that broke it (replayable).
     pub schedule: String,
     /// The seed that produced it (random and pct).
@@ -99,17 +106,49 @@ pub fn run_and_check(
     (execution, violations)
 }
 
-fn record(
-    found: &mut BTreeMap<Invariant, Found>,
+impl Found {
+    pub fn symptom(&self) -> Symptom {
+        Symptom { invariant: self.invariant, race: self.race }
+    }
+}
+
+/// The symptom of each violation of a failing run: its trace (replayed
+/// with one when the run kept none) matched against the catalog.
+fn symptoms(
+    prepared: &Prepared,
     execution: &Execution,
-    violations: Vec<Violation>,
+    violations: &[Violation],
+    run: RunOptions,
+) -> Vec<Symptom> {
+    if violations.is_empty() {
+        return Vec::new();
+    }
+    let replayed;
+    let trace = if run.record_trace {
+        &execution.trace
+    } else {
+        let options = RunOptions { record_trace: true, ..run };
+        replayed = execute_run(prepared, &mut Replay::new(&execution.schedule), options)
+            .expect("a run's own schedule replays");
+        &replayed.trace
+    };
+    violations.iter().map(|v| Symptom::of(trace, v)).collect()
+}
+
+fn record(
+    found: &mut BTreeMap<Symptom, Found>,
+    prepared: &Prepared,
+    (execution, violations): (&Execution, Vec<Violation>),
+    run: RunOptions,
     seed: Option<u64>,
     count: u64,
 ) {
     let schedule = execution.minimal_schedule();
-    for violation in violations {
+    let symptoms = symptoms(prepared, execution, &violations, run);
+    for (violation, symptom) in violations.into_iter().zip(symptoms) {
         let candidate = Found {
             invariant: violation.invariant,
+            race: symptom.race,
             schedule: schedule.to_string(),
             seed,
             message: violation.message.clone(),
@@ -118,9 +157,9 @@ fn record(
             violation,
             shrunk: None,
         };
-        match found.get_mut(&candidate.invariant) {
+        match found.get_mut(&symptom) {
             None => {
-                found.insert(candidate.invariant, candidate);
+                found.insert(symptom, candidate);
             }
             Some(best) => {
                 let shorter = (schedule.len(), candidate.preemptions)
@@ -140,14 +179,14 @@ pub fn shrink_all(report: &mut ExploreReport, prepared: &Prepared, max_attempts:
         let schedule = Schedule::parse(&found.schedule).expect("explorers record valid schedules");
         let case =
             shrink::Case { scenario: prepared.scenario.clone(), strategy: prepared.strategy, schedule };
-        found.shrunk = shrink::shrink(&case, found.invariant, max_attempts);
+        found.shrunk = shrink::shrink(&case, found.symptom(), max_attempts);
     }
 }
 
 /// Explores `prepared` with the configured scheduler; `progress` is told
 /// how many schedules have run.
 pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl FnMut(u64)) -> ExploreReport {
-    let mut found: BTreeMap<Invariant, Found> = BTreeMap::new();
+    let mut found: BTreeMap<Symptom, Found> = BTreeMap::new();
     let mut availability = Availability::default();
     let mut reached = BTreeSet::new();
     let mut run_count = 0;
@@ -179,7 +218,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 availability.add(execution.availability);
                 reached.extend(execution.reached.iter().copied());
                 let broke = !violations.is_empty();
-                record(&mut found, &execution, violations, Some(seed), run_count);
+                record(&mut found, prepared, (&execution, violations), config.run, Some(seed), run_count);
                 if broke && config.stop_at_first {
                     break;
                 }
@@ -203,7 +242,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 availability.add(execution.availability);
                 reached.extend(execution.reached.iter().copied());
                 let broke = !violations.is_empty();
-                record(&mut found, &execution, violations, None, run_count);
+                record(&mut found, prepared, (&execution, violations), config.run, None, run_count);
                 if broke && config.stop_at_first {
                     break;
                 }

@@ -1,5 +1,6 @@
 //! Shrinking: a failing (scenario, schedule) made as small as it can be
-//! while it still breaks the same invariant: fewest requests, then fewest
+//! while it still shows the same symptom (the same invariant broken by the
+//! same catalog race, or by none of the catalog's): fewest requests, then fewest
 //! faults and seed customers, then fewest preemptions, then the shortest
 //! schedule.
 //!
@@ -15,6 +16,7 @@ use crate::corpus::regression::Regression;
 use crate::drive::stepper::{execute_run, Lenient, Prepared, RunOptions};
 use crate::input::scenario::Scenario;
 use crate::input::schedule::{Schedule, Token};
+use crate::judge::races::{Race, Symptom};
 use crate::judge::{judge, Invariant};
 
 /// A scenario, a strategy and a schedule: everything a replay needs.
@@ -45,18 +47,23 @@ pub struct Shrunk {
     pub case: Case,
     pub size: Size,
     pub invariant: Invariant,
+    pub race: Option<Race>,
     pub message: String,
     /// Candidate cases replayed.
     pub attempts: usize,
 }
 
-/// Replays `case` leniently; if it breaks `invariant`, the case as it
+/// Replays `case` leniently; if it shows `symptom` (the same invariant
+/// broken by the same race, or by none of the catalog's), the case as it
 /// actually ran (strict schedule) and its size.
-fn reproduce(case: &Case, invariant: Invariant) -> Option<(Case, Size, String)> {
+fn reproduce(case: &Case, symptom: Symptom) -> Option<(Case, Size, String)> {
     let prepared = Prepared::new(&case.scenario, case.strategy).ok()?;
     let mut chooser = Lenient::new(&case.schedule);
-    let run = execute_run(&prepared, &mut chooser, RunOptions::default()).ok()?;
-    let violation = judge(&case.scenario, &run.observation).into_iter().find(|v| v.invariant == invariant)?;
+    let options = RunOptions { record_trace: true, ..RunOptions::default() };
+    let run = execute_run(&prepared, &mut chooser, options).ok()?;
+    let violation = judge(&case.scenario, &run.observation)
+        .into_iter()
+        .find(|v| v.invariant == symptom.invariant && Symptom::of(&run.trace, v) == symptom)?;
     let schedule = run.minimal_schedule();
     let size = Size {
         requests: case.scenario.requests.len(),
@@ -141,10 +148,10 @@ fn candidates(case: &Case) -> Vec<Case> {
     out
 }
 
-/// Shrinks a case known to break `invariant`. `None` if it does not
+/// Shrinks a case known to show `symptom`. `None` if it does not
 /// reproduce. Bounded: at most `max_attempts` replays.
-pub fn shrink(case: &Case, invariant: Invariant, max_attempts: usize) -> Option<Shrunk> {
-    let (mut best, mut size, mut message) = reproduce(case, invariant)?;
+pub fn shrink(case: &Case, symptom: Symptom, max_attempts: usize) -> Option<Shrunk> {
+    let (mut best, mut size, mut message) = reproduce(case, symptom)?;
     let mut attempts = 1;
     'improve: loop {
         for candidate in candidates(&best) {
@@ -152,7 +159,7 @@ pub fn shrink(case: &Case, invariant: Invariant, max_attempts: usize) -> Option<
                 break 'improve;
             }
             attempts += 1;
-            if let Some((smaller, smaller_size, smaller_message)) = reproduce(&candidate, invariant) {
+            if let Some((smaller, smaller_size, smaller_message)) = reproduce(&candidate, symptom) {
                 if smaller_size < size {
                     (best, size, message) = (smaller, smaller_size, smaller_message);
                     continue 'improve;
@@ -161,7 +168,7 @@ pub fn shrink(case: &Case, invariant: Invariant, max_attempts: usize) -> Option<
         }
         break;
     }
-    Some(Shrunk { case: best, size, invariant, message, attempts })
+    Some(Shrunk { case: best, size, invariant: symptom.invariant, race: symptom.race, message, attempts })
 }
 
 impl Shrunk {
@@ -172,6 +179,7 @@ impl Shrunk {
             strategy: self.case.strategy,
             schedule: self.case.schedule.to_string(),
             invariant: self.invariant,
+            race: self.race,
             message: self.message.clone(),
         }
     }

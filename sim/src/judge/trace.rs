@@ -3,7 +3,7 @@
 //! and settle reads. Reports print it; the race classifier reads it.
 
 use cusim::backend::mem::TxnId;
-use cusim::backend::Point;
+use cusim::backend::{Op, Outcome, Point};
 use serde::Serialize;
 
 use crate::input::scenario::FaultKind;
@@ -21,13 +21,16 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum EventKind {
-    /// An operation ran at its point.
+    /// An operation ran at its point: `op` and `result` say it in a line,
+    /// `call` holds it as it was (what the race matcher reads).
     Op {
         point: Point,
         op: String,
         result: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         fault: Option<FaultKind>,
+        #[serde(skip)]
+        call: Box<Call>,
     },
     /// The operation must wait for a transaction (of `holder`).
     Wait { point: Point, op: String, txn: TxnId, holder: Option<usize> },
@@ -44,4 +47,11 @@ pub enum EventKind {
     Retry { attempt: u32 },
     /// A settle read after quiescence.
     Settle { customer: String, result: String },
+}
+
+/// An operation as it was made, and what it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub op: Op,
+    pub outcome: Outcome,
 }

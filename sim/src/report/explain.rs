@@ -168,36 +168,65 @@ pub fn races_breaking(invariant: Invariant) -> Vec<(Race, Vec<Strategy>)> {
 }
 
 /// The regression corpus (`fixtures/regressions/`), by file name without
-/// `.json`: `SCENARIO--STRATEGY--INVARIANT`. Every violation that
+/// `.json`: `SCENARIO--STRATEGY--INVARIANT[--RACE]` (the catalog race whose
+/// interleaving the case holds, if any). Every symptom that
 /// `cusim explore --all --shrink` finds in the built-in scenarios, side
 /// effects of a race included. A test keeps this list equal to the folder.
 pub const CORPUS: &[&str] = &[
-    "r1-same-id-create--legacy--no_internal_error",
+    "clean-distinct-ids--legacy--usage_conserved",
+    "clean-distinct-ids--transactional--usage_conserved",
+    "clean-same-id-two-orgs--legacy--usage_conserved",
+    "clean-same-id-two-orgs--transactional--usage_conserved",
+    "r1-same-id-create--legacy--no_internal_error--r1",
     "r1-same-id-create--legacy--responses_see_defaults",
-    "r2-stale-cache--legacy--fresh_cache",
-    "r2-stale-cache--legacy--no_internal_error",
+    "r2-stale-cache--legacy--fresh_cache--r2",
+    "r2-stale-cache--legacy--no_internal_error--r1",
     "r2-stale-cache--legacy--responses_see_defaults",
-    "r3-crash-before-defaults--legacy--defaults_present",
-    "r3-crash-before-defaults--legacy--no_internal_error",
+    "r3-crash-before-defaults--legacy--defaults_present--r3",
+    "r3-crash-before-defaults--legacy--no_internal_error--r1",
     "r3-crash-before-defaults--legacy--responses_see_defaults",
     "r4-idless-duplicates--legacy--responses_see_defaults",
-    "r4-idless-duplicates--legacy--unique_customer",
-    "r5-double-claim--legacy--claim_correct",
+    "r4-idless-duplicates--legacy--unique_customer--r4",
+    "r5-double-claim--legacy--claim_correct--r5",
     "r6-two-stripe-customers--legacy--fresh_cache",
-    "r6-two-stripe-customers--legacy--no_internal_error",
+    "r6-two-stripe-customers--legacy--no_internal_error--r1",
     "r6-two-stripe-customers--legacy--responses_see_defaults",
-    "r6-two-stripe-customers--legacy--single_stripe_customer",
-    "r6-two-stripe-customers--transactional--fresh_cache",
-    "r6-two-stripe-customers--transactional--single_stripe_customer",
-    "r7-cache-without-stripe--legacy--fresh_cache",
-    "r7-cache-without-stripe--legacy--no_internal_error",
+    "r6-two-stripe-customers--legacy--single_stripe_customer--r6",
+    "r6-two-stripe-customers--transactional--single_stripe_customer--r6",
+    "r7-cache-without-stripe--legacy--defaults_present",
+    "r7-cache-without-stripe--legacy--fresh_cache--r2",
+    "r7-cache-without-stripe--legacy--no_internal_error--r1",
     "r7-cache-without-stripe--legacy--responses_see_defaults",
-    "r7-cache-without-stripe--transactional--fresh_cache",
+    "r7-cache-without-stripe--transactional--fresh_cache--r7",
+    "r8-lost-usage-overwrite--legacy--fresh_cache",
     "r8-lost-usage-overwrite--legacy--usage_conserved",
+    "r8-lost-usage-overwrite--legacy--usage_conserved--r8",
+    "r8-lost-usage-overwrite--transactional--fresh_cache",
+    "r8-lost-usage-overwrite--transactional--usage_conserved",
+    "r8-lost-usage-overwrite--transactional--usage_conserved--r8",
     "r9-lost-usage-invalidation--legacy--fresh_cache",
     "r9-lost-usage-invalidation--legacy--usage_conserved",
+    "r9-lost-usage-invalidation--legacy--usage_conserved--r9",
     "r9-lost-usage-invalidation--transactional--fresh_cache",
     "r9-lost-usage-invalidation--transactional--usage_conserved",
+    "r9-lost-usage-invalidation--transactional--usage_conserved--r9",
+    "w1-keyed-retry-after-lost-response--legacy--fresh_cache",
+    "w1-keyed-retry-after-lost-response--legacy--usage_conserved",
+    "w1-keyed-retry-after-lost-response--transactional--fresh_cache",
+    "w1-keyed-retry-after-lost-response--transactional--usage_conserved",
+    "w2-cache-evicted-before-sync--legacy--fresh_cache",
+    "w2-cache-evicted-before-sync--legacy--usage_conserved",
+    "w2-cache-evicted-before-sync--legacy--usage_conserved--r8",
+    "w2-cache-evicted-before-sync--transactional--usage_conserved",
+    "w2-cache-evicted-before-sync--transactional--usage_conserved--r8",
+    "w3-skewed-instances--legacy--fresh_cache",
+    "w3-skewed-instances--transactional--fresh_cache",
+    "w4-stripe-window--legacy--no_internal_error--r1",
+    "w4-stripe-window--legacy--responses_see_defaults",
+    "w4-stripe-window--legacy--single_stripe_customer",
+    "w4-stripe-window--legacy--single_stripe_customer--r6",
+    "w4-stripe-window--transactional--single_stripe_customer",
+    "w4-stripe-window--transactional--single_stripe_customer--r6",
 ];
 
 /// `(scenario, strategy)` pairs of the corpus that break `invariant`.
@@ -209,6 +238,8 @@ pub fn corpus_breaking(invariant: Invariant) -> Vec<(&'static str, Strategy)> {
             let (scenario, strategy, broken) = (parts.next()?, parts.next()?, parts.next()?);
             (broken == invariant.as_str()).then_some((scenario, Strategy::parse(strategy)?))
         })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
 
@@ -531,6 +562,7 @@ mod tests {
             let parts: Vec<&str> = stem.split("--").collect();
             assert!(crate::corpus::builtin::find(parts[0]).is_some(), "{stem}: no such built-in scenario");
             assert!(Strategy::parse(parts[1]).is_some() && Invariant::parse(parts[2]).is_some(), "{stem}");
+            assert!(parts.len() == 3 || (parts.len() == 4 && topic(parts[3]).is_some()), "{stem}");
         }
     }
 

@@ -12,7 +12,7 @@ pub fn render(trace: &[Event]) -> String {
         let step = event.step.map_or("   ".to_owned(), |s| format!("{s:>3}"));
         let who = event.request.map_or("   ".to_owned(), |r| format!("r{r:<2}"));
         let line = match &event.kind {
-            EventKind::Op { point, op, result, fault } => {
+            EventKind::Op { point, op, result, fault, .. } => {
                 let fault = fault.map_or(String::new(), |k| format!(" [fault {k}]"));
                 format!("{step} {who} {:<16} {op} -> {result}{fault}", point.as_str())
             }

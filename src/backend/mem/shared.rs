@@ -69,7 +69,9 @@ impl SharedWorld {
                     return outcome;
                 }
                 Err(Blocked(_)) => {
-                    if state.world.closes_cycle(request) {
+                    // The waiter that closes a cycle is its victim: one of the
+                    // choices Postgres has (any member may be).
+                    if state.world.in_cycle(request) {
                         let outcome = state.world.deadlock_victim(request);
                         state.log.push((request, op.clone(), outcome.clone()));
                         self.ended.notify_all();

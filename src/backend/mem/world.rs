@@ -162,12 +162,6 @@ impl World {
         self.db.in_cycle(request)
     }
 
-    /// Whether `request`'s wait closes a cycle of waits (the free drivers
-    /// make it the victim).
-    pub fn closes_cycle(&self, request: RequestId) -> bool {
-        self.db.closes_cycle(request)
-    }
-
     /// A crashed request: its open transaction rolls back.
     pub fn crash(&mut self, request: RequestId) {
         self.db.end_wait(request);

@@ -35,7 +35,7 @@ use serde::Serialize;
 
 use crate::input::scenario::FaultKind;
 use crate::input::schedule::{Schedule, Token};
-use crate::judge::trace::{Event, EventKind};
+use crate::judge::trace::{Call, Event, EventKind};
 use crate::judge::{creators, Creator, End, Observation, RequestOutcome, State};
 use shadow::reborrow;
 
@@ -278,9 +278,7 @@ impl Run<'_, '_> {
             .filter(|&i| self.slots[i].parked.is_some() && self.world.woken(i))
             .min_by_key(|&i| self.world.wait_seq(i))
         {
-            let op = self.slots[i].parked.take().expect("a waiter is parked");
-            let (world_fault, fault) = self.slots[i].pending_fault.take().unzip();
-            self.offer(i, op, world_fault, fault);
+            self.resume(i);
             if self.world.is_waiting(i) && self.world.in_cycle(i) {
                 let op = self.slots[i].parked.take().expect("a waiter is parked");
                 self.deadlock_victim(i, op);
@@ -305,22 +303,27 @@ impl Run<'_, '_> {
         self.advance(i);
     }
 
+    /// A waiter whose wait is over runs its statement again, with the
+    /// fault it was sent with.
+    fn resume(&mut self, i: usize) {
+        let op = self.slots[i].parked.take().expect("a waiter is parked");
+        let (world_fault, fault) = self.slots[i].pending_fault.take().unzip();
+        self.offer(i, op, world_fault, fault);
+    }
+
     fn perform(&mut self, i: usize, explicit: Option<FaultKind>) -> Result<(), String> {
-        let waited = self.world.is_waiting(i);
-        let slot = &mut self.slots[i];
-        let op = slot.parked.take().expect("runnable requests are parked");
-        let point = op.point().expect("parked ops have points");
-        if waited && explicit.is_none() {
+        if self.world.is_waiting(i) && explicit.is_none() {
             if self.world.in_cycle(i) {
+                let op = self.slots[i].parked.take().expect("a waiter is parked");
                 self.deadlock_victim(i, op);
             } else {
-                // Woken: the statement runs again, with the fault it was
-                // sent with.
-                let (world_fault, fault) = self.slots[i].pending_fault.take().unzip();
-                self.offer(i, op, world_fault, fault);
+                self.resume(i);
             }
             return Ok(());
         }
+        let slot = &mut self.slots[i];
+        let op = slot.parked.take().expect("runnable requests are parked");
+        let point = op.point().expect("parked ops have points");
         slot.pending_fault = None;
         let mut fault = explicit;
         if slot.fresh {
@@ -360,7 +363,8 @@ impl Run<'_, '_> {
             if self.record {
                 let result =
                     format!("{} (in flight {in_flight_ms} ms: it never reached Stripe)", outcome.summary());
-                self.event(Some(i), EventKind::Op { point, op: op.summary(), result, fault });
+                let call = Box::new(Call { op: op.clone(), outcome: outcome.clone() });
+                self.event(Some(i), EventKind::Op { point, op: op.summary(), result, fault, call });
             }
             self.slots[i].conn.answer(outcome);
             self.advance(i);
@@ -399,7 +403,9 @@ impl Run<'_, '_> {
                     self.created_by.insert(row.internal_id.clone(), Creator::Request(i));
                 }
                 if self.record {
-                    let kind = EventKind::Op { point, op: op.summary(), result: outcome.summary(), fault };
+                    let call = Box::new(Call { op: op.clone(), outcome: outcome.clone() });
+                    let kind =
+                        EventKind::Op { point, op: op.summary(), result: outcome.summary(), fault, call };
                     self.event(Some(i), kind);
                 }
                 self.slots[i].conn.answer(outcome);

@@ -376,7 +376,7 @@ impl<'p, 'a> Renderer<'p, 'a> {
             }
         };
         match &event.kind {
-            EventKind::Op { point, op, result, fault } => {
+            EventKind::Op { point, op, result, fault, .. } => {
                 let tone = Tone::of(result);
                 let marked = if tone.is_error() {
                     violation

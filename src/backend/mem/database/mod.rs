@@ -438,13 +438,6 @@ impl Database {
         false
     }
 
-    /// Whether `request`'s wait closes a cycle of waits. The free drivers
-    /// make the waiter that closes it the victim (one of the choices
-    /// Postgres has).
-    pub fn closes_cycle(&self, request: RequestId) -> bool {
-        self.in_cycle(request)
-    }
-
     // ----- tenant isolation ---------------------------------------------
 
     pub fn isolation_breaches(&self) -> &[IsolationBreach] {
