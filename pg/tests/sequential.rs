@@ -20,6 +20,7 @@ fn same_on_postgres(name: &str, catalog: Catalog, requests: Vec<Request>) {
         customers: Vec::new(),
         requests: requests.into_iter().map(Into::into).collect(),
         faults: Vec::new(),
+        settle_faults: Vec::new(),
         instances: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

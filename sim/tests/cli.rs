@@ -186,6 +186,26 @@ fn bad_scenarios_are_refused_with_file_path_and_reason() {
             "faults[0].kind",
         ),
         (
+            "settle-crash.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "settle_faults": [{"settle": 0, "at": "cache_read", "kind": "crash"}]}"#,
+            "settle_faults[0].kind: a settle read cannot crash",
+        ),
+        (
+            "settle-point.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "settle_faults": [{"settle": 0, "at": "db_read", "kind": "cache_down"}]}"#,
+            "settle_faults[0].kind: cache_down cannot happen at db_read",
+        ),
+        (
+            "settle-field.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "settle_faults": [{"request": 0, "at": "db_read", "kind": "db_error"}]}"#,
+            "settle_faults[0].request: unknown field `request`",
+        ),
+        (
+            "settle-twice.json",
+            r#"{"name": "x", "requests": [{"op": "create", "id": "a"}], "settle_faults": [{"settle": 0, "at": "db_read", "kind": "db_error"}, {"settle": 0, "at": "db_read", "kind": "lost_response"}]}"#,
+            "settle_faults[1]: a second fault at the same settle read",
+        ),
+        (
             "grant.json",
             r#"{"name": "x", "products": [{"id": "p", "group": "g", "kind": "free", "features": {"w": -1}}], "requests": [{"op": "create", "id": "a"}]}"#,
             "products[0].features.w",

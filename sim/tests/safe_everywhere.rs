@@ -12,7 +12,7 @@ use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::BUILTINS;
 use cusim_sim::drive::stepper::Prepared;
 use cusim_sim::explore::ExploreReport;
-use cusim_sim::input::scenario::{FaultKind, FaultSpec, Scenario};
+use cusim_sim::input::scenario::{FaultKind, FaultSpec, Scenario, SettleFaultSpec};
 use support::*;
 
 /// The most schedules a test that claims a whole space may run.
@@ -55,7 +55,8 @@ fn within_preemptions(scenario: &Scenario, preemptions: usize) -> ExploreReport 
 }
 
 /// Every single fault of every kind at every (request, point, occurrence)
-/// `explored` reached, within 3 preemptions and no clock move.
+/// and (settle read, point, occurrence) `explored` reached, within 3
+/// preemptions and no clock move.
 fn sweep_faults(name: &str, explored: &ExploreReport) {
     let base = builtin_scenario(name);
     let mut placed = 0;
@@ -80,8 +81,30 @@ fn sweep_faults(name: &str, explored: &ExploreReport) {
             placed += 1;
         }
     }
+    // And at every (settle read, point, occurrence) reached: every kind
+    // but a crash (a settle read cannot crash).
+    let mut settle_placed = 0;
+    for &(settle, point, occurrence) in &explored.settle_reached {
+        for kind in FaultKind::ALL.into_iter().filter(|k| *k != FaultKind::Crash && k.applies_to(point)) {
+            let mut scenario = base.clone();
+            scenario.settle_faults.push(SettleFaultSpec { settle, at: point, kind, occurrence });
+            let report = exhaustive(&scenario, Strategy::Safe, Some(3), 0);
+            assert!(report.covered, "{name} with {kind} at settle read {settle}'s {point}: not covered");
+            assert!(
+                report.violations.is_empty(),
+                "{name} with {kind} at settle read {settle}'s {point} #{occurrence}: {:#?}",
+                report.violations.iter().map(|f| (&f.schedule, &f.message)).collect::<Vec<_>>()
+            );
+            settle_placed += 1;
+        }
+    }
     assert!(placed > 0, "{name}: no fault could be placed");
-    eprintln!("{name}: {placed} single faults at {} places reached", explored.reached.len());
+    assert!(settle_placed > 0, "{name}: no fault could be placed at a settle read");
+    eprintln!(
+        "{name}: {placed} single faults at {} places reached by requests, {settle_placed} at {} reached by settle reads",
+        explored.reached.len(),
+        explored.settle_reached.len()
+    );
 }
 
 /// One test per built-in: `every` claims every schedule (with up to one

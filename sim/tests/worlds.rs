@@ -258,3 +258,35 @@ fn choosing_the_wake_order_finds_all_first_come_first_served_finds_every_schedul
     eprintln!("in all: {wider} schedules with the order chosen, {narrower} first come first served");
     eprintln!("broken only with the order chosen: {only_wider:?}");
 }
+
+#[test]
+fn a_fault_at_a_settle_read_takes_effect_there() {
+    // R2 under legacy: the cache keeps the customer without its default,
+    // and the settle read, a cache hit, shows it.
+    let plain = builtin_scenario("r2-stale-cache");
+    let shown = |execution: &Execution| {
+        let settle = &execution.observation.settles[0];
+        settle.result.as_ref().map(|r| r.customer().products.len()).expect("the settle read answers")
+    };
+    let stale = run(&plain, Strategy::Legacy, "0.0.1.1.1");
+    assert_eq!(shown(&stale), 0);
+    assert!(stale.settle_reached.contains(&(0, cusim::backend::Point::CacheRead, 1)));
+    // The cache down at the settle read's cache read: it reads the DB, which
+    // has the default; the stale entry stays.
+    let mut down = plain.clone();
+    down.settle_faults.push(cusim_sim::input::scenario::SettleFaultSpec {
+        settle: 0,
+        at: cusim::backend::Point::CacheRead,
+        kind: cusim_sim::input::scenario::FaultKind::CacheDown,
+        occurrence: 1,
+    });
+    let read_past = run(&down, Strategy::Legacy, "0.0.1.1.1");
+    assert_eq!(shown(&read_past), 1);
+    assert!(broken(&read_past, &down).contains(&Invariant::FreshCache));
+    // Evicted just before the settle read's cache read: the read misses,
+    // fills the cache from the DB, and the stale entry is gone.
+    down.settle_faults[0].kind = cusim_sim::input::scenario::FaultKind::CacheEvict;
+    let evicted = run(&down, Strategy::Legacy, "0.0.1.1.1");
+    assert_eq!(shown(&evicted), 1);
+    assert!(!broken(&evicted, &down).contains(&Invariant::FreshCache));
+}

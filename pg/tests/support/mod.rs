@@ -95,6 +95,12 @@ pub async fn settle_reads(
     scenario: &Scenario,
     strategy: Strategy,
 ) -> (Vec<Settle>, Vec<FullCustomer>) {
+    // Settle faults are placed by the stepper's drivers; a free round has none.
+    assert!(
+        scenario.settle_faults.is_empty(),
+        "{}: free-running rounds place no settle faults",
+        scenario.name
+    );
     let reader = connect(database, shared, 10_000).await;
     let rows: Vec<_> = schema::committed(&reader).await.unwrap().into_iter().map(|c| c.customer).collect();
     let mut settles = Vec::new();

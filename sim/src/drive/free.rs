@@ -31,7 +31,7 @@ pub fn judge_free_run(
     let created_by = creators(prepared.seeded(), inserted, outcomes.len(), 0);
     let end = End::of_world(&world, outcomes, |_| None);
     let settles = match end {
-        End::Quiescent => settle_reads(&mut world, prepared, None),
+        End::Quiescent => settle_reads(&mut world, prepared, None).settles,
         _ => Vec::new(),
     };
     let state = State::of_world(&world);

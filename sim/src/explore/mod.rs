@@ -93,6 +93,9 @@ pub struct ExploreReport {
     /// Every (request, named point, occurrence) reached in any schedule run.
     #[serde(skip)]
     pub reached: BTreeSet<(usize, Point, u32)>,
+    /// Every (settle read, named point, occurrence) reached in any schedule run.
+    #[serde(skip)]
+    pub settle_reached: BTreeSet<(usize, Point, u32)>,
 }
 
 /// Runs one schedule from a chooser and checks it.
@@ -189,6 +192,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
     let mut found: BTreeMap<Symptom, Found> = BTreeMap::new();
     let mut availability = Availability::default();
     let mut reached = BTreeSet::new();
+    let mut settle_reached = BTreeSet::new();
     let mut run_count = 0;
     let mut exhausted = false;
     let mut covered = false;
@@ -217,6 +221,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 progress(run_count);
                 availability.add(execution.availability);
                 reached.extend(execution.reached.iter().copied());
+                settle_reached.extend(execution.settle_reached.iter().copied());
                 let broke = !violations.is_empty();
                 record(&mut found, prepared, (&execution, violations), config.run, Some(seed), run_count);
                 if broke && config.stop_at_first {
@@ -241,6 +246,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 progress(run_count);
                 availability.add(execution.availability);
                 reached.extend(execution.reached.iter().copied());
+                settle_reached.extend(execution.settle_reached.iter().copied());
                 let broke = !violations.is_empty();
                 record(&mut found, prepared, (&execution, violations), config.run, None, run_count);
                 if broke && config.stop_at_first {
@@ -268,5 +274,6 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         violations: found.into_values().collect(),
         availability,
         reached,
+        settle_reached,
     }
 }

@@ -30,6 +30,9 @@ pub struct Scenario {
     pub requests: Vec<ScenarioRequest>,
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// Faults at the settle reads (SPEC §6), which follow the requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settle_faults: Vec<SettleFaultSpec>,
     /// The app instances that serve the requests, each with its clock's
     /// skew; none named means one instance whose clock is right.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -221,6 +224,22 @@ pub struct FaultSpec {
     pub occurrence: u32,
 }
 
+/// A fault at a settle read: the `settle`-th read (from 0, in the order
+/// they run: by org, env, then id or email), at its `occurrence`-th visit
+/// of `at`. Not in SPEC §7, which has no way to name a settle read. A
+/// settle read cannot crash: it is what the invariants observe, and a crash
+/// would leave nothing observed. A read the run does not make gets no
+/// fault, as a point a request never reaches gets none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleFaultSpec {
+    pub settle: usize,
+    pub at: Point,
+    pub kind: FaultKind,
+    #[serde(default = "first", skip_serializing_if = "is_first")]
+    pub occurrence: u32,
+}
+
 fn first() -> u32 {
     1
 }
@@ -393,7 +412,46 @@ impl Scenario {
                 ));
             }
         }
+        for (i, fault) in self.settle_faults.iter().enumerate() {
+            if fault.kind == FaultKind::Crash {
+                return Err((
+                    format!("settle_faults[{i}].kind"),
+                    "a settle read cannot crash: it is what the invariants observe".into(),
+                ));
+            }
+            if !fault.kind.applies_to(fault.at) {
+                return Err((
+                    format!("settle_faults[{i}].kind"),
+                    format!("{} cannot happen at {}", fault.kind, fault.at),
+                ));
+            }
+            if fault.occurrence == 0 {
+                return Err((format!("settle_faults[{i}].occurrence"), "counts from 1".into()));
+            }
+            if self.settle_faults[..i]
+                .iter()
+                .any(|f| (f.settle, f.at, f.occurrence) == (fault.settle, fault.at, fault.occurrence))
+            {
+                return Err((
+                    format!("settle_faults[{i}]"),
+                    "a second fault at the same settle read, point and occurrence".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the scenario places any fault (at a request or a settle read).
+    pub fn has_faults(&self) -> bool {
+        !self.faults.is_empty() || !self.settle_faults.is_empty()
+    }
+
+    /// The fault scheduled for settle read `n` at its `occurrence`-th visit of `point`.
+    pub fn settle_fault_at(&self, n: usize, point: Point, occurrence: u32) -> Option<FaultKind> {
+        self.settle_faults
+            .iter()
+            .find(|f| f.settle == n && f.at == point && f.occurrence == occurrence)
+            .map(|f| f.kind)
     }
 
     pub fn catalog(&self) -> Catalog {

@@ -4,7 +4,9 @@
 use cusim::backend::Point;
 use cusim::flow::Request;
 use cusim::model::{CustomerData, Product, ProductKind};
-use cusim_sim::input::scenario::{FaultKind, FaultSpec, Instance, Scenario, ScenarioRequest, SeedCustomer};
+use cusim_sim::input::scenario::{
+    FaultKind, FaultSpec, Instance, Scenario, ScenarioRequest, SeedCustomer, SettleFaultSpec,
+};
 use cusim_sim::input::schedule::{Schedule, Token};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -122,6 +124,27 @@ fn faults(requests: usize) -> impl Strategy<Value = Vec<FaultSpec>> {
     )
 }
 
+/// Now and then a fault at one of the first two settle reads (never a
+/// crash: a settle read cannot crash).
+fn settle_faults() -> impl Strategy<Value = Vec<SettleFaultSpec>> {
+    prop::option::weighted(0.15, (0..2usize, 0..Point::ALL.len(), 0..FaultKind::ALL.len())).prop_map(
+        |fault| {
+            fault
+                .and_then(|(settle, point, kind)| {
+                    let (at, kind) = (Point::ALL[point], FaultKind::ALL[kind]);
+                    (kind != FaultKind::Crash && kind.applies_to(at)).then_some(SettleFaultSpec {
+                        settle,
+                        at,
+                        kind,
+                        occurrence: 1,
+                    })
+                })
+                .into_iter()
+                .collect()
+        },
+    )
+}
+
 /// A request as a client sends it: now and then with a retry; a track
 /// now and then with one of two idempotency keys (two tracks may share one).
 fn sent() -> impl Strategy<Value = ScenarioRequest> {
@@ -148,7 +171,7 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
     )
         .prop_flat_map(|(products, force_paid_default, customers, requests, skew)| {
             let n = requests.len();
-            faults(n).prop_map(move |faults| Scenario {
+            (faults(n), settle_faults()).prop_map(move |(faults, settle_faults)| Scenario {
                 name: "generated".into(),
                 description: None,
                 force_paid_default,
@@ -160,6 +183,7 @@ pub fn scenario() -> impl Strategy<Value = Scenario> {
                     .map(|(i, r)| ScenarioRequest { instance: skew.map(|_| i % 2), ..r.clone() })
                     .collect(),
                 faults,
+                settle_faults,
                 instances: skew
                     .map_or_else(Vec::new, |skew_ms| vec![Instance { skew_ms: 0 }, Instance { skew_ms }]),
             })

@@ -40,7 +40,7 @@ use crate::judge::{creators, Creator, End, Observation, RequestOutcome, State};
 use shadow::reborrow;
 
 pub use choose::{Chooser, Lenient, Replay, View};
-pub(crate) use prepared::settle_reads;
+pub(crate) use prepared::{settle_reads, Settled};
 pub use prepared::{Prepared, SetupError};
 pub use shadow::{ModelResult, Services, Shadow};
 
@@ -136,6 +136,9 @@ pub struct Execution {
     /// Every (request, named point, occurrence) the run's requests reached,
     /// over all their attempts: where a scenario fault could be placed.
     pub reached: BTreeSet<(usize, Point, u32)>,
+    /// Every (settle read, named point, occurrence) the settle reads
+    /// reached: where a settle fault could be placed.
+    pub settle_reached: BTreeSet<(usize, Point, u32)>,
 }
 
 impl Execution {
@@ -603,9 +606,9 @@ fn run_with(
         End::of_world(world, &outcomes, |i| world.waiting_for(i).and_then(|t| world.request_of_txn(t)))
     });
 
-    let settles = match end {
+    let Settled { settles, reached: settle_reached } = match end {
         End::Quiescent => settle_reads(&mut run.world, run.prepared, reborrow(&mut run.shadow)),
-        _ => Vec::new(),
+        _ => Settled { settles: Vec::new(), reached: BTreeSet::new() },
     };
     if run.record {
         for settle in &settles {
@@ -652,5 +655,6 @@ fn run_with(
         availability,
         observation,
         reached,
+        settle_reached,
     })
 }

@@ -2,14 +2,15 @@
 //! exist (created through `safe`, one after another, as SPEC §7 says), in
 //! a world every run starts from a copy of.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::task::Poll;
 
 use cusim::backend::mem::{poll_once, MemConn, RequestId, World};
+use cusim::backend::Point;
 use cusim::flow::{execute, Strategy};
 
-use crate::input::scenario::Scenario;
+use crate::input::scenario::{FaultKind, Scenario};
 use crate::input::schedule::Schedule;
 use crate::judge::settle::{self, SettleRead};
 use crate::judge::Settle;
@@ -68,7 +69,15 @@ impl Prepared {
             let session = scenario.requests.len() + index;
             let conn = MemConn::new(&world);
             let future = execute(&conn, Strategy::Safe, &request);
-            match drive_alone(&mut world, session, &conn, future, reborrow(&mut shadow)) {
+            let no_fault: AloneFault<'_> = &|_, _| None;
+            match drive_alone(
+                &mut world,
+                session,
+                (&conn, future),
+                reborrow(&mut shadow),
+                no_fault,
+                &mut Vec::new(),
+            ) {
                 Ok(_) => {
                     // The rows this seed inserted (a seed may also return or claim an earlier one).
                     for row in world.committed_customers() {
@@ -113,50 +122,91 @@ impl Prepared {
     }
 }
 
+/// The fault, if any, at a visit (`point`, occurrence) of a request run alone.
+type AloneFault<'f> = &'f dyn Fn(Point, u32) -> Option<FaultKind>;
+
 /// Runs one request to its end with nobody else moving (so nothing can
-/// wait), telling `shadow` each operation.
+/// wait), telling `shadow` each operation, with the faults `fault_at`
+/// places (`crash` is not one of them). `reached` gets every (point,
+/// occurrence) the request visits.
 fn drive_alone<F: Future>(
     world: &mut World,
     session: RequestId,
-    conn: &MemConn,
-    future: F,
+    (conn, future): (&MemConn, F),
     mut shadow: Option<&mut dyn Shadow>,
+    fault_at: AloneFault<'_>,
+    reached: &mut Vec<(Point, u32)>,
 ) -> F::Output {
     let mut future = std::pin::pin!(future);
+    let mut visits: BTreeMap<Point, u32> = BTreeMap::new();
     loop {
         if let Poll::Ready(output) = poll_once(future.as_mut()) {
             return output;
         }
         let op = conn.take_op().expect("a pending request is parked on an op");
+        let kind = op.point().and_then(|point| {
+            let visit = visits.entry(point).or_insert(0);
+            *visit += 1;
+            reached.push((point, *visit));
+            fault_at(point, *visit)
+        });
+        debug_assert!(kind != Some(FaultKind::Crash), "a request run alone does not crash");
+        if kind == Some(FaultKind::CacheEvict) {
+            if let Some(key) = op.cache_key().cloned() {
+                world.evict(&key);
+                if let Some(shadow) = shadow.as_deref_mut() {
+                    shadow.evict(&key);
+                }
+            }
+        }
+        let fault = kind.and_then(FaultKind::world_fault).filter(|f| f.applies_to_op(&op));
         let before = shadow.is_some().then(|| Services::of(world));
-        let outcome = match world.apply(session, &op, None) {
+        let outcome = match world.apply(session, &op, fault) {
             Ok(outcome) => outcome,
             Err(blocked) => panic!("request {session} blocked on txn {} with nobody else running", blocked.0),
         };
         if let (Some(shadow), Some(before)) = (shadow.as_deref_mut(), &before) {
-            shadow.op(session, &op, None, before, ModelResult::Done(&outcome));
+            shadow.op(session, &op, fault, before, ModelResult::Done(&outcome));
         }
         conn.answer(outcome);
     }
 }
 
+/// What the settle reads of a run saw, and where they went.
+pub(crate) struct Settled {
+    pub settles: Vec<Settle>,
+    /// Every (settle read, named point, occurrence) they reached.
+    pub reached: BTreeSet<(usize, Point, u32)>,
+}
+
 /// The settle reads of a run of `prepared` that left `world` quiescent,
 /// one after another on `world` (as sessions after the requests and seed
-/// customers), telling `shadow` each operation.
+/// customers), with the scenario's settle faults, telling `shadow` each
+/// operation.
 pub(crate) fn settle_reads(
     world: &mut World,
     prepared: &Prepared,
     mut shadow: Option<&mut dyn Shadow>,
-) -> Vec<Settle> {
+) -> Settled {
     let scenario = &prepared.scenario;
     let first_session: RequestId = scenario.requests.len() + scenario.customers.len();
     let reads = settle::plan(scenario, &world.committed_customers());
-    let mut settles = Vec::with_capacity(reads.len());
+    let mut settled = Settled { settles: Vec::with_capacity(reads.len()), reached: BTreeSet::new() };
     for (n, SettleRead { scope, customer, request }) in reads.into_iter().enumerate() {
         let conn = MemConn::new(world);
         let future = execute(&conn, prepared.strategy, &request);
-        let result = drive_alone(world, first_session + n, &conn, future, reborrow(&mut shadow));
-        settles.push(Settle { scope, customer, result });
+        let fault_at: AloneFault<'_> = &|point, visit| scenario.settle_fault_at(n, point, visit);
+        let mut reached = Vec::new();
+        let result = drive_alone(
+            world,
+            first_session + n,
+            (&conn, future),
+            reborrow(&mut shadow),
+            fault_at,
+            &mut reached,
+        );
+        settled.reached.extend(reached.into_iter().map(|(point, visit)| (n, point, visit)));
+        settled.settles.push(Settle { scope, customer, result });
     }
-    settles
+    settled
 }
