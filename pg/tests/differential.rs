@@ -38,6 +38,7 @@ fn generated_scenarios_agree_on_the_model_and_on_postgres() {
         let agreed = RefCell::new(0u32);
         let result = runner.run(&generate::scenario(), |mut scenario| {
             scenario.faults.clear();
+            scenario.settle_faults.clear();
             let expected = sequential_on_mem(&scenario, strategy);
             let actual = runtime.block_on(sequential_on_postgres(&database, &scenario, strategy));
             let replay = serde_json::to_string(&scenario).unwrap();
