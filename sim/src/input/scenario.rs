@@ -248,6 +248,29 @@ fn is_first(n: &u32) -> bool {
     *n == 1
 }
 
+/// The checks every fault gets, at `list[i]` (of a `what`): its kind can
+/// happen at its point, its occurrence counts from 1, and no earlier fault
+/// of the list is at the same place (`twice`).
+fn check_fault(
+    (list, i, what): (&str, usize, &str),
+    (kind, at, occurrence): (FaultKind, Point, u32),
+    twice: bool,
+) -> Result<(), (String, String)> {
+    if !kind.applies_to(at) {
+        return Err((format!("{list}[{i}].kind"), format!("{kind} cannot happen at {at}")));
+    }
+    if occurrence == 0 {
+        return Err((format!("{list}[{i}].occurrence"), "counts from 1".into()));
+    }
+    if twice {
+        return Err((
+            format!("{list}[{i}]"),
+            format!("a second fault at the same {what}, point and occurrence"),
+        ));
+    }
+    Ok(())
+}
+
 /// The largest amount (included usage, tracked value, required balance)
 /// a scenario may name: far below where sums could overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
@@ -393,24 +416,9 @@ impl Scenario {
                     format!("no request {} (the scenario has {})", fault.request, self.requests.len()),
                 ));
             }
-            if !fault.kind.applies_to(fault.at) {
-                return Err((
-                    format!("faults[{i}].kind"),
-                    format!("{} cannot happen at {}", fault.kind, fault.at),
-                ));
-            }
-            if fault.occurrence == 0 {
-                return Err((format!("faults[{i}].occurrence"), "counts from 1".into()));
-            }
-            if self.faults[..i]
-                .iter()
-                .any(|f| (f.request, f.at, f.occurrence) == (fault.request, fault.at, fault.occurrence))
-            {
-                return Err((
-                    format!("faults[{i}]"),
-                    "a second fault at the same request, point and occurrence".into(),
-                ));
-            }
+            let place = |f: &FaultSpec| (f.request, f.at, f.occurrence);
+            let twice = self.faults[..i].iter().any(|f| place(f) == place(fault));
+            check_fault(("faults", i, "request"), (fault.kind, fault.at, fault.occurrence), twice)?;
         }
         for (i, fault) in self.settle_faults.iter().enumerate() {
             if fault.kind == FaultKind::Crash {
@@ -419,24 +427,13 @@ impl Scenario {
                     "a settle read cannot crash: it is what the invariants observe".into(),
                 ));
             }
-            if !fault.kind.applies_to(fault.at) {
-                return Err((
-                    format!("settle_faults[{i}].kind"),
-                    format!("{} cannot happen at {}", fault.kind, fault.at),
-                ));
-            }
-            if fault.occurrence == 0 {
-                return Err((format!("settle_faults[{i}].occurrence"), "counts from 1".into()));
-            }
-            if self.settle_faults[..i]
-                .iter()
-                .any(|f| (f.settle, f.at, f.occurrence) == (fault.settle, fault.at, fault.occurrence))
-            {
-                return Err((
-                    format!("settle_faults[{i}]"),
-                    "a second fault at the same settle read, point and occurrence".into(),
-                ));
-            }
+            let place = |f: &SettleFaultSpec| (f.settle, f.at, f.occurrence);
+            let twice = self.settle_faults[..i].iter().any(|f| place(f) == place(fault));
+            check_fault(
+                ("settle_faults", i, "settle read"),
+                (fault.kind, fault.at, fault.occurrence),
+                twice,
+            )?;
         }
         Ok(())
     }
