@@ -527,6 +527,7 @@ fn more_bad_input_is_named_with_its_reason() {
         (&["--max-preemptions", "2"][..], "--max-preemptions applies only to --scheduler exhaustive"),
         (&["--scheduler", "random", "--depth", "2"], "--depth applies only to --scheduler pct"),
         (&["--scheduler", "exhaustive", "--seed", "4"], "--seed applies only to --scheduler random or pct"),
+        (&["--reduction", "sleep-sets"], "--reduction applies only to --scheduler exhaustive"),
     ] {
         let mut all = vec!["explore", "--scenario", "r1-same-id-create", "--strategy", "safe"];
         all.extend_from_slice(args);
@@ -606,4 +607,34 @@ fn explore_counts_requests_failed_by_a_service_they_did_not_need() {
         assert_eq!(json["availability"]["failed"], unneeded, "{strategy}");
         assert_eq!(json["availability"]["failed_by_unneeded_service"], unneeded, "{strategy}");
     }
+}
+
+#[test]
+fn sleep_sets_exhaust_a_space_in_fewer_schedules_and_say_so() {
+    let run = |reduction: &str| {
+        let output = cusim(&[
+            "explore",
+            "--scenario",
+            "r1-same-id-create",
+            "--strategy",
+            "safe",
+            "--scheduler",
+            "exhaustive",
+            "--max-ticks",
+            "0",
+            "--reduction",
+            reduction,
+            "--json",
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let (plain, reduced) = (run("none"), run("sleep-sets"));
+    assert_eq!(plain["reduction"], "none");
+    assert_eq!(reduced["reduction"], "sleep_sets");
+    assert_eq!(plain["exhausted"], true);
+    assert_eq!(reduced["exhausted"], true);
+    let count = |v: &serde_json::Value| v["schedules_run"].as_u64().unwrap();
+    assert!(count(&reduced) * 2 < count(&plain), "{} vs {}", count(&reduced), count(&plain));
+    assert_eq!(plain["redundant_runs"], 0);
 }

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::BUILTINS;
 use cusim_sim::drive::stepper::Availability;
-use cusim_sim::explore::{explore, shrink_all, ExploreConfig, ExploreReport, SchedulerKind};
+use cusim_sim::explore::{explore, shrink_all, ExploreConfig, ExploreReport, Reduction, SchedulerKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::{load_scenario, prepare, shell_quote, SchedulerArg, Usage};
+use crate::{load_scenario, prepare, shell_quote, ReductionArg, SchedulerArg, Usage};
 
 /// The deepest bug pct may aim for (deeper is no longer a useful bound).
 const MAX_DEPTH: usize = 64;
@@ -44,7 +44,7 @@ pub(crate) fn config(
     scheduler: SchedulerArg,
     seeds: Option<u64>,
     seed: Option<u64>,
-    max_preemptions: Option<usize>,
+    (max_preemptions, reduction): (Option<usize>, Option<ReductionArg>),
     depth: Option<usize>,
     max_ticks: usize,
 ) -> Result<ExploreConfig, Usage> {
@@ -56,6 +56,9 @@ pub(crate) fn config(
         SchedulerArg::Random | SchedulerArg::Exhaustive if depth.is_some() => return only("--depth", "pct"),
         SchedulerArg::Random | SchedulerArg::Pct if max_preemptions.is_some() => {
             return only("--max-preemptions", "exhaustive")
+        }
+        SchedulerArg::Random | SchedulerArg::Pct if reduction.is_some() => {
+            return only("--reduction", "exhaustive")
         }
         _ => {}
     }
@@ -74,7 +77,18 @@ pub(crate) fn config(
     if schedules == 0 {
         return Err(Usage("--seeds must be at least 1".into()));
     }
-    Ok(ExploreConfig { scheduler, schedules, first_seed: seed, max_ticks, ..ExploreConfig::default() })
+    let reduction = match reduction {
+        None | Some(ReductionArg::None) => Reduction::None,
+        Some(ReductionArg::SleepSets) => Reduction::SleepSets,
+    };
+    Ok(ExploreConfig {
+        scheduler,
+        schedules,
+        first_seed: seed,
+        max_ticks,
+        reduction,
+        ..ExploreConfig::default()
+    })
 }
 
 fn print_report(report: &ExploreReport, origin: &str) {
@@ -89,8 +103,14 @@ fn print_report(report: &ExploreReport, origin: &str) {
     } else {
         ""
     };
+    let reduced = match report.reduction {
+        Some(Reduction::SleepSets) => {
+            format!(" (sleep sets: {} equivalent runs cut short)", report.redundant_runs)
+        }
+        _ => String::new(),
+    };
     println!(
-        "{} under {} ({}): {} schedules{exhausted}",
+        "{} under {} ({}): {} schedules{exhausted}{reduced}",
         report.scenario, report.strategy, report.scheduler, report.schedules_run
     );
     if report.violations.is_empty() {

@@ -56,6 +56,12 @@ pub(crate) enum SchedulerArg {
     Exhaustive,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ReductionArg {
+    None,
+    SleepSets,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run many schedules of a scenario and report every invariant violated,
@@ -83,6 +89,10 @@ enum Command {
         /// Exhaustive: the most preemptions a schedule may have.
         #[arg(long)]
         max_preemptions: Option<usize>,
+        /// Exhaustive: skip schedules equivalent to one already run
+        /// (sleep-sets: one order of each pair of commuting steps) [default: none].
+        #[arg(long, value_enum)]
+        reduction: Option<ReductionArg>,
         /// pct: the bug depth to aim for [default: 3].
         #[arg(long)]
         depth: Option<usize>,
@@ -208,27 +218,29 @@ fn main() -> ExitCode {
             seeds,
             seed,
             max_preemptions,
+            reduction,
             depth,
             max_ticks,
             json,
             shrink,
             save_regressions,
-        } => explore::config(scheduler, seeds, seed, max_preemptions, depth, max_ticks).and_then(|config| {
-            if all {
-                explore::run_all(&config, json, shrink, save_regressions.as_deref())
-            } else {
-                let scenario = scenario.expect("clap requires --scenario without --all");
-                let strategy = strategy.expect("clap requires --strategy without --all");
-                explore::run_explore(
-                    &scenario,
-                    strategy.into(),
-                    &config,
-                    json,
-                    shrink,
-                    save_regressions.as_deref(),
-                )
-            }
-        }),
+        } => explore::config(scheduler, seeds, seed, (max_preemptions, reduction), depth, max_ticks)
+            .and_then(|config| {
+                if all {
+                    explore::run_all(&config, json, shrink, save_regressions.as_deref())
+                } else {
+                    let scenario = scenario.expect("clap requires --scenario without --all");
+                    let strategy = strategy.expect("clap requires --strategy without --all");
+                    explore::run_explore(
+                        &scenario,
+                        strategy.into(),
+                        &config,
+                        json,
+                        shrink,
+                        save_regressions.as_deref(),
+                    )
+                }
+            }),
         Command::Replay { scenario, strategy, schedule, backend, database_url, json, html } => {
             let output = replay::ReplayOutput { json, html };
             replay::run_replay(&scenario, strategy.into(), &schedule, backend, database_url, &output)

@@ -19,7 +19,7 @@ use crate::input::schedule::Schedule;
 use crate::judge::races::{Race, Symptom};
 use crate::judge::{judge, End, Invariant, Violation};
 
-pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, CLOCK_MOVES_MS};
+pub use schedulers::{pct_chooser, random_chooser, seeded, Reduction, Rng, SchedulerKind, CLOCK_MOVES_MS};
 use schedulers::{Dfs, PctChooser, RandomChooser};
 
 #[derive(Debug, Clone)]
@@ -34,6 +34,10 @@ pub struct ExploreConfig {
     pub run: RunOptions,
     /// Stop at the first violation.
     pub stop_at_first: bool,
+    /// Exhaustive only: how equivalent schedules are skipped.
+    pub reduction: Reduction,
+    /// Keep every distinct outcome (`ExploreReport::outcomes`).
+    pub record_outcomes: bool,
 }
 
 impl Default for ExploreConfig {
@@ -45,6 +49,8 @@ impl Default for ExploreConfig {
             max_ticks: 1,
             run: RunOptions::default(),
             stop_at_first: false,
+            reduction: Reduction::None,
+            record_outcomes: false,
         }
     }
 }
@@ -96,6 +102,33 @@ pub struct ExploreReport {
     /// Every (settle read, named point, occurrence) reached in any schedule run.
     #[serde(skip)]
     pub settle_reached: BTreeSet<(usize, Point, u32)>,
+    /// Exhaustive only: the reduction used.
+    pub reduction: Option<Reduction>,
+    /// Runs a reduction found redundant and cut (not in `schedules_run`).
+    pub redundant_runs: u64,
+    /// With `record_outcomes`: every distinct outcome of a schedule run
+    /// (responses, settle reads, committed state, violations), as text.
+    #[serde(skip)]
+    pub outcomes: BTreeSet<String>,
+}
+
+/// A schedule's outcome, as text: what a reduction must not lose.
+fn outcome_of(execution: &Execution, violations: &[Violation]) -> String {
+    let o = &execution.observation;
+    let violated: Vec<(Invariant, &str)> =
+        violations.iter().map(|v| (v.invariant, v.message.as_str())).collect();
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        o.outcomes,
+        o.retried,
+        o.settles,
+        o.end,
+        o.state.customers,
+        o.state.cache,
+        o.state.stripe,
+        o.state.breaches,
+        violated
+    )
 }
 
 /// Runs one schedule from a chooser and checks it.
@@ -193,6 +226,8 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
     let mut availability = Availability::default();
     let mut reached = BTreeSet::new();
     let mut settle_reached = BTreeSet::new();
+    let mut outcomes = BTreeSet::new();
+    let mut redundant_runs = 0;
     let mut run_count = 0;
     let mut exhausted = false;
     let mut covered = false;
@@ -231,16 +266,24 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         }
         SchedulerKind::Exhaustive { max_preemptions } => {
             let mut capped = false;
-            let mut dfs = Dfs {
-                frames: Vec::new(),
-                depth: 0,
-                preemptions: 0,
-                max_preemptions,
-                max_ticks: config.max_ticks,
-                pruned: false,
-            };
+            let sleep_sets = config.reduction == Reduction::SleepSets;
+            let mut dfs = Dfs::new(max_preemptions, config.max_ticks, sleep_sets);
             loop {
-                let (execution, violations) = run_and_check(prepared, &mut dfs, config.run);
+                let execution = execute_run(prepared, &mut dfs, config.run)
+                    .expect("explorers only choose runnable requests");
+                if dfs.blocked {
+                    redundant_runs += 1;
+                    if !dfs.backtrack(&execution.footprints) {
+                        covered = !capped;
+                        exhausted = covered && !dfs.pruned;
+                        break;
+                    }
+                    continue;
+                }
+                let violations = judge(&prepared.scenario, &execution.observation);
+                if config.record_outcomes {
+                    outcomes.insert(outcome_of(&execution, &violations));
+                }
                 capped |= matches!(execution.observation.end, End::StepCap { .. });
                 run_count += 1;
                 progress(run_count);
@@ -252,7 +295,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 if broke && config.stop_at_first {
                     break;
                 }
-                if !dfs.backtrack() {
+                if !dfs.backtrack(&execution.footprints) {
                     // A run cut off by the step cap leaves its subtree unexplored.
                     covered = !capped;
                     exhausted = covered && !dfs.pruned;
@@ -275,5 +318,11 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         availability,
         reached,
         settle_reached,
+        reduction: match config.scheduler {
+            SchedulerKind::Exhaustive { .. } => Some(config.reduction),
+            _ => None,
+        },
+        redundant_runs,
+        outcomes,
     }
 }

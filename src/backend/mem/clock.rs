@@ -33,6 +33,9 @@ pub struct Clocks {
     pub time_ms: SharedClock,
     /// Operations applied so far (connections stamp their reads with it).
     pub seq: SharedClock,
+    /// Read stamps taken so far: a step that took one reads `seq` outside
+    /// any operation (what a reduction's dependency relation must know).
+    pub stamps: SharedClock,
 }
 
 impl Clocks {
@@ -59,6 +62,10 @@ impl Clone for Clocks {
     /// connections see only the copy's time (a derived clone would share
     /// the cells).
     fn clone(&self) -> Clocks {
-        Clocks { time_ms: SharedClock::new(self.time_ms.get()), seq: SharedClock::new(self.seq.get()) }
+        Clocks {
+            time_ms: SharedClock::new(self.time_ms.get()),
+            seq: SharedClock::new(self.seq.get()),
+            stamps: SharedClock::new(self.stamps.get()),
+        }
     }
 }

@@ -35,6 +35,7 @@ pub struct MemConn {
     direct: Option<Direct>,
     clock_ms: SharedClock,
     seq: SharedClock,
+    stamps: SharedClock,
     /// How far the serving app instance's clock is off.
     skew_ms: i64,
 }
@@ -55,6 +56,7 @@ impl MemConn {
             direct: None,
             clock_ms: world.clock(),
             seq: world.logical_clock(),
+            stamps: world.stamp_counter(),
             skew_ms: 0,
         }
     }
@@ -175,6 +177,7 @@ impl Backend for MemConn {
     }
 
     fn read_stamp(&self) -> CacheStamp {
+        self.stamps.set(self.stamps.get() + 1);
         CacheStamp { seq: self.seq.get(), epoch: 0, time_ms: self.now_ms() }
     }
 }

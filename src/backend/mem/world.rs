@@ -100,6 +100,16 @@ impl World {
         self.clocks.seq.clone()
     }
 
+    /// The count of read stamps taken (shared with connections).
+    pub fn stamp_counter(&self) -> SharedClock {
+        self.clocks.stamps.clone()
+    }
+
+    /// How many read stamps connections have taken.
+    pub fn stamps_taken(&self) -> u64 {
+        self.clocks.stamps.get()
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.clocks.now_ms()
     }

@@ -7,6 +7,8 @@ use cusim::backend::Point;
 
 use crate::input::schedule::{Schedule, Token};
 
+use super::footprint::Footprint;
+
 /// What a chooser sees at a decision.
 #[derive(Debug)]
 pub struct View<'a> {
@@ -18,6 +20,8 @@ pub struct View<'a> {
     /// Where each request is parked, if it is.
     pub parked_at: &'a [Option<Point>],
     pub ticks_so_far: usize,
+    /// What the previous decision touched.
+    pub done: Option<&'a Footprint>,
 }
 
 /// Decides who moves. `None` means the default: the lowest runnable request.

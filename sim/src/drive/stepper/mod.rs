@@ -19,6 +19,7 @@
 //! performs, it performs on another backend (Postgres) and compares.
 
 mod choose;
+mod footprint;
 mod prepared;
 mod shadow;
 
@@ -40,6 +41,7 @@ use crate::judge::{creators, Creator, End, Observation, RequestOutcome, State};
 use shadow::reborrow;
 
 pub use choose::{Chooser, Lenient, Replay, View};
+pub use footprint::{Access, Footprint};
 pub(crate) use prepared::{settle_reads, Settled};
 pub use prepared::{Prepared, SetupError};
 pub use shadow::{ModelResult, Services, Shadow};
@@ -139,6 +141,8 @@ pub struct Execution {
     /// Every (settle read, named point, occurrence) the settle reads
     /// reached: where a settle fault could be placed.
     pub settle_reached: BTreeSet<(usize, Point, u32)>,
+    /// Per decision, what it touched (for the exhaustive scheduler's reduction).
+    pub footprints: Vec<Footprint>,
 }
 
 impl Execution {
@@ -180,6 +184,8 @@ struct Run<'p, 's> {
     record: bool,
     created_by: BTreeMap<String, Creator>,
     step: usize,
+    /// What the decision under way has touched.
+    touched: Footprint,
 }
 
 impl Run<'_, '_> {
@@ -252,6 +258,7 @@ impl Run<'_, '_> {
             Ok(outcome) => outcome,
             Err(blocked) => panic!("request {i} blocked on txn {} where nothing can block", blocked.0),
         };
+        self.touched.add_op(op, fault.is_none());
         if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), before) {
             shadow.op(i, op, fault, &before, ModelResult::Done(&outcome));
         }
@@ -298,6 +305,7 @@ impl Run<'_, '_> {
             shadow.op(i, &op, None, before, ModelResult::DeadlockVictim);
         }
         let outcome = self.world.deadlock_victim(i);
+        self.touched.write_db();
         self.slots[i].pending_fault = None;
         if self.record {
             self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
@@ -344,6 +352,7 @@ impl Run<'_, '_> {
         }
         if fault == Some(FaultKind::Crash) {
             self.world.crash(i);
+            self.touched.write_db();
             if let Some(shadow) = self.shadow.as_deref_mut() {
                 shadow.crash(i);
             }
@@ -376,6 +385,7 @@ impl Run<'_, '_> {
         if fault == Some(FaultKind::CacheEvict) {
             if let Some(key) = self.prepared.scenario.requests[i].evicted_key(&op) {
                 self.world.evict(&key);
+                self.touched.touch_cache(key.to_string(), Access::Write);
                 if let Some(shadow) = self.shadow.as_deref_mut() {
                     shadow.evict(&key);
                 }
@@ -394,7 +404,9 @@ impl Run<'_, '_> {
     fn offer(&mut self, i: usize, op: Op, world_fault: Option<Fault>, fault: Option<FaultKind>) {
         let point = op.point().expect("parked ops have points");
         let before = self.services();
-        match self.world.apply(i, &op, world_fault) {
+        let applied = self.world.apply(i, &op, world_fault);
+        self.touched.add_op(&op, world_fault.is_none() && applied.is_ok());
+        match applied {
             Ok(outcome) => {
                 if world_fault.is_some() {
                     self.slots[i].faulted.insert(Service::of(&op));
@@ -533,6 +545,7 @@ fn run_with(
         record: options.record_trace,
         created_by,
         step: 0,
+        touched: Footprint::default(),
     };
     for i in 0..run.slots.len() {
         run.advance(i);
@@ -545,6 +558,7 @@ fn run_with(
     let mut preemptions = 0;
     let mut last: Option<usize> = None;
     let mut ticks = 0;
+    let mut footprints: Vec<Footprint> = Vec::new();
     let end = loop {
         let runnable = run.runnable();
         if runnable.is_empty() {
@@ -554,14 +568,23 @@ fn run_with(
             break Some(End::StepCap { steps: run.step });
         }
         let parked_at = run.parked_points();
-        let view =
-            View { step: run.step, runnable: &runnable, last, parked_at: &parked_at, ticks_so_far: ticks };
+        let view = View {
+            step: run.step,
+            runnable: &runnable,
+            last,
+            parked_at: &parked_at,
+            ticks_so_far: ticks,
+            done: footprints.last(),
+        };
         let default = Token::run(runnable[0]);
         let token = chooser.choose(&view).unwrap_or(default);
         was_default.push(token == default);
         let fail = |reason: String| ReplayError { step: schedule.len(), token: token.to_string(), reason };
+        let (stamps, breaches) = (run.world.stamps_taken(), run.world.isolation_breaches().len());
+        run.touched = Footprint::default();
         match token {
             Token::Tick { ms } => {
+                run.touched = Footprint::tick();
                 run.world.advance_clock(ms);
                 ticks += 1;
                 let now_ms = run.world.now_ms();
@@ -588,6 +611,13 @@ fn run_with(
                 last = Some(request);
             }
         }
+        // A read stamp reads the logical clock outside any operation; a
+        // tenant breach is recorded in the database's state.
+        run.touched.stamp |= run.world.stamps_taken() != stamps;
+        if run.world.isolation_breaches().len() != breaches {
+            run.touched.write_db();
+        }
+        footprints.push(std::mem::take(&mut run.touched));
         schedule.push(token);
         run.step += 1;
     };
@@ -656,5 +686,6 @@ fn run_with(
         observation,
         reached,
         settle_reached,
+        footprints,
     })
 }
