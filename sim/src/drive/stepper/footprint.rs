@@ -15,6 +15,11 @@
 //!   draw from it, so their order decides who gets which id;
 //! - a clock move conflicts with everything (times are in rows, TTLs,
 //!   idempotency windows and Stripe's).
+//!
+//! Transaction ids are in no footprint: `BEGIN` draws one from a counter,
+//! so two commuting steps may swap theirs, but nothing compares their
+//! values (lock queues keep acquisition order, and a wait names the first
+//! holder in that order). They are names, and no outcome holds them.
 
 use std::collections::BTreeMap;
 
