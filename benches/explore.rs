@@ -1,5 +1,6 @@
 //! Exploration speed: the stepper's schedules per second on every built-in
-//! scenario, the time to cover R1's exhaustive space, and (built with
+//! scenario, the time to cover R1's plain exhaustive space and every
+//! built-in's space reduced by source sets, and (built with
 //! `--cfg madsim`) the madsim driver's seeds per second on R1.
 //!
 //! `cargo xtask bench explore` runs both builds; see BENCHMARKS.md.
@@ -51,6 +52,8 @@ fn exhaustive_r1(c: &mut Criterion) {
             scheduler: SchedulerKind::Exhaustive { max_preemptions: None },
             schedules: u64::MAX,
             max_ticks: 0,
+            // Plain: the figure compared over time is every order.
+            reduction: cusim_sim::explore::Reduction::None,
             ..ExploreConfig::default()
         };
         group.bench_function(strategy.to_string(), |b| {
@@ -60,6 +63,51 @@ fn exhaustive_r1(c: &mut Criterion) {
                 report
             })
         });
+    }
+    group.finish();
+}
+
+/// Schedules a reduced space may have for its time to be benched (larger
+/// ones are named, with their size so far, and skipped).
+#[cfg(not(madsim))]
+const REDUCED_BUDGET: u64 = 400_000;
+
+/// The time to exhaust each built-in's space with source sets, no
+/// preemption bound and up to one clock move, under every strategy; each
+/// pair prints its reduced size once.
+#[cfg(not(madsim))]
+fn exhaustive_reduced(c: &mut Criterion) {
+    use cusim_sim::explore::{explore, Completeness, ExploreConfig, Reduction, SchedulerKind};
+    let mut group = c.benchmark_group("exhaustive_reduced");
+    group.sample_size(10).warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_secs(3));
+    for builtin in builtin::BUILTINS {
+        for strategy in Strategy::ALL {
+            let prepared = prepared(builtin.name(), strategy);
+            let config = ExploreConfig {
+                scheduler: SchedulerKind::Exhaustive { max_preemptions: None },
+                schedules: REDUCED_BUDGET,
+                max_ticks: 1,
+                reduction: Reduction::SourceSets,
+                ..ExploreConfig::default()
+            };
+            let sized = explore(&prepared, &config, |_| {});
+            if sized.completeness != Completeness::Complete {
+                eprintln!(
+                    "reduced: {}/{strategy}: over {} schedules, not benched",
+                    builtin.name(),
+                    sized.schedules_run
+                );
+                continue;
+            }
+            eprintln!("reduced: {}/{strategy}: {} schedules", builtin.name(), sized.schedules_run);
+            group.bench_function(format!("{}/{strategy}", builtin.name()), |b| {
+                b.iter(|| {
+                    let report = explore(&prepared, &config, |_| {});
+                    assert_eq!(report.completeness, Completeness::Complete);
+                    report
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -85,7 +133,7 @@ fn madsim_seeds(c: &mut Criterion) {
 }
 
 #[cfg(not(madsim))]
-criterion_group!(benches, stepper_schedules, exhaustive_r1);
+criterion_group!(benches, stepper_schedules, exhaustive_r1, exhaustive_reduced);
 #[cfg(madsim)]
 criterion_group!(benches, madsim_seeds);
 criterion_main!(benches);

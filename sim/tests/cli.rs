@@ -610,9 +610,9 @@ fn explore_counts_requests_failed_by_a_service_they_did_not_need() {
 }
 
 #[test]
-fn sleep_sets_exhaust_a_space_in_fewer_schedules_and_say_so() {
-    let run = |reduction: &str| {
-        let output = cusim(&[
+fn reductions_exhaust_a_space_in_fewer_schedules_and_say_so() {
+    let run = |reduction: Option<&str>, extra: &[&str]| {
+        let mut args = vec![
             "explore",
             "--scenario",
             "r1-same-id-create",
@@ -620,21 +620,127 @@ fn sleep_sets_exhaust_a_space_in_fewer_schedules_and_say_so() {
             "safe",
             "--scheduler",
             "exhaustive",
-            "--max-ticks",
-            "0",
-            "--reduction",
-            reduction,
             "--json",
-        ]);
+        ];
+        if let Some(reduction) = reduction {
+            args.extend(["--reduction", reduction]);
+        }
+        args.extend(extra);
+        let output = cusim(&args);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
-    let (plain, reduced) = (run("none"), run("sleep-sets"));
-    assert_eq!(plain["reduction"], "none");
-    assert_eq!(reduced["reduction"], "sleep_sets");
-    assert_eq!(plain["exhausted"], true);
-    assert_eq!(reduced["exhausted"], true);
     let count = |v: &serde_json::Value| v["schedules_run"].as_u64().unwrap();
-    assert!(count(&reduced) * 2 < count(&plain), "{} vs {}", count(&reduced), count(&plain));
+    let plain = run(Some("none"), &["--max-ticks", "0"]);
+    let sleep = run(Some("sleep-sets"), &["--max-ticks", "0"]);
+    let default = run(None, &["--max-ticks", "0"]);
+    assert_eq!(plain["reduction"], "none");
+    assert_eq!(sleep["reduction"], "sleep_sets");
+    // Source sets are the default of the exhaustive scheduler.
+    assert_eq!(default["reduction"], "source_sets");
+    for report in [&plain, &sleep, &default] {
+        assert_eq!(report["exhausted"], true);
+        assert_eq!(report["completeness"], "complete");
+    }
+    assert!(count(&sleep) * 2 < count(&plain), "{} vs {}", count(&sleep), count(&plain));
+    assert!(count(&default) <= count(&sleep));
     assert_eq!(plain["redundant_runs"], 0);
+    // A bound that cuts schedules: plain search is complete within it; a
+    // reduced one claims nothing.
+    let bounded_plain = run(Some("none"), &["--max-ticks", "0", "--max-preemptions", "1"]);
+    assert_eq!(bounded_plain["completeness"], "complete_within_bound");
+    let bounded = run(None, &["--max-ticks", "0", "--max-preemptions", "1"]);
+    assert!(["bounded", "complete"].contains(&bounded["completeness"].as_str().unwrap()), "{bounded}");
+    // A budget that runs out.
+    let cut = run(None, &["--seeds", "3"]);
+    assert_eq!(cut["completeness"], "partial");
+    assert_eq!(count(&cut), 3);
+    let pct = cusim(&[
+        "explore",
+        "--scenario",
+        "r1-same-id-create",
+        "--strategy",
+        "safe",
+        "--seeds",
+        "2",
+        "--json",
+    ]);
+    let pct: serde_json::Value = serde_json::from_slice(&pct.stdout).unwrap();
+    assert_eq!(pct["completeness"], "sampled");
+}
+
+#[test]
+fn shards_of_an_exhaustive_search_add_up_to_it() {
+    let run = |shard: Option<&str>| {
+        let mut args = vec![
+            "explore",
+            "--scenario",
+            "r2-stale-cache",
+            "--strategy",
+            "legacy",
+            "--scheduler",
+            "exhaustive",
+            "--json",
+        ];
+        if let Some(shard) = shard {
+            args.extend(["--shard", shard]);
+        }
+        let output = cusim(&args);
+        assert!(output.status.code().is_some_and(|c| c <= 1), "{}", stderr(&output));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let whole = run(None);
+    let parts = [run(Some("1/2")), run(Some("2/2"))];
+    let count = |v: &serde_json::Value| v["schedules_run"].as_u64().unwrap();
+    assert_eq!(count(&parts[0]) + count(&parts[1]), count(&whole));
+    assert_eq!(parts[1]["shard"], "2/2");
+    assert!(whole.get("shard").is_none());
+    let invariants = |v: &serde_json::Value| {
+        let mut found: Vec<String> = v["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| format!("{} {}", f["invariant"], f["race"]))
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    let mut union: Vec<String> = parts.iter().flat_map(invariants).collect();
+    union.sort();
+    union.dedup();
+    assert_eq!(union, invariants(&whole));
+    for bad in ["0/2", "3/2", "x"] {
+        let output = cusim(&["explore", "--all", "--shard", bad]);
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        assert!(stderr(&output).contains("expected I/N"), "{bad}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn shards_of_explore_all_split_its_pairs() {
+    let run = |shard: Option<&str>| {
+        let mut args = vec!["explore", "--all", "--seeds", "20", "--json"];
+        if let Some(shard) = shard {
+            args.extend(["--shard", shard]);
+        }
+        let output = cusim(&args);
+        assert!(output.status.code().is_some_and(|c| c <= 1), "{}", stderr(&output));
+        let reports: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+        reports
+            .into_iter()
+            .map(|r| {
+                let mut r = r;
+                r.as_object_mut().unwrap().remove("shard");
+                (format!("{} {}", r["scenario"], r["strategy"]), r.to_string())
+            })
+            .collect::<std::collections::BTreeMap<String, String>>()
+    };
+    let whole = run(None);
+    let mut parts = run(Some("1/2"));
+    let second = run(Some("2/2"));
+    assert!(!parts.is_empty() && !second.is_empty());
+    assert!(parts.keys().all(|k| !second.contains_key(k)), "a pair ran in both shards");
+    parts.extend(second);
+    assert_eq!(parts, whole);
 }

@@ -27,41 +27,66 @@ fn exhaust(prepared: &Prepared, reduction: Reduction, max_ticks: usize, limit: u
     explore(prepared, &config, |_| {})
 }
 
+/// The reductions compared with plain search.
+const REDUCTIONS: [Reduction; 2] = [Reduction::SourceSets, Reduction::SleepSets];
+
+/// Exhausts `prepared` plainly and with each reduction, and asserts they
+/// reach the same outcomes; false when the plain space is over `limit`.
+fn compare(prepared: &Prepared, name: &str, max_ticks: usize, limit: u64) -> bool {
+    let strategy = prepared.strategy;
+    let plain = exhaust(prepared, Reduction::None, max_ticks, limit);
+    if !plain.exhausted {
+        eprintln!("{name} under {strategy}, {max_ticks} clock moves: plain space over {limit}, not compared");
+        return false;
+    }
+    for reduction in REDUCTIONS {
+        let reduced = exhaust(prepared, reduction, max_ticks, limit);
+        let at = format!("{name} under {strategy}, {max_ticks} clock moves, {reduction:?}");
+        assert!(reduced.exhausted, "{at}");
+        assert_eq!(
+            reduced.outcomes.len(),
+            plain.outcomes.len(),
+            "{at}: outcomes differ; missing {:?}",
+            plain.outcomes.difference(&reduced.outcomes).next()
+        );
+        assert_eq!(reduced.outcomes, plain.outcomes, "{at}");
+        assert!(reduced.schedules_run <= plain.schedules_run, "{at}");
+        eprintln!(
+            "{at}: {} schedules plain, {} reduced ({} redundant runs cut), {} outcomes",
+            plain.schedules_run,
+            reduced.schedules_run,
+            reduced.redundant_runs,
+            plain.outcomes.len()
+        );
+    }
+    true
+}
+
 #[test]
-fn sleep_sets_reach_every_outcome_plain_search_reaches() {
+fn reductions_reach_every_outcome_plain_search_reaches() {
     let mut compared = 0;
     for builtin in BUILTINS {
         let scenario = builtin.scenario().unwrap();
         for strategy in Strategy::ALL {
             let prepared = Prepared::new(&scenario, strategy).unwrap();
-            let plain = exhaust(&prepared, Reduction::None, 0, PLAIN_LIMIT);
-            if !plain.exhausted {
-                eprintln!(
-                    "{} under {strategy}: plain space over {PLAIN_LIMIT}, not compared",
-                    builtin.name()
-                );
-                continue;
-            }
-            let reduced = exhaust(&prepared, Reduction::SleepSets, 0, PLAIN_LIMIT);
-            assert!(reduced.exhausted, "{} under {strategy}", builtin.name());
-            assert_eq!(
-                reduced.outcomes.len(),
-                plain.outcomes.len(),
-                "{} under {strategy}: outcomes differ; missing {:?}",
-                builtin.name(),
-                plain.outcomes.difference(&reduced.outcomes).next()
-            );
-            assert_eq!(reduced.outcomes, plain.outcomes, "{} under {strategy}", builtin.name());
-            assert!(reduced.schedules_run <= plain.schedules_run);
-            eprintln!(
-                "{} under {strategy}: {} schedules plain, {} reduced ({} redundant runs cut), {} outcomes",
-                builtin.name(),
-                plain.schedules_run,
-                reduced.schedules_run,
-                reduced.redundant_runs,
-                plain.outcomes.len()
-            );
-            compared += 1;
+            compared += usize::from(compare(&prepared, builtin.name(), 0, PLAIN_LIMIT));
+        }
+    }
+    assert!(compared > 0);
+}
+
+/// With a clock move allowed, plain spaces grow about thirtyfold: those
+/// up to this size are compared.
+const TICK_LIMIT: u64 = 120_000;
+
+#[test]
+fn reductions_reach_every_outcome_plain_search_reaches_with_a_clock_move() {
+    let mut compared = 0;
+    for builtin in BUILTINS {
+        let scenario = builtin.scenario().unwrap();
+        for strategy in Strategy::ALL {
+            let prepared = Prepared::new(&scenario, strategy).unwrap();
+            compared += usize::from(compare(&prepared, builtin.name(), 1, TICK_LIMIT));
         }
     }
     assert!(compared > 0);
@@ -74,7 +99,7 @@ const GENERATED: u32 = 60;
 const GENERATED_LIMIT: u64 = 20_000;
 
 #[test]
-fn sleep_sets_reach_every_outcome_plain_search_reaches_in_generated_scenarios() {
+fn reductions_reach_every_outcome_plain_search_reaches_in_generated_scenarios() {
     use proptest::test_runner::{Config, TestRunner};
     let config = Config {
         cases: proptest_cases(GENERATED),
@@ -84,32 +109,37 @@ fn sleep_sets_reach_every_outcome_plain_search_reaches_in_generated_scenarios() 
     };
     let mut runner = TestRunner::new(config);
     let compared = std::cell::Cell::new(0);
-    let result = runner.run(&(generate::scenario(), 0..3usize), |(scenario, strategy)| {
-        let strategy = Strategy::ALL[strategy];
-        if scenario.requests.len() > 2 {
-            return Ok(());
-        }
-        let Ok(prepared) = Prepared::new(&scenario, strategy) else { return Ok(()) };
-        let plain = exhaust(&prepared, Reduction::None, 0, GENERATED_LIMIT);
-        if !plain.exhausted {
-            return Ok(());
-        }
-        let reduced = exhaust(&prepared, Reduction::SleepSets, 0, GENERATED_LIMIT);
-        let scenario_json = serde_json::to_string(&scenario).unwrap();
-        proptest::prop_assert!(reduced.exhausted, "{strategy}: {scenario_json}");
-        proptest::prop_assert_eq!(
-            &reduced.outcomes,
-            &plain.outcomes,
-            "{} under {}: {} plain outcomes, {} reduced; scenario {}",
-            scenario.name,
-            strategy,
-            plain.outcomes.len(),
-            reduced.outcomes.len(),
-            scenario_json
-        );
-        compared.set(compared.get() + 1);
-        Ok(())
-    });
+    let result =
+        runner.run(&(generate::scenario(), 0..3usize, 0..2usize), |(scenario, strategy, max_ticks)| {
+            let strategy = Strategy::ALL[strategy];
+            if scenario.requests.len() > 2 {
+                return Ok(());
+            }
+            let Ok(prepared) = Prepared::new(&scenario, strategy) else { return Ok(()) };
+            let plain = exhaust(&prepared, Reduction::None, max_ticks, GENERATED_LIMIT);
+            if !plain.exhausted {
+                return Ok(());
+            }
+            let scenario_json = serde_json::to_string(&scenario).unwrap();
+            for reduction in REDUCTIONS {
+                let reduced = exhaust(&prepared, reduction, max_ticks, GENERATED_LIMIT);
+                proptest::prop_assert!(reduced.exhausted, "{strategy}, {reduction:?}: {scenario_json}");
+                proptest::prop_assert_eq!(
+                    &reduced.outcomes,
+                    &plain.outcomes,
+                    "{} under {}, {} clock moves, {:?}: {} plain outcomes, {} reduced; scenario {}",
+                    scenario.name,
+                    strategy,
+                    max_ticks,
+                    reduction,
+                    plain.outcomes.len(),
+                    reduced.outcomes.len(),
+                    scenario_json
+                );
+            }
+            compared.set(compared.get() + 1);
+            Ok(())
+        });
     if let Err(failure) = result {
         panic!("{failure}");
     }

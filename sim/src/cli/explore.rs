@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::BUILTINS;
 use cusim_sim::drive::stepper::Availability;
-use cusim_sim::explore::{explore, shrink_all, ExploreConfig, ExploreReport, Reduction, SchedulerKind};
+use cusim_sim::explore::{
+    explore, shrink_all, Completeness, ExploreConfig, ExploreReport, Reduction, SchedulerKind, Shard,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{load_scenario, prepare, shell_quote, ReductionArg, SchedulerArg, Usage};
@@ -78,8 +80,9 @@ pub(crate) fn config(
         return Err(Usage("--seeds must be at least 1".into()));
     }
     let reduction = match reduction {
-        None | Some(ReductionArg::None) => Reduction::None,
+        Some(ReductionArg::None) => Reduction::None,
         Some(ReductionArg::SleepSets) => Reduction::SleepSets,
+        None | Some(ReductionArg::SourceSets) => Reduction::SourceSets,
     };
     Ok(ExploreConfig {
         scheduler,
@@ -91,26 +94,33 @@ pub(crate) fn config(
     })
 }
 
-fn print_report(report: &ExploreReport, origin: &str) {
-    let exhausted = if report.scheduler == "exhaustive" {
-        if report.exhausted {
-            ", the whole space"
-        } else if report.covered {
-            ", the whole space within the preemption bound"
-        } else {
-            ", not the whole space"
+/// What an exploration covered, in words.
+fn coverage(report: &ExploreReport) -> String {
+    let shard = report.shard.map_or(String::new(), |s| format!(" (shard {s})"));
+    let reduction = match report.reduction {
+        Some(Reduction::SourceSets) => {
+            format!(", source sets ({} equivalent runs cut short)", report.redundant_runs)
         }
-    } else {
-        ""
-    };
-    let reduced = match report.reduction {
         Some(Reduction::SleepSets) => {
-            format!(" (sleep sets: {} equivalent runs cut short)", report.redundant_runs)
+            format!(", sleep sets ({} equivalent runs cut short)", report.redundant_runs)
         }
-        _ => String::new(),
+        Some(Reduction::None) => ", no reduction".to_owned(),
+        None => String::new(),
     };
+    let completeness = match report.completeness {
+        Completeness::Sampled => "",
+        Completeness::Complete => ", the whole space",
+        Completeness::CompleteWithinBound => ", the whole space within the preemption bound",
+        Completeness::Bounded => ", bounded in preemptions (a reduced search is not complete within a bound)",
+        Completeness::Partial => ", not the whole space",
+    };
+    format!("{shard}{completeness}{reduction}")
+}
+
+fn print_report(report: &ExploreReport, origin: &str) {
+    let coverage = coverage(report);
     println!(
-        "{} under {} ({}): {} schedules{exhausted}{reduced}",
+        "{} under {} ({}): {} schedules{coverage}",
         report.scenario, report.strategy, report.scheduler, report.schedules_run
     );
     if report.violations.is_empty() {
@@ -193,14 +203,48 @@ fn save_regressions(report: &ExploreReport, dir: Option<&Path>) -> Result<(), Us
     Ok(())
 }
 
+/// One line on what `--all` ran: schedules per pair, and, for the
+/// exhaustive scheduler, its reduction and how many pairs it covered whole.
+fn summary(reports: &[ExploreReport], shard: Option<Shard>) -> String {
+    let shard = shard.map_or(String::new(), |s| format!("shard {s}: "));
+    let Some(first) = reports.first() else { return format!("{shard}no pair ran") };
+    let total: u64 = reports.iter().map(|r| r.schedules_run).sum();
+    let least = reports.iter().map(|r| r.schedules_run).min().unwrap_or(0);
+    let most = reports.iter().map(|r| r.schedules_run).max().unwrap_or(0);
+    let per_pair = if least == most { format!("{least}") } else { format!("{least} to {most}") };
+    let mut line = format!("{shard}{} pairs, {per_pair} schedules per pair ({total} in all)", reports.len());
+    if let Some(reduction) = first.reduction {
+        let whole = reports.iter().filter(|r| r.completeness == Completeness::Complete).count();
+        let reduction = serde_json::to_value(reduction).expect("reductions serialize");
+        line.push_str(&format!(
+            "; exhaustive with reduction {}: {whole} of {} pairs run whole",
+            reduction.as_str().unwrap_or("?"),
+            reports.len()
+        ));
+        let partial: Vec<String> = reports
+            .iter()
+            .filter(|r| r.completeness != Completeness::Complete)
+            .map(|r| format!("{} under {}", r.scenario, r.strategy))
+            .collect();
+        if !partial.is_empty() {
+            line.push_str(&format!(" (not whole: {})", partial.join(", ")));
+        }
+    }
+    line
+}
+
 pub(crate) fn run_all(
     config: &ExploreConfig,
+    shard: Option<Shard>,
     json: bool,
     shrink: bool,
     save: Option<&Path>,
 ) -> Result<ExitCode, Usage> {
-    let bar = progress(Some((BUILTINS.len() * Strategy::ALL.len()) as u64), json);
+    let pairs = (BUILTINS.len() * Strategy::ALL.len()) as u64;
+    let owned = |k: u64| shard.is_none_or(|s| s.owns(k));
+    let bar = progress(Some((0..pairs).filter(|&k| owned(k)).count() as u64), json);
     let mut reports = Vec::new();
+    let mut pair = 0;
     let mut availability: BTreeMap<Strategy, Availability> = BTreeMap::new();
     let mut rows = Vec::new();
     let mut failed = false;
@@ -208,6 +252,12 @@ pub(crate) fn run_all(
         let scenario = builtin.scenario().map_err(|e| Usage(e.to_string()))?;
         let mut row = vec![builtin.name().to_owned()];
         for strategy in Strategy::ALL {
+            pair += 1;
+            if !owned(pair - 1) {
+                let count = shard.map_or(1, |s| s.count) as u64;
+                row.push(format!("(shard {})", (pair - 1) % count + 1));
+                continue;
+            }
             bar.set_message(format!("{} under {strategy}", builtin.name()));
             let prepared = prepare(&scenario, &builtin.path(), strategy)?;
             let mut report = explore(&prepared, config, |_| {});
@@ -263,11 +313,8 @@ pub(crate) fn run_all(
         for row in &rows {
             line(&row.iter().map(String::as_str).collect::<Vec<_>>());
         }
-        let per_pair = reports.first().map_or(0, |r| r.schedules_run);
-        println!(
-            "\n{} schedules per pair; an invariant marked ! is broken where SPEC §8 does not expect it.",
-            per_pair
-        );
+        println!("\n{}", summary(&reports, shard));
+        println!("An invariant marked ! is broken where SPEC §8 does not expect it.");
         println!("\nAvailability (requests over every schedule; not an invariant):");
         for (strategy, a) in &availability {
             println!(

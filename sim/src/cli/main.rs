@@ -18,6 +18,7 @@ mod replay;
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::{self, BUILTINS};
 use cusim_sim::drive::stepper::Prepared;
+use cusim_sim::explore::{ExploreConfig, Shard};
 use cusim_sim::input::scenario::Scenario;
 
 #[derive(Parser)]
@@ -60,6 +61,11 @@ pub(crate) enum SchedulerArg {
 pub(crate) enum ReductionArg {
     None,
     SleepSets,
+    SourceSets,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text)
 }
 
 #[derive(Subcommand)]
@@ -90,15 +96,23 @@ enum Command {
         #[arg(long)]
         max_preemptions: Option<usize>,
         /// Exhaustive: skip schedules equivalent to one already run
-        /// (sleep-sets: one order of each pair of commuting steps) [default: none].
+        /// (source-sets: dynamic partial-order reduction with sleep sets;
+        /// sleep-sets: sleep sets alone; none: every order) [default: source-sets].
         #[arg(long, value_enum)]
         reduction: Option<ReductionArg>,
         /// pct: the bug depth to aim for [default: 3].
         #[arg(long)]
         depth: Option<usize>,
-        /// Clock moves (of 5 s) a schedule may contain.
+        /// Clock moves a schedule may contain (each by 1 ms, 1 s, 5 s,
+        /// 24 h 1 s or 3 days 1 s).
         #[arg(long, default_value_t = 1)]
         max_ticks: usize,
+        /// Run part I of N of the work (from 1): a range of the seeds
+        /// (random, pct), or the subtrees of every N-th first decision
+        /// (exhaustive); with --all, every N-th scenario and strategy pair.
+        /// The N parts together are exactly the whole run.
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
         /// Print one JSON object (with --all: an array of them).
         #[arg(long)]
         json: bool,
@@ -221,14 +235,16 @@ fn main() -> ExitCode {
             reduction,
             depth,
             max_ticks,
+            shard,
             json,
             shrink,
             save_regressions,
         } => explore::config(scheduler, seeds, seed, (max_preemptions, reduction), depth, max_ticks)
             .and_then(|config| {
                 if all {
-                    explore::run_all(&config, json, shrink, save_regressions.as_deref())
+                    explore::run_all(&config, shard, json, shrink, save_regressions.as_deref())
                 } else {
+                    let config = ExploreConfig { shard, ..config };
                     let scenario = scenario.expect("clap requires --scenario without --all");
                     let strategy = strategy.expect("clap requires --strategy without --all");
                     explore::run_explore(

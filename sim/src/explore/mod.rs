@@ -3,6 +3,7 @@
 //! shrinking ([`shrink`]). The schedulers are in [`schedulers`]; the
 //! exhaustive one says whether it covered the whole space.
 
+mod dfs;
 pub mod schedulers;
 pub mod shrink;
 
@@ -19,8 +20,10 @@ use crate::input::schedule::Schedule;
 use crate::judge::races::{Race, Symptom};
 use crate::judge::{judge, End, Invariant, Violation};
 
-pub use schedulers::{pct_chooser, random_chooser, seeded, Reduction, Rng, SchedulerKind, CLOCK_MOVES_MS};
-use schedulers::{Dfs, PctChooser, RandomChooser};
+use dfs::Dfs;
+pub use dfs::Reduction;
+pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, CLOCK_MOVES_MS};
+use schedulers::{PctChooser, RandomChooser};
 
 #[derive(Debug, Clone)]
 pub struct ExploreConfig {
@@ -38,6 +41,77 @@ pub struct ExploreConfig {
     pub reduction: Reduction,
     /// Keep every distinct outcome (`ExploreReport::outcomes`).
     pub record_outcomes: bool,
+    /// Run only this part of the work (see [`Shard`]).
+    pub shard: Option<Shard>,
+}
+
+/// Part `index` (from 0) of `count` of an exploration's work: for random
+/// and pct, a range of its seeds; for exhaustive, the subtrees of every
+/// `count`-th option of the first decision. The parts are disjoint and
+/// together they are the whole: their schedule counts add up to the
+/// unsharded run's, and their violations are its violations. Written
+/// `I/N`, from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Reads `I/N` (1 ≤ I ≤ N).
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("expected I/N with 1 <= I <= N, as in 2/4; got {text:?}");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (i, n): (usize, usize) =
+            (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if i == 0 || i > n {
+            return Err(bad());
+        }
+        Ok(Shard { index: i - 1, count: n })
+    }
+
+    /// Whether the `k`-th unit of work (from 0) is this shard's.
+    pub fn owns(self, k: u64) -> bool {
+        k % self.count as u64 == self.index as u64
+    }
+
+    /// This shard's range of `total` consecutive units.
+    pub fn range(self, total: u64) -> std::ops::Range<u64> {
+        let at = |i: usize| (u128::from(total) * i as u128 / self.count as u128) as u64;
+        at(self.index)..at(self.index + 1)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+impl Serialize for Shard {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// How much of its space an exploration covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completeness {
+    /// random, pct: a sample.
+    Sampled,
+    /// exhaustive: every schedule (with a reduction, one of every class of
+    /// equivalent schedules) with at most `--max-ticks` clock moves.
+    Complete,
+    /// exhaustive, plain, with a preemption bound that cut schedules:
+    /// every schedule within the bound.
+    CompleteWithinBound,
+    /// exhaustive, reduced, with a preemption bound that cut schedules:
+    /// no claim (a reduced search is not complete within a bound).
+    Bounded,
+    /// exhaustive, cut short by the schedule budget, the step cap or the
+    /// first violation.
+    Partial,
 }
 
 impl Default for ExploreConfig {
@@ -49,8 +123,9 @@ impl Default for ExploreConfig {
             max_ticks: 1,
             run: RunOptions::default(),
             stop_at_first: false,
-            reduction: Reduction::None,
+            reduction: Reduction::SourceSets,
             record_outcomes: false,
+            shard: None,
         }
     }
 }
@@ -104,6 +179,11 @@ pub struct ExploreReport {
     pub settle_reached: BTreeSet<(usize, Point, u32)>,
     /// Exhaustive only: the reduction used.
     pub reduction: Option<Reduction>,
+    /// How much of the space was run.
+    pub completeness: Completeness,
+    /// The part of the work this run did, if not all of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     /// Runs a reduction found redundant and cut (not in `schedules_run`).
     pub redundant_runs: u64,
     /// With `record_outcomes`: every distinct outcome of a schedule run
@@ -148,16 +228,28 @@ impl Found {
     }
 }
 
+/// Whether a run whose schedule is `key` (length, preemptions) would be a
+/// better witness of `symptom` than the one `found` holds.
+fn improves(found: &BTreeMap<Symptom, Found>, symptom: &Symptom, key: (usize, usize)) -> bool {
+    found.get(symptom).is_none_or(|best| key < best.key())
+}
+
 /// The symptom of each violation of a failing run: its trace (replayed
-/// with one when the run kept none) matched against the catalog.
+/// with one when the run kept none) matched against the catalog. `None`
+/// when no symptom its violations may show would take a better witness
+/// from it (the replay is skipped: nothing it could say is kept).
 fn symptoms(
     prepared: &Prepared,
-    execution: &Execution,
-    violations: &[Violation],
+    (execution, violations): (&Execution, &[Violation]),
     run: RunOptions,
-) -> Vec<Symptom> {
-    if violations.is_empty() {
-        return Vec::new();
+    found: &BTreeMap<Symptom, Found>,
+) -> Option<Vec<Symptom>> {
+    let key = (execution.minimal_schedule().len(), execution.preemptions);
+    let useful = violations
+        .iter()
+        .any(|v| Symptom::possible(v.invariant).iter().any(|symptom| improves(found, symptom, key)));
+    if !useful {
+        return None;
     }
     let replayed;
     let trace = if run.record_trace {
@@ -168,7 +260,14 @@ fn symptoms(
             .expect("a run's own schedule replays");
         &replayed.trace
     };
-    violations.iter().map(|v| Symptom::of(trace, v)).collect()
+    Some(violations.iter().map(|v| Symptom::of(trace, v)).collect())
+}
+
+impl Found {
+    /// How good a witness it is: shorter schedules first, then fewer preemptions.
+    fn key(&self) -> (usize, usize) {
+        (Schedule::parse(&self.schedule).map_or(usize::MAX, |s| s.len()), self.preemptions)
+    }
 }
 
 fn record(
@@ -179,9 +278,13 @@ fn record(
     seed: Option<u64>,
     count: u64,
 ) {
+    let Some(symptoms) = symptoms(prepared, (execution, &violations), run, found) else { return };
     let schedule = execution.minimal_schedule();
-    let symptoms = symptoms(prepared, execution, &violations, run);
+    let key = (schedule.len(), execution.preemptions);
     for (violation, symptom) in violations.into_iter().zip(symptoms) {
+        if !improves(found, &symptom, key) {
+            continue;
+        }
         let candidate = Found {
             invariant: violation.invariant,
             race: symptom.race,
@@ -193,19 +296,8 @@ fn record(
             violation,
             shrunk: None,
         };
-        match found.get_mut(&symptom) {
-            None => {
-                found.insert(symptom, candidate);
-            }
-            Some(best) => {
-                let shorter = (schedule.len(), candidate.preemptions)
-                    < (Schedule::parse(&best.schedule).map_or(usize::MAX, |s| s.len()), best.preemptions);
-                if shorter {
-                    let first_at = best.first_at;
-                    *best = Found { first_at, ..candidate };
-                }
-            }
-        }
+        let first_at = found.get(&symptom).map_or(count, |best| best.first_at);
+        found.insert(symptom, Found { first_at, ..candidate });
     }
 }
 
@@ -238,7 +330,8 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 SchedulerKind::Pct { .. } => prepared.default_steps(),
                 _ => 0,
             };
-            for i in 0..config.schedules {
+            let seeds = config.shard.map_or(0..config.schedules, |shard| shard.range(config.schedules));
+            for i in seeds {
                 let seed = config.first_seed.wrapping_add(i);
                 let (execution, violations) = match config.scheduler {
                     SchedulerKind::Pct { depth } => {
@@ -252,6 +345,9 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                         config.run,
                     ),
                 };
+                if config.record_outcomes {
+                    outcomes.insert(outcome_of(&execution, &violations));
+                }
                 run_count += 1;
                 progress(run_count);
                 availability.add(execution.availability);
@@ -266,13 +362,13 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         }
         SchedulerKind::Exhaustive { max_preemptions } => {
             let mut capped = false;
-            let sleep_sets = config.reduction == Reduction::SleepSets;
-            let mut dfs = Dfs::new(max_preemptions, config.max_ticks, sleep_sets);
+            let mut dfs = Dfs::new(max_preemptions, config.max_ticks, config.reduction, config.shard);
+            let run = RunOptions { footprints: dfs.needs_footprints(), ..config.run };
             loop {
-                let execution = execute_run(prepared, &mut dfs, config.run)
-                    .expect("explorers only choose runnable requests");
-                if dfs.blocked {
-                    redundant_runs += 1;
+                let execution =
+                    execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");
+                if dfs.probing || dfs.blocked {
+                    redundant_runs += u64::from(!dfs.probing);
                     if !dfs.backtrack(&execution.footprints) {
                         covered = !capped;
                         exhausted = covered && !dfs.pruned;
@@ -307,6 +403,15 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
             }
         }
     }
+    let completeness = match config.scheduler {
+        SchedulerKind::Random | SchedulerKind::Pct { .. } => Completeness::Sampled,
+        SchedulerKind::Exhaustive { .. } if exhausted => Completeness::Complete,
+        SchedulerKind::Exhaustive { .. } if covered && config.reduction == Reduction::None => {
+            Completeness::CompleteWithinBound
+        }
+        SchedulerKind::Exhaustive { .. } if covered => Completeness::Bounded,
+        SchedulerKind::Exhaustive { .. } => Completeness::Partial,
+    };
     ExploreReport {
         scenario: prepared.scenario.name.clone(),
         strategy: prepared.strategy,
@@ -314,6 +419,8 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         schedules_run: run_count,
         exhausted,
         covered,
+        completeness,
+        shard: config.shard,
         violations: found.into_values().collect(),
         availability,
         reached,

@@ -7,12 +7,13 @@
 //!   random steps the running request drops below all others. Finds a bug
 //!   of depth d with probability at least 1/(n·k^(d-1)).
 //! - `exhaustive`: depth-first over every schedule (optionally bounded in
-//!   preemptions and clock moves), replaying prefixes.
+//!   preemptions and clock moves), replaying prefixes, with partial-order
+//!   reduction (`dfs`).
 
 pub use cusim::rng::Rng;
 use serde::Serialize;
 
-use crate::drive::stepper::{Chooser, Footprint, Prepared, View};
+use crate::drive::stepper::{Chooser, Prepared, View};
 use crate::input::schedule::Token;
 
 /// The clock moves a scheduler chooses from: each reaches past a window a
@@ -115,148 +116,5 @@ impl Chooser for PctChooser {
             }
         }
         Some(Token::run(highest(&self.priorities)))
-    }
-}
-
-/// How the exhaustive scheduler avoids running equivalent schedules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reduction {
-    /// Plain depth-first search: every order.
-    None,
-    /// Sleep sets over the model's footprints (`drive::stepper::Footprint`):
-    /// one order of each pair of commuting decisions.
-    SleepSets,
-}
-
-impl Reduction {
-    pub fn name(self) -> &'static str {
-        match self {
-            Reduction::None => "none",
-            Reduction::SleepSets => "sleep_sets",
-        }
-    }
-}
-
-/// One decision of the depth-first search: its options, the one being
-/// explored, and (with sleep sets) the decisions asleep there and those
-/// already explored from it, each with what it touched.
-pub(super) struct Frame {
-    options: Vec<Token>,
-    index: usize,
-    sleep: Vec<(Token, Footprint)>,
-    done: Vec<(Token, Footprint)>,
-}
-
-/// Depth-first enumeration by prefix replay; with `sleep_sets`, Godefroid's
-/// sleep sets: after one order of two decisions that commute (their
-/// footprints do not conflict) has been explored, the other is not. A run
-/// whose every option is asleep is redundant (`blocked`): it is finished by
-/// default choices and not counted.
-pub(super) struct Dfs {
-    pub(super) frames: Vec<Frame>,
-    pub(super) depth: usize,
-    pub(super) preemptions: usize,
-    pub(super) max_preemptions: Option<usize>,
-    pub(super) max_ticks: usize,
-    pub(super) pruned: bool,
-    pub(super) sleep_sets: bool,
-    pub(super) blocked: bool,
-}
-
-impl Dfs {
-    pub(super) fn new(max_preemptions: Option<usize>, max_ticks: usize, sleep_sets: bool) -> Dfs {
-        Dfs {
-            frames: Vec::new(),
-            depth: 0,
-            preemptions: 0,
-            max_preemptions,
-            max_ticks,
-            pruned: false,
-            sleep_sets,
-            blocked: false,
-        }
-    }
-
-    /// The sleep set of a new frame: what slept at its parent or was
-    /// explored there before, and commutes with the parent's decision.
-    fn inherited_sleep(&self, done: Option<&Footprint>) -> Vec<(Token, Footprint)> {
-        let (Some(parent), Some(done)) = (self.frames.last(), done) else { return Vec::new() };
-        parent
-            .sleep
-            .iter()
-            .chain(&parent.done)
-            .filter(|(_, footprint)| !footprint.conflicts(done))
-            .cloned()
-            .collect()
-    }
-}
-
-impl Chooser for Dfs {
-    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
-        if self.blocked {
-            return None;
-        }
-        let last_runnable = view.last.filter(|l| view.runnable.contains(l));
-        let token = if self.depth < self.frames.len() {
-            let frame = &self.frames[self.depth];
-            frame.options[frame.index]
-        } else {
-            let mut options: Vec<Token> = Vec::new();
-            // The non-preempting choice first: the first schedule is the plainest.
-            if let Some(last) = last_runnable {
-                options.push(Token::run(last));
-            }
-            let may_preempt = self.max_preemptions.is_none_or(|max| self.preemptions < max);
-            for &r in view.runnable {
-                if Some(r) != last_runnable {
-                    if last_runnable.is_none() || may_preempt {
-                        options.push(Token::run(r));
-                    } else {
-                        self.pruned = true;
-                    }
-                }
-            }
-            if view.ticks_so_far < self.max_ticks {
-                options.extend(CLOCK_MOVES_MS.map(|ms| Token::Tick { ms }));
-            }
-            let sleep = if self.sleep_sets { self.inherited_sleep(view.done) } else { Vec::new() };
-            options.retain(|o| !sleep.iter().any(|(asleep, _)| asleep == o));
-            let Some(&first) = options.first() else {
-                self.blocked = true;
-                return None;
-            };
-            self.frames.push(Frame { options, index: 0, sleep, done: Vec::new() });
-            first
-        };
-        if let Token::Run { request, .. } = token {
-            if last_runnable.is_some_and(|l| l != request) {
-                self.preemptions += 1;
-            }
-        }
-        self.depth += 1;
-        Some(token)
-    }
-}
-
-impl Dfs {
-    /// Moves to the next unexplored schedule; false when none is left.
-    /// `footprints` are what each decision of the run just made touched.
-    pub(super) fn backtrack(&mut self, footprints: &[Footprint]) -> bool {
-        self.depth = 0;
-        self.preemptions = 0;
-        self.blocked = false;
-        while let Some(depth) = self.frames.len().checked_sub(1) {
-            let frame = &mut self.frames[depth];
-            if frame.index + 1 < frame.options.len() {
-                if self.sleep_sets {
-                    frame.done.push((frame.options[frame.index], footprints[depth].clone()));
-                }
-                frame.index += 1;
-                return true;
-            }
-            self.frames.pop();
-        }
-        false
     }
 }

@@ -63,11 +63,17 @@ impl ScenarioRequest {
         earlier < self.retries as usize
     }
 
-    /// The key `cache_evict` removes before `op`: the one `op` touches,
-    /// else the cache key of the customer the request is about.
+    /// The key `cache_evict` removes before `op` (see [`evicted_key`]).
     pub fn evicted_key(&self, op: &Op) -> Option<CacheKey> {
-        op.cache_key().cloned().or_else(|| self.request.cache_key())
+        evicted_key(&self.request, op)
     }
+}
+
+/// The key `cache_evict` removes before `op` of `request`: the one `op`
+/// touches, else the cache key of the customer the request is about. One
+/// rule for requests under a scheduler and for settle reads.
+pub fn evicted_key(request: &Request, op: &Op) -> Option<CacheKey> {
+    op.cache_key().cloned().or_else(|| request.cache_key())
 }
 
 impl From<Request> for ScenarioRequest {

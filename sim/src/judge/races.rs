@@ -78,6 +78,25 @@ impl fmt::Display for Symptom {
 }
 
 impl Symptom {
+    /// Every symptom a violation of `invariant` may show: with no catalog
+    /// race, or with each race `race_of` matches for it.
+    pub fn possible(invariant: Invariant) -> Vec<Symptom> {
+        let races: &[Race] = match invariant {
+            Invariant::NoInternalError => &[Race::R1],
+            Invariant::FreshCache => &[Race::R2, Race::R7],
+            Invariant::DefaultsPresent => &[Race::R3],
+            Invariant::UniqueCustomer => &[Race::R4],
+            Invariant::ClaimCorrect => &[Race::R5],
+            Invariant::SingleStripeCustomer => &[Race::R6],
+            Invariant::UsageConserved => &[Race::R8, Race::R9],
+            _ => &[],
+        };
+        std::iter::once(None)
+            .chain(races.iter().copied().map(Some))
+            .map(|race| Symptom { invariant, race })
+            .collect()
+    }
+
     /// What `violation` shows in the run that recorded `trace`.
     pub fn of(trace: &[Event], violation: &Violation) -> Symptom {
         Symptom { invariant: violation.invariant, race: race_of(trace, violation) }

@@ -5,7 +5,7 @@ pub mod generate;
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin;
 use cusim_sim::drive::stepper::Prepared;
-use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, SchedulerKind};
+use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, Reduction, SchedulerKind};
 use cusim_sim::input::scenario::Scenario;
 use cusim_sim::judge::Invariant;
 
@@ -35,10 +35,14 @@ pub fn exhaustive(
     max_ticks: usize,
 ) -> ExploreReport {
     let prepared = Prepared::new(scenario, strategy).unwrap();
+    // A reduced search is not complete within a preemption bound: a
+    // bounded one is plain, so that `covered` means every schedule within it.
+    let reduction = if max_preemptions.is_some() { Reduction::None } else { Reduction::SourceSets };
     let config = ExploreConfig {
         scheduler: SchedulerKind::Exhaustive { max_preemptions },
         schedules: 2_000_000,
         max_ticks,
+        reduction,
         ..ExploreConfig::default()
     };
     explore(&prepared, &config, |_| {})

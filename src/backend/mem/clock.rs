@@ -36,10 +36,16 @@ pub struct Clocks {
     /// Read stamps taken so far: a step that took one reads `seq` outside
     /// any operation (what a reduction's dependency relation must know).
     pub stamps: SharedClock,
+    /// Readings of virtual time so far, by the world and its connections:
+    /// a step that read it depends on a clock move (what a reduction's
+    /// dependency relation must know).
+    pub time_reads: SharedClock,
 }
 
 impl Clocks {
+    /// Virtual time, counted as one reading.
     pub fn now_ms(&self) -> u64 {
+        self.time_reads.set(self.time_reads.get() + 1);
         self.time_ms.get()
     }
 
@@ -66,6 +72,7 @@ impl Clone for Clocks {
             time_ms: SharedClock::new(self.time_ms.get()),
             seq: SharedClock::new(self.seq.get()),
             stamps: SharedClock::new(self.stamps.get()),
+            time_reads: SharedClock::new(self.time_reads.get()),
         }
     }
 }

@@ -36,6 +36,7 @@ pub struct MemConn {
     clock_ms: SharedClock,
     seq: SharedClock,
     stamps: SharedClock,
+    time_reads: SharedClock,
     /// How far the serving app instance's clock is off.
     skew_ms: i64,
 }
@@ -57,6 +58,7 @@ impl MemConn {
             clock_ms: world.clock(),
             seq: world.logical_clock(),
             stamps: world.stamp_counter(),
+            time_reads: world.time_read_counter(),
             skew_ms: 0,
         }
     }
@@ -173,6 +175,7 @@ impl Backend for MemConn {
 
     /// This instance's clock: the virtual clock, skewed.
     fn now_ms(&self) -> u64 {
+        self.time_reads.set(self.time_reads.get() + 1);
         self.clock_ms.get().saturating_add_signed(self.skew_ms)
     }
 

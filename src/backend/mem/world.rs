@@ -105,6 +105,16 @@ impl World {
         self.clocks.stamps.clone()
     }
 
+    /// The count of readings of virtual time (shared with connections).
+    pub fn time_read_counter(&self) -> SharedClock {
+        self.clocks.time_reads.clone()
+    }
+
+    /// How many times the world and its connections have read virtual time.
+    pub fn time_reads(&self) -> u64 {
+        self.clocks.time_reads.get()
+    }
+
     /// How many read stamps connections have taken.
     pub fn stamps_taken(&self) -> u64 {
         self.clocks.stamps.get()
@@ -224,7 +234,8 @@ impl World {
     }
 
     fn apply_op(&mut self, request: RequestId, op: &Op) -> Result<Outcome, Blocked> {
-        let now = self.clocks.now_ms();
+        // Virtual time is read only where an operation depends on it
+        // (each reading is counted: see `Clocks::time_reads`).
         Ok(match op {
             Op::Begin => {
                 self.db.begin(request);
@@ -249,7 +260,7 @@ impl World {
                 Outcome::Rows { rows: self.db.lookup_email(request, scope, email) }
             }
             Op::Insert { customer, on_conflict } => {
-                let drawn = self.db.drawn_id(request, now, || self.ids.next_id("cus"));
+                let drawn = self.db.drawn_id(request, self.clocks.now_ms(), || self.ids.next_id("cus"));
                 self.db.insert(request, customer, *on_conflict, drawn)?.into_outcome()
             }
             Op::Claim { scope, target, new_id } => {
@@ -260,9 +271,10 @@ impl World {
             }
             Op::ListDefaults { .. } => Outcome::Products { products: self.db.list_defaults() },
             Op::StripeSearch { internal_id } => {
-                Outcome::StripeFound { stripe_id: self.stripe.search(internal_id, now) }
+                Outcome::StripeFound { stripe_id: self.stripe.search(internal_id, self.clocks.now_ms()) }
             }
             Op::StripeCreate { idempotency_key, params } => {
+                let now = self.clocks.now_ms();
                 match self.stripe.create_customer(idempotency_key, params, now, &mut self.ids) {
                     Ok(stripe_id) => Outcome::StripeCustomer { stripe_id },
                     Err(error) => Outcome::StripeError { error },
@@ -272,24 +284,28 @@ impl World {
                 updated: self.db.set_processor(request, scope, internal_id, stripe_id, *only_if_null)?,
             },
             Op::AttachDefault { scope, product, on_conflict } => {
-                let drawn = self.db.drawn_id(request, now, || self.ids.next_id("cus_prod"));
+                let drawn = self.db.drawn_id(request, self.clocks.now_ms(), || self.ids.next_id("cus_prod"));
                 self.db.attach(request, scope, product, *on_conflict, drawn)?.into_outcome()
             }
             Op::DbRead { scope, key, lock } => {
                 Outcome::Full { customer: self.db.db_read(request, scope, key, *lock)?.map(Box::new) }
             }
             Op::CacheRead { key } => {
+                let now = self.clocks.now_ms();
                 Outcome::Cache { read: Box::new(self.cache.read(key, self.clocks.seq(), now)) }
             }
             Op::CacheWrite { key, value, stamp, mode } => {
                 self.db.note_scope(request, &key.scope, &value.customer.scope(), Point::CacheWrite);
+                let now = self.clocks.now_ms();
                 Outcome::CacheWrite { outcome: self.cache.write(key, value, *stamp, *mode, now) }
             }
             Op::CacheInvalidate { key, at_ms } => {
+                let now = self.clocks.now_ms();
                 self.cache.invalidate(key, self.clocks.seq(), *at_ms, now);
                 Outcome::Done
             }
             Op::IdempotencyClaim { scope, key } => {
+                let now = self.clocks.now_ms();
                 Outcome::KeyClaim { outcome: self.cache.claim_key(scope, key, now) }
             }
             Op::IdempotencyRelease { scope, key } => {
@@ -298,6 +314,7 @@ impl World {
             }
             Op::Deduct { scope, internal_id, feature_id, value, target, key } => match target {
                 DeductTarget::Cache(key) => {
+                    let now = self.clocks.now_ms();
                     Outcome::Deduct { outcome: self.cache.deduct(key, internal_id, feature_id, *value, now) }
                 }
                 DeductTarget::Db => self
@@ -306,6 +323,7 @@ impl World {
                     .into_outcome(),
             },
             Op::SyncUsage { key, internal_id, feature_id } => {
+                let now = self.clocks.now_ms();
                 match self.cache.usage(key, internal_id, feature_id, now) {
                     None => Outcome::Sync { outcome: SyncOutcome::CacheMissing },
                     Some(absolute) => self

@@ -13,8 +13,11 @@
 //! - Stripe is one object;
 //! - the id generator is one object: inserts, attaches and Stripe creates
 //!   draw from it, so their order decides who gets which id;
-//! - a clock move conflicts with everything (times are in rows, TTLs,
-//!   idempotency windows and Stripe's).
+//! - the clock is an object: a clock move writes it; a step that read
+//!   virtual time (the world counts every reading: a row's creation time,
+//!   a TTL, an idempotency window, Stripe's, a Stripe call's time in
+//!   flight, a flow's own reading) reads it. A move also conflicts with
+//!   every other move (with a bound on moves, one disables another).
 //!
 //! Transaction ids are in no footprint: `BEGIN` draws one from a counter,
 //! so two commuting steps may swap theirs, but nothing compares their
@@ -45,8 +48,8 @@ fn widen(slot: &mut Option<Access>, access: Access) {
 /// What one decision touched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Footprint {
-    /// A clock move: conflicts with everything.
-    pub clock: bool,
+    /// Virtual time: written by a clock move, read by a step that read it.
+    pub clock: Option<Access>,
     pub db: Option<Access>,
     /// Cache keys (and idempotency keys), by their text.
     pub cache: BTreeMap<String, Access>,
@@ -61,13 +64,16 @@ pub struct Footprint {
 
 impl Footprint {
     pub fn tick() -> Footprint {
-        Footprint { clock: true, ..Footprint::default() }
+        Footprint { clock: Some(Access::Write), ..Footprint::default() }
+    }
+
+    pub fn read_clock(&mut self) {
+        widen(&mut self.clock, Access::Read);
     }
 
     /// Whether the two decisions may not commute.
     pub fn conflicts(&self, other: &Footprint) -> bool {
-        self.clock
-            || other.clock
+        Access::conflicts(self.clock, other.clock)
             || Access::conflicts(self.db, other.db)
             || Access::conflicts(self.stripe, other.stripe)
             || (self.ids && other.ids)
@@ -151,7 +157,11 @@ mod tests {
         let write = Footprint { db: Some(Access::Write), ..Footprint::default() };
         assert!(!read.conflicts(&read));
         assert!(read.conflicts(&write) && write.conflicts(&read) && write.conflicts(&write));
-        assert!(Footprint::tick().conflicts(&Footprint::default()));
+        assert!(!Footprint::tick().conflicts(&write));
+        let mut timed = Footprint::default();
+        timed.read_clock();
+        assert!(Footprint::tick().conflicts(&timed) && Footprint::tick().conflicts(&Footprint::tick()));
+        assert!(!timed.conflicts(&timed));
         let mut k1 = Footprint::default();
         k1.touch_cache("k1".into(), Access::Write);
         let mut k2 = Footprint::default();

@@ -74,11 +74,19 @@ pub struct RunOptions {
     /// whose wait closes a cycle is its victim, none of it a decision.
     /// Postgres allows more; this is kept to measure what the choice adds.
     pub first_come_first_served: bool,
+    /// Keep what each decision touched (`Execution::footprints`), for the
+    /// exhaustive scheduler's reduction.
+    pub footprints: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> RunOptions {
-        RunOptions { max_steps: 1_000, record_trace: false, first_come_first_served: false }
+        RunOptions {
+            max_steps: 1_000,
+            record_trace: false,
+            first_come_first_served: false,
+            footprints: false,
+        }
     }
 }
 
@@ -141,7 +149,8 @@ pub struct Execution {
     /// Every (settle read, named point, occurrence) the settle reads
     /// reached: where a settle fault could be placed.
     pub settle_reached: BTreeSet<(usize, Point, u32)>,
-    /// Per decision, what it touched (for the exhaustive scheduler's reduction).
+    /// Per decision, what it touched (for the exhaustive scheduler's
+    /// reduction; empty unless the run's options asked for them).
     pub footprints: Vec<Footprint>,
 }
 
@@ -184,11 +193,20 @@ struct Run<'p, 's> {
     record: bool,
     created_by: BTreeMap<String, Creator>,
     step: usize,
-    /// What the decision under way has touched.
+    /// What the decision under way has touched (kept only when the run's
+    /// options ask for footprints).
     touched: Footprint,
+    track: bool,
 }
 
 impl Run<'_, '_> {
+    /// Adds to what the decision under way touched, if footprints are kept.
+    fn touch(&mut self, add: impl FnOnce(&mut Footprint)) {
+        if self.track {
+            add(&mut self.touched);
+        }
+    }
+
     fn event(&mut self, request: Option<usize>, kind: EventKind) {
         if self.record {
             self.trace.push(Event { step: Some(self.step), request, kind });
@@ -218,9 +236,14 @@ impl Run<'_, '_> {
                         self.slots[i].conn.answer(outcome);
                         continue;
                     }
+                    // Only a Stripe call's time in flight matters (its
+                    // client's timeout): other parkings read no time.
+                    let stripe_call = op.point() == Some(Point::StripeCreate);
                     slot.parked = Some(op);
                     slot.fresh = true;
-                    slot.parked_at_ms = self.world.now_ms();
+                    if stripe_call {
+                        slot.parked_at_ms = self.world.now_ms();
+                    }
                     return;
                 }
             }
@@ -258,7 +281,7 @@ impl Run<'_, '_> {
             Ok(outcome) => outcome,
             Err(blocked) => panic!("request {i} blocked on txn {} where nothing can block", blocked.0),
         };
-        self.touched.add_op(op, fault.is_none());
+        self.touch(|t| t.add_op(op, fault.is_none()));
         if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), before) {
             shadow.op(i, op, fault, &before, ModelResult::Done(&outcome));
         }
@@ -305,7 +328,7 @@ impl Run<'_, '_> {
             shadow.op(i, &op, None, before, ModelResult::DeadlockVictim);
         }
         let outcome = self.world.deadlock_victim(i);
-        self.touched.write_db();
+        self.touch(Footprint::write_db);
         self.slots[i].pending_fault = None;
         if self.record {
             self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
@@ -352,7 +375,7 @@ impl Run<'_, '_> {
         }
         if fault == Some(FaultKind::Crash) {
             self.world.crash(i);
-            self.touched.write_db();
+            self.touch(Footprint::write_db);
             if let Some(shadow) = self.shadow.as_deref_mut() {
                 shadow.crash(i);
             }
@@ -367,8 +390,11 @@ impl Run<'_, '_> {
             }
             return Ok(());
         }
-        let in_flight_ms = self.world.now_ms().saturating_sub(self.slots[i].parked_at_ms);
-        if point == Point::StripeCreate && in_flight_ms > STRIPE_CALL_TIMEOUT_MS {
+        let in_flight_ms = match point {
+            Point::StripeCreate => self.world.now_ms().saturating_sub(self.slots[i].parked_at_ms),
+            _ => 0,
+        };
+        if in_flight_ms > STRIPE_CALL_TIMEOUT_MS {
             // The call was in flight past its client's timeout: the
             // connection is gone and the call never reaches Stripe.
             let outcome = Outcome::StripeError { error: StripeError::Timeout };
@@ -385,7 +411,7 @@ impl Run<'_, '_> {
         if fault == Some(FaultKind::CacheEvict) {
             if let Some(key) = self.prepared.scenario.requests[i].evicted_key(&op) {
                 self.world.evict(&key);
-                self.touched.touch_cache(key.to_string(), Access::Write);
+                self.touch(|t| t.touch_cache(key.to_string(), Access::Write));
                 if let Some(shadow) = self.shadow.as_deref_mut() {
                     shadow.evict(&key);
                 }
@@ -405,7 +431,8 @@ impl Run<'_, '_> {
         let point = op.point().expect("parked ops have points");
         let before = self.services();
         let applied = self.world.apply(i, &op, world_fault);
-        self.touched.add_op(&op, world_fault.is_none() && applied.is_ok());
+        let plain = world_fault.is_none() && applied.is_ok();
+        self.touch(|t| t.add_op(&op, plain));
         match applied {
             Ok(outcome) => {
                 if world_fault.is_some() {
@@ -546,6 +573,7 @@ fn run_with(
         created_by,
         step: 0,
         touched: Footprint::default(),
+        track: options.footprints,
     };
     for i in 0..run.slots.len() {
         run.advance(i);
@@ -562,6 +590,12 @@ fn run_with(
     let end = loop {
         let runnable = run.runnable();
         if runnable.is_empty() {
+            // The decision that ended the run disabled every clock move
+            // (none is offered after it): for the reduction, it depends
+            // on the clock.
+            if let Some(last) = footprints.last_mut() {
+                last.read_clock();
+            }
             break None;
         }
         if run.step >= max_steps {
@@ -581,6 +615,7 @@ fn run_with(
         was_default.push(token == default);
         let fail = |reason: String| ReplayError { step: schedule.len(), token: token.to_string(), reason };
         let (stamps, breaches) = (run.world.stamps_taken(), run.world.isolation_breaches().len());
+        let time_reads = run.world.time_reads();
         run.touched = Footprint::default();
         match token {
             Token::Tick { ms } => {
@@ -613,11 +648,16 @@ fn run_with(
         }
         // A read stamp reads the logical clock outside any operation; a
         // tenant breach is recorded in the database's state.
-        run.touched.stamp |= run.world.stamps_taken() != stamps;
-        if run.world.isolation_breaches().len() != breaches {
-            run.touched.write_db();
+        if run.track {
+            run.touched.stamp |= run.world.stamps_taken() != stamps;
+            if run.world.time_reads() != time_reads {
+                run.touched.read_clock();
+            }
+            if run.world.isolation_breaches().len() != breaches {
+                run.touched.write_db();
+            }
+            footprints.push(std::mem::take(&mut run.touched));
         }
-        footprints.push(std::mem::take(&mut run.touched));
         schedule.push(token);
         run.step += 1;
     };

@@ -8,9 +8,9 @@ use std::task::Poll;
 
 use cusim::backend::mem::{poll_once, MemConn, RequestId, World};
 use cusim::backend::Point;
-use cusim::flow::{execute, Strategy};
+use cusim::flow::{execute, Request, Strategy};
 
-use crate::input::scenario::{FaultKind, Scenario};
+use crate::input::scenario::{evicted_key, FaultKind, Scenario};
 use crate::input::schedule::Schedule;
 use crate::judge::settle::{self, SettleRead};
 use crate::judge::Settle;
@@ -72,7 +72,7 @@ impl Prepared {
             let no_fault: AloneFault<'_> = &|_, _| None;
             match drive_alone(
                 &mut world,
-                session,
+                (session, &request),
                 (&conn, future),
                 reborrow(&mut shadow),
                 no_fault,
@@ -131,7 +131,7 @@ type AloneFault<'f> = &'f dyn Fn(Point, u32) -> Option<FaultKind>;
 /// occurrence) the request visits.
 fn drive_alone<F: Future>(
     world: &mut World,
-    session: RequestId,
+    (session, request): (RequestId, &Request),
     (conn, future): (&MemConn, F),
     mut shadow: Option<&mut dyn Shadow>,
     fault_at: AloneFault<'_>,
@@ -152,7 +152,7 @@ fn drive_alone<F: Future>(
         });
         debug_assert!(kind != Some(FaultKind::Crash), "a request run alone does not crash");
         if kind == Some(FaultKind::CacheEvict) {
-            if let Some(key) = op.cache_key().cloned() {
+            if let Some(key) = evicted_key(request, &op) {
                 world.evict(&key);
                 if let Some(shadow) = shadow.as_deref_mut() {
                     shadow.evict(&key);
@@ -199,7 +199,7 @@ pub(crate) fn settle_reads(
         let mut reached = Vec::new();
         let result = drive_alone(
             world,
-            first_session + n,
+            (first_session + n, &request),
             (&conn, future),
             reborrow(&mut shadow),
             fault_at,

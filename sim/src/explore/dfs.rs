@@ -1,0 +1,458 @@
+//! The exhaustive scheduler: depth-first search over schedules by prefix
+//! replay, with partial-order reduction.
+//!
+//! A schedule is a sequence of decisions, each made by a *mover*: a
+//! request taking its next step, or the clock moving by one of
+//! `CLOCK_MOVES_MS` (each amount is a mover of its own). Two decisions of
+//! different movers *conflict* when their footprints do
+//! (`drive::stepper::Footprint`); schedules that differ only in the order
+//! of adjacent non-conflicting decisions are equivalent (same world, same
+//! responses), and a reduction runs at least one schedule of each class.
+//!
+//! - `none`: every order (plain depth-first search).
+//! - `sleep_sets` (Godefroid): at each decision every option is tried,
+//!   except those *asleep*: an option explored at an ancestor (or a
+//!   sibling) that commutes with everything done since.
+//! - `source_sets` (Abdulla, Aronis, Jonsson, Sagonas, "Optimal Dynamic
+//!   Partial Order Reduction", POPL 2014, Algorithm 1, with sleep sets):
+//!   each decision starts with one option; after every run, each *race*
+//!   (two conflicting decisions of different movers with nothing ordered
+//!   between them) asks the decision before the first of them to also try
+//!   a mover that could go first in the reversed order, unless one such
+//!   mover is already tried there.
+//!
+//! How the model's world fits the algorithm:
+//! - A request parked on a lock is not runnable. A race whose second
+//!   mover was not runnable before the first decision but was right after
+//!   it (the first woke it) cannot be reversed, and is not one. If no
+//!   mover that could go first is runnable there for any other reason,
+//!   every option of that decision is tried (never fewer schedules than
+//!   correct).
+//! - The clock may move at any decision and need not move at all: a run
+//!   ends when no request can move. Each clock move still allowed at the
+//!   end of a run is treated as a decision after its last one, so its
+//!   races with the run's decisions place it everywhere it matters.
+//! - With `--max-preemptions`, an option the bound rules out is not tried
+//!   and the run is not exhaustive (`pruned`). A bounded run with
+//!   reduction is *not* complete within its bound: an equivalence class
+//!   may have schedules within the bound while the one the reduction
+//!   picked exceeds it. Use `--reduction none` for a complete bounded
+//!   search.
+
+use serde::Serialize;
+
+use super::schedulers::CLOCK_MOVES_MS;
+use super::Shard;
+use crate::drive::stepper::{Chooser, Footprint, View};
+use crate::input::schedule::Token;
+
+/// How the exhaustive scheduler avoids running equivalent schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduction {
+    /// Plain depth-first search: every order.
+    None,
+    /// Sleep sets only: one order of each pair of commuting decisions.
+    SleepSets,
+    /// Source sets with sleep sets (dynamic partial-order reduction).
+    SourceSets,
+}
+
+/// Who makes a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mover {
+    Request(usize),
+    Clock(u64),
+}
+
+impl Mover {
+    fn of(token: Token) -> Mover {
+        match token {
+            Token::Run { request, .. } => Mover::Request(request),
+            Token::Tick { ms } => Mover::Clock(ms),
+        }
+    }
+
+    fn token(self) -> Token {
+        match self {
+            Mover::Request(request) => Token::run(request),
+            Mover::Clock(ms) => Token::Tick { ms },
+        }
+    }
+}
+
+/// A set of decisions of one run, by index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn with_len(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    fn has(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn union(&mut self, other: &Bits) {
+        for (w, o) in self.0.iter_mut().zip(&other.0) {
+            *w |= o;
+        }
+    }
+
+    fn meets(&self, other: &Bits) -> bool {
+        self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .flat_map(|(k, &w)| (0..64).filter(move |b| w & (1 << b) != 0).map(move |b| k * 64 + b))
+    }
+}
+
+/// One decision of the search.
+struct Frame {
+    /// What may be chosen here (within the preemption bound), the
+    /// non-preempting choice first.
+    options: Vec<Token>,
+    /// Runnable requests the preemption bound keeps out of `options`.
+    bounded_out: Vec<usize>,
+    /// The options to try, in order; `backtrack[at]` is being tried.
+    backtrack: Vec<Token>,
+    at: usize,
+    /// Options covered elsewhere, with what they touch here.
+    sleep: Vec<(Token, Footprint)>,
+    /// Options tried here, with what they touched.
+    done: Vec<(Token, Footprint)>,
+    /// The decisions of the current run before this one that happen
+    /// before it (source sets only).
+    before: Bits,
+}
+
+impl Frame {
+    fn current(&self) -> Token {
+        self.backtrack[self.at]
+    }
+
+    fn asleep(&self, token: &Token) -> bool {
+        self.sleep.iter().any(|(t, _)| t == token)
+    }
+
+    /// Moves to the next option to try; false when none is left.
+    fn advance(&mut self) -> bool {
+        self.at += 1;
+        while self.at < self.backtrack.len() && self.asleep(&self.backtrack[self.at]) {
+            self.at += 1;
+        }
+        self.at < self.backtrack.len()
+    }
+
+    fn runnable(&self, request: usize) -> bool {
+        self.options.contains(&Token::run(request)) || self.bounded_out.contains(&request)
+    }
+
+    fn add(&mut self, token: Token) {
+        if !self.backtrack.contains(&token) {
+            self.backtrack.push(token);
+        }
+    }
+}
+
+/// Depth-first enumeration of schedules by prefix replay (see the module).
+///
+/// The first decision (the root) tries every option, whatever the
+/// reduction: its subtrees are the units a sharded search divides. A
+/// shard runs the subtrees of the options it owns; of the others it runs
+/// only their first decision (a *probe*, not counted), to know what it
+/// touches, so that the sleep sets of its own subtrees are what they are
+/// in the whole search: the shards together run exactly its schedules.
+pub(super) struct Dfs {
+    frames: Vec<Frame>,
+    depth: usize,
+    preemptions: usize,
+    max_preemptions: Option<usize>,
+    max_ticks: usize,
+    reduction: Reduction,
+    /// The first frame whose decision is new in the current run.
+    fresh: usize,
+    /// The part of the root's options this search runs.
+    shard: Option<Shard>,
+    /// The current run only probes a root option another shard owns.
+    pub(super) probing: bool,
+    /// Some option was left out by the preemption bound.
+    pub(super) pruned: bool,
+    /// Every option of the current decision is asleep: the run is
+    /// redundant; it is finished by default choices and not counted.
+    pub(super) blocked: bool,
+    /// Races no runnable mover could reverse, answered by trying every
+    /// option (a measure of how far the model is from the algorithm's).
+    pub(super) fallbacks: u64,
+}
+
+impl Dfs {
+    pub(super) fn new(
+        max_preemptions: Option<usize>,
+        max_ticks: usize,
+        reduction: Reduction,
+        shard: Option<Shard>,
+    ) -> Dfs {
+        Dfs {
+            shard,
+            probing: false,
+            frames: Vec::new(),
+            depth: 0,
+            preemptions: 0,
+            max_preemptions,
+            max_ticks,
+            reduction,
+            fresh: 0,
+            pruned: false,
+            blocked: false,
+            fallbacks: 0,
+        }
+    }
+
+    /// Whether runs must keep footprints.
+    pub(super) fn needs_footprints(&self) -> bool {
+        self.reduction != Reduction::None
+    }
+
+    /// The sleep set of a new frame: what slept at its parent or was
+    /// tried there before, and commutes with the parent's decision.
+    fn inherited_sleep(&self, done: Option<&Footprint>) -> Vec<(Token, Footprint)> {
+        let (Some(parent), Some(done)) = (self.frames.last(), done) else { return Vec::new() };
+        parent
+            .sleep
+            .iter()
+            .chain(&parent.done)
+            .filter(|(_, footprint)| !footprint.conflicts(done))
+            .cloned()
+            .collect()
+    }
+
+    fn new_frame(&mut self, view: &View<'_>, last_runnable: Option<usize>) -> Option<Token> {
+        let mut options: Vec<Token> = Vec::new();
+        let mut bounded_out = Vec::new();
+        // The non-preempting choice first: the first schedule is the plainest.
+        if let Some(last) = last_runnable {
+            options.push(Token::run(last));
+        }
+        let may_preempt = self.max_preemptions.is_none_or(|max| self.preemptions < max);
+        for &r in view.runnable {
+            if Some(r) != last_runnable {
+                if last_runnable.is_none() || may_preempt {
+                    options.push(Token::run(r));
+                } else {
+                    bounded_out.push(r);
+                }
+            }
+        }
+        if view.ticks_so_far < self.max_ticks {
+            options.extend(CLOCK_MOVES_MS.map(|ms| Token::Tick { ms }));
+        }
+        let sleep = match self.reduction {
+            Reduction::None => Vec::new(),
+            _ => self.inherited_sleep(view.done),
+        };
+        let awake = options.iter().copied().filter(|o| !sleep.iter().any(|(t, _)| t == o));
+        let root = self.frames.is_empty();
+        let backtrack: Vec<Token> = match self.reduction {
+            Reduction::SourceSets if !root => awake.take(1).collect(),
+            _ => awake.collect(),
+        };
+        if self.reduction != Reduction::SourceSets && !bounded_out.is_empty() {
+            self.pruned = true;
+        }
+        let first = *backtrack.first()?;
+        self.frames.push(Frame {
+            options,
+            bounded_out,
+            backtrack,
+            at: 0,
+            sleep,
+            done: Vec::new(),
+            before: Bits::default(),
+        });
+        Some(first)
+    }
+}
+
+impl Chooser for Dfs {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
+        if self.probing && self.depth > 0 {
+            self.blocked = true;
+        }
+        if self.blocked {
+            return None;
+        }
+        let last_runnable = view.last.filter(|l| view.runnable.contains(l));
+        let token = if self.depth < self.frames.len() {
+            self.frames[self.depth].current()
+        } else {
+            match self.new_frame(view, last_runnable) {
+                Some(token) => token,
+                None => {
+                    self.blocked = true;
+                    return None;
+                }
+            }
+        };
+        if self.depth == 0 {
+            self.probing = self.shard.is_some_and(|shard| !shard.owns(self.frames[0].at as u64));
+        }
+        if let Token::Run { request, .. } = token {
+            if last_runnable.is_some_and(|l| l != request) {
+                self.preemptions += 1;
+            }
+        }
+        self.depth += 1;
+        Some(token)
+    }
+}
+
+impl Dfs {
+    /// Moves to the next schedule to run; false when none is left.
+    /// `footprints` are what each decision of the run just made touched.
+    pub(super) fn backtrack(&mut self, footprints: &[Footprint]) -> bool {
+        let probed = std::mem::take(&mut self.probing);
+        if self.reduction == Reduction::SourceSets && !probed {
+            self.add_reversals(footprints);
+        }
+        self.depth = 0;
+        self.preemptions = 0;
+        self.blocked = false;
+        while let Some(d) = self.frames.len().checked_sub(1) {
+            let frame = &mut self.frames[d];
+            if self.reduction != Reduction::None {
+                frame.done.push((frame.current(), footprints[d].clone()));
+            }
+            if frame.advance() {
+                self.fresh = d;
+                return true;
+            }
+            self.frames.pop();
+        }
+        false
+    }
+
+    /// Source sets: finds the races of the run just made (those whose
+    /// second decision is new in it, and those of the clock moves still
+    /// allowed at its end) and asks for their reversals.
+    fn add_reversals(&mut self, footprints: &[Footprint]) {
+        let n = self.frames.len();
+        let movers: Vec<Mover> = self.frames.iter().map(|f| Mover::of(f.current())).collect();
+        for j in self.fresh..n {
+            let mut before = Bits::with_len(n);
+            for m in 0..j {
+                if movers[m] == movers[j] || footprints[m].conflicts(&footprints[j]) {
+                    before.set(m);
+                    before.union(&self.frames[m].before);
+                }
+            }
+            self.frames[j].before = before;
+        }
+        for j in self.fresh..n {
+            let before = self.frames[j].before.clone();
+            self.reverse_races(&movers, (j, movers[j], &before));
+        }
+        // A clock move taken uses up the bound, so it disables the other
+        // amounts: each could have gone in its place (they conflict, and
+        // nothing between them), so each is tried there too.
+        for (mover, frame) in movers.iter().zip(&mut self.frames).skip(self.fresh) {
+            if let Mover::Clock(_) = mover {
+                for ms in CLOCK_MOVES_MS {
+                    if frame.options.contains(&Token::Tick { ms }) {
+                        frame.add(Token::Tick { ms });
+                    }
+                }
+            }
+        }
+        let ticks = movers.iter().filter(|m| matches!(m, Mover::Clock(_))).count();
+        if !self.blocked && ticks < self.max_ticks {
+            let tick = Footprint::tick();
+            for ms in CLOCK_MOVES_MS {
+                let mover = Mover::Clock(ms);
+                let mut before = Bits::with_len(n);
+                for m in 0..n {
+                    if movers[m] == mover || footprints[m].conflicts(&tick) {
+                        before.set(m);
+                        before.union(&self.frames[m].before);
+                    }
+                }
+                self.reverse_races(&movers, (n, mover, &before));
+            }
+        }
+    }
+
+    /// The races whose second decision is `j` (by `mover`, after the
+    /// decisions `before`), each reversed where it can be.
+    fn reverse_races(&mut self, movers: &[Mover], (j, mover, before): (usize, Mover, &Bits)) {
+        // Decisions that happen before something that happens before j:
+        // those are not j's immediate predecessors.
+        let mut shadowed = Bits::with_len(movers.len());
+        for m in before.iter() {
+            shadowed.union(&self.frames[m].before);
+        }
+        let racing: Vec<usize> = before.iter().filter(|&i| !shadowed.has(i) && movers[i] != mover).collect();
+        for i in racing {
+            if let Mover::Request(r) = mover {
+                // The first decision woke the second's request: no reversal.
+                let woke = !self.frames[i].runnable(r) && self.frames[i + 1].runnable(r);
+                if woke {
+                    continue;
+                }
+            }
+            self.reverse(movers, i, (j, mover, before));
+        }
+    }
+
+    /// Asks the decision before `i` to try a mover that could go first in
+    /// the order where `j` comes before `i`: one whose first decision among
+    /// those after `i` and not after it (then j) follows none of them.
+    fn reverse(&mut self, movers: &[Mover], i: usize, (j, mover, before): (usize, Mover, &Bits)) {
+        let mut later = Bits::with_len(movers.len());
+        let mut initials: Vec<Mover> = Vec::new();
+        for (k, (&moved, frame)) in movers.iter().zip(&self.frames).enumerate().take(j).skip(i + 1) {
+            let after_k = &frame.before;
+            if after_k.has(i) {
+                continue;
+            }
+            if !after_k.meets(&later) && !initials.contains(&moved) {
+                initials.push(moved);
+            }
+            later.set(k);
+        }
+        if !before.meets(&later) && !initials.contains(&mover) {
+            initials.push(mover);
+        }
+        let frame = &mut self.frames[i];
+        let tokens: Vec<Token> = initials.iter().map(|m| m.token()).collect();
+        if tokens.iter().any(|t| frame.backtrack.contains(t)) {
+            return;
+        }
+        let enabled: Vec<Token> = tokens.iter().copied().filter(|t| frame.options.contains(t)).collect();
+        if let Some(&token) = enabled.iter().find(|t| frame.asleep(t)).or(enabled.first()) {
+            frame.add(token);
+            return;
+        }
+        let bounded =
+            initials.iter().any(|m| matches!(m, Mover::Request(r) if frame.bounded_out.contains(r)));
+        if bounded {
+            self.pruned = true;
+            return;
+        }
+        self.fallbacks += 1;
+        if !frame.bounded_out.is_empty() {
+            self.pruned = true;
+        }
+        for token in frame.options.clone() {
+            frame.add(token);
+        }
+    }
+}

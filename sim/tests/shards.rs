@@ -1,0 +1,79 @@
+//! Sharded explorations: the N parts of a run together are exactly the
+//! run. Their schedule counts add up to its count, and they find the same
+//! violations (by symptom) and reach the same outcomes.
+
+use std::collections::BTreeSet;
+
+use cusim::flow::Strategy;
+use cusim_sim::corpus::builtin::BUILTINS;
+use cusim_sim::drive::stepper::Prepared;
+use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, Reduction, SchedulerKind, Shard};
+use cusim_sim::judge::races::Symptom;
+
+fn prepared(name: &str, strategy: Strategy) -> Prepared {
+    let builtin = BUILTINS.iter().find(|b| b.name() == name).expect("a built-in");
+    Prepared::new(&builtin.scenario().unwrap(), strategy).unwrap()
+}
+
+fn symptoms(report: &ExploreReport) -> BTreeSet<Symptom> {
+    report.violations.iter().map(|f| f.symptom()).collect()
+}
+
+/// Runs `config` whole and in `count` shards, and compares.
+fn check(prepared: &Prepared, config: &ExploreConfig, count: usize) {
+    let whole = explore(prepared, config, |_| {});
+    let parts: Vec<ExploreReport> = (0..count)
+        .map(|index| {
+            let shard = Shard { index, count };
+            explore(prepared, &ExploreConfig { shard: Some(shard), ..config.clone() }, |_| {})
+        })
+        .collect();
+    let what = format!("{} under {} in {count} shards", prepared.scenario.name, prepared.strategy);
+    let counts: Vec<u64> = parts.iter().map(|p| p.schedules_run).collect();
+    assert_eq!(counts.iter().sum::<u64>(), whole.schedules_run, "{what}: counts {counts:?}");
+    assert!(counts.iter().filter(|&&c| c > 0).count() > 1, "{what}: one shard did everything: {counts:?}");
+    let found: BTreeSet<Symptom> = parts.iter().flat_map(symptoms).collect();
+    assert_eq!(found, symptoms(&whole), "{what}");
+    let outcomes: BTreeSet<String> = parts.iter().flat_map(|p| p.outcomes.iter().cloned()).collect();
+    assert_eq!(outcomes, whole.outcomes, "{what}");
+    assert!(parts.iter().all(|p| p.completeness == whole.completeness), "{what}");
+    eprintln!("{what}: {} schedules whole, {counts:?} in shards", whole.schedules_run);
+}
+
+#[test]
+fn exhaustive_shards_together_are_the_whole_search() {
+    for (name, strategy, reduction, max_ticks) in [
+        ("r1-same-id-create", Strategy::Legacy, Reduction::SourceSets, 1),
+        ("r2-stale-cache", Strategy::Transactional, Reduction::SourceSets, 0),
+        ("r9-lost-usage-invalidation", Strategy::Safe, Reduction::SourceSets, 1),
+        ("r5-double-claim", Strategy::Legacy, Reduction::SleepSets, 1),
+        ("r4-idless-duplicates", Strategy::Safe, Reduction::None, 0),
+    ] {
+        let config = ExploreConfig {
+            scheduler: SchedulerKind::Exhaustive { max_preemptions: None },
+            schedules: 1_000_000,
+            max_ticks,
+            reduction,
+            record_outcomes: true,
+            ..ExploreConfig::default()
+        };
+        for count in [2, 3] {
+            check(&prepared(name, strategy), &config, count);
+        }
+    }
+}
+
+#[test]
+fn seeded_shards_are_ranges_of_the_seeds() {
+    for scheduler in [SchedulerKind::Pct { depth: 3 }, SchedulerKind::Random] {
+        let config =
+            ExploreConfig { scheduler, schedules: 301, record_outcomes: true, ..ExploreConfig::default() };
+        check(&prepared("r8-lost-usage-overwrite", Strategy::Legacy), &config, 4);
+    }
+    let shard = Shard::parse("2/4").unwrap();
+    assert_eq!(shard.range(10), 2..5);
+    assert_eq!((0..4).map(|i| Shard { index: i, count: 4 }.range(10).count()).sum::<usize>(), 10);
+    for bad in ["0/2", "3/2", "1", "a/b", "1/0", ""] {
+        assert!(Shard::parse(bad).is_err(), "{bad:?} was accepted");
+    }
+}
