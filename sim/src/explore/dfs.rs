@@ -266,7 +266,12 @@ impl Dfs {
             Reduction::SourceSets if !root => awake.take(1).collect(),
             _ => awake.collect(),
         };
-        if self.reduction != Reduction::SourceSets && !bounded_out.is_empty() {
+        // The bound cut an option the search would have tried: plain and
+        // sleep sets try every awake option; source sets, when nothing
+        // else is awake (the decision would otherwise count as blocked).
+        let asleep = |r: &usize| sleep.iter().any(|(t, _)| *t == Token::run(*r));
+        let cut = bounded_out.iter().any(|r| !asleep(r));
+        if cut && (self.reduction != Reduction::SourceSets || backtrack.is_empty()) {
             self.pruned = true;
         }
         let first = *backtrack.first()?;
@@ -433,11 +438,13 @@ impl Dfs {
         }
         let frame = &mut self.frames[i];
         let tokens: Vec<Token> = initials.iter().map(|m| m.token()).collect();
-        if tokens.iter().any(|t| frame.backtrack.contains(t)) {
+        // An initial already tried here, or asleep here (covered
+        // elsewhere, which is what adding it would amount to), will do.
+        if tokens.iter().any(|t| frame.backtrack.contains(t) || frame.asleep(t)) {
             return;
         }
         let enabled: Vec<Token> = tokens.iter().copied().filter(|t| frame.options.contains(t)).collect();
-        if let Some(&token) = enabled.iter().find(|t| frame.asleep(t)).or(enabled.first()) {
+        if let Some(&token) = enabled.first() {
             frame.add(token);
             return;
         }
