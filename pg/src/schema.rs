@@ -177,11 +177,15 @@ pub async fn drop(database: &Database) {
     }
 }
 
-/// Every committed customer, in insertion order, as full customers.
+/// Every committed customer, in the canonical order of a run's state (by
+/// internal id, bytewise), as full customers.
 pub async fn committed(conn: &PgConn) -> Result<Vec<FullCustomer>, sqlx::Error> {
     let rows = {
         let mut inner = conn.raw().await;
-        let sql = format!("SELECT {} FROM customers ORDER BY seq", crate::rows::CUSTOMER_COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM customers ORDER BY internal_id COLLATE \"C\"",
+            crate::rows::CUSTOMER_COLUMNS
+        );
         sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut *inner).await?
     };
     let mut out = Vec::new();

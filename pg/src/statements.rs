@@ -191,7 +191,7 @@ impl PgConn {
         let (internal_id, created_at) = {
             let mut shared = self.shared.borrow_mut();
             let now = shared.clock_ms;
-            (shared.ids.next_id("cus"), now)
+            (shared.ids.next_id(self.request, "cus"), now)
         };
         let conflict = match (on_conflict, &customer.id) {
             (OnConflict::Error, _) => String::new(),
@@ -350,7 +350,7 @@ impl PgConn {
         let mut shared = self.shared.borrow_mut();
         let now = shared.clock_ms;
         let Services { stripe, ids, .. } = &mut *shared;
-        stripe.create_customer(idempotency_key, &params, now, ids)
+        stripe.create_customer(idempotency_key, &params, now, ids, self.request)
     }
 
     pub(crate) async fn set_processor(
@@ -389,7 +389,7 @@ impl PgConn {
         let (id, now) = {
             let mut shared = self.shared.borrow_mut();
             let now = shared.clock_ms;
-            (shared.ids.next_id("cus_prod"), now)
+            (shared.ids.next_id(self.request, "cus_prod"), now)
         };
         let conflict = if on_conflict == OnConflict::Error { "" } else { " ON CONFLICT DO NOTHING" };
         let sql = format!(

@@ -10,6 +10,7 @@ use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::BUILTINS;
 use cusim_sim::drive::stepper::Prepared;
 use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, Reduction, SchedulerKind};
+use cusim_sim::input::scenario::Scenario;
 use support::{generate, proptest_cases, proptest_seed};
 
 /// Plain spaces larger than this are not compared (named in the output).
@@ -92,11 +93,11 @@ fn reductions_reach_every_outcome_plain_search_reaches_with_a_clock_move() {
     assert!(compared > 0);
 }
 
-/// Generated scenarios drawn; those of one or two requests whose plain
+/// Generated scenarios drawn; those of up to three requests whose plain
 /// space runs whole are compared.
 const GENERATED: u32 = 60;
 /// The largest plain space a generated scenario may have to be compared.
-const GENERATED_LIMIT: u64 = 20_000;
+const GENERATED_LIMIT: u64 = 100_000;
 
 #[test]
 fn reductions_reach_every_outcome_plain_search_reaches_in_generated_scenarios() {
@@ -112,7 +113,7 @@ fn reductions_reach_every_outcome_plain_search_reaches_in_generated_scenarios() 
     let result =
         runner.run(&(generate::scenario(), 0..3usize, 0..2usize), |(scenario, strategy, max_ticks)| {
             let strategy = Strategy::ALL[strategy];
-            if scenario.requests.len() > 2 {
+            if scenario.requests.len() > 3 {
                 return Ok(());
             }
             let Ok(prepared) = Prepared::new(&scenario, strategy) else { return Ok(()) };
@@ -145,4 +146,55 @@ fn reductions_reach_every_outcome_plain_search_reaches_in_generated_scenarios() 
     }
     eprintln!("{} generated scenarios compared", compared.get());
     assert!(compared.get() >= 10, "too few generated spaces ran whole: {}", compared.get());
+}
+
+/// Three `check`s: of one existing customer, or of three.
+fn three_checks(same: bool) -> Scenario {
+    let ids = if same { ["cus_a", "cus_a", "cus_a"] } else { ["cus_a", "cus_b", "cus_c"] };
+    let customers: Vec<String> =
+        ["cus_a", "cus_b", "cus_c"].iter().map(|id| format!(r#"{{"id": "{id}", "name": "N"}}"#)).collect();
+    let requests: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"op": "check", "customer_id": "{id}", "feature_id": "words"}}"#))
+        .collect();
+    let text = format!(
+        r#"{{"name": "three-checks", "products": [{{"id": "free", "group": "main", "is_default": true,
+            "kind": "free", "features": {{"words": 1000}}}}], "customers": [{}], "requests": [{}]}}"#,
+        customers.join(","),
+        requests.join(",")
+    );
+    Scenario::parse(&text, std::path::Path::new("three-checks.json")).unwrap()
+}
+
+/// Plain spaces at least this big must shrink a hundredfold.
+const LARGE_SPACE: u64 = 10_000;
+
+/// Three-request spaces whose plain search runs whole: the reduced one
+/// reaches the same outcomes, and every large one in at least a hundred
+/// times fewer schedules.
+#[test]
+fn three_requests_reduce_large_spaces_at_least_a_hundredfold() {
+    let mut large = 0;
+    for same in [true, false] {
+        let scenario = three_checks(same);
+        for strategy in Strategy::ALL {
+            let prepared = Prepared::new(&scenario, strategy).unwrap();
+            let name = if same { "three checks of one customer" } else { "three checks of three customers" };
+            assert!(compare(&prepared, name, 0, PLAIN_LIMIT), "{name} under {strategy}: plain space too big");
+            let plain = exhaust(&prepared, Reduction::None, 0, PLAIN_LIMIT);
+            let reduced = exhaust(&prepared, Reduction::SourceSets, 0, PLAIN_LIMIT);
+            let factor = plain.schedules_run as f64 / reduced.schedules_run as f64;
+            eprintln!("{name} under {strategy}: reduced {factor:.0} times");
+            if plain.schedules_run >= LARGE_SPACE {
+                large += 1;
+                assert!(
+                    plain.schedules_run >= 100 * reduced.schedules_run,
+                    "{name} under {strategy}: {} plain, {} reduced",
+                    plain.schedules_run,
+                    reduced.schedules_run
+                );
+            }
+        }
+    }
+    assert!(large >= 3, "only {large} large spaces");
 }

@@ -46,7 +46,7 @@ fn exhaustive_shards_together_are_the_whole_search() {
         ("r1-same-id-create", Strategy::Legacy, Reduction::SourceSets, 1),
         ("r2-stale-cache", Strategy::Transactional, Reduction::SourceSets, 0),
         ("r9-lost-usage-invalidation", Strategy::Safe, Reduction::SourceSets, 1),
-        ("r5-double-claim", Strategy::Legacy, Reduction::SleepSets, 1),
+        ("r8-lost-usage-overwrite", Strategy::Legacy, Reduction::SleepSets, 1),
         ("r4-idless-duplicates", Strategy::Safe, Reduction::None, 0),
     ] {
         let config = ExploreConfig {

@@ -165,10 +165,13 @@ impl std::fmt::Display for SettleKey {
     }
 }
 
-/// The committed state at the end of a run.
+/// The committed state at the end of a run, in a canonical order: rows
+/// by internal id, Stripe customers by id (a table has no order, and two
+/// runs that differ only in the order of independent inserts committed
+/// the same state).
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    /// Full customers, in insertion order.
+    /// Full customers, by internal id.
     pub customers: Vec<FullCustomer>,
     pub cache: Vec<(CacheKey, FullCustomer)>,
     pub stripe: Vec<StripeCustomer>,
@@ -184,6 +187,14 @@ impl State {
             stripe: world.stripe_customers().to_vec(),
             breaches: world.isolation_breaches().to_vec(),
         }
+        .canonical()
+    }
+
+    /// The same state in the canonical order.
+    pub fn canonical(mut self) -> State {
+        self.customers.sort_by(|a, b| a.customer.internal_id.cmp(&b.customer.internal_id));
+        self.stripe.sort_by(|a, b| a.id.cmp(&b.id));
+        self
     }
 
     pub(super) fn rows(&self) -> Vec<&CustomerRow> {

@@ -1,11 +1,21 @@
 //! Seeded id generation: the same seed yields the same ids in the same
 //! order, on every machine ([`Rng`]).
+//!
+//! Each request draws from a stream of its own (its start is drawn from
+//! the seed and the request's number), so the ids a request gets do not
+//! depend on how its steps interleave with other requests': two inserts
+//! of different requests commute, which the exhaustive scheduler's
+//! reduction relies on.
+
+use std::collections::BTreeMap;
 
 use crate::rng::Rng;
 
 #[derive(Debug, Clone)]
 pub struct IdGen {
-    rng: Rng,
+    seed: u64,
+    /// Each request's stream, once it has drawn.
+    streams: BTreeMap<usize, Rng>,
 }
 
 /// Crockford's base32 alphabet (no i, l, o, u).
@@ -13,16 +23,25 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 impl IdGen {
     pub fn new(seed: u64) -> IdGen {
-        IdGen { rng: Rng::from_state(seed ^ 0x5eed_c051_0000_0000) }
+        IdGen { seed, streams: BTreeMap::new() }
     }
 
-    pub fn next_u64(&mut self) -> u64 {
-        self.rng.next_u64()
+    /// The next number of `request`'s stream.
+    pub fn next_u64(&mut self, request: usize) -> u64 {
+        let seed = self.seed;
+        self.streams
+            .entry(request)
+            .or_insert_with(|| {
+                let start = Rng::from_state(seed ^ 0x5eed_c051_0000_0000 ^ request as u64).next_u64();
+                Rng::from_state(start)
+            })
+            .next_u64()
     }
 
-    /// `prefix_` followed by 10 characters of Crockford base32.
-    pub fn next_id(&mut self, prefix: &str) -> String {
-        let mut bits = self.next_u64();
+    /// `prefix_` followed by 10 characters of Crockford base32, from
+    /// `request`'s stream.
+    pub fn next_id(&mut self, request: usize, prefix: &str) -> String {
+        let mut bits = self.next_u64(request);
         let mut id = String::with_capacity(prefix.len() + 11);
         id.push_str(prefix);
         id.push('_');
@@ -42,7 +61,7 @@ mod tests {
     fn same_seed_same_ids_and_different_seeds_differ() {
         let take = |seed| {
             let mut g = IdGen::new(seed);
-            (0..5).map(|_| g.next_id("cus")).collect::<Vec<_>>()
+            (0..5).map(|n| g.next_id(n % 2, "cus")).collect::<Vec<_>>()
         };
         assert_eq!(take(7), take(7));
         assert_ne!(take(7), take(8));
@@ -52,5 +71,16 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), ids.len());
         assert!(ids.iter().all(|id| id.starts_with("cus_") && id.len() == 14));
+    }
+
+    #[test]
+    fn a_request_draws_the_same_ids_whatever_the_others_draw() {
+        let mut alone = IdGen::new(7);
+        let mut mixed = IdGen::new(7);
+        mixed.next_id(0, "cus");
+        mixed.next_id(2, "cus");
+        assert_eq!(alone.next_id(1, "cus"), mixed.next_id(1, "cus"));
+        assert_eq!(alone.next_id(1, "cus"), mixed.next_id(1, "cus"));
+        assert_ne!(alone.next_id(3, "cus"), alone.next_id(4, "cus"));
     }
 }

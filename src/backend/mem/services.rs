@@ -215,6 +215,7 @@ impl Stripe {
         params: &StripeParams,
         now_ms: u64,
         ids: &mut IdGen,
+        request: usize,
     ) -> Result<String, StripeError> {
         if let Some(entry) = self.idempotency.get(key) {
             if now_ms < entry.created_at_ms.saturating_add(STRIPE_IDEMPOTENCY_WINDOW_MS) {
@@ -225,7 +226,7 @@ impl Stripe {
                 };
             }
         }
-        let stripe_id = ids.next_id("stripe_cus");
+        let stripe_id = ids.next_id(request, "stripe_cus");
         self.customers.push(StripeCustomer {
             id: stripe_id.clone(),
             params: params.clone(),

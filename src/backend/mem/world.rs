@@ -8,6 +8,8 @@
 //! deterministic: ids come from a seeded generator, time from a virtual
 //! clock, and every map is ordered.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::backend::outcome::Reply;
@@ -18,7 +20,7 @@ use crate::model::{Catalog, CustomerRow, FullCustomer};
 
 use super::clock::{Clocks, SharedClock};
 use super::database::store::{Blocked, TxnId};
-use super::database::{Database, IsolationBreach, RequestId};
+use super::database::{Database, DbAccess, DbKey, IsolationBreach, RequestId};
 use super::ids::IdGen;
 use super::services::{Cache, CacheSlot, Stripe, StripeCustomer};
 
@@ -108,6 +110,18 @@ impl World {
     /// The count of readings of virtual time (shared with connections).
     pub fn time_read_counter(&self) -> SharedClock {
         self.clocks.time_reads.clone()
+    }
+
+    /// From now on, the database records what each statement touches
+    /// ([`World::take_db_touches`]).
+    pub fn record_touches(&mut self) {
+        self.db.record_touches();
+    }
+
+    /// What the database's statements touched since the last call (empty
+    /// unless [`World::record_touches`] was called).
+    pub fn take_db_touches(&mut self) -> BTreeMap<DbKey, DbAccess> {
+        self.db.take_touches()
     }
 
     /// How many times the world and its connections have read virtual time.
@@ -260,7 +274,8 @@ impl World {
                 Outcome::Rows { rows: self.db.lookup_email(request, scope, email) }
             }
             Op::Insert { customer, on_conflict } => {
-                let drawn = self.db.drawn_id(request, self.clocks.now_ms(), || self.ids.next_id("cus"));
+                let drawn =
+                    self.db.drawn_id(request, self.clocks.now_ms(), || self.ids.next_id(request, "cus"));
                 self.db.insert(request, customer, *on_conflict, drawn)?.into_outcome()
             }
             Op::Claim { scope, target, new_id } => {
@@ -275,7 +290,7 @@ impl World {
             }
             Op::StripeCreate { idempotency_key, params } => {
                 let now = self.clocks.now_ms();
-                match self.stripe.create_customer(idempotency_key, params, now, &mut self.ids) {
+                match self.stripe.create_customer(idempotency_key, params, now, &mut self.ids, request) {
                     Ok(stripe_id) => Outcome::StripeCustomer { stripe_id },
                     Err(error) => Outcome::StripeError { error },
                 }
@@ -284,7 +299,8 @@ impl World {
                 updated: self.db.set_processor(request, scope, internal_id, stripe_id, *only_if_null)?,
             },
             Op::AttachDefault { scope, product, on_conflict } => {
-                let drawn = self.db.drawn_id(request, self.clocks.now_ms(), || self.ids.next_id("cus_prod"));
+                let drawn =
+                    self.db.drawn_id(request, self.clocks.now_ms(), || self.ids.next_id(request, "cus_prod"));
                 self.db.attach(request, scope, product, *on_conflict, drawn)?.into_outcome()
             }
             Op::DbRead { scope, key, lock } => {

@@ -138,6 +138,7 @@ pub fn replay_on_postgres(
                 stripe: services.stripe.customers().to_vec(),
                 breaches: services.breaches.clone(),
             }
+            .canonical()
         };
         // The same responses and settle reads, judged on what Postgres committed.
         let on_postgres = Observation { state: postgres_state, ..model.clone() };

@@ -3,30 +3,35 @@
 //! conflict commute (either order leaves the same world, and neither can
 //! enable or disable the other), so only one of their orders needs running.
 //!
-//! The relation is coarse where coarseness is cheap to be sure of:
-//! - the database is one object: plain reads (no row lock, no fault) read
-//!   it, and everything else a statement can do (write, lock, wait, be a
-//!   deadlock victim, fail and roll back, record a tenant breach) writes it;
+//! - the database: each key the database's statements touched, as the
+//!   database itself recorded it while they ran (rows by their internal
+//!   id and unique keys, a lookup's key, a customer's products and usage,
+//!   advisory locks, the wait-for graph; a transaction's end writes every
+//!   key it wrote or locked: see `cusim::backend::mem::database::touched`);
 //! - each cache key is an object (an idempotency key is one too); a
 //!   cache invalidation also conflicts with every read stamp, which a flow
 //!   takes outside any operation and a stale-write guard compares with it;
-//! - Stripe is one object;
-//! - the id generator is one object: inserts, attaches and Stripe creates
-//!   draw from it, so their order decides who gets which id;
+//! - Stripe: each idempotency key, and each customer's Stripe customers
+//!   (a create writes both, a search reads the customer's);
 //! - the clock is an object: a clock move writes it; a step that read
 //!   virtual time (the world counts every reading: a row's creation time,
 //!   a TTL, an idempotency window, Stripe's, a Stripe call's time in
 //!   flight, a flow's own reading) reads it. A move also conflicts with
 //!   every other move (with a bound on moves, one disables another).
 //!
-//! Transaction ids are in no footprint: `BEGIN` draws one from a counter,
-//! so two commuting steps may swap theirs, but nothing compares their
-//! values (lock queues keep acquisition order, and a wait names the first
-//! holder in that order). They are names, and no outcome holds them.
+//! Ids are in no footprint: each request draws from a stream of its own,
+//! so the ids it gets do not depend on the order of other requests'
+//! steps. Transaction ids are in none either: `BEGIN` draws one from a
+//! counter, so two commuting steps may swap theirs, but nothing compares
+//! their values (lock queues keep acquisition order, and a wait names the
+//! first holder in that order). They are names, and no outcome holds
+//! them. Row positions (insertion order) are names too: the state a run
+//! is judged on lists rows in a canonical order.
 
 use std::collections::BTreeMap;
 
-use cusim::backend::{DeductTarget, Op, RowLock};
+use cusim::backend::mem::{DbAccess, DbKey};
+use cusim::backend::{DeductTarget, Op};
 
 /// How an object was used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,16 +55,16 @@ fn widen(slot: &mut Option<Access>, access: Access) {
 pub struct Footprint {
     /// Virtual time: written by a clock move, read by a step that read it.
     pub clock: Option<Access>,
-    pub db: Option<Access>,
+    /// Database keys.
+    pub db: BTreeMap<DbKey, Access>,
     /// Cache keys (and idempotency keys), by their text.
     pub cache: BTreeMap<String, Access>,
     /// Took a read stamp (or read the cache, whose answer carries one).
     pub stamp: bool,
     /// Invalidated a cache key (moves a stale-write guard).
     pub invalidates: bool,
-    pub stripe: Option<Access>,
-    /// Drew ids from the shared generator.
-    pub ids: bool,
+    /// Stripe's idempotency keys and customers' Stripe customers.
+    pub stripe: BTreeMap<String, Access>,
 }
 
 impl Footprint {
@@ -74,50 +79,42 @@ impl Footprint {
     /// Whether the two decisions may not commute.
     pub fn conflicts(&self, other: &Footprint) -> bool {
         Access::conflicts(self.clock, other.clock)
-            || Access::conflicts(self.db, other.db)
-            || Access::conflicts(self.stripe, other.stripe)
-            || (self.ids && other.ids)
             || (self.invalidates && other.stamp)
             || (self.stamp && other.invalidates)
-            || self
-                .cache
-                .iter()
-                .any(|(key, a)| other.cache.get(key).is_some_and(|b| Access::conflicts(Some(*a), Some(*b))))
+            || maps_conflict(&self.db, &other.db)
+            || maps_conflict(&self.stripe, &other.stripe)
+            || maps_conflict(&self.cache, &other.cache)
     }
 
-    pub fn write_db(&mut self) {
-        widen(&mut self.db, Access::Write);
+    /// Adds what the database recorded.
+    pub fn add_db(&mut self, touched: BTreeMap<DbKey, DbAccess>) {
+        for (key, access) in touched {
+            let access = match access {
+                DbAccess::Read => Access::Read,
+                DbAccess::Write => Access::Write,
+            };
+            touch(&mut self.db, key, access);
+        }
     }
 
     pub fn touch_cache(&mut self, key: String, access: Access) {
-        let slot = self.cache.entry(key).or_insert(access);
-        *slot = (*slot).max(access);
+        touch(&mut self.cache, key, access);
     }
 
     /// Adds what `op` touches when it is applied. `plain` is false when it
     /// met a fault, waited, or was anything but a clean run of the op.
+    /// The database's part is what the database records.
     pub fn add_op(&mut self, op: &Op, plain: bool) {
         match op {
-            Op::Begin => {}
-            Op::ListDefaults { .. } if plain => {}
-            Op::LookupId { lock: RowLock::None, .. }
-            | Op::LookupEmail { .. }
-            | Op::DbRead { lock: RowLock::None, .. }
-                if plain =>
-            {
-                widen(&mut self.db, Access::Read)
+            Op::StripeCreate { idempotency_key, params } => {
+                touch(&mut self.stripe, format!("idempotency {idempotency_key}"), Access::Write);
+                touch(&mut self.stripe, format!("customer {}", params.internal_id), Access::Write);
             }
-            Op::Insert { .. } | Op::AttachDefault { .. } => {
-                self.write_db();
-                self.ids = true;
-            }
-            Op::StripeCreate { .. } => {
-                widen(&mut self.stripe, Access::Write);
-                self.ids = true;
-            }
-            Op::StripeSearch { .. } => {
-                widen(&mut self.stripe, if plain { Access::Read } else { Access::Write })
-            }
+            Op::StripeSearch { internal_id } => touch(
+                &mut self.stripe,
+                format!("customer {internal_id}"),
+                if plain { Access::Read } else { Access::Write },
+            ),
             Op::CacheRead { key } => {
                 self.touch_cache(key.to_string(), if plain { Access::Read } else { Access::Write });
                 self.stamp = true;
@@ -131,20 +128,24 @@ impl Footprint {
                 self.touch_cache(format!("idempotency {scope} {key}"), Access::Write)
             }
             Op::Deduct { target: DeductTarget::Cache(key), .. } => {
-                self.touch_cache(key.to_string(), Access::Write);
-                if !plain {
-                    self.write_db();
-                }
+                self.touch_cache(key.to_string(), Access::Write)
             }
-            Op::SyncUsage { key, .. } => {
-                self.touch_cache(key.to_string(), Access::Write);
-                self.write_db();
-            }
-            // Every other statement, and any statement that met a fault,
-            // waited or failed: the database changes.
-            _ => self.write_db(),
+            Op::SyncUsage { key, .. } => self.touch_cache(key.to_string(), Access::Write),
+            // Database statements: the database records what they touch.
+            _ => {}
         }
     }
+}
+
+fn touch<K: Ord>(map: &mut BTreeMap<K, Access>, key: K, access: Access) {
+    let slot = map.entry(key).or_insert(access);
+    *slot = (*slot).max(access);
+}
+
+/// Whether some key is in both, written in at least one.
+fn maps_conflict<K: Ord>(a: &BTreeMap<K, Access>, b: &BTreeMap<K, Access>) -> bool {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    small.iter().any(|(key, x)| large.get(key).is_some_and(|y| Access::conflicts(Some(*x), Some(*y))))
 }
 
 #[cfg(test)]
@@ -153,10 +154,16 @@ mod tests {
 
     #[test]
     fn reads_commute_and_a_write_does_not() {
-        let read = Footprint { db: Some(Access::Read), ..Footprint::default() };
-        let write = Footprint { db: Some(Access::Write), ..Footprint::default() };
+        let db = |key: &str, access| {
+            let mut f = Footprint::default();
+            let access = if access == Access::Read { DbAccess::Read } else { DbAccess::Write };
+            f.add_db(BTreeMap::from([(DbKey::Customer(key.into()), access)]));
+            f
+        };
+        let (read, write) = (db("a", Access::Read), db("a", Access::Write));
         assert!(!read.conflicts(&read));
         assert!(read.conflicts(&write) && write.conflicts(&read) && write.conflicts(&write));
+        assert!(!write.conflicts(&db("b", Access::Write)), "different rows commute");
         assert!(!Footprint::tick().conflicts(&write));
         let mut timed = Footprint::default();
         timed.read_clock();
@@ -170,7 +177,5 @@ mod tests {
         let stamp = Footprint { stamp: true, ..Footprint::default() };
         let invalidates = Footprint { invalidates: true, ..k2.clone() };
         assert!(stamp.conflicts(&invalidates) && invalidates.conflicts(&stamp));
-        let ids = Footprint { ids: true, ..Footprint::default() };
-        assert!(ids.conflicts(&ids) && !ids.conflicts(&read));
     }
 }

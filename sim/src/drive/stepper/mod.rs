@@ -328,7 +328,6 @@ impl Run<'_, '_> {
             shadow.op(i, &op, None, before, ModelResult::DeadlockVictim);
         }
         let outcome = self.world.deadlock_victim(i);
-        self.touch(Footprint::write_db);
         self.slots[i].pending_fault = None;
         if self.record {
             self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
@@ -375,7 +374,6 @@ impl Run<'_, '_> {
         }
         if fault == Some(FaultKind::Crash) {
             self.world.crash(i);
-            self.touch(Footprint::write_db);
             if let Some(shadow) = self.shadow.as_deref_mut() {
                 shadow.crash(i);
             }
@@ -575,9 +573,13 @@ fn run_with(
         touched: Footprint::default(),
         track: options.footprints,
     };
+    if run.track {
+        run.world.record_touches();
+    }
     for i in 0..run.slots.len() {
         run.advance(i);
     }
+    run.world.take_db_touches();
 
     // Long scenarios need more steps: the cap only has to catch livelocks.
     let max_steps = options.max_steps.max(STEPS_PER_REQUEST * run.slots.len());
@@ -614,7 +616,7 @@ fn run_with(
         let token = chooser.choose(&view).unwrap_or(default);
         was_default.push(token == default);
         let fail = |reason: String| ReplayError { step: schedule.len(), token: token.to_string(), reason };
-        let (stamps, breaches) = (run.world.stamps_taken(), run.world.isolation_breaches().len());
+        let stamps = run.world.stamps_taken();
         let time_reads = run.world.time_reads();
         run.touched = Footprint::default();
         match token {
@@ -646,16 +648,14 @@ fn run_with(
                 last = Some(request);
             }
         }
-        // A read stamp reads the logical clock outside any operation; a
-        // tenant breach is recorded in the database's state.
+        // A read stamp reads the logical clock outside any operation; the
+        // database says what its statements touched.
         if run.track {
             run.touched.stamp |= run.world.stamps_taken() != stamps;
             if run.world.time_reads() != time_reads {
                 run.touched.read_clock();
             }
-            if run.world.isolation_breaches().len() != breaches {
-                run.touched.write_db();
-            }
+            run.touched.add_db(run.world.take_db_touches());
             footprints.push(std::mem::take(&mut run.touched));
         }
         schedule.push(token);

@@ -27,6 +27,7 @@ impl Database {
                 Err(Blocked(holder))
             }
             _ => {
+                db.touch(super::DbKey::Advisory(key.clone()), super::DbAccess::Write, Some(txn));
                 db.advisory.insert(key, txn);
                 Ok(())
             }

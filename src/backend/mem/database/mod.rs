@@ -16,6 +16,7 @@
 mod advisory;
 mod customers;
 pub mod store;
+mod touched;
 mod usage;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ use crate::model::{Catalog, CustomerProduct, CustomerRow, FullCustomer, Scope};
 
 pub use advisory::advisory_key;
 use store::{Blocked, LockMode, Table, TxnId};
+use touched::Touches;
+pub use touched::{DbAccess, DbKey};
 pub use usage::UsageRow;
 
 /// Index of a request (a session) within a run.
@@ -124,6 +127,7 @@ pub struct Database {
     breaches: Vec<IsolationBreach>,
     /// Waits begun so far (the row queues' order).
     waits_begun: u64,
+    touches: Touches,
 }
 
 impl Database {
@@ -139,6 +143,7 @@ impl Database {
             sessions: Vec::new(),
             breaches: Vec::new(),
             waits_begun: 0,
+            touches: Touches::default(),
         }
     }
 
@@ -291,6 +296,7 @@ impl Database {
     }
 
     fn finish_txn(&mut self, txn: TxnId, commit: bool) {
+        self.touch_end(txn);
         self.customers.finish(txn, commit);
         self.products.finish(txn, commit);
         self.usage.finish(txn, commit);
@@ -317,6 +323,7 @@ impl Database {
         };
         let Some(txn) = self.sessions[first].txn else { return };
         self.advisory.insert(key.to_owned(), txn);
+        self.touch(DbKey::Advisory(key.to_owned()), DbAccess::Write, Some(txn));
         for (r, session) in self.sessions.iter_mut().enumerate() {
             if r != first && waiting(session).is_some() {
                 if let Some(wait) = session.wait.as_mut() {
@@ -341,6 +348,13 @@ impl Database {
             self.waits_begun += 1;
             self.waits_begun
         });
+        if self.recording() {
+            let own = self.open_txn(request);
+            self.touch_wait(own, &note.holders);
+            if let Some(key) = &note.advisory {
+                self.touch(DbKey::Advisory(key.clone()), DbAccess::Write, own);
+            }
+        }
         let wait = Wait { holders: note.holders, row: note.row, advisory: note.advisory, seq };
         self.session(request).wait = Some(wait);
     }
@@ -348,9 +362,13 @@ impl Database {
     /// `request` waits for nothing (its statement completed, failed, or
     /// its session ended).
     pub fn end_wait(&mut self, request: RequestId) {
+        let mut waited = false;
         if let Some(session) = self.sessions.get_mut(request) {
-            session.wait = None;
+            waited = session.wait.take().is_some();
             session.blocked_by = None;
+        }
+        if waited {
+            self.touch(DbKey::Waits, DbAccess::Write, None);
         }
     }
 
@@ -447,6 +465,7 @@ impl Database {
     /// Notes a breach if `request`, acting in `wanted`, touched `touched`.
     pub fn note_scope(&mut self, request: RequestId, wanted: &Scope, touched: &Scope, point: Point) {
         if wanted != touched {
+            self.touch(DbKey::Breaches, DbAccess::Write, None);
             self.breaches.push(IsolationBreach {
                 request,
                 request_scope: wanted.clone(),
@@ -465,6 +484,7 @@ impl Database {
         internal_id: &str,
         point: Point,
     ) {
+        self.touch(DbKey::Customer(internal_id.to_owned()), DbAccess::Read, None);
         if let Some(index) = self.find_internal(txn, internal_id) {
             let touched = self.customers.rows[index].visible(txn).expect("found visible").scope();
             self.note_scope(request, scope, &touched, point);
@@ -479,6 +499,7 @@ impl Database {
     fn lock_row(&mut self, request: RequestId, txn: TxnId, index: usize, mode: LockMode) -> Step<()> {
         self.wait_for_row(request, txn, RowRef::Customer(index), mode)?;
         self.customers.rows[index].lock(txn, mode);
+        self.touch_customer(index, DbAccess::Write, txn);
         Ok(())
     }
 

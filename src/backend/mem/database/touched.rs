@@ -1,0 +1,173 @@
+//! What each statement touched, by key, for a scheduler that reduces by
+//! independence (the exhaustive scheduler's partial-order reduction): the
+//! database records it as it runs, when asked ([`Database::record_touches`]).
+//!
+//! The keys:
+//! - a customer row is its internal id, its `(org, env, id)` key and its
+//!   id-less email key: reading a row (any version of it) reads all three,
+//!   and locking or writing it writes all three, for its old and new
+//!   versions, so a lookup by any key conflicts with every change of a row
+//!   that has or had it;
+//! - a lookup reads the key it looks up, whether or not it finds a row (an
+//!   insert of that key changes its answer), and a unique-index probe the
+//!   keys it probes;
+//! - a customer's products are one key and its usage rows another, each
+//!   named by the customer's internal id;
+//! - an advisory lock is its key;
+//! - `COMMIT` and `ROLLBACK` (and a statement's own transaction ending)
+//!   write every key their transaction wrote or locked: that is when its
+//!   writes become visible or vanish and its locks go, which wakes
+//!   waiters;
+//! - a wait writes the wait-for graph (one key: which member of a cycle of
+//!   waits closes it, and the order of waits, depend on every wait) and
+//!   every key its holders' transactions wrote or locked, so it conflicts
+//!   with the end of what it waits for; a wait's end writes the graph too;
+//! - a tenant breach writes their record.
+//!
+//! The catalog is read-only during a run. Row positions (insertion order)
+//! are no key: nothing a run answers or commits depends on them, except
+//! among rows that share a key (see `State`'s canonical order).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::backend::CustomerKey;
+use crate::model::{CustomerRow, Scope};
+
+use super::store::TxnId;
+use super::Database;
+
+/// A thing in the database a statement can touch.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DbKey {
+    /// A customer row, by internal id.
+    Customer(String),
+    /// `(org, env, id)`.
+    Id(String),
+    /// `(org, env, lower(email))` of an id-less row.
+    Email(String),
+    /// A customer's products, by its internal id.
+    Products(String),
+    /// A customer's usage rows, by its internal id.
+    Usage(String),
+    /// An advisory lock's key.
+    Advisory(String),
+    /// The wait-for graph and the order of waits.
+    Waits,
+    /// The record of tenant breaches.
+    Breaches,
+}
+
+impl DbKey {
+    pub fn id(scope: &Scope, id: &str) -> DbKey {
+        DbKey::Id(format!("{}/{}/{id}", scope.org_id, scope.env.as_str()))
+    }
+
+    pub fn email(scope: &Scope, email: &str) -> DbKey {
+        DbKey::Email(format!("{}/{}/{}", scope.org_id, scope.env.as_str(), email.to_lowercase()))
+    }
+
+    /// What a lookup by `key` in `scope` reads.
+    pub fn lookup(scope: &Scope, key: &CustomerKey) -> DbKey {
+        match key {
+            CustomerKey::Id(id) => DbKey::id(scope, id),
+            CustomerKey::InternalId(internal) => DbKey::Customer(internal.clone()),
+        }
+    }
+
+    /// Every key of a version of a customer row.
+    fn of_row(row: &CustomerRow) -> impl Iterator<Item = DbKey> {
+        let scope = row.scope();
+        [
+            Some(DbKey::Customer(row.internal_id.clone())),
+            row.id.as_deref().map(|id| DbKey::id(&scope, id)),
+            row.idless_email_key().map(|email| DbKey::email(&scope, &email)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// How a key was touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DbAccess {
+    Read,
+    Write,
+}
+
+/// The recorder: off unless asked for.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Touches {
+    on: bool,
+    /// Touched since last taken.
+    touched: BTreeMap<DbKey, DbAccess>,
+    /// Per open transaction, the keys it wrote or locked.
+    by_txn: BTreeMap<TxnId, BTreeSet<DbKey>>,
+}
+
+impl Database {
+    /// From now on, the database records what each statement touches.
+    pub fn record_touches(&mut self) {
+        self.touches.on = true;
+    }
+
+    /// What was touched since the last call.
+    pub fn take_touches(&mut self) -> BTreeMap<DbKey, DbAccess> {
+        std::mem::take(&mut self.touches.touched)
+    }
+
+    pub(super) fn recording(&self) -> bool {
+        self.touches.on
+    }
+
+    /// Records `key` touched; a write inside `txn` is `txn`'s until it ends.
+    pub(super) fn touch(&mut self, key: DbKey, access: DbAccess, txn: Option<TxnId>) {
+        if !self.touches.on {
+            return;
+        }
+        if let (DbAccess::Write, Some(txn)) = (access, txn) {
+            self.touches.by_txn.entry(txn).or_default().insert(key.clone());
+        }
+        let slot = self.touches.touched.entry(key).or_insert(access);
+        *slot = (*slot).max(access);
+    }
+
+    /// Records every key of every version of customer row `index`.
+    pub(super) fn touch_customer(&mut self, index: usize, access: DbAccess, txn: TxnId) {
+        if !self.touches.on {
+            return;
+        }
+        let tuple = &self.customers.rows[index];
+        let keys: Vec<DbKey> = tuple
+            .committed
+            .iter()
+            .chain(tuple.pending.iter().map(|(_, row)| row))
+            .flat_map(DbKey::of_row)
+            .collect();
+        for key in keys {
+            self.touch(key, access, Some(txn));
+        }
+    }
+
+    /// `txn` ended: everything it wrote or locked is written.
+    pub(super) fn touch_end(&mut self, txn: TxnId) {
+        if let Some(keys) = self.touches.by_txn.remove(&txn) {
+            for key in keys {
+                self.touch(key, DbAccess::Write, None);
+            }
+        }
+    }
+
+    /// `txn` waits for `holders`: the wait-for graph, and everything the
+    /// holders wrote or locked, are written.
+    pub(super) fn touch_wait(&mut self, txn: Option<TxnId>, holders: &[TxnId]) {
+        if !self.touches.on {
+            return;
+        }
+        let keys: BTreeSet<DbKey> =
+            holders.iter().filter_map(|h| self.touches.by_txn.get(h)).flatten().cloned().collect();
+        self.touch(DbKey::Waits, DbAccess::Write, None);
+        for key in keys {
+            self.touch(key, DbAccess::Write, txn);
+        }
+    }
+}
