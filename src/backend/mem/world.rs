@@ -20,7 +20,7 @@ use crate::model::{Catalog, CustomerRow, FullCustomer};
 
 use super::clock::{Clocks, SharedClock};
 use super::database::store::{Blocked, TxnId};
-use super::database::{Database, DbAccess, DbKey, IsolationBreach, RequestId};
+use super::database::{Access, Database, DbKey, IsolationBreach, RequestId};
 use super::ids::IdGen;
 use super::services::{Cache, CacheSlot, Stripe, StripeCustomer};
 
@@ -120,7 +120,7 @@ impl World {
 
     /// What the database's statements touched since the last call (empty
     /// unless [`World::record_touches`] was called).
-    pub fn take_db_touches(&mut self) -> BTreeMap<DbKey, DbAccess> {
+    pub fn take_db_touches(&mut self) -> BTreeMap<DbKey, Access> {
         self.db.take_touches()
     }
 

@@ -30,21 +30,9 @@
 
 use std::collections::BTreeMap;
 
-use cusim::backend::mem::{DbAccess, DbKey};
+pub use cusim::backend::mem::Access;
+use cusim::backend::mem::DbKey;
 use cusim::backend::{DeductTarget, Op};
-
-/// How an object was used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Access {
-    Read,
-    Write,
-}
-
-impl Access {
-    fn conflicts(a: Option<Access>, b: Option<Access>) -> bool {
-        matches!((a, b), (Some(_), Some(Access::Write)) | (Some(Access::Write), Some(_)))
-    }
-}
 
 fn widen(slot: &mut Option<Access>, access: Access) {
     *slot = (*slot).max(Some(access));
@@ -87,18 +75,14 @@ impl Footprint {
     }
 
     /// Adds what the database recorded.
-    pub fn add_db(&mut self, touched: BTreeMap<DbKey, DbAccess>) {
+    pub fn add_db(&mut self, touched: BTreeMap<DbKey, Access>) {
         for (key, access) in touched {
-            let access = match access {
-                DbAccess::Read => Access::Read,
-                DbAccess::Write => Access::Write,
-            };
-            touch(&mut self.db, key, access);
+            Access::record(&mut self.db, key, access);
         }
     }
 
     pub fn touch_cache(&mut self, key: String, access: Access) {
-        touch(&mut self.cache, key, access);
+        Access::record(&mut self.cache, key, access);
     }
 
     /// Adds what `op` touches when it is applied. `plain` is false when it
@@ -107,10 +91,10 @@ impl Footprint {
     pub fn add_op(&mut self, op: &Op, plain: bool) {
         match op {
             Op::StripeCreate { idempotency_key, params } => {
-                touch(&mut self.stripe, format!("idempotency {idempotency_key}"), Access::Write);
-                touch(&mut self.stripe, format!("customer {}", params.internal_id), Access::Write);
+                Access::record(&mut self.stripe, format!("idempotency {idempotency_key}"), Access::Write);
+                Access::record(&mut self.stripe, format!("customer {}", params.internal_id), Access::Write);
             }
-            Op::StripeSearch { internal_id } => touch(
+            Op::StripeSearch { internal_id } => Access::record(
                 &mut self.stripe,
                 format!("customer {internal_id}"),
                 if plain { Access::Read } else { Access::Write },
@@ -137,11 +121,6 @@ impl Footprint {
     }
 }
 
-fn touch<K: Ord>(map: &mut BTreeMap<K, Access>, key: K, access: Access) {
-    let slot = map.entry(key).or_insert(access);
-    *slot = (*slot).max(access);
-}
-
 /// Whether some key is in both, written in at least one.
 fn maps_conflict<K: Ord>(a: &BTreeMap<K, Access>, b: &BTreeMap<K, Access>) -> bool {
     let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
@@ -156,7 +135,6 @@ mod tests {
     fn reads_commute_and_a_write_does_not() {
         let db = |key: &str, access| {
             let mut f = Footprint::default();
-            let access = if access == Access::Read { DbAccess::Read } else { DbAccess::Write };
             f.add_db(BTreeMap::from([(DbKey::Customer(key.into()), access)]));
             f
         };

@@ -27,7 +27,7 @@ impl Database {
                 Err(Blocked(holder))
             }
             _ => {
-                db.touch(super::DbKey::Advisory(key.clone()), super::DbAccess::Write, Some(txn));
+                db.touch(super::Access::Write, Some(txn), || super::DbKey::Advisory(key.clone()));
                 db.advisory.insert(key, txn);
                 Ok(())
             }

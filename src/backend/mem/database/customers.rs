@@ -9,7 +9,7 @@ use crate::backend::{
 use crate::model::{Balance, CustomerProduct, CustomerRow, FullCustomer, Scope};
 
 use super::store::{LockMode, Tuple, TxnId};
-use super::{lock_mode, Database, DbAccess, DbKey, RequestId, RowRef, Step, EMAIL_CONSTRAINT, ID_CONSTRAINT};
+use super::{lock_mode, Access, Database, DbKey, RequestId, RowRef, Step, EMAIL_CONSTRAINT, ID_CONSTRAINT};
 
 impl Database {
     /// `SELECT … WHERE org, env, id`, optionally locking the row.
@@ -22,9 +22,9 @@ impl Database {
     ) -> Step<Option<CustomerRow>> {
         self.statement(request, |db, txn| {
             let key = CustomerKey::Id(id.to_owned());
-            db.touch(DbKey::lookup(scope, &key), DbAccess::Read, None);
+            db.touch(Access::Read, None, || DbKey::lookup(scope, &key));
             let Some(index) = db.find_customer(txn, scope, &key) else { return Ok(None) };
-            db.touch_customer(index, DbAccess::Read, txn);
+            db.touch_customer(index, Access::Read, txn);
             if let Some(mode) = lock_mode(lock) {
                 db.lock_row(request, txn, index, mode)?;
             }
@@ -36,7 +36,7 @@ impl Database {
     pub fn lookup_email(&mut self, request: RequestId, scope: &Scope, email: &str) -> Vec<CustomerRow> {
         let txn = self.reader_txn(request);
         let wanted = email.to_lowercase();
-        self.touch(DbKey::email(scope, email), DbAccess::Read, None);
+        self.touch(Access::Read, None, || DbKey::email(scope, email));
         let found: Vec<usize> = self
             .customers
             .visible(txn)
@@ -44,7 +44,7 @@ impl Database {
             .map(|(i, _)| i)
             .collect();
         for &index in &found {
-            self.touch_customer(index, DbAccess::Read, txn);
+            self.touch_customer(index, Access::Read, txn);
         }
         found.into_iter().filter_map(|i| self.customers.rows[i].visible(txn).cloned()).collect()
     }
@@ -86,7 +86,7 @@ impl Database {
         let result = self.statement(request, |db, txn| {
             let matches =
                 |r: &CustomerRow| r.scope_is(scope) && r.internal_id == internal_id && fill.changes(r);
-            let scan = DbKey::Customer(internal_id.to_owned());
+            let scan = || DbKey::Customer(internal_id.to_owned());
             db.update_customer(request, txn, LockMode::NoKeyUpdate, scan, matches, |r| fill.apply(r))
         })?;
         Ok(result.or_else(|error| self.fail(request, error)))
@@ -105,7 +105,7 @@ impl Database {
             let matches = |r: &CustomerRow| {
                 r.scope_is(scope) && r.internal_id == internal_id && (!only_if_null || r.processor.is_none())
             };
-            let scan = DbKey::Customer(internal_id.to_owned());
+            let scan = || DbKey::Customer(internal_id.to_owned());
             let result = db.update_customer(request, txn, LockMode::NoKeyUpdate, scan, matches, |r| {
                 r.processor = Some(stripe_id.to_owned())
             })?;
@@ -122,15 +122,15 @@ impl Database {
         lock: RowLock,
     ) -> Step<Option<FullCustomer>> {
         self.statement(request, |db, txn| {
-            db.touch(DbKey::lookup(scope, key), DbAccess::Read, None);
+            db.touch(Access::Read, None, || DbKey::lookup(scope, key));
             let Some(index) = db.find_customer(txn, scope, key) else { return Ok(None) };
-            db.touch_customer(index, DbAccess::Read, txn);
+            db.touch_customer(index, Access::Read, txn);
             if let Some(mode) = lock_mode(lock) {
                 db.lock_row(request, txn, index, mode)?;
             }
             let row = db.customers.rows[index].visible(txn).cloned().expect("found above");
-            db.touch(DbKey::Products(row.internal_id.clone()), DbAccess::Read, None);
-            db.touch(DbKey::Usage(row.internal_id.clone()), DbAccess::Read, None);
+            db.touch(Access::Read, None, || DbKey::Products(row.internal_id.clone()));
+            db.touch(Access::Read, None, || DbKey::Usage(row.internal_id.clone()));
             Ok(Some(db.full_customer(txn, row)))
         })
     }
@@ -218,18 +218,10 @@ impl Database {
                 slot
             }
         };
-        if self.recording() {
-            let scope = row.scope();
-            if let Some(id) = &row.id {
-                self.touch(DbKey::id(&scope, id), DbAccess::Read, None);
-            }
-            if let Some(email) = row.idless_email_key() {
-                self.touch(DbKey::email(&scope, &email), DbAccess::Read, None);
-            }
-        }
+        self.touch_unique_keys(&row, Access::Read, None);
         let conflict = self.customer_conflict(txn, None, &row)?;
         if let Some((index, _)) = conflict {
-            self.touch_customer(index, DbAccess::Read, txn);
+            self.touch_customer(index, Access::Read, txn);
         }
         match conflict {
             Some((index, constraint)) => Ok(match on_conflict {
@@ -240,14 +232,14 @@ impl Database {
                     let tuple = &mut self.customers.rows[index];
                     let existing = tuple.visible(txn).cloned().expect("a conflicting row is visible");
                     tuple.write(txn, existing.clone(), LockMode::NoKeyUpdate);
-                    self.touch_customer(index, DbAccess::Write, txn);
+                    self.touch_customer(index, Access::Write, txn);
                     Ok(InsertOutcome::Existing(existing))
                 }
             }),
             None => {
                 row.internal_id = id.to_owned();
                 self.customers.rows[slot] = Tuple::inserted(txn, row.clone());
-                self.touch_customer(slot, DbAccess::Write, txn);
+                self.touch_customer(slot, Access::Write, txn);
                 Ok(Ok(InsertOutcome::Inserted(row)))
             }
         }
@@ -263,11 +255,11 @@ impl Database {
         request: RequestId,
         txn: TxnId,
         mode: LockMode,
-        scan: DbKey,
+        scan: impl FnOnce() -> DbKey,
         matches: impl Fn(&CustomerRow) -> bool,
         change: impl Fn(&mut CustomerRow),
     ) -> Step<Result<Option<CustomerRow>, DbError>> {
-        self.touch(scan, DbAccess::Read, None);
+        self.touch(Access::Read, None, scan);
         let found = self.candidates(request, |db| {
             db.customers.visible(txn).filter(|(_, r)| matches(r)).map(|(i, _)| i).collect()
         });
@@ -276,22 +268,14 @@ impl Database {
                 continue;
             }
             self.wait_for_row(request, txn, RowRef::Customer(index), mode)?;
-            self.touch_customer(index, DbAccess::Write, txn);
+            self.touch_customer(index, Access::Write, txn);
             let Some(current) = self.customers.rows[index].visible(txn) else { continue };
             if !matches(current) {
                 continue;
             }
             let mut updated = current.clone();
             change(&mut updated);
-            if self.recording() {
-                let scope = updated.scope();
-                if let Some(id) = &updated.id {
-                    self.touch(DbKey::id(&scope, id), DbAccess::Write, Some(txn));
-                }
-                if let Some(email) = updated.idless_email_key() {
-                    self.touch(DbKey::email(&scope, &email), DbAccess::Write, Some(txn));
-                }
-            }
+            self.touch_unique_keys(&updated, Access::Write, Some(txn));
             let conflict = match self.customer_conflict(txn, Some(index), &updated) {
                 Ok(conflict) => conflict,
                 Err(blocked) => {
@@ -323,13 +307,13 @@ impl Database {
         new_id: &str,
     ) -> Step<Result<Option<CustomerRow>, DbError>> {
         if let ClaimTarget::Row { internal_id } = target {
-            self.touch(DbKey::Customer(internal_id.clone()), DbAccess::Read, None);
+            self.touch(Access::Read, None, || DbKey::Customer(internal_id.clone()));
             if let Some(index) = self.find_internal(txn, internal_id) {
                 let touched = self.customers.rows[index].visible(txn).expect("visible").scope();
                 self.note_scope(request, scope, &touched, Point::Claim);
             }
         }
-        let scan = match target {
+        let scan = || match target {
             ClaimTarget::Row { internal_id } => DbKey::Customer(internal_id.clone()),
             ClaimTarget::IdlessEmail { email } => DbKey::email(scope, email),
         };

@@ -29,7 +29,7 @@ use crate::model::{Catalog, CustomerProduct, CustomerRow, FullCustomer, Scope};
 pub use advisory::advisory_key;
 use store::{Blocked, LockMode, Table, TxnId};
 use touched::Touches;
-pub use touched::{DbAccess, DbKey};
+pub use touched::{Access, DbKey};
 pub use usage::UsageRow;
 
 /// Index of a request (a session) within a run.
@@ -323,7 +323,7 @@ impl Database {
         };
         let Some(txn) = self.sessions[first].txn else { return };
         self.advisory.insert(key.to_owned(), txn);
-        self.touch(DbKey::Advisory(key.to_owned()), DbAccess::Write, Some(txn));
+        self.touch(Access::Write, Some(txn), || DbKey::Advisory(key.to_owned()));
         for (r, session) in self.sessions.iter_mut().enumerate() {
             if r != first && waiting(session).is_some() {
                 if let Some(wait) = session.wait.as_mut() {
@@ -352,7 +352,7 @@ impl Database {
             let own = self.open_txn(request);
             self.touch_wait(own, &note.holders);
             if let Some(key) = &note.advisory {
-                self.touch(DbKey::Advisory(key.clone()), DbAccess::Write, own);
+                self.touch(Access::Write, own, || DbKey::Advisory(key.clone()));
             }
         }
         let wait = Wait { holders: note.holders, row: note.row, advisory: note.advisory, seq };
@@ -368,7 +368,7 @@ impl Database {
             session.blocked_by = None;
         }
         if waited {
-            self.touch(DbKey::Waits, DbAccess::Write, None);
+            self.touch(Access::Write, None, || DbKey::Waits);
         }
     }
 
@@ -465,7 +465,7 @@ impl Database {
     /// Notes a breach if `request`, acting in `wanted`, touched `touched`.
     pub fn note_scope(&mut self, request: RequestId, wanted: &Scope, touched: &Scope, point: Point) {
         if wanted != touched {
-            self.touch(DbKey::Breaches, DbAccess::Write, None);
+            self.touch(Access::Write, None, || DbKey::Breaches);
             self.breaches.push(IsolationBreach {
                 request,
                 request_scope: wanted.clone(),
@@ -484,7 +484,7 @@ impl Database {
         internal_id: &str,
         point: Point,
     ) {
-        self.touch(DbKey::Customer(internal_id.to_owned()), DbAccess::Read, None);
+        self.touch(Access::Read, None, || DbKey::Customer(internal_id.to_owned()));
         if let Some(index) = self.find_internal(txn, internal_id) {
             let touched = self.customers.rows[index].visible(txn).expect("found visible").scope();
             self.note_scope(request, scope, &touched, point);
@@ -499,7 +499,7 @@ impl Database {
     fn lock_row(&mut self, request: RequestId, txn: TxnId, index: usize, mode: LockMode) -> Step<()> {
         self.wait_for_row(request, txn, RowRef::Customer(index), mode)?;
         self.customers.rows[index].lock(txn, mode);
-        self.touch_customer(index, DbAccess::Write, txn);
+        self.touch_customer(index, Access::Write, txn);
         Ok(())
     }
 

@@ -74,24 +74,43 @@ impl DbKey {
         }
     }
 
-    /// Every key of a version of a customer row.
-    fn of_row(row: &CustomerRow) -> impl Iterator<Item = DbKey> {
+    /// The unique keys of a version of a customer row: its id key and its
+    /// id-less email key, where it has them.
+    pub(super) fn unique_of_row(row: &CustomerRow) -> impl Iterator<Item = DbKey> {
         let scope = row.scope();
         [
-            Some(DbKey::Customer(row.internal_id.clone())),
             row.id.as_deref().map(|id| DbKey::id(&scope, id)),
             row.idless_email_key().map(|email| DbKey::email(&scope, &email)),
         ]
         .into_iter()
         .flatten()
     }
+
+    /// Every key of a version of a customer row.
+    fn of_row(row: &CustomerRow) -> impl Iterator<Item = DbKey> {
+        std::iter::once(DbKey::Customer(row.internal_id.clone())).chain(DbKey::unique_of_row(row))
+    }
 }
 
-/// How a key was touched.
+/// How a thing was touched: the database's keys here, and the other
+/// services' things in the exhaustive scheduler's footprints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DbAccess {
+pub enum Access {
     Read,
     Write,
+}
+
+impl Access {
+    /// Whether two uses of one thing conflict: at least one writes it.
+    pub fn conflicts(a: Option<Access>, b: Option<Access>) -> bool {
+        matches!((a, b), (Some(_), Some(Access::Write)) | (Some(Access::Write), Some(_)))
+    }
+
+    /// Records `access` of `key` in `map`, keeping the stronger of two.
+    pub fn record<K: Ord>(map: &mut BTreeMap<K, Access>, key: K, access: Access) {
+        let slot = map.entry(key).or_insert(access);
+        *slot = (*slot).max(access);
+    }
 }
 
 /// The recorder: off unless asked for.
@@ -99,7 +118,7 @@ pub enum DbAccess {
 pub(super) struct Touches {
     on: bool,
     /// Touched since last taken.
-    touched: BTreeMap<DbKey, DbAccess>,
+    touched: BTreeMap<DbKey, Access>,
     /// Per open transaction, the keys it wrote or locked.
     by_txn: BTreeMap<TxnId, BTreeSet<DbKey>>,
 }
@@ -111,7 +130,7 @@ impl Database {
     }
 
     /// What was touched since the last call.
-    pub fn take_touches(&mut self) -> BTreeMap<DbKey, DbAccess> {
+    pub fn take_touches(&mut self) -> BTreeMap<DbKey, Access> {
         std::mem::take(&mut self.touches.touched)
     }
 
@@ -119,20 +138,33 @@ impl Database {
         self.touches.on
     }
 
-    /// Records `key` touched; a write inside `txn` is `txn`'s until it ends.
-    pub(super) fn touch(&mut self, key: DbKey, access: DbAccess, txn: Option<TxnId>) {
-        if !self.touches.on {
-            return;
+    /// Records the key `key` makes as touched (made only when recording);
+    /// a write inside `txn` is `txn`'s until it ends.
+    pub(super) fn touch(&mut self, access: Access, txn: Option<TxnId>, key: impl FnOnce() -> DbKey) {
+        if self.touches.on {
+            self.record(key(), access, txn);
         }
-        if let (DbAccess::Write, Some(txn)) = (access, txn) {
+    }
+
+    fn record(&mut self, key: DbKey, access: Access, txn: Option<TxnId>) {
+        if let (Access::Write, Some(txn)) = (access, txn) {
             self.touches.by_txn.entry(txn).or_default().insert(key.clone());
         }
-        let slot = self.touches.touched.entry(key).or_insert(access);
-        *slot = (*slot).max(access);
+        Access::record(&mut self.touches.touched, key, access);
+    }
+
+    /// Records the unique keys of `row` (a version being written, or one
+    /// an insert probes for).
+    pub(super) fn touch_unique_keys(&mut self, row: &CustomerRow, access: Access, txn: Option<TxnId>) {
+        if self.touches.on {
+            for key in DbKey::unique_of_row(row) {
+                self.record(key, access, txn);
+            }
+        }
     }
 
     /// Records every key of every version of customer row `index`.
-    pub(super) fn touch_customer(&mut self, index: usize, access: DbAccess, txn: TxnId) {
+    pub(super) fn touch_customer(&mut self, index: usize, access: Access, txn: TxnId) {
         if !self.touches.on {
             return;
         }
@@ -144,7 +176,7 @@ impl Database {
             .flat_map(DbKey::of_row)
             .collect();
         for key in keys {
-            self.touch(key, access, Some(txn));
+            self.record(key, access, Some(txn));
         }
     }
 
@@ -152,7 +184,7 @@ impl Database {
     pub(super) fn touch_end(&mut self, txn: TxnId) {
         if let Some(keys) = self.touches.by_txn.remove(&txn) {
             for key in keys {
-                self.touch(key, DbAccess::Write, None);
+                self.record(key, Access::Write, None);
             }
         }
     }
@@ -165,9 +197,9 @@ impl Database {
         }
         let keys: BTreeSet<DbKey> =
             holders.iter().filter_map(|h| self.touches.by_txn.get(h)).flatten().cloned().collect();
-        self.touch(DbKey::Waits, DbAccess::Write, None);
+        self.record(DbKey::Waits, Access::Write, None);
         for key in keys {
-            self.touch(key, DbAccess::Write, txn);
+            self.record(key, Access::Write, txn);
         }
     }
 }

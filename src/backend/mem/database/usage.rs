@@ -11,7 +11,7 @@ use crate::model::{CustomerProduct, Product, Scope};
 
 use super::store::{LockMode, Tuple, TxnId};
 use super::{
-    Database, DbAccess, DbKey, RequestId, RowRef, Step, PRODUCT_FK, PRODUCT_GROUP_CONSTRAINT, USAGE_FK,
+    Access, Database, DbKey, RequestId, RowRef, Step, PRODUCT_FK, PRODUCT_GROUP_CONSTRAINT, USAGE_FK,
 };
 
 /// A `balances` row: recorded usage of one feature (granted is derived
@@ -93,7 +93,7 @@ impl Database {
         internal_id: &str,
         constraint: &str,
     ) -> Step<Result<(), DbError>> {
-        self.touch(DbKey::Customer(internal_id.to_owned()), DbAccess::Read, None);
+        self.touch(Access::Read, None, || DbKey::Customer(internal_id.to_owned()));
         let Some(index) = self.find_internal(txn, internal_id) else {
             return Ok(Err(DbError::ForeignKeyViolation { constraint: constraint.to_owned() }));
         };
@@ -113,8 +113,8 @@ impl Database {
         now_ms: u64,
     ) -> Step<Result<AttachOutcome, DbError>> {
         self.note_scope_of(request, txn, scope, &product.internal_customer_id, Point::AttachDefault);
-        let products = DbKey::Products(product.internal_customer_id.clone());
-        self.touch(products.clone(), DbAccess::Read, None);
+        let products = || DbKey::Products(product.internal_customer_id.clone());
+        self.touch(Access::Read, None, products);
         let index = match self.sessions[request].written.first() {
             // Inserted before a wait in the foreign-key check.
             Some(&index) => index,
@@ -141,7 +141,7 @@ impl Database {
                     created_at: now_ms,
                 };
                 self.products.rows.push(Tuple::inserted(txn, row));
-                self.touch(products, DbAccess::Write, Some(txn));
+                self.touch(Access::Write, Some(txn), products);
                 let index = self.products.rows.len() - 1;
                 self.session(request).written.push(index);
                 index
@@ -175,15 +175,15 @@ impl Database {
         new_usage: impl Fn(i64) -> i64,
     ) -> Step<Result<(i64, bool), DbError>> {
         self.note_scope_of(request, txn, scope, internal_id, Point::Deduct);
-        let usage_key = DbKey::Usage(internal_id.to_owned());
-        self.touch(usage_key.clone(), DbAccess::Read, None);
+        let usage_key = || DbKey::Usage(internal_id.to_owned());
+        self.touch(Access::Read, None, usage_key);
         let existing = self.usage.unique_probe(txn, None, |u| {
             u.internal_customer_id == internal_id && u.feature_id == feature_id
         })?;
         match existing {
             Some(index) => {
                 self.wait_for_row(request, txn, RowRef::Usage(index), LockMode::NoKeyUpdate)?;
-                self.touch(usage_key, DbAccess::Write, Some(txn));
+                self.touch(Access::Write, Some(txn), usage_key);
                 let tuple = &mut self.usage.rows[index];
                 let mut row = tuple.visible(txn).cloned().expect("probe saw it");
                 let counted = !key.is_some_and(|k| row.applied_keys.contains(k));
@@ -206,7 +206,7 @@ impl Database {
                             applied_keys: key.map(str::to_owned).into_iter().collect(),
                         };
                         self.usage.rows.push(Tuple::inserted(txn, row));
-                        self.touch(usage_key, DbAccess::Write, Some(txn));
+                        self.touch(Access::Write, Some(txn), usage_key);
                         let index = self.usage.rows.len() - 1;
                         self.session(request).written.push(index);
                         index
