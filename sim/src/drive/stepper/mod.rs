@@ -18,6 +18,7 @@
 //! A [`Shadow`] may follow the run in lockstep: every operation the model
 //! performs, it performs on another backend (Postgres) and compares.
 
+mod availability;
 mod choose;
 mod footprint;
 mod prepared;
@@ -30,9 +31,8 @@ use std::task::Poll;
 
 use cusim::backend::mem::{poll_once, Blocked, Fault, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point, StripeError};
-use cusim::flow::{execute_keyed, Request, Response};
+use cusim::flow::{execute_keyed, Response};
 use cusim::model::ApiError;
-use serde::Serialize;
 
 use crate::input::scenario::FaultKind;
 use crate::input::schedule::{Schedule, Token};
@@ -40,6 +40,7 @@ use crate::judge::trace::{Call, Event, EventKind};
 use crate::judge::{creators, Creator, End, Observation, RequestOutcome, State};
 use shadow::reborrow;
 
+pub use availability::{Availability, Service};
 pub use choose::{Chooser, Lenient, Replay, View};
 pub use footprint::{Access, Footprint};
 pub(crate) use prepared::{settle_reads, Settled};
@@ -87,44 +88,6 @@ impl Default for RunOptions {
             first_come_first_served: false,
             footprints: false,
         }
-    }
-}
-
-/// A service a request's operations go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Service {
-    Db,
-    Cache,
-    Stripe,
-}
-
-impl Service {
-    /// The service `op` goes to (the one whose timeout its caller hears).
-    pub fn of(op: &Op) -> Service {
-        match op.timeout() {
-            Outcome::StripeError { .. } => Service::Stripe,
-            Outcome::CacheError { .. } => Service::Cache,
-            _ => Service::Db,
-        }
-    }
-}
-
-/// Availability: requests that did not succeed, and of those, the ones
-/// that met a fault in a service they did not need (the cache, which only
-/// speeds things up; Stripe, for a request that asks nothing of it). Not
-/// an invariant: a cost of a design, counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Availability {
-    pub requests: u64,
-    pub failed: u64,
-    pub failed_by_unneeded_service: u64,
-}
-
-impl Availability {
-    pub fn add(&mut self, other: Availability) {
-        self.requests += other.requests;
-        self.failed += other.failed;
-        self.failed_by_unneeded_service += other.failed_by_unneeded_service;
     }
 }
 
@@ -470,14 +433,6 @@ impl Run<'_, '_> {
     }
 }
 
-/// Whether request `i` may need Stripe: it asks for a Stripe customer, or
-/// a default it could be owed needs one.
-fn needs_stripe(prepared: &Prepared, i: usize) -> bool {
-    let asks =
-        matches!(&prepared.scenario.requests[i].request, Request::Create { create_in_stripe: true, .. });
-    asks || prepared.scenario.catalog().default_candidates().any(|p| p.kind.needs_stripe())
-}
-
 /// One attempt of request `i`: its connection (on its instance) and the
 /// future that sends it, with its idempotency key.
 fn attempt(world: &World, prepared: &Prepared, i: usize) -> (MemConn, RequestFuture) {
@@ -687,18 +642,7 @@ fn run_with(
             run.trace.push(Event { step: None, request: None, kind });
         }
     }
-    let mut availability = Availability { requests: outcomes.len() as u64, ..Availability::default() };
-    for (i, outcome) in outcomes.iter().enumerate() {
-        if outcome.response().is_some() {
-            continue;
-        }
-        availability.failed += 1;
-        let needs_stripe = needs_stripe(prepared, i);
-        let unneeded = |s: &Service| *s == Service::Cache || (*s == Service::Stripe && !needs_stripe);
-        if run.slots[i].faulted.iter().any(unneeded) {
-            availability.failed_by_unneeded_service += 1;
-        }
-    }
+    let availability = Availability::of(prepared, &outcomes, |i| &run.slots[i].faulted);
     let reached = run
         .slots
         .iter()
