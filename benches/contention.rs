@@ -3,8 +3,9 @@
 //! 8 and 32 concurrent clients, every client creating the same id or each
 //! its own; beside them the floor, a bare single-row `INSERT … ON CONFLICT`
 //! per client on the same server. The same on the in-memory model (threads
-//! over one shared world). Postgres needs `DATABASE_URL`:
-//! `cargo xtask bench contention` starts a throwaway server.
+//! over one shared world). Postgres needs `DATABASE_URL`, and the rows with
+//! the cache on Redis (`create_postgres_redis`) `REDIS_URL`: `cargo xtask
+//! bench contention` starts throwaway servers.
 //!
 //! Criterion times rounds (every client's request at once); the latency
 //! percentiles and error counts are printed per benchmark (lines starting
@@ -28,7 +29,8 @@ mod real {
     use cusim::backend::mem::{poll_once, SharedWorld};
     use cusim::flow::{execute, Request, Strategy};
     use cusim::model::CustomerData;
-    use cusim_pg::{schema, services, PgConn};
+    use cusim_pg::cache::{CacheStore, RedisCache};
+    use cusim_pg::{schema, services_with, PgConn};
     use cusim_sim::corpus::builtin;
     use cusim_sim::drive::stepper::Prepared;
     use sqlx::{Connection, PgConnection};
@@ -105,8 +107,21 @@ mod real {
     }
 
     /// `clients` tasks on one Postgres schema, each with its connection,
-    /// all creating at once, round after round.
+    /// all creating at once, round after round; the cache in memory.
     fn postgres(c: &mut Criterion) {
+        postgres_with(c, None);
+    }
+
+    /// The same with the cache on Redis.
+    fn postgres_redis(c: &mut Criterion) {
+        let Ok(redis_url) = std::env::var("REDIS_URL") else {
+            eprintln!("contention: REDIS_URL is not set; `cargo xtask bench contention` starts a server");
+            return;
+        };
+        postgres_with(c, Some(redis_url));
+    }
+
+    fn postgres_with(c: &mut Criterion, redis_url: Option<String>) {
         let Ok(url) = std::env::var("DATABASE_URL") else {
             eprintln!("contention: DATABASE_URL is not set; `cargo xtask bench contention` starts a server");
             return;
@@ -114,7 +129,11 @@ mod real {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let local = tokio::task::LocalSet::new();
         let scenario = catalog_scenario();
-        let mut group = c.benchmark_group("create_postgres");
+        let (group_name, label) = match redis_url {
+            None => ("create_postgres", "postgres"),
+            Some(_) => ("create_postgres_redis", "postgres+redis"),
+        };
+        let mut group = c.benchmark_group(group_name);
         group
             .sample_size(10)
             .warm_up_time(Duration::from_millis(500))
@@ -126,7 +145,14 @@ mod real {
                     schema::create(&url, &format!("bench_{strategy}"), strategy, &scenario.catalog()),
                 )
                 .unwrap();
-            let shared = services(0, strategy.constraints());
+            let redis = redis_url.as_ref().map(|redis_url| {
+                let namespace = format!("bench_{strategy}");
+                let redis = local.block_on(&runtime, RedisCache::connect(redis_url, &namespace)).unwrap();
+                local.block_on(&runtime, redis.clear()).unwrap();
+                redis
+            });
+            let cache = redis.clone().map_or_else(CacheStore::default, CacheStore::Redis);
+            let shared = services_with(0, strategy.constraints(), cache);
             for clients in CLIENTS {
                 let conns: Vec<Rc<PgConn>> = (0..clients)
                     .map(|i| {
@@ -181,10 +207,14 @@ mod real {
                             total
                         })
                     });
-                    tally.borrow().report(&format!("postgres {strategy} {clients} clients {}", ids.name()));
+                    tally.borrow().report(&format!("{label} {strategy} {clients} clients {}", ids.name()));
                 }
             }
             local.block_on(&runtime, schema::drop(&database));
+            if let Some(redis) = redis {
+                local.block_on(&runtime, redis.clear()).unwrap();
+            }
+            assert!(shared.borrow().cache_failure.is_none(), "{:?}", shared.borrow().cache_failure);
         }
         group.finish();
     }
@@ -350,5 +380,5 @@ mod real {
         group.finish();
     }
 
-    criterion_group!(benches, postgres_floor, postgres, mem);
+    criterion_group!(benches, postgres_floor, postgres, postgres_redis, mem);
 }

@@ -1,6 +1,7 @@
 //! The `pg` backend: the flows' operations as SQL over sqlx, against a real
-//! PostgreSQL server, one connection per request. The cache and Stripe
-//! beside it are the same in-memory models the `mem` backend uses.
+//! PostgreSQL server, one connection per request. The cache beside it is
+//! the `mem` backend's in-memory model or a real Redis server (`cache`);
+//! Stripe is the in-memory model.
 //!
 //! Every statement is written so that Postgres takes the locks the `mem`
 //! model takes: `ON CONFLICT … DO UPDATE` sets a non-key column (so it locks
@@ -9,6 +10,7 @@
 //! committed while it waited), and a failed statement inside a transaction
 //! rolls the transaction back at once.
 
+pub mod cache;
 mod rows;
 pub mod schema;
 mod statements;
@@ -16,9 +18,11 @@ mod statements;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use cache::{CacheSnapshot, CacheStore, RedisCache, RedisError};
 use cusim::backend::mem::ids::IdGen;
-use cusim::backend::mem::{Cache, Fault, IsolationBreach, Stripe};
+use cusim::backend::mem::{Fault, IsolationBreach, Stripe};
 use cusim::backend::*;
+use cusim::model::FullCustomer;
 use cusim::model::Scope;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
@@ -28,7 +32,11 @@ use tokio::sync::Mutex;
 /// generator and the clocks.
 #[derive(Debug)]
 pub struct Services {
-    pub cache: Cache,
+    pub cache: CacheStore,
+    /// The first command the Redis cache failed that no fault explains (the
+    /// server died, say): the flows saw the cache as down, and the run's
+    /// driver must end the run with this error.
+    pub cache_failure: Option<String>,
     pub stripe: Stripe,
     pub ids: IdGen,
     pub clock_ms: u64,
@@ -46,10 +54,47 @@ pub struct Services {
 
 pub type Shared = Rc<RefCell<Services>>;
 
-/// Fresh services for one run against a schema with `constraints`.
+/// The cache of `shared` as the model keeps it, at the shared clock.
+pub async fn cache_snapshot(shared: &Shared) -> Result<CacheSnapshot, RedisError> {
+    let (redis, now_ms) = {
+        let services = shared.borrow();
+        match &services.cache {
+            CacheStore::Memory(cache) => return Ok(CacheSnapshot::of(cache, services.clock_ms)),
+            CacheStore::Redis(redis) => (redis.clone(), services.clock_ms),
+        }
+    };
+    redis.snapshot(now_ms).await
+}
+
+/// The live cache entries of `shared` at the shared clock, by key.
+pub async fn cache_entries(shared: &Shared) -> Result<Vec<(CacheKey, FullCustomer)>, RedisError> {
+    let snapshot = cache_snapshot(shared).await?;
+    Ok(snapshot.slots.into_iter().filter_map(|(key, slot)| slot.entry.map(|entry| (key, entry))).collect())
+}
+
+/// Evicts `key` from the cache of `shared` (a real `DEL` on Redis).
+pub async fn cache_evict(shared: &Shared, key: &CacheKey) -> Result<(), RedisError> {
+    let redis = match &mut shared.borrow_mut().cache {
+        CacheStore::Memory(cache) => {
+            cache.evict(key);
+            return Ok(());
+        }
+        CacheStore::Redis(redis) => redis.clone(),
+    };
+    redis.evict(key).await
+}
+
+/// Fresh services for one run against a schema with `constraints`, with
+/// the in-memory cache.
 pub fn services(seed: u64, constraints: Constraints) -> Shared {
+    services_with(seed, constraints, CacheStore::default())
+}
+
+/// Fresh services for one run, with the cache `cache`.
+pub fn services_with(seed: u64, constraints: Constraints, cache: CacheStore) -> Shared {
     Rc::new(RefCell::new(Services {
-        cache: Cache::default(),
+        cache,
+        cache_failure: None,
         stripe: Stripe::default(),
         ids: IdGen::new(seed),
         clock_ms: 0,
@@ -69,6 +114,9 @@ pub struct PgConn {
     request: usize,
     /// How far the clock of the app instance it serves is off.
     skew_ms: Cell<i64>,
+    /// While a `cache_down` fault is applied on Redis: the cache reached
+    /// through a connection the server has closed.
+    cut: RefCell<Option<RedisCache>>,
 }
 
 use rows::db_error;
@@ -88,6 +136,7 @@ impl PgConn {
             shared,
             request,
             skew_ms: Cell::new(0),
+            cut: RefCell::new(None),
         })
     }
 
@@ -109,8 +158,10 @@ impl PgConn {
 
     /// Performs `op` with `fault` injected as the model injects it: a
     /// database fault fails the statement and rolls its transaction back,
-    /// a cache fault answers `CACHE_DOWN` without touching the cache, and a
-    /// lost response performs the operation but answers a timeout.
+    /// a cache fault answers `CACHE_DOWN` without touching the cache (on
+    /// Redis: the operation is sent on a connection the server has
+    /// closed), and a lost response performs the operation but answers a
+    /// timeout (on Redis: the script ran, its reply is dropped).
     pub async fn apply(&self, op: &Op, fault: Option<Fault>) -> Outcome {
         match fault.filter(|f| f.applies_to_op(op)) {
             None => self.perform(op.clone()).await,
@@ -120,8 +171,28 @@ impl PgConn {
                 Outcome::DbError { error: DbError::Unavailable }
             }
             Some(Fault::CacheDown) => {
-                self.tick();
-                Outcome::CacheError { error: CacheError::Down }
+                let Some(redis) = self.shared.borrow().cache.redis() else {
+                    self.tick();
+                    return Outcome::CacheError { error: CacheError::Down };
+                };
+                let down = Outcome::CacheError { error: CacheError::Down };
+                match redis.cut().await {
+                    Ok(cut) => *self.cut.borrow_mut() = Some(cut),
+                    Err(error) => {
+                        self.cache_failed(RedisError(format!(
+                            "cannot cut a connection for cache_down: {error}"
+                        )));
+                        return down;
+                    }
+                }
+                let outcome = self.perform(op.clone()).await;
+                self.cut.take();
+                if outcome != down {
+                    let what =
+                        format!("{} on a closed connection answered {}", op.summary(), outcome.summary());
+                    self.cache_failed(RedisError(what));
+                }
+                outcome
             }
             Some(Fault::LostResponse) => {
                 self.perform(op.clone()).await;
@@ -132,6 +203,28 @@ impl PgConn {
                 timeout
             }
         }
+    }
+
+    /// The Redis cache this connection's next command goes to: the cut one
+    /// while a `cache_down` fault is applied; `None` for the in-memory cache.
+    fn redis(&self) -> Option<RedisCache> {
+        match &*self.cut.borrow() {
+            Some(cut) => Some(cut.clone()),
+            None => self.shared.borrow().cache.redis(),
+        }
+    }
+
+    /// A Redis command failed: the flows see the cache down. Unless a
+    /// `cache_down` fault explains it, the run records the failure, and
+    /// its driver ends the run with it.
+    fn cache_failed(&self, error: RedisError) -> CacheError {
+        if self.cut.borrow().is_none() {
+            let mut shared = self.shared.borrow_mut();
+            if shared.cache_failure.is_none() {
+                shared.cache_failure = Some(format!("request {}: Redis failed: {error}", self.request));
+            }
+        }
+        CacheError::Down
     }
 
     /// Whether this connection has a transaction open.
@@ -264,17 +357,8 @@ impl PgConn {
                 .deduct(&scope, &internal_id, &feature_id, value, target, key.as_deref())
                 .await
                 .into_outcome(),
-            Op::IdempotencyClaim { scope, key } => {
-                self.tick();
-                let mut shared = self.shared.borrow_mut();
-                let now = shared.clock_ms;
-                Outcome::KeyClaim { outcome: shared.cache.claim_key(&scope, &key, now) }
-            }
-            Op::IdempotencyRelease { scope, key } => {
-                self.tick();
-                self.shared.borrow_mut().cache.release_key(&scope, &key);
-                Outcome::Done
-            }
+            Op::IdempotencyClaim { scope, key } => self.claim_key(&scope, &key).await.into_outcome(),
+            Op::IdempotencyRelease { scope, key } => self.release_key(&scope, &key).await.into_outcome(),
             Op::SyncUsage { key, internal_id, feature_id } => {
                 self.sync_usage(&key, &internal_id, &feature_id).await.into_outcome()
             }

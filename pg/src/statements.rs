@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 
 use cusim::backend::mem::database::advisory_key;
+use cusim::backend::mem::Cache;
 use cusim::backend::*;
 use cusim::model::{Balance, CustomerProduct, CustomerRow, FullCustomer, Product, ProductStatus, Scope};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
+use crate::cache::CacheStore;
 use crate::rows::{
     customer_of, db_error, default_scope_text, kind_of, lock_clause, status_text, CUSTOMER_COLUMNS,
 };
@@ -133,6 +135,8 @@ impl PgConn {
 
 impl PgConn {
     pub(crate) async fn begin(&self) -> Result<(), DbError> {
+        // Every operation is one step of logical time, as in the model.
+        self.tick();
         let mut conn = self.conn.lock().await;
         sqlx::query("BEGIN").execute(&mut *conn).await.map_err(db_error)?;
         self.in_txn.set(true);
@@ -520,8 +524,11 @@ impl PgConn {
 
     pub(crate) async fn cache_read(&self, key: &CacheKey) -> Result<CacheRead, CacheError> {
         let seq = self.tick();
-        let shared = self.shared.borrow();
-        Ok(shared.cache.read(key, seq, shared.clock_ms))
+        let now = self.shared.borrow().clock_ms;
+        match self.redis() {
+            Some(redis) => redis.read(key, seq, now).await.map_err(|e| self.cache_failed(e)),
+            None => Ok(self.memory(|cache| cache.read(key, seq, now))),
+        }
     }
 
     pub(crate) async fn cache_write(
@@ -532,17 +539,51 @@ impl PgConn {
         mode: CacheWriteMode,
     ) -> Result<CacheWriteOutcome, CacheError> {
         self.tick();
-        let mut shared = self.shared.borrow_mut();
-        let now = shared.clock_ms;
-        Ok(shared.cache.write(key, value, stamp, mode, now))
+        let now = self.shared.borrow().clock_ms;
+        match self.redis() {
+            Some(redis) => redis.write(key, value, stamp, mode, now).await.map_err(|e| self.cache_failed(e)),
+            None => Ok(self.memory(|cache| cache.write(key, value, stamp, mode, now))),
+        }
     }
 
     pub(crate) async fn cache_invalidate(&self, key: &CacheKey, at_ms: u64) -> Result<(), CacheError> {
         let seq = self.tick();
-        let mut shared = self.shared.borrow_mut();
-        let now = shared.clock_ms;
-        shared.cache.invalidate(key, seq, at_ms, now);
-        Ok(())
+        let now = self.shared.borrow().clock_ms;
+        match self.redis() {
+            Some(redis) => redis.invalidate(key, seq, at_ms, now).await.map_err(|e| self.cache_failed(e)),
+            None => {
+                self.memory(|cache| cache.invalidate(key, seq, at_ms, now));
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) async fn claim_key(&self, scope: &Scope, key: &str) -> Result<KeyClaim, CacheError> {
+        self.tick();
+        let now = self.shared.borrow().clock_ms;
+        match self.redis() {
+            Some(redis) => redis.claim_key(scope, key, now).await.map_err(|e| self.cache_failed(e)),
+            None => Ok(self.memory(|cache| cache.claim_key(scope, key, now))),
+        }
+    }
+
+    pub(crate) async fn release_key(&self, scope: &Scope, key: &str) -> Result<(), CacheError> {
+        self.tick();
+        match self.redis() {
+            Some(redis) => redis.release_key(scope, key).await.map_err(|e| self.cache_failed(e)),
+            None => {
+                self.memory(|cache| cache.release_key(scope, key));
+                Ok(())
+            }
+        }
+    }
+
+    /// `f` on the in-memory cache.
+    fn memory<T>(&self, f: impl FnOnce(&mut Cache) -> T) -> T {
+        match &mut self.shared.borrow_mut().cache {
+            CacheStore::Memory(cache) => f(cache),
+            CacheStore::Redis(_) => unreachable!("the cache is on Redis"),
+        }
     }
 
     pub(crate) async fn deduct(
@@ -557,10 +598,13 @@ impl PgConn {
         match target {
             DeductTarget::Cache(key) => {
                 self.tick();
-                {
-                    let mut shared = self.shared.borrow_mut();
-                    let now = shared.clock_ms;
-                    Ok(shared.cache.deduct(&key, internal_id, feature_id, value, now))
+                let now = self.shared.borrow().clock_ms;
+                match self.redis() {
+                    Some(redis) => Ok(redis
+                        .deduct(&key, internal_id, feature_id, value, now)
+                        .await
+                        .map_err(|e| self.cache_failed(e))?),
+                    None => Ok(self.memory(|cache| cache.deduct(&key, internal_id, feature_id, value, now))),
                 }
             }
             DeductTarget::Db => {
@@ -582,9 +626,12 @@ impl PgConn {
         feature_id: &str,
     ) -> Result<SyncOutcome, BackendError> {
         self.tick();
-        let cached = {
-            let shared = self.shared.borrow();
-            shared.cache.usage(key, internal_id, feature_id, shared.clock_ms)
+        let now = self.shared.borrow().clock_ms;
+        let cached = match self.redis() {
+            Some(redis) => {
+                redis.usage(key, internal_id, feature_id, now).await.map_err(|e| self.cache_failed(e))?
+            }
+            None => self.memory(|cache| cache.usage(key, internal_id, feature_id, now)),
         };
         match cached {
             None => Ok(SyncOutcome::CacheMissing),

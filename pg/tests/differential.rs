@@ -1,10 +1,19 @@
-//! Differential fidelity: generated scenarios, run one request at a time,
-//! on the in-memory model (the stepper's default schedule) and on Postgres
-//! give the same responses, the same settle reads and the same final
-//! state. A disagreement prints the scenario to replay.
+//! Differential fidelity, with the cache on a real Redis server. Each
+//! generated scenario runs twice on Postgres + Redis:
+//! - one request at a time, on its own (the flows on Postgres and Redis):
+//!   the same responses, settle reads and final state as the model's
+//!   default schedule;
+//! - in lockstep with the model's default schedule (the gated replay):
+//!   every operation answers the same, the database's and the cache's, and
+//!   the final state, the live cache entries (key for key) and the verdict
+//!   are the same.
 //!
-//! Interleaved schedules need the gated Postgres driver (not built yet);
-//! this compares every operation's consequences in sequence.
+//! The cache entries are compared in lockstep only: on its own, a request
+//! takes its read stamp when it starts, while the stepper runs a
+//! request's code up to its first operation before any request moves (all
+//! stamps at logical time 0), so a stale-write guard may judge a write
+//! differently; in lockstep both take the model's clocks. A disagreement
+//! prints the scenario to replay.
 
 #[path = "../../sim/tests/support/generate.rs"]
 #[allow(dead_code)]
@@ -14,17 +23,22 @@ mod support;
 use std::cell::RefCell;
 
 use cusim::flow::Strategy;
+use cusim_pg::cache::{CacheStore, RedisCache};
 use cusim_pg::schema;
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use cusim_sim::drive::postgres::{replay_on_postgres, Target};
+use cusim_sim::drive::stepper::RunOptions;
+use cusim_sim::input::schedule::Schedule;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use support::*;
 
 /// Scenarios compared per strategy.
 const SCENARIOS: u32 = 300;
 
 #[test]
-fn generated_scenarios_agree_on_the_model_and_on_postgres() {
+fn generated_scenarios_agree_on_the_model_and_on_postgres_with_redis() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for strategy in Strategy::ALL {
+        let redis = runtime.block_on(RedisCache::connect(&redis_url(), &format!("diff_{strategy}"))).unwrap();
         let database = runtime
             .block_on(schema::create(
                 &database_url(),
@@ -36,11 +50,13 @@ fn generated_scenarios_agree_on_the_model_and_on_postgres() {
         let config = Config { cases: SCENARIOS, failure_persistence: None, ..Config::default() };
         let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
         let agreed = RefCell::new(0u32);
+        let compared = std::cell::Cell::new(0usize);
         let result = runner.run(&generate::scenario(), |mut scenario| {
             scenario.faults.clear();
             scenario.settle_faults.clear();
             let expected = sequential_on_mem(&scenario, strategy);
-            let actual = runtime.block_on(sequential_on_postgres(&database, &scenario, strategy));
+            let cache = CacheStore::Redis(redis.clone());
+            let actual = runtime.block_on(sequential_on_postgres_with(&database, &scenario, strategy, cache));
             let replay = serde_json::to_string(&scenario).unwrap();
             proptest::prop_assert_eq!(
                 &actual.0,
@@ -63,14 +79,37 @@ fn generated_scenarios_agree_on_the_model_and_on_postgres() {
                 strategy,
                 replay
             );
+            let target = Target::postgres(database_url()).with_redis(Some(redis_url()));
+            let schema_name = format!("diff_lockstep_{strategy}");
+            let (_, lockstep) =
+                replay_on_postgres(&target, &schema_name, &scenario, strategy, &Schedule::default(), RunOptions::default())
+                    .map_err(|e| TestCaseError::fail(format!("the lockstep replay could not run: {e}")))?;
+            proptest::prop_assert!(
+                lockstep.agrees(),
+                "{} in lockstep, Postgres + Redis disagree with the model: {:?} (state agrees {}, cache agrees {}, \
+                 verdicts {:?} vs {:?}); scenario {}",
+                strategy,
+                lockstep.divergence,
+                lockstep.state_agrees,
+                lockstep.cache_agrees,
+                lockstep.model_verdict,
+                lockstep.postgres_verdict,
+                replay
+            );
+            compared.set(compared.get() + lockstep.compared);
             *agreed.borrow_mut() += 1;
             Ok(())
         });
         runtime.block_on(schema::drop(&database));
+        runtime.block_on(redis.clear()).unwrap();
         if let Err(failure) = result {
             panic!("{strategy}: {failure}");
         }
-        eprintln!("{strategy}: {} of {SCENARIOS} generated scenarios agree", agreed.borrow());
+        eprintln!(
+            "{strategy}: {} of {SCENARIOS} generated scenarios agree on Postgres + Redis ({} operations compared in lockstep)",
+            agreed.borrow(),
+            compared.get()
+        );
         assert!(*agreed.borrow() >= SCENARIOS);
     }
 }

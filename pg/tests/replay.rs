@@ -12,35 +12,56 @@ mod support;
 use std::cell::RefCell;
 use std::path::Path;
 
+use cusim::backend::Point;
 use cusim::flow::Strategy;
 use cusim_sim::corpus::regression::Regression;
-use cusim_sim::drive::postgres::{replay_on_postgres, PgReplay};
+use cusim_sim::drive::postgres::{replay_on_postgres, PgReplay, Target};
 use cusim_sim::drive::stepper::{execute_run, Chooser, Prepared, Replay, RunOptions, View};
 use cusim_sim::explore::pct_chooser;
-use cusim_sim::input::scenario::Scenario;
+use cusim_sim::input::scenario::{FaultKind, FaultSpec, Scenario};
 use cusim_sim::input::schedule::{Schedule, Token};
 use cusim_sim::judge::trace::EventKind;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use support::database_url;
+use support::{database_url, redis_url};
 
 /// Generated pairs per strategy (three strategies: 3 × this in all).
 const PAIRS: u32 = 110;
 
 fn replay(scenario: &Scenario, strategy: Strategy, schedule: &Schedule, schema: &str) -> PgReplay {
+    replay_on(&Target::postgres(database_url()), scenario, strategy, schedule, schema)
+}
+
+/// The same with the cache on the test Redis server.
+fn replay_on_redis(scenario: &Scenario, strategy: Strategy, schedule: &Schedule, schema: &str) -> PgReplay {
+    let target = Target::postgres(database_url()).with_redis(Some(redis_url()));
+    let report = replay_on(&target, scenario, strategy, schedule, schema);
+    assert!(report.on_redis);
+    report
+}
+
+fn replay_on(
+    target: &Target,
+    scenario: &Scenario,
+    strategy: Strategy,
+    schedule: &Schedule,
+    schema: &str,
+) -> PgReplay {
     let options = RunOptions { record_trace: true, ..RunOptions::default() };
-    let (_, report) = replay_on_postgres(&database_url(), schema, scenario, strategy, schedule, options)
+    let (_, report) = replay_on_postgres(target, schema, scenario, strategy, schedule, options)
         .unwrap_or_else(|e| panic!("the replay could not run: {e}"));
     report
 }
 
 fn explain(report: &PgReplay, scenario: &Scenario, strategy: Strategy, schedule: &Schedule) -> String {
     format!(
-        "Postgres disagrees with the model: {:?} (state agrees: {}, verdicts {:?} vs {:?})\n\
+        "Postgres disagrees with the model: {:?} (state agrees: {}, cache agrees: {}, failure: {:?}, verdicts {:?} vs {:?})\n\
          replay: echo '{}' > /tmp/case.json && cusim replay --scenario /tmp/case.json --strategy {strategy} \
          --schedule '{schedule}' --backend postgres --database-url $DATABASE_URL",
         report.divergence,
         report.state_agrees,
+        report.cache_agrees,
+        report.failure,
         report.model_verdict,
         report.postgres_verdict,
         serde_json::to_string(scenario).unwrap()
@@ -73,6 +94,77 @@ fn every_saved_regression_replays_identically_on_postgres() {
         waits += report.waits;
     }
     eprintln!("{} saved regressions agree on Postgres ({waits} lock waits parked)", files.len());
+}
+
+/// The saved regressions again, with the cache on Redis: the cache races
+/// (R2, R7, R8, R9, and the evictions of w2) happen on the real cache, and
+/// every answer, the final state, the cache entries and the verdict agree.
+#[test]
+fn every_saved_regression_replays_identically_on_postgres_and_redis() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/regressions");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let (mut compared, mut evicting) = (0, 0);
+    for file in &files {
+        let regression = Regression::load(file).unwrap();
+        let schedule = Schedule::parse(&regression.schedule).unwrap();
+        let report =
+            replay_on_redis(&regression.scenario, regression.strategy, &schedule, "replay_corpus_redis");
+        let explained = explain(&report, &regression.scenario, regression.strategy, &schedule);
+        assert!(report.agrees(), "{}: {explained}", file.display());
+        assert!(report.postgres_verdict.contains(&regression.invariant), "{}: {explained}", file.display());
+        compared += report.compared;
+        evicting += usize::from(regression.scenario.faults.iter().any(|f| f.kind == FaultKind::CacheEvict));
+    }
+    eprintln!(
+        "{} saved regressions agree on Postgres + Redis ({compared} operations compared, {evicting} with an eviction)",
+        files.len()
+    );
+    assert!(evicting > 0, "some regression evicts a key: a real DEL");
+}
+
+/// Generated pairs per strategy on Postgres + Redis.
+const PAIRS_ON_REDIS: u32 = 60;
+
+/// Generated (scenario, schedule) pairs with the cache on Redis: the
+/// faults at cache points are real (`cache_down` a closed connection,
+/// `cache_evict` a `DEL`, `lost_response` a script that ran and whose
+/// reply is dropped), and every pair agrees with the model.
+#[test]
+fn generated_schedules_agree_on_the_model_and_on_postgres_and_redis() {
+    let mut faults: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for strategy in Strategy::ALL {
+        let config = Config { cases: PAIRS_ON_REDIS, failure_persistence: None, ..Config::default() };
+        let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::XorShift));
+        let agreed = RefCell::new(Vec::new());
+        let schema = format!("replay_redis_{strategy}");
+        let result = runner.run(&(generate::scenario(), any::<u64>()), |(scenario, seed)| {
+            let prepared = Prepared::new(&scenario, strategy).unwrap();
+            let mut chooser = pct_chooser(&prepared, seed, 3, 1);
+            let schedule = execute_run(&prepared, &mut chooser, RunOptions::default()).unwrap().schedule;
+            let report = replay_on_redis(&scenario, strategy, &schedule, &schema);
+            prop_assert!(report.agrees(), "{}", explain(&report, &scenario, strategy, &schedule));
+            let cache_faults = scenario
+                .faults
+                .iter()
+                .filter(|f| f.at.is_cache() || matches!(f.at, Point::Deduct | Point::SyncUsage))
+                .map(|f| format!("{} at {}", f.kind.as_str(), f.at));
+            agreed.borrow_mut().extend(cache_faults);
+            Ok(())
+        });
+        if let Err(failure) = result {
+            panic!("{strategy} on Redis: {failure}");
+        }
+        for fault in agreed.into_inner() {
+            *faults.entry(fault).or_default() += 1;
+        }
+        total += PAIRS_ON_REDIS;
+    }
+    eprintln!(
+        "agreement on Postgres + Redis: {total} of {total} pairs; faults at cache points placed: {faults:?}"
+    );
+    assert!(faults.keys().any(|f| f.starts_with("cache_down")), "some pair takes the cache down: {faults:?}");
 }
 
 #[test]
@@ -225,4 +317,69 @@ fn every_order_after_a_release_replays_on_postgres() {
          waiter first ({waits} lock waits held)"
     );
     assert!(reordered > 0, "some schedules run someone else before the first woken waiter");
+}
+
+/// Every fault at every cache point the cache-race scenarios reach, each
+/// on its own, replayed on Postgres + Redis: `cache_down` on a closed
+/// connection, `lost_response` a script that ran with its reply dropped,
+/// `cache_evict` a `DEL`. Each agrees with the model.
+#[test]
+fn every_cache_fault_of_the_cache_race_scenarios_agrees_on_redis() {
+    let mut placed: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let names = [
+        "r2-stale-cache",
+        "r8-lost-usage-overwrite",
+        "r9-lost-usage-invalidation",
+        "w1-keyed-retry-after-lost-response",
+    ];
+    for name in names {
+        let builtin = cusim_sim::corpus::builtin::BUILTINS.iter().find(|b| b.name() == name).unwrap();
+        let mut clean = builtin.scenario().unwrap();
+        clean.faults.clear();
+        for strategy in Strategy::ALL {
+            let prepared = Prepared::new(&clean, strategy).unwrap();
+            let options = RunOptions { record_trace: true, ..RunOptions::default() };
+            let run = execute_run(&prepared, &mut Replay::new(&Schedule::default()), options).unwrap();
+            // Each visit of a cache point by a request: (request, point, occurrence).
+            let mut visits: std::collections::BTreeMap<(usize, Point), u32> =
+                std::collections::BTreeMap::new();
+            let mut sites = Vec::new();
+            for event in &run.trace {
+                let (Some(request), EventKind::Op { point, .. }) = (event.request, &event.kind) else {
+                    continue;
+                };
+                if request >= clean.requests.len()
+                    || !(point.is_cache() || matches!(point, Point::Deduct | Point::SyncUsage))
+                {
+                    continue;
+                }
+                let occurrence = visits.entry((request, *point)).or_default();
+                *occurrence += 1;
+                sites.push((request, *point, *occurrence));
+            }
+            for (request, at, occurrence) in sites {
+                for kind in [FaultKind::CacheDown, FaultKind::LostResponse, FaultKind::CacheEvict] {
+                    if !kind.applies_to(at) {
+                        continue;
+                    }
+                    let mut scenario = clean.clone();
+                    scenario.faults = vec![FaultSpec { request, at, kind, occurrence }];
+                    let report =
+                        replay_on_redis(&scenario, strategy, &Schedule::default(), "replay_cache_faults");
+                    assert!(
+                        report.agrees(),
+                        "{name}: {}",
+                        explain(&report, &scenario, strategy, &Schedule::default())
+                    );
+                    *placed.entry(kind.as_str()).or_default() += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "faults at cache points replayed on Postgres + Redis, each agreeing with the model: {placed:?}"
+    );
+    for kind in ["cache_down", "lost_response", "cache_evict"] {
+        assert!(placed.get(kind).is_some_and(|n| *n > 10), "{kind}: {placed:?}");
+    }
 }

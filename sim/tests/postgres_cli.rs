@@ -96,3 +96,122 @@ fn bad_database_input_is_reported_clearly_with_exit_2() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .expect("REDIS_URL must name a Redis server (`cargo xtask test postgres` starts a throwaway one)")
+}
+
+#[test]
+fn a_cache_race_replays_on_postgres_and_redis_with_every_cache_answer_compared() {
+    let output = replay(
+        "r2-stale-cache",
+        "legacy",
+        "0.0.1.1.1",
+        &database_url(),
+        &["--redis-url", &redis_url(), "--json"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}{}", text(&output.stdout), text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let postgres = &json["postgres"];
+    assert_eq!(postgres["cache"], "redis", "{postgres}");
+    assert_eq!(postgres["agrees"], true, "{postgres}");
+    assert_eq!(postgres["cache_agrees"], true, "{postgres}");
+    assert!(
+        postgres["postgres_verdict"].as_array().unwrap().iter().any(|v| v == "fresh_cache"),
+        "on Redis too, the cache holds the customer without its defaults: {postgres}"
+    );
+    let cache_ops = json["trace"].as_array().unwrap().iter().filter(|e| e["point"] == "cache_write").count();
+    assert!(cache_ops > 0, "the trace shows the cache writes");
+}
+
+#[test]
+fn bad_redis_input_is_reported_clearly_with_exit_2_before_any_work() {
+    let url = redis_url();
+    let wrong_password = url.replacen("redis://:", "redis://:wrong-", 1);
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cases = [
+        ("http://127.0.0.1:6379".to_owned(), "--redis-url: not a Redis URL"),
+        (wrong_password, "--redis-url: the server refused the password"),
+        (format!("redis://127.0.0.1:{free_port}"), "--redis-url: cannot connect"),
+    ];
+    for (bad, says) in cases {
+        let output = replay("r1-same-id-create", "legacy", "0", &database_url(), &["--redis-url", &bad]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+        assert!(text(&output.stdout).is_empty(), "{bad}: no work was done before the error");
+    }
+    let mem = Command::new(env!("CARGO_BIN_EXE_cusim"))
+        .args(["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "0"])
+        .args(["--redis-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(mem.status.code(), Some(2));
+    assert!(text(&mem.stderr).contains("--redis-url needs --backend postgres"), "{}", text(&mem.stderr));
+}
+
+/// A TCP relay to the test Redis server that dies (closes every
+/// connection and stops listening) after relaying `commands` writes from
+/// its clients: a Redis server that dies mid-run.
+fn dying_redis(commands: usize) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let url = redis_url();
+    let (password, address) = url.trim_start_matches("redis://").split_once('@').unwrap();
+    let (address, password) = (address.to_owned(), password.trim_start_matches(':').to_owned());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let relayed = Arc::new(AtomicUsize::new(0));
+    let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            if relayed.load(Ordering::SeqCst) >= commands {
+                break; // dead: stop listening
+            }
+            let server = TcpStream::connect(&address).unwrap();
+            open.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+            let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut from_server, mut to_client) = (server, client);
+            let (relayed, open) = (Arc::clone(&relayed), Arc::clone(&open));
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 65536];
+                while let Ok(n) = from_client.read(&mut buffer) {
+                    if n == 0 || relayed.fetch_add(1, Ordering::SeqCst) >= commands {
+                        break;
+                    }
+                    if to_server.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+                // The server dies: every connection closes.
+                for stream in open.lock().unwrap().iter() {
+                    let _ = stream.shutdown(Shutdown::Both);
+                }
+            });
+            std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+        }
+    });
+    format!("redis://:{password}@127.0.0.1:{port}")
+}
+
+#[test]
+fn a_redis_that_dies_mid_run_ends_the_replay_with_a_clear_error_and_keeps_the_report() {
+    // Enough writes to connect, empty the namespace and run a script or
+    // two; far fewer than the run makes.
+    let url = dying_redis(5);
+    let output = replay("r8-lost-usage-overwrite", "legacy", "0", &database_url(), &["--redis-url", &url]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("error: the replay could not finish: request"), "{stderr}");
+    assert!(stderr.contains("Redis failed"), "{stderr}");
+    // The report is all there: the model's trace and verdict, and how far
+    // the comparison went.
+    assert!(stdout.contains("r8-lost-usage-overwrite under legacy, schedule"), "{stdout}");
+    assert!(stdout.contains("cache_read"), "{stdout}");
+    assert!(stdout.contains("VIOLATED") || stdout.contains("verdict: no invariant violated"), "{stdout}");
+    assert!(stdout.contains("postgres (cache on Redis): the replay ended early"), "{stdout}");
+}

@@ -4,6 +4,7 @@
 
 mod cycles;
 mod postgres;
+mod redis;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
@@ -96,7 +97,8 @@ fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
     run_counted(mode, "cargo", command, envs, parse_result_line, false)
 }
 
-/// The Postgres tests, against a throwaway server (stopped also on failure).
+/// The Postgres tests, against a throwaway Postgres server and a
+/// throwaway Redis server (both stopped also on failure).
 fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
     let server = match postgres::Server::start() {
         Ok(server) => server,
@@ -105,8 +107,16 @@ fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
             return Tally { runner_failed: true, ..Tally::default() };
         }
     };
+    let redis = match redis::Server::start() {
+        Ok(redis) => redis,
+        Err(error) => {
+            eprintln!("postgres: could not start a Redis server: {error}");
+            return Tally { runner_failed: true, ..Tally::default() };
+        }
+    };
     let mut envs = envs.to_vec();
     envs.push(("DATABASE_URL", server.url.as_str()));
+    envs.push(("REDIS_URL", redis.url.as_str()));
     let mut tally =
         cargo_tests("postgres", &["test", "--release", "--no-fail-fast", "-p", "cusim-pg"], &envs);
     tally.add(cargo_tests(
@@ -275,9 +285,9 @@ fn bench_all(only: &[String]) -> ExitCode {
             _ => {
                 let _ =
                     std::fs::remove_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/contention.txt"));
-                match postgres::Server::start() {
-                    Ok(server) => {
-                        let envs = [("DATABASE_URL", server.url.as_str())];
+                match postgres::Server::start().and_then(|pg| Ok((pg, redis::Server::start()?))) {
+                    Ok((server, redis)) => {
+                        let envs = [("DATABASE_URL", server.url.as_str()), ("REDIS_URL", redis.url.as_str())];
                         ok &= cargo_bench(
                             "contention",
                             &["bench", "-p", "cusim", "--bench", "contention"],
@@ -285,7 +295,7 @@ fn bench_all(only: &[String]) -> ExitCode {
                         );
                     }
                     Err(error) => {
-                        eprintln!("bench contention: could not start a server: {error}");
+                        eprintln!("bench contention: could not start the servers: {error}");
                         ok = false;
                     }
                 }

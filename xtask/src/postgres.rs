@@ -47,19 +47,19 @@ fn run(what: &str, command: &mut Command) -> Result<(), String> {
     }
 }
 
-fn install() -> Result<(), String> {
+/// Installs Debian package `package` (which provides `what`), as root.
+pub fn install_package(what: &str, package: &str) -> Result<(), String> {
     if !is_root() {
-        return Err(
-            "PostgreSQL is not installed; install it (Debian: `apt-get install postgresql`) or run as root"
-                .into(),
-        );
+        return Err(format!(
+            "{what} is not installed; install it (Debian: `apt-get install {package}`) or run as root"
+        ));
     }
-    eprintln!("==> postgres: installing PostgreSQL from the machine's packages");
+    eprintln!("==> installing {what} from the machine's packages ({package})");
     run("apt-get update", Command::new("apt-get").args(["update", "-q"]))?;
     run(
-        "apt-get install postgresql",
+        &format!("apt-get install {package}"),
         Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", "postgresql"])
+            .args(["install", "-y", "-q", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
@@ -67,7 +67,7 @@ fn install() -> Result<(), String> {
 /// The throwaway cluster's superuser password (it listens on loopback only).
 const PASSWORD: &str = "cusim";
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
@@ -88,7 +88,7 @@ impl Server {
         let bin = match find_bin() {
             Some(bin) => bin,
             None => {
-                install()?;
+                install_package("PostgreSQL", "postgresql")?;
                 find_bin()
                     .ok_or("PostgreSQL was installed but no initdb was found under /usr/lib/postgresql")?
             }

@@ -8,7 +8,8 @@ use std::rc::Rc;
 
 use cusim::flow::{client_retries_after, execute, execute_keyed, Response, Strategy};
 use cusim::model::{ApiError, ErrorCode, FullCustomer};
-use cusim_pg::{schema, services, PgConn, Shared};
+use cusim_pg::cache::CacheStore;
+use cusim_pg::{schema, services_with, PgConn, Shared};
 use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
 use cusim_sim::input::scenario::{Scenario, ScenarioRequest};
 use cusim_sim::input::schedule::Schedule;
@@ -18,6 +19,12 @@ use cusim_sim::judge::{RequestOutcome, Settle};
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .expect("DATABASE_URL must name a Postgres server (`cargo xtask test` starts a throwaway one)")
+}
+
+/// The Redis server the cache tests use: `redis://:PASSWORD@HOST:PORT`.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .expect("REDIS_URL must name a Redis server (`cargo xtask test` starts a throwaway one)")
 }
 
 /// A customer with its internal id replaced by its creation order.
@@ -41,7 +48,9 @@ pub enum Answer {
 
 pub fn seen(full: &FullCustomer, ordinals: &BTreeMap<String, usize>) -> Seen {
     Seen {
-        ordinal: ordinals[&full.customer.internal_id],
+        // A customer the final state does not hold (a cache entry of one
+        // rolled back, say) has no ordinal.
+        ordinal: ordinals.get(&full.customer.internal_id).copied().unwrap_or(usize::MAX),
         org: full.customer.org_id.clone(),
         id: full.customer.id.clone(),
         name: full.customer.name.clone(),
@@ -153,14 +162,28 @@ pub fn sequential_on_mem(scenario: &Scenario, strategy: Strategy) -> Run {
     (answers, settles, state.customers.iter().map(|c| seen(c, &ordinals)).collect())
 }
 
-/// The same on Postgres, from an emptied schema.
+/// The same on Postgres, from an emptied schema, with the in-memory cache.
 pub async fn sequential_on_postgres(
     database: &schema::Database,
     scenario: &Scenario,
     strategy: Strategy,
 ) -> Run {
+    sequential_on_postgres_with(database, scenario, strategy, CacheStore::default()).await
+}
+
+/// The same on Postgres, from an emptied schema, with the cache `cache`
+/// (a Redis cache's namespace is emptied first).
+pub async fn sequential_on_postgres_with(
+    database: &schema::Database,
+    scenario: &Scenario,
+    strategy: Strategy,
+    cache: CacheStore,
+) -> Run {
     schema::reset(database, &scenario.catalog()).await.unwrap();
-    let shared = services(0, strategy.constraints());
+    if let Some(redis) = cache.redis() {
+        redis.clear().await.expect("the namespace is emptied");
+    }
+    let shared = services_with(0, strategy.constraints(), cache);
     seed_customers(database, &shared, scenario).await;
     let mut results = Vec::new();
     for (i, request) in scenario.requests.iter().enumerate() {
@@ -169,6 +192,9 @@ pub async fn sequential_on_postgres(
         results.push(send(&conn, strategy, request).await.0);
     }
     let (settles, customers) = settle_reads(database, &shared, scenario, strategy).await;
+    if let Some(failure) = shared.borrow_mut().cache_failure.take() {
+        panic!("{}: the run cannot be judged: {failure}", scenario.name);
+    }
     let ordinals = ordinals(&customers);
     (
         results.iter().map(|r| answer(r, &ordinals)).collect(),

@@ -127,7 +127,7 @@ enum Command {
     },
     /// Run one schedule and show its trace and verdict.
     #[command(
-        after_help = "Examples:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 0.1.1.1 \\\n      --backend postgres --database-url postgres://postgres@127.0.0.1:5432/postgres\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 1 --html r1.html\n\nExit codes: 0 no invariant violated (and Postgres agrees), 1 a violation or a disagreement, 2 bad input."
+        after_help = "Examples:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 0.1.1.1 \\\n      --backend postgres --database-url postgres://postgres@127.0.0.1:5432/postgres\n  cusim replay --scenario r2-stale-cache --strategy legacy --schedule 1.0.0.0.1 --backend postgres \\\n      --database-url postgres://postgres@127.0.0.1:5432/postgres --redis-url redis://:secret@127.0.0.1:6379\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 1 --html r1.html\n\nExit codes: 0 no invariant violated (and Postgres agrees), 1 a violation or a disagreement, 2 bad input, or a server that failed mid-run (the report up to then is printed first)."
     )]
     Replay {
         /// A scenario file, or the name of a built-in scenario.
@@ -146,6 +146,12 @@ enum Command {
         /// The replay works in a schema of its own and drops it.
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+        /// With `--backend postgres`: the cache on this Redis server
+        /// (`redis://[:PASSWORD@]HOST:PORT[/DB]`) instead of in memory,
+        /// every cache answer compared too. The replay works in a key
+        /// namespace of its own and deletes it.
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
         #[arg(long)]
         json: bool,
         /// Also write the run as one self-contained HTML page to FILE: a
@@ -257,9 +263,10 @@ fn main() -> ExitCode {
                     )
                 }
             }),
-        Command::Replay { scenario, strategy, schedule, backend, database_url, json, html } => {
+        Command::Replay { scenario, strategy, schedule, backend, database_url, redis_url, json, html } => {
             let output = replay::ReplayOutput { json, html };
-            replay::run_replay(&scenario, strategy.into(), &schedule, backend, database_url, &output)
+            let servers = replay::Servers { database_url, redis_url };
+            replay::run_replay(&scenario, strategy.into(), &schedule, backend, servers, &output)
         }
         Command::Explain { name, json } => explain::run_explain(name.as_deref(), json),
     };

@@ -21,19 +21,28 @@ type PgReport = Option<cusim_sim::drive::postgres::PgReplay>;
 #[cfg(not(feature = "postgres"))]
 type PgReport = Option<std::convert::Infallible>;
 
+/// The servers of `--backend postgres`.
+pub(crate) struct Servers {
+    pub(crate) database_url: Option<String>,
+    pub(crate) redis_url: Option<String>,
+}
+
 #[cfg(feature = "postgres")]
 fn on_postgres(
     url: &str,
+    redis_url: Option<String>,
     scenario: &Scenario,
     strategy: Strategy,
     schedule: &Schedule,
     options: RunOptions,
 ) -> Result<(Execution, PgReport), Usage> {
-    use cusim_sim::drive::postgres::{replay_on_postgres, PgReplayError};
+    use cusim_sim::drive::postgres::{replay_on_postgres, PgReplayError, Target};
     let schema = format!("cusim_replay_{}", std::process::id());
-    match replay_on_postgres(url, &schema, scenario, strategy, schedule, options) {
+    let target = Target::postgres(url).with_redis(redis_url);
+    match replay_on_postgres(&target, &schema, scenario, strategy, schedule, options) {
         Ok((execution, report)) => Ok((execution, Some(report))),
         Err(PgReplayError::Schedule(e)) => Err(Usage(format!("--schedule: {e}"))),
+        Err(PgReplayError::Redis(e)) => Err(Usage(format!("--redis-url: {e}"))),
         Err(e) => Err(Usage(format!("--database-url: {e}"))),
     }
 }
@@ -41,6 +50,7 @@ fn on_postgres(
 #[cfg(not(feature = "postgres"))]
 fn on_postgres(
     _url: &str,
+    _redis_url: Option<String>,
     _scenario: &Scenario,
     _strategy: Strategy,
     _schedule: &Schedule,
@@ -67,9 +77,10 @@ pub(crate) fn run_replay(
     strategy: Strategy,
     schedule: &str,
     backend: BackendArg,
-    database_url: Option<String>,
+    servers: Servers,
     output: &ReplayOutput,
 ) -> Result<ExitCode, Usage> {
+    let Servers { database_url, redis_url } = servers;
     let json = output.json;
     let (scenario, origin) = load_scenario(scenario)?;
     let schedule = Schedule::parse(schedule).map_err(|e| Usage(format!("--schedule: {e}")))?;
@@ -79,6 +90,9 @@ pub(crate) fn run_replay(
         BackendArg::Mem => {
             if database_url.is_some() {
                 return Err(Usage("--database-url needs --backend postgres".into()));
+            }
+            if redis_url.is_some() {
+                return Err(Usage("--redis-url needs --backend postgres".into()));
             }
             let execution = execute_run(&prepared, &mut Replay::new(&schedule), options)
                 .map_err(|e| Usage(format!("--schedule: {e}")))?;
@@ -90,15 +104,16 @@ pub(crate) fn run_replay(
                     "--backend postgres needs --database-url URL (or DATABASE_URL in the environment)".into(),
                 )
             })?;
-            on_postgres(&url, &scenario, strategy, &schedule, options)?
+            on_postgres(&url, redis_url.clone(), &scenario, strategy, &schedule, options)?
         }
     };
     let violations = judge(&scenario, &execution.observation);
     let disagrees = postgres_disagrees(&postgres);
     if let Some(path) = &output.html {
-        let backend_args = match backend {
-            BackendArg::Mem => "",
-            BackendArg::Postgres => " --backend postgres",
+        let backend_args = match (backend, &redis_url) {
+            (BackendArg::Mem, _) => "",
+            (BackendArg::Postgres, None) => " --backend postgres",
+            (BackendArg::Postgres, Some(_)) => " --backend postgres --redis-url URL",
         };
         let backend = match backend {
             BackendArg::Mem => "mem (the in-memory model)".to_owned(),
@@ -157,6 +172,11 @@ pub(crate) fn run_replay(
         }
         print_postgres(&postgres);
     }
+    // A server that failed mid-run: the report above is kept, and the run
+    // ends with the error (exit 2).
+    if let Some(failure) = postgres_failure(&postgres) {
+        return Err(Usage(format!("the replay could not finish: {failure}")));
+    }
     Ok(if violations.is_empty() && !disagrees { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -166,15 +186,23 @@ fn postgres_disagrees(report: &PgReport) -> bool {
 }
 
 #[cfg(feature = "postgres")]
+fn postgres_failure(report: &PgReport) -> Option<&str> {
+    report.as_ref().and_then(|r| r.failure.as_deref())
+}
+
+#[cfg(feature = "postgres")]
 fn postgres_json(report: &PgReport) -> serde_json::Value {
     match report {
         None => serde_json::Value::Null,
         Some(r) => json!({
             "agrees": r.agrees(),
+            "cache": if r.on_redis { "redis" } else { "memory" },
             "operations_compared": r.compared,
             "waits_parked": r.waits,
             "divergence": r.divergence,
             "state_agrees": r.state_agrees,
+            "cache_agrees": r.cache_agrees,
+            "failure": r.failure,
             "model_verdict": r.model_verdict,
             "postgres_verdict": r.postgres_verdict,
         }),
@@ -192,19 +220,25 @@ fn print_postgres(report: &PgReport) {
         }
     };
     println!(
-        "postgres: {} operations compared ({} waits parked on a lock); violated there: {}",
+        "postgres{}: {} operations compared ({} waits parked on a lock); violated there: {}",
+        if r.on_redis { " + redis" } else { "" },
         r.compared,
         r.waits,
         names(&r.postgres_verdict)
     );
-    if let Some(d) = &r.divergence {
-        println!("postgres DISAGREES with the model: {d}");
+    let cache = if r.on_redis { " (cache on Redis)" } else { "" };
+    if let Some(failure) = &r.failure {
+        println!("postgres{cache}: the replay ended early: {failure}");
+    } else if let Some(d) = &r.divergence {
+        println!("postgres{cache} DISAGREES with the model: {d}");
     } else if !r.state_agrees {
-        println!("postgres DISAGREES with the model: the committed customers differ");
+        println!("postgres{cache} DISAGREES with the model: the committed customers differ");
+    } else if !r.cache_agrees {
+        println!("postgres{cache} DISAGREES with the model: the cache entries at the end differ");
     } else if r.model_verdict != r.postgres_verdict {
-        println!("postgres DISAGREES with the model: the verdicts differ");
+        println!("postgres{cache} DISAGREES with the model: the verdicts differ");
     } else {
-        println!("postgres agrees with the model: every answer, the final state and the verdict");
+        println!("postgres{cache} agrees with the model: every answer, the final state and the verdict");
     }
 }
 
@@ -219,10 +253,12 @@ fn postgres_note(report: &PgReport) -> String {
             )
         }
         Some(r) => {
-            let why = match &r.divergence {
-                Some(d) => d.to_string(),
-                None if !r.state_agrees => "the committed customers differ".to_owned(),
-                None => "the verdicts differ".to_owned(),
+            let why = match (&r.failure, &r.divergence) {
+                (Some(failure), _) => format!("ended early: {failure}"),
+                (None, Some(d)) => d.to_string(),
+                (None, None) if !r.state_agrees => "the committed customers differ".to_owned(),
+                (None, None) if !r.cache_agrees => "the cache entries at the end differ".to_owned(),
+                (None, None) => "the verdicts differ".to_owned(),
             };
             format!("postgres, followed in lockstep: DISAGREES with the model: {why}")
         }
@@ -237,6 +273,11 @@ fn postgres_note(_report: &PgReport) -> String {
 #[cfg(not(feature = "postgres"))]
 fn postgres_disagrees(_report: &PgReport) -> bool {
     false
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_failure(_report: &PgReport) -> Option<&str> {
+    None
 }
 
 #[cfg(not(feature = "postgres"))]

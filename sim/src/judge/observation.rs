@@ -194,6 +194,7 @@ impl State {
     pub fn canonical(mut self) -> State {
         self.customers.sort_by(|a, b| a.customer.internal_id.cmp(&b.customer.internal_id));
         self.stripe.sort_by(|a, b| a.id.cmp(&b.id));
+        self.cache.sort_by(|a, b| a.0.cmp(&b.0));
         self
     }
 

@@ -43,7 +43,7 @@ pub struct CacheSlot {
 /// `(set_at_ms, seq)` is stale. With every clock right this is "the read
 /// came before the invalidation"; a skewed clock can make a stale read
 /// look newer, as in the modelled server, which compares hosts' clocks.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Guard {
     pub seq: u64,
     pub set_at_ms: u64,
@@ -181,6 +181,16 @@ impl Cache {
 
     pub fn slot(&self, key: &CacheKey) -> Option<&CacheSlot> {
         self.slots.get(key)
+    }
+
+    /// Every slot, live or not, by key.
+    pub fn slots(&self) -> impl Iterator<Item = (&CacheKey, &CacheSlot)> {
+        self.slots.iter()
+    }
+
+    /// Every idempotency claim, live or not: when each expires.
+    pub fn claims(&self) -> impl Iterator<Item = (&(Scope, String), &u64)> {
+        self.keys.iter()
     }
 }
 

@@ -17,11 +17,15 @@
 //! order every time. The held backends need the server on this machine
 //! and a user that may signal them (the test tooling's server is).
 //!
-//! The cache and Stripe stay the in-process models on both sides; each
-//! operation starts from the model's clocks and id generator. What is
-//! compared is the database: every operation's answer, the verdict, and
-//! the committed customers at the end. The first disagreement stops the
-//! comparison (the two sides no longer share a past) and is reported.
+//! The cache is the in-process model, or with a Redis URL a real Redis
+//! server (`cusim_pg::cache`), in a namespace of the replay's own; Stripe
+//! stays the in-process model. Each operation starts from the model's
+//! clocks and id generator. What is compared: every operation's answer
+//! (the database's and the cache's), the verdict, the committed customers
+//! and the live cache entries at the end. The first disagreement stops the
+//! comparison (the two sides no longer share a past) and is reported. A
+//! server that fails mid-run (a lost connection, a Redis that died) ends
+//! the replay; the report keeps what was compared up to then.
 
 mod script;
 mod shadow;
@@ -32,14 +36,15 @@ use cusim::backend::mem::RequestId;
 use cusim::backend::Point;
 use cusim::flow::Strategy;
 use cusim::model::Catalog;
-use cusim_pg::{schema, services};
+use cusim_pg::cache::{CacheStore, RedisCache};
+use cusim_pg::{schema, services_with};
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
 use tokio::task::LocalSet;
 
 use crate::input::scenario::Scenario;
 use crate::input::schedule::Schedule;
-use crate::judge::{judge, Invariant, Observation, State};
+use crate::judge::{judge, Invariant, Observation};
 
 use super::stepper::{execute_shadowed, Execution, Prepared, Replay, ReplayError, RunOptions};
 use shadow::{Inner, PgShadow};
@@ -55,6 +60,28 @@ pub enum PgReplayError {
     Schedule(#[from] ReplayError),
     #[error("{0}")]
     Server(String),
+    #[error("Redis: {0}")]
+    Redis(String),
+}
+
+/// Where a gated replay runs: a Postgres server, and the cache on a Redis
+/// server or (without one) in memory.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+}
+
+impl Target {
+    /// Postgres, with the in-memory cache.
+    pub fn postgres(database_url: impl Into<String>) -> Target {
+        Target { database_url: database_url.into(), redis_url: None }
+    }
+
+    /// The same, with the cache on the Redis server at `redis_url`.
+    pub fn with_redis(self, redis_url: Option<String>) -> Target {
+        Target { redis_url, ..self }
+    }
 }
 
 /// The first operation on which Postgres and the model disagree.
@@ -97,71 +124,79 @@ pub struct PgReplay {
     pub postgres_verdict: Vec<Invariant>,
     /// Whether the committed customers are the same, row for row.
     pub state_agrees: bool,
+    /// Whether the live cache entries at the end are the same, key for key.
+    pub cache_agrees: bool,
+    /// Whether the cache was a real Redis server.
+    pub on_redis: bool,
+    /// A server failed mid-run (not a disagreement): the replay ended there.
+    pub failure: Option<String>,
 }
 
 impl PgReplay {
     /// Every operation, the verdict and the final state agree.
     pub fn agrees(&self) -> bool {
-        self.divergence.is_none() && self.state_agrees && self.model_verdict == self.postgres_verdict
+        self.failure.is_none()
+            && self.divergence.is_none()
+            && self.state_agrees
+            && self.cache_agrees
+            && self.model_verdict == self.postgres_verdict
     }
 }
 
-/// Replays `schedule` of `scenario` under `strategy` on the Postgres at
-/// `url`, in a schema of its own (`schema`, dropped afterwards).
+/// Replays `schedule` of `scenario` under `strategy` on `target`, in a
+/// schema of its own (`schema`, dropped afterwards) and, on Redis, in a
+/// namespace of the same name (emptied before and after).
 pub fn replay_on_postgres(
-    url: &str,
+    target: &Target,
     schema_name: &str,
     scenario: &Scenario,
     strategy: Strategy,
     schedule: &Schedule,
     options: RunOptions,
 ) -> Result<(Execution, PgReplay), PgReplayError> {
-    with_shadow(url, schema_name, strategy, &scenario.catalog(), |shadow| {
+    with_shadow(target, schema_name, strategy, &scenario.catalog(), |shadow| {
         let prepared = Prepared::new_shadowed(scenario, strategy, shadow)?;
         let execution = execute_shadowed(&prepared, &mut Replay::new(schedule), options, shadow)?;
-        if let Some(failure) = shadow.inner.failure.take() {
-            return Err(PgReplayError::Server(failure));
-        }
-        let committed = shadow.local.block_on(shadow.runtime, shadow.inner.committed())?;
         let model = &execution.observation;
-        let state_agrees = committed == model.state.customers;
         let model_verdict = verdict(&prepared, model);
-        let postgres_state = {
-            let services = shadow.inner.shared.borrow();
-            State {
-                customers: committed,
-                cache: services
-                    .cache
-                    .entries(services.clock_ms)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                stripe: services.stripe.customers().to_vec(),
-                breaches: services.breaches.clone(),
-            }
-            .canonical()
+        let on_redis = target.redis_url.is_some();
+        let end = match shadow.inner.failure.take() {
+            Some(failure) => Err(failure),
+            None => shadow.local.block_on(shadow.runtime, shadow.inner.final_state()),
         };
-        // The same responses and settle reads, judged on what Postgres committed.
-        let on_postgres = Observation { state: postgres_state, ..model.clone() };
-        let postgres_verdict = verdict(&prepared, &on_postgres);
         let inner = &mut shadow.inner;
-        let report = PgReplay {
+        let mut report = PgReplay {
             compared: inner.compared,
             waits: inner.waits,
             deadlocks: inner.deadlocks,
             divergence: inner.divergence.take(),
             model_verdict,
-            postgres_verdict,
-            state_agrees,
+            postgres_verdict: Vec::new(),
+            state_agrees: false,
+            cache_agrees: false,
+            on_redis,
+            failure: None,
         };
+        match end {
+            Err(failure) => report.failure = Some(failure),
+            Ok(postgres_state) => {
+                report.state_agrees = postgres_state.customers == model.state.customers;
+                report.cache_agrees = postgres_state.cache == model.state.cache;
+                // The same responses and settle reads, judged on what Postgres committed.
+                let on_postgres = Observation { state: postgres_state, ..model.clone() };
+                report.postgres_verdict = verdict(&prepared, &on_postgres);
+            }
+        }
         Ok((execution, report))
     })
 }
 
-/// Runs `body` with a Postgres shadow on a schema of its own
+/// Runs `body` with a shadow on `target`: a schema of its own
 /// (`schema_name`, made for `strategy` and `catalog`, dropped afterwards,
-/// after the shadow and its connections are gone).
+/// after the shadow and its connections are gone) and, on Redis, a
+/// namespace of the same name.
 fn with_shadow<T>(
-    url: &str,
+    target: &Target,
     schema_name: &str,
     strategy: Strategy,
     catalog: &Catalog,
@@ -172,19 +207,36 @@ fn with_shadow<T>(
         .build()
         .map_err(|e| PgReplayError::Server(format!("cannot start the async runtime: {e}")))?;
     let local = LocalSet::new();
-    let database = local.block_on(&runtime, schema::create(url, schema_name, strategy, catalog))?;
+    // Redis first: a bad Redis URL fails before any schema is made.
+    let redis = match &target.redis_url {
+        None => None,
+        Some(url) => {
+            let redis = local
+                .block_on(&runtime, RedisCache::connect(url, schema_name))
+                .map_err(|e| PgReplayError::Redis(e.to_string()))?;
+            local.block_on(&runtime, redis.clear()).map_err(|e| PgReplayError::Redis(e.to_string()))?;
+            Some(redis)
+        }
+    };
+    let database =
+        local.block_on(&runtime, schema::create(&target.database_url, schema_name, strategy, catalog))?;
     let result = (|| {
         let monitor = local
             .block_on(&runtime, PgConnection::connect_with(&database.options))
             .map_err(|e| PgReplayError::Server(format!("cannot open the monitoring connection: {e}")))?;
+        let cache = redis.clone().map_or_else(CacheStore::default, CacheStore::Redis);
         let mut shadow = PgShadow {
             runtime: &runtime,
             local: &local,
-            inner: Inner::new(database.clone(), services(0, strategy.constraints()), monitor),
+            inner: Inner::new(database.clone(), services_with(0, strategy.constraints(), cache), monitor),
         };
         body(&mut shadow)
     })();
     local.block_on(&runtime, schema::drop(&database));
+    if let Some(redis) = redis {
+        // Best effort, as the schema's drop: a Redis that died keeps nothing.
+        let _ = local.block_on(&runtime, redis.clear());
+    }
     result
 }
 

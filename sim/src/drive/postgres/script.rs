@@ -9,7 +9,7 @@ use cusim::flow::Strategy;
 use cusim::model::Catalog;
 use serde::Serialize;
 
-use super::{with_shadow, Divergence, PgReplayError};
+use super::{with_shadow, Divergence, PgReplayError, Target};
 use crate::drive::stepper::{ModelResult, Services, Shadow};
 use crate::judge::State;
 
@@ -124,7 +124,7 @@ pub fn script_on_postgres(
     catalog: &Catalog,
     steps: &[ScriptStep],
 ) -> Result<ScriptReport, PgReplayError> {
-    with_shadow(url, schema_name, strategy, catalog, |shadow| {
+    with_shadow(&Target::postgres(url), schema_name, strategy, catalog, |shadow| {
         let mut model = ScriptModel::new(strategy, catalog);
         for (index, step) in steps.iter().enumerate() {
             model

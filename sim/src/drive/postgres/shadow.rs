@@ -22,12 +22,13 @@ use std::time::Duration;
 use cusim::backend::mem::{Fault, RequestId};
 use cusim::backend::{CacheKey, DbError, Op, Outcome};
 use cusim::model::FullCustomer;
-use cusim_pg::{schema, PgConn, Shared};
+use cusim_pg::{cache_entries, cache_evict, schema, PgConn, Shared};
 use sqlx::PgConnection;
 use tokio::task::{JoinHandle, LocalSet};
 
 use super::{Divergence, PgReplayError};
 use crate::drive::stepper::{ModelResult, Services, Shadow};
+use crate::judge::State;
 
 /// How long a statement may take to answer or to start waiting before the
 /// replay gives up on it (a real wait the model does not have).
@@ -110,7 +111,13 @@ impl Shadow for PgShadow<'_> {
     }
 
     fn evict(&mut self, key: &CacheKey) {
-        self.inner.shared.borrow_mut().cache.evict(key);
+        if self.inner.divergence.is_some() || self.inner.failure.is_some() {
+            return;
+        }
+        let evicted = self.local.block_on(self.runtime, cache_evict(&self.inner.shared, key));
+        if let Err(error) = evicted {
+            self.inner.failure = Some(format!("Redis failed to evict {key}: {error}"));
+        }
     }
 }
 
@@ -197,6 +204,11 @@ impl Inner {
             }
         };
         let state = self.resolve(pid, handle, victim).await?;
+        // A Redis command failed that no fault explains: no disagreement,
+        // the replay cannot go on.
+        if let Some(failure) = self.shared.borrow_mut().cache_failure.take() {
+            return Err(failure);
+        }
         self.compared += 1;
         match (model, state) {
             (ModelResult::Waits, InFlight::Waiting(handle)) => {
@@ -321,6 +333,23 @@ impl Inner {
             tokio::time::sleep(POLL).await;
         }
         Ok(())
+    }
+
+    /// What the servers hold at the end: the committed customers, the live
+    /// cache entries, and the services' Stripe customers and breaches.
+    pub(super) async fn final_state(&mut self) -> Result<State, String> {
+        let customers = self.committed().await.map_err(|e| e.to_string())?;
+        let cache = cache_entries(&self.shared)
+            .await
+            .map_err(|e| format!("Redis: cannot read back the cache: {e}"))?;
+        let services = self.shared.borrow();
+        Ok(State {
+            customers,
+            cache,
+            stripe: services.stripe.customers().to_vec(),
+            breaches: services.breaches.clone(),
+        }
+        .canonical())
     }
 
     /// The committed customers, as a fresh connection reads them.
