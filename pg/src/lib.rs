@@ -105,6 +105,22 @@ pub fn services_with(seed: u64, constraints: Constraints, cache: CacheStore) -> 
     }))
 }
 
+/// Sets a connection's cut cache for as long as it lives.
+struct CutWhile<'c>(&'c RefCell<Option<RedisCache>>);
+
+impl<'c> CutWhile<'c> {
+    fn new(slot: &'c RefCell<Option<RedisCache>>, cut: RedisCache) -> CutWhile<'c> {
+        *slot.borrow_mut() = Some(cut);
+        CutWhile(slot)
+    }
+}
+
+impl Drop for CutWhile<'_> {
+    fn drop(&mut self) {
+        self.0.borrow_mut().take();
+    }
+}
+
 /// One request's connection.
 pub struct PgConn {
     conn: Mutex<PgConnection>,
@@ -176,17 +192,20 @@ impl PgConn {
                     return Outcome::CacheError { error: CacheError::Down };
                 };
                 let down = Outcome::CacheError { error: CacheError::Down };
-                match redis.cut().await {
-                    Ok(cut) => *self.cut.borrow_mut() = Some(cut),
+                let cut = match redis.cut().await {
+                    Ok(cut) => cut,
                     Err(error) => {
+                        self.tick();
                         self.cache_failed(RedisError(format!(
                             "cannot cut a connection for cache_down: {error}"
                         )));
                         return down;
                     }
-                }
+                };
+                // Cleared when the operation ends, also if its future is dropped.
+                let _cut = CutWhile::new(&self.cut, cut);
                 let outcome = self.perform(op.clone()).await;
-                self.cut.take();
+                drop(_cut);
                 if outcome != down {
                     let what =
                         format!("{} on a closed connection answered {}", op.summary(), outcome.summary());

@@ -76,6 +76,9 @@ async fn round(
     let sent: Vec<(RequestOutcome, Vec<RequestOutcome>)> = match tokio::time::timeout(limit, requests).await {
         Ok(sent) => sent,
         Err(_) => {
+            if let Some(failure) = shared.borrow_mut().cache_failure.take() {
+                panic!("{}: the round cannot be judged: {failure}", scenario.name);
+            }
             return vec![Violation {
                 invariant: Invariant::Terminates,
                 requests: (0..n).collect(),

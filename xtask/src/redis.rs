@@ -37,12 +37,26 @@ impl Server {
                 find_binary().ok_or("redis-server was installed but is not on the PATH or in /usr/bin")?
             }
         };
-        let dir = std::env::temp_dir().join(format!("cusim-redis-{}", std::process::id()));
+        // The free port may be taken before the server binds it: a few tries.
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            match Server::start_once(&binary, attempt) {
+                Ok(server) => return Ok(server),
+                Err(error) => failures.push(error),
+            }
+        }
+        Err(failures.join("\n"))
+    }
+
+    fn start_once(binary: &std::path::Path, attempt: u32) -> Result<Server, String> {
+        let dir = std::env::temp_dir().join(format!("cusim-redis-{}-{attempt}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let port = free_port()?;
         let password = format!("cusim-{}", std::process::id());
-        let child = Command::new(&binary)
+        let stderr =
+            std::fs::File::create(dir.join("stderr")).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let spawned = Command::new(binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "yes"])
             // No persistence: nothing of a run outlives the server.
             .args(["--save", "", "--appendonly", "no"])
@@ -53,10 +67,18 @@ impl Server {
             .arg(dir.join("log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+            // What it says before its log file is open (a bad option, say).
+            .stderr(stderr)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("cannot run {}: {error}", binary.display()));
+            }
+        };
         let url = format!("redis://:{password}@127.0.0.1:{port}");
+        // From here on, dropping the server stops it and removes its folder.
         let mut server = Server { child, dir, url };
         server.wait_ready(port, &password)?;
         eprintln!("==> redis: server on 127.0.0.1:{port} (folder {})", server.dir.display());
@@ -85,7 +107,8 @@ impl Server {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        format!("{}{}", read("stderr"), read("log"))
     }
 }
 

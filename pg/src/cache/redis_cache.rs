@@ -16,7 +16,9 @@
 //! - `{ns}:idem:{org}:{env}:{key}`: a claimed idempotency key, holding when
 //!   the claim expires.
 //!
-//! Each part is escaped (`%` and `:`), so a key names one slot.
+//! Each part is escaped (`%` and `:`), so a key names one slot. A script
+//! touches the keys of one slot, but they do not share a hash tag: this is
+//! a single Redis server, not a cluster.
 //!
 //! **Time.** The scripts never read Redis's clock: the caller passes its
 //! virtual clock, and each value that expires stores when (in virtual ms).
@@ -39,8 +41,10 @@ use redis::{AsyncConnectionConfig, Client, Script};
 
 /// What a real TTL adds to a virtual one (1 h of real time).
 pub const GARBAGE_SLACK_MS: u64 = 60 * 60 * 1_000;
-/// How long a command may take before the cache counts as gone.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a command may take before the cache counts as gone (shorter
+/// than the gated replay's patience with a statement, so a hung server is
+/// reported as a failure, not as a statement that never answered).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lua numbers are doubles: times and counts must stay below 2^53.
 const LUA_EXACT: u64 = 1 << 53;
@@ -164,7 +168,8 @@ impl RedisCache {
     }
 
     /// The same cache, reached through a connection the server has closed:
-    /// every command on it fails as on a cache that is down.
+    /// every command on it fails as on a cache that is down. (`CLIENT
+    /// KILL` needs a user that may run it: the default user may.)
     pub async fn cut(&self) -> Result<RedisCache, RedisError> {
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config()).await?;
         let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
@@ -249,7 +254,7 @@ impl RedisCache {
             .key(self.guard_key(key))
             .arg(mode_arg)
             .arg(exact(stamp.seq, "the read's seq")?)
-            .arg(stamp.epoch)
+            .arg(exact(stamp.epoch, "the read's invalidation count")?)
             .arg(exact(stamp.time_ms, "the read's time")?)
             .arg(exact(now_ms, "the clock")?)
             .arg(exact(expires_ms, "the entry's expiry")?)
@@ -372,8 +377,15 @@ impl RedisCache {
     /// Every key of this namespace.
     async fn keys(&self) -> Result<Vec<String>, RedisError> {
         let mut conn = self.conn.clone();
-        let pattern =
-            format!("{}:*", self.namespace.replace('[', "\\[").replace('*', "\\*").replace('?', "\\?"));
+        // The namespace as a glob: its own `\\`, `[`, `*` and `?` escaped.
+        let mut glob = String::new();
+        for c in self.namespace.chars() {
+            if matches!(c, '\\' | '[' | ']' | '*' | '?') {
+                glob.push('\\');
+            }
+            glob.push(c);
+        }
+        let pattern = format!("{glob}:*");
         let mut cursor = 0u64;
         let mut keys = Vec::new();
         loop {
@@ -403,7 +415,9 @@ impl RedisCache {
         let mut snapshot = CacheSnapshot::default();
         let mut conn = self.conn.clone();
         for name in self.keys().await? {
-            let Some((kind, scope, id)) = self.parse_key(&name) else { continue };
+            let Some((kind, scope, id)) = self.parse_key(&name) else {
+                return Err(RedisError(format!("{name:?} is not a key this cache writes")));
+            };
             let key = CacheKey { scope: scope.clone(), id: id.clone() };
             match kind {
                 "full" => {
@@ -417,10 +431,11 @@ impl RedisCache {
                 }
                 "guard" => {
                     let guard: Option<String> = redis::cmd("GET").arg(&name).query_async(&mut conn).await?;
-                    if let Some(guard) = guard.as_deref().and_then(parse_guard) {
-                        if now_ms < guard.expires_at_ms {
-                            snapshot.slots.entry(key).or_default().guard = Some(guard);
-                        }
+                    let Some(text) = guard else { continue };
+                    let guard = parse_guard(&text)
+                        .ok_or_else(|| RedisError(format!("{name:?} holds {text:?}, not a guard")))?;
+                    if now_ms < guard.expires_at_ms {
+                        snapshot.slots.entry(key).or_default().guard = Some(guard);
                     }
                 }
                 "idem" => {
@@ -430,7 +445,7 @@ impl RedisCache {
                         snapshot.claims.insert((scope, id), expires);
                     }
                 }
-                _ => {}
+                _ => return Err(RedisError(format!("{name:?} is not a key this cache writes"))),
             }
         }
         snapshot.slots.retain(|_, s| !s.is_empty());

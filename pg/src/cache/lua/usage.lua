@@ -6,4 +6,5 @@
 if not holds_live_customer(KEYS[1], tonumber(ARGV[1]), ARGV[2]) then
   return false
 end
-return tonumber(redis.call('HGET', KEYS[1], 'u:' .. ARGV[3]) or '0')
+-- (As the stored string: a Lua number would round usage beyond 2^53.)
+return redis.call('HGET', KEYS[1], 'u:' .. ARGV[3]) or '0'
