@@ -68,8 +68,7 @@ pub async fn cache_snapshot(shared: &Shared) -> Result<CacheSnapshot, RedisError
 
 /// The live cache entries of `shared` at the shared clock, by key.
 pub async fn cache_entries(shared: &Shared) -> Result<Vec<(CacheKey, FullCustomer)>, RedisError> {
-    let snapshot = cache_snapshot(shared).await?;
-    Ok(snapshot.slots.into_iter().filter_map(|(key, slot)| slot.entry.map(|entry| (key, entry))).collect())
+    Ok(cache_snapshot(shared).await?.into_entries())
 }
 
 /// Evicts `key` from the cache of `shared` (a real `DEL` on Redis).

@@ -452,17 +452,6 @@ impl RedisCache {
         Ok(snapshot)
     }
 
-    /// The live entries at `now_ms`, by key.
-    pub async fn entries(&self, now_ms: u64) -> Result<Vec<(CacheKey, FullCustomer)>, RedisError> {
-        Ok(self
-            .snapshot(now_ms)
-            .await?
-            .slots
-            .into_iter()
-            .filter_map(|(key, slot)| slot.entry.map(|entry| (key, entry)))
-            .collect())
-    }
-
     /// Deletes every key of this namespace.
     pub async fn clear(&self) -> Result<(), RedisError> {
         let keys = self.keys().await?;
@@ -537,6 +526,11 @@ impl SlotState {
 }
 
 impl CacheSnapshot {
+    /// The live entries, by key.
+    pub fn into_entries(self) -> Vec<(CacheKey, FullCustomer)> {
+        self.slots.into_iter().filter_map(|(key, slot)| slot.entry.map(|entry| (key, entry))).collect()
+    }
+
     /// The in-memory model's cache, as a snapshot at `now_ms` sees it.
     pub fn of(cache: &cusim::backend::mem::Cache, now_ms: u64) -> CacheSnapshot {
         let mut slots: BTreeMap<CacheKey, SlotState> =

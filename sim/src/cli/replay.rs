@@ -227,18 +227,12 @@ fn print_postgres(report: &PgReport) {
         names(&r.postgres_verdict)
     );
     let cache = if r.on_redis { " (cache on Redis)" } else { "" };
-    if let Some(failure) = &r.failure {
-        println!("postgres{cache}: the replay ended early: {failure}");
-    } else if let Some(d) = &r.divergence {
-        println!("postgres{cache} DISAGREES with the model: {d}");
-    } else if !r.state_agrees {
-        println!("postgres{cache} DISAGREES with the model: the committed customers differ");
-    } else if !r.cache_agrees {
-        println!("postgres{cache} DISAGREES with the model: the cache entries at the end differ");
-    } else if r.model_verdict != r.postgres_verdict {
-        println!("postgres{cache} DISAGREES with the model: the verdicts differ");
-    } else {
-        println!("postgres{cache} agrees with the model: every answer, the final state and the verdict");
+    match (&r.failure, r.disagreement()) {
+        (Some(failure), _) => println!("postgres{cache}: the replay ended early: {failure}"),
+        (None, Some(why)) => println!("postgres{cache} DISAGREES with the model: {why}"),
+        (None, None) => {
+            println!("postgres{cache} agrees with the model: every answer, the final state and the verdict")
+        }
     }
 }
 
@@ -253,12 +247,9 @@ fn postgres_note(report: &PgReport) -> String {
             )
         }
         Some(r) => {
-            let why = match (&r.failure, &r.divergence) {
-                (Some(failure), _) => format!("ended early: {failure}"),
-                (None, Some(d)) => d.to_string(),
-                (None, None) if !r.state_agrees => "the committed customers differ".to_owned(),
-                (None, None) if !r.cache_agrees => "the cache entries at the end differ".to_owned(),
-                (None, None) => "the verdicts differ".to_owned(),
+            let why = match &r.failure {
+                Some(failure) => format!("ended early: {failure}"),
+                None => r.disagreement().unwrap_or_default(),
             };
             format!("postgres, followed in lockstep: DISAGREES with the model: {why}")
         }

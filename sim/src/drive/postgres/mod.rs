@@ -141,6 +141,24 @@ impl PgReplay {
             && self.cache_agrees
             && self.model_verdict == self.postgres_verdict
     }
+
+    /// What the two sides disagree on first, unless the replay ended early
+    /// (`failure`) or they agree.
+    pub fn disagreement(&self) -> Option<String> {
+        if self.failure.is_some() {
+            return None;
+        }
+        if let Some(divergence) = &self.divergence {
+            return Some(divergence.to_string());
+        }
+        if !self.state_agrees {
+            return Some("the committed customers differ".into());
+        }
+        if !self.cache_agrees {
+            return Some("the cache entries at the end differ".into());
+        }
+        (self.model_verdict != self.postgres_verdict).then(|| "the verdicts differ".into())
+    }
 }
 
 /// Replays `schedule` of `scenario` under `strategy` on `target`, in a
