@@ -6,7 +6,7 @@ mod support;
 use cusim::backend::mem::{Fault, FaultAction, Finished};
 use cusim::backend::{CacheKey, Point};
 use cusim::flow::{Request, Response, Strategy};
-use cusim::model::{Catalog, CustomerData, ErrorCode, ProductKind, Scope};
+use cusim::model::{ApiError, Catalog, CustomerData, ErrorCode, ProductKind, Scope};
 use support::*;
 
 fn trial_catalog() -> Catalog {
@@ -22,6 +22,7 @@ fn check_auto_creates_with_customer_data_and_computes_allowed() {
             feature_id: "words".into(),
             required_balance: 1000,
             customer_data: Some(data(Some("Auto"), Some("auto@example.com"))),
+            auto_create: true,
             org: None,
             env: None,
         };
@@ -70,6 +71,7 @@ fn filling_an_empty_name_invalidates_the_cached_customer() {
             feature_id: "words".into(),
             required_balance: 1,
             customer_data: Some(data(Some("Named"), None)),
+            auto_create: true,
             org: None,
             env: None,
         };
@@ -203,5 +205,43 @@ fn pre_existing_customers_in_two_orgs_are_separate() {
         assert_ne!(a.customer.internal_id, b.customer.internal_id);
         assert_eq!(b.customer.org_id, "org_2");
         assert!(sim.world.isolation_breaches().is_empty());
+    });
+}
+
+#[test]
+fn check_and_track_without_auto_create_find_or_report_the_customer_missing() {
+    for_each_strategy(|strategy| {
+        let mut sim = Sim::new(strategy, free_catalog());
+        let without = |request: Request| match request {
+            Request::Check { customer_id, feature_id, required_balance, customer_data, org, env, .. } => {
+                Request::Check {
+                    customer_id,
+                    feature_id,
+                    required_balance,
+                    customer_data,
+                    auto_create: false,
+                    org,
+                    env,
+                }
+            }
+            Request::Track { customer_id, feature_id, value, customer_data, org, env, .. } => {
+                Request::Track { customer_id, feature_id, value, customer_data, auto_create: false, org, env }
+            }
+            other => other,
+        };
+        for request in [Request::check("ghost", "words"), Request::track("ghost", "words", 2)] {
+            let error = sim.run(&without(request)).expect_err("no customer, no auto-create");
+            assert_eq!(error, ApiError::not_found("ghost"));
+        }
+        assert!(sim.world.committed_customers().is_empty(), "{strategy}: nothing was created");
+        sim.run(&Request::create(Some("known"), CustomerData::default())).unwrap();
+        let Response::Track(track) = sim.run(&without(Request::track("known", "words", 2))).unwrap() else {
+            panic!("a track response")
+        };
+        assert_eq!(track.value, 2);
+        let Response::Check(check) = sim.run(&without(Request::check("known", "words"))).unwrap() else {
+            panic!("a check response")
+        };
+        assert_eq!(check.balance.map(|b| b.usage), Some(2), "{strategy}");
     });
 }

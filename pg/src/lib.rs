@@ -24,9 +24,10 @@ use cusim::backend::mem::{Fault, IsolationBreach, Stripe};
 use cusim::backend::*;
 use cusim::model::FullCustomer;
 use cusim::model::Scope;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
-use tokio::sync::Mutex;
+use sqlx::{Connection, PgConnection, Postgres};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 /// What the connections of one run share: the cache, Stripe, the id
 /// generator and the clocks.
@@ -120,9 +121,36 @@ impl Drop for CutWhile<'_> {
     }
 }
 
+/// The database connection a [`PgConn`] runs on: its own, or one lent by
+/// a pool (`cusim serve`).
+enum Link {
+    Own(PgConnection),
+    Pooled(PoolConnection<Postgres>),
+}
+
+impl std::ops::Deref for Link {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Link::Own(conn) => conn,
+            Link::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Link {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Link::Own(conn) => conn,
+            Link::Pooled(conn) => conn,
+        }
+    }
+}
+
 /// One request's connection.
 pub struct PgConn {
-    conn: Mutex<PgConnection>,
+    conn: Mutex<Link>,
     in_txn: Cell<bool>,
     shared: Shared,
     /// The request this connection serves.
@@ -145,14 +173,31 @@ impl PgConn {
         request: usize,
     ) -> Result<PgConn, sqlx::Error> {
         let conn = PgConnection::connect_with(options).await?;
-        Ok(PgConn {
-            conn: Mutex::new(conn),
+        Ok(PgConn::on(Link::Own(conn), shared, request))
+    }
+
+    /// Request number `request` on a connection lent by a pool. The
+    /// connection goes back to the pool when this is dropped, unless a
+    /// transaction is still open on it (the request was cut short): then
+    /// it is closed, and the server rolls the transaction back.
+    pub fn pooled(conn: PoolConnection<Postgres>, shared: Shared, request: usize) -> PgConn {
+        PgConn::on(Link::Pooled(conn), shared, request)
+    }
+
+    fn on(link: Link, shared: Shared, request: usize) -> PgConn {
+        PgConn {
+            conn: Mutex::new(link),
             in_txn: Cell::new(false),
             shared,
             request,
             skew_ms: Cell::new(0),
             cut: RefCell::new(None),
-        })
+        }
+    }
+
+    /// The database connection, for one statement or a few.
+    async fn link(&self) -> MappedMutexGuard<'_, PgConnection> {
+        MutexGuard::map(self.conn.lock().await, |link| &mut **link)
     }
 
     /// Serves an app instance whose clock is `skew_ms` off.
@@ -161,13 +206,13 @@ impl PgConn {
     }
 
     /// The connection itself (for reading back state outside the flows).
-    pub async fn raw(&self) -> tokio::sync::MutexGuard<'_, PgConnection> {
-        self.conn.lock().await
+    pub async fn raw(&self) -> MappedMutexGuard<'_, PgConnection> {
+        self.link().await
     }
 
     /// This connection's backend process id (to find it in `pg_stat_activity`).
     pub async fn backend_pid(&self) -> Result<i32, sqlx::Error> {
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await
     }
 
@@ -182,7 +227,7 @@ impl PgConn {
             None => self.perform(op.clone()).await,
             Some(Fault::DbError) => {
                 self.tick();
-                self.roll_back_open(&mut *self.conn.lock().await).await;
+                self.roll_back_open(&mut *self.link().await).await;
                 Outcome::DbError { error: DbError::Unavailable }
             }
             Some(Fault::CacheDown) => {
@@ -216,7 +261,7 @@ impl PgConn {
                 self.perform(op.clone()).await;
                 let timeout = op.timeout();
                 if matches!(timeout, Outcome::DbError { .. }) {
-                    self.roll_back_open(&mut *self.conn.lock().await).await;
+                    self.roll_back_open(&mut *self.link().await).await;
                 }
                 timeout
             }
@@ -267,6 +312,14 @@ impl PgConn {
     async fn roll_back_open(&self, conn: &mut PgConnection) {
         if self.in_txn.replace(false) {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        }
+    }
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if let (true, Link::Pooled(conn)) = (self.in_txn.get(), self.conn.get_mut()) {
+            conn.close_on_drop();
         }
     }
 }
@@ -326,7 +379,7 @@ impl Backend for PgConn {
 impl PgConn {
     /// The `(org, env)` of customer `internal_id`, as this connection sees it.
     async fn scope_of(&self, internal_id: &str) -> Option<Scope> {
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT org_id, env FROM customers WHERE internal_id = $1")
                 .bind(internal_id)

@@ -85,6 +85,37 @@ pub async fn create(
     strategy: Strategy,
     catalog: &Catalog,
 ) -> Result<Database, SetupError> {
+    prepare(url, schema, strategy, catalog, Start::Fresh).await
+}
+
+/// Brings schema `schema` up to date for `strategy`, keeping its
+/// customers, and loads `catalog` in place of the one it had: what a
+/// server does when it starts (`cusim serve`). A schema made for another
+/// strategy is refused (their unique indexes differ).
+pub async fn migrate(
+    url: &str,
+    schema: &str,
+    strategy: Strategy,
+    catalog: &Catalog,
+) -> Result<Database, SetupError> {
+    prepare(url, schema, strategy, catalog, Start::Keep).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Drop whatever is there: a run's own schema.
+    Fresh,
+    /// Keep the rows: a server's schema.
+    Keep,
+}
+
+async fn prepare(
+    url: &str,
+    schema: &str,
+    strategy: Strategy,
+    catalog: &Catalog,
+    start: Start,
+) -> Result<Database, SetupError> {
     let options = parse_url(url)?;
     let target = format!("{}:{}", options.get_host(), options.get_port());
     let connect_error =
@@ -96,12 +127,39 @@ pub async fn create(
         return Err(schema_error(&"a schema name is lowercase letters, digits and underscores"));
     }
     let mut admin = PgConnection::connect_with(&options).await.map_err(connect_error)?;
-    let reset = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};");
-    sqlx::raw_sql(AssertSqlSafe(reset)).execute(&mut admin).await.map_err(|e| schema_error(&e))?;
+    let make = match start {
+        Start::Fresh => format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"),
+        Start::Keep => format!("CREATE SCHEMA IF NOT EXISTS {schema};"),
+    };
+    sqlx::raw_sql(AssertSqlSafe(make)).execute(&mut admin).await.map_err(|e| schema_error(&e))?;
     admin.close().await.map_err(connect_error)?;
 
     let options = options.options([("search_path", schema)]).application_name(&application_name(schema));
     let mut conn = PgConnection::connect_with(&options).await.map_err(connect_error)?;
+    // Which strategy the schema was made for.
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS cusim_strategy (strategy text NOT NULL)")
+        .execute(&mut conn)
+        .await
+        .map_err(|e| schema_error(&e))?;
+    let made_for: Option<String> = sqlx::query_scalar("SELECT strategy FROM cusim_strategy")
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| schema_error(&e))?;
+    match made_for {
+        Some(made_for) if made_for != strategy.as_str() => {
+            return Err(schema_error(&format!(
+                "it was made for strategy {made_for}, not {strategy}: name another schema"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            sqlx::query("INSERT INTO cusim_strategy (strategy) VALUES ($1)")
+                .bind(strategy.as_str())
+                .execute(&mut conn)
+                .await
+                .map_err(|e| schema_error(&e))?;
+        }
+    }
     let mut base = sqlx::migrate!("../migrations/base");
     base.set_locking(false);
     base.set_ignore_missing(true);
@@ -116,13 +174,18 @@ pub async fn create(
         own.set_ignore_missing(true);
         own.run(&mut conn).await.map_err(|e| schema_error(&e))?;
     }
+    if start == Start::Keep {
+        sqlx::raw_sql("TRUNCATE products, catalog").execute(&mut conn).await.map_err(|e| schema_error(&e))?;
+    }
     load_catalog(&mut conn, catalog).await.map_err(|e| schema_error(&e))?;
-    // Autovacuum may truncate a table (an exclusive lock, briefly) after
-    // rolled-back inserts: a wait nobody asked for. The tables are small
-    // and short-lived; they need no vacuuming.
-    for table in ["customers", "customer_products", "balances", "products", "catalog"] {
-        let quiet = format!("ALTER TABLE {table} SET (autovacuum_enabled = false)");
-        sqlx::raw_sql(AssertSqlSafe(quiet)).execute(&mut conn).await.map_err(|e| schema_error(&e))?;
+    if start == Start::Fresh {
+        // Autovacuum may truncate a table (an exclusive lock, briefly)
+        // after rolled-back inserts: a wait nobody asked for. A run's
+        // tables are small and short-lived; they need no vacuuming.
+        for table in ["customers", "customer_products", "balances", "products", "catalog"] {
+            let quiet = format!("ALTER TABLE {table} SET (autovacuum_enabled = false)");
+            sqlx::raw_sql(AssertSqlSafe(quiet)).execute(&mut conn).await.map_err(|e| schema_error(&e))?;
+        }
     }
     conn.close().await.map_err(connect_error)?;
     Ok(Database { schema: schema.to_owned(), options })

@@ -83,7 +83,7 @@ impl PgConn {
                    SET usage = balances.usage + EXCLUDED.usage, applied_keys = balances.applied_keys || $4::text \
                    WHERE NOT ($4::text = ANY (balances.applied_keys)) RETURNING usage";
         let read = "SELECT usage FROM balances WHERE internal_customer_id = $1 AND feature_id = $2";
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let added = sqlx::query_scalar(add)
             .bind(internal_id)
             .bind(feature_id)
@@ -119,7 +119,7 @@ impl PgConn {
              ON CONFLICT (internal_customer_id, feature_id) DO UPDATE SET usage = balances.usage + EXCLUDED.usage \
              RETURNING usage"
         };
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         match sqlx::query_scalar(sql)
             .bind(internal_id)
             .bind(feature_id)
@@ -137,7 +137,7 @@ impl PgConn {
     pub(crate) async fn begin(&self) -> Result<(), DbError> {
         // Every operation is one step of logical time, as in the model.
         self.tick();
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         sqlx::query("BEGIN").execute(&mut *conn).await.map_err(db_error)?;
         self.in_txn.set(true);
         Ok(())
@@ -154,7 +154,7 @@ impl PgConn {
             "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE org_id = $1 AND env = $2 AND id = $3{}",
             lock_clause(lock)
         );
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(&scope.org_id)
             .bind(scope.env.as_str())
@@ -173,7 +173,7 @@ impl PgConn {
             "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE org_id = $1 AND env = $2 AND id IS NULL \
              AND email <> '' AND lower(email) = lower($3) ORDER BY seq"
         );
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(&scope.org_id)
             .bind(scope.env.as_str())
@@ -219,7 +219,7 @@ impl PgConn {
              RETURNING {CUSTOMER_COLUMNS}, (xmax <> 0) AS existed"
         );
         let metadata = serde_json::to_value(&customer.metadata).expect("metadata serializes");
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let result = sqlx::query(AssertSqlSafe(sql))
             .bind(&internal_id)
             .bind(&customer.scope.org_id)
@@ -269,7 +269,7 @@ impl PgConn {
         let sql = format!(
             "UPDATE customers SET id = $1 WHERE org_id = $2 AND env = $3 AND {filter} RETURNING {CUSTOMER_COLUMNS}"
         );
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let result = sqlx::query(AssertSqlSafe(sql))
             .bind(new_id)
             .bind(&scope.org_id)
@@ -300,7 +300,7 @@ impl PgConn {
                (coalesce(email, '') = '' AND $5::text IS NOT NULL) OR ($6 AND NOT stripe_wanted)) \
              RETURNING {CUSTOMER_COLUMNS}"
         );
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let result = sqlx::query(AssertSqlSafe(sql))
             .bind(&scope.org_id)
             .bind(scope.env.as_str())
@@ -318,7 +318,7 @@ impl PgConn {
 
     pub(crate) async fn list_defaults(&self, _scope: &Scope) -> Result<Vec<Product>, DbError> {
         self.tick();
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let result = sqlx::query(
             "SELECT id, \"group\", is_default, kind, features FROM products WHERE is_default AND \
              (kind <> 'paid' OR (SELECT coalesce(bool_or(force_paid_default), false) FROM catalog)) \
@@ -369,7 +369,7 @@ impl PgConn {
             "UPDATE customers SET processor = $4 WHERE org_id = $1 AND env = $2 AND internal_id = $3{}",
             if only_if_null { " AND processor IS NULL" } else { "" }
         );
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let result = sqlx::query(AssertSqlSafe(sql))
             .bind(&scope.org_id)
             .bind(scope.env.as_str())
@@ -400,7 +400,7 @@ impl PgConn {
             "INSERT INTO customer_products (id, internal_customer_id, product_id, \"group\", status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6){conflict} RETURNING id"
         );
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let result = sqlx::query(AssertSqlSafe(sql))
             .bind(&id)
             .bind(&product.internal_customer_id)
@@ -431,7 +431,7 @@ impl PgConn {
     /// of the key: runs in schemas of their own never share one.
     pub(crate) async fn advisory_lock(&self, scope: &Scope, key: &str) -> Result<(), DbError> {
         self.tick();
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let result =
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || $1, 0))")
                 .bind(advisory_key(scope, key))
@@ -448,7 +448,7 @@ impl PgConn {
         if !self.in_txn.replace(false) {
             return Ok(());
         }
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()).map_err(db_error)
     }
 
@@ -457,7 +457,7 @@ impl PgConn {
         if !self.in_txn.replace(false) {
             return Ok(());
         }
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         sqlx::query("ROLLBACK").execute(&mut *conn).await.map(|_| ()).map_err(db_error)
     }
 
@@ -475,7 +475,7 @@ impl PgConn {
         let select = format!(
             "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE org_id = $1 AND env = $2 AND {column} = $3"
         );
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.link().await;
         let own_txn = lock != RowLock::None && !self.in_txn.get();
         let result: Result<Option<FullCustomer>, sqlx::Error> = async {
             if own_txn {

@@ -40,14 +40,16 @@ pub async fn get_customer<D: Design, B: Backend>(
 }
 
 /// The customer a check or track is about: from the cache, else the DB,
-/// else created with `customer_data` (SPEC §3's get-or-create).
+/// else created with `customer_data` (SPEC §3's get-or-create); with no
+/// customer data (API versions from 2.1.0 on), a missing customer is
+/// `customer_not_found`.
 async fn get_or_create<D: Design, B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: &CustomerId,
-    customer_data: &CustomerData,
+    customer_data: Option<&CustomerData>,
 ) -> Result<FullCustomer, ApiError> {
-    let found = D::get_or_create(ctx, customer_id, Some(customer_data)).await?;
-    Ok(found.expect("get-or-create with customer data always yields a customer"))
+    let found = D::get_or_create(ctx, customer_id, customer_data).await?;
+    found.ok_or_else(|| ApiError::not_found(customer_id.as_str()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,14 +63,15 @@ pub struct CheckResponse {
     pub customer: FullCustomer,
 }
 
-/// `POST /check`: get-or-create the customer, then
+/// `POST /check`: get-or-create the customer (or find it, with no
+/// `customer_data`), then
 /// `allowed = granted - usage >= required_balance`.
 pub async fn check<D: Design, B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: &str,
     feature_id: &str,
     required_balance: i64,
-    customer_data: &CustomerData,
+    customer_data: Option<&CustomerData>,
 ) -> Result<CheckResponse, ApiError> {
     let id = parse_customer_id("customer_id", customer_id)?;
     let customer = get_or_create::<D, B>(ctx, &id, customer_data).await?;
@@ -93,13 +96,14 @@ pub struct TrackResponse {
     pub customer: FullCustomer,
 }
 
-/// `POST /track`: get-or-create the customer, then record `value` of usage.
+/// `POST /track`: get-or-create the customer (or find it, with no
+/// `customer_data`), then record `value` of usage.
 pub async fn track<D: Design, B: Backend>(
     ctx: &Ctx<'_, B>,
     customer_id: &str,
     feature_id: &str,
     value: i64,
-    customer_data: &CustomerData,
+    customer_data: Option<&CustomerData>,
 ) -> Result<TrackResponse, ApiError> {
     let id = parse_customer_id("customer_id", customer_id)?;
     let customer = get_or_create::<D, B>(ctx, &id, customer_data).await?;

@@ -63,6 +63,10 @@ pub enum Request {
         required_balance: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         customer_data: Option<CustomerData>,
+        /// Whether a missing customer is created (API versions below
+        /// 2.1.0 and scenarios); `false`: `customer_not_found`.
+        #[serde(default = "default_true", skip_serializing_if = "is_true")]
+        auto_create: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         org: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +79,10 @@ pub enum Request {
         value: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         customer_data: Option<CustomerData>,
+        /// Whether a missing customer is created (API versions below
+        /// 2.1.0 and scenarios); `false`: `customer_not_found`.
+        #[serde(default = "default_true", skip_serializing_if = "is_true")]
+        auto_create: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         org: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,6 +143,7 @@ impl Request {
             feature_id: feature_id.to_owned(),
             required_balance: 1,
             customer_data: None,
+            auto_create: true,
             org: None,
             env: None,
         }
@@ -146,6 +155,7 @@ impl Request {
             feature_id: feature_id.to_owned(),
             value,
             customer_data: None,
+            auto_create: true,
             org: None,
             env: None,
         }
@@ -294,13 +304,15 @@ pub async fn execute_as<D: Design, B: Backend>(
             let customer = create_customer::<D, B>(&ctx, id.as_deref(), &data, &options).await?;
             Ok(Response::Customer { customer })
         }
-        Request::Check { customer_id, feature_id, required_balance, customer_data, .. } => {
-            let data = customer_data.clone().unwrap_or_default();
-            Ok(Response::Check(check::<D, B>(&ctx, customer_id, feature_id, *required_balance, &data).await?))
+        Request::Check { customer_id, feature_id, required_balance, customer_data, auto_create, .. } => {
+            let data = auto_create.then(|| customer_data.clone().unwrap_or_default());
+            Ok(Response::Check(
+                check::<D, B>(&ctx, customer_id, feature_id, *required_balance, data.as_ref()).await?,
+            ))
         }
-        Request::Track { customer_id, feature_id, value, customer_data, .. } => {
-            let data = customer_data.clone().unwrap_or_default();
-            Ok(Response::Track(track::<D, B>(&ctx, customer_id, feature_id, *value, &data).await?))
+        Request::Track { customer_id, feature_id, value, customer_data, auto_create, .. } => {
+            let data = auto_create.then(|| customer_data.clone().unwrap_or_default());
+            Ok(Response::Track(track::<D, B>(&ctx, customer_id, feature_id, *value, data.as_ref()).await?))
         }
         Request::Get { customer_id, .. } => {
             Ok(Response::Customer { customer: get_customer::<D, B>(&ctx, customer_id).await? })

@@ -19,11 +19,12 @@ struct CrateDir {
 }
 
 /// The project's crates.
-const CRATES: [CrateDir; 5] = [
+const CRATES: [CrateDir; 6] = [
     CrateDir { dir: "src", exclude: &[] },
     CrateDir { dir: "sim/src", exclude: &["cli"] },
     CrateDir { dir: "sim/src/cli", exclude: &[] },
     CrateDir { dir: "pg/src", exclude: &[] },
+    CrateDir { dir: "serve/src", exclude: &[] },
     CrateDir { dir: "xtask/src", exclude: &[] },
 ];
 

@@ -3,6 +3,7 @@
 //! non-zero when anything failed or could not be built.
 
 mod cycles;
+mod node;
 mod postgres;
 mod redis;
 
@@ -134,11 +135,104 @@ fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
         ],
         &envs,
     ));
+    tally.add(cargo_tests(
+        "postgres",
+        &[
+            "test",
+            "--release",
+            "--no-fail-fast",
+            "-p",
+            "cusim-serve",
+            "--features",
+            "pg-tests",
+            "--test",
+            "pg_http",
+        ],
+        &envs,
+    ));
+    tally
+}
+
+/// Reads node's TAP summary: `# pass 12`, `# fail 0` (a cancelled test
+/// counts as failed).
+fn parse_tap_summary(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("# ")?;
+    let (word, n) = rest.split_once(' ')?;
+    let n: u64 = n.trim().parse().ok()?;
+    match word {
+        "pass" => Some((n, 0)),
+        "fail" | "cancelled" => Some((0, n)),
+        _ => None,
+    }
+}
+
+/// `client-tests/`: the plan's acceptance cases through autumn-js against
+/// `cusim serve`, in memory and on throwaway Postgres and Redis servers.
+fn http_tests(ci: &[(&str, &str)]) -> Tally {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let failed = |what: String| {
+        eprintln!("http: {what}");
+        Tally { runner_failed: true, ..Tally::default() }
+    };
+    if let Err(error) = node::ensure() {
+        return failed(format!("no Node: {error}"));
+    }
+    eprintln!("==> http: cargo build --release -p cusim-sim --bin cusim");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "cusim-sim", "--bin", "cusim"])
+        .current_dir(&root)
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        return failed("could not build cusim".into());
+    }
+    let tests = root.join("client-tests");
+    eprintln!("==> http: npm ci (in client-tests/)");
+    let installed = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&tests)
+        .stdout(Stdio::null())
+        .status();
+    if !installed.is_ok_and(|s| s.success()) {
+        return failed("npm ci failed in client-tests/".into());
+    }
+    let server = match postgres::Server::start() {
+        Ok(server) => server,
+        Err(error) => return failed(format!("could not start a Postgres server: {error}")),
+    };
+    let redis = match redis::Server::start() {
+        Ok(redis) => redis,
+        Err(error) => return failed(format!("could not start a Redis server: {error}")),
+    };
+    let bin = root.join("target/release/cusim");
+    let bin = bin.to_string_lossy();
+    let mut envs = ci.to_vec();
+    envs.extend([
+        ("CUSIM_BIN", &*bin),
+        ("DATABASE_URL", server.url.as_str()),
+        ("REDIS_URL", redis.url.as_str()),
+    ]);
+    // One file at a time (Node 18 has no `--test-concurrency`): the race
+    // cases' servers get the machine to themselves.
+    let mut files: Vec<String> = match std::fs::read_dir(tests.join("test")) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".test.js"))
+            .collect(),
+        Err(error) => return failed(format!("cannot list client-tests/test: {error}")),
+    };
+    files.sort();
+    let mut tally = Tally::default();
+    for file in files {
+        eprintln!("==> http: node --test test/{file} (in client-tests/)");
+        let mut command = Command::new("node");
+        command.args(["--test", "--test-reporter=tap"]).arg(format!("test/{file}")).current_dir(&tests);
+        tally.add(run_counted("http", "node --test", command, &envs, parse_tap_summary, true));
+    }
     tally
 }
 
 /// The test modes, in the order they run.
-const MODES: [&str; 6] = ["unit", "stepper", "postgres", "madsim", "loom", "browser"];
+const MODES: [&str; 7] = ["unit", "stepper", "postgres", "http", "madsim", "loom", "browser"];
 
 /// madsim's seeds: fixed, so CI runs the same 1000 every time.
 const MADSIM_FIRST_SEED: &str = "1";
@@ -212,10 +306,13 @@ fn run_mode(mode: &str) -> Tally {
     let ci = [("CI", "true")];
     match mode {
         "unit" => {
-            cargo_tests("unit", &["test", "--release", "--no-fail-fast", "-p", "cusim", "-p", "xtask"], &ci)
+            let args =
+                ["test", "--release", "--no-fail-fast", "-p", "cusim", "-p", "cusim-serve", "-p", "xtask"];
+            cargo_tests("unit", &args, &ci)
         }
         "stepper" => cargo_tests("stepper", &["test", "--release", "--no-fail-fast", "-p", "cusim-sim"], &ci),
         "postgres" => postgres_tests(&ci),
+        "http" => http_tests(&ci),
         "madsim" => madsim_tests(&ci),
         "loom" => loom_tests(&ci),
         "browser" => browser_checks(&ci),
@@ -267,11 +364,11 @@ fn cargo_bench(name: &str, args: &[&str], envs: &[(&str, &str)]) -> bool {
     }
 }
 
-const BENCHES: [&str; 2] = ["explore", "contention"];
+const BENCHES: [&str; 3] = ["explore", "contention", "http"];
 
-/// `cargo xtask bench [explore] [contention]`: the criterion benchmarks;
-/// the madsim half of `explore` in its own build, `contention` against a
-/// throwaway Postgres server.
+/// `cargo xtask bench [explore] [contention] [http]`: the criterion
+/// benchmarks; the madsim half of `explore` in its own build, `contention`
+/// and `http` against throwaway Postgres and Redis servers.
 fn bench_all(only: &[String]) -> ExitCode {
     let mut ok = true;
     for bench in BENCHES.iter().filter(|b| only.is_empty() || only.iter().any(|o| o == *b)) {
@@ -282,20 +379,21 @@ fn bench_all(only: &[String]) -> ExitCode {
                 ok &=
                     cargo_bench("explore (madsim)", &["bench", "-p", "cusim", "--bench", "explore"], &madsim);
             }
-            _ => {
-                let _ =
-                    std::fs::remove_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/contention.txt"));
+            name => {
+                let (package, lines) = match name {
+                    "http" => ("cusim-serve", "http.txt"),
+                    _ => ("cusim", "contention.txt"),
+                };
+                let _ = std::fs::remove_file(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target").join(lines),
+                );
                 match postgres::Server::start().and_then(|pg| Ok((pg, redis::Server::start()?))) {
                     Ok((server, redis)) => {
                         let envs = [("DATABASE_URL", server.url.as_str()), ("REDIS_URL", redis.url.as_str())];
-                        ok &= cargo_bench(
-                            "contention",
-                            &["bench", "-p", "cusim", "--bench", "contention"],
-                            &envs,
-                        );
+                        ok &= cargo_bench(name, &["bench", "-p", package, "--bench", name], &envs);
                     }
                     Err(error) => {
-                        eprintln!("bench contention: could not start the servers: {error}");
+                        eprintln!("bench {name}: could not start the servers: {error}");
                         ok = false;
                     }
                 }
@@ -319,7 +417,7 @@ fn import_cycles() -> ExitCode {
         println!("cycle: {}", files.join(", "));
     }
     if circles.is_empty() {
-        println!("no import circle in src/, sim/src/, pg/src/, xtask/src/");
+        println!("no import circle in src/, sim/src/, pg/src/, serve/src/, xtask/src/");
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -348,7 +446,15 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_result_line;
+    use super::{parse_result_line, parse_tap_summary};
+
+    #[test]
+    fn parses_node_tap_summaries() {
+        assert_eq!(parse_tap_summary("# pass 12"), Some((12, 0)));
+        assert_eq!(parse_tap_summary("# fail 2"), Some((0, 2)));
+        assert_eq!(parse_tap_summary("# tests 14"), None);
+        assert_eq!(parse_tap_summary("ok 1 - case 1"), None);
+    }
 
     #[test]
     fn parses_libtest_result_lines() {

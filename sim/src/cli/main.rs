@@ -14,6 +14,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod explain;
 mod explore;
 mod replay;
+#[cfg(feature = "serve")]
+mod serve;
 
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::{self, BUILTINS};
@@ -160,6 +162,51 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Serve the flows over HTTP, speaking the modelled server's API, so that
+    /// its own client (autumn-js) drives them. Stripe is the in-process model
+    /// in every mode (no network). With no URL, everything is in memory.
+    #[cfg(feature = "serve")]
+    #[command(
+        after_help = "Examples:\n  cusim serve --strategy safe\n  cusim serve --strategy legacy --listen 127.0.0.1:0 --catalog fixtures/scenarios/r1-same-id-create.json \\\n      --key am_sk_test_local=org_1\n  cusim serve --strategy safe --database-url postgres://postgres@127.0.0.1:5432/postgres \\\n      --redis-url redis://127.0.0.1:6379\n\nThe first line on stdout is `listening on http://ADDR`; one log line per request goes to stderr.\nSIGINT or SIGTERM stops it after the requests in flight finish.\nExit codes: 0 stopped by a signal, 2 bad input or a server that could not start."
+    )]
+    Serve {
+        #[arg(long, value_enum)]
+        strategy: StrategyArg,
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:3100")]
+        listen: String,
+        /// A scenario file (SPEC §7) whose `products` and `force_paid_default`
+        /// are the catalog [default: one free default product "free" in group
+        /// "main" with 1000 "words"].
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<PathBuf>,
+        /// A secret key and its org, e.g. `am_sk_test_abc=org_1` (repeatable;
+        /// `am_sk_test_…` keys are sandbox, other `am_sk_…` keys live). Only
+        /// its SHA-256 is kept. None: a sandbox key for org_1 is made up and printed.
+        #[arg(long = "key", value_name = "KEY=ORG")]
+        keys: Vec<String>,
+        /// Run on this Postgres server (a connection pool), migrating the schema
+        /// on start and keeping its customers across restarts.
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// With --database-url: the cache on this Redis server instead of in memory.
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
+        /// With --database-url: the schema (and Redis key namespace) to serve
+        /// from [default: cusim_<strategy>].
+        #[arg(long)]
+        schema: Option<String>,
+        /// With --database-url: database connections at most.
+        #[arg(long, default_value_t = 16)]
+        pool_size: u32,
+        /// Hold each request this many milliseconds before each operation it
+        /// sends to its stores: widens every race window (demonstrations, tests).
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        pace: u64,
+        /// A request that takes longer is answered 503 `db_unavailable`.
+        #[arg(long, value_name = "MS", default_value_t = 30_000)]
+        timeout_ms: u64,
+    },
     /// What an invariant means, which races break it and which built-in
     /// scenario shows it; or, for a race (R1–R9), its interleaving and the
     /// invariants it breaks.
@@ -269,6 +316,30 @@ fn main() -> ExitCode {
             replay::run_replay(&scenario, strategy.into(), &schedule, backend, servers, &output)
         }
         Command::Explain { name, json } => explain::run_explain(name.as_deref(), json),
+        #[cfg(feature = "serve")]
+        Command::Serve {
+            strategy,
+            listen,
+            catalog,
+            keys,
+            database_url,
+            redis_url,
+            schema,
+            pool_size,
+            pace,
+            timeout_ms,
+        } => serve::run_serve(serve::ServeArgs {
+            strategy: strategy.into(),
+            listen,
+            catalog,
+            keys,
+            database_url,
+            redis_url,
+            schema,
+            pool_size,
+            pace_ms: pace,
+            timeout_ms,
+        }),
     };
     match result {
         Ok(code) => code,

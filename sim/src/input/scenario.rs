@@ -27,6 +27,8 @@ pub struct Scenario {
     /// one after another.
     #[serde(default)]
     pub customers: Vec<SeedCustomer>,
+    /// At least one, except in a catalog file (`cusim serve --catalog`).
+    #[serde(default)]
     pub requests: Vec<ScenarioRequest>,
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
@@ -301,8 +303,24 @@ impl Scenario {
         Scenario::parse(&text, path)
     }
 
+    /// The catalog of the scenario file at `path` (its `products` and
+    /// `force_paid_default`), checked as a scenario is, except that it
+    /// needs no requests: `cusim serve --catalog`.
+    pub fn load_catalog(path: &Path) -> Result<Catalog, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            origin: path.to_owned(),
+            json_path: String::new(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Ok(Scenario::parse_as(&text, path, false)?.catalog())
+    }
+
     /// Parses and checks a scenario; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_as(text, origin, true)
+    }
+
+    fn parse_as(text: &str, origin: &Path, needs_requests: bool) -> Result<Scenario, ScenarioError> {
         let error = |json_path: String, reason: String| ScenarioError {
             origin: origin.to_owned(),
             json_path,
@@ -322,16 +340,16 @@ impl Scenario {
             error(if path == "." { String::new() } else { path }, inner.to_string())
         })?;
         deserializer.end().map_err(|e| error(String::new(), e.to_string()))?;
-        scenario.check().map_err(|(path, reason)| error(path, reason))?;
+        scenario.check(needs_requests).map_err(|(path, reason)| error(path, reason))?;
         Ok(scenario)
     }
 
     /// The checks serde cannot make.
-    fn check(&self) -> Result<(), (String, String)> {
+    fn check(&self, needs_requests: bool) -> Result<(), (String, String)> {
         if self.name.trim().is_empty() {
             return Err(("name".into(), "must not be empty".into()));
         }
-        if self.requests.is_empty() {
+        if needs_requests && self.requests.is_empty() {
             return Err(("requests".into(), "must hold at least one request".into()));
         }
         for (i, product) in self.products.iter().enumerate() {

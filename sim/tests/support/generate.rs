@@ -81,12 +81,21 @@ pub fn request() -> impl Strategy<Value = Request> {
             feature_id: "words".into(),
             required_balance: 1,
             customer_data,
+            auto_create: true,
             org,
             env: None,
         });
     let track =
         (id, 1i64..=5, customer_data(), org()).prop_map(|(customer_id, value, customer_data, org)| {
-            Request::Track { customer_id, feature_id: "words".into(), value, customer_data, org, env: None }
+            Request::Track {
+                customer_id,
+                feature_id: "words".into(),
+                value,
+                customer_data,
+                auto_create: true,
+                org,
+                env: None,
+            }
         });
     prop_oneof![3 => create, 2 => check, 2 => track]
 }

@@ -38,6 +38,12 @@ impl IdGen {
             .next_u64()
     }
 
+    /// Drops `request`'s stream: it has ended and draws no more (a
+    /// long-running server keeps only the streams of requests in flight).
+    pub fn forget(&mut self, request: usize) {
+        self.streams.remove(&request);
+    }
+
     /// `prefix_` followed by 10 characters of Crockford base32, from
     /// `request`'s stream.
     pub fn next_id(&mut self, request: usize, prefix: &str) -> String {

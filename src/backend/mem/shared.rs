@@ -26,6 +26,8 @@ struct State {
     inserted: Vec<(String, RequestId)>,
     /// Every operation that completed, in the order it did.
     log: Vec<(RequestId, Op, Outcome)>,
+    /// Whether `inserted` and `log` are kept (not by a long-running server).
+    record: bool,
 }
 
 /// A world behind a lock, with a condition variable for lock waits.
@@ -36,8 +38,18 @@ pub struct SharedWorld {
 
 impl SharedWorld {
     pub fn new(world: World) -> Arc<SharedWorld> {
+        SharedWorld::with_record(world, true)
+    }
+
+    /// A world for a long-running server: nothing is kept about the
+    /// operations it applied (no log, no record of who inserted what).
+    pub fn serving(world: World) -> Arc<SharedWorld> {
+        SharedWorld::with_record(world, false)
+    }
+
+    fn with_record(world: World, record: bool) -> Arc<SharedWorld> {
         Arc::new(SharedWorld {
-            state: Mutex::new(State { world, inserted: Vec::new(), log: Vec::new() }),
+            state: Mutex::new(State { world, inserted: Vec::new(), log: Vec::new(), record }),
             ended: Condvar::new(),
         })
     }
@@ -60,10 +72,12 @@ impl SharedWorld {
         loop {
             match state.world.apply(request, op, None) {
                 Ok(outcome) => {
-                    if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
-                        state.inserted.push((row.internal_id.clone(), request));
+                    if state.record {
+                        if let Outcome::Insert { outcome: InsertOutcome::Inserted(row) } = &outcome {
+                            state.inserted.push((row.internal_id.clone(), request));
+                        }
+                        state.log.push((request, op.clone(), outcome.clone()));
                     }
-                    state.log.push((request, op.clone(), outcome.clone()));
                     // A transaction may have ended: waiters look again.
                     self.ended.notify_all();
                     return outcome;
@@ -73,7 +87,9 @@ impl SharedWorld {
                     // choices Postgres has (any member may be).
                     if state.world.in_cycle(request) {
                         let outcome = state.world.deadlock_victim(request);
-                        state.log.push((request, op.clone(), outcome.clone()));
+                        if state.record {
+                            state.log.push((request, op.clone(), outcome.clone()));
+                        }
                         self.ended.notify_all();
                         return outcome;
                     }

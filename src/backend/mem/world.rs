@@ -148,6 +148,12 @@ impl World {
 
     /// The id generator's state (a lockstep backend starts each operation
     /// from the same one).
+    /// Drops what the world keeps for `request`, which has ended (its id
+    /// stream): a long-running server's requests come and go.
+    pub fn forget_request(&mut self, request: RequestId) {
+        self.ids.forget(request);
+    }
+
     pub fn ids(&self) -> &IdGen {
         &self.ids
     }

@@ -1,0 +1,337 @@
+//! What HTTP costs: creates and checks through `cusim serve --strategy
+//! safe` (in process, the same code as the binary) over HTTP/1.1
+//! keep-alive connections, beside the same requests handed to the same
+//! engine directly, at 1, 8 and 32 concurrent clients; in memory, and on
+//! Postgres + Redis when `DATABASE_URL` and `REDIS_URL` name servers
+//! (`cargo xtask bench http` starts throwaway ones).
+//!
+//! A round is every client sending one create of a new id and then one
+//! check of it. Criterion times rounds (throughput: requests); each
+//! benchmark also prints a line `http: …` with requests per second and
+//! per-request p50 and p99, collected in `target/http.txt`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use cusim::flow::{Request, Strategy};
+use cusim::model::{Catalog, CustomerData, Product, ProductKind};
+use cusim_serve::{App, Config, Keys, PgSettings};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const CLIENTS: [usize; 3] = [1, 8, 32];
+const KEY: &str = "am_sk_test_bench";
+
+fn catalog() -> Catalog {
+    let free = Product {
+        id: "free".into(),
+        group: "main".into(),
+        is_default: true,
+        kind: ProductKind::Free,
+        features: [("words".to_owned(), 1000)].into_iter().collect(),
+    };
+    Catalog::new(vec![free], false)
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Connection {
+    reader: BufReader<TcpStream>,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> Connection {
+        let stream = TcpStream::connect(addr).await.expect("the server listens");
+        stream.set_nodelay(true).unwrap();
+        Connection { reader: BufReader::new(stream) }
+    }
+
+    /// POSTs `body` to `path`; the status.
+    async fn post(&mut self, path: &str, body: &str) -> u16 {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.reader.get_mut().write_all(request.as_bytes()).await.unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).await.unwrap();
+        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body).await.unwrap();
+        status
+    }
+}
+
+/// Latencies and errors of one benchmark.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    errors: u64,
+    wall: Duration,
+}
+
+impl Tally {
+    fn report(&self, name: &str) {
+        if self.latencies.is_empty() {
+            return; // Filtered out.
+        }
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let at = |q: f64| {
+            sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default()
+        };
+        let line = format!(
+            "http: {name}: {} requests, {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            sorted.len(),
+            sorted.len() as f64 / self.wall.as_secs_f64().max(1e-9),
+            at(0.50).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            self.errors
+        );
+        eprintln!("{line}");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/http.txt");
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// A server in process, on a runtime of its own; stopped when dropped.
+struct Server {
+    addr: SocketAddr,
+    app: Option<Arc<App>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(postgres: Option<PgSettings>) -> Server {
+        let mut keys = Keys::default();
+        keys.add(&format!("{KEY}=org_1")).unwrap();
+        let config = Config {
+            strategy: Strategy::Safe,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            catalog: catalog(),
+            keys,
+            postgres,
+            pace: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+        };
+        let (ready, started) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            let served = runtime.block_on(cusim_serve::serve(
+                config,
+                move |addr, app| {
+                    let _ = ready.send((addr, Arc::clone(app)));
+                },
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            if let Err(error) = served {
+                eprintln!("http: the server failed: {error}");
+            }
+        });
+        let (addr, app) = started.recv().expect("the server starts");
+        Server { addr, app: Some(app), stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The server shuts its engine down once it holds the only handle.
+        self.app.take();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The create and the check of round `round`'s client `client`.
+fn requests(label: &str, clients: usize, round: u64, client: usize) -> (String, String) {
+    let id = format!("{label}_c{clients}_r{round}_{client}");
+    (id.clone(), format!(r#"{{"customer_id":"{id}","feature_id":"words"}}"#))
+}
+
+/// Benchmarks `label`'s server; `postgres(name)` gives the settings of a
+/// fresh server (a schema of its own), `None` for memory. Each benchmark
+/// has a fresh server, so that none inherits another's customers.
+fn bench_mode(c: &mut Criterion, label: &str, postgres: impl Fn(&str) -> Option<PgSettings>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let round = Arc::new(AtomicU64::new(0));
+    let mut group = c.benchmark_group(format!("create_check_{label}"));
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    for clients in CLIENTS {
+        group.throughput(Throughput::Elements(2 * clients as u64));
+        // Over HTTP: each client its own keep-alive connection.
+        let server = Server::start(postgres(&format!("http_{clients}")));
+        let addr = server.addr;
+        let connections: Vec<Arc<tokio::sync::Mutex<Connection>>> = runtime
+            .block_on(async { futures_join((0..clients).map(|_| Connection::open(addr)).collect()).await })
+            .into_iter()
+            .map(|c| Arc::new(tokio::sync::Mutex::new(c)))
+            .collect();
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        group.bench_function(format!("http/{clients}"), |b| {
+            b.iter_custom(|rounds| {
+                run_rounds(&runtime, &round, clients, rounds, &tally, |client, n| {
+                    let conn = Arc::clone(&connections[client]);
+                    let (id, check) = requests(label, clients, n, client);
+                    async move {
+                        let mut conn = conn.lock().await;
+                        let create = format!(r#"{{"customer_id":"{id}"}}"#);
+                        let mut timed = Vec::new();
+                        for (path, body) in
+                            [("/v1/customers.get_or_create", create), ("/v1/balances.check", check)]
+                        {
+                            let at = Instant::now();
+                            let status = conn.post(path, &body).await;
+                            timed.push((at.elapsed(), status != 200));
+                        }
+                        timed
+                    }
+                })
+            })
+        });
+        tally.lock().unwrap().report(&format!("{label} http {clients} clients"));
+        drop(connections);
+        drop(server);
+        // Directly: the same requests handed to the same engine.
+        let server = Server::start(postgres(&format!("direct_{clients}")));
+        let app = Arc::clone(server.app.as_ref().expect("a running server"));
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        group.bench_function(format!("direct/{clients}"), |b| {
+            b.iter_custom(|rounds| {
+                run_rounds(&runtime, &round, clients, rounds, &tally, |client, n| {
+                    let app = Arc::clone(&app);
+                    let (id, _) = requests(label, clients, n, client);
+                    async move {
+                        let mut timed = Vec::new();
+                        for request in direct_requests(&id) {
+                            let at = Instant::now();
+                            let result = app.engine.execute(request, None).await;
+                            timed.push((at.elapsed(), result.is_err()));
+                        }
+                        timed
+                    }
+                })
+            })
+        });
+        tally.lock().unwrap().report(&format!("{label} direct {clients} clients"));
+        drop(app);
+        drop(server);
+    }
+    group.finish();
+}
+
+/// The create and the check of customer `id`, as the HTTP layer reads them
+/// (org_1, sandbox, API version 2.4.0: no auto-create).
+fn direct_requests(id: &str) -> [Request; 2] {
+    let scoped = |mut request: Request| {
+        if let Request::Create { org, env, .. } | Request::Check { org, env, .. } = &mut request {
+            *org = Some("org_1".into());
+            *env = Some(cusim::model::Env::Sandbox);
+        }
+        request
+    };
+    let mut check = Request::check(id, "words");
+    if let Request::Check { auto_create, .. } = &mut check {
+        *auto_create = false;
+    }
+    [scoped(Request::create(Some(id), CustomerData::default())), scoped(check)]
+}
+
+/// Runs `rounds` rounds of `clients` tasks at once, client `c` of round
+/// `n` doing `work(c, n)`, whose (latency, failed) pairs go to `tally`;
+/// the time the rounds took.
+fn run_rounds<W, F>(
+    runtime: &tokio::runtime::Runtime,
+    round: &AtomicU64,
+    clients: usize,
+    rounds: u64,
+    tally: &Mutex<Tally>,
+    work: W,
+) -> Duration
+where
+    W: Fn(usize, u64) -> F,
+    F: std::future::Future<Output = Vec<(Duration, bool)>> + Send + 'static,
+{
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let n = round.fetch_add(1, Ordering::Relaxed);
+        let timed = runtime.block_on(async {
+            let tasks: Vec<_> = (0..clients).map(|client| tokio::spawn(work(client, n))).collect();
+            let mut timed = Vec::new();
+            for task in tasks {
+                timed.extend(task.await.unwrap());
+            }
+            timed
+        });
+        let mut tally = tally.lock().unwrap();
+        for (latency, failed) in timed {
+            tally.latencies.push(latency);
+            tally.errors += u64::from(failed);
+        }
+    }
+    let elapsed = started.elapsed();
+    tally.lock().unwrap().wall += elapsed;
+    elapsed
+}
+
+/// Awaits every future, in order.
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::with_capacity(futures.len());
+    for future in futures {
+        out.push(future.await);
+    }
+    out
+}
+
+fn memory(c: &mut Criterion) {
+    bench_mode(c, "memory", |_| None);
+}
+
+fn postgres_redis(c: &mut Criterion) {
+    let (Ok(database_url), Ok(redis_url)) = (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL"))
+    else {
+        eprintln!(
+            "http: DATABASE_URL and REDIS_URL are not both set; `cargo xtask bench http` starts servers"
+        );
+        return;
+    };
+    let settings = |name: &str| {
+        Some(PgSettings {
+            database_url: database_url.clone(),
+            redis_url: Some(redis_url.clone()),
+            schema: format!("bench_http_{name}_{}", std::process::id()),
+            pool_size: 40,
+            pace: Duration::ZERO,
+        })
+    };
+    bench_mode(c, "postgres_redis", settings);
+}
+
+criterion_group!(benches, memory, postgres_redis);
+criterion_main!(benches);

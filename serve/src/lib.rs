@@ -1,0 +1,134 @@
+//! `cusim serve`: the reference implementation as an HTTP server that
+//! speaks the modelled server's API (API.md), so that its own client,
+//! autumn-js, drives it unmodified.
+//!
+//! [`routes`] reads each request ([`wire`]), authenticates it by key hash
+//! ([`keys`]), and hands it to an [`engine`]: the in-memory model, or
+//! Postgres (and Redis) over a connection pool. Stripe is the in-process
+//! model in both.
+
+pub mod engine;
+pub mod errors;
+pub mod keys;
+pub mod routes;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cusim::flow::Strategy;
+use cusim::model::Catalog;
+
+pub use engine::{Engine, MemoryEngine, PgEngine, PgSettings};
+pub use keys::Keys;
+pub use routes::{router, App};
+
+/// Everything a server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub strategy: Strategy,
+    pub listen: SocketAddr,
+    pub catalog: Catalog,
+    pub keys: Keys,
+    /// Integration mode; `None`: the in-memory model.
+    pub postgres: Option<PgSettings>,
+    pub pace: Duration,
+    pub timeout: Duration,
+}
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] engine::postgres::StartError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+}
+
+/// A seed for the ids of a server's customers: never the same twice, so
+/// that a restarted server does not draw ids its database already has.
+pub fn fresh_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_ok() {
+        u64::from_le_bytes(bytes)
+    } else {
+        engine::wall_ms() ^ ((std::process::id() as u64) << 40)
+    }
+}
+
+/// Starts the engine the configuration names.
+pub async fn start_engine(config: &Config, seed: u64) -> Result<Engine, ServeError> {
+    Ok(match &config.postgres {
+        None => Engine::Memory(MemoryEngine::new(config.strategy, config.catalog.clone(), seed, config.pace)),
+        Some(settings) => {
+            let settings = PgSettings { pace: config.pace, ..settings.clone() };
+            Engine::Postgres(PgEngine::start(config.strategy, &config.catalog, &settings, seed).await?)
+        }
+    })
+}
+
+/// Serves until `shutdown` completes, then lets the requests in flight
+/// finish. `ready` is told the address and the app once the server listens.
+pub async fn serve(
+    config: Config,
+    ready: impl FnOnce(SocketAddr, &Arc<App>),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let engine = start_engine(&config, fresh_seed()).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Listen { addr: config.listen, reason: e.to_string() })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Listen { addr: config.listen, reason: e.to_string() })?;
+    let app = Arc::new(App::new(engine, config.keys, config.catalog, config.strategy, config.timeout));
+    ready(addr, &app);
+    let watched = Arc::clone(&app);
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(in_flight = watched.in_flight(), "shutting down: finishing the requests in flight");
+    };
+    let served = axum::serve(listener, router(Arc::clone(&app))).with_graceful_shutdown(shutdown).await;
+    // Every connection has ended: the app is ours again.
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.engine.shut_down().await;
+    }
+    served.map_err(|e| ServeError::Listen { addr, reason: e.to_string() })
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
+
+/// One line per event on stderr: the server's own from info up, its
+/// libraries' (sqlx's notices, say) from warnings up.
+pub fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_target("cusim_serve", tracing::Level::INFO)
+        .with_target("cusim_pg", tracing::Level::INFO);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+}

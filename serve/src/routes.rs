@@ -1,0 +1,339 @@
+//! The routes of API.md: authentication, the API version, the body, then
+//! the flows through the engine, with the `Idempotency-Key` header and a
+//! time limit. Every answer is JSON: a success in the client's shape or
+//! an error `{message, code, env}`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{MatchedPath, Request as HttpRequest, State};
+use axum::http::{HeaderMap, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use cusim::flow::{Request, Strategy};
+use cusim::model::{Catalog, CustomerData, Scope};
+use serde_json::Map;
+
+use crate::engine::Engine;
+use crate::errors::HttpError;
+use crate::keys::Keys;
+use crate::wire::{self, Fields, Shown};
+
+/// The largest body a request may have.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler shares.
+pub struct App {
+    pub engine: Engine,
+    pub keys: Keys,
+    pub catalog: Catalog,
+    pub strategy: Strategy,
+    /// How long a request may take before it is answered 503.
+    pub timeout: Duration,
+    /// Requests being answered now.
+    pub in_flight: AtomicUsize,
+}
+
+impl App {
+    pub fn new(engine: Engine, keys: Keys, catalog: Catalog, strategy: Strategy, timeout: Duration) -> App {
+        App { engine, keys, catalog, strategy, timeout, in_flight: AtomicUsize::new(0) }
+    }
+
+    /// How many requests are being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a request in flight while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A `POST` route whose body is JSON.
+fn posted(route: Route) -> MethodRouter<Arc<App>> {
+    post(move |s: State<Arc<App>>, h: HeaderMap, b: Body| handle(s, h, b, route.clone()))
+}
+
+/// The routes, over `app`.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/customers.get_or_create", posted(Route::GetOrCreate))
+        .route("/v1/customers.get", posted(Route::Get))
+        .route("/v1/balances.check", posted(Route::Check))
+        .route("/v1/balances.track", posted(Route::Track))
+        .route("/v1/customers", posted(Route::Create))
+        .route(
+            "/v1/customers/{id}",
+            get(|s: State<Arc<App>>, h: HeaderMap, r: HttpRequest| async move {
+                let id = r.uri().path().trim_start_matches("/v1/customers/").to_owned();
+                handle(s, h, Body::empty(), Route::GetById(id)).await
+            }),
+        )
+        .route("/v1/check", posted(Route::Check))
+        .route("/v1/track", posted(Route::Track))
+        .fallback(|method: Method, r: HttpRequest| async move {
+            HttpError::new(404, "not_found", format!("No route {method} {}", shorten(r.uri().path())))
+        })
+        .method_not_allowed_fallback(|method: Method, r: HttpRequest| async move {
+            HttpError::new(
+                405,
+                "method_not_allowed",
+                format!("{method} is not allowed on {}", shorten(r.uri().path())),
+            )
+        })
+        .with_state(app)
+        .layer(middleware::from_fn(log_request))
+}
+
+/// At most 200 characters of a path, for messages and logs.
+fn shorten(path: &str) -> String {
+    let mut short: String = path.chars().take(200).collect();
+    if short.len() < path.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// One structured line per request.
+async fn log_request(request: HttpRequest, next: Next) -> HttpResponse {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(no route)".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        latency_ms = format_args!("{latency_ms:.2}"),
+        "request"
+    );
+    response
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    GetOrCreate,
+    Get,
+    Check,
+    Track,
+    /// `POST /v1/customers` (older clients).
+    Create,
+    /// `GET /v1/customers/{id}` (older clients), with the raw path segment.
+    GetById(String),
+}
+
+async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Body, route: Route) -> HttpResponse {
+    let _counted = InFlight::new(&app.in_flight);
+    match answer(&app, &headers, body, route).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// An API version: `major.minor.patch` (minor and patch optional), from
+/// 1.0.0 up to 2.4.0.
+fn api_version(headers: &HeaderMap) -> Result<(u32, u32, u32), HttpError> {
+    let Some(raw) = headers.get("x-api-version") else {
+        return Ok((2, 4, 0));
+    };
+    let text = String::from_utf8_lossy(raw.as_bytes()).into_owned();
+    let invalid =
+        || HttpError::new(400, "invalid_api_version", format!("\"{text}\" is not a valid API version"));
+    let mut parts = [0u32; 3];
+    let pieces: Vec<&str> = text.trim().split('.').collect();
+    if pieces.is_empty() || pieces.len() > 3 {
+        return Err(invalid());
+    }
+    for (slot, piece) in parts.iter_mut().zip(&pieces) {
+        if piece.is_empty() || piece.len() > 6 || !piece.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        *slot = piece.parse().map_err(|_| invalid())?;
+    }
+    let version = (parts[0], parts[1], parts[2]);
+    if !((1, 0, 0)..=(2, 4, 0)).contains(&version) {
+        return Err(invalid());
+    }
+    Ok(version)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, HttpError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match raw.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_owned())),
+        _ => Err(HttpError::invalid_inputs("Idempotency-Key: must be 1 to 255 visible ASCII characters")),
+    }
+}
+
+/// Decodes `%XX` escapes of a path segment.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn answer(app: &App, headers: &HeaderMap, body: Body, route: Route) -> Result<HttpResponse, HttpError> {
+    let scope = app.keys.authenticate(headers.get("authorization").map(|v| v.as_bytes()))?;
+    let env = scope.env;
+    let version = api_version(headers).map_err(|e| e.in_env(env))?;
+    let key = idempotency_key(headers).map_err(|e| e.in_env(env))?;
+    let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        HttpError::new(413, "invalid_inputs", format!("body is larger than {BODY_LIMIT} bytes")).in_env(env)
+    })?;
+    let (request, shown) = read_request(app, &route, &bytes, &scope, version).map_err(|e| e.in_env(env))?;
+    let outcome = tokio::time::timeout(app.timeout, app.engine.execute(request, key)).await;
+    let result = outcome.unwrap_or_else(|_| {
+        Err(cusim::model::ApiError::new(
+            cusim::model::ErrorCode::DbUnavailable,
+            format!("the request did not finish within {} ms", app.timeout.as_millis()),
+        ))
+    });
+    match result {
+        Ok(response) => Ok(crate::errors::json_body(&wire::response_json(&response, &shown))),
+        Err(error) => Err(HttpError::from_api(error).in_env(env)),
+    }
+}
+
+/// The harness's request for `route` with body `bytes`, in `scope`.
+fn read_request(
+    app: &App,
+    route: &Route,
+    bytes: &[u8],
+    scope: &Scope,
+    version: (u32, u32, u32),
+) -> Result<(Request, Shown), HttpError> {
+    let mut parsed = None;
+    let empty = Map::new();
+    let mut fields = match route {
+        Route::GetById(_) => Fields::empty(&empty),
+        _ => Fields::of(bytes, &mut parsed)?,
+    };
+    let in_scope = |mut request: Request| {
+        match &mut request {
+            Request::Create { org, env, .. }
+            | Request::Check { org, env, .. }
+            | Request::Track { org, env, .. }
+            | Request::Get { org, env, .. } => {
+                *org = Some(scope.org_id.clone());
+                *env = Some(scope.env);
+            }
+        }
+        request
+    };
+    let shown = Shown {
+        expand: fields.expand("expand"),
+        with_autumn_id: fields.boolean("with_autumn_id") == Some(true),
+    };
+    let request = match route {
+        Route::GetOrCreate | Route::Create => {
+            let id_field = if *route == Route::Create { "id" } else { "customer_id" };
+            if *route == Route::GetOrCreate && !fields.has(id_field) {
+                fields.fail_required(id_field);
+            }
+            let id = fields.string(id_field);
+            let data = CustomerData {
+                name: fields.string("name"),
+                email: fields.string("email"),
+                fingerprint: fields.string("fingerprint"),
+                metadata: fields.metadata("metadata"),
+                disable_default: fields.boolean("disable_default").unwrap_or(false),
+                create_in_stripe: fields.boolean("create_in_stripe").unwrap_or(false),
+            };
+            fields.finish()?;
+            if let Some(id) = &id {
+                cusim::flow::api::parse_customer_id(
+                    if *route == Route::Create { "id" } else { "customer_id" },
+                    id,
+                )
+                .map_err(HttpError::from_api)?;
+            }
+            wire::create_request(id, data, shown.expand.clone(), scope)
+        }
+        Route::Get | Route::GetById(_) => {
+            let id = match route {
+                Route::GetById(raw) => percent_decode(raw).ok_or_else(|| {
+                    HttpError::invalid_inputs("customer_id: not a valid percent-encoded path segment")
+                })?,
+                _ => fields.required_string("customer_id").unwrap_or_default(),
+            };
+            fields.finish()?;
+            cusim::flow::api::parse_customer_id("customer_id", &id).map_err(HttpError::from_api)?;
+            in_scope(Request::get(&id))
+        }
+        Route::Check | Route::Track => {
+            let customer_id = fields.required_string("customer_id");
+            let feature_id = fields.required_string("feature_id");
+            let amount_field = if *route == Route::Check { "required_balance" } else { "value" };
+            let amount = fields.amount(amount_field).unwrap_or(1);
+            let customer_data = fields.customer_data("customer_data");
+            fields.finish()?;
+            let (customer_id, feature_id) = (customer_id.unwrap_or_default(), feature_id.unwrap_or_default());
+            cusim::flow::api::parse_customer_id("customer_id", &customer_id).map_err(HttpError::from_api)?;
+            if !wire::has_feature(&app.catalog, &feature_id) {
+                return Err(HttpError::new(
+                    404,
+                    "feature_not_found",
+                    format!("Feature {feature_id} not found"),
+                ));
+            }
+            // Auto-create only for API versions below 2.1.0.
+            let auto_create = version < (2, 1, 0);
+            let request = if *route == Route::Check {
+                Request::Check {
+                    customer_id,
+                    feature_id,
+                    required_balance: amount,
+                    customer_data,
+                    auto_create,
+                    org: None,
+                    env: None,
+                }
+            } else {
+                Request::Track {
+                    customer_id,
+                    feature_id,
+                    value: amount,
+                    customer_data,
+                    auto_create,
+                    org: None,
+                    env: None,
+                }
+            };
+            in_scope(request)
+        }
+    };
+    Ok((request, shown))
+}

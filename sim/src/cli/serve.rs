@@ -1,0 +1,134 @@
+//! `cusim serve`: the reference implementation as an HTTP server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cusim::flow::Strategy;
+use cusim::model::{Catalog, Product, ProductKind};
+use cusim_serve::{Config, Keys, PgSettings};
+use cusim_sim::input::scenario::Scenario;
+
+use crate::Usage;
+
+/// The most a request may be paced before each operation.
+const MAX_PACE_MS: u64 = 10_000;
+
+/// What `cusim serve` was asked for.
+pub(crate) struct ServeArgs {
+    pub strategy: Strategy,
+    pub listen: String,
+    pub catalog: Option<std::path::PathBuf>,
+    pub keys: Vec<String>,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub schema: Option<String>,
+    pub pool_size: u32,
+    pub pace_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// One free default product with one feature: the catalog without `--catalog`.
+fn default_catalog() -> Catalog {
+    let product = Product {
+        id: "free".into(),
+        group: "main".into(),
+        is_default: true,
+        kind: ProductKind::Free,
+        features: [("words".to_owned(), 1000)].into_iter().collect(),
+    };
+    Catalog::new(vec![product], false)
+}
+
+/// Checks every argument, in order, before anything starts.
+fn config(args: ServeArgs) -> Result<(Config, Option<String>), Usage> {
+    let listen: SocketAddr = args.listen.parse().map_err(|_| {
+        Usage(format!(
+            "--listen {}: expected an address like 127.0.0.1:3100 (port 0: any free port)",
+            args.listen
+        ))
+    })?;
+    let catalog = match &args.catalog {
+        None => default_catalog(),
+        Some(path) => Scenario::load_catalog(Path::new(path)).map_err(|e| Usage(format!("--catalog {e}")))?,
+    };
+    let mut keys = Keys::default();
+    for key in &args.keys {
+        keys.add(key).map_err(|e| Usage(e.to_string()))?;
+    }
+    let made_up = if keys.is_empty() {
+        let key = cusim_serve::keys::made_up_key();
+        keys.add(&format!("{key}=org_1")).map_err(|e| Usage(e.to_string()))?;
+        Some(key)
+    } else {
+        None
+    };
+    if args.pace_ms > MAX_PACE_MS {
+        return Err(Usage(format!("--pace {}: at most {MAX_PACE_MS} ms", args.pace_ms)));
+    }
+    if args.timeout_ms == 0 {
+        return Err(Usage("--timeout-ms 0: a request needs some time".into()));
+    }
+    if args.pool_size == 0 {
+        return Err(Usage("--pool-size 0: at least one connection".into()));
+    }
+    let postgres = match args.database_url {
+        None => {
+            if args.redis_url.is_some() || args.schema.is_some() {
+                return Err(Usage("--redis-url and --schema need --database-url".into()));
+            }
+            None
+        }
+        Some(database_url) => {
+            cusim_pg::schema::parse_url(&database_url).map_err(|e| Usage(format!("--database-url: {e}")))?;
+            Some(PgSettings {
+                database_url,
+                redis_url: args.redis_url,
+                schema: args.schema.unwrap_or_else(|| format!("cusim_{}", args.strategy)),
+                pool_size: args.pool_size,
+                pace: Duration::ZERO,
+            })
+        }
+    };
+    let config = Config {
+        strategy: args.strategy,
+        listen,
+        catalog,
+        keys,
+        postgres,
+        pace: Duration::from_millis(args.pace_ms),
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    Ok((config, made_up))
+}
+
+pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode, Usage> {
+    let (config, made_up) = config(args)?;
+    cusim_serve::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Usage(format!("cannot start the runtime: {e}")))?;
+    let strategy = config.strategy;
+    let ready = move |addr: SocketAddr, app: &std::sync::Arc<cusim_serve::App>| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ =
+            writeln!(out, "strategy {strategy}, {}; Stripe is the in-process model", app.engine.describe());
+        if let Some(key) = &made_up {
+            let _ = writeln!(out, "sandbox key for org_1 (made up for this run): {key}");
+            let _ = writeln!(
+                out,
+                "try: curl -s http://{addr}/v1/customers.get_or_create -H 'Authorization: Bearer {key}' \
+                 -H 'Content-Type: application/json' -d '{{\"customer_id\": \"ann\", \"email\": \"ann@example.com\"}}'"
+            );
+        }
+        let _ = out.flush();
+    };
+    match runtime.block_on(cusim_serve::serve(config, ready, cusim_serve::shutdown_signal())) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => Err(Usage(error.to_string())),
+    }
+}
