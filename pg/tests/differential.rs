@@ -34,10 +34,25 @@ use support::*;
 /// Scenarios compared per strategy.
 const SCENARIOS: u32 = 300;
 
+// One test per strategy: the test harness runs them side by side.
 #[test]
-fn generated_scenarios_agree_on_the_model_and_on_postgres_with_redis() {
+fn generated_scenarios_agree_on_the_model_and_on_postgres_with_redis_legacy() {
+    agree_on_postgres_with_redis(Strategy::Legacy);
+}
+
+#[test]
+fn generated_scenarios_agree_on_the_model_and_on_postgres_with_redis_transactional() {
+    agree_on_postgres_with_redis(Strategy::Transactional);
+}
+
+#[test]
+fn generated_scenarios_agree_on_the_model_and_on_postgres_with_redis_safe() {
+    agree_on_postgres_with_redis(Strategy::Safe);
+}
+
+fn agree_on_postgres_with_redis(strategy: Strategy) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for strategy in Strategy::ALL {
+    {
         let redis = runtime.block_on(RedisCache::connect(&redis_url(), &format!("diff_{strategy}"))).unwrap();
         let database = runtime
             .block_on(schema::create(
@@ -79,7 +94,7 @@ fn generated_scenarios_agree_on_the_model_and_on_postgres_with_redis() {
                 strategy,
                 replay
             );
-            let target = Target::postgres(database_url()).with_redis(Some(redis_url()));
+            let target = Target::postgres(database_url()).with_redis(Some(redis_url())).reusing_schema();
             let schema_name = format!("diff_lockstep_{strategy}");
             let (_, lockstep) =
                 replay_on_postgres(&target, &schema_name, &scenario, strategy, &Schedule::default(), RunOptions::default())
@@ -102,6 +117,12 @@ fn generated_scenarios_agree_on_the_model_and_on_postgres_with_redis() {
         });
         runtime.block_on(schema::drop(&database));
         runtime.block_on(redis.clear()).unwrap();
+        let lockstep = schema::parse_url(&database_url()).unwrap();
+        let lockstep = schema::Database {
+            schema: format!("diff_lockstep_{strategy}"),
+            options: lockstep.options([("search_path", format!("diff_lockstep_{strategy}"))]),
+        };
+        runtime.block_on(schema::drop(&lockstep));
         if let Err(failure) = result {
             panic!("{strategy}: {failure}");
         }

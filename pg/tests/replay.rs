@@ -48,7 +48,9 @@ fn replay_on(
     schema: &str,
 ) -> PgReplay {
     let options = RunOptions { record_trace: true, ..RunOptions::default() };
-    let (_, report) = replay_on_postgres(target, schema, scenario, strategy, schedule, options)
+    // Many replays in a row on one schema name: emptied, not made again.
+    let target = target.clone().reusing_schema();
+    let (_, report) = replay_on_postgres(&target, schema, scenario, strategy, schedule, options)
         .unwrap_or_else(|e| panic!("the replay could not run: {e}"));
     report
 }

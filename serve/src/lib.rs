@@ -13,6 +13,7 @@ pub mod keys;
 pub mod routes;
 pub mod wire;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,33 +69,58 @@ pub async fn start_engine(config: &Config, seed: u64) -> Result<Engine, ServeErr
     })
 }
 
+/// How long connections may stay open once shutdown has begun, beyond a
+/// request's own time limit: a client that keeps its connection open
+/// without sending (or a request stuck past its limit) does not keep the
+/// server up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
 /// Serves until `shutdown` completes, then lets the requests in flight
-/// finish. `ready` is told the address and the app once the server listens.
+/// finish. `ready` is told the address and the app once the server
+/// listens and its engine runs. The port is bound before the engine
+/// starts, so a port in use is reported before the database is touched.
 pub async fn serve(
     config: Config,
     ready: impl FnOnce(SocketAddr, &Arc<App>),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let engine = start_engine(&config, fresh_seed()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Listen { addr: config.listen, reason: e.to_string() })?;
     let addr = listener
         .local_addr()
         .map_err(|e| ServeError::Listen { addr: config.listen, reason: e.to_string() })?;
+    let engine = start_engine(&config, fresh_seed()).await?;
+    let grace = config.timeout + SHUTDOWN_GRACE;
     let app = Arc::new(App::new(engine, config.keys, config.catalog, config.strategy, config.timeout));
     ready(addr, &app);
     let watched = Arc::clone(&app);
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
         tracing::info!(in_flight = watched.in_flight(), "shutting down: finishing the requests in flight");
+        let _ = stopping.send(());
     };
-    let served = axum::serve(listener, router(Arc::clone(&app))).with_graceful_shutdown(shutdown).await;
-    // Every connection has ended: the app is ours again.
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.engine.shut_down().await;
-    }
-    served.map_err(|e| ServeError::Listen { addr, reason: e.to_string() })
+    let server = axum::serve(listener, router(Arc::clone(&app))).with_graceful_shutdown(shutdown);
+    let deadline = async move {
+        match stopped.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let served = tokio::select! {
+        served = server.into_future() => served.map_err(|e| ServeError::Listen { addr, reason: e.to_string() }),
+        () = deadline => {
+            tracing::warn!(
+                in_flight = app.in_flight(),
+                grace_s = grace.as_secs(),
+                "connections still open after the grace period: stopping without them"
+            );
+            Ok(())
+        }
+    };
+    app.engine.shut_down().await;
+    served
 }
 
 /// Completes on SIGINT or SIGTERM.

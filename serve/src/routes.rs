@@ -110,24 +110,38 @@ fn shorten(path: &str) -> String {
     short
 }
 
-/// One structured line per request.
+/// One structured line per request, also for a request whose client went
+/// away before it was answered (its status is then 499, as nginx logs it).
 async fn log_request(request: HttpRequest, next: Next) -> HttpResponse {
-    let started = Instant::now();
-    let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "(no route)".to_owned(), |m| m.as_str().to_owned());
+    let mut line = LogLine { started: Instant::now(), method: request.method().clone(), route, status: 499 };
     let response = next.run(request).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(
-        method = %method,
-        route = %route,
-        status = response.status().as_u16(),
-        latency_ms = format_args!("{latency_ms:.2}"),
-        "request"
-    );
+    line.status = response.status().as_u16();
     response
+}
+
+/// A request's log line, written when the request ends however it ends.
+struct LogLine {
+    started: Instant,
+    method: Method,
+    route: String,
+    status: u16,
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(
+            method = %self.method,
+            route = %self.route,
+            status = self.status,
+            latency_ms = format_args!("{latency_ms:.2}"),
+            "request"
+        );
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,10 +195,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, HttpError> {
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    match raw.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_owned())),
-        _ => Err(HttpError::invalid_inputs("Idempotency-Key: must be 1 to 255 visible ASCII characters")),
+    let bytes = raw.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err(HttpError::invalid_inputs("Idempotency-Key: must be 1 to 255 visible ASCII characters"));
     }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// Decodes `%XX` escapes of a path segment.
@@ -205,26 +220,69 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// How long a client may take to send its body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn read_body(body: Body) -> Result<axum::body::Bytes, HttpError> {
+    match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, BODY_LIMIT)).await {
+        Err(_) => Err(HttpError::new(
+            408,
+            "request_timeout",
+            format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+        )),
+        Ok(Err(error)) => {
+            let too_long = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
+                || error.to_string().contains("length limit");
+            Err(if too_long {
+                HttpError::new(413, "invalid_inputs", format!("body is larger than {BODY_LIMIT} bytes"))
+            } else {
+                HttpError::invalid_inputs(format!("body could not be read: {error}"))
+            })
+        }
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
 async fn answer(app: &App, headers: &HeaderMap, body: Body, route: Route) -> Result<HttpResponse, HttpError> {
     let scope = app.keys.authenticate(headers.get("authorization").map(|v| v.as_bytes()))?;
     let env = scope.env;
     let version = api_version(headers).map_err(|e| e.in_env(env))?;
     let key = idempotency_key(headers).map_err(|e| e.in_env(env))?;
-    let bytes = to_bytes(body, BODY_LIMIT).await.map_err(|_| {
-        HttpError::new(413, "invalid_inputs", format!("body is larger than {BODY_LIMIT} bytes")).in_env(env)
-    })?;
+    let bytes = read_body(body).await.map_err(|e| e.in_env(env))?;
     let (request, shown) = read_request(app, &route, &bytes, &scope, version).map_err(|e| e.in_env(env))?;
-    let outcome = tokio::time::timeout(app.timeout, app.engine.execute(request, key)).await;
-    let result = outcome.unwrap_or_else(|_| {
-        Err(cusim::model::ApiError::new(
-            cusim::model::ErrorCode::DbUnavailable,
-            format!("the request did not finish within {} ms", app.timeout.as_millis()),
-        ))
-    });
+    let outcome = tokio::time::timeout(app.timeout, app.engine.execute(request, key.clone())).await;
+    let result = match outcome {
+        Ok(result) => result,
+        Err(_) => {
+            // The client is answered 503: its key is given back, as after
+            // any 5xx, so that it may retry. The request itself goes on
+            // (a request that has not started by now never will).
+            if let Some(key) = key {
+                app.engine.release_key(scope.clone(), key).await;
+            }
+            Err(cusim::model::ApiError::new(
+                cusim::model::ErrorCode::DbUnavailable,
+                format!("the request did not finish within {} ms", app.timeout.as_millis()),
+            ))
+        }
+    };
     match result {
         Ok(response) => Ok(crate::errors::json_body(&wire::response_json(&response, &shown))),
         Err(error) => Err(HttpError::from_api(error).in_env(env)),
     }
+}
+
+/// The longest customer id the server takes: a unique index entry of
+/// Postgres holds about 2,700 bytes.
+pub const MAX_ID_CHARS: usize = 256;
+
+/// Validates customer id `raw` for `field` (SPEC §2, and a length bound).
+fn customer_id(field: &'static str, raw: &str) -> Result<(), HttpError> {
+    if raw.chars().count() > MAX_ID_CHARS {
+        return Err(HttpError::invalid_inputs(format!("{field}: must be at most {MAX_ID_CHARS} characters")));
+    }
+    cusim::flow::api::parse_customer_id(field, raw).map(drop).map_err(HttpError::from_api)
 }
 
 /// The harness's request for `route` with body `bytes`, in `scope`.
@@ -266,7 +324,7 @@ fn read_request(
             let id = fields.string(id_field);
             let data = CustomerData {
                 name: fields.string("name"),
-                email: fields.string("email"),
+                email: fields.email("email"),
                 fingerprint: fields.string("fingerprint"),
                 metadata: fields.metadata("metadata"),
                 disable_default: fields.boolean("disable_default").unwrap_or(false),
@@ -274,11 +332,7 @@ fn read_request(
             };
             fields.finish()?;
             if let Some(id) = &id {
-                cusim::flow::api::parse_customer_id(
-                    if *route == Route::Create { "id" } else { "customer_id" },
-                    id,
-                )
-                .map_err(HttpError::from_api)?;
+                customer_id(id_field, id)?;
             }
             wire::create_request(id, data, shown.expand.clone(), scope)
         }
@@ -290,7 +344,7 @@ fn read_request(
                 _ => fields.required_string("customer_id").unwrap_or_default(),
             };
             fields.finish()?;
-            cusim::flow::api::parse_customer_id("customer_id", &id).map_err(HttpError::from_api)?;
+            customer_id("customer_id", &id)?;
             in_scope(Request::get(&id))
         }
         Route::Check | Route::Track => {
@@ -301,7 +355,7 @@ fn read_request(
             let customer_data = fields.customer_data("customer_data");
             fields.finish()?;
             let (customer_id, feature_id) = (customer_id.unwrap_or_default(), feature_id.unwrap_or_default());
-            cusim::flow::api::parse_customer_id("customer_id", &customer_id).map_err(HttpError::from_api)?;
+            self::customer_id("customer_id", &customer_id)?;
             if !wire::has_feature(&app.catalog, &feature_id) {
                 return Err(HttpError::new(
                     404,

@@ -11,6 +11,11 @@ use serde_json::{json, Map, Value};
 
 use crate::errors::HttpError;
 
+/// The longest string field (a name, a fingerprint) the server takes.
+pub const MAX_TEXT_CHARS: usize = 1024;
+/// The longest email: Postgres indexes an id-less customer's email.
+pub const MAX_EMAIL_CHARS: usize = 320;
+
 /// `value` and `required_balance` are integers within this bound (the
 /// model counts usage in `i64`, and no sum of bounded values overflows).
 pub const MAX_AMOUNT: i64 = 1_000_000_000;
@@ -78,6 +83,10 @@ impl<'a> Fields<'a> {
                 self.fail(field, "cannot contain a NUL character");
                 None
             }
+            Some(Value::String(s)) if s.chars().count() > MAX_TEXT_CHARS => {
+                self.fail(field, format!("must be at most {MAX_TEXT_CHARS} characters"));
+                None
+            }
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => {
                 let message = format!("Expected string, received {}", kind(other));
@@ -85,6 +94,16 @@ impl<'a> Fields<'a> {
                 None
             }
         }
+    }
+
+    /// An email: a string of at most [`MAX_EMAIL_CHARS`], or null.
+    pub fn email(&mut self, field: &str) -> Option<String> {
+        let email = self.string(field)?;
+        if email.chars().count() > MAX_EMAIL_CHARS {
+            self.fail(field, format!("must be at most {MAX_EMAIL_CHARS} characters"));
+            return None;
+        }
+        Some(email)
     }
 
     /// A string that must be there.
@@ -193,7 +212,7 @@ impl<'a> Fields<'a> {
                 let mut inner = Fields { object: map, errors: Vec::new() };
                 let data = CustomerData {
                     name: inner.string("name"),
-                    email: inner.string("email"),
+                    email: inner.email("email"),
                     fingerprint: inner.string("fingerprint"),
                     metadata: inner.metadata("metadata"),
                     ..CustomerData::default()

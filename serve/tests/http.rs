@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::Request;
 use cusim::flow::Strategy;
@@ -302,4 +304,50 @@ async fn unknown_routes_methods_and_large_bodies_are_json_errors() {
         post(&app, "/v1/customers.get_or_create", json!({"customer_id": "big", "name": name}), &[]).await;
     assert_eq!(answer.status, 413);
     assert_eq!(answer.code(), "invalid_inputs");
+}
+
+#[tokio::test]
+async fn ids_and_emails_are_bounded_before_they_reach_an_index() {
+    let app = app(Strategy::Safe, free_catalog());
+    let long_id = "a".repeat(cusim_serve::routes::MAX_ID_CHARS + 1);
+    let answer = post(&app, "/v1/customers.get_or_create", json!({"customer_id": long_id}), &[]).await;
+    assert_eq!((answer.status, answer.message()), (400, "customer_id: must be at most 256 characters"));
+    let fits = "a".repeat(cusim_serve::routes::MAX_ID_CHARS);
+    assert_eq!(
+        post(&app, "/v1/customers.get_or_create", json!({"customer_id": fits}), &[]).await.status,
+        200
+    );
+    let email = format!("{}@example.com", "e".repeat(320));
+    let answer =
+        post(&app, "/v1/customers.get_or_create", json!({"customer_id": null, "email": email}), &[]).await;
+    assert_eq!((answer.status, answer.message()), (400, "email: must be at most 320 characters"));
+    let name = "n".repeat(1025);
+    let answer =
+        post(&app, "/v1/customers.get_or_create", json!({"customer_id": "named", "name": name}), &[]).await;
+    assert_eq!(answer.message(), "name: must be at most 1024 characters");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_time_limit_is_503_and_gives_its_key_back() {
+    // Every operation waits 100 ms; a request may take 50 ms.
+    let app = app_with(Strategy::Safe, free_catalog(), Duration::from_millis(100), Duration::from_millis(50));
+    let track = json!({"customer_id": "slow", "feature_id": "words"});
+    let headers = [("idempotency-key", "slow-1"), ("x-api-version", "2.0.0")];
+    let first = post(&app, "/v1/balances.track", track.clone(), &headers).await;
+    assert_eq!((first.status, first.code()), (503, "db_unavailable"), "{:?}", first.body);
+    assert_eq!(first.retry_after.as_deref(), Some("1"));
+    // The key is free again: a retry is not refused as a repeat.
+    let retry = post(&app, "/v1/balances.track", track, &headers).await;
+    assert_eq!(retry.status, 503, "a retry is not a 409: {:?}", retry.body);
+}
+
+#[tokio::test]
+async fn a_key_that_is_not_visible_ascii_is_refused() {
+    let app = app(Strategy::Safe, free_catalog());
+    let body = json!({"customer_id": "k"});
+    for bad in ["two words", "tab\there"] {
+        let answer =
+            post(&app, "/v1/customers.get_or_create", body.clone(), &[("idempotency-key", bad)]).await;
+        assert_eq!(answer.message(), "Idempotency-Key: must be 1 to 255 visible ASCII characters", "{bad}");
+    }
 }

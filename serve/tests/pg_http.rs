@@ -42,11 +42,28 @@ fn pg_app(runtime: &tokio::runtime::Runtime, strategy: Design, schema: &str) -> 
     Arc::new(App::new(Engine::Postgres(engine), keys, catalog, strategy, Duration::from_secs(10)))
 }
 
-/// Stops `app`'s engine and drops its schema.
+/// `n` characters of [a-zA-Z0-9] that do not compress (a seeded stream).
+fn long_random(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ALPHABET[(state % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+/// Stops `app`'s engine and drops its schema and its Redis keys.
 fn finish(runtime: &tokio::runtime::Runtime, app: Arc<App>, schema: &str) {
     let app = Arc::try_unwrap(app).unwrap_or_else(|_| panic!("no request holds the app"));
     runtime.block_on(async {
         app.engine.shut_down().await;
+        if let Ok(redis) = cusim_pg::cache::RedisCache::connect(&url("REDIS_URL"), schema).await {
+            let _ = redis.clear().await;
+        }
         let options = cusim_pg::schema::parse_url(&url("DATABASE_URL")).unwrap();
         let options = options.options([("search_path", schema)]);
         cusim_pg::schema::drop(&cusim_pg::schema::Database { schema: schema.to_owned(), options }).await;
@@ -136,6 +153,10 @@ fn postgres_and_redis_answer_as_memory_does() {
             ("/v1/customers.get", json!({"customer_id": "ann"}), vec![]),
             ("/v1/customers.get", json!({"customer_id": "new"}), vec![]),
             ("/v1/customers.get_or_create", json!({"customer_id": "x", "name": "nul\u{0}"}), vec![]),
+            // Past the index entry Postgres can hold, were it not bounded.
+            ("/v1/customers.get_or_create", json!({"customer_id": long_random(3000)}), vec![]),
+            ("/v1/customers.get_or_create", json!({"customer_id": long_random(256)}), vec![]),
+            ("/v1/customers.get_or_create", json!({"customer_id": null, "email": long_random(3000)}), vec![]),
         ];
         for (path, body, headers) in calls {
             let expected = runtime.block_on(post(&in_memory, path, body.clone(), &headers));

@@ -177,9 +177,10 @@ fn http_tests(ci: &[(&str, &str)]) -> Tally {
     if let Err(error) = node::ensure() {
         return failed(format!("no Node: {error}"));
     }
-    eprintln!("==> http: cargo build --release -p cusim-sim --bin cusim");
+    // With the `postgres` mode's features, so that after it nothing is rebuilt.
+    eprintln!("==> http: cargo build --release -p cusim-sim --features pg-tests --bin cusim");
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "cusim-sim", "--bin", "cusim"])
+        .args(["build", "--release", "-p", "cusim-sim", "--features", "pg-tests", "--bin", "cusim"])
         .current_dir(&root)
         .status();
     if !built.is_ok_and(|s| s.success()) {

@@ -12,8 +12,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use cusim::backend::mem::{SharedWorld, World};
+use cusim::backend::Backend;
 use cusim::flow::{execute_keyed, Request, Response, Strategy};
-use cusim::model::{ApiError, Catalog, ErrorCode};
+use cusim::model::{ApiError, Catalog, ErrorCode, Scope};
+use tokio::sync::oneshot;
 
 use super::{wall_ms, Paced, Wait};
 
@@ -49,7 +51,11 @@ impl MemoryEngine {
         let world = Arc::clone(&self.world);
         let number = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (strategy, pace) = (self.strategy, self.pace);
+        let (reply, answer) = oneshot::channel();
         let run = move || {
+            if reply.is_closed() {
+                return; // Its client was answered (timed out) before it started.
+            }
             world.with(|w| {
                 // The world's clock follows the wall clock, never back.
                 let now = wall_ms();
@@ -60,14 +66,27 @@ impl MemoryEngine {
             let conn = Paced { inner: SharedWorld::connect(&world, number), pace, wait: Wait::Thread };
             let result = run_now(execute_keyed(&conn, strategy, &request, key.as_deref()));
             world.with(|w| w.forget_request(number));
-            result.unwrap_or_else(|| {
+            let _ = reply.send(result.unwrap_or_else(|| {
                 Err(ApiError::new(ErrorCode::InternalError, "a request of the in-memory engine waited"))
-            })
+            }));
         };
-        match tokio::task::spawn_blocking(run).await {
-            Ok(result) => result,
-            Err(_) => Err(ApiError::new(ErrorCode::InternalError, "the request failed inside the server")),
-        }
+        drop(tokio::task::spawn_blocking(run));
+        answer.await.unwrap_or_else(|_| {
+            Err(ApiError::new(ErrorCode::InternalError, "the request failed inside the server"))
+        })
+    }
+
+    /// Gives back idempotency key `key` of `scope` (its request's client
+    /// was answered 503).
+    pub async fn release_key(&self, scope: Scope, key: String) {
+        let world = Arc::clone(&self.world);
+        let number = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let release = move || {
+            let conn = SharedWorld::connect(&world, number);
+            let _ = run_now(conn.idempotency_release(scope, key));
+            world.with(|w| w.forget_request(number));
+        };
+        let _ = tokio::task::spawn_blocking(release).await;
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cusim::backend::{Backend, CacheStamp, Op, Outcome};
 use cusim::flow::{Request, Response};
-use cusim::model::ApiError;
+use cusim::model::{ApiError, Scope};
 
 pub use memory::MemoryEngine;
 pub use postgres::{PgEngine, PgSettings};
@@ -37,8 +37,18 @@ impl Engine {
         }
     }
 
-    /// Stops taking requests and waits for those in flight.
-    pub async fn shut_down(self) {
+    /// Gives back idempotency key `key` of `scope`: its request's client
+    /// was answered 503 before the request ended.
+    pub async fn release_key(&self, scope: Scope, key: String) {
+        match self {
+            Engine::Memory(engine) => engine.release_key(scope, key).await,
+            Engine::Postgres(engine) => engine.release_key(scope, key).await,
+        }
+    }
+
+    /// Stops taking requests and waits for those in flight (the in-memory
+    /// engine's requests are threads of their own; nothing to wait for).
+    pub async fn shut_down(&self) {
         match self {
             Engine::Memory(_) => {}
             Engine::Postgres(engine) => engine.shut_down().await,

@@ -14,7 +14,10 @@
 use std::time::Duration;
 
 use cusim::flow::{execute_keyed, Request, Response, Strategy};
-use cusim::model::{ApiError, Catalog, ErrorCode};
+use std::sync::Mutex;
+
+use cusim::backend::Backend;
+use cusim::model::{ApiError, Catalog, ErrorCode, Scope};
 use cusim_pg::cache::{CacheStore, RedisCache};
 use cusim_pg::{schema, PgConn, Shared};
 use sqlx::postgres::PgPoolOptions;
@@ -45,15 +48,17 @@ pub enum StartError {
     Redis(String),
 }
 
-struct Job {
-    request: Request,
-    key: Option<String>,
-    reply: oneshot::Sender<Result<Response, ApiError>>,
+enum Job {
+    /// A request, sent with its `Idempotency-Key`, and who waits for its answer.
+    Request { request: Request, key: Option<String>, reply: oneshot::Sender<Result<Response, ApiError>> },
+    /// Give an idempotency key back.
+    Release { scope: Scope, key: String },
 }
 
 pub struct PgEngine {
-    jobs: mpsc::UnboundedSender<Job>,
-    thread: std::thread::JoinHandle<()>,
+    /// `None` once shutting down.
+    jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     description: String,
 }
 
@@ -112,7 +117,9 @@ impl PgEngine {
             })
             .map_err(|e| StartError::Postgres(format!("cannot start a thread: {e}")))?;
         match started.await {
-            Ok(Ok(())) => Ok(PgEngine { jobs, thread, description }),
+            Ok(Ok(())) => {
+                Ok(PgEngine { jobs: Mutex::new(Some(jobs)), thread: Mutex::new(Some(thread)), description })
+            }
             Ok(Err(error)) => {
                 let _ = thread.join();
                 Err(error)
@@ -128,9 +135,14 @@ impl PgEngine {
         self.description.clone()
     }
 
+    fn send(&self, job: Job) -> bool {
+        let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok())
+    }
+
     pub async fn execute(&self, request: Request, key: Option<String>) -> Result<Response, ApiError> {
         let (reply, answer) = oneshot::channel();
-        if self.jobs.send(Job { request, key, reply }).is_err() {
+        if !self.send(Job::Request { request, key, reply }) {
             return Err(ApiError::new(ErrorCode::DbUnavailable, "the server is shutting down"));
         }
         answer.await.unwrap_or_else(|_| {
@@ -138,10 +150,19 @@ impl PgEngine {
         })
     }
 
-    pub async fn shut_down(self) {
-        drop(self.jobs);
-        let thread = self.thread;
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    /// Gives back idempotency key `key` of `scope` (its request's client
+    /// was answered 503).
+    pub async fn release_key(&self, scope: Scope, key: String) {
+        self.send(Job::Release { scope, key });
+    }
+
+    /// Takes no more requests and waits for those in flight.
+    pub async fn shut_down(&self) {
+        self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }
 
@@ -166,31 +187,50 @@ async fn connect(
     Ok((pool, cusim_pg::services_with(seed, strategy.constraints(), cache)))
 }
 
-/// Runs one request on a pooled connection and answers it.
+/// Runs one job on a pooled connection and answers it.
 async fn serve(pool: PgPool, shared: Shared, strategy: Strategy, pace: Duration, number: usize, job: Job) {
-    let result = match pool.acquire().await {
-        Err(error) => Err(ApiError::new(ErrorCode::DbUnavailable, format!("database unavailable: {error}"))),
-        Ok(conn) => {
-            {
-                // The shared clock follows the wall clock, never back.
-                let mut services = shared.borrow_mut();
-                services.clock_ms = services.clock_ms.max(wall_ms());
-            }
-            let conn = Paced { inner: PgConn::pooled(conn, shared.clone(), number), pace, wait: Wait::Async };
-            execute_keyed(&conn, strategy, &job.request, job.key.as_deref()).await
-        }
-    };
-    {
-        let mut services = shared.borrow_mut();
-        services.ids.forget(number);
-        // What the harness keeps for its oracle, a server reports.
-        services.inserted.clear();
-        if let Some(failure) = services.cache_failure.take() {
-            tracing::warn!(failure = %failure, "the Redis cache failed; the flows saw it down");
-        }
-        for breach in services.breaches.drain(..) {
-            tracing::error!(breach = ?breach, "a statement touched another tenant's customer");
+    if let Job::Request { reply, .. } = &job {
+        if reply.is_closed() {
+            return; // Its client was answered (timed out) before it started.
         }
     }
-    let _ = job.reply.send(result);
+    let conn = match pool.acquire().await {
+        Ok(conn) => Ok(conn),
+        Err(error) => Err(ApiError::new(ErrorCode::DbUnavailable, format!("database unavailable: {error}"))),
+    };
+    {
+        // The shared clock follows the wall clock, never back.
+        let mut services = shared.borrow_mut();
+        services.clock_ms = services.clock_ms.max(wall_ms());
+    }
+    let conn = conn.map(|conn| Paced {
+        inner: PgConn::pooled(conn, shared.clone(), number),
+        pace,
+        wait: Wait::Async,
+    });
+    match job {
+        Job::Request { request, key, reply } => {
+            let result = match &conn {
+                Ok(conn) => execute_keyed(conn, strategy, &request, key.as_deref()).await,
+                Err(error) => Err(error.clone()),
+            };
+            let _ = reply.send(result);
+        }
+        Job::Release { scope, key } => {
+            if let Ok(conn) = &conn {
+                let _ = conn.idempotency_release(scope, key).await;
+            }
+        }
+    }
+    drop(conn);
+    let mut services = shared.borrow_mut();
+    services.ids.forget(number);
+    // What the harness keeps for its oracle, a server reports.
+    services.inserted.clear();
+    if let Some(failure) = services.cache_failure.take() {
+        tracing::warn!(failure = %failure, "the Redis cache failed; the flows saw it down");
+    }
+    for breach in services.breaches.drain(..) {
+        tracing::error!(breach = ?breach, "a statement touched another tenant's customer");
+    }
 }

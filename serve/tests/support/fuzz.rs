@@ -55,6 +55,10 @@ fn text() -> impl Strategy<Value = String> {
         Just("x\u{0}y".to_owned()),
         "[a-zA-Z0-9_ .@%-]{0,12}",
         any::<String>(),
+        // Long enough to pass or break the length bounds (and Postgres's
+        // index entries, were it not for them).
+        "[a-zA-Z0-9]{250,330}",
+        "[a-zA-Z0-9]{3000}",
     ]
 }
 
@@ -167,17 +171,43 @@ fn request(call: &Call) -> Option<Request<Body>> {
     builder.body(Body::from(bytes)).ok()
 }
 
-/// Whether `body` is a success of the documented shape for `path`.
+/// Whether `body` is a success of the documented shape for `path` (the
+/// keys and types autumn-js 1.3.13 requires).
 fn is_success_shape(path: &str, body: &Value) -> bool {
-    let has = |keys: &[&str]| keys.iter().all(|k| body.get(*k).is_some());
+    let balance_ok = |b: &Value| {
+        b.is_null()
+            || (b["feature_id"].is_string()
+                && ["granted", "remaining", "usage"].iter().all(|k| b[*k].is_i64())
+                && b["unlimited"].is_boolean()
+                && b["overage_allowed"].is_boolean()
+                && b.get("max_purchase").is_some()
+                && b.get("next_reset_at").is_some())
+    };
+    let nullable_string = |v: Option<&Value>| v.is_some_and(|v| v.is_null() || v.is_string());
     if path.ends_with("check") {
-        has(&["allowed", "customer_id", "balance", "flag"]) && body["allowed"].is_boolean()
+        body["allowed"].is_boolean()
+            && body["customer_id"].is_string()
+            && body.get("balance").is_some_and(balance_ok)
+            && body.get("flag").is_some()
     } else if path.ends_with("track") {
-        has(&["customer_id", "value", "balance"])
+        body["customer_id"].is_string()
+            && body["value"].is_i64()
+            && body.get("balance").is_some_and(balance_ok)
     } else {
-        has(&["id", "name", "email", "created_at", "env", "metadata", "subscriptions", "balances", "flags"])
-            && body["subscriptions"].is_array()
-            && body["balances"].is_object()
+        ["id", "name", "email", "fingerprint", "stripe_id"].iter().all(|k| nullable_string(body.get(*k)))
+            && body["created_at"].is_u64()
+            && body["env"].is_string()
+            && body["metadata"].is_object()
+            && body["send_email_receipts"].is_boolean()
+            && body["billing_controls"].is_object()
+            && body["subscriptions"].as_array().is_some_and(|subs| {
+                subs.iter()
+                    .all(|s| s["plan_id"].is_string() && s["status"].is_string() && s["started_at"].is_u64())
+            })
+            && body["purchases"].is_array()
+            && body["licenses"].is_array()
+            && body["balances"].as_object().is_some_and(|b| b.values().all(|v| !v.is_null() && balance_ok(v)))
+            && body["flags"].is_object()
     }
 }
 

@@ -34,11 +34,16 @@ pub fn free_catalog() -> Catalog {
 
 /// A server of `strategy` over `catalog`, with [`KEY`] and [`LIVE_KEY`] for org_1.
 pub fn app(strategy: Strategy, catalog: Catalog) -> Arc<App> {
+    app_with(strategy, catalog, Duration::ZERO, Duration::from_secs(10))
+}
+
+/// The same, each operation paced by `pace`, each request limited to `timeout`.
+pub fn app_with(strategy: Strategy, catalog: Catalog, pace: Duration, timeout: Duration) -> Arc<App> {
     let mut keys = Keys::default();
     keys.add(&format!("{KEY}=org_1")).unwrap();
     keys.add(&format!("{LIVE_KEY}=org_1")).unwrap();
-    let engine = Engine::Memory(MemoryEngine::new(strategy, catalog.clone(), 7, Duration::ZERO));
-    Arc::new(App::new(engine, keys, catalog, strategy, Duration::from_secs(10)))
+    let engine = Engine::Memory(MemoryEngine::new(strategy, catalog.clone(), 7, pace));
+    Arc::new(App::new(engine, keys, catalog, strategy, timeout))
 }
 
 /// The store of `app`'s in-memory engine, as JSON.

@@ -70,12 +70,20 @@ pub enum PgReplayError {
 pub struct Target {
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// Keep the run's schema afterwards, and empty one an earlier run kept
+    /// rather than make it again (`schema::fresh`): for many runs in a row.
+    pub reuse_schema: bool,
 }
 
 impl Target {
     /// Postgres, with the in-memory cache.
     pub fn postgres(database_url: impl Into<String>) -> Target {
-        Target { database_url: database_url.into(), redis_url: None }
+        Target { database_url: database_url.into(), redis_url: None, reuse_schema: false }
+    }
+
+    /// The same, keeping the schema for the next run (see `reuse_schema`).
+    pub fn reusing_schema(self) -> Target {
+        Target { reuse_schema: true, ..self }
     }
 
     /// The same, with the cache on the Redis server at `redis_url`.
@@ -211,8 +219,8 @@ pub fn replay_on_postgres(
 
 /// Runs `body` with a shadow on `target`: a schema of its own
 /// (`schema_name`, made for `strategy` and `catalog`, dropped afterwards,
-/// after the shadow and its connections are gone) and, on Redis, a
-/// namespace of the same name.
+/// after the shadow and its connections are gone, unless the target
+/// reuses schemas) and, on Redis, a namespace of the same name.
 fn with_shadow<T>(
     target: &Target,
     schema_name: &str,
@@ -236,8 +244,11 @@ fn with_shadow<T>(
             Some(redis)
         }
     };
-    let database =
-        local.block_on(&runtime, schema::create(&target.database_url, schema_name, strategy, catalog))?;
+    let database = if target.reuse_schema {
+        local.block_on(&runtime, schema::fresh(&target.database_url, schema_name, strategy, catalog))?
+    } else {
+        local.block_on(&runtime, schema::create(&target.database_url, schema_name, strategy, catalog))?
+    };
     let result = (|| {
         let monitor = local
             .block_on(&runtime, PgConnection::connect_with(&database.options))
@@ -250,7 +261,9 @@ fn with_shadow<T>(
         };
         body(&mut shadow)
     })();
-    local.block_on(&runtime, schema::drop(&database));
+    if !target.reuse_schema {
+        local.block_on(&runtime, schema::drop(&database));
+    }
     if let Some(redis) = redis {
         // Best effort, as the schema's drop: a Redis that died keeps nothing.
         let _ = local.block_on(&runtime, redis.clear());
