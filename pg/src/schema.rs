@@ -37,6 +37,16 @@ fn kind_text(kind: ProductKind) -> &'static str {
     }
 }
 
+impl Database {
+    /// Schema `schema` on the server at `url`, as [`create`] would connect
+    /// to it (to drop one a run kept, say), without connecting.
+    pub fn named(url: &str, schema: &str) -> Result<Database, SetupError> {
+        let options =
+            parse_url(url)?.options([("search_path", schema)]).application_name(&application_name(schema));
+        Ok(Database { schema: schema.to_owned(), options })
+    }
+}
+
 /// Connect options for `url`, without connecting.
 pub fn parse_url(url: &str) -> Result<PgConnectOptions, SetupError> {
     if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
@@ -99,15 +109,9 @@ pub async fn fresh(
     strategy: Strategy,
     catalog: &Catalog,
 ) -> Result<Database, SetupError> {
-    let options = parse_url(url)?;
-    let options = options.options([("search_path", schema)]).application_name(&application_name(schema));
+    let Database { options, .. } = Database::named(url, schema)?;
     if let Ok(mut conn) = PgConnection::connect_with(&options).await {
-        let expected = sqlx::migrate!("../migrations/base").migrations.len()
-            + match strategy {
-                Strategy::Legacy => 0,
-                Strategy::Transactional => sqlx::migrate!("../migrations/transactional").migrations.len(),
-                Strategy::Safe => sqlx::migrate!("../migrations/safe").migrations.len(),
-            };
+        let expected: usize = migrators(strategy).iter().map(|m| m.migrations.len()).sum();
         let made_for: Option<String> = sqlx::query_scalar("SELECT strategy FROM cusim_strategy")
             .fetch_optional(&mut conn)
             .await
@@ -119,19 +123,8 @@ pub async fn fresh(
             .ok();
         if made_for.as_deref() == Some(strategy.as_str()) && applied == Some(expected as i64) {
             let emptied = async {
-                sqlx::query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE application_name = $1 AND pid <> pg_backend_pid()",
-                )
-                .bind(application_name(schema))
-                .execute(&mut conn)
-                .await?;
-                sqlx::raw_sql(
-                    "TRUNCATE customers, customer_products, balances, products, catalog RESTART IDENTITY",
-                )
-                .execute(&mut conn)
-                .await?;
-                load_catalog(&mut conn, catalog).await
+                end_other_sessions(&mut conn, schema).await?;
+                empty(&mut conn, catalog).await
             };
             if emptied.await.is_ok() {
                 let _ = conn.close().await;
@@ -215,19 +208,10 @@ async fn prepare(
                 .map_err(|e| schema_error(&e))?;
         }
     }
-    let mut base = sqlx::migrate!("../migrations/base");
-    base.set_locking(false);
-    base.set_ignore_missing(true);
-    base.run(&mut conn).await.map_err(|e| schema_error(&e))?;
-    let mut own = match strategy {
-        Strategy::Legacy => None,
-        Strategy::Transactional => Some(sqlx::migrate!("../migrations/transactional")),
-        Strategy::Safe => Some(sqlx::migrate!("../migrations/safe")),
-    };
-    if let Some(own) = own.as_mut() {
-        own.set_locking(false);
-        own.set_ignore_missing(true);
-        own.run(&mut conn).await.map_err(|e| schema_error(&e))?;
+    for mut migrator in migrators(strategy) {
+        migrator.set_locking(false);
+        migrator.set_ignore_missing(true);
+        migrator.run(&mut conn).await.map_err(|e| schema_error(&e))?;
     }
     if start == Start::Keep {
         sqlx::raw_sql("TRUNCATE products, catalog").execute(&mut conn).await.map_err(|e| schema_error(&e))?;
@@ -269,25 +253,46 @@ async fn load_catalog(conn: &mut PgConnection, catalog: &Catalog) -> Result<(), 
 /// without re-running the migrations.
 pub async fn reset(database: &Database, catalog: &Catalog) -> Result<(), sqlx::Error> {
     let mut conn = PgConnection::connect_with(&database.options).await?;
-    sqlx::query("TRUNCATE customers, customer_products, balances, products, catalog")
-        .execute(&mut conn)
-        .await?;
-    load_catalog(&mut conn, catalog).await?;
+    empty(&mut conn, catalog).await?;
     conn.close().await
+}
+
+/// Empties every table and loads `catalog`.
+async fn empty(conn: &mut PgConnection, catalog: &Catalog) -> Result<(), sqlx::Error> {
+    sqlx::query("TRUNCATE customers, customer_products, balances, products, catalog RESTART IDENTITY")
+        .execute(&mut *conn)
+        .await?;
+    load_catalog(conn, catalog).await
+}
+
+/// Ends every other session on schema `schema`: a connection left inside a
+/// transaction (a run that stalled) would hold its locks, and a `DROP` or
+/// `TRUNCATE` would wait for it.
+async fn end_other_sessions(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(application_name(schema))
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The migrations of `strategy`'s schema: the base, then its own.
+fn migrators(strategy: Strategy) -> Vec<sqlx::migrate::Migrator> {
+    let own = match strategy {
+        Strategy::Legacy => None,
+        Strategy::Transactional => Some(sqlx::migrate!("../migrations/transactional")),
+        Strategy::Safe => Some(sqlx::migrate!("../migrations/safe")),
+    };
+    std::iter::once(sqlx::migrate!("../migrations/base")).chain(own).collect()
 }
 
 /// Drops the schema (best effort).
 pub async fn drop(database: &Database) {
     if let Ok(mut conn) = PgConnection::connect_with(&database.options).await {
-        // A connection left inside a transaction (a run that stalled) would
-        // hold its locks, and the DROP would wait for it: end them first.
-        let _ = sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(application_name(&database.schema))
-        .execute(&mut conn)
-        .await;
+        let _ = end_other_sessions(&mut conn, &database.schema).await;
         let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", database.schema)))
             .execute(&mut conn)
             .await;

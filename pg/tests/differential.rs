@@ -117,11 +117,8 @@ fn agree_on_postgres_with_redis(strategy: Strategy) {
         });
         runtime.block_on(schema::drop(&database));
         runtime.block_on(redis.clear()).unwrap();
-        let lockstep = schema::parse_url(&database_url()).unwrap();
-        let lockstep = schema::Database {
-            schema: format!("diff_lockstep_{strategy}"),
-            options: lockstep.options([("search_path", format!("diff_lockstep_{strategy}"))]),
-        };
+        let lockstep =
+            schema::Database::named(&database_url(), &format!("diff_lockstep_{strategy}")).unwrap();
         runtime.block_on(schema::drop(&lockstep));
         if let Err(failure) = result {
             panic!("{strategy}: {failure}");

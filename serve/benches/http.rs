@@ -249,13 +249,8 @@ fn bench_mode(c: &mut Criterion, label: &str, postgres: impl Fn(&str) -> Option<
 /// The create and the check of customer `id`, as the HTTP layer reads them
 /// (org_1, sandbox, API version 2.4.0: no auto-create).
 fn direct_requests(id: &str) -> [Request; 2] {
-    let scoped = |mut request: Request| {
-        if let Request::Create { org, env, .. } | Request::Check { org, env, .. } = &mut request {
-            *org = Some("org_1".into());
-            *env = Some(cusim::model::Env::Sandbox);
-        }
-        request
-    };
+    let scope = cusim::model::Scope::new("org_1", cusim::model::Env::Sandbox);
+    let scoped = |request: Request| cusim_serve::wire::in_scope(request, &scope);
     let mut check = Request::check(id, "words");
     if let Request::Check { auto_create, .. } = &mut check {
         *auto_create = false;

@@ -43,9 +43,6 @@ impl HttpError {
 
     /// The flows' error, as the modelled server answers it.
     pub fn from_api(error: ApiError) -> HttpError {
-        if error.code == ErrorCode::InternalError && lost_database(&error.message) {
-            return HttpError::new(503, "db_unavailable", error.message);
-        }
         let code = match error.code {
             // API.md: an id-less create without an email.
             ErrorCode::InvalidCustomer => {
@@ -64,22 +61,6 @@ impl HttpError {
     }
 }
 
-/// Whether an `internal_error` is the database going away rather than a
-/// bug: the connection broke (`database error client: …`, sqlx's own
-/// errors), or Postgres refused or ended the session (SQLSTATE class 08,
-/// 53 insufficient resources, 57P01–57P03 shutdown). The flows see these as
-/// any other failed statement; the client is told to retry.
-fn lost_database(message: &str) -> bool {
-    let Some(rest) = message.strip_prefix("database error ") else {
-        return false;
-    };
-    let code = rest.split(':').next().unwrap_or("");
-    code == "client"
-        || code.starts_with("08")
-        || code.starts_with("53")
-        || matches!(code, "57P01" | "57P02" | "57P03")
-}
-
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -94,19 +75,21 @@ impl IntoResponse for HttpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cusim::backend::DbError;
 
     #[test]
     fn a_database_that_went_away_is_503_and_a_bug_is_500() {
-        let status =
-            |message: &str| HttpError::from_api(ApiError::new(ErrorCode::InternalError, message)).status;
-        assert_eq!(status("database error client: error communicating with database: broken pipe"), 503);
-        assert_eq!(status("database error 57P01: terminating connection due to administrator command"), 503);
-        assert_eq!(status("database error 08006: connection failure"), 503);
-        assert_eq!(status("database error 53300: too many connections"), 503);
-        assert_eq!(status("database error 42P01: relation does not exist"), 500);
-        assert_eq!(status("23505 unique violation on customers_org_env_id_key"), 500);
-        let unavailable =
-            HttpError::from_api(ApiError::new(ErrorCode::DbUnavailable, "database unavailable"));
+        let status = |code: &str| {
+            let failed = DbError::Failed { code: code.into(), message: "…".into() };
+            HttpError::from_api(ApiError::from(failed)).status
+        };
+        for lost in ["client", "57P01", "08006", "53300"] {
+            assert_eq!(status(lost), 503, "{lost}");
+        }
+        assert_eq!(status("42P01"), 500);
+        let unique = DbError::UniqueViolation { constraint: "customers_org_env_id_key".into() };
+        assert_eq!(HttpError::from_api(ApiError::from(unique)).status, 500);
+        let unavailable = HttpError::from_api(ApiError::from(DbError::Unavailable));
         assert_eq!((unavailable.status, unavailable.code), (503, "db_unavailable"));
     }
 }

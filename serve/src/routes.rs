@@ -299,18 +299,6 @@ fn read_request(
         Route::GetById(_) => Fields::empty(&empty),
         _ => Fields::of(bytes, &mut parsed)?,
     };
-    let in_scope = |mut request: Request| {
-        match &mut request {
-            Request::Create { org, env, .. }
-            | Request::Check { org, env, .. }
-            | Request::Track { org, env, .. }
-            | Request::Get { org, env, .. } => {
-                *org = Some(scope.org_id.clone());
-                *env = Some(scope.env);
-            }
-        }
-        request
-    };
     let shown = Shown {
         expand: fields.expand("expand"),
         with_autumn_id: fields.boolean("with_autumn_id") == Some(true),
@@ -334,7 +322,7 @@ fn read_request(
             if let Some(id) = &id {
                 customer_id(id_field, id)?;
             }
-            wire::create_request(id, data, shown.expand.clone(), scope)
+            wire::create_request(id, data, shown.expand.clone())
         }
         Route::Get | Route::GetById(_) => {
             let id = match route {
@@ -345,7 +333,7 @@ fn read_request(
             };
             fields.finish()?;
             customer_id("customer_id", &id)?;
-            in_scope(Request::get(&id))
+            Request::get(&id)
         }
         Route::Check | Route::Track => {
             let customer_id = fields.required_string("customer_id");
@@ -365,7 +353,7 @@ fn read_request(
             }
             // Auto-create only for API versions below 2.1.0.
             let auto_create = version < (2, 1, 0);
-            let request = if *route == Route::Check {
+            if *route == Route::Check {
                 Request::Check {
                     customer_id,
                     feature_id,
@@ -385,9 +373,8 @@ fn read_request(
                     org: None,
                     env: None,
                 }
-            };
-            in_scope(request)
+            }
         }
     };
-    Ok((request, shown))
+    Ok((wire::in_scope(request, scope), shown))
 }

@@ -369,13 +369,25 @@ pub fn has_feature(catalog: &Catalog, feature_id: &str) -> bool {
     catalog.products.iter().any(|p| p.features.contains_key(feature_id))
 }
 
-/// The harness's request for a create, in the tenant `scope`.
-pub fn create_request(id: Option<String>, data: CustomerData, expand: Vec<Expand>, scope: &Scope) -> Request {
+/// `request`, acting in the tenant `scope` (the one its key names).
+pub fn in_scope(mut request: Request, scope: &Scope) -> Request {
+    match &mut request {
+        Request::Create { org, env, .. }
+        | Request::Check { org, env, .. }
+        | Request::Track { org, env, .. }
+        | Request::Get { org, env, .. } => {
+            *org = Some(scope.org_id.clone());
+            *env = Some(scope.env);
+        }
+    }
+    request
+}
+
+/// The harness's request for a create of `id` with `data`, showing `expand`.
+pub fn create_request(id: Option<String>, data: CustomerData, expand: Vec<Expand>) -> Request {
     let mut request = Request::create(id.as_deref(), data);
-    if let Request::Create { expand: wanted, org, env, .. } = &mut request {
+    if let Request::Create { expand: wanted, .. } = &mut request {
         *wanted = expand;
-        *org = Some(scope.org_id.clone());
-        *env = Some(scope.env);
     }
     request
 }

@@ -64,9 +64,8 @@ fn finish(runtime: &tokio::runtime::Runtime, app: Arc<App>, schema: &str) {
         if let Ok(redis) = cusim_pg::cache::RedisCache::connect(&url("REDIS_URL"), schema).await {
             let _ = redis.clear().await;
         }
-        let options = cusim_pg::schema::parse_url(&url("DATABASE_URL")).unwrap();
-        let options = options.options([("search_path", schema)]);
-        cusim_pg::schema::drop(&cusim_pg::schema::Database { schema: schema.to_owned(), options }).await;
+        cusim_pg::schema::drop(&cusim_pg::schema::Database::named(&url("DATABASE_URL"), schema).unwrap())
+            .await;
     });
 }
 

@@ -47,6 +47,23 @@ impl DbError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::UniqueViolation { .. })
     }
+
+    /// Whether a real server's failure is the database going away rather
+    /// than a statement's error: the connection broke (`client`: the
+    /// driver's own errors), or Postgres refused or ended the session
+    /// (SQLSTATE class 08 connection exception, class 53 insufficient
+    /// resources, 57P01–57P03 shutdown). The model never produces one.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            DbError::Failed { code, .. } => {
+                code == "client"
+                    || code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]

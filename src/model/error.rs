@@ -129,14 +129,18 @@ pub fn validation_error(errors: &[FieldError]) -> ApiError {
 }
 
 impl From<crate::backend::DbError> for ApiError {
-    /// An injected database fault is retryable (`db_unavailable`); any other
-    /// database error reaching a client is a bug (`internal_error`).
+    /// An injected database fault, or a real database that went away, is
+    /// retryable (`db_unavailable`); any other database error reaching a
+    /// client is a bug (`internal_error`).
     fn from(error: crate::backend::DbError) -> ApiError {
         match error {
             crate::backend::DbError::Unavailable => {
                 ApiError::new(ErrorCode::DbUnavailable, "database unavailable")
             }
             crate::backend::DbError::Timeout => ApiError::new(ErrorCode::DbUnavailable, "database timed out"),
+            lost if lost.is_connection_lost() => {
+                ApiError::new(ErrorCode::DbUnavailable, format!("database unavailable: {lost}"))
+            }
             other => ApiError::new(ErrorCode::InternalError, other.to_string()),
         }
     }
