@@ -131,7 +131,7 @@ impl Server {
             catalog: catalog(),
             keys,
             postgres,
-            pace: Duration::ZERO,
+            pacing: cusim_serve::Pacing::default(),
             timeout: Duration::from_secs(30),
         };
         let (ready, started) = std::sync::mpsc::channel();
@@ -322,7 +322,7 @@ fn postgres_redis(c: &mut Criterion) {
             redis_url: Some(redis_url.clone()),
             schema: format!("bench_http_{name}_{}", std::process::id()),
             pool_size: 40,
-            pace: Duration::ZERO,
+            pacing: cusim_serve::Pacing::default(),
         })
     };
     bench_mode(c, "postgres_redis", settings);

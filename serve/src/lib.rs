@@ -21,7 +21,7 @@ use std::time::Duration;
 use cusim::flow::Strategy;
 use cusim::model::Catalog;
 
-pub use engine::{Engine, MemoryEngine, PgEngine, PgSettings};
+pub use engine::{Engine, MemoryEngine, Pacing, PgEngine, PgSettings};
 pub use keys::Keys;
 pub use routes::{router, App};
 
@@ -34,7 +34,7 @@ pub struct Config {
     pub keys: Keys,
     /// Integration mode; `None`: the in-memory model.
     pub postgres: Option<PgSettings>,
-    pub pace: Duration,
+    pub pacing: Pacing,
     pub timeout: Duration,
 }
 
@@ -61,9 +61,14 @@ pub fn fresh_seed() -> u64 {
 /// Starts the engine the configuration names.
 pub async fn start_engine(config: &Config, seed: u64) -> Result<Engine, ServeError> {
     Ok(match &config.postgres {
-        None => Engine::Memory(MemoryEngine::new(config.strategy, config.catalog.clone(), seed, config.pace)),
+        None => Engine::Memory(MemoryEngine::new(
+            config.strategy,
+            config.catalog.clone(),
+            seed,
+            config.pacing.clone(),
+        )),
         Some(settings) => {
-            let settings = PgSettings { pace: config.pace, ..settings.clone() };
+            let settings = PgSettings { pacing: config.pacing.clone(), ..settings.clone() };
             Engine::Postgres(PgEngine::start(config.strategy, &config.catalog, &settings, seed).await?)
         }
     })

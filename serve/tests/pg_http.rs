@@ -26,7 +26,7 @@ fn pg_app(runtime: &tokio::runtime::Runtime, strategy: Design, schema: &str) -> 
         redis_url: Some(url("REDIS_URL")),
         schema: schema.to_owned(),
         pool_size: 8,
-        pace: Duration::ZERO,
+        pacing: cusim_serve::Pacing::default(),
     };
     let catalog = free_catalog();
     let engine = runtime

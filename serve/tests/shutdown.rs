@@ -37,7 +37,7 @@ async fn shutdown_lets_the_requests_in_flight_finish() {
         keys,
         postgres: None,
         // Each operation of the request waits 50 ms: it is in flight a while.
-        pace: Duration::from_millis(50),
+        pacing: cusim_serve::Pacing::fixed(Duration::from_millis(50)),
         timeout: Duration::from_secs(30),
     };
     let (ready, started) = oneshot::channel();

@@ -7,10 +7,13 @@
 //!   and the race classifier (SPEC §8);
 //! - [`explore`]: schedulers, the exploration loop and shrinking;
 //! - [`corpus`]: the built-in scenarios and the regression corpus;
-//! - [`report`]: text traces, HTML pages and `cusim explain`.
+//! - [`report`]: text traces, HTML pages and `cusim explain`;
+//! - `check` (feature `check`): the black-box checker of a live server.
 //!
 //! The `cusim` command (`src/cli/`) is built on these.
 
+#[cfg(feature = "check")]
+pub mod check;
 pub mod corpus;
 pub mod drive;
 pub mod explore;

@@ -9,7 +9,6 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use cusim::backend::mem::{SharedWorld, World};
 use cusim::backend::Backend;
@@ -17,19 +16,24 @@ use cusim::flow::{execute_keyed, Request, Response, Strategy};
 use cusim::model::{ApiError, Catalog, ErrorCode, Scope};
 use tokio::sync::oneshot;
 
-use super::{wall_ms, Paced, Wait};
+use super::{wall_ms, Paced, Pacing, Wait};
 
 pub struct MemoryEngine {
     world: Arc<SharedWorld>,
     strategy: Strategy,
-    pace: Duration,
+    pacing: Pacing,
     next_request: AtomicUsize,
 }
 
 impl MemoryEngine {
-    pub fn new(strategy: Strategy, catalog: Catalog, seed: u64, pace: Duration) -> MemoryEngine {
+    pub fn new(strategy: Strategy, catalog: Catalog, seed: u64, pacing: Pacing) -> MemoryEngine {
         let world = World::new(catalog, strategy.constraints(), seed);
-        MemoryEngine { world: SharedWorld::serving(world), strategy, pace, next_request: AtomicUsize::new(0) }
+        MemoryEngine {
+            world: SharedWorld::serving(world),
+            strategy,
+            pacing,
+            next_request: AtomicUsize::new(0),
+        }
     }
 
     /// What the store holds: committed customers, live cache entries and
@@ -50,7 +54,7 @@ impl MemoryEngine {
     pub async fn execute(&self, request: Request, key: Option<String>) -> Result<Response, ApiError> {
         let world = Arc::clone(&self.world);
         let number = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let (strategy, pace) = (self.strategy, self.pace);
+        let (strategy, pacing) = (self.strategy, self.pacing.clone());
         let (reply, answer) = oneshot::channel();
         let run = move || {
             if reply.is_closed() {
@@ -63,7 +67,7 @@ impl MemoryEngine {
                     w.advance_clock(now - w.now_ms());
                 }
             });
-            let conn = Paced { inner: SharedWorld::connect(&world, number), pace, wait: Wait::Thread };
+            let conn = Paced { inner: SharedWorld::connect(&world, number), pacing, wait: Wait::Thread };
             let result = run_now(execute_keyed(&conn, strategy, &request, key.as_deref()));
             world.with(|w| w.forget_request(number));
             let _ = reply.send(result.unwrap_or_else(|| {

@@ -5,11 +5,13 @@
 pub mod memory;
 pub mod postgres;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cusim::backend::{Backend, CacheStamp, Op, Outcome};
 use cusim::flow::{Request, Response};
 use cusim::model::{ApiError, Scope};
+use cusim::rng::Rng;
 
 pub use memory::MemoryEngine;
 pub use postgres::{PgEngine, PgSettings};
@@ -71,21 +73,65 @@ pub enum Wait {
     Async,
 }
 
-/// A connection that holds its request `pace` before each operation that
-/// passes a named point (SPEC §5): it widens every race window, so that
-/// concurrent requests interleave their operations (`--pace`).
+/// How long a request is held before each operation that passes a named
+/// point (SPEC §5): a fixed `pace` (`--pace`), plus, with a jitter, a
+/// seeded random time (`--jitter`). Both widen race windows, as a chaos
+/// proxy between a server and its stores would; the jitter also varies
+/// which request gets through a window first.
+#[derive(Debug, Clone, Default)]
+pub struct Pacing {
+    pub pace: Duration,
+    pub jitter: Option<Arc<Jitter>>,
+}
+
+/// Seeded random waits of 0 to `max_ms` milliseconds. One stream for the
+/// whole server: which request draws which wait still depends on timing.
+#[derive(Debug)]
+pub struct Jitter {
+    max_ms: u64,
+    rng: Mutex<Rng>,
+}
+
+impl Pacing {
+    /// A fixed wait before each operation.
+    pub fn fixed(pace: Duration) -> Pacing {
+        Pacing { pace, jitter: None }
+    }
+
+    /// This pacing plus a random wait of up to `max_ms` drawn from `seed`.
+    pub fn with_jitter(self, seed: u64, max_ms: u64) -> Pacing {
+        Pacing { jitter: Some(Arc::new(Jitter { max_ms, rng: Mutex::new(Rng::from_state(seed)) })), ..self }
+    }
+
+    /// The wait before the next operation.
+    fn delay(&self) -> Duration {
+        let random_ms = self.jitter.as_ref().map_or(0, |jitter| {
+            let mut rng = jitter.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            rng.next_u64() % (jitter.max_ms + 1)
+        });
+        self.pace + Duration::from_millis(random_ms)
+    }
+}
+
+/// A connection that holds its request (its [`Pacing`]) before each
+/// operation that passes a named point (SPEC §5): it widens every race
+/// window, so that concurrent requests interleave their operations
+/// (`--pace`, `--jitter`).
 pub struct Paced<B> {
     pub inner: B,
-    pub pace: Duration,
+    pub pacing: Pacing,
     pub wait: Wait,
 }
 
 impl<B: Backend> Backend for Paced<B> {
     async fn perform(&self, op: Op) -> Outcome {
-        if !self.pace.is_zero() && op.point().is_some() {
-            match self.wait {
-                Wait::Thread => std::thread::sleep(self.pace),
-                Wait::Async => tokio::time::sleep(self.pace).await,
+        if op.point().is_some() {
+            let delay = self.pacing.delay();
+            if !delay.is_zero() {
+                match self.wait {
+                    Wait::Thread => std::thread::sleep(delay),
+                    Wait::Async => tokio::time::sleep(delay).await,
+                }
             }
         }
         self.inner.perform(op).await

@@ -24,7 +24,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{wall_ms, Paced, Wait};
+use super::{wall_ms, Paced, Pacing, Wait};
 
 /// Where and how the integration engine runs.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub struct PgSettings {
     pub schema: String,
     /// Database connections at most.
     pub pool_size: u32,
-    pub pace: Duration,
+    pub pacing: Pacing,
 }
 
 /// Why the integration engine could not start.
@@ -107,8 +107,8 @@ impl PgEngine {
                     let _ = ready.send(Ok(()));
                     let mut number = 0usize;
                     while let Some(job) = queue.recv().await {
-                        let (pool, shared, pace) = (pool.clone(), shared.clone(), settings.pace);
-                        tokio::task::spawn_local(serve(pool, shared, strategy, pace, number, job));
+                        let (pool, shared, pacing) = (pool.clone(), shared.clone(), settings.pacing.clone());
+                        tokio::task::spawn_local(serve(pool, shared, strategy, pacing, number, job));
                         number += 1;
                     }
                 });
@@ -188,7 +188,7 @@ async fn connect(
 }
 
 /// Runs one job on a pooled connection and answers it.
-async fn serve(pool: PgPool, shared: Shared, strategy: Strategy, pace: Duration, number: usize, job: Job) {
+async fn serve(pool: PgPool, shared: Shared, strategy: Strategy, pacing: Pacing, number: usize, job: Job) {
     if let Job::Request { reply, .. } = &job {
         if reply.is_closed() {
             return; // Its client was answered (timed out) before it started.
@@ -205,7 +205,7 @@ async fn serve(pool: PgPool, shared: Shared, strategy: Strategy, pace: Duration,
     }
     let conn = conn.map(|conn| Paced {
         inner: PgConn::pooled(conn, shared.clone(), number),
-        pace,
+        pacing,
         wait: Wait::Async,
     });
     match job {

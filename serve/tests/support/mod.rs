@@ -42,7 +42,8 @@ pub fn app_with(strategy: Strategy, catalog: Catalog, pace: Duration, timeout: D
     let mut keys = Keys::default();
     keys.add(&format!("{KEY}=org_1")).unwrap();
     keys.add(&format!("{LIVE_KEY}=org_1")).unwrap();
-    let engine = Engine::Memory(MemoryEngine::new(strategy, catalog.clone(), 7, pace));
+    let engine =
+        Engine::Memory(MemoryEngine::new(strategy, catalog.clone(), 7, cusim_serve::Pacing::fixed(pace)));
     Arc::new(App::new(engine, keys, catalog, strategy, timeout))
 }
 

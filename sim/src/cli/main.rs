@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// stepper about a third cheaper than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(feature = "check")]
+mod check;
 mod explain;
 mod explore;
 mod replay;
@@ -203,9 +205,86 @@ enum Command {
         /// sends to its stores: widens every race window (demonstrations, tests).
         #[arg(long, value_name = "MS", default_value_t = 0)]
         pace: u64,
+        /// Hold each request a random time (0 to --jitter-max-ms, drawn from
+        /// this seed) before each operation it sends to its stores, as a
+        /// chaos proxy would: widens race windows and varies who goes first.
+        #[arg(long, value_name = "SEED")]
+        jitter: Option<u64>,
+        /// With --jitter: the longest random wait, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 5, requires = "jitter")]
+        jitter_max_ms: u64,
         /// A request that takes longer is answered 503 `db_unavailable`.
         #[arg(long, value_name = "MS", default_value_t = 30_000)]
         timeout_ms: u64,
+    },
+    /// Check a running server that speaks the API (API.md) from outside:
+    /// concurrent clients send a workload drawn from a seed, every call and
+    /// answer is kept as a history (JSON), every touched customer is read
+    /// back, and the history is judged against the invariants as a client
+    /// sees them. Only the target is contacted.
+    #[cfg(feature = "check")]
+    #[command(
+        after_help = "Examples:\n  cusim check --target http://127.0.0.1:3100 --secret-key am_sk_test_local\n  cusim check --target http://127.0.0.1:3100 --secret-key am_sk_test_local --workload claim --clients 4 --ops 500 --seed 7\n  cusim check --judge cusim-check-chk0123456789.json   # judge a saved history again\n\nWorkloads: mixed (every block), same-id, shared-email, claim, create-check, usage, or a file\n{\"name\": \"mine\", \"blocks\": {\"claim\": 2, \"usage\": 1}}.\nExit codes: 0 no invariant broken, 1 findings, 2 bad input or an unreachable target (with the reason)."
+    )]
+    Check {
+        /// The server's origin, e.g. http://127.0.0.1:3100 (plain HTTP; nothing else is contacted).
+        #[arg(long, required_unless_present = "judge")]
+        target: Option<String>,
+        /// The secret key to send (default: $AUTUMN_SECRET_KEY).
+        #[arg(long)]
+        secret_key: Option<String>,
+        /// A built-in workload or a workload file.
+        #[arg(long, default_value = "mixed")]
+        workload: String,
+        /// Clients released together in each group.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Start no group once this many calls were sent.
+        #[arg(long, default_value_t = 2000)]
+        ops: u64,
+        /// Start no group once the run has lasted this many seconds.
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        time_limit: u64,
+        /// The workload's seed (the same seed sends the same calls, ids aside).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A call unanswered this long has an unknown outcome (a track is
+        /// then sent again once).
+        #[arg(long, value_name = "MS", default_value_t = 5000)]
+        request_timeout_ms: u64,
+        /// A scenario file whose products are the target's catalog [default:
+        /// `cusim serve`'s: one free default product "free" with 1000 "words"].
+        #[arg(long, value_name = "FILE")]
+        catalog: Option<PathBuf>,
+        /// Where to keep the history [default: cusim-check-<run id>.json].
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
+        /// Judge this saved history instead of running.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "history"])]
+        judge: Option<PathBuf>,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the run as one self-contained HTML page: a lane per
+        /// client in each group, the findings' calls marked.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Take findings back to the model: for each (the first of each
+        /// race suspected, or --finding N), write the scenario its group
+        /// implies and search the model under --strategy for a schedule
+        /// that answers as the server did; print its `cusim replay`.
+        #[arg(long, requires = "strategy")]
+        reproduce: bool,
+        /// With --reproduce: the strategy to search the model under (the
+        /// server's, when the target is `cusim serve`).
+        #[arg(long, value_enum)]
+        strategy: Option<StrategyArg>,
+        /// With --reproduce: only finding N (as numbered in the report).
+        #[arg(long, value_name = "N", requires = "reproduce")]
+        finding: Option<usize>,
+        /// With --reproduce: where to write the scenarios [default: .].
+        #[arg(long, value_name = "DIR", requires = "reproduce")]
+        scenarios: Option<PathBuf>,
     },
     /// What an invariant means, which races break it and which built-in
     /// scenario shows it; or, for a race (R1–R9), its interleaving and the
@@ -237,6 +316,21 @@ pub(crate) fn shell_quote(text: &str) -> String {
     } else {
         format!("'{}'", text.replace('\'', "'\\''"))
     }
+}
+
+/// One free default product with one feature: the catalog `cusim serve`
+/// serves, and `cusim check` expects, without `--catalog`.
+#[cfg(any(feature = "serve", feature = "check"))]
+pub(crate) fn default_catalog() -> cusim::model::Catalog {
+    use cusim::model::{Catalog, Product, ProductKind};
+    let product = Product {
+        id: "free".into(),
+        group: "main".into(),
+        is_default: true,
+        kind: ProductKind::Free,
+        features: [("words".to_owned(), 1000)].into_iter().collect(),
+    };
+    Catalog::new(vec![product], false)
 }
 
 /// Bad input: reported with its reason, exit code 2.
@@ -317,6 +411,45 @@ fn main() -> ExitCode {
         }
         Command::Explain { name, json } => explain::run_explain(name.as_deref(), json),
         #[cfg(feature = "serve")]
+        #[cfg(feature = "check")]
+        Command::Check {
+            target,
+            secret_key,
+            workload,
+            clients,
+            ops,
+            time_limit,
+            seed,
+            request_timeout_ms,
+            catalog,
+            history,
+            judge,
+            json,
+            html,
+            reproduce,
+            strategy,
+            finding,
+            scenarios,
+        } => check::run_check(check::CheckArgs {
+            target: target.unwrap_or_default(),
+            secret_key,
+            workload,
+            clients,
+            ops,
+            time_limit_s: time_limit,
+            seed,
+            request_timeout_ms,
+            catalog,
+            history,
+            judge,
+            json,
+            html,
+            reproduce: reproduce.then(|| check::ReproduceArgs {
+                strategy: strategy.map_or(Strategy::Legacy, Strategy::from),
+                finding,
+                scenarios: scenarios.unwrap_or_else(|| PathBuf::from(".")),
+            }),
+        }),
         Command::Serve {
             strategy,
             listen,
@@ -327,6 +460,8 @@ fn main() -> ExitCode {
             schema,
             pool_size,
             pace,
+            jitter,
+            jitter_max_ms,
             timeout_ms,
         } => serve::run_serve(serve::ServeArgs {
             strategy: strategy.into(),
@@ -338,6 +473,7 @@ fn main() -> ExitCode {
             schema,
             pool_size,
             pace_ms: pace,
+            jitter: jitter.map(|seed| (seed, jitter_max_ms)),
             timeout_ms,
         }),
     };

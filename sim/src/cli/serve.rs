@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cusim::flow::Strategy;
-use cusim::model::{Catalog, Product, ProductKind};
-use cusim_serve::{Config, Keys, PgSettings};
+use cusim_serve::{Config, Keys, Pacing, PgSettings};
 use cusim_sim::input::scenario::Scenario;
 
 use crate::Usage;
@@ -26,19 +25,9 @@ pub(crate) struct ServeArgs {
     pub schema: Option<String>,
     pub pool_size: u32,
     pub pace_ms: u64,
+    /// `--jitter SEED` and `--jitter-max-ms`.
+    pub jitter: Option<(u64, u64)>,
     pub timeout_ms: u64,
-}
-
-/// One free default product with one feature: the catalog without `--catalog`.
-fn default_catalog() -> Catalog {
-    let product = Product {
-        id: "free".into(),
-        group: "main".into(),
-        is_default: true,
-        kind: ProductKind::Free,
-        features: [("words".to_owned(), 1000)].into_iter().collect(),
-    };
-    Catalog::new(vec![product], false)
 }
 
 /// Checks every argument, in order, before anything starts.
@@ -50,7 +39,7 @@ fn config(args: ServeArgs) -> Result<(Config, Option<String>), Usage> {
         ))
     })?;
     let catalog = match &args.catalog {
-        None => default_catalog(),
+        None => crate::default_catalog(),
         Some(path) => Scenario::load_catalog(Path::new(path)).map_err(|e| Usage(format!("--catalog {e}")))?,
     };
     let mut keys = Keys::default();
@@ -66,6 +55,13 @@ fn config(args: ServeArgs) -> Result<(Config, Option<String>), Usage> {
     };
     if args.pace_ms > MAX_PACE_MS {
         return Err(Usage(format!("--pace {}: at most {MAX_PACE_MS} ms", args.pace_ms)));
+    }
+    let mut pacing = Pacing::fixed(Duration::from_millis(args.pace_ms));
+    if let Some((seed, max_ms)) = args.jitter {
+        if max_ms == 0 || max_ms > MAX_PACE_MS {
+            return Err(Usage(format!("--jitter-max-ms {max_ms}: from 1 to {MAX_PACE_MS} ms")));
+        }
+        pacing = pacing.with_jitter(seed, max_ms);
     }
     if args.timeout_ms == 0 {
         return Err(Usage("--timeout-ms 0: a request needs some time".into()));
@@ -87,7 +83,7 @@ fn config(args: ServeArgs) -> Result<(Config, Option<String>), Usage> {
                 redis_url: args.redis_url,
                 schema: args.schema.unwrap_or_else(|| format!("cusim_{}", args.strategy)),
                 pool_size: args.pool_size,
-                pace: Duration::ZERO,
+                pacing: Pacing::default(),
             })
         }
     };
@@ -97,7 +93,7 @@ fn config(args: ServeArgs) -> Result<(Config, Option<String>), Usage> {
         catalog,
         keys,
         postgres,
-        pace: Duration::from_millis(args.pace_ms),
+        pacing,
         timeout: Duration::from_millis(args.timeout_ms),
     };
     Ok((config, made_up))

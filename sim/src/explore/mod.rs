@@ -433,3 +433,49 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         outcomes,
     }
 }
+
+/// What [`search`] found.
+pub struct Search {
+    /// The first run that was wanted.
+    pub found: Option<Execution>,
+    pub schedules_run: u64,
+    /// Whether the whole space ran (none found is then a proof).
+    pub exhausted: bool,
+}
+
+/// Runs every schedule of `prepared` with up to `max_ticks` clock moves,
+/// no preemption bound, reduced (source sets: every outcome is reached),
+/// until a run is `wanted`, at most `limit` runs, each run with `options`.
+pub fn search(
+    prepared: &Prepared,
+    max_ticks: usize,
+    limit: u64,
+    options: RunOptions,
+    mut wanted: impl FnMut(&Execution) -> bool,
+) -> Search {
+    let mut dfs = Dfs::new(None, max_ticks, Reduction::SourceSets, None);
+    let run = RunOptions { footprints: dfs.needs_footprints(), ..options };
+    let mut schedules_run = 0;
+    let mut capped = false;
+    loop {
+        let execution =
+            execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");
+        if dfs.probing || dfs.blocked {
+            if !dfs.backtrack(&execution.footprints) {
+                return Search { found: None, schedules_run, exhausted: !capped && !dfs.pruned };
+            }
+            continue;
+        }
+        schedules_run += 1;
+        capped |= matches!(execution.observation.end, End::StepCap { .. });
+        if wanted(&execution) {
+            return Search { found: Some(execution), schedules_run, exhausted: false };
+        }
+        if !dfs.backtrack(&execution.footprints) {
+            return Search { found: None, schedules_run, exhausted: !capped && !dfs.pruned };
+        }
+        if schedules_run >= limit {
+            return Search { found: None, schedules_run, exhausted: false };
+        }
+    }
+}

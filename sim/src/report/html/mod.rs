@@ -26,6 +26,9 @@
 
 mod layout;
 mod page;
+
+/// The pages' stylesheet (inline in each page), shared with `cusim check`'s page.
+pub const STYLESHEET: &str = include_str!("style.css");
 #[cfg(test)]
 mod tests;
 

@@ -16,7 +16,7 @@ const LANE_COLOURS: [&str; 10] = [
     "#5a5fb0",
 ];
 
-const CSS: &str = include_str!("style.css");
+use super::STYLESHEET as CSS;
 
 /// The whole page.
 pub(super) fn render(page: &Page<'_>) -> String {

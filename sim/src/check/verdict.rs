@@ -1,0 +1,505 @@
+//! Judging a history from outside: the invariants of SPEC §6 as a client
+//! sees them, read from the answers of the run and of the read-back of
+//! every touched customer. Each finding names its invariant, the group and
+//! the calls of the history involved, and the races of the catalog it most
+//! likely shows (a suspicion, from the group's block; `--reproduce`
+//! confirms one on the model).
+//!
+//! | invariant | judged from outside as |
+//! |---|---|
+//! | `no_internal_error` | no call is answered 5xx |
+//! | `unique_customer` | one `autumn_id` per customer id, over every answer that shows the id; one per email over the id-less creates sharing it |
+//! | `claim_correct` | a create of id X shows a customer whose id is X; a customer acknowledged as X is still found as X at the end |
+//! | `defaults_present` | the read-back shows every customer with exactly its owed defaults |
+//! | `responses_see_defaults` | no answer of the run shows a customer without them (a check or track: its balance of the defaults' feature) |
+//! | `usage_conserved` | Elle's counter: the read-back usage lies between the acknowledged and the attempted sums (a keyed retry is one request; an unkeyed retry another) |
+//! | `read_your_writes` | a client that was told it created X, or tracked N on X, then reads X and sees it, with at least N of usage |
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::history::{Event, History, Outcome, Sender};
+use super::workload::{Block, Call};
+use crate::judge::invariants::owed_defaults;
+use crate::judge::races::Race;
+
+/// The invariants judged, in the order findings are listed.
+pub const INVARIANTS: [&str; 7] = [
+    "no_internal_error",
+    "unique_customer",
+    "claim_correct",
+    "defaults_present",
+    "responses_see_defaults",
+    "usage_conserved",
+    "read_your_writes",
+];
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub invariant: String,
+    /// The group whose calls broke it (none: the read-back alone).
+    pub group: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<Block>,
+    /// The customer it is about, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// The races of SPEC §8 it most likely shows.
+    pub suspects: Vec<Race>,
+    /// The history's events involved, by index.
+    pub events: Vec<usize>,
+    pub message: String,
+}
+
+/// What a customer-shaped answer shows.
+struct Shown<'a> {
+    id: Option<&'a str>,
+    autumn_id: Option<&'a str>,
+}
+
+fn customer_of(body: &Value) -> Shown<'_> {
+    Shown {
+        id: body.get("id").and_then(Value::as_str),
+        autumn_id: body.get("autumn_id").and_then(Value::as_str),
+    }
+}
+
+/// Whether `call` answers with a customer.
+fn shows_customer(call: &Call) -> bool {
+    matches!(call, Call::Create { .. } | Call::Get { .. })
+}
+
+struct Judge<'a> {
+    history: &'a History,
+    /// The defaults every customer of the run is owed, as (group, product).
+    owed: Vec<(String, String)>,
+    findings: Vec<Finding>,
+}
+
+/// Judges `history`.
+pub fn judge(history: &History) -> Vec<Finding> {
+    let owed = owed_defaults(&history.catalog, false, None);
+    let mut judge = Judge { history, owed, findings: Vec::new() };
+    judge.no_internal_error();
+    judge.unique_customer();
+    judge.claim_correct();
+    judge.defaults();
+    judge.usage_conserved();
+    judge.read_your_writes();
+    let order = |f: &Finding| INVARIANTS.iter().position(|i| *i == f.invariant).unwrap_or(INVARIANTS.len());
+    judge
+        .findings
+        .sort_by(|a, b| (order(a), a.group, a.events.first()).cmp(&(order(b), b.group, b.events.first())));
+    judge.findings
+}
+
+impl<'a> Judge<'a> {
+    fn block(&self, group: Option<usize>) -> Option<Block> {
+        group.and_then(|g| self.history.groups.get(g)).map(|g| g.block)
+    }
+
+    fn find(
+        &mut self,
+        invariant: &str,
+        group: Option<usize>,
+        customer: Option<&str>,
+        mut events: Vec<usize>,
+        message: String,
+    ) {
+        events.sort();
+        events.dedup();
+        let block = self.block(group);
+        self.findings.push(Finding {
+            invariant: invariant.to_owned(),
+            group,
+            block,
+            customer: customer.map(str::to_owned),
+            suspects: block.map(|b| b.suspects(invariant)).unwrap_or_default(),
+            events,
+            message,
+        });
+    }
+
+    fn events(&self) -> std::slice::Iter<'a, Event> {
+        let history: &'a History = self.history;
+        history.events.iter()
+    }
+
+    /// The products a customer-shaped answer shows, as (group, product).
+    fn products(&self, body: &Value) -> Vec<(String, String)> {
+        let mut products: Vec<(String, String)> = body
+            .get("subscriptions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get("plan_id").and_then(Value::as_str))
+            .map(|plan| {
+                let group = self.history.catalog.product(plan).map_or("?", |p| p.group.as_str());
+                (group.to_owned(), plan.to_owned())
+            })
+            .collect();
+        products.sort();
+        products
+    }
+
+    fn describe(products: &[(String, String)]) -> String {
+        if products.is_empty() {
+            return "none".into();
+        }
+        products.iter().map(|(group, product)| format!("{product} ({group})")).collect::<Vec<_>>().join(", ")
+    }
+
+    fn no_internal_error(&mut self) {
+        let mut by_group: BTreeMap<Option<usize>, Vec<&Event>> = BTreeMap::new();
+        for event in self.events() {
+            if let Outcome::Failed { status, .. } = &event.outcome {
+                if *status >= 500 {
+                    by_group.entry(event.group).or_default().push(event);
+                }
+            }
+        }
+        for (group, events) in by_group {
+            let first = events[0];
+            let message = match &first.outcome {
+                Outcome::Failed { status, code, message } => format!(
+                    "{} call(s) answered 5xx; the first, event {} ({}), {status} {code}: {message}",
+                    events.len(),
+                    first.index,
+                    call_name(&first.call)
+                ),
+                _ => unreachable!("only failures are gathered"),
+            };
+            let customer = first.call.customer_id().map(str::to_owned);
+            let indices = events.iter().map(|e| e.index).collect();
+            self.find("no_internal_error", group, customer.as_deref(), indices, message);
+        }
+    }
+
+    fn unique_customer(&mut self) {
+        // Customer id → autumn id → the events that showed it.
+        let mut by_id: BTreeMap<&str, BTreeMap<&str, Vec<&Event>>> = BTreeMap::new();
+        // lower(email) → autumn id → the id-less creates that returned it.
+        let mut by_email: BTreeMap<String, BTreeMap<&str, Vec<&Event>>> = BTreeMap::new();
+        for event in self.events() {
+            let Some(body) = event.outcome.ok_body() else { continue };
+            if !shows_customer(&event.call) {
+                continue;
+            }
+            let shown = customer_of(body);
+            let Some(autumn_id) = shown.autumn_id else { continue };
+            if let Some(id) = shown.id {
+                by_id.entry(id).or_default().entry(autumn_id).or_default().push(event);
+            }
+            if let Call::Create { customer_id: None, email: Some(email), .. } = &event.call {
+                by_email.entry(email.to_lowercase()).or_default().entry(autumn_id).or_default().push(event);
+            }
+        }
+        let mut found = Vec::new();
+        for (id, autumn_ids) in &by_id {
+            if autumn_ids.len() > 1 {
+                found.push((Some(id.to_string()), format!("customer {id} was shown as"), autumn_ids));
+            }
+        }
+        for (email, autumn_ids) in &by_email {
+            if autumn_ids.len() > 1 {
+                found.push((None, format!("id-less creates with email {email} returned"), autumn_ids));
+            }
+        }
+        for (customer, what, autumn_ids) in found {
+            let all: Vec<&Event> = autumn_ids.values().flatten().copied().collect();
+            let group = all.iter().find_map(|e| e.group);
+            let shown: Vec<String> = autumn_ids
+                .iter()
+                .map(|(autumn, events)| {
+                    let indices: Vec<String> = events.iter().map(|e| e.index.to_string()).collect();
+                    format!("{autumn} (events {})", indices.join(", "))
+                })
+                .collect();
+            let message = format!("{what} {} different customers: {}", autumn_ids.len(), shown.join("; "));
+            self.find(
+                "unique_customer",
+                group,
+                customer.as_deref(),
+                all.iter().map(|e| e.index).collect(),
+                message,
+            );
+        }
+    }
+
+    fn claim_correct(&mut self) {
+        let mut found = Vec::new();
+        for event in self.events() {
+            let (Call::Create { customer_id: Some(asked), .. }, Some(body)) =
+                (&event.call, event.outcome.ok_body())
+            else {
+                continue;
+            };
+            let shown = customer_of(body);
+            if shown.id != Some(asked.as_str()) {
+                found.push((
+                    event.group,
+                    asked.clone(),
+                    vec![event.index],
+                    format!(
+                        "event {}: a create of {asked} answered with a customer whose id is {}",
+                        event.index,
+                        shown.id.map_or("null".to_owned(), |id| format!("{id:?}"))
+                    ),
+                ));
+            }
+        }
+        // A customer acknowledged as X and not found as X at the end.
+        for readback in self.events().filter(|e| e.sender == Sender::Readback) {
+            if readback.outcome.code() != Some("customer_not_found") {
+                continue;
+            }
+            let Some(id) = readback.call.customer_id() else { continue };
+            let acknowledged = self.events().find(|e| {
+                e.sender != Sender::Readback
+                    && e.call.customer_id() == Some(id)
+                    && e.outcome.ok_body().is_some_and(|b| customer_of(b).id == Some(id))
+                    && shows_customer(&e.call)
+            });
+            if let Some(ack) = acknowledged {
+                let autumn = ack.outcome.ok_body().and_then(|b| customer_of(b).autumn_id).unwrap_or("?");
+                found.push((
+                    ack.group,
+                    id.to_owned(),
+                    vec![ack.index, readback.index],
+                    format!(
+                        "event {} showed customer {id} ({autumn}), yet the read-back (event {}) finds no {id}: its row was given another id",
+                        ack.index, readback.index
+                    ),
+                ));
+            }
+        }
+        for (group, customer, events, message) in found {
+            self.find("claim_correct", group, Some(&customer), events, message);
+        }
+    }
+
+    /// `defaults_present` on the read-back, `responses_see_defaults` on
+    /// every other answer.
+    fn defaults(&mut self) {
+        let feature = self.history.feature.clone();
+        let feature_owed = self.owed.iter().any(|(_, product)| {
+            self.history.catalog.product(product).is_some_and(|p| p.features.contains_key(&feature))
+        });
+        // (read-back or not, group) → the answers without their defaults.
+        type Missing<'e> = BTreeMap<(bool, Option<usize>), Vec<(&'e Event, String)>>;
+        let mut found: Missing<'_> = BTreeMap::new();
+        for event in self.events() {
+            let Some(body) = event.outcome.ok_body() else { continue };
+            let readback = event.sender == Sender::Readback;
+            if shows_customer(&event.call) {
+                let products = self.products(body);
+                if products != self.owed {
+                    let id = customer_of(body).id.unwrap_or("(no id)");
+                    found.entry((readback, event.group)).or_default().push((
+                        event,
+                        format!(
+                            "event {} shows {id} with {}, owed {}",
+                            event.index,
+                            Self::describe(&products),
+                            Self::describe(&self.owed)
+                        ),
+                    ));
+                }
+            } else if feature_owed && body.get("balance").is_some_and(Value::is_null) {
+                found.entry((false, event.group)).or_default().push((
+                    event,
+                    format!(
+                        "event {} ({}) shows no balance of {feature} for {}, which its defaults grant",
+                        event.index,
+                        call_name(&event.call),
+                        event.call.customer_id().unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        for ((readback, group), events) in found {
+            let invariant = if readback { "defaults_present" } else { "responses_see_defaults" };
+            // A read-back belongs to the group that touched its customer.
+            let group = group.or_else(|| self.group_of(events[0].0.call.customer_id()));
+            for (event, message) in events {
+                self.find(invariant, group, event.call.customer_id(), vec![event.index], message);
+            }
+        }
+    }
+
+    /// The group whose calls named customer `id`.
+    fn group_of(&self, id: Option<&str>) -> Option<usize> {
+        let id = id?;
+        self.history
+            .groups
+            .iter()
+            .find(|g| g.setup.iter().chain(g.lanes.iter().flatten()).any(|c| c.customer_id() == Some(id)))
+            .map(|g| g.index)
+    }
+
+    fn usage_conserved(&mut self) {
+        let feature = self.history.feature.clone();
+        // Customer → (acknowledged, attempted, the tracks' events).
+        let mut sums: BTreeMap<&str, (u64, u64, Vec<usize>)> = BTreeMap::new();
+        // Logical requests: a keyed track's attempts are one; each attempt
+        // of an unkeyed track is one of its own.
+        let mut logical: BTreeMap<(Option<usize>, Sender, usize, u32), Vec<&Event>> = BTreeMap::new();
+        for event in self.events() {
+            if let Call::Track { idempotency_key, .. } = &event.call {
+                let attempt = if idempotency_key.is_some() { 0 } else { event.attempt };
+                logical.entry((event.group, event.sender, event.step, attempt)).or_default().push(event);
+            }
+        }
+        for attempts in logical.values() {
+            let Call::Track { customer_id, value, .. } = &attempts[0].call else { continue };
+            let acknowledged = attempts.iter().any(|e| e.outcome.ok_body().is_some());
+            // It may have taken effect unless every attempt was refused
+            // (a 409 duplicate key refuses a retry, not the attempt before it).
+            let maybe_applied = attempts.iter().any(|e| match &e.outcome {
+                Outcome::Ok { .. } | Outcome::Unknown { .. } => true,
+                Outcome::Failed { status, .. } => *status >= 500,
+            });
+            let entry = sums.entry(customer_id).or_default();
+            if acknowledged {
+                entry.0 += value;
+            }
+            if acknowledged || maybe_applied {
+                entry.1 += value;
+            }
+            entry.2.extend(attempts.iter().map(|e| e.index));
+        }
+        let mut found = Vec::new();
+        for (customer, (acknowledged, attempted, mut events)) in sums {
+            let readback = self
+                .events()
+                .find(|e| e.sender == Sender::Readback && e.call.customer_id() == Some(customer));
+            let Some(readback) = readback else { continue };
+            let Some(body) = readback.outcome.ok_body() else { continue };
+            let usage = body
+                .get("balances")
+                .and_then(|b| b.get(&feature))
+                .and_then(|b| b.get("usage"))
+                .and_then(Value::as_u64);
+            let Some(usage) = usage else { continue };
+            events.push(readback.index);
+            let message = if usage < acknowledged {
+                format!(
+                    "{customer}: usage of {feature} reads {usage} (event {}), below the {acknowledged} acknowledged: usage was lost",
+                    readback.index
+                )
+            } else if usage > attempted {
+                format!(
+                    "{customer}: usage of {feature} reads {usage} (event {}), above the {attempted} attempted: usage was counted twice",
+                    readback.index
+                )
+            } else {
+                continue;
+            };
+            found.push((customer.to_owned(), events, message, usage < acknowledged));
+        }
+        for (customer, events, message, lost) in found {
+            let group = self.group_of(Some(&customer));
+            self.find("usage_conserved", group, Some(&customer), events, message);
+            if !lost {
+                // Counted twice is no race of the catalog.
+                self.findings.last_mut().expect("just found").suspects.clear();
+            }
+        }
+    }
+
+    fn read_your_writes(&mut self) {
+        let feature = self.history.feature.clone();
+        // Each client's calls in a group, in order.
+        let mut lanes: BTreeMap<(usize, usize), Vec<&Event>> = BTreeMap::new();
+        for event in self.events() {
+            if let (Some(group), Sender::Client(n)) = (event.group, event.sender) {
+                lanes.entry((group, n)).or_default().push(event);
+            }
+        }
+        let mut found = Vec::new();
+        for ((group, client), events) in lanes {
+            // What this client was told it wrote: customer → (autumn id, event), and usage it tracked.
+            let mut created: BTreeMap<&str, (Option<&str>, usize)> = BTreeMap::new();
+            let mut tracked: BTreeMap<&str, (u64, Vec<usize>)> = BTreeMap::new();
+            for event in events {
+                let Some(id) = event.call.customer_id() else { continue };
+                match (&event.call, &event.outcome) {
+                    (Call::Get { .. }, Outcome::Ok { body, .. }) => {
+                        let shown = customer_of(body);
+                        if let Some((Some(autumn), at)) = created.get(id) {
+                            if shown.autumn_id.is_some_and(|a| a != *autumn) {
+                                found.push((group, id.to_owned(), vec![*at, event.index], format!(
+                                    "client {client} was told event {at} made {id} as {autumn}, then read {id} as {} (event {})",
+                                    shown.autumn_id.unwrap_or("?"), event.index
+                                )));
+                            }
+                        }
+                        if let Some((sum, ats)) = tracked.get(id) {
+                            let usage = body
+                                .get("balances")
+                                .and_then(|b| b.get(&feature))
+                                .and_then(|b| b.get("usage"))
+                                .and_then(Value::as_u64);
+                            if usage.is_some_and(|u| u < *sum) {
+                                let mut involved = ats.clone();
+                                involved.push(event.index);
+                                found.push((group, id.to_owned(), involved, format!(
+                                    "client {client} tracked {sum} of {feature} on {id}, acknowledged, then read usage {} (event {})",
+                                    usage.unwrap_or(0), event.index
+                                )));
+                            }
+                        }
+                    }
+                    (Call::Get { .. }, Outcome::Failed { code, .. }) if code == "customer_not_found" => {
+                        if let Some((_, at)) = created.get(id) {
+                            found.push((group, id.to_owned(), vec![*at, event.index], format!(
+                                "client {client} was told event {at} made or found {id}, then read {id}: not found (event {})",
+                                event.index
+                            )));
+                        }
+                    }
+                    (Call::Create { customer_id: Some(_), .. }, Outcome::Ok { body, .. }) => {
+                        created.insert(id, (customer_of(body).autumn_id, event.index));
+                    }
+                    (Call::Check { .. }, Outcome::Ok { .. }) => {
+                        created.entry(id).or_insert((None, event.index));
+                    }
+                    (Call::Track { value, .. }, Outcome::Ok { .. }) => {
+                        created.entry(id).or_insert((None, event.index));
+                        let entry = tracked.entry(id).or_default();
+                        entry.0 += value;
+                        entry.1.push(event.index);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (group, customer, events, message) in found {
+            self.find("read_your_writes", Some(group), Some(&customer), events, message);
+        }
+    }
+}
+
+/// A call's route, for messages.
+pub fn call_name(call: &Call) -> &'static str {
+    match call {
+        Call::Create { .. } => "customers.get_or_create",
+        Call::Get { .. } => "customers.get",
+        Call::Check { .. } => "balances.check",
+        Call::Track { .. } => "balances.track",
+    }
+}
+
+/// Per invariant: how many findings, and the races suspected.
+pub fn summary(findings: &[Finding]) -> Vec<(&'static str, usize, BTreeSet<Race>)> {
+    INVARIANTS
+        .iter()
+        .map(|invariant| {
+            let of: Vec<&Finding> = findings.iter().filter(|f| f.invariant == *invariant).collect();
+            (*invariant, of.len(), of.iter().flat_map(|f| f.suspects.iter().copied()).collect())
+        })
+        .collect()
+}

@@ -1,0 +1,122 @@
+//! Starting `cusim serve` and running `cusim check` against it, for the
+//! checker's tests (in memory, and on Postgres + Redis).
+
+#![allow(dead_code)] // Each test binary uses its part.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub const KEY: &str = "am_sk_test_checker";
+
+/// A `cusim serve` child process, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// Kept open: the server's stdout.
+    _stdout: BufReader<ChildStdout>,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `cusim serve --strategy STRATEGY` on a free port, with `extra` arguments.
+    pub fn start(strategy: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cusim"))
+            .args([
+                "serve",
+                "--strategy",
+                strategy,
+                "--listen",
+                "127.0.0.1:0",
+                "--key",
+                &format!("{KEY}=org_1"),
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cusim serve starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("cusim serve prints its address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line: {line:?}"))
+            .to_owned();
+        Server { child, _stdout: stdout, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cusim-check-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `cusim check` with `args`.
+pub fn cusim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cusim")).args(args).output().expect("cusim runs")
+}
+
+/// Runs `cusim check --json` against `url`, its history kept at `history`;
+/// its exit code and report.
+pub fn check(url: &str, history: &std::path::Path, args: &[&str]) -> (i32, Value) {
+    let history = history.to_str().unwrap();
+    let mut all = vec!["check", "--target", url, "--secret-key", KEY, "--json", "--history", history];
+    all.extend_from_slice(args);
+    let output = cusim(&all);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("not a JSON report ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
+    });
+    (output.status.code().expect("an exit code"), report)
+}
+
+/// The races suspected by a report's findings.
+pub fn suspects(report: &Value) -> BTreeSet<String> {
+    findings(report)
+        .iter()
+        .flat_map(|f| f["suspects"].as_array().unwrap().iter())
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The invariants a report's findings broke.
+pub fn invariants(report: &Value) -> BTreeSet<String> {
+    findings(report).iter().map(|f| f["invariant"].as_str().unwrap().to_owned()).collect()
+}
+
+pub fn findings(report: &Value) -> &Vec<Value> {
+    report["findings"].as_array().expect("findings")
+}
+
+/// Asserts the legacy strategy was caught: R1, R2, R4 and R5 suspected,
+/// and usage lost or counted twice.
+pub fn assert_legacy_caught(code: i32, report: &Value) {
+    assert_eq!(code, 1, "{report:#}");
+    let suspects = suspects(report);
+    for race in ["R1", "R2", "R4", "R5"] {
+        assert!(suspects.contains(race), "{race} not found: {suspects:?}\n{report:#}");
+    }
+    assert!(invariants(report).contains("usage_conserved"), "no usage lost: {report:#}");
+}
+
+/// Asserts a clean report: exit 0, no finding, calls made.
+pub fn assert_clean(code: i32, report: &Value) {
+    assert_eq!(findings(report).len(), 0, "{report:#}");
+    assert_eq!(code, 0);
+    assert!(report["calls"].as_u64().unwrap() > 500, "{report:#}");
+}
