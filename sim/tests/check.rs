@@ -230,5 +230,13 @@ fn bad_input_and_an_unreachable_target_exit_2_with_the_reason() {
     std::fs::write(&history, r#"{"format": 1, "target": 5}"#).unwrap();
     let error = refused(&["check", "--judge", history.to_str().unwrap()]);
     assert!(error.contains("h.json") && error.contains("at target"), "{error}");
+
+    // A real history, edited to name a group it does not have.
+    let (_, _) = check(&server.url, &history, &["--ops", "20", "--clients", "2"]);
+    let mut saved: Value = serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    saved["events"][0]["group"] = json!(99);
+    std::fs::write(&history, saved.to_string()).unwrap();
+    let error = refused(&["check", "--judge", history.to_str().unwrap()]);
+    assert!(error.contains("at events[0].group: 99"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

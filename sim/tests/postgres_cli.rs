@@ -240,11 +240,25 @@ fn pg_server(strategy: &str, schema: &str) -> checking::Server {
 
 #[test]
 fn check_catches_legacy_on_postgres_and_redis() {
-    let server = pg_server("legacy", &format!("check_legacy_{}", std::process::id()));
+    let schema = format!("check_legacy_{}", std::process::id());
+    let server = pg_server("legacy", &schema);
     let dir = checking::scratch("pg-legacy");
     let history = dir.join("h.json");
-    let (code, report) = checking::check(&server.url, &history, &["--ops", "2000", "--seed", "5"]);
+    let url = database_url();
+    let args = ["--ops", "2000", "--seed", "5", "--database-url", &url, "--schema", &schema];
+    let (code, report) = checking::check(&server.url, &history, &args);
     checking::assert_legacy_caught(code, &report);
+    // The committed rows show the duplicate id-less customers (R4) too.
+    let from_rows: Vec<&serde_json::Value> = checking::findings(&report)
+        .iter()
+        .filter(|f| f["message"].as_str().unwrap().starts_with("committed rows:"))
+        .collect();
+    assert!(
+        from_rows
+            .iter()
+            .any(|f| f["invariant"] == "unique_customer" && f["suspects"] == serde_json::json!(["R4"])),
+        "{report:#}"
+    );
     // Back to the model: R1 and R4 each as a schedule whose trace holds it.
     let scenarios = dir.join("scenarios");
     let reproduced = checking::cusim(&[
@@ -274,9 +288,12 @@ fn check_catches_legacy_on_postgres_and_redis() {
 
 #[test]
 fn check_finds_nothing_wrong_with_safe_on_postgres_and_redis() {
-    let server = pg_server("safe", &format!("check_safe_{}", std::process::id()));
+    let schema = format!("check_safe_{}", std::process::id());
+    let server = pg_server("safe", &schema);
     let dir = checking::scratch("pg-safe");
-    let (code, report) = checking::check(&server.url, &dir.join("h.json"), &["--ops", "2000", "--seed", "5"]);
+    let url = database_url();
+    let args = ["--ops", "2000", "--seed", "5", "--database-url", &url, "--schema", &schema];
+    let (code, report) = checking::check(&server.url, &dir.join("h.json"), &args);
     checking::assert_clean(code, &report);
     std::fs::remove_dir_all(&dir).unwrap();
 }

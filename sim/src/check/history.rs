@@ -125,7 +125,40 @@ impl History {
                 history.format
             ));
         }
+        let at = |what: String| Err(format!("{}: at {what}", path.display()));
+        for (i, group) in history.groups.iter().enumerate() {
+            if group.index != i {
+                return at(format!("groups[{i}].index: {} (groups are listed in order)", group.index));
+            }
+        }
         for (i, event) in history.events.iter().enumerate() {
+            if let Some(g) = event.group {
+                let Some(group) = history.groups.get(g) else {
+                    return at(format!(
+                        "events[{i}].group: {g}, but there are {} groups",
+                        history.groups.len()
+                    ));
+                };
+                let steps = match event.sender {
+                    Sender::Setup => group.setup.len(),
+                    Sender::Client(n) => match group.lanes.get(n) {
+                        Some(lane) => lane.len(),
+                        None => {
+                            return at(format!(
+                                "events[{i}].sender: client {n}, but group {g} has {} lanes",
+                                group.lanes.len()
+                            ))
+                        }
+                    },
+                    Sender::Readback => return at(format!("events[{i}]: a read-back belongs to no group")),
+                };
+                if event.step >= steps {
+                    return at(format!(
+                        "events[{i}].step: {}, but its lane in group {g} has {steps} calls",
+                        event.step
+                    ));
+                }
+            }
             if event.index != i {
                 return Err(format!(
                     "{}: at events[{i}].index: {} (events are listed in order)",

@@ -13,6 +13,7 @@ pub mod client;
 pub mod history;
 pub mod page;
 pub mod reproduce;
+pub mod rows;
 pub mod verdict;
 pub mod workload;
 
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use cusim::model::{Catalog, ErrorCode};
 use cusim::rng::Rng;
+
+use crate::judge::invariants::owed_defaults;
 use serde_json::Value;
 
 use self::client::{Client, Reply, Target};
@@ -81,14 +84,15 @@ pub fn fresh_run_id(seed: u64) -> String {
 }
 
 /// The feature checks and tracks name: the first feature of the first
-/// default product (by id) that grants one.
+/// default a new customer is owed (by group) that grants one.
 pub fn feature_of(catalog: &Catalog) -> Result<String, CheckError> {
-    let mut defaults: Vec<_> =
-        catalog.products.iter().filter(|p| p.is_default && !p.features.is_empty()).collect();
-    defaults.sort_by(|a, b| a.id.cmp(&b.id));
-    defaults.first().and_then(|p| p.features.keys().next().cloned()).ok_or_else(|| {
-        CheckError::BadInput("the catalog has no default product that grants a feature".into())
-    })
+    owed_defaults(catalog, false, None)
+        .iter()
+        .filter_map(|(_, product)| catalog.product(product))
+        .find_map(|p| p.features.keys().next().cloned())
+        .ok_or_else(|| {
+            CheckError::BadInput("the catalog owes a new customer no default that grants a feature".into())
+        })
 }
 
 /// Runs the workload against the target and reads back every customer it
@@ -129,9 +133,12 @@ pub async fn run(
         for (step, call) in group.setup.iter().enumerate() {
             perform(&mut clients[0], call, Some(index), Sender::Setup, step, &since, &mut group_events).await;
         }
-        let barrier = Arc::new(tokio::sync::Barrier::new(group.lanes.len()));
+        // One task per lane, each with a client of its own; clients beyond
+        // the lanes wait for the next group.
+        let lanes = group.lanes.len().min(clients.len());
+        let barrier = Arc::new(tokio::sync::Barrier::new(lanes));
         let mut tasks = Vec::new();
-        for (n, (lane, mut client)) in group.lanes.iter().cloned().zip(clients.drain(..)).enumerate() {
+        for (n, (lane, mut client)) in group.lanes.iter().cloned().zip(clients.drain(..lanes)).enumerate() {
             let barrier = Arc::clone(&barrier);
             tasks.push(tokio::spawn(async move {
                 let mut lane_events = Vec::new();
@@ -163,6 +170,11 @@ pub async fn run(
         progress(Progress { groups: groups.len(), calls, elapsed: start.elapsed() });
     };
 
+    // A call whose outcome is unknown may still be running on the server:
+    // give it its time limit before reading back.
+    if events.iter().any(|e| matches!(e.outcome, Outcome::Unknown { .. })) {
+        tokio::time::sleep(config.request_timeout).await;
+    }
     // Read back every customer the run named, spread over the clients.
     let touched: BTreeSet<String> = groups
         .iter()

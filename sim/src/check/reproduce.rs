@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::history::{Event, History, Outcome, Sender};
 use super::verdict::Finding;
-use super::workload::Call;
+use super::workload::{Block, Call};
 use crate::drive::stepper::{Execution, Prepared, RunOptions};
 use crate::explore::search;
 use crate::input::scenario::Scenario;
@@ -56,9 +56,9 @@ pub const MAX_SUBSETS: usize = 64;
 /// The invariants of the model a reproduction of a finding of
 /// `invariant` must break: the same one, seen from inside (a read-back
 /// without defaults is, inside, a stale cache or a customer without them).
-fn accepted(invariant: &str) -> Vec<Invariant> {
+fn accepted(finding: &Finding) -> Vec<Invariant> {
     use Invariant::*;
-    match invariant {
+    match finding.invariant.as_str() {
         "no_internal_error" => vec![NoInternalError],
         "unique_customer" => vec![UniqueCustomer],
         "claim_correct" => vec![ClaimCorrect, UniqueCustomer],
@@ -66,6 +66,9 @@ fn accepted(invariant: &str) -> Vec<Invariant> {
             vec![DefaultsPresent, ResponsesSeeDefaults, FreshCache]
         }
         "usage_conserved" => vec![UsageConserved],
+        // What a client reading its own write can miss, by the group's block.
+        "read_your_writes" if finding.block == Some(Block::Claim) => vec![ClaimCorrect, UniqueCustomer],
+        "read_your_writes" if finding.block == Some(Block::Usage) => vec![UsageConserved],
         _ => vec![
             ClaimCorrect,
             UniqueCustomer,
@@ -83,32 +86,50 @@ fn accepted(invariant: &str) -> Vec<Invariant> {
 /// side of a race is often a call that was answered well). Each client's
 /// first call in the group stands for it, first attempt.
 pub fn candidates(history: &History, finding: &Finding) -> Result<Vec<Vec<usize>>, String> {
+    // (Every set, in order; the caller tries at most MAX_SUBSETS of them.)
     let group = finding.group.ok_or("the finding is about the read-back alone: no group to reproduce")?;
     if group >= history.groups.len() {
         return Err(format!("the history has no group {group}"));
     }
-    let firsts: Vec<&Event> = history
-        .events
-        .iter()
-        .filter(|e| {
-            e.group == Some(group) && matches!(e.sender, Sender::Client(_)) && e.step == 0 && e.attempt == 0
-        })
-        .collect();
-    let involved: Vec<&Event> = firsts
-        .iter()
-        .copied()
-        .filter(|e| {
-            finding
-                .events
-                .iter()
-                .any(|i| history.events.get(*i).is_some_and(|f| f.group == e.group && f.sender == e.sender))
-        })
-        .collect();
-    let core: Vec<&Event> = match finding.invariant.as_str() {
-        // One request answered 5xx; the one that beat it is added below.
-        "no_internal_error" => {
-            involved.iter().copied().filter(|e| e.outcome.code().is_some()).take(1).collect()
+    // One call stands for each client: the call of its lane the finding
+    // involves (the first such), else its lane's first operation; never a
+    // read (reads show what the operations did), always a first attempt.
+    // One call per client: the calls of one lane were sent one after
+    // another, and the model has no order between requests.
+    let mut lanes: BTreeMap<Sender, Vec<&Event>> = BTreeMap::new();
+    for event in &history.events {
+        let is_operation = !matches!(event.call, Call::Get { .. });
+        if event.group == Some(group)
+            && matches!(event.sender, Sender::Client(_))
+            && event.attempt == 0
+            && is_operation
+        {
+            lanes.entry(event.sender).or_default().push(event);
         }
+    }
+    let named = |e: &Event| finding.events.contains(&e.index);
+    let mut firsts: Vec<&Event> = Vec::new();
+    let mut involved: Vec<&Event> = Vec::new();
+    for calls in lanes.values() {
+        match calls.iter().find(|e| named(e)) {
+            Some(event) => {
+                firsts.push(event);
+                involved.push(event);
+            }
+            None => firsts.push(calls[0]),
+        }
+    }
+    firsts.sort_by_key(|e| (e.invoked_us, e.index));
+    involved.sort_by_key(|e| (e.invoked_us, e.index));
+    let core: Vec<&Event> = match finding.invariant.as_str() {
+        // One request answered an internal error; the one that beat it
+        // is added below.
+        "no_internal_error" => involved
+            .iter()
+            .copied()
+            .filter(|e| matches!(&e.outcome, Outcome::Failed { status, code, .. } if *status == 500 || code == "internal_error"))
+            .take(1)
+            .collect(),
         // Two answers showing different customers.
         "unique_customer" => {
             let mut core: Vec<&Event> = Vec::new();
@@ -151,7 +172,7 @@ pub fn candidates(history: &History, finding: &Finding) -> Result<Vec<Vec<usize>
         }
     }
     sets.retain(|set| set.len() >= 2);
-    sets.truncate(MAX_SUBSETS);
+    sets.dedup();
     if sets.is_empty() {
         return Err(format!("group {group} has fewer than two clients' calls to race"));
     }
@@ -349,8 +370,11 @@ pub fn reproduce(
     scenario_path: &Path,
     limit: u64,
 ) -> Result<Reproduction, String> {
-    let sets = candidates(history, finding)?;
-    let wanted = accepted(&finding.invariant);
+    let mut sets = candidates(history, finding)?;
+    // More sets than are tried: "none explains it" cannot be claimed.
+    let cut = sets.len() > MAX_SUBSETS;
+    sets.truncate(MAX_SUBSETS);
+    let wanted = accepted(finding);
     let mut schedules_run = 0;
     let mut exhausted = true;
     let mut tried = 0;
@@ -416,7 +440,7 @@ pub fn reproduce(
     }
     let scenario = scenario_of(history, finding, &sets[0])?;
     write(scenario_path, &(serde_json::to_string_pretty(&scenario).map_err(|e| e.to_string())? + "\n"))?;
-    let complete = exhausted && tried == sets.len();
+    let complete = exhausted && !cut && tried == sets.len();
     Ok(reproduction(scenario, sets[0].clone(), strategy, None, schedules_run, complete, tried))
 }
 

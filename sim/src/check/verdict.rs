@@ -7,7 +7,7 @@
 //!
 //! | invariant | judged from outside as |
 //! |---|---|
-//! | `no_internal_error` | no call is answered 5xx |
+//! | `no_internal_error` | no call is answered 500 or `internal_error` (a 503 is a backend that may be retried) |
 //! | `unique_customer` | one `autumn_id` per customer id, over every answer that shows the id; one per email over the id-less creates sharing it |
 //! | `claim_correct` | a create of id X shows a customer whose id is X; a customer acknowledged as X is still found as X at the end |
 //! | `defaults_present` | the read-back shows every customer with exactly its owed defaults |
@@ -155,8 +155,10 @@ impl<'a> Judge<'a> {
     fn no_internal_error(&mut self) {
         let mut by_group: BTreeMap<Option<usize>, Vec<&Event>> = BTreeMap::new();
         for event in self.events() {
-            if let Outcome::Failed { status, .. } = &event.outcome {
-                if *status >= 500 {
+            // An internal error, not a backend that is unavailable (a 503
+            // `db_unavailable` is a legitimate answer, sent to be retried).
+            if let Outcome::Failed { status, code, .. } = &event.outcome {
+                if *status == 500 || code == "internal_error" {
                     by_group.entry(event.group).or_default().push(event);
                 }
             }
@@ -165,7 +167,7 @@ impl<'a> Judge<'a> {
             let first = events[0];
             let message = match &first.outcome {
                 Outcome::Failed { status, code, message } => format!(
-                    "{} call(s) answered 5xx; the first, event {} ({}), {status} {code}: {message}",
+                    "{} call(s) answered an internal error; the first, event {} ({}), {status} {code}: {message}",
                     events.len(),
                     first.index,
                     call_name(&first.call)
@@ -322,9 +324,9 @@ impl<'a> Judge<'a> {
         }
         for ((readback, group), events) in found {
             let invariant = if readback { "defaults_present" } else { "responses_see_defaults" };
-            // A read-back belongs to the group that touched its customer.
-            let group = group.or_else(|| self.group_of(events[0].0.call.customer_id()));
             for (event, message) in events {
+                // A read-back belongs to the group that touched its customer.
+                let group = group.or_else(|| self.group_of(event.call.customer_id()));
                 self.find(invariant, group, event.call.customer_id(), vec![event.index], message);
             }
         }
@@ -342,40 +344,12 @@ impl<'a> Judge<'a> {
 
     fn usage_conserved(&mut self) {
         let feature = self.history.feature.clone();
-        // Customer → (acknowledged, attempted, the tracks' events).
-        let mut sums: BTreeMap<&str, (u64, u64, Vec<usize>)> = BTreeMap::new();
-        // Logical requests: a keyed track's attempts are one; each attempt
-        // of an unkeyed track is one of its own.
-        let mut logical: BTreeMap<(Option<usize>, Sender, usize, u32), Vec<&Event>> = BTreeMap::new();
-        for event in self.events() {
-            if let Call::Track { idempotency_key, .. } = &event.call {
-                let attempt = if idempotency_key.is_some() { 0 } else { event.attempt };
-                logical.entry((event.group, event.sender, event.step, attempt)).or_default().push(event);
-            }
-        }
-        for attempts in logical.values() {
-            let Call::Track { customer_id, value, .. } = &attempts[0].call else { continue };
-            let acknowledged = attempts.iter().any(|e| e.outcome.ok_body().is_some());
-            // It may have taken effect unless every attempt was refused
-            // (a 409 duplicate key refuses a retry, not the attempt before it).
-            let maybe_applied = attempts.iter().any(|e| match &e.outcome {
-                Outcome::Ok { .. } | Outcome::Unknown { .. } => true,
-                Outcome::Failed { status, .. } => *status >= 500,
-            });
-            let entry = sums.entry(customer_id).or_default();
-            if acknowledged {
-                entry.0 += value;
-            }
-            if acknowledged || maybe_applied {
-                entry.1 += value;
-            }
-            entry.2.extend(attempts.iter().map(|e| e.index));
-        }
+        let sums = usage_bounds(self.history);
         let mut found = Vec::new();
-        for (customer, (acknowledged, attempted, mut events)) in sums {
+        for (customer, UsageBounds { acknowledged, attempted, mut events }) in sums {
             let readback = self
                 .events()
-                .find(|e| e.sender == Sender::Readback && e.call.customer_id() == Some(customer));
+                .find(|e| e.sender == Sender::Readback && e.call.customer_id() == Some(customer.as_str()));
             let Some(readback) = readback else { continue };
             let Some(body) = readback.outcome.ok_body() else { continue };
             let usage = body
@@ -398,7 +372,7 @@ impl<'a> Judge<'a> {
             } else {
                 continue;
             };
-            found.push((customer.to_owned(), events, message, usage < acknowledged));
+            found.push((customer, events, message, usage < acknowledged));
         }
         for (customer, events, message, lost) in found {
             let group = self.group_of(Some(&customer));
@@ -467,10 +441,10 @@ impl<'a> Judge<'a> {
                     (Call::Check { .. }, Outcome::Ok { .. }) => {
                         created.entry(id).or_insert((None, event.index));
                     }
-                    (Call::Track { value, .. }, Outcome::Ok { .. }) => {
+                    (Call::Track { value, .. }, Outcome::Ok { status: 200, .. }) => {
                         created.entry(id).or_insert((None, event.index));
                         let entry = tracked.entry(id).or_default();
-                        entry.0 += value;
+                        entry.0 = entry.0.saturating_add(*value);
                         entry.1.push(event.index);
                     }
                     _ => {}
@@ -481,6 +455,81 @@ impl<'a> Judge<'a> {
             self.find("read_your_writes", Some(group), Some(&customer), events, message);
         }
     }
+}
+
+/// What the tracks of one customer add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBounds {
+    /// The values of the tracks answered 200.
+    pub acknowledged: u64,
+    /// The values of the tracks that may have taken effect (answered 2xx,
+    /// 5xx, or not at all).
+    pub attempted: u64,
+    /// The tracks' events.
+    pub events: Vec<usize>,
+}
+
+/// Per customer, the bounds its usage must lie within (Elle's counter):
+/// a keyed track's attempts are one logical request, each attempt of an
+/// unkeyed track is one of its own.
+pub fn usage_bounds(history: &History) -> BTreeMap<String, UsageBounds> {
+    let mut logical: BTreeMap<(Option<usize>, Sender, usize, u32), Vec<&Event>> = BTreeMap::new();
+    for event in &history.events {
+        if let Call::Track { idempotency_key, .. } = &event.call {
+            let attempt = if idempotency_key.is_some() { 0 } else { event.attempt };
+            logical.entry((event.group, event.sender, event.step, attempt)).or_default().push(event);
+        }
+    }
+    let mut sums: BTreeMap<String, UsageBounds> = BTreeMap::new();
+    for attempts in logical.values() {
+        let Call::Track { customer_id, value, .. } = &attempts[0].call else { continue };
+        // A 200 acknowledges the usage; a 202 (accepted, applied later)
+        // does not yet.
+        let acknowledged = attempts.iter().any(|e| matches!(e.outcome, Outcome::Ok { status: 200, .. }));
+        // It may have taken effect unless every attempt was refused
+        // (a 409 duplicate key refuses a retry, not the attempt before it).
+        let maybe_applied = attempts.iter().any(|e| match &e.outcome {
+            Outcome::Ok { .. } | Outcome::Unknown { .. } => true,
+            Outcome::Failed { status, .. } => *status >= 500,
+        });
+        let entry = sums.entry(customer_id.clone()).or_default();
+        if acknowledged {
+            entry.acknowledged = entry.acknowledged.saturating_add(*value);
+        }
+        if acknowledged || maybe_applied {
+            entry.attempted = entry.attempted.saturating_add(*value);
+        }
+        entry.events.extend(attempts.iter().map(|e| e.index));
+    }
+    sums
+}
+
+/// What the verdict could not judge, said once each: a target that shows
+/// no `autumn_id` (then `unique_customer` is judged by email and rows
+/// only), or no balance of the feature.
+pub fn notes(history: &History) -> Vec<String> {
+    let mut notes = Vec::new();
+    let customers: Vec<&Value> = history
+        .events
+        .iter()
+        .filter(|e| shows_customer(&e.call))
+        .filter_map(|e| e.outcome.ok_body())
+        .collect();
+    if !customers.is_empty() && customers.iter().all(|b| b.get("autumn_id").is_none()) {
+        notes.push(
+            "no answer carried `autumn_id` (with_autumn_id): unique_customer and read_your_writes could not compare internal ids"
+                .to_owned(),
+        );
+    }
+    if !customers.is_empty()
+        && customers.iter().all(|b| b.get("balances").and_then(|x| x.get(&history.feature)).is_none())
+    {
+        notes.push(format!(
+            "no customer showed a balance of {}: usage_conserved and read_your_writes could not read usage",
+            history.feature
+        ));
+    }
+    notes
 }
 
 /// A call's route, for messages.

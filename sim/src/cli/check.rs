@@ -12,6 +12,7 @@ use cusim::flow::Strategy;
 use cusim_sim::check::client::Target;
 use cusim_sim::check::history::{History, Sender};
 use cusim_sim::check::reproduce::{reproduce, Reproduction};
+use cusim_sim::check::rows::{self, RowsSource};
 use cusim_sim::check::verdict::{self, call_name, Finding};
 use cusim_sim::check::workload::{self, Workload};
 use cusim_sim::check::{self as checker, CheckConfig, CheckError, MAX_CLIENTS};
@@ -37,6 +38,7 @@ pub(crate) struct CheckArgs {
     pub judge: Option<PathBuf>,
     pub json: bool,
     pub html: Option<PathBuf>,
+    pub rows: Option<RowsSource>,
     pub reproduce: Option<ReproduceArgs>,
 }
 
@@ -125,7 +127,10 @@ pub(crate) fn run_check(args: CheckArgs) -> Result<ExitCode, Usage> {
     if args.judge.is_none() {
         history.save(&history_path).map_err(Usage)?;
     }
-    let findings = verdict::judge(&history);
+    let mut findings = verdict::judge(&history);
+    if let Some(source) = &args.rows {
+        findings.extend(check_rows(source, &history)?);
+    }
     if let Some(path) = &args.html {
         std::fs::write(path, cusim_sim::check::page::render(&history, &findings))
             .map_err(|e| Usage(format!("--html {}: cannot write: {e}", path.display())))?;
@@ -151,11 +156,32 @@ pub(crate) fn run_check(args: CheckArgs) -> Result<ExitCode, Usage> {
     Ok(if findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn run(config: &CheckConfig, json: bool) -> Result<History, Usage> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, Usage> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Usage(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| Usage(format!("cannot start the runtime: {e}")))
+}
+
+/// The read-only checks of the run's committed rows.
+fn check_rows(source: &RowsSource, history: &History) -> Result<Vec<Finding>, Usage> {
+    rows::quoted_schema(&source.schema).map_err(Usage)?;
+    runtime()?.block_on(rows::check_rows(source, history)).map_err(|e| Usage(e.to_string()))
+}
+
+/// Gives SIGINT its default action back (the run's handler replaced it),
+/// so that Ctrl-C stops what follows the run (judging, reproducing).
+fn restore_interrupt() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default is
+    // async-signal-safe and touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+fn run(config: &CheckConfig, json: bool) -> Result<History, Usage> {
+    let runtime = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     let bar = ProgressBar::with_draw_target(Some(config.ops), ProgressDrawTarget::stderr());
     if json || !std::io::stderr().is_terminal() {
@@ -181,8 +207,14 @@ fn run(config: &CheckConfig, json: bool) -> Result<History, Usage> {
     let result = runtime.block_on(async {
         let interrupt = Arc::clone(&stop);
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupt.store(true, Ordering::Relaxed);
+            // The first Ctrl-C ends the run after the group in flight (it
+            // is still read back and judged); a second one exits at once.
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if interrupt.swap(true, Ordering::Relaxed) {
+                    eprintln!("interrupted twice: exiting without judging");
+                    std::process::exit(130);
+                }
+                eprintln!("interrupted: finishing the group in flight, then reading back and judging (Ctrl-C again to exit)");
             }
         });
         checker::run(config, stop, |p| {
@@ -193,6 +225,7 @@ fn run(config: &CheckConfig, json: bool) -> Result<History, Usage> {
     });
     bar.finish_and_clear();
     runtime.shutdown_timeout(Duration::from_millis(100));
+    restore_interrupt();
     result.map_err(|e| match e {
         CheckError::BadInput(reason) => Usage(reason),
         CheckError::Unreachable(_) => Usage(format!("--target {}: {e}", config.target.url())),
@@ -258,6 +291,9 @@ fn report_text(history: &History, path: &Path, findings: &[Finding]) -> String {
             "{invariant:<24} {count:>8}  {}\n",
             if count == 0 { String::new() } else { races(suspects) }
         );
+    }
+    for note in verdict::notes(history) {
+        text += &format!("note: {note}\n");
     }
     let first = first_by_race(history, findings);
     if !first.is_empty() {
@@ -334,6 +370,7 @@ fn report_json(history: &History, path: &Path, findings: &[Finding]) -> serde_js
         "first_by_race": first_by_race(history, findings).into_iter().map(|(race, group, calls, time_us)| {
             json!({"race": race, "group": group, "calls": calls, "time_s": time_us as f64 / 1e6})
         }).collect::<Vec<_>>(),
+        "notes": verdict::notes(history),
         "findings": findings,
     })
 }
@@ -434,7 +471,7 @@ fn reproduction_text(reproduced: &Reproduced) -> String {
                 }
                 None if reproduction.exhausted => {
                     text += &format!(
-                        "  no schedule of the model ({}) with no clock move answers as the server did and breaks {}: {} sets of two or three of the group's calls tried, each set's whole (reduced) space run, {} schedules. The server did something the model cannot\n",
+                        "  no schedule of the model ({}), with no clock move and no fault, answers these calls as the server did and breaks {}: {} sets of two or three of the group's calls tried, each set's whole (reduced) space run, {} schedules. The server did something the model cannot\n",
                         reproduction.strategy, finding.invariant, reproduction.sets_tried, reproduction.schedules_run
                     );
                 }

@@ -269,6 +269,14 @@ enum Command {
         /// client in each group, the findings' calls marked.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
+        /// Also check the run's committed rows on this Postgres server
+        /// (SPEC §1's tables; read-only, in a READ ONLY transaction).
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        /// With --database-url: the schema of the server's tables
+        /// (`cusim serve`'s: cusim_<strategy>).
+        #[arg(long, default_value = "public", requires = "database_url")]
+        schema: String,
         /// Take findings back to the model: for each (the first of each
         /// race suspected, or --finding N), write the scenario its group
         /// implies and search the model under --strategy for a schedule
@@ -410,7 +418,6 @@ fn main() -> ExitCode {
             replay::run_replay(&scenario, strategy.into(), &schedule, backend, servers, &output)
         }
         Command::Explain { name, json } => explain::run_explain(name.as_deref(), json),
-        #[cfg(feature = "serve")]
         #[cfg(feature = "check")]
         Command::Check {
             target,
@@ -426,6 +433,8 @@ fn main() -> ExitCode {
             judge,
             json,
             html,
+            database_url,
+            schema,
             reproduce,
             strategy,
             finding,
@@ -444,12 +453,15 @@ fn main() -> ExitCode {
             judge,
             json,
             html,
+            rows: database_url
+                .map(|database_url| cusim_sim::check::rows::RowsSource { database_url, schema }),
             reproduce: reproduce.then(|| check::ReproduceArgs {
                 strategy: strategy.map_or(Strategy::Legacy, Strategy::from),
                 finding,
                 scenarios: scenarios.unwrap_or_else(|| PathBuf::from(".")),
             }),
         }),
+        #[cfg(feature = "serve")]
         Command::Serve {
             strategy,
             listen,
