@@ -51,7 +51,7 @@ pub struct Reproduction {
 }
 
 /// The most sets of requests a reproduction tries.
-pub const MAX_SUBSETS: usize = 64;
+pub const MAX_SUBSETS: usize = 256;
 
 /// The invariants of the model a reproduction of a finding of
 /// `invariant` must break: the same one, seen from inside (a read-back
@@ -92,10 +92,10 @@ pub fn candidates(history: &History, finding: &Finding) -> Result<Vec<Vec<usize>
         return Err(format!("the history has no group {group}"));
     }
     // One call stands for each client: the call of its lane the finding
-    // involves (the first such), else its lane's first operation; never a
-    // read (reads show what the operations did), always a first attempt.
-    // One call per client: the calls of one lane were sent one after
-    // another, and the model has no order between requests.
+    // involves (the first such), else its lane's first operation, or its
+    // read (below); always a first attempt. One call per client: the
+    // calls of one lane were sent one after another, and the model has no
+    // order between requests.
     let mut lanes: BTreeMap<Sender, Vec<&Event>> = BTreeMap::new();
     for event in &history.events {
         let is_operation = !matches!(event.call, Call::Get { .. });
@@ -144,11 +144,21 @@ pub fn candidates(history: &History, finding: &Finding) -> Result<Vec<Vec<usize>
         }
         _ => involved.iter().copied().take(2).collect(),
     };
+    // The other clients' calls: their operations (answered ones first),
+    // then their reads (a read fills the cache, and may fill it stale).
+    let core_lanes: Vec<Sender> = core.iter().map(|e| e.sender).collect();
     let others: Vec<&Event> = {
-        let rest = firsts.iter().copied().filter(|e| !core.iter().any(|c| c.index == e.index));
+        let rest = firsts.iter().copied().filter(|e| !core_lanes.contains(&e.sender));
         let (answered, failed): (Vec<&Event>, Vec<&Event>) =
             rest.partition(|e| e.outcome.ok_body().is_some());
-        answered.into_iter().chain(failed).collect()
+        let reads = history.events.iter().filter(|e| {
+            e.group == Some(group)
+                && matches!(e.sender, Sender::Client(_))
+                && !core_lanes.contains(&e.sender)
+                && e.attempt == 0
+                && matches!(e.call, Call::Get { .. })
+        });
+        answered.into_iter().chain(failed).chain(reads).collect()
     };
     let with = |extra: &[&Event]| {
         let mut set: Vec<usize> = core.iter().chain(extra).map(|e| e.index).collect();
@@ -166,7 +176,8 @@ pub fn candidates(history: &History, finding: &Finding) -> Result<Vec<Vec<usize>
     }
     if core.len() + 2 <= MAX_REQUESTS {
         for (i, a) in others.iter().enumerate() {
-            for b in &others[i + 1..] {
+            // One call per client: never two of one lane.
+            for b in others[i + 1..].iter().filter(|b| b.sender != a.sender) {
                 sets.push(with(&[a, b]));
             }
         }
