@@ -5,7 +5,9 @@
 
 mod checking;
 
-use checking::{assert_clean, assert_legacy_caught, check, cusim, findings, invariants, scratch, Server};
+use checking::{
+    assert_clean, assert_legacy_caught, check, cusim, findings, invariants, reproduce, scratch, Server,
+};
 use serde_json::{json, Value};
 
 /// The budget of each run: calls, and clients released together.
@@ -44,19 +46,8 @@ fn legacy_is_caught_and_every_finding_names_calls_of_its_history() {
     // R1 and R4 (and every other race found) back on the model: a
     // schedule whose answers match, and whose trace holds the race.
     let scenarios = dir.join("scenarios");
-    let reproduced = cusim(&[
-        "check",
-        "--judge",
-        history.to_str().unwrap(),
-        "--json",
-        "--reproduce",
-        "--strategy",
-        "legacy",
-        "--scenarios",
-        scenarios.to_str().unwrap(),
-    ]);
-    assert_eq!(reproduced.status.code(), Some(1));
-    let reproduced: Value = serde_json::from_slice(&reproduced.stdout).unwrap();
+    let (code, reproduced) = reproduce(&history, "legacy", &scenarios, &[]);
+    assert_eq!(code, 1);
     let reproductions = reproduced["reproductions"].as_array().unwrap();
     for race in ["R1", "R2", "R4", "R5"] {
         let of_race = reproductions
@@ -91,20 +82,7 @@ fn legacy_is_caught_and_every_finding_names_calls_of_its_history() {
         .iter()
         .position(|f| f["suspects"].as_array().unwrap().contains(&json!("R4")))
         .unwrap();
-    let on_safe = cusim(&[
-        "check",
-        "--judge",
-        history.to_str().unwrap(),
-        "--json",
-        "--reproduce",
-        "--strategy",
-        "safe",
-        "--finding",
-        &r4.to_string(),
-        "--scenarios",
-        scenarios.to_str().unwrap(),
-    ]);
-    let on_safe: Value = serde_json::from_slice(&on_safe.stdout).unwrap();
+    let (_, on_safe) = reproduce(&history, "safe", &scenarios, &["--finding", &r4.to_string()]);
     let only = &on_safe["reproductions"][0];
     assert!(only["schedule"].is_null(), "{only:#}");
     assert_eq!(only["exhausted"], true, "{only:#}");

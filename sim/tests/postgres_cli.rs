@@ -260,19 +260,7 @@ fn check_catches_legacy_on_postgres_and_redis() {
         "{report:#}"
     );
     // Back to the model: R1 and R4 each as a schedule whose trace holds it.
-    let scenarios = dir.join("scenarios");
-    let reproduced = checking::cusim(&[
-        "check",
-        "--judge",
-        history.to_str().unwrap(),
-        "--json",
-        "--reproduce",
-        "--strategy",
-        "legacy",
-        "--scenarios",
-        scenarios.to_str().unwrap(),
-    ]);
-    let reproduced: serde_json::Value = serde_json::from_slice(&reproduced.stdout).unwrap();
+    let (_, reproduced) = checking::reproduce(&history, "legacy", &dir.join("scenarios"), &[]);
     let races: Vec<&serde_json::Value> = reproduced["reproductions"]
         .as_array()
         .unwrap()

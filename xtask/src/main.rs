@@ -98,6 +98,23 @@ fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
     run_counted(mode, "cargo", command, envs, parse_result_line, false)
 }
 
+/// The tests of the `cusim` command and of `cusim serve` on Postgres and
+/// Redis, built in one invocation (one feature set for both packages):
+/// the `http` mode builds with the same arguments, so that after the
+/// `postgres` mode nothing is rebuilt.
+const CLI_TESTS: [&str; 10] = [
+    "-p",
+    "cusim-sim",
+    "-p",
+    "cusim-serve",
+    "--features",
+    "cusim-sim/pg-tests,cusim-serve/pg-tests",
+    "--test",
+    "postgres_cli",
+    "--test",
+    "pg_http",
+];
+
 /// The Postgres tests, against a throwaway Postgres server and a
 /// throwaway Redis server (both stopped also on failure).
 fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
@@ -120,36 +137,9 @@ fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
     envs.push(("REDIS_URL", redis.url.as_str()));
     let mut tally =
         cargo_tests("postgres", &["test", "--release", "--no-fail-fast", "-p", "cusim-pg"], &envs);
-    tally.add(cargo_tests(
-        "postgres",
-        &[
-            "test",
-            "--release",
-            "--no-fail-fast",
-            "-p",
-            "cusim-sim",
-            "--features",
-            "pg-tests",
-            "--test",
-            "postgres_cli",
-        ],
-        &envs,
-    ));
-    tally.add(cargo_tests(
-        "postgres",
-        &[
-            "test",
-            "--release",
-            "--no-fail-fast",
-            "-p",
-            "cusim-serve",
-            "--features",
-            "pg-tests",
-            "--test",
-            "pg_http",
-        ],
-        &envs,
-    ));
+    let mut args = vec!["test", "--release", "--no-fail-fast"];
+    args.extend(CLI_TESTS);
+    tally.add(cargo_tests("postgres", &args, &envs));
     tally
 }
 
@@ -177,12 +167,12 @@ fn http_tests(ci: &[(&str, &str)]) -> Tally {
     if let Err(error) = node::ensure() {
         return failed(format!("no Node: {error}"));
     }
-    // With the `postgres` mode's features, so that after it nothing is rebuilt.
-    eprintln!("==> http: cargo build --release -p cusim-sim --features pg-tests --bin cusim");
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "cusim-sim", "--features", "pg-tests", "--bin", "cusim"])
-        .current_dir(&root)
-        .status();
+    // As the `postgres` mode builds (which makes target/release/cusim), so
+    // that after it nothing is rebuilt.
+    let mut args = vec!["test", "--release", "--no-run"];
+    args.extend(CLI_TESTS);
+    eprintln!("==> http: cargo {}", args.join(" "));
+    let built = Command::new(env!("CARGO")).args(&args).current_dir(&root).status();
     if !built.is_ok_and(|s| s.success()) {
         return failed("could not build cusim".into());
     }

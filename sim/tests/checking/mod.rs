@@ -120,3 +120,31 @@ pub fn assert_clean(code: i32, report: &Value) {
     assert_eq!(code, 0);
     assert!(report["calls"].as_u64().unwrap() > 500, "{report:#}");
 }
+
+/// Runs `cusim check --judge HISTORY --reproduce --strategy STRATEGY`
+/// (scenarios written under `scenarios`, `extra` added); its exit code
+/// and JSON report.
+pub fn reproduce(
+    history: &std::path::Path,
+    strategy: &str,
+    scenarios: &std::path::Path,
+    extra: &[&str],
+) -> (i32, Value) {
+    let (history, scenarios) = (history.to_str().unwrap(), scenarios.to_str().unwrap());
+    let mut args = vec![
+        "check",
+        "--judge",
+        history,
+        "--json",
+        "--reproduce",
+        "--strategy",
+        strategy,
+        "--scenarios",
+        scenarios,
+    ];
+    args.extend_from_slice(extra);
+    let output = cusim(&args);
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not a JSON report ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code().expect("an exit code"), report)
+}
