@@ -48,14 +48,8 @@ fn exhaustive_r1(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(5));
     for strategy in Strategy::ALL {
         let prepared = prepared("r1-same-id-create", strategy);
-        let config = ExploreConfig {
-            scheduler: SchedulerKind::Exhaustive { max_preemptions: None },
-            schedules: u64::MAX,
-            max_ticks: 0,
-            // Plain: the figure compared over time is every order.
-            reduction: cusim_sim::explore::Reduction::None,
-            ..ExploreConfig::default()
-        };
+        // Plain: the figure compared over time is every order.
+        let config = ExploreConfig::exhaustive(cusim_sim::explore::Reduction::None, None, 0, u64::MAX);
         group.bench_function(strategy.to_string(), |b| {
             b.iter(|| {
                 let report = explore(&prepared, &config, |_| {});
@@ -83,13 +77,7 @@ fn exhaustive_reduced(c: &mut Criterion) {
     for builtin in builtin::BUILTINS {
         for strategy in Strategy::ALL {
             let prepared = prepared(builtin.name(), strategy);
-            let config = ExploreConfig {
-                scheduler: SchedulerKind::Exhaustive { max_preemptions: None },
-                schedules: REDUCED_BUDGET,
-                max_ticks: 1,
-                reduction: Reduction::SourceSets,
-                ..ExploreConfig::default()
-            };
+            let config = ExploreConfig::exhaustive(Reduction::SourceSets, None, 1, REDUCED_BUDGET);
             let sized = explore(&prepared, &config, |_| {});
             if sized.completeness != Completeness::Complete {
                 eprintln!(

@@ -106,7 +106,10 @@ async fn round(
     };
     // Every task has answered and dropped its connection: nothing is open.
     let (outcomes, retried): (Vec<RequestOutcome>, Vec<Vec<RequestOutcome>>) = sent.into_iter().unzip();
-    let observation = Observation { outcomes, retried, settles, created_by, end: End::Quiescent, state };
+    // Which attempts deducted is not known here: each counts as its
+    // client would count it.
+    let observation =
+        Observation { outcomes, retried, deducted: None, settles, created_by, end: End::Quiescent, state };
     judge(scenario, &observation)
 }
 

@@ -70,7 +70,7 @@ fn explore_json_has_the_documented_shape_and_exit_codes() {
 #[test]
 fn replay_prints_the_trace_and_the_verdict() {
     let output =
-        cusim(&["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "1"]);
+        cusim(&["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "1.1"]);
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("insert"), "{text}");
@@ -82,7 +82,7 @@ fn replay_prints_the_trace_and_the_verdict() {
         "--strategy",
         "safe",
         "--schedule",
-        "1",
+        "1.1",
         "--json",
     ]);
     assert_eq!(json.status.code(), Some(0));
@@ -232,7 +232,8 @@ fn bad_schedules_and_arguments_exit_2() {
         ("0!boom", "unknown fault"),
         ("7", "there is no request 7"),
         ("0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0", "request 0 has finished"),
-        ("0!cache_down", "cannot happen at lookup_id"),
+        ("0!cache_down", "request 0 has not arrived: fault cache_down needs an operation"),
+        ("0.0!cache_down", "cannot happen at lookup_id"),
         ("+18446744073709551615.0", "from 1 to"),
     ] {
         let output = cusim(&[
@@ -347,7 +348,7 @@ fn replay_writes_an_html_page_with_text_or_json_output() {
     std::fs::create_dir_all(&dir).unwrap();
     let replay = |extra: &[&str]| {
         let mut args =
-            vec!["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "1"];
+            vec!["replay", "--scenario", "r1-same-id-create", "--strategy", "legacy", "--schedule", "1.1"];
         args.extend_from_slice(extra);
         cusim(&args)
     };
@@ -383,7 +384,7 @@ fn replay_writes_an_html_page_with_text_or_json_output() {
         "--strategy",
         "safe",
         "--schedule",
-        "0.1.1.1.1",
+        "0.1.0.1.1.1.1",
         "--html",
         clean.to_str().unwrap(),
     ]);
@@ -407,7 +408,7 @@ fn an_unwritable_html_path_is_bad_input_naming_the_file_and_the_reason() {
             "--strategy",
             "legacy",
             "--schedule",
-            "1",
+            "1.1",
             "--html",
             &path,
         ]);

@@ -59,7 +59,7 @@ fn the_same_seed_explores_the_same_schedules() {
     let scenario = builtin_scenario("r2-stale-cache");
     let prepared = Prepared::new(&scenario, Strategy::Legacy).unwrap();
     for scheduler in [SchedulerKind::Random, SchedulerKind::Pct { depth: 3 }] {
-        let config = ExploreConfig { scheduler, schedules: 200, first_seed: 7, ..ExploreConfig::default() };
+        let config = ExploreConfig { first_seed: 7, ..ExploreConfig::sampled(scheduler, 200, 1) };
         let a = serde_json::to_string(&explore(&prepared, &config, |_| {})).unwrap();
         let b = serde_json::to_string(&explore(&prepared, &config, |_| {})).unwrap();
         assert_eq!(a, b);

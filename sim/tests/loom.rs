@@ -215,7 +215,9 @@ fn create_path(name: &str, strategy: Strategy, bound: Option<usize>) -> (usize, 
         let outcomes: Vec<RequestOutcome> =
             handles.into_iter().map(|h| RequestOutcome::Responded(Box::new(h.join().unwrap()))).collect();
         let (world, inserted) = shared.finish();
-        let judged = judge_free_run(&prepared, world, &outcomes, Vec::new(), &inserted);
+        // One attempt each: whether it deducted is whether its request did.
+        let deducted = (0..outcomes.len()).map(|i| vec![world.deductions(i) > 0]).collect();
+        let judged = judge_free_run(&prepared, world, (&outcomes, Vec::new()), deducted, &inserted);
         seen.lock().unwrap().extend(judged.violations.iter().map(|v| v.invariant));
     });
     let broken = broken.lock().unwrap().clone();

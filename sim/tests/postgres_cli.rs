@@ -41,7 +41,7 @@ fn with_database(url: &str, database: &str) -> String {
 
 #[test]
 fn a_legacy_race_replays_on_postgres_with_the_same_answers_and_verdict() {
-    let output = replay("r1-same-id-create", "legacy", "0.1.1.1", &database_url(), &[]);
+    let output = replay("r1-same-id-create", "legacy", "0.1.0.1.1.1", &database_url(), &[]);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}{}", text(&output.stderr));
     assert!(stdout.contains("VIOLATED no_internal_error"), "{stdout}");
@@ -52,7 +52,7 @@ fn a_legacy_race_replays_on_postgres_with_the_same_answers_and_verdict() {
 #[test]
 fn a_safe_schedule_with_lock_waits_agrees_and_passes() {
     // Request 1 inserts and holds its transaction; request 0's insert waits.
-    let output = replay("r1-same-id-create", "safe", "1.1.1.1.0.0.0.0", &database_url(), &["--json"]);
+    let output = replay("r1-same-id-create", "safe", "0.1.1.1.1.1.0.0.0.0", &database_url(), &["--json"]);
     assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stdout), text(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let postgres = &json["postgres"];
@@ -107,7 +107,7 @@ fn a_cache_race_replays_on_postgres_and_redis_with_every_cache_answer_compared()
     let output = replay(
         "r2-stale-cache",
         "legacy",
-        "0.0.1.1.1",
+        "0.1.0.0.1.1.1",
         &database_url(),
         &["--redis-url", &redis_url(), "--json"],
     );

@@ -165,14 +165,14 @@ fn lost_usage_is_named_by_how_it_was_lost() {
     let lost = |race: &str| format!("usage_conserved ({race})");
     // R9: the check's invalidation falls between the track's deduct in the
     // cache and its sync.
-    assert!(symptoms("r9-lost-usage-invalidation", Legacy, "0.0.0.0.0.1.1.1").contains(&lost("R9")));
+    assert!(symptoms("r9-lost-usage-invalidation", Legacy, "0.1.0.0.0.0.0.1.1.1").contains(&lost("R9")));
     // The same loss by the entry's TTL (three days pass before the sync):
     // no invalidation, so not R9, nor any race of the catalog.
-    let expired = symptoms("r9-lost-usage-invalidation", Legacy, "0.0.0.0.0.+259201000");
+    let expired = symptoms("r9-lost-usage-invalidation", Legacy, "0.1.0.0.0.0.0.+259201000");
     assert!(expired.contains(&lost("no catalog race")), "{expired:?}");
     assert!(!expired.iter().any(|s| s.contains("R9") || s.contains("R8")), "{expired:?}");
     // R8: two tracks miss the cache, the later set overwrites the deduct.
-    let overwritten = symptoms("r8-lost-usage-overwrite", Legacy, "1.1.1");
+    let overwritten = symptoms("r8-lost-usage-overwrite", Legacy, "0.1.1.1.1");
     assert!(overwritten.contains(&lost("R8")), "{overwritten:?}");
     assert!(!overwritten.contains(&lost("R9")), "{overwritten:?}");
     // An eviction before the sync loses it too, and is neither.

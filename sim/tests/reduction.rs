@@ -9,7 +9,7 @@ mod support;
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::BUILTINS;
 use cusim_sim::drive::stepper::Prepared;
-use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, Reduction, SchedulerKind};
+use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, Reduction};
 use cusim_sim::input::scenario::Scenario;
 use support::{generate, proptest_cases, proptest_seed};
 
@@ -18,12 +18,8 @@ const PLAIN_LIMIT: u64 = 60_000;
 
 fn exhaust(prepared: &Prepared, reduction: Reduction, max_ticks: usize, limit: u64) -> ExploreReport {
     let config = ExploreConfig {
-        scheduler: SchedulerKind::Exhaustive { max_preemptions: None },
-        schedules: limit,
-        max_ticks,
-        reduction,
         record_outcomes: true,
-        ..ExploreConfig::default()
+        ..ExploreConfig::exhaustive(reduction, None, max_ticks, limit)
     };
     explore(prepared, &config, |_| {})
 }

@@ -39,12 +39,12 @@ fn every_schedule(scenario: &Scenario) -> ExploreReport {
     let prepared = Prepared::new(scenario, Strategy::Safe).unwrap();
     let full = cusim_sim::explore::explore(
         &prepared,
-        &cusim_sim::explore::ExploreConfig {
-            scheduler: cusim_sim::explore::SchedulerKind::Exhaustive { max_preemptions: None },
-            schedules: FULL_SPACE_BUDGET,
-            max_ticks: 1,
-            ..Default::default()
-        },
+        &cusim_sim::explore::ExploreConfig::exhaustive(
+            cusim_sim::explore::Reduction::SourceSets,
+            None,
+            1,
+            FULL_SPACE_BUDGET,
+        ),
         |_| {},
     );
     assert_holds(&full);

@@ -50,12 +50,8 @@ fn exhaustive_shards_together_are_the_whole_search() {
         ("r4-idless-duplicates", Strategy::Safe, Reduction::None, 0),
     ] {
         let config = ExploreConfig {
-            scheduler: SchedulerKind::Exhaustive { max_preemptions: None },
-            schedules: 1_000_000,
-            max_ticks,
-            reduction,
             record_outcomes: true,
-            ..ExploreConfig::default()
+            ..ExploreConfig::exhaustive(reduction, None, max_ticks, 1_000_000)
         };
         for count in [2, 3] {
             check(&prepared(name, strategy), &config, count);
@@ -66,8 +62,7 @@ fn exhaustive_shards_together_are_the_whole_search() {
 #[test]
 fn seeded_shards_are_ranges_of_the_seeds() {
     for scheduler in [SchedulerKind::Pct { depth: 3 }, SchedulerKind::Random] {
-        let config =
-            ExploreConfig { scheduler, schedules: 301, record_outcomes: true, ..ExploreConfig::default() };
+        let config = ExploreConfig { record_outcomes: true, ..ExploreConfig::sampled(scheduler, 301, 1) };
         check(&prepared("r8-lost-usage-overwrite", Strategy::Legacy), &config, 4);
     }
     let shard = Shard::parse("2/4").unwrap();

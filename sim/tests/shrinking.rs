@@ -16,7 +16,7 @@ fn each_race_shrinks_to_at_most_three_preemptions_and_the_requests_it_needs() {
     for builtin in BUILTINS.iter().filter(|b| !b.races.is_empty()) {
         let scenario = builtin.scenario().unwrap();
         for &(strategy, race) in builtin.races {
-            let report = pct(&scenario, strategy, 300);
+            let report = pct(&scenario, strategy, 1_000);
             let found = report.violations.iter().find(|f| f.race == Some(race)).expect("pct finds it");
             let symptom = found.symptom();
             let case = Case {

@@ -84,14 +84,13 @@ pub(crate) fn config(
         Some(ReductionArg::SleepSets) => Reduction::SleepSets,
         None | Some(ReductionArg::SourceSets) => Reduction::SourceSets,
     };
-    Ok(ExploreConfig {
-        scheduler,
-        schedules,
-        first_seed: seed,
-        max_ticks,
-        reduction,
-        ..ExploreConfig::default()
-    })
+    let config = match scheduler {
+        SchedulerKind::Exhaustive { max_preemptions } => {
+            ExploreConfig::exhaustive(reduction, max_preemptions, max_ticks, schedules)
+        }
+        sampler => ExploreConfig::sampled(sampler, schedules, max_ticks),
+    };
+    Ok(ExploreConfig { first_seed: seed, ..config })
 }
 
 /// What an exploration covered, in words.

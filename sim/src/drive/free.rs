@@ -17,14 +17,15 @@ pub struct Judged {
 
 /// Observes a free run of `prepared` that left `world`, its requests
 /// having ended as `outcomes` (after earlier attempts `retried`, if their
-/// clients retried; empty is none) and inserted `inserted` (internal id,
-/// request): how it ended, then (if it reached quiescence) the settle
-/// reads on `world`; and judges it.
+/// clients retried; empty is none), each attempt having deducted usage or
+/// not (`deducted`, per request: the earlier attempts, then the last),
+/// and inserted `inserted` (internal id, request): how it ended, then (if
+/// it reached quiescence) the settle reads on `world`; and judges it.
 pub fn judge_free_run(
     prepared: &Prepared,
     mut world: World,
-    outcomes: &[RequestOutcome],
-    retried: Vec<Vec<RequestOutcome>>,
+    (outcomes, retried): (&[RequestOutcome], Vec<Vec<RequestOutcome>>),
+    deducted: Vec<Vec<bool>>,
     inserted: &[(String, RequestId)],
 ) -> Judged {
     let scenario = &prepared.scenario;
@@ -37,7 +38,15 @@ pub fn judge_free_run(
     let state = State::of_world(&world);
     let mut retried = retried;
     retried.resize(outcomes.len(), Vec::new());
-    let observation = Observation { outcomes: outcomes.to_vec(), retried, settles, created_by, end, state };
+    let observation = Observation {
+        outcomes: outcomes.to_vec(),
+        retried,
+        deducted: Some(deducted),
+        settles,
+        created_by,
+        end,
+        state,
+    };
     let violations = judge(scenario, &observation);
     Judged { observation, violations }
 }

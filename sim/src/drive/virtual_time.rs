@@ -147,20 +147,26 @@ impl Shared {
     }
 }
 
-/// Runs one request, and again while its client retries: how it ended,
-/// and how the attempts before that ended.
-async fn drive(
-    shared: Rc<Shared>,
-    prepared: Rc<Prepared>,
-    request: RequestId,
-) -> (RequestOutcome, Vec<RequestOutcome>) {
+/// How one request went: how it ended, how the attempts before that
+/// ended, and whether each attempt (in order) deducted usage.
+struct Driven {
+    outcome: RequestOutcome,
+    earlier: Vec<RequestOutcome>,
+    deducted: Vec<bool>,
+}
+
+/// Runs one request, and again while its client retries.
+async fn drive(shared: Rc<Shared>, prepared: Rc<Prepared>, request: RequestId) -> Driven {
     let sent = &prepared.scenario.requests[request];
     let mut visits: BTreeMap<Point, u32> = BTreeMap::new();
     let mut earlier = Vec::new();
+    let mut deducted = Vec::new();
     loop {
+        let before = shared.world.borrow().deductions(request);
         let outcome = attempt(&shared, &prepared, request, &mut visits).await;
+        deducted.push(shared.world.borrow().deductions(request) > before);
         if !(outcome.client_retries() && sent.has_retry_left(earlier.len())) {
-            return (outcome, earlier);
+            return Driven { outcome, earlier, deducted };
         }
         earlier.push(outcome);
     }
@@ -232,14 +238,16 @@ pub async fn run(prepared: &Prepared, latencies: Latencies) -> VirtualRun {
     }
     let mut outcomes = Vec::new();
     let mut retried = Vec::new();
+    let mut deducted = Vec::new();
     for task in tasks {
-        let (outcome, earlier) = task.await.expect("requests do not panic");
-        outcomes.push(outcome);
-        retried.push(earlier);
+        let driven = task.await.expect("requests do not panic");
+        outcomes.push(driven.outcome);
+        retried.push(driven.earlier);
+        deducted.push(driven.deducted);
     }
     let elapsed_ms = shared.start.elapsed().as_millis() as u64;
     let world = shared.world.borrow().clone();
-    let judged = judge_free_run(prepared, world, &outcomes, retried, &shared.inserted.borrow());
+    let judged = judge_free_run(prepared, world, (&outcomes, retried), deducted, &shared.inserted.borrow());
     let operations = *shared.operations.borrow();
     VirtualRun { outcomes, judged, operations, elapsed_ms }
 }

@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use super::schedulers::CLOCK_MOVES_MS;
 use super::Shard;
-use crate::drive::stepper::{Chooser, Footprint, View};
+use crate::drive::stepper::{footprint, Action, Chooser, Footprint, Seen, View};
 use crate::input::schedule::Token;
 
 /// How the exhaustive scheduler avoids running equivalent schedules.
@@ -133,6 +133,11 @@ struct Frame {
     /// The decisions of the current run before this one that happen
     /// before it (source sets only).
     before: Bits,
+    /// Requests arriving here (their next decision runs their code up to
+    /// their first operation).
+    arriving: Vec<usize>,
+    /// When the current option is a unit: whether this shard owns it.
+    owned: bool,
 }
 
 impl Frame {
@@ -162,16 +167,32 @@ impl Frame {
             self.backtrack.push(token);
         }
     }
+
+    /// Whether choosing `token` here keeps the run in the prefix: an
+    /// arrival or a clock move, not a request's operation.
+    fn keeps_open(&self, token: Token) -> bool {
+        match token {
+            Token::Run { request, .. } => self.arriving.contains(&request),
+            Token::Tick { .. } => true,
+        }
+    }
 }
 
 /// Depth-first enumeration of schedules by prefix replay (see the module).
 ///
-/// The first decision (the root) tries every option, whatever the
-/// reduction: its subtrees are the units a sharded search divides. A
-/// shard runs the subtrees of the options it owns; of the others it runs
-/// only their first decision (a *probe*, not counted), to know what it
-/// touches, so that the sleep sets of its own subtrees are what they are
-/// in the whole search: the shards together run exactly its schedules.
+/// Every decision of a run's *prefix* (its decisions up to its
+/// [`UNIT_OPERATIONS`]-th operation: arrivals, clock moves and the
+/// operations before it) tries every awake option, whatever the
+/// reduction, so that what is tried there does not depend on what was
+/// found below. The decision that makes that operation is the run's
+/// *unit*: the subtrees below the units are what a sharded search
+/// divides, the `k`-th unit met (in the search's order, which every shard
+/// follows alike) going to shard `k mod N`. Every shard runs the
+/// prefixes; a shard runs the subtrees of the units it owns, and of the
+/// others only the unit's decision (a *probe*, not counted), to know what
+/// it touches, so that the sleep sets of its own subtrees are what they
+/// are in the whole search: the shards together run exactly its
+/// schedules. A run with fewer operations is the first shard's.
 pub(super) struct Dfs {
     frames: Vec<Frame>,
     depth: usize,
@@ -183,8 +204,12 @@ pub(super) struct Dfs {
     fresh: usize,
     /// The part of the root's options this search runs.
     shard: Option<Shard>,
-    /// The current run only probes a root option another shard owns.
+    /// The current run only probes a unit another shard owns.
     pub(super) probing: bool,
+    /// Operations the current run has made so far.
+    operations: usize,
+    /// Units met so far (each numbered once, when first made).
+    units: u64,
     /// Some option was left out by the preemption bound.
     pub(super) pruned: bool,
     /// Every option of the current decision is asleep: the run is
@@ -205,6 +230,8 @@ impl Dfs {
         Dfs {
             shard,
             probing: false,
+            operations: 0,
+            units: 0,
             frames: Vec::new(),
             depth: 0,
             preemptions: 0,
@@ -236,6 +263,13 @@ impl Dfs {
             .collect()
     }
 
+    /// Whether the run just made belongs to another shard (a probe, or a
+    /// run with no operation while this is not the first shard).
+    pub(super) fn skips_run(&self) -> bool {
+        self.probing
+            || (self.operations < UNIT_OPERATIONS && self.shard.is_some_and(|shard| shard.index != 0))
+    }
+
     fn new_frame(&mut self, view: &View<'_>, last_runnable: Option<usize>) -> Option<Token> {
         let mut options: Vec<Token> = Vec::new();
         let mut bounded_out = Vec::new();
@@ -246,7 +280,8 @@ impl Dfs {
         let may_preempt = self.max_preemptions.is_none_or(|max| self.preemptions < max);
         for &r in view.runnable {
             if Some(r) != last_runnable {
-                if last_runnable.is_none() || may_preempt {
+                // An arrival preempts nobody (see the stepper's count).
+                if last_runnable.is_none() || may_preempt || view.arriving(r) {
                     options.push(Token::run(r));
                 } else {
                     bounded_out.push(r);
@@ -261,11 +296,12 @@ impl Dfs {
             _ => self.inherited_sleep(view.done),
         };
         let awake = options.iter().copied().filter(|o| !sleep.iter().any(|(t, _)| t == o));
-        let root = self.frames.is_empty();
+        let in_prefix = self.operations < UNIT_OPERATIONS;
         let backtrack: Vec<Token> = match self.reduction {
-            Reduction::SourceSets if !root => awake.take(1).collect(),
+            Reduction::SourceSets if !in_prefix => awake.take(1).collect(),
             _ => awake.collect(),
         };
+        let arriving: Vec<usize> = view.runnable.iter().copied().filter(|&r| view.arriving(r)).collect();
         // The bound cut an option the search would have tried: plain and
         // sleep sets try every awake option; source sets, when nothing
         // else is awake (the decision would otherwise count as blocked).
@@ -283,14 +319,22 @@ impl Dfs {
             sleep,
             done: Vec::new(),
             before: Bits::default(),
+            arriving,
+            owned: true,
         });
         Some(first)
     }
 }
 
+/// Which operation's decision is a run's unit (see [`Dfs`]): its first.
+/// (Later ones make more units, but mostly of subtrees the reduction finds
+/// redundant: most early operations commute.)
+pub(super) const UNIT_OPERATIONS: usize = 1;
+
 impl Chooser for Dfs {
     fn choose(&mut self, view: &View<'_>) -> Option<Token> {
-        if self.probing && self.depth > 0 {
+        // A probe ends after the unit it probes.
+        if self.probing {
             self.blocked = true;
         }
         if self.blocked {
@@ -308,11 +352,19 @@ impl Chooser for Dfs {
                 }
             }
         };
-        if self.depth == 0 {
-            self.probing = self.shard.is_some_and(|shard| !shard.owns(self.frames[0].at as u64));
+        if !self.frames[self.depth].keeps_open(token) {
+            self.operations += 1;
+            if let (UNIT_OPERATIONS, Some(shard)) = (self.operations, self.shard) {
+                // The run's unit: numbered when first made.
+                if self.depth >= self.fresh {
+                    self.frames[self.depth].owned = shard.owns(self.units);
+                    self.units += 1;
+                }
+                self.probing = !self.frames[self.depth].owned;
+            }
         }
         if let Token::Run { request, .. } = token {
-            if last_runnable.is_some_and(|l| l != request) {
+            if last_runnable.is_some_and(|l| l != request) && !view.arriving(request) {
                 self.preemptions += 1;
             }
         }
@@ -332,6 +384,7 @@ impl Dfs {
         self.depth = 0;
         self.preemptions = 0;
         self.blocked = false;
+        self.operations = 0;
         while let Some(d) = self.frames.len().checked_sub(1) {
             let frame = &mut self.frames[d];
             if self.reduction != Reduction::None {
@@ -380,7 +433,7 @@ impl Dfs {
         }
         let ticks = movers.iter().filter(|m| matches!(m, Mover::Clock(_))).count();
         if !self.blocked && ticks < self.max_ticks {
-            let tick = Footprint::tick();
+            let tick = footprint(&Action::Tick, Seen::default());
             for ms in CLOCK_MOVES_MS {
                 let mover = Mover::Clock(ms);
                 let mut before = Bits::with_len(n);

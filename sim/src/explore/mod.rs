@@ -25,6 +25,11 @@ pub use dfs::Reduction;
 pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, CLOCK_MOVES_MS};
 use schedulers::{PctChooser, RandomChooser};
 
+/// What an exploration runs. It has no default: a caller names the search
+/// (a sampler and how many seeds, or the exhaustive scheduler with its
+/// reduction, preemption bound and budget) with [`ExploreConfig::sampled`]
+/// or [`ExploreConfig::exhaustive`], so no claim rests on a search nobody
+/// chose.
 #[derive(Debug, Clone)]
 pub struct ExploreConfig {
     pub scheduler: SchedulerKind,
@@ -46,8 +51,8 @@ pub struct ExploreConfig {
 }
 
 /// Part `index` (from 0) of `count` of an exploration's work: for random
-/// and pct, a range of its seeds; for exhaustive, the subtrees of every
-/// `count`-th option of the first decision. The parts are disjoint and
+/// and pct, a range of its seeds; for exhaustive, the subtrees below the
+/// units (each run's first operation) whose hash it owns (see `dfs`). The parts are disjoint and
 /// together they are the whole: their schedule counts add up to the
 /// unsharded run's, and their violations are its violations. Written
 /// `I/N`, from 1.
@@ -114,16 +119,42 @@ pub enum Completeness {
     Partial,
 }
 
-impl Default for ExploreConfig {
-    fn default() -> ExploreConfig {
+impl ExploreConfig {
+    /// `seeds` schedules drawn by `scheduler` (random or pct), from seed
+    /// 0, each with up to `max_ticks` clock moves: a sample.
+    pub fn sampled(scheduler: SchedulerKind, seeds: u64, max_ticks: usize) -> ExploreConfig {
+        assert!(!matches!(scheduler, SchedulerKind::Exhaustive { .. }), "a sample is drawn by random or pct");
+        ExploreConfig::with(scheduler, seeds, max_ticks, Reduction::None)
+    }
+
+    /// The exhaustive scheduler: every schedule with up to `max_ticks`
+    /// clock moves and at most `max_preemptions` preemptions, one of each
+    /// class of equivalent schedules under `reduction`, at most `budget`
+    /// of them. (A reduced search under a preemption bound proves nothing
+    /// within it: see [`Completeness::Bounded`].)
+    pub fn exhaustive(
+        reduction: Reduction,
+        max_preemptions: Option<usize>,
+        max_ticks: usize,
+        budget: u64,
+    ) -> ExploreConfig {
+        ExploreConfig::with(SchedulerKind::Exhaustive { max_preemptions }, budget, max_ticks, reduction)
+    }
+
+    fn with(
+        scheduler: SchedulerKind,
+        schedules: u64,
+        max_ticks: usize,
+        reduction: Reduction,
+    ) -> ExploreConfig {
         ExploreConfig {
-            scheduler: SchedulerKind::Pct { depth: 3 },
-            schedules: 1_000,
+            scheduler,
+            schedules,
             first_seed: 0,
-            max_ticks: 1,
+            max_ticks,
             run: RunOptions::default(),
             stop_at_first: false,
-            reduction: Reduction::SourceSets,
+            reduction,
             record_outcomes: false,
             shard: None,
         }
@@ -187,20 +218,39 @@ pub struct ExploreReport {
     /// Runs a reduction found redundant and cut (not in `schedules_run`).
     pub redundant_runs: u64,
     /// With `record_outcomes`: every distinct outcome of a schedule run
-    /// (responses, settle reads, committed state, violations), as text.
+    /// (responses, settle reads, committed state, violations and the
+    /// races they show), as text.
     #[serde(skip)]
     pub outcomes: BTreeSet<String>,
 }
 
-/// A schedule's outcome, as text: what a reduction must not lose.
-fn outcome_of(execution: &Execution, violations: &[Violation]) -> String {
+/// A schedule's outcome, as text: what a reduction must not lose. Each
+/// violation comes with its symptom (the race its run shows, read from a
+/// traced replay when the run kept no trace): a reduced search must show
+/// the same races as a plain one.
+fn outcome_of(
+    prepared: &Prepared,
+    execution: &Execution,
+    violations: &[Violation],
+    run: RunOptions,
+) -> String {
     let o = &execution.observation;
-    let violated: Vec<(Invariant, &str)> =
-        violations.iter().map(|v| (v.invariant, v.message.as_str())).collect();
+    let replayed;
+    let trace = if run.record_trace || violations.is_empty() {
+        &execution.trace
+    } else {
+        let options = RunOptions { record_trace: true, ..run };
+        replayed = execute_run(prepared, &mut Replay::new(&execution.schedule), options)
+            .expect("a run's own schedule replays");
+        &replayed.trace
+    };
+    let violated: Vec<(Symptom, &str)> =
+        violations.iter().map(|v| (Symptom::of(trace, v), v.message.as_str())).collect();
     format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         o.outcomes,
         o.retried,
+        o.deducted,
         o.settles,
         o.end,
         o.state.customers,
@@ -324,6 +374,13 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
     let mut exhausted = false;
     let mut covered = false;
     let requests = prepared.request_count();
+    let reduced =
+        matches!(config.scheduler, SchedulerKind::Exhaustive { .. }) && config.reduction != Reduction::None;
+    assert!(
+        !(reduced && config.run.first_come_first_served),
+        "first come, first served waking runs a woken waiter's statement inside the releasing request's \
+         decision, which breaks the program order a reduction's happens-before relies on: explore it plainly"
+    );
     match config.scheduler {
         SchedulerKind::Random | SchedulerKind::Pct { .. } => {
             let expected_steps = match config.scheduler {
@@ -346,7 +403,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                     ),
                 };
                 if config.record_outcomes {
-                    outcomes.insert(outcome_of(&execution, &violations));
+                    outcomes.insert(outcome_of(prepared, &execution, &violations, config.run));
                 }
                 run_count += 1;
                 progress(run_count);
@@ -367,8 +424,8 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
             loop {
                 let execution =
                     execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");
-                if dfs.probing || dfs.blocked {
-                    redundant_runs += u64::from(!dfs.probing);
+                if dfs.skips_run() || dfs.blocked {
+                    redundant_runs += u64::from(!dfs.skips_run());
                     if !dfs.backtrack(&execution.footprints) {
                         covered = !capped;
                         exhausted = covered && !dfs.pruned;
@@ -378,7 +435,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 }
                 let violations = judge(&prepared.scenario, &execution.observation);
                 if config.record_outcomes {
-                    outcomes.insert(outcome_of(&execution, &violations));
+                    outcomes.insert(outcome_of(prepared, &execution, &violations, config.run));
                 }
                 capped |= matches!(execution.observation.end, End::StepCap { .. });
                 run_count += 1;
@@ -460,7 +517,7 @@ pub fn search(
     loop {
         let execution =
             execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");
-        if dfs.probing || dfs.blocked {
+        if dfs.skips_run() || dfs.blocked {
             if !dfs.backtrack(&execution.footprints) {
                 return Search { found: None, schedules_run, exhausted: !capped && !dfs.pruned };
             }

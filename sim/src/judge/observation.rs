@@ -22,6 +22,12 @@ pub struct Observation {
     /// Per request, how each attempt before the last ended, in order
     /// (empty for a request sent once).
     pub retried: Vec<Vec<RequestOutcome>>,
+    /// Per request, per attempt (the earlier ones in order, then the
+    /// last): whether a deduction of its usage took effect, in the cache
+    /// or the DB, whatever its client heard. The model's drivers see it;
+    /// `None` where nobody could (a run on Postgres), and then an attempt
+    /// counts as its client would count it ([`RequestOutcome::may_have_applied`]).
+    pub deducted: Option<Vec<Vec<bool>>>,
     /// The settle reads after quiescence (none if the run did not get there).
     pub settles: Vec<Settle>,
     /// Who inserted each committed customer, by internal id.
@@ -49,6 +55,19 @@ impl RequestOutcome {
         match self {
             RequestOutcome::Responded(result) => result.as_ref().as_ref().ok(),
             _ => None,
+        }
+    }
+
+    /// Whether an attempt that ended so, not acknowledged, may have taken
+    /// effect, as its client can tell: unless it was refused (answered a
+    /// 4xx).
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            RequestOutcome::Responded(result) => match result.as_ref() {
+                Ok(_) => true,
+                Err(error) => error.http_status() >= 500,
+            },
+            RequestOutcome::Crashed { .. } | RequestOutcome::Unfinished { .. } => true,
         }
     }
 

@@ -1,11 +1,20 @@
 //! Which race of SPEC §8 a violation shows, matched by the interleaving
 //! that defines it: the operations of the run's trace, with what each
-//! answered ([`Call`]), in the order they happened. A violation whose run
-//! holds no such interleaving is named by no race: it is a failure the
-//! catalog does not describe (a cache eviction before a sync, a keyed
-//! retry counted twice), and is reported as such.
+//! answered ([`Call`]), ordered by the run's happens-before order (each
+//! event's [`Past`]): one request's steps in the order it made them, and
+//! two steps of different requests only where they conflict (the
+//! exhaustive scheduler's dependency relation), never by the order in
+//! which two commuting steps happened to run. So every schedule of one
+//! class of equivalent schedules shows the same races, whichever of them
+//! a reduced search ran. A violation whose run holds no such interleaving
+//! is named by no race: it is a failure the catalog does not describe (a
+//! cache eviction before a sync, a keyed retry counted twice), and is
+//! reported as such.
 //!
-//! Each matcher reads the catalog's interleaving column literally:
+//! Each matcher reads the catalog's interleaving column, where it speaks
+//! of the order of two steps that commute (R7's cache write and `processor`
+//! update, R8's DB read and cache deduct), by the conflicting steps that
+//! order means:
 //!
 //! | race | the interleaving matched |
 //! |---|---|
@@ -15,8 +24,8 @@
 //! | R4 | two requests each look the email up and find no id-less row; each inserts an id-less row with it |
 //! | R5 | two requests each see id-less row X by its email; each sets X's id |
 //! | R6 | two requests each see X with no `processor`, then each creates a Stripe customer for X under its own idempotency key |
-//! | R7 | B caches X with no `processor`; A then sets X's `processor`; nothing invalidates the entry after it |
-//! | R8 | A and B both miss the cache; A sets it and deducts there; B then overwrites it with its snapshot, read before A's deduct |
+//! | R7 | B reads X with no `processor` and caches it; A then sets X's `processor` (after B's read); nothing invalidates or replaces B's entry after it |
+//! | R8 | A and B both miss the cache; A sets it and deducts there; B then overwrites it with its snapshot, read from the DB before A's deduction reached it (A's sync) |
 //! | R9 | A deducts in the cache; an invalidation deletes the entry; A's sync finds no entry |
 //!
 //! A race needs its symptom too (the invariant the catalog names, about
@@ -34,7 +43,7 @@ use cusim::model::CustomerRow;
 use serde::{Deserialize, Serialize};
 
 use super::invariants::{Invariant, Violation};
-use super::trace::{Event, EventKind};
+use super::trace::{Event, EventKind, Past};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Race {
@@ -103,22 +112,63 @@ impl Symptom {
     }
 }
 
+/// When something of a trace happened: its position, its decision, and
+/// the decisions that happen before that one.
+#[derive(Clone, Copy)]
+struct Moment<'t> {
+    at: usize,
+    decision: usize,
+    past: &'t Past,
+}
+
+impl Moment<'_> {
+    /// Whether this happens before `other`: in the same decision, by
+    /// position (one mover's code in order); else by the run's
+    /// happens-before order, never by the position of two decisions that
+    /// commute.
+    fn before(&self, other: &Moment<'_>) -> bool {
+        if self.decision == other.decision {
+            self.at < other.at
+        } else {
+            other.past.has(self.decision)
+        }
+    }
+}
+
 /// One operation of a trace: who made it, on which attempt, what it was
 /// and what it answered.
 struct Step<'t> {
+    when: Moment<'t>,
     request: usize,
     attempt: u32,
     op: &'t Op,
     outcome: &'t Outcome,
 }
 
-/// A trace read for matching: its operations and crashes, in order, each
-/// at its position in the trace.
+impl Step<'_> {
+    fn before(&self, other: &Step<'_>) -> bool {
+        self.when.before(&other.when)
+    }
+
+    /// Made by the same attempt of the same request as `other`.
+    fn same_attempt(&self, other: &Step<'_>) -> bool {
+        (self.request, self.attempt) == (other.request, other.attempt)
+    }
+}
+
+/// A crash: when, and which attempt of which request.
+struct Crash<'t> {
+    when: Moment<'t>,
+    request: usize,
+    attempt: u32,
+}
+
+/// A trace read for matching: its operations and crashes, in the order
+/// they were recorded, each with its place in the run's happens-before
+/// order.
 struct History<'t> {
-    /// `(position, step)`.
-    steps: Vec<(usize, Step<'t>)>,
-    /// `(position, request, attempt)`.
-    crashes: Vec<(usize, usize, u32)>,
+    steps: Vec<Step<'t>>,
+    crashes: Vec<Crash<'t>>,
 }
 
 impl<'t> History<'t> {
@@ -131,12 +181,22 @@ impl<'t> History<'t> {
             if attempts.len() <= request {
                 attempts.resize(request + 1, 1);
             }
+            let when = || Moment {
+                at,
+                decision: event.step.expect("a request's events belong to decisions"),
+                past: &event.past,
+            };
             match &event.kind {
-                EventKind::Op { call, .. } => steps.push((
-                    at,
-                    Step { request, attempt: attempts[request], op: &call.op, outcome: &call.outcome },
-                )),
-                EventKind::Crash { .. } => crashes.push((at, request, attempts[request])),
+                EventKind::Op { call, .. } => steps.push(Step {
+                    when: when(),
+                    request,
+                    attempt: attempts[request],
+                    op: &call.op,
+                    outcome: &call.outcome,
+                }),
+                EventKind::Crash { .. } => {
+                    crashes.push(Crash { when: when(), request, attempt: attempts[request] })
+                }
                 EventKind::Retry { attempt } => attempts[request] = *attempt,
                 _ => {}
             }
@@ -144,8 +204,8 @@ impl<'t> History<'t> {
         History { steps, crashes }
     }
 
-    fn steps(&self) -> impl Iterator<Item = (usize, &Step<'t>)> + '_ {
-        self.steps.iter().map(|(at, step)| (*at, step))
+    fn steps(&self) -> impl Iterator<Item = &Step<'t>> + '_ {
+        self.steps.iter()
     }
 }
 
@@ -216,25 +276,24 @@ pub fn classify(trace: &[Event], violations: &[Violation]) -> BTreeSet<Race> {
 /// R1: B looks id X up and finds nothing; A inserts X; B's insert of X
 /// fails with 23505 (and B answers `internal_error`).
 fn r1(h: &History<'_>, violation: &Violation) -> bool {
-    h.steps().any(|(fails_at, b)| {
+    h.steps().any(|b| {
         let Op::Insert { customer, .. } = b.op else { return false };
         let Some(id) = &customer.id else { return false };
         let unique = matches!(b.outcome, Outcome::DbError { error: DbError::UniqueViolation { .. } });
         if !unique || !violation.requests.contains(&b.request) {
             return false;
         }
-        h.steps().take_while(|(at, _)| *at < fails_at).any(|(looked_at, look)| {
+        h.steps().filter(|look| look.before(b) && look.same_attempt(b)).any(|look| {
             let found_none = matches!(
                 (look.op, look.outcome),
                 (Op::LookupId { scope, id: looked, .. }, Outcome::Row { row: None })
                     if *scope == customer.scope && looked == id
             );
             found_none
-                && (look.request, look.attempt) == (b.request, b.attempt)
-                && h.steps().any(|(at, a)| {
+                && h.steps().any(|a| {
                     a.request != b.request
-                        && looked_at < at
-                        && at < fails_at
+                        && look.before(a)
+                        && a.before(b)
                         && inserted(a)
                             .is_some_and(|row| row.id.as_ref() == Some(id) && row.scope() == customer.scope)
                 })
@@ -251,23 +310,22 @@ fn r2(h: &History<'_>, violation: &Violation) -> bool {
     if cached >= in_db {
         return false;
     }
-    h.steps().any(|(written_at, b)| {
+    h.steps().any(|b| {
         let Op::CacheWrite { value, .. } = b.op else { return false };
         let written = matches!(b.outcome, Outcome::CacheWrite { outcome: CacheWriteOutcome::Written });
         if !written || value.internal_id() != x || value.products.len() != cached {
             return false;
         }
-        h.steps().take_while(|(at, _)| *at < written_at).any(|(read_at, read)| {
+        h.steps().filter(|read| read.before(b) && read.request == b.request).any(|read| {
             let saw_too_few = matches!(
                 (read.op, read.outcome),
                 (Op::DbRead { .. }, Outcome::Full { customer: Some(full) })
                     if full.internal_id() == x && full.products.len() < in_db
             );
             saw_too_few
-                && read.request == b.request
-                && h.steps().any(|(at, a)| {
+                && h.steps().any(|a| {
                     a.request != b.request
-                        && at < read_at
+                        && a.before(read)
                         && inserted(a).is_some_and(|row| row.internal_id == x)
                 })
         })
@@ -278,20 +336,18 @@ fn r2(h: &History<'_>, violation: &Violation) -> bool {
 /// ends without its defaults.
 fn r3(h: &History<'_>, violation: &Violation) -> bool {
     let Some(x) = internal_id_at(&violation.evidence, &["customer"]) else { return false };
-    h.steps().any(|(inserted_at, a)| {
+    h.steps().any(|a| {
         if inserted(a).is_none_or(|row| row.internal_id != x) {
             return false;
         }
-        let Some(&(crashed_at, ..)) = h
-            .crashes
-            .iter()
-            .find(|(at, request, attempt)| *at > inserted_at && (*request, *attempt) == (a.request, a.attempt))
-        else {
+        let Some(crash) = h.crashes.iter().find(|c| {
+            a.when.before(&c.when) && (c.request, c.attempt) == (a.request, a.attempt)
+        }) else {
             return false;
         };
-        !h.steps().any(|(at, step)| {
-            inserted_at < at
-                && at < crashed_at
+        !h.steps().any(|step| {
+            a.before(step)
+                && step.when.before(&crash.when)
                 && step.request == a.request
                 && matches!(
                     (step.op, step.outcome),
@@ -308,17 +364,17 @@ fn r4(h: &History<'_>, violation: &Violation) -> bool {
     let Some(email) = violation.evidence["email"].as_str() else { return false };
     let Some(duplicates) = violation.evidence["internal_ids"].as_array() else { return false };
     let looked_and_inserted = |request: usize| {
-        let inserted_at = h.steps().find(|(_, s)| {
+        let insert = h.steps().find(|s| {
             s.request == request
                 && inserted(s).is_some_and(|row| {
                     row.id.is_none()
                         && duplicates.iter().any(|d| d.as_str() == Some(row.internal_id.as_str()))
                 })
         });
-        inserted_at.is_some_and(|(inserted_at, insert)| {
-            h.steps().any(|(at, look)| {
-                at < inserted_at
-                    && (look.request, look.attempt) == (request, insert.attempt)
+        insert.is_some_and(|insert| {
+            h.steps().any(|look| {
+                look.before(insert)
+                    && look.same_attempt(insert)
                     && matches!(
                         (look.op, look.outcome),
                         (Op::LookupEmail { email: looked, .. }, Outcome::Rows { rows })
@@ -327,7 +383,7 @@ fn r4(h: &History<'_>, violation: &Violation) -> bool {
             })
         })
     };
-    let requests: BTreeSet<usize> = h.steps().map(|(_, s)| s.request).collect();
+    let requests: BTreeSet<usize> = h.steps().map(|s| s.request).collect();
     requests.into_iter().filter(|&r| looked_and_inserted(r)).count() >= 2
 }
 
@@ -335,16 +391,16 @@ fn r4(h: &History<'_>, violation: &Violation) -> bool {
 fn r5(h: &History<'_>, violation: &Violation) -> bool {
     let Some(x) = internal_id_at(&violation.evidence, &["returned"]) else { return false };
     let claimed_after_seeing = |request: usize| {
-        h.steps().any(|(claimed_at, claim)| {
+        h.steps().any(|claim| {
             let claimed = claim.request == request
                 && matches!(
                     (claim.op, claim.outcome),
                     (Op::Claim { .. }, Outcome::Row { row: Some(row) }) if row.internal_id == x
                 );
             claimed
-                && h.steps().any(|(at, look)| {
-                    at < claimed_at
-                        && (look.request, look.attempt) == (request, claim.attempt)
+                && h.steps().any(|look| {
+                    look.before(claim)
+                        && look.same_attempt(claim)
                         && matches!(
                             (look.op, look.outcome),
                             (Op::LookupEmail { .. }, Outcome::Rows { rows })
@@ -353,7 +409,7 @@ fn r5(h: &History<'_>, violation: &Violation) -> bool {
                 })
         })
     };
-    let requests: BTreeSet<usize> = h.steps().map(|(_, s)| s.request).collect();
+    let requests: BTreeSet<usize> = h.steps().map(|s| s.request).collect();
     requests.into_iter().filter(|&r| claimed_after_seeing(r)).count() >= 2
 }
 
@@ -364,7 +420,7 @@ fn r6(h: &History<'_>, violation: &Violation) -> bool {
     // Per request: the idempotency keys of the creates it made for X after
     // its last sight of X showed no processor.
     let mut creators: Vec<(usize, &str)> = Vec::new();
-    for (created_at, step) in h.steps() {
+    for step in h.steps() {
         let (Op::StripeCreate { idempotency_key, params }, Outcome::StripeCustomer { .. }) =
             (step.op, step.outcome)
         else {
@@ -373,11 +429,11 @@ fn r6(h: &History<'_>, violation: &Violation) -> bool {
         if params.internal_id != x {
             continue;
         }
+        // One attempt's steps are in program order in the trace.
         let last_sight = h
             .steps()
-            .take_while(|(at, _)| *at < created_at)
-            .filter(|(_, s)| (s.request, s.attempt) == (step.request, step.attempt))
-            .flat_map(|(_, s)| rows(s.outcome))
+            .filter(|s| s.before(step) && s.same_attempt(step))
+            .flat_map(|s| rows(s.outcome))
             .filter(|row| row.internal_id == x)
             .last();
         if last_sight.is_some_and(|row| row.processor.is_none()) {
@@ -387,8 +443,9 @@ fn r6(h: &History<'_>, violation: &Violation) -> bool {
     creators.iter().any(|(a, key_a)| creators.iter().any(|(b, key_b)| a != b && key_a != key_b))
 }
 
-/// R7: B caches X with no `processor`; A then sets X's `processor`;
-/// nothing invalidates the entry after it.
+/// R7: B reads X with no `processor` and caches it; A then sets X's
+/// `processor` (after B's read, which the change conflicts with); nothing
+/// invalidates or replaces B's entry after B wrote it.
 fn r7(h: &History<'_>, violation: &Violation) -> bool {
     let evidence = &violation.evidence;
     let Some(x) = internal_id_at(evidence, &["db"]) else { return false };
@@ -397,22 +454,34 @@ fn r7(h: &History<'_>, violation: &Violation) -> bool {
     if !stale {
         return false;
     }
-    h.steps().any(|(written_at, b)| {
+    h.steps().any(|b| {
         let cached_without = matches!(
             (b.op, b.outcome),
             (Op::CacheWrite { value, .. }, Outcome::CacheWrite { outcome: CacheWriteOutcome::Written })
                 if value.internal_id() == x && value.customer.processor.is_none()
         );
         let Op::CacheWrite { key, .. } = b.op else { return false };
-        cached_without && h.steps().any(|(set_at, a)| {
-            let set = matches!(
-                (a.op, a.outcome),
-                (Op::SetProcessor { internal_id, .. }, Outcome::Updated { updated: true }) if internal_id == x
-            );
-            set && a.request != b.request
-                && set_at > written_at
-                && !h.steps().any(|(at, s)| at > set_at && invalidates(s, key))
-        })
+        let stays = || !h.steps().any(|s| b.before(s) && (invalidates(s, key) || cache_set(s, key)));
+        let read_without = |read: &Step<'_>| {
+            read.before(b)
+                && read.same_attempt(b)
+                && matches!(
+                    (read.op, read.outcome),
+                    (Op::DbRead { .. }, Outcome::Full { customer: Some(full) })
+                        if full.internal_id() == x && full.customer.processor.is_none()
+                )
+        };
+        cached_without
+            && stays()
+            && h.steps().filter(|r| read_without(r)).any(|read| {
+                h.steps().any(|a| {
+                    let set = matches!(
+                        (a.op, a.outcome),
+                        (Op::SetProcessor { internal_id, .. }, Outcome::Updated { updated: true }) if internal_id == x
+                    );
+                    set && a.request != b.request && read.before(a)
+                })
+            })
     })
 }
 
@@ -457,35 +526,32 @@ fn cache_set(step: &Step<'_>, key: &CacheKey) -> bool {
 }
 
 /// R8: A and B both miss the cache; A sets it and deducts there; B then
-/// overwrites it with its snapshot, read before A's deduct.
+/// overwrites it with its snapshot, read from the DB before A's deduction
+/// reached it (before A's sync, if any).
 fn r8(h: &History<'_>, violation: &Violation) -> bool {
     let Some(counter) = lost_counter(violation) else { return false };
-    h.steps().any(|(deducted_at, a)| {
+    h.steps().any(|a| {
         let Some(key) = deducted_in_cache(a, counter) else { return false };
-        let a_missed_and_set = h.steps().any(|(missed_at, m)| {
-            (m.request, m.attempt) == (a.request, a.attempt)
+        let a_missed_and_set = h.steps().any(|m| {
+            m.same_attempt(a)
                 && cache_missed(m, &key)
-                && h.steps().any(|(at, s)| {
-                    (s.request, s.attempt) == (a.request, a.attempt)
-                        && missed_at < at
-                        && at < deducted_at
-                        && cache_set(s, &key)
-                })
+                && h.steps().any(|s| s.same_attempt(a) && m.before(s) && s.before(a) && cache_set(s, &key))
         });
+        // A's deduction reached the DB before `read`.
+        let synced_before = |read: &Step<'_>| {
+            h.steps().any(|s| s.same_attempt(a) && matches!(s.op, Op::SyncUsage { .. }) && s.before(read))
+        };
         a_missed_and_set
-            && h.steps().any(|(overwritten_at, b)| {
+            && h.steps().any(|b| {
                 b.request != a.request
-                    && overwritten_at > deducted_at
+                    && a.before(b)
                     && cache_set(b, &key)
-                    && h.steps().any(|(at, m)| {
-                        (m.request, m.attempt) == (b.request, b.attempt)
-                            && at < deducted_at
-                            && cache_missed(m, &key)
-                    })
-                    && h.steps().any(|(at, read)| {
-                        (read.request, read.attempt) == (b.request, b.attempt)
-                            && at < deducted_at
+                    && h.steps().any(|m| m.same_attempt(b) && m.before(a) && cache_missed(m, &key))
+                    && h.steps().any(|read| {
+                        read.same_attempt(b)
+                            && read.before(b)
                             && matches!(read.op, Op::DbRead { .. })
+                            && !synced_before(read)
                     })
             })
     })
@@ -495,17 +561,17 @@ fn r8(h: &History<'_>, violation: &Violation) -> bool {
 /// sync finds no entry.
 fn r9(h: &History<'_>, violation: &Violation) -> bool {
     let Some(counter) = lost_counter(violation) else { return false };
-    h.steps().any(|(deducted_at, a)| {
+    h.steps().any(|a| {
         let Some(key) = deducted_in_cache(a, counter) else { return false };
-        h.steps().any(|(synced_at, s)| {
+        h.steps().any(|s| {
             let lost = matches!(
                 (s.op, s.outcome),
                 (Op::SyncUsage { key: k, .. }, Outcome::Sync { outcome: SyncOutcome::CacheMissing })
                     if *k == key
             );
-            lost && (s.request, s.attempt) == (a.request, a.attempt)
-                && synced_at > deducted_at
-                && h.steps().any(|(at, v)| deducted_at < at && at < synced_at && invalidates(v, &key))
+            lost && s.same_attempt(a)
+                && a.before(s)
+                && h.steps().any(|v| a.before(v) && v.before(s) && invalidates(v, &key))
         })
     })
 }

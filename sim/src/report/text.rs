@@ -31,6 +31,9 @@ pub fn render(trace: &[Event]) -> String {
             }
             EventKind::Tick { ms, now_ms } => format!("{step}     clock +{ms} ms (now {now_ms} ms)"),
             EventKind::Respond { result } => format!("    {who} responds {result}"),
+            EventKind::Arrive { attempt } => {
+                format!("{step} {who} {:<16} the request arrives (attempt {attempt})", "arrive")
+            }
             EventKind::Retry { attempt } => {
                 format!("{step} {who} {:<16} the client sends it again (attempt {attempt})", "retry")
             }

@@ -38,23 +38,13 @@ pub fn exhaustive(
     // A reduced search is not complete within a preemption bound: a
     // bounded one is plain, so that `covered` means every schedule within it.
     let reduction = if max_preemptions.is_some() { Reduction::None } else { Reduction::SourceSets };
-    let config = ExploreConfig {
-        scheduler: SchedulerKind::Exhaustive { max_preemptions },
-        schedules: 2_000_000,
-        max_ticks,
-        reduction,
-        ..ExploreConfig::default()
-    };
+    let config = ExploreConfig::exhaustive(reduction, max_preemptions, max_ticks, 2_000_000);
     explore(&prepared, &config, |_| {})
 }
 
 pub fn pct(scenario: &Scenario, strategy: Strategy, seeds: u64) -> ExploreReport {
     let prepared = Prepared::new(scenario, strategy).unwrap();
-    let config = ExploreConfig {
-        scheduler: SchedulerKind::Pct { depth: 3 },
-        schedules: seeds,
-        ..ExploreConfig::default()
-    };
+    let config = ExploreConfig::sampled(SchedulerKind::Pct { depth: 3 }, seeds, 1);
     explore(&prepared, &config, |_| {})
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::backend::outcome::Reply;
 use crate::backend::{
-    CacheError, CacheKey, Constraints, DbError, DeductTarget, Op, Outcome, Point, SyncOutcome,
+    CacheError, CacheKey, Constraints, DbError, DeductOutcome, DeductTarget, Op, Outcome, Point, SyncOutcome,
 };
 use crate::model::{Catalog, CustomerRow, FullCustomer};
 
@@ -71,6 +71,11 @@ pub struct World {
     /// Cloned with clocks of their own (see [`Clocks`]).
     clocks: Clocks,
     ids: IdGen,
+    /// Per request, the deductions of its usage that took effect (in the
+    /// cache or the DB, whatever its caller heard): a driver reads it at
+    /// the end of each attempt, so the oracle knows exactly which attempts
+    /// may have counted.
+    deductions: BTreeMap<RequestId, u64>,
 }
 
 impl World {
@@ -81,7 +86,13 @@ impl World {
             stripe: Stripe::default(),
             clocks: Clocks::default(),
             ids: IdGen::new(seed),
+            deductions: BTreeMap::new(),
         }
+    }
+
+    /// How many deductions of `request`'s usage have taken effect so far.
+    pub fn deductions(&self, request: RequestId) -> u64 {
+        self.deductions.get(&request).copied().unwrap_or(0)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -138,6 +149,12 @@ impl World {
         self.clocks.now_ms()
     }
 
+    /// Virtual time, not counted as a reading: for those who watch the
+    /// world (a lockstep shadow, a trace), not for anything it models.
+    pub fn observed_now_ms(&self) -> u64 {
+        self.clocks.time_ms.get()
+    }
+
     pub fn advance_clock(&mut self, delta_ms: u64) {
         self.clocks.advance(delta_ms);
     }
@@ -152,6 +169,7 @@ impl World {
     /// stream): a long-running server's requests come and go.
     pub fn forget_request(&mut self, request: RequestId) {
         self.ids.forget(request);
+        self.deductions.remove(&request);
     }
 
     pub fn ids(&self) -> &IdGen {
@@ -234,14 +252,20 @@ impl World {
             }
             (Some(Fault::CacheDown), _) => Outcome::CacheError { error: CacheError::Down },
             (_, op) => match self.apply_op(request, op) {
-                Ok(_) if fault == Some(Fault::LostResponse) => {
-                    let timeout = op.timeout();
-                    if matches!(timeout, Outcome::DbError { .. }) {
-                        self.db.roll_back(request);
+                Ok(outcome) => {
+                    if matches!(outcome, Outcome::Deduct { outcome: DeductOutcome::Applied { .. } }) {
+                        *self.deductions.entry(request).or_default() += 1;
                     }
-                    timeout
+                    if fault == Some(Fault::LostResponse) {
+                        let timeout = op.timeout();
+                        if matches!(timeout, Outcome::DbError { .. }) {
+                            self.db.roll_back(request);
+                        }
+                        timeout
+                    } else {
+                        outcome
+                    }
                 }
-                Ok(outcome) => outcome,
                 Err(Blocked(txn)) => {
                     self.db.begin_wait(request, txn);
                     return Err(Blocked(txn));

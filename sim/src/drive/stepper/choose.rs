@@ -17,11 +17,20 @@ pub struct View<'a> {
     pub runnable: &'a [usize],
     /// The request that moved at the previous decision.
     pub last: Option<usize>,
-    /// Where each request is parked, if it is.
+    /// Where each request is parked, if it is (a runnable request that is
+    /// not is arriving).
     pub parked_at: &'a [Option<Point>],
     pub ticks_so_far: usize,
     /// What the previous decision touched.
     pub done: Option<&'a Footprint>,
+}
+
+impl View<'_> {
+    /// Whether runnable request `request` is arriving (its next decision
+    /// runs its code up to its first operation).
+    pub fn arriving(&self, request: usize) -> bool {
+        self.parked_at[request].is_none()
+    }
 }
 
 /// Decides who moves. `None` means the default: the lowest runnable request.
@@ -66,8 +75,10 @@ impl Chooser for Lenient {
             match token {
                 Token::Tick { .. } => return Some(token),
                 Token::Run { request, fault } if view.runnable.contains(&request) => {
-                    let point = view.parked_at[request].expect("runnable requests are parked");
-                    return Some(Token::Run { request, fault: fault.filter(|k| k.applies_to(point)) });
+                    // An arrival has no point for a fault to happen at.
+                    let fault =
+                        view.parked_at[request].and_then(|point| fault.filter(|k| k.applies_to(point)));
+                    return Some(Token::Run { request, fault });
                 }
                 Token::Run { .. } => continue,
             }

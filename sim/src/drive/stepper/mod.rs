@@ -36,13 +36,13 @@ use cusim::model::ApiError;
 
 use crate::input::scenario::FaultKind;
 use crate::input::schedule::{Schedule, Token};
-use crate::judge::trace::{Call, Event, EventKind};
+use crate::judge::trace::{Call, Event, EventKind, Past};
 use crate::judge::{creators, Creator, End, Observation, RequestOutcome, State};
 use shadow::reborrow;
 
 pub use availability::{Availability, Service};
 pub use choose::{Chooser, Lenient, Replay, View};
-pub use footprint::{Access, Footprint};
+pub use footprint::{footprint, Access, Action, Applied, Footprint, Seen};
 pub(crate) use prepared::{settle_reads, Settled};
 pub use prepared::{Prepared, SetupError};
 pub use shadow::{ModelResult, Services, Shadow};
@@ -113,7 +113,8 @@ pub struct Execution {
     /// reached: where a settle fault could be placed.
     pub settle_reached: BTreeSet<(usize, Point, u32)>,
     /// Per decision, what it touched (for the exhaustive scheduler's
-    /// reduction; empty unless the run's options asked for them).
+    /// reduction, and each traced decision's past; empty unless the run's
+    /// options asked for them or for a trace).
     pub footprints: Vec<Footprint>,
 }
 
@@ -131,6 +132,10 @@ type RequestFuture = Pin<Box<dyn Future<Output = Result<Response, ApiError>>>>;
 struct Slot {
     conn: MemConn,
     future: Option<RequestFuture>,
+    /// The attempt has not arrived: its code has not run yet. Its arrival
+    /// (its code running up to its first operation: validation, a read of
+    /// the clock, a read stamp) is a decision like any other.
+    arriving: bool,
     parked: Option<Op>,
     /// The parked op has not been offered yet (faults apply to first offers).
     fresh: bool,
@@ -145,6 +150,11 @@ struct Slot {
     outcome: Option<RequestOutcome>,
     /// How the attempts before the current one ended (its client retried).
     earlier: Vec<RequestOutcome>,
+    /// The world's count of this request's deductions when the current
+    /// attempt began.
+    deductions_at_start: u64,
+    /// Per ended attempt, in order: whether it deducted usage.
+    deducted: Vec<bool>,
 }
 
 struct Run<'p, 's> {
@@ -162,50 +172,88 @@ struct Run<'p, 's> {
     track: bool,
 }
 
+/// The world's counts of readings of virtual time and of read stamps
+/// before an action, to tell what it did.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    time_reads: u64,
+    stamps: u64,
+}
+
 impl Run<'_, '_> {
-    /// Adds to what the decision under way touched, if footprints are kept.
-    fn touch(&mut self, add: impl FnOnce(&mut Footprint)) {
+    fn mark(&self) -> Mark {
+        Mark { time_reads: self.world.time_reads(), stamps: self.world.stamps_taken() }
+    }
+
+    /// Adds what `action`, done since `mark`, touched to the decision under
+    /// way (if footprints are kept): the one dependency relation says what
+    /// (`footprint::footprint`), from what the world saw it do.
+    fn note(&mut self, action: Action<'_>, mark: Mark) {
         if self.track {
-            add(&mut self.touched);
+            let seen = Seen {
+                db: self.world.take_db_touches(),
+                read_clock: self.world.time_reads() != mark.time_reads,
+                took_stamp: self.world.stamps_taken() != mark.stamps,
+            };
+            self.touched.add(footprint(&action, seen));
         }
     }
 
     fn event(&mut self, request: Option<usize>, kind: EventKind) {
         if self.record {
-            self.trace.push(Event { step: Some(self.step), request, kind });
+            self.trace.push(Event { step: Some(self.step), request, kind, past: Past::default() });
         }
     }
 
-    /// Polls request `i` until it parks at a named point or finishes.
-    fn advance(&mut self, i: usize) {
+    /// Request `i`'s attempt arrives: its code runs up to its first
+    /// operation.
+    fn arrive(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        slot.arriving = false;
+        let attempt = slot.earlier.len() as u32 + 1;
+        self.event(Some(i), EventKind::Arrive { attempt });
+        self.advance(i, Action::Arrive);
+    }
+
+    /// Polls request `i` until it parks at a named point or finishes: its
+    /// code runs (`code`: arriving, or after an answer). A client that
+    /// sends it again leaves the new attempt to arrive.
+    fn advance(&mut self, i: usize, mut code: Action<'static>) {
         loop {
+            let mark = self.mark();
             let slot = &mut self.slots[i];
             let future = slot.future.as_mut().expect("an unfinished request has a future");
             match poll_once(future.as_mut()) {
                 Poll::Ready(result) => {
                     slot.future = None;
+                    self.note(code, mark);
                     if self.record {
                         self.event(Some(i), EventKind::Respond { result: describe_result(&result) });
                     }
                     if let Some(ended) = self.retry(i, RequestOutcome::Responded(Box::new(result))) {
                         self.slots[i].outcome = Some(ended);
-                        return;
                     }
+                    return;
                 }
                 Poll::Pending => {
                     let op = slot.conn.take_op().expect("a pending request is parked on an op");
+                    self.note(code, mark);
                     if op.point().is_none() {
-                        let outcome = self.apply_alone(i, &op, None);
+                        let outcome = self.apply_alone(i, &op);
                         self.slots[i].conn.answer(outcome);
+                        code = Action::Code;
                         continue;
                     }
                     // Only a Stripe call's time in flight matters (its
                     // client's timeout): other parkings read no time.
                     let stripe_call = op.point() == Some(Point::StripeCreate);
+                    let slot = &mut self.slots[i];
                     slot.parked = Some(op);
                     slot.fresh = true;
                     if stripe_call {
-                        slot.parked_at_ms = self.world.now_ms();
+                        let mark = self.mark();
+                        self.slots[i].parked_at_ms = self.world.now_ms();
+                        self.note(Action::ParkOnStripe, mark);
                     }
                     return;
                 }
@@ -217,6 +265,7 @@ impl Run<'_, '_> {
     /// `ended`, if its client sends it again; if not, `ended` is how the
     /// request ended, and comes back.
     fn retry(&mut self, i: usize, ended: RequestOutcome) -> Option<RequestOutcome> {
+        self.end_attempt(i);
         let request = &self.prepared.scenario.requests[i];
         if !(ended.client_retries() && request.has_retry_left(self.slots[i].earlier.len())) {
             return Some(ended);
@@ -228,7 +277,17 @@ impl Run<'_, '_> {
         let slot = &mut self.slots[i];
         slot.conn = conn;
         slot.future = Some(future);
+        slot.arriving = true;
         None
+    }
+
+    /// Request `i`'s current attempt has ended: notes whether it deducted
+    /// usage, and where the count stands for the next.
+    fn end_attempt(&mut self, i: usize) {
+        let deductions = self.world.deductions(i);
+        let slot = &mut self.slots[i];
+        slot.deducted.push(deductions > slot.deductions_at_start);
+        slot.deductions_at_start = deductions;
     }
 
     /// The model's services now (only a shadow needs them).
@@ -237,27 +296,30 @@ impl Run<'_, '_> {
     }
 
     /// Applies an operation that cannot wait (nobody else holds anything it
-    /// needs), telling the shadow.
-    fn apply_alone(&mut self, i: RequestId, op: &Op, fault: Option<Fault>) -> Outcome {
+    /// needs: `BEGIN`), telling the shadow.
+    fn apply_alone(&mut self, i: RequestId, op: &Op) -> Outcome {
         let before = self.services();
-        let outcome = match self.world.apply(i, op, fault) {
+        let mark = self.mark();
+        let outcome = match self.world.apply(i, op, None) {
             Ok(outcome) => outcome,
             Err(blocked) => panic!("request {i} blocked on txn {} where nothing can block", blocked.0),
         };
-        self.touch(|t| t.add_op(op, fault.is_none()));
+        self.note(Action::Op { op, applied: Applied::Done(&outcome), fault: None }, mark);
         if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), before) {
-            shadow.op(i, op, fault, &before, ModelResult::Done(&outcome));
+            shadow.op(i, op, None, &before, ModelResult::Done(&outcome));
         }
         outcome
     }
 
-    /// Requests that may move: parked ones that do not wait, waiters whose
-    /// wait is over, and members of a cycle of waits (as its victim).
+    /// Requests that may move: arriving ones, parked ones that do not
+    /// wait, waiters whose wait is over, and members of a cycle of waits
+    /// (as its victim).
     fn runnable(&self) -> Vec<usize> {
         (0..self.slots.len())
             .filter(|&i| {
-                self.slots[i].parked.is_some()
-                    && (!self.world.is_waiting(i) || self.world.woken(i) || self.world.in_cycle(i))
+                self.slots[i].arriving
+                    || (self.slots[i].parked.is_some()
+                        && (!self.world.is_waiting(i) || self.world.woken(i) || self.world.in_cycle(i)))
             })
             .collect()
     }
@@ -290,13 +352,15 @@ impl Run<'_, '_> {
         if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
             shadow.op(i, &op, None, before, ModelResult::DeadlockVictim);
         }
+        let mark = self.mark();
         let outcome = self.world.deadlock_victim(i);
+        self.note(Action::Op { op: &op, applied: Applied::DeadlockVictim, fault: None }, mark);
         self.slots[i].pending_fault = None;
         if self.record {
             self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
         }
         self.slots[i].conn.answer(outcome);
-        self.advance(i);
+        self.advance(i, Action::Code);
     }
 
     /// A waiter whose wait is over runs its statement again, with the
@@ -308,6 +372,15 @@ impl Run<'_, '_> {
     }
 
     fn perform(&mut self, i: usize, explicit: Option<FaultKind>) -> Result<(), String> {
+        if self.slots[i].arriving {
+            if let Some(kind) = explicit {
+                return Err(format!(
+                    "request {i} has not arrived: fault {kind} needs an operation to happen at"
+                ));
+            }
+            self.arrive(i);
+            return Ok(());
+        }
         if self.world.is_waiting(i) && explicit.is_none() {
             if self.world.in_cycle(i) {
                 let op = self.slots[i].parked.take().expect("a waiter is parked");
@@ -336,7 +409,9 @@ impl Run<'_, '_> {
             }
         }
         if fault == Some(FaultKind::Crash) {
+            let mark = self.mark();
             self.world.crash(i);
+            self.note(Action::Crash, mark);
             if let Some(shadow) = self.shadow.as_deref_mut() {
                 shadow.crash(i);
             }
@@ -345,14 +420,18 @@ impl Run<'_, '_> {
             if self.record {
                 self.event(Some(i), EventKind::Crash { point, op: op.summary() });
             }
-            match self.retry(i, RequestOutcome::Crashed { at: point }) {
-                Some(ended) => self.slots[i].outcome = Some(ended),
-                None => self.advance(i),
+            if let Some(ended) = self.retry(i, RequestOutcome::Crashed { at: point }) {
+                self.slots[i].outcome = Some(ended);
             }
             return Ok(());
         }
         let in_flight_ms = match point {
-            Point::StripeCreate => self.world.now_ms().saturating_sub(self.slots[i].parked_at_ms),
+            Point::StripeCreate => {
+                let mark = self.mark();
+                let in_flight_ms = self.world.now_ms().saturating_sub(self.slots[i].parked_at_ms);
+                self.note(Action::StripeInFlight, mark);
+                in_flight_ms
+            }
             _ => 0,
         };
         if in_flight_ms > STRIPE_CALL_TIMEOUT_MS {
@@ -366,13 +445,14 @@ impl Run<'_, '_> {
                 self.event(Some(i), EventKind::Op { point, op: op.summary(), result, fault, call });
             }
             self.slots[i].conn.answer(outcome);
-            self.advance(i);
+            self.advance(i, Action::Code);
             return Ok(());
         }
         if fault == Some(FaultKind::CacheEvict) {
             if let Some(key) = self.prepared.scenario.requests[i].evicted_key(&op) {
+                let mark = self.mark();
                 self.world.evict(&key);
-                self.touch(|t| t.touch_cache(key.to_string(), Access::Write));
+                self.note(Action::Evict { key: &key }, mark);
                 if let Some(shadow) = self.shadow.as_deref_mut() {
                     shadow.evict(&key);
                 }
@@ -391,9 +471,13 @@ impl Run<'_, '_> {
     fn offer(&mut self, i: usize, op: Op, world_fault: Option<Fault>, fault: Option<FaultKind>) {
         let point = op.point().expect("parked ops have points");
         let before = self.services();
+        let mark = self.mark();
         let applied = self.world.apply(i, &op, world_fault);
-        let plain = world_fault.is_none() && applied.is_ok();
-        self.touch(|t| t.add_op(&op, plain));
+        let done = match &applied {
+            Ok(outcome) => Applied::Done(outcome),
+            Err(_) => Applied::Waits,
+        };
+        self.note(Action::Op { op: &op, applied: done, fault: world_fault }, mark);
         match applied {
             Ok(outcome) => {
                 if world_fault.is_some() {
@@ -412,7 +496,7 @@ impl Run<'_, '_> {
                     self.event(Some(i), kind);
                 }
                 self.slots[i].conn.answer(outcome);
-                self.advance(i);
+                self.advance(i, Action::Code);
             }
             Err(Blocked(txn)) => {
                 let holder = self.world.request_of_txn(txn);
@@ -505,6 +589,7 @@ fn run_with(
             Slot {
                 conn,
                 future: Some(future),
+                arriving: true,
                 parked: None,
                 fresh: false,
                 pending_fault: None,
@@ -513,6 +598,8 @@ fn run_with(
                 visits: BTreeMap::new(),
                 outcome: None,
                 earlier: Vec::new(),
+                deductions_at_start: 0,
+                deducted: Vec::new(),
             }
         })
         .collect();
@@ -526,15 +613,12 @@ fn run_with(
         created_by,
         step: 0,
         touched: Footprint::default(),
-        track: options.footprints,
+        // A trace records each decision's past, which the footprints give.
+        track: options.footprints || options.record_trace,
     };
     if run.track {
         run.world.record_touches();
     }
-    for i in 0..run.slots.len() {
-        run.advance(i);
-    }
-    run.world.take_db_touches();
 
     // Long scenarios need more steps: the cap only has to catch livelocks.
     let max_steps = options.max_steps.max(STEPS_PER_REQUEST * run.slots.len());
@@ -551,7 +635,7 @@ fn run_with(
             // (none is offered after it): for the reduction, it depends
             // on the clock.
             if let Some(last) = footprints.last_mut() {
-                last.read_clock();
+                last.add(footprint(&Action::EndOfRun, Seen::default()));
             }
             break None;
         }
@@ -571,15 +655,14 @@ fn run_with(
         let token = chooser.choose(&view).unwrap_or(default);
         was_default.push(token == default);
         let fail = |reason: String| ReplayError { step: schedule.len(), token: token.to_string(), reason };
-        let stamps = run.world.stamps_taken();
-        let time_reads = run.world.time_reads();
         run.touched = Footprint::default();
         match token {
             Token::Tick { ms } => {
-                run.touched = Footprint::tick();
+                let mark = run.mark();
                 run.world.advance_clock(ms);
+                run.note(Action::Tick, mark);
                 ticks += 1;
-                let now_ms = run.world.now_ms();
+                let now_ms = run.world.observed_now_ms();
                 run.event(None, EventKind::Tick { ms, now_ms });
             }
             Token::Run { request, fault } => {
@@ -593,30 +676,50 @@ fn run_with(
                     };
                     return Err(fail(why));
                 }
-                if last.is_some_and(|l| l != request && runnable.contains(&l)) {
+                // An arrival preempts nobody, and who ran last stays who
+                // ran an operation last (a bound on preemptions bounds how
+                // often operations of different requests interleave).
+                let arrival = run.slots[request].arriving;
+                if !arrival && last.is_some_and(|l| l != request && runnable.contains(&l)) {
                     preemptions += 1;
                 }
                 run.perform(request, fault).map_err(fail)?;
                 if options.first_come_first_served {
                     run.serve_in_arrival_order(request);
                 }
-                last = Some(request);
+                if !arrival {
+                    last = Some(request);
+                }
             }
         }
-        // A read stamp reads the logical clock outside any operation; the
-        // database says what its statements touched.
         if run.track {
-            run.touched.stamp |= run.world.stamps_taken() != stamps;
-            if run.world.time_reads() != time_reads {
-                run.touched.read_clock();
-            }
-            run.touched.add_db(run.world.take_db_touches());
             footprints.push(std::mem::take(&mut run.touched));
         }
         schedule.push(token);
         run.step += 1;
     };
 
+    if run.record {
+        let movers: Vec<Option<usize>> = schedule
+            .iter()
+            .map(|token| match token {
+                Token::Run { request, .. } => Some(*request),
+                Token::Tick { .. } => None,
+            })
+            .collect();
+        let pasts = Past::of_run(&movers, |a, b| footprints[a].conflicts(&footprints[b]));
+        for event in &mut run.trace {
+            if let Some(step) = event.step {
+                event.past = pasts[step].clone();
+            }
+        }
+    }
+    // An unfinished request's current attempt ends with the run.
+    for i in 0..run.slots.len() {
+        if run.slots[i].outcome.is_none() {
+            run.end_attempt(i);
+        }
+    }
     let outcomes: Vec<RequestOutcome> = run
         .slots
         .iter()
@@ -639,7 +742,7 @@ fn run_with(
         for settle in &settles {
             let customer = format!("{}/{}", settle.scope, settle.customer);
             let kind = EventKind::Settle { customer, result: describe_result(&settle.result) };
-            run.trace.push(Event { step: None, request: None, kind });
+            run.trace.push(Event { step: None, request: None, kind, past: Past::default() });
         }
     }
     let availability = Availability::of(prepared, &outcomes, |i| &run.slots[i].faulted);
@@ -652,9 +755,11 @@ fn run_with(
         })
         .collect();
     let retried = run.slots.iter_mut().map(|s| std::mem::take(&mut s.earlier)).collect();
+    let deducted = run.slots.iter_mut().map(|s| std::mem::take(&mut s.deducted)).collect();
     let observation = Observation {
         outcomes,
         retried,
+        deducted: Some(deducted),
         settles,
         created_by: run.created_by,
         end,

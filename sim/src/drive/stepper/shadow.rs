@@ -17,7 +17,7 @@ pub struct Services {
 
 impl Services {
     pub fn of(world: &World) -> Services {
-        Services { now_ms: world.now_ms(), seq: world.seq(), ids: world.ids().clone() }
+        Services { now_ms: world.observed_now_ms(), seq: world.seq(), ids: world.ids().clone() }
     }
 }
 

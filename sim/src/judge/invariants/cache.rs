@@ -50,9 +50,12 @@ impl Checker<'_> {
 
     /// Usage is judged as Elle judges a counter: per customer and
     /// feature, the DB's usage lies between what was acknowledged and what
-    /// was attempted, each logical request counted once (a keyed retry is
-    /// the same logical request, an unkeyed one a new one); the cache, where
-    /// it holds the customer, agrees with the DB.
+    /// may have been applied, each logical request counted once (a keyed
+    /// retry is the same logical request, an unkeyed one a new one); the
+    /// cache, where it holds the customer, agrees with the DB. An attempt
+    /// not acknowledged may have been applied exactly when a deduction of
+    /// it took effect (`Observation::deducted`; where nobody saw, unless it
+    /// was refused); the bounds are no wider than that.
     pub(super) fn usage_conserved(&mut self) {
         let mut tallies: BTreeMap<(Scope, String, String), Tally> = BTreeMap::new();
         for logical in self.logical_tracks() {
@@ -60,7 +63,7 @@ impl Checker<'_> {
             tally.sources.extend(logical.requests.iter().map(|&i| Source::Request(i)));
             if logical.acknowledged {
                 tally.acknowledged += logical.value;
-            } else {
+            } else if logical.maybe_applied {
                 tally.low += logical.value.min(0);
                 tally.high += logical.value.max(0);
             }
@@ -79,12 +82,12 @@ impl Checker<'_> {
                 let (bound, why) = if tally.in_db < low {
                     (low, "less than was acknowledged: usage was lost")
                 } else {
-                    (high, "more than was attempted: usage was counted twice")
+                    (high, "more than may have been applied: usage was counted twice")
                 };
                 found.push((
                     tally.sources.clone(),
                     format!(
-                        "customer {id} ({scope}) {feature}: the DB has {}, {why} (acknowledged {}, attempted at most {high}, bound {bound})",
+                        "customer {id} ({scope}) {feature}: the DB has {}, {why} (acknowledged {}, applied at most {high}, bound {bound})",
                         tally.in_db, tally.acknowledged
                     ),
                     json!({
@@ -134,14 +137,19 @@ impl Checker<'_> {
     /// unkeyed track is one; the attempts of every track sent with the same
     /// key, customer, feature and value are one together.
     fn logical_tracks(&self) -> Vec<LogicalTrack> {
+        let deducted = |i: usize, k: usize, attempt: &crate::judge::RequestOutcome| match &self.obs.deducted {
+            Some(deducted) => deducted[i][k],
+            None => attempt.may_have_applied(),
+        };
         let mut logical: Vec<LogicalTrack> = Vec::new();
         let mut keyed: BTreeMap<(Scope, String, String, String, i64), usize> = BTreeMap::new();
         for (i, sent) in self.scenario.requests.iter().enumerate() {
             let Request::Track { customer_id, feature_id, value, .. } = &sent.request else { continue };
             let counter = (sent.scope(), customer_id.clone(), feature_id.clone());
             let attempts = self.obs.retried[i].iter().chain(std::iter::once(&self.obs.outcomes[i]));
-            for attempt in attempts {
+            for (k, attempt) in attempts.enumerate() {
                 let acknowledged = matches!(attempt.response(), Some(Response::Track(_)));
+                let maybe_applied = deducted(i, k, attempt);
                 let index = match &sent.idempotency_key {
                     Some(key) => {
                         let group =
@@ -158,6 +166,7 @@ impl Checker<'_> {
                 };
                 let track = &mut logical[index];
                 track.acknowledged |= acknowledged;
+                track.maybe_applied |= maybe_applied;
                 if !track.requests.contains(&i) {
                     track.requests.push(i);
                 }
@@ -167,23 +176,24 @@ impl Checker<'_> {
     }
 }
 
-/// One logical track: what it counts, and whether any attempt of it was
-/// acknowledged.
+/// One logical track: what it counts, whether any attempt of it was
+/// acknowledged, and whether any may have been applied.
 struct LogicalTrack {
     counter: (Scope, String, String),
     value: i64,
     acknowledged: bool,
+    maybe_applied: bool,
     requests: Vec<usize>,
 }
 
 impl LogicalTrack {
     fn new(counter: (Scope, String, String), value: i64) -> LogicalTrack {
-        LogicalTrack { counter, value, acknowledged: false, requests: Vec::new() }
+        LogicalTrack { counter, value, acknowledged: false, maybe_applied: false, requests: Vec::new() }
     }
 }
 
-/// One counter's bounds: acknowledged usage, and how far the attempted but
-/// unacknowledged tracks may move it either way.
+/// One counter's bounds: acknowledged usage, and how far the tracks not
+/// acknowledged that may have been applied may move it either way.
 #[derive(Default)]
 struct Tally {
     acknowledged: i64,

@@ -449,6 +449,14 @@ impl<'p, 'a> Renderer<'p, 'a> {
                     },
                 )
             }
+            EventKind::Arrive { attempt } => open(
+                "arrive",
+                String::new(),
+                html! {
+                    div class="point" { "→ arrives" }
+                    div class="result" { "attempt " (attempt) ": its code runs up to its first operation" }
+                },
+            ),
             EventKind::Retry { attempt } => open(
                 "retry",
                 String::new(),

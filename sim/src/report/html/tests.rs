@@ -6,7 +6,7 @@ use crate::corpus::builtin;
 use crate::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
 use crate::input::schedule::Schedule;
 use crate::judge::judge;
-use crate::judge::trace::{Event, EventKind};
+use crate::judge::trace::{Event, EventKind, Past};
 use crate::report::text as trace;
 
 fn run(name: &str, strategy: Strategy, schedule: &str) -> (Scenario, Execution, Vec<Violation>) {
@@ -24,7 +24,7 @@ fn count(haystack: &str, needle: &str) -> usize {
 }
 
 /// The R1 legacy regression case's minimal schedule.
-const R1_LEGACY: &str = "1";
+const R1_LEGACY: &str = "1.1";
 
 #[test]
 fn r1_legacy_shows_both_lanes_and_the_violation() {
@@ -47,7 +47,7 @@ fn r1_legacy_shows_both_lanes_and_the_violation() {
     assert!(html.contains("class=\"lane-head violation\""));
     // The header: schedule, minimal schedule, trace hash.
     assert!(html.contains(&format!("<code>{}</code>", execution.schedule)));
-    assert!(html.contains("<dt>minimal schedule</dt><dd><code>1</code></dd>"));
+    assert!(html.contains("<dt>minimal schedule</dt><dd><code>1.1</code></dd>"));
     assert!(html.contains(&format!("{:016x}", trace::hash(&execution.trace))));
     // One row per event, settle reads apart.
     assert!(html.contains("id=\"settle\""));
@@ -60,7 +60,7 @@ fn r1_legacy_shows_both_lanes_and_the_violation() {
 
 #[test]
 fn r2_marks_the_stale_write_and_the_settle_read_behind_the_violation() {
-    let (scenario, execution, violations) = run("r2-stale-cache", Strategy::Legacy, "0.0.1.1.1");
+    let (scenario, execution, violations) = run("r2-stale-cache", Strategy::Legacy, "0.1.0.0.1.1.1");
     let fresh =
         violations.iter().find(|v| v.invariant == Invariant::FreshCache).expect("R2 breaks fresh_cache");
     assert_eq!(fresh.requests, [1], "the check showed (and cached) the stale customer");
@@ -100,7 +100,7 @@ fn rendering_is_byte_for_byte_stable() {
 fn lock_waits_are_drawn_from_the_waiter_to_the_holder() {
     // Under transactional and safe, r0's insert waits for r1's open transaction.
     for strategy in [Strategy::Transactional, Strategy::Safe] {
-        let (scenario, execution, violations) = run("r1-same-id-create", strategy, "0.1.1.1.1");
+        let (scenario, execution, violations) = run("r1-same-id-create", strategy, "0.1.0.1.1.1.1");
         assert!(execution.trace.iter().any(|e| matches!(e.kind, EventKind::Wait { holder: Some(1), .. })));
         let html = render(&scenario, strategy, &execution, &violations);
         assert!(
@@ -119,20 +119,33 @@ fn lock_waits_are_drawn_from_the_waiter_to_the_holder() {
 #[test]
 fn deadlocks_crashes_ticks_and_stalls_are_drawn() {
     let (scenario, mut execution, violations) =
-        run("r1-same-id-create", Strategy::Transactional, "0.1.1.1.1");
+        run("r1-same-id-create", Strategy::Transactional, "0.1.0.1.1.1.1");
     // A deadlock after r0's wait, as the stepper records one.
     let wait = execution.trace.iter().position(|e| matches!(e.kind, EventKind::Wait { .. })).unwrap();
-    let Event { step, request, kind: EventKind::Wait { point, op, .. } } = execution.trace[wait].clone()
+    let Event { step, request, kind: EventKind::Wait { point, op, .. }, past } =
+        execution.trace[wait].clone()
     else {
         unreachable!()
     };
-    execution
-        .trace
-        .insert(wait + 1, Event { step, request, kind: EventKind::Deadlock { point, op: op.clone() } });
-    execution
-        .trace
-        .insert(0, Event { step: Some(0), request: None, kind: EventKind::Tick { ms: 5000, now_ms: 5000 } });
-    execution.trace.push(Event { step: Some(99), request: Some(1), kind: EventKind::Crash { point, op } });
+    execution.trace.insert(
+        wait + 1,
+        Event { step, request, kind: EventKind::Deadlock { point, op: op.clone() }, past: past.clone() },
+    );
+    execution.trace.insert(
+        0,
+        Event {
+            step: Some(0),
+            request: None,
+            kind: EventKind::Tick { ms: 5000, now_ms: 5000 },
+            past: Past::default(),
+        },
+    );
+    execution.trace.push(Event {
+        step: Some(99),
+        request: Some(1),
+        kind: EventKind::Crash { point, op },
+        past,
+    });
     execution.observation.end = End::Stalled { waiting: vec![(0, Some(1))] };
     let html = render(&scenario, Strategy::Transactional, &execution, &violations);
     assert!(html.contains("class=\"connector conflict to-right\" data-from=\"0\" data-to=\"1\""), "{html}");
