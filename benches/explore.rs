@@ -43,7 +43,7 @@ fn stepper_schedules(c: &mut Criterion) {
 
 #[cfg(not(madsim))]
 fn exhaustive_r1(c: &mut Criterion) {
-    use cusim_sim::explore::{explore, ExploreConfig, SchedulerKind};
+    use cusim_sim::explore::{explore, ExploreConfig};
     let mut group = c.benchmark_group("exhaustive_r1_whole_space");
     group.sample_size(10).measurement_time(Duration::from_secs(5));
     for strategy in Strategy::ALL {
@@ -71,7 +71,7 @@ const REDUCED_BUDGET: u64 = 400_000;
 /// pair prints its reduced size once.
 #[cfg(not(madsim))]
 fn exhaustive_reduced(c: &mut Criterion) {
-    use cusim_sim::explore::{explore, Completeness, ExploreConfig, Reduction, SchedulerKind};
+    use cusim_sim::explore::{explore, Completeness, ExploreConfig, Reduction};
     let mut group = c.benchmark_group("exhaustive_reduced");
     group.sample_size(10).warm_up_time(Duration::from_millis(100)).measurement_time(Duration::from_secs(3));
     for builtin in builtin::BUILTINS {

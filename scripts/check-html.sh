@@ -64,7 +64,7 @@ profile="$(mktemp -d)"
 trap 'rm -rf "$profile"' EXIT
 
 scenario=r1-same-id-create
-schedule=1
+schedule=1.1
 requests="$(grep -o '"op"' "fixtures/scenarios/$scenario.json" | wc -l)"
 page="$out/r1-legacy.html"
 wait_page="$out/r1-transactional-wait.html"
@@ -81,9 +81,9 @@ render() { # render PAGE EXPECTED_EXIT ARGS...
     [ -s "$page" ] || fail "cusim replay $* --html $page wrote nothing"
 }
 render "$page" 1 --scenario "$scenario" --strategy legacy --schedule "$schedule"
-render "$wait_page" 0 --scenario "$scenario" --strategy transactional --schedule 0.1.1.1.1
+render "$wait_page" 0 --scenario "$scenario" --strategy transactional --schedule 0.1.0.1.1.1.1
 echo "rendered $page ($scenario, legacy, schedule $schedule; $requests requests)"
-echo "rendered $wait_page ($scenario, transactional, schedule 0.1.1.1.1: r0 waits for r1)"
+echo "rendered $wait_page ($scenario, transactional, schedule 0.1.0.1.1.1.1: r0 waits for r1)"
 
 headless() {
     timeout 120 "$chromium" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --disable-quic --no-first-run \

@@ -13,6 +13,7 @@ import {
   client,
   forEachServer,
   freshId,
+  mayHaveApplied,
   raceRounds,
   settle,
 } from './helpers.js';
@@ -85,11 +86,10 @@ forEachServer({ catalog: 'basic.json', paceMs: PACE_MS }, (s) => {
         judgeDefaults(observation, read.customer, BASIC_DEFAULTS, 'settle read');
         const balance = read.customer.balances.words;
         if (!balance) return; // R2 already noted: no balance to judge usage by
-        // usage_conserved: between the acknowledged and the attempted tracks.
-        assert.ok(
-          balance.usage <= TRACKS,
-          `usage ${balance.usage} is more than the ${TRACKS} tracks attempted`,
-        );
+        // usage_conserved (docs/SPEC.md §6): between the acknowledged tracks
+        // and those that may have applied (a 4xx refused a track).
+        const mayHave = settled.filter(mayHaveApplied).length;
+        assert.ok(balance.usage <= mayHave, `usage ${balance.usage} is more than the ${mayHave} tracks that may have applied`);
         if (balance.usage < acknowledged) {
           observation.add('R8', `usage ${balance.usage} < ${acknowledged} acknowledged tracks`);
         }

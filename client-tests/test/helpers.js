@@ -360,6 +360,17 @@ export function apiError(err) {
   return { status: err.statusCode, code: body?.code, message: body?.message, body: err.body };
 }
 
+/**
+ * Whether a track that settled as `result` may have applied, as docs/SPEC.md
+ * §6 defines it from outside: answered 2xx or 5xx, or not at all (no API
+ * error: a lost connection, a timeout); a 4xx refused it.
+ */
+export function mayHaveApplied(result) {
+  if (result.ok) return true;
+  const info = apiError(result.error);
+  return !info || info.status >= 500;
+}
+
 /** Awaits `promise`, which must reject with an API error; returns it. */
 export async function expectApiError(promise) {
   let value;

@@ -102,13 +102,12 @@ fn agree_on_postgres_with_redis(strategy: Strategy) {
             proptest::prop_assert!(
                 lockstep.agrees(),
                 "{} in lockstep, Postgres + Redis disagree with the model: {:?} (state agrees {}, cache agrees {}, \
-                 verdicts {:?} vs {:?}); scenario {}",
+                 verdict {:?}); scenario {}",
                 strategy,
                 lockstep.divergence,
                 lockstep.state_agrees,
                 lockstep.cache_agrees,
                 lockstep.model_verdict,
-                lockstep.postgres_verdict,
                 replay
             );
             compared.set(compared.get() + lockstep.compared);

@@ -8,12 +8,14 @@
 //! - [`explore`]: schedulers, the exploration loop and shrinking;
 //! - [`corpus`]: the built-in scenarios and the regression corpus;
 //! - [`report`]: text traces, HTML pages and `cusim explain`;
-//! - `check` (feature `check`): the black-box checker of a live server.
+//! - `check` (feature `check`): the black-box checker of a live server;
+//! - [`claims`]: the ledger the claim-bearing tests write.
 //!
 //! The `cusim` command (`src/cli/`) is built on these.
 
 #[cfg(feature = "check")]
 pub mod check;
+pub mod claims;
 pub mod corpus;
 pub mod drive;
 pub mod explore;

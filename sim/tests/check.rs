@@ -6,7 +6,8 @@
 mod checking;
 
 use checking::{
-    assert_clean, assert_legacy_caught, check, cusim, findings, invariants, reproduce, scratch, Server,
+    assert_clean, assert_legacy_caught, check, check_until, cusim, findings, invariants, legacy_caught,
+    reproduce, scratch, Server,
 };
 use serde_json::{json, Value};
 
@@ -23,7 +24,8 @@ fn legacy_is_caught_and_every_finding_names_calls_of_its_history() {
     let server = jittered("legacy");
     let dir = scratch("legacy");
     let history = dir.join("history.json");
-    let (code, report) = check(&server.url, &history, &["--ops", OPS, "--clients", CLIENTS, "--seed", "3"]);
+    let (_, code, report) =
+        check_until(&server.url, &history, &["--ops", OPS, "--clients", CLIENTS], legacy_caught);
     assert_legacy_caught(code, &report);
 
     // Every finding points at calls the history holds, of its own group.
@@ -127,8 +129,9 @@ fn safe_passes_in_the_same_budget() {
 fn transactional_loses_only_usage() {
     let server = jittered("transactional");
     let dir = scratch("transactional");
-    let (code, report) =
-        check(&server.url, &dir.join("h.json"), &["--ops", OPS, "--clients", CLIENTS, "--seed", "3"]);
+    let lost = |report: &Value| invariants(report).contains("usage_conserved");
+    let (_, code, report) =
+        check_until(&server.url, &dir.join("h.json"), &["--ops", OPS, "--clients", CLIENTS], lost);
     let broken = invariants(&report);
     assert!(broken.contains("usage_conserved"), "{report:#}");
     for invariant in &broken {

@@ -13,6 +13,7 @@ use cusim::backend::{
 };
 use cusim::flow::{execute, Strategy};
 use cusim::model::{Env, FullCustomer, Scope};
+use cusim_sim::claims::{Bound, Claim};
 use cusim_sim::corpus::builtin;
 use cusim_sim::drive::free::judge_free_run;
 use cusim_sim::drive::stepper::Prepared;
@@ -231,13 +232,22 @@ const SAFE_PREEMPTIONS: usize = 4;
 
 #[test]
 fn the_safe_create_path_holds_every_invariant_within_4_preemptions() {
+    let started = std::time::Instant::now();
     let (runs, broken) = create_path("r1-same-id-create", Strategy::Safe, Some(SAFE_PREEMPTIONS));
     eprintln!("safe create path, 2 threads: {runs} interleavings within {SAFE_PREEMPTIONS} preemptions, broken {broken:?}");
     assert!(broken.is_empty(), "safe broke {broken:?} within {SAFE_PREEMPTIONS} preemptions");
+    Claim::new(
+        "loom/safe-create-path",
+        "under loom's thread interleavings, safe's create path holds every invariant",
+        "r1-same-id-create's two creates, safe, 2 threads over the shared in-memory world",
+        Bound::WithinPreemptions(SAFE_PREEMPTIONS),
+    )
+    .figure("interleavings", runs as u64)
+    .record(started);
 }
 
 #[test]
-fn loom_finds_the_legacy_create_race_in_every_interleaving() {
+fn loom_runs_every_interleaving_of_the_legacy_create_path_and_one_breaks_responses_see_defaults() {
     let (runs, broken) = create_path("r1-same-id-create", Strategy::Legacy, None);
     eprintln!("legacy create path, 2 threads: {runs} interleavings (all of them), broken {broken:?}");
     assert!(

@@ -5,6 +5,7 @@
 mod support;
 
 use cusim::flow::Strategy::{Legacy, Safe, Transactional};
+use cusim_sim::claims::{Bound, Claim};
 use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
 use cusim_sim::input::schedule::Schedule;
 use cusim_sim::judge::races::Symptom;
@@ -128,23 +129,36 @@ fn case_22_track_autocreate_concurrent_same_customer_id() {
     assert_holds(&exhaustive(&scenario, Safe, Some(3), 1));
 }
 
+/// The pct schedules each built-in is explored with.
+const SEEDS: u64 = 1_000;
+
 #[test]
 fn every_race_of_the_catalog_is_found_where_spec_section_8_says() {
     for builtin in cusim_sim::corpus::builtin::BUILTINS {
         let scenario = builtin.scenario().unwrap();
         for (strategy, invariant) in builtin.expected {
-            let report = pct(&scenario, *strategy, 1_000);
+            let report = pct(&scenario, *strategy, SEEDS);
             assert_breaks(&report, &scenario, *invariant);
         }
         // Each race by the interleaving that defines it, not by its symptom.
         for (strategy, race) in builtin.races {
-            let report = pct(&scenario, *strategy, 1_000);
-            assert!(
-                report.violations.iter().any(|f| f.race == Some(*race)),
-                "{} under {strategy}: {race} not matched; found {:?}",
-                builtin.name(),
-                report.violations.iter().map(|f| f.symptom().to_string()).collect::<Vec<_>>()
-            );
+            let started = std::time::Instant::now();
+            let report = pct(&scenario, *strategy, SEEDS);
+            let found = report.violations.iter().find(|f| f.race == Some(*race)).unwrap_or_else(|| {
+                panic!(
+                    "{} under {strategy}: {race} not matched; found {:?}",
+                    builtin.name(),
+                    report.violations.iter().map(|f| f.symptom().to_string()).collect::<Vec<_>>()
+                )
+            });
+            Claim::new(
+                format!("races/{race}/{}/{strategy}", builtin.name()),
+                "each race of the catalog is found where SPEC §8 says, matched by its interleaving",
+                format!("{}, {strategy}, pct (depth 3, up to 1 clock move)", builtin.name()),
+                Bound::Sampled(SEEDS),
+            )
+            .figure("found_after", found.first_at)
+            .record(started);
         }
     }
 }
@@ -204,4 +218,47 @@ fn a_symptom_without_its_interleaving_is_no_race() {
     let shown: Vec<String> = report.violations.iter().map(|f| f.symptom().to_string()).collect();
     assert!(shown.contains(&"single_stripe_customer (no catalog race)".to_owned()), "{shown:?}");
     assert!(shown.contains(&"single_stripe_customer (R6)".to_owned()), "{shown:?}");
+}
+
+/// The oracle bounds usage by what may have been applied, exactly: a track
+/// that crashed before its deduction counts nothing, and a usage that
+/// includes it is counted twice. (With every track not acknowledged
+/// widening the bound, as before, the planted double count below passed.)
+/// Judged as from outside, a crash may have applied and a 4xx may not.
+#[test]
+fn usage_is_bounded_by_the_tracks_whose_deduction_took_effect() {
+    let scenario = scenario(
+        r#"{"name": "a-crashed-track",
+          "products": [{"id": "free", "group": "main", "is_default": true, "kind": "free", "features": {"words": 1000}}],
+          "customers": [{"id": "cus_1", "email": "a@example.com"}],
+          "requests": [{"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 3},
+                       {"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 5}],
+          "faults": [{"request": 1, "at": "cache_read", "kind": "crash"}]}"#,
+    );
+    for strategy in [Legacy, Safe] {
+        let prepared = Prepared::new(&scenario, strategy).unwrap();
+        let run =
+            execute_run(&prepared, &mut Replay::new(&Schedule::default()), RunOptions::default()).unwrap();
+        assert_eq!(run.observation.deducted, Some(vec![vec![true], vec![false]]), "{strategy}");
+        assert!(cusim_sim::judge::judge(&scenario, &run.observation).is_empty(), "{strategy}");
+        // Plant the crashed track's 5 in the DB: counted twice, exactly.
+        let mut planted = run.observation.clone();
+        for customer in &mut planted.state.customers {
+            customer.balances.get_mut("words").expect("the default grants words").usage += 5;
+        }
+        let broken = |observation: &cusim_sim::judge::Observation| {
+            cusim_sim::judge::judge(&scenario, observation)
+                .iter()
+                .any(|v| v.invariant == Invariant::UsageConserved && v.message.contains("counted twice"))
+        };
+        assert!(broken(&planted), "{strategy}: the crashed track never deducted");
+        // Judged as from outside (nobody saw the deductions), the crash may
+        // have applied, and 5 more is within the bound.
+        assert!(!broken(&cusim_sim::judge::Observation { deducted: None, ..planted }), "{strategy}");
+    }
+    let refused = cusim_sim::judge::RequestOutcome::Responded(Box::new(Err(cusim::model::ApiError::new(
+        cusim::model::ErrorCode::CustomerNotFound,
+        "no such customer",
+    ))));
+    assert!(!refused.may_have_applied(), "a 4xx refused it");
 }

@@ -7,6 +7,7 @@
 mod support;
 
 use cusim::flow::{Response, Strategy};
+use cusim_sim::claims::{Bound, Claim};
 use cusim_sim::drive::stepper::{execute_run, Execution, Prepared, Replay, RunOptions};
 use cusim_sim::explore::{Completeness, ExploreConfig, Reduction};
 use cusim_sim::input::scenario::Scenario;
@@ -210,6 +211,7 @@ fn choosing_the_wake_order_finds_all_first_come_first_served_finds_every_schedul
     for builtin in cusim_sim::corpus::builtin::BUILTINS {
         let scenario = builtin.scenario().unwrap();
         for strategy in Strategy::ALL {
+            let started = std::time::Instant::now();
             let prepared = Prepared::new(&scenario, strategy).unwrap();
             let every = EVERY.contains(&builtin.name());
             // Three requests: within 1 preemption (their plain spaces
@@ -262,6 +264,19 @@ fn choosing_the_wake_order_finds_all_first_come_first_served_finds_every_schedul
             if !extra.is_empty() {
                 only_wider.push((builtin.name(), strategy, extra));
             }
+            let claim_bound = match max_preemptions {
+                None => Bound::Complete,
+                Some(n) => Bound::WithinPreemptions(n),
+            };
+            Claim::new(
+                format!("wake-order/{}/{strategy}", builtin.name()),
+                "choosing who moves after a release breaks every invariant first come, first served breaks",
+                format!("{}, {strategy}, no clock move, plain search", builtin.name()),
+                claim_bound,
+            )
+            .figure("chosen", chosen.schedules_run)
+            .figure("first_come_first_served", fifo.schedules_run)
+            .record(started);
             wider += chosen.schedules_run;
             narrower += fifo.schedules_run;
         }
@@ -300,4 +315,39 @@ fn a_fault_at_a_settle_read_takes_effect_there() {
     let evicted = run(&down, Strategy::Legacy, "0.1.0.0.1.1.1");
     assert_eq!(shown(&evicted), 1);
     assert!(!broken(&evicted, &down).contains(&Invariant::FreshCache));
+}
+
+/// A request's arrival is a decision: a check that arrives after a
+/// track's invalidation takes a read stamp newer than it, so the guard
+/// lets its write through, and it caches a snapshot the track's deduction
+/// at the DB then leaves stale. With every request arriving before any
+/// decision (the model before arrivals were decisions), every stamp came
+/// before every invalidation, the guard refused that write, and this took
+/// a clock move past the guard's second. `safe` holds.
+#[test]
+fn a_check_that_arrives_after_an_invalidation_passes_the_guard() {
+    let scenario = scenario(
+        r#"{"name": "arrival-after-invalidation",
+          "products": [{"id": "free", "group": "main", "is_default": true, "kind": "free", "features": {"words": 1000}}],
+          "customers": [{"id": "cus_1", "email": "ann@example.com"}],
+          "requests": [{"op": "check", "customer_id": "cus_1", "feature_id": "words"},
+                       {"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 2, "customer_data": {"name": "Ann"}}]}"#,
+    );
+    for strategy in [Strategy::Legacy, Strategy::Transactional] {
+        let report = exhaustive(&scenario, strategy, None, 0);
+        assert_eq!(report.completeness, Completeness::Complete);
+        assert_breaks(&report, &scenario, Invariant::FreshCache);
+        // Its witness: the check arrives after the track's invalidation.
+        let found = report.violations.iter().find(|f| f.invariant == Invariant::FreshCache).unwrap();
+        let execution = run(&scenario, strategy, &found.schedule);
+        let position = |wanted: &dyn Fn(&EventKind, Option<usize>) -> bool| {
+            execution.trace.iter().position(|e| wanted(&e.kind, e.request)).unwrap()
+        };
+        let invalidated = position(&|k, _| {
+            matches!(k, EventKind::Op { point: cusim::backend::Point::CacheInvalidate, .. })
+        });
+        let arrived = position(&|k, r| matches!(k, EventKind::Arrive { .. }) && r == Some(0));
+        assert!(invalidated < arrived, "{strategy}: {}", found.schedule);
+    }
+    assert_holds(&exhaustive(&scenario, Strategy::Safe, None, 1));
 }

@@ -1,7 +1,10 @@
 //! `cargo xtask test`: runs every test mode and ends with one summary line
 //! per mode and a total (`unit: 41 passed, 0 failed` … `total: …`). Exits
-//! non-zero when anything failed or could not be built.
+//! non-zero when anything failed or could not be built. A run of every
+//! mode starts with an empty claims ledger and ends by checking the docs'
+//! tables against it (`claims`).
 
+mod claims;
 mod cycles;
 mod node;
 mod postgres;
@@ -311,12 +314,45 @@ fn run_mode(mode: &str) -> Tally {
     }
 }
 
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// After every mode: the docs' claims tables are what the tests wrote.
+fn claims_check() -> Tally {
+    eprintln!("==> claims: the docs' tables against the ledger");
+    match claims::check(&workspace_root()) {
+        Ok(n) => {
+            println!("claims: {n} claims in the ledger; README.md and BENCHMARKS.md agree with them");
+            Tally { passed: 1, ..Tally::default() }
+        }
+        Err(error) => {
+            eprintln!("claims: {error}");
+            Tally { failed: 1, ..Tally::default() }
+        }
+    }
+}
+
 fn test_all(only: &[String]) -> ExitCode {
-    let modes: Vec<(&str, Tally)> = MODES
+    // Every mode: the ledger starts empty, so each claim in it comes from
+    // this run.
+    let every = only.is_empty();
+    if every {
+        if let Err(error) = claims::clear(&claims::ledger_dir(&workspace_root())) {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut modes: Vec<(&str, Tally)> = MODES
         .iter()
         .filter(|m| only.is_empty() || only.iter().any(|o| o == *m))
         .map(|m| (*m, run_mode(m)))
         .collect();
+    if every {
+        modes.push(("claims", claims_check()));
+    } else {
+        eprintln!("claims: not checked (only a full `cargo xtask test` writes the whole ledger)");
+    }
 
     let mut total = Tally::default();
     println!();
@@ -421,12 +457,32 @@ fn main() -> ExitCode {
         Some("test") if args[1..].iter().all(|a| MODES.contains(&a.as_str())) => test_all(&args[1..]),
         Some("bench") if args[1..].iter().all(|a| BENCHES.contains(&a.as_str())) => bench_all(&args[1..]),
         Some("cycles") if args.len() == 1 => import_cycles(),
+        Some("claims") if args.len() == 1 => match claims::read(&claims::ledger_dir(&workspace_root())) {
+            Ok(lines) => {
+                claims::print(&lines);
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
+        Some("claims") if args.len() == 2 && args[1] == "--write" => match claims::write(&workspace_root()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
             eprintln!(
-                "usage: cargo xtask test [MODE...]\n       cargo xtask bench [BENCH...]\n       cargo xtask cycles\n\n\
+                "usage: cargo xtask test [MODE...]\n       cargo xtask bench [BENCH...]\n       cargo xtask cycles\n       \
+                 cargo xtask claims [--write]\n\n\
                  `test` runs every test mode (or the named ones: {}) and prints one summary line per mode and a \
                  total.\n`bench` runs the criterion benchmarks (or the named ones: {}); see BENCHMARKS.md.\n\
-                 `cycles` lists import circles between the files of the project's crates (none: exit 0).",
+                 `cycles` lists import circles between the files of the project's crates (none: exit 0).\n\
+                 `claims` prints the claims ledger the tests wrote (target/claims/); `--write` makes the \
+                 README's and BENCHMARKS' claims tables from it.",
                 MODES.join(", "),
                 BENCHES.join(", ")
             );

@@ -17,7 +17,6 @@ pub mod rows;
 pub mod verdict;
 pub mod workload;
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +49,10 @@ pub struct CheckConfig {
     pub seed: u64,
     /// How long a call may take before its outcome is unknown.
     pub request_timeout: Duration,
+    /// How long the target may go on with a call its client gave up on
+    /// (the server's own time limit): the read-back waits this long after
+    /// a call whose outcome is unknown.
+    pub server_time_limit: Duration,
     /// The catalog the target serves (owed defaults are judged against it).
     pub catalog: Catalog,
     /// Prefix of every id and email of the run (fresh per run).
@@ -171,24 +174,19 @@ pub async fn run(
     };
 
     // A call whose outcome is unknown may still be running on the server:
-    // give it its time limit before reading back.
+    // give it the server's time limit, and the client's, before reading back.
     if events.iter().any(|e| matches!(e.outcome, Outcome::Unknown { .. })) {
-        tokio::time::sleep(config.request_timeout).await;
+        tokio::time::sleep(config.server_time_limit.max(config.request_timeout)).await;
     }
-    // Read back every customer the run named, spread over the clients.
-    let touched: BTreeSet<String> = groups
-        .iter()
-        .flat_map(|g| g.setup.iter().chain(g.lanes.iter().flatten()))
-        .filter_map(|c| c.customer_id().map(str::to_owned))
-        .collect();
-    let touched: Vec<String> = touched.into_iter().collect();
+    // Read back every customer the run touched (by id; an id-less one by
+    // an id-less create with its email), spread over the clients.
+    let touched = verdict::read_back_targets(&groups);
     let per_client = touched.len().div_ceil(clients.len()).max(1);
     let mut tasks = Vec::new();
-    for (ids, mut client) in touched.chunks(per_client).map(<[String]>::to_vec).zip(clients.drain(..)) {
+    for (calls, mut client) in touched.chunks(per_client).map(<[Call]>::to_vec).zip(clients.drain(..)) {
         tasks.push(tokio::spawn(async move {
             let mut read = Vec::new();
-            for id in ids {
-                let call = Call::Get { customer_id: id };
+            for call in calls {
                 perform(
                     &mut client,
                     &call,
@@ -207,7 +205,7 @@ pub async fn run(
     for task in tasks {
         readback.extend(task.await.expect("a read-back task does not panic"));
     }
-    readback.sort_by(|a, b| a.call.customer_id().cmp(&b.call.customer_id()));
+    readback.sort_by(|a, b| verdict::read_back_order(&a.call).cmp(&verdict::read_back_order(&b.call)));
     append(&mut events, readback);
 
     Ok(History {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use sqlx::{Connection, PgConnection};
 
 use super::history::{History, Sender};
-use super::verdict::{usage_bounds, Finding};
+use super::verdict::{group_of, usage_bounds, Finding};
 use super::workload::Call;
 use super::CheckError;
 use crate::judge::invariants::owed_defaults;
@@ -50,8 +50,19 @@ struct Customer {
     default_scope: String,
 }
 
-/// Reads the run's rows and judges them.
-pub async fn check_rows(source: &RowsSource, history: &History) -> Result<Vec<Finding>, CheckError> {
+/// What the rows showed: findings, and notes on what could not be judged.
+#[derive(Debug, Clone, Default)]
+pub struct RowsVerdict {
+    pub findings: Vec<Finding>,
+    pub notes: Vec<String>,
+    /// The run's customers the query matched.
+    pub customers: usize,
+}
+
+/// Reads the run's rows and judges them. A query that matches no customer
+/// of a run that made some is bad input (the wrong database or schema):
+/// judging no rows would say nothing, not that they are right.
+pub async fn check_rows(source: &RowsSource, history: &History) -> Result<RowsVerdict, CheckError> {
     let schema = quoted_schema(&source.schema).map_err(CheckError::BadInput)?;
     let options = cusim_pg::schema::parse_url(&source.database_url)
         .map_err(|e| CheckError::BadInput(format!("--database-url: {e}")))?;
@@ -109,13 +120,23 @@ pub async fn check_rows(source: &RowsSource, history: &History) -> Result<Vec<Fi
     .map_err(|e| fail(&format!("cannot read {}.balances", source.schema), e))?;
     let _ = tx.rollback().await;
     let _ = conn.close().await;
+    let made_customers = history.events.iter().any(|e| {
+        e.sender != Sender::Readback && e.outcome.ok_body().is_some() && !matches!(e.call, Call::Get { .. })
+    });
+    if customers.is_empty() && made_customers {
+        return Err(CheckError::BadInput(format!(
+            "--database-url … --schema {}: the rows query matched no customer of run {} (ids {id_pattern}, or              id-less emails holding it), though the run made some: is this the target's database and schema?",
+            source.schema, history.run_id
+        )));
+    }
 
     let mut held: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
     for (customer, product, group) in &products {
         held.entry(customer.as_str()).or_default().push((group.clone(), product.clone()));
     }
     let usage: BTreeMap<&str, i64> = balances.iter().map(|(c, u)| (c.as_str(), *u)).collect();
-    Ok(judge_rows(history, &customers, &held, &usage))
+    let (findings, notes) = judge_rows(history, &customers, &held, &usage);
+    Ok(RowsVerdict { findings, notes, customers: customers.len() })
 }
 
 fn judge_rows(
@@ -123,18 +144,11 @@ fn judge_rows(
     customers: &[Customer],
     held: &BTreeMap<&str, Vec<(String, String)>>,
     usage: &BTreeMap<&str, i64>,
-) -> Vec<Finding> {
+) -> (Vec<Finding>, Vec<String>) {
     let mut findings = Vec::new();
-    let group_of = |id: Option<&str>, email: Option<&str>| {
-        history.groups.iter().find(|g| {
-            g.setup.iter().chain(g.lanes.iter().flatten()).any(|c| match (c, id) {
-                (_, Some(id)) => c.customer_id() == Some(id),
-                (Call::Create { customer_id: None, email: Some(e), .. }, None) => {
-                    email.is_some_and(|email| e.eq_ignore_ascii_case(email))
-                }
-                _ => false,
-            })
-        })
+    let mut notes = Vec::new();
+    let group_at = |id: Option<&str>, email: Option<&str>| {
+        group_of(history, id, email).and_then(|g| history.groups.get(g))
     };
     // The calls of the run that named the customer (by id, or by email for id-less ones).
     let calls_of = |id: Option<&str>, email: Option<&str>| -> Vec<usize> {
@@ -154,7 +168,7 @@ fn judge_rows(
     };
     // `race`: whether the finding may show a race of the catalog.
     let mut find = |invariant: &str, id: Option<&str>, email: Option<&str>, message: String, race: bool| {
-        let group = group_of(id, email);
+        let group = group_at(id, email);
         findings.push(Finding {
             invariant: invariant.to_owned(),
             group: group.map(|g| g.index),
@@ -230,22 +244,36 @@ fn judge_rows(
         }
     }
 
+    let mut unrowed = Vec::new();
     for (customer, bounds) in usage_bounds(history) {
         let rows: Vec<&Customer> =
             customers.iter().filter(|c| c.id.as_deref() == Some(customer.as_str())).collect();
-        let [row] = rows.as_slice() else { continue };
+        // Two rows of one id are a unique_customer finding above; none, a note.
+        let [row] = rows.as_slice() else {
+            if rows.is_empty() {
+                unrowed.push(customer);
+            }
+            continue;
+        };
         let used = usage.get(row.internal_id.as_str()).copied().unwrap_or(0);
-        let used = u64::try_from(used).unwrap_or(0);
-        if used < bounds.acknowledged || used > bounds.attempted {
-            let what =
-                if used < bounds.acknowledged { "below the acknowledged" } else { "above the attempted" };
+        let (used, acknowledged, attempted) =
+            (i128::from(used), i128::from(bounds.acknowledged), i128::from(bounds.attempted));
+        if used < acknowledged || used > attempted {
+            let what = if used < acknowledged { "below the acknowledged" } else { "above the attempted" };
             let message = format!(
                 "{customer}: usage of {} is {used} in its row, {what} ({} acknowledged, {} attempted)",
                 history.feature, bounds.acknowledged, bounds.attempted
             );
             // Counted twice is no race of the catalog.
-            find("usage_conserved", Some(&customer), None, message, used < bounds.acknowledged);
+            find("usage_conserved", Some(&customer), None, message, used < acknowledged);
         }
     }
-    findings
+    if !unrowed.is_empty() {
+        notes.push(format!(
+            "committed rows: {} tracked customers have no row ({}): usage_conserved did not judge their rows",
+            unrowed.len(),
+            unrowed.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    (findings, notes)
 }

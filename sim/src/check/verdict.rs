@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::history::{Event, History, Outcome, Sender};
-use super::workload::{Block, Call};
+use super::workload::{Block, Call, Group};
 use crate::judge::invariants::owed_defaults;
 use crate::judge::races::Race;
 
@@ -70,6 +70,31 @@ fn customer_of(body: &Value) -> Shown<'_> {
 /// Whether `call` answers with a customer.
 fn shows_customer(call: &Call) -> bool {
     matches!(call, Call::Create { .. } | Call::Get { .. })
+}
+
+/// The usage of `feature` a customer-shaped answer shows: `None` when it
+/// shows none, `Some(Err(..))` when what it shows is no integer.
+pub fn usage_of<'b>(body: &'b Value, feature: &str) -> Option<Result<i64, &'b Value>> {
+    let usage = body.get("balances")?.get(feature)?.get("usage")?;
+    Some(usage.as_i64().ok_or(usage))
+}
+
+/// The group of `history` whose calls named customer `id` or, for an
+/// id-less customer, sent an id-less create with `email`.
+pub fn group_of(history: &History, id: Option<&str>, email: Option<&str>) -> Option<usize> {
+    history
+        .groups
+        .iter()
+        .find(|g| {
+            g.setup.iter().chain(g.lanes.iter().flatten()).any(|c| match (c, id) {
+                (_, Some(id)) => c.customer_id() == Some(id),
+                (Call::Create { customer_id: None, email: Some(sent), .. }, None) => {
+                    email.is_some_and(|email| sent.eq_ignore_ascii_case(email))
+                }
+                _ => false,
+            })
+        })
+        .map(|g| g.index)
 }
 
 struct Judge<'a> {
@@ -326,20 +351,15 @@ impl<'a> Judge<'a> {
             let invariant = if readback { "defaults_present" } else { "responses_see_defaults" };
             for (event, message) in events {
                 // A read-back belongs to the group that touched its customer.
-                let group = group.or_else(|| self.group_of(event.call.customer_id()));
-                self.find(invariant, group, event.call.customer_id(), vec![event.index], message);
+                let email = match &event.call {
+                    Call::Create { customer_id: None, email, .. } => email.as_deref(),
+                    _ => None,
+                };
+                let group = group.or_else(|| group_of(self.history, event.call.customer_id(), email));
+                let customer = event.call.customer_id().or(email);
+                self.find(invariant, group, customer, vec![event.index], message);
             }
         }
-    }
-
-    /// The group whose calls named customer `id`.
-    fn group_of(&self, id: Option<&str>) -> Option<usize> {
-        let id = id?;
-        self.history
-            .groups
-            .iter()
-            .find(|g| g.setup.iter().chain(g.lanes.iter().flatten()).any(|c| c.customer_id() == Some(id)))
-            .map(|g| g.index)
     }
 
     fn usage_conserved(&mut self) {
@@ -347,18 +367,16 @@ impl<'a> Judge<'a> {
         let sums = usage_bounds(self.history);
         let mut found = Vec::new();
         for (customer, UsageBounds { acknowledged, attempted, mut events }) in sums {
+            // What cannot be judged here is counted by `unjudged`.
             let readback = self
                 .events()
                 .find(|e| e.sender == Sender::Readback && e.call.customer_id() == Some(customer.as_str()));
             let Some(readback) = readback else { continue };
             let Some(body) = readback.outcome.ok_body() else { continue };
-            let usage = body
-                .get("balances")
-                .and_then(|b| b.get(&feature))
-                .and_then(|b| b.get("usage"))
-                .and_then(Value::as_u64);
-            let Some(usage) = usage else { continue };
+            let Some(Ok(usage)) = usage_of(body, &feature) else { continue };
             events.push(readback.index);
+            let (usage, acknowledged, attempted) =
+                (i128::from(usage), i128::from(acknowledged), i128::from(attempted));
             let message = if usage < acknowledged {
                 format!(
                     "{customer}: usage of {feature} reads {usage} (event {}), below the {acknowledged} acknowledged: usage was lost",
@@ -375,7 +393,7 @@ impl<'a> Judge<'a> {
             found.push((customer, events, message, usage < acknowledged));
         }
         for (customer, events, message, lost) in found {
-            let group = self.group_of(Some(&customer));
+            let group = group_of(self.history, Some(&customer), None);
             self.find("usage_conserved", group, Some(&customer), events, message);
             if !lost {
                 // Counted twice is no race of the catalog.
@@ -412,12 +430,8 @@ impl<'a> Judge<'a> {
                             }
                         }
                         if let Some((sum, ats)) = tracked.get(id) {
-                            let usage = body
-                                .get("balances")
-                                .and_then(|b| b.get(&feature))
-                                .and_then(|b| b.get("usage"))
-                                .and_then(Value::as_u64);
-                            if usage.is_some_and(|u| u < *sum) {
+                            let usage = usage_of(body, &feature).and_then(Result::ok);
+                            if usage.is_some_and(|u| i128::from(u) < i128::from(*sum)) {
                                 let mut involved = ats.clone();
                                 involved.push(event.index);
                                 found.push((group, id.to_owned(), involved, format!(
@@ -504,11 +518,137 @@ pub fn usage_bounds(history: &History) -> BTreeMap<String, UsageBounds> {
     sums
 }
 
-/// What the verdict could not judge, said once each: a target that shows
-/// no `autumn_id` (then `unique_customer` is judged by email and rows
-/// only), or no balance of the feature.
+/// What the verdict could not judge, counted: customers the run touched
+/// that have no read-back, read-backs that got no answer to judge, and
+/// tracked customers whose read-back shows no integer usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Unjudged {
+    /// Customers (by id, or by email if id-less) never read back.
+    pub not_read_back: Vec<String>,
+    /// Read-backs answered with an error or not at all: `customer: outcome`
+    /// (a `customer_not_found` is judged, by `claim_correct`).
+    pub read_back_failed: Vec<String>,
+    /// Tracked customers whose read-back shows no usage, or no integer.
+    pub usage_unreadable: Vec<String>,
+}
+
+impl Unjudged {
+    pub fn is_empty(&self) -> bool {
+        self.not_read_back.is_empty() && self.read_back_failed.is_empty() && self.usage_unreadable.is_empty()
+    }
+}
+
+/// The customers a run touched that a read-back can reach: every id, and
+/// every email of an id-less create that no create with an id sent (such
+/// a customer may rightly have been claimed, and an id-less create would
+/// then make a new one).
+pub fn read_back_targets(groups: &[Group]) -> Vec<Call> {
+    let calls: Vec<&Call> =
+        groups.iter().flat_map(|g| g.setup.iter().chain(g.lanes.iter().flatten())).collect();
+    let ids: BTreeSet<&str> = calls.iter().filter_map(|c| c.customer_id()).collect();
+    let claimable: BTreeSet<String> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Create { customer_id: Some(_), email: Some(email), .. } => Some(email.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let mut emails: BTreeMap<String, &str> = BTreeMap::new();
+    for call in &calls {
+        if let Call::Create { customer_id: None, email: Some(email), .. } = call {
+            if !claimable.contains(&email.to_lowercase()) {
+                emails.entry(email.to_lowercase()).or_insert(email);
+            }
+        }
+    }
+    ids.into_iter()
+        .map(|id| Call::Get { customer_id: id.to_owned() })
+        .chain(emails.into_values().map(|email| Call::Create {
+            customer_id: None,
+            email: Some(email.to_owned()),
+            name: None,
+        }))
+        .collect()
+}
+
+/// The order read-backs are listed in: by id, then id-less by email.
+pub fn read_back_order(call: &Call) -> (Option<&str>, Option<&str>) {
+    match call {
+        Call::Create { customer_id: None, email, .. } => (None, email.as_deref()),
+        other => (other.customer_id(), None),
+    }
+}
+
+/// What `history`'s verdict could not judge.
+pub fn unjudged(history: &History) -> Unjudged {
+    let mut unjudged = Unjudged::default();
+    let readbacks: Vec<&Event> = history.events.iter().filter(|e| e.sender == Sender::Readback).collect();
+    let name = |call: &Call| match call {
+        Call::Create { customer_id: None, email: Some(email), .. } => format!("id-less {email}"),
+        other => other.customer_id().unwrap_or("?").to_owned(),
+    };
+    for target in read_back_targets(&history.groups) {
+        match readbacks.iter().find(|e| e.call == target) {
+            None => unjudged.not_read_back.push(name(&target)),
+            Some(e) if e.outcome.ok_body().is_none() && e.outcome.code() != Some("customer_not_found") => {
+                unjudged.read_back_failed.push(format!("{}: {}", name(&target), e.outcome.short()))
+            }
+            Some(_) => {}
+        }
+    }
+    for customer in usage_bounds(history).into_keys() {
+        let body = readbacks
+            .iter()
+            .find(|e| e.call.customer_id() == Some(customer.as_str()))
+            .and_then(|e| e.outcome.ok_body());
+        if let Some(body) = body {
+            if !matches!(usage_of(body, &history.feature), Some(Ok(_))) {
+                unjudged.usage_unreadable.push(customer);
+            }
+        }
+    }
+    unjudged
+}
+
+/// Up to three of `items`, and how many more.
+fn some_of(items: &[String]) -> String {
+    let shown = items.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+    match items.len() {
+        n if n > 3 => format!("{shown}; and {} more", n - 3),
+        _ => shown,
+    }
+}
+
+/// What the verdict could not judge, said once each: customers not read
+/// back or whose read-back failed, usage that is no integer (see
+/// [`Unjudged`]); a target that shows no `autumn_id` (then
+/// `unique_customer` is judged by email and rows only), or no balance of
+/// the feature.
 pub fn notes(history: &History) -> Vec<String> {
     let mut notes = Vec::new();
+    let unjudged = unjudged(history);
+    if !unjudged.not_read_back.is_empty() {
+        notes.push(format!(
+            "{} customers were not read back ({}): defaults_present, claim_correct and usage_conserved did not judge them",
+            unjudged.not_read_back.len(),
+            some_of(&unjudged.not_read_back)
+        ));
+    }
+    if !unjudged.read_back_failed.is_empty() {
+        notes.push(format!(
+            "{} read-backs got no answer to judge ({}): defaults_present and usage_conserved did not judge those customers",
+            unjudged.read_back_failed.len(),
+            some_of(&unjudged.read_back_failed)
+        ));
+    }
+    if !unjudged.usage_unreadable.is_empty() {
+        notes.push(format!(
+            "{} tracked customers show no integer usage of {} in their read-back ({}): usage_conserved did not judge them",
+            unjudged.usage_unreadable.len(),
+            history.feature,
+            some_of(&unjudged.usage_unreadable)
+        ));
+    }
     let customers: Vec<&Value> = history
         .events
         .iter()
@@ -551,4 +691,143 @@ pub fn summary(findings: &[Finding]) -> Vec<(&'static str, usize, BTreeSet<Race>
             (*invariant, of.len(), of.iter().flat_map(|f| f.suspects.iter().copied()).collect())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A usage group: a track of 3 on `c1` (answered 200) and an id-less
+    /// create of `e@x.io`, read back as `readback` shows them.
+    fn history(readback: Vec<(Call, Outcome)>) -> History {
+        let track = Call::Track {
+            customer_id: "c1".into(),
+            feature_id: "words".into(),
+            value: 3,
+            auto_create: true,
+            idempotency_key: None,
+            retries: 0,
+        };
+        let create = Call::Create { customer_id: None, email: Some("e@x.io".into()), name: None };
+        let ok = |body| Outcome::Ok { status: 200, body };
+        let mut events = vec![
+            Event {
+                index: 0,
+                group: Some(0),
+                sender: Sender::Client(0),
+                step: 0,
+                attempt: 0,
+                call: track.clone(),
+                invoked_us: 0,
+                completed_us: 1,
+                outcome: ok(json!({"customer_id": "c1", "value": 3})),
+            },
+            Event {
+                index: 1,
+                group: Some(0),
+                sender: Sender::Client(1),
+                step: 0,
+                attempt: 0,
+                call: create.clone(),
+                invoked_us: 0,
+                completed_us: 1,
+                outcome: ok(
+                    json!({"id": null, "autumn_id": "cus_x", "subscriptions": [{"plan_id": "free"}]}),
+                ),
+            },
+        ];
+        for (call, outcome) in readback {
+            let index = events.len();
+            events.push(Event {
+                index,
+                group: None,
+                sender: Sender::Readback,
+                step: 0,
+                attempt: 0,
+                call,
+                invoked_us: 2,
+                completed_us: 3,
+                outcome,
+            });
+        }
+        let catalog = cusim::model::Catalog::new(
+            vec![cusim::model::Product {
+                id: "free".into(),
+                group: "main".into(),
+                is_default: true,
+                kind: cusim::model::ProductKind::Free,
+                features: [("words".to_owned(), 100)].into_iter().collect(),
+            }],
+            false,
+        );
+        History {
+            format: super::super::history::FORMAT,
+            target: "http://127.0.0.1:1".into(),
+            workload: "usage".into(),
+            seed: 1,
+            run_id: "chk".into(),
+            clients: 2,
+            feature: "words".into(),
+            catalog,
+            groups: vec![Group {
+                index: 0,
+                block: Block::Usage,
+                setup: Vec::new(),
+                lanes: vec![vec![track], vec![create]],
+            }],
+            events,
+            elapsed_us: 3,
+            stopped_by: "ops".into(),
+        }
+    }
+
+    fn get(id: &str) -> Call {
+        Call::Get { customer_id: id.into() }
+    }
+
+    fn customer(usage: serde_json::Value) -> Outcome {
+        Outcome::Ok {
+            status: 200,
+            body: json!({"id": "c1", "autumn_id": "cus_1", "subscriptions": [{"plan_id": "free"}],
+                         "balances": {"words": {"usage": usage}}}),
+        }
+    }
+
+    fn idless() -> (Call, Outcome) {
+        let call = Call::Create { customer_id: None, email: Some("e@x.io".into()), name: None };
+        let body = json!({"id": null, "autumn_id": "cus_x", "subscriptions": [{"plan_id": "free"}]});
+        (call, Outcome::Ok { status: 200, body })
+    }
+
+    #[test]
+    fn every_customer_touched_is_a_read_back_target_the_id_less_by_email() {
+        let targets = read_back_targets(&history(Vec::new()).groups);
+        assert_eq!(targets, [get("c1"), idless().0]);
+    }
+
+    #[test]
+    fn what_could_not_be_judged_is_counted_not_passed() {
+        // Judged whole: usage 3 of 3, nothing to note.
+        let whole = history(vec![(get("c1"), customer(json!(3))), idless()]);
+        assert_eq!(unjudged(&whole), Unjudged::default());
+        assert!(judge(&whole).is_empty(), "{:?}", judge(&whole));
+        // A read-back skipped: counted, and noted.
+        let skipped = history(vec![(get("c1"), customer(json!(3)))]);
+        assert_eq!(unjudged(&skipped).not_read_back, ["id-less e@x.io"]);
+        assert!(notes(&skipped).iter().any(|n| n.starts_with("1 customers were not read back")));
+        // A read-back that failed.
+        let failed = Outcome::Failed { status: 503, code: "db_unavailable".into(), message: String::new() };
+        let failed = history(vec![(get("c1"), failed), idless()]);
+        assert_eq!(unjudged(&failed).read_back_failed, ["c1: 503 db_unavailable"]);
+        // Usage that is no integer.
+        let unreadable = history(vec![(get("c1"), customer(json!("3"))), idless()]);
+        assert_eq!(unjudged(&unreadable).usage_unreadable, ["c1"]);
+        assert!(judge(&unreadable).is_empty());
+        // A negative usage is judged: below what was acknowledged.
+        let negative = history(vec![(get("c1"), customer(json!(-2))), idless()]);
+        assert!(unjudged(&negative).is_empty());
+        assert!(judge(&negative).iter().any(|f| f.invariant == "usage_conserved"), "{:?}", judge(&negative));
+    }
 }

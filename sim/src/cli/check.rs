@@ -33,6 +33,7 @@ pub(crate) struct CheckArgs {
     pub time_limit_s: u64,
     pub seed: u64,
     pub request_timeout_ms: u64,
+    pub server_time_limit_ms: u64,
     pub catalog: Option<PathBuf>,
     pub history: Option<PathBuf>,
     pub judge: Option<PathBuf>,
@@ -107,6 +108,7 @@ fn config(args: &CheckArgs) -> Result<CheckConfig, Usage> {
         time_limit: Duration::from_secs(args.time_limit_s),
         seed: args.seed,
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        server_time_limit: Duration::from_millis(args.server_time_limit_ms),
         catalog,
         run_id: checker::fresh_run_id(args.seed),
     })
@@ -128,8 +130,11 @@ pub(crate) fn run_check(args: CheckArgs) -> Result<ExitCode, Usage> {
         history.save(&history_path).map_err(Usage)?;
     }
     let mut findings = verdict::judge(&history);
+    let mut notes = verdict::notes(&history);
     if let Some(source) = &args.rows {
-        findings.extend(check_rows(source, &history)?);
+        let rows = check_rows(source, &history)?;
+        findings.extend(rows.findings);
+        notes.extend(rows.notes);
     }
     if let Some(path) = &args.html {
         std::fs::write(path, cusim_sim::check::page::render(&history, &findings))
@@ -141,13 +146,13 @@ pub(crate) fn run_check(args: CheckArgs) -> Result<ExitCode, Usage> {
     };
     let mut out = std::io::stdout().lock();
     if args.json {
-        let mut report = report_json(&history, &history_path, &findings);
+        let mut report = report_json(&history, &history_path, &findings, &notes);
         if args.reproduce.is_some() {
             report["reproductions"] = reproductions.iter().map(reproduction_json).collect();
         }
         let _ = writeln!(out, "{report}");
     } else {
-        let _ = write!(out, "{}", report_text(&history, &history_path, &findings));
+        let _ = write!(out, "{}", report_text(&history, &history_path, &findings, &notes));
         for reproduction in &reproductions {
             let _ = write!(out, "{}", reproduction_text(reproduction));
         }
@@ -164,7 +169,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Usage> {
 }
 
 /// The read-only checks of the run's committed rows.
-fn check_rows(source: &RowsSource, history: &History) -> Result<Vec<Finding>, Usage> {
+fn check_rows(source: &RowsSource, history: &History) -> Result<rows::RowsVerdict, Usage> {
     rows::quoted_schema(&source.schema).map_err(Usage)?;
     runtime()?.block_on(rows::check_rows(source, history)).map_err(|e| Usage(e.to_string()))
 }
@@ -278,7 +283,7 @@ fn run_line(history: &History) -> String {
     )
 }
 
-fn report_text(history: &History, path: &Path, findings: &[Finding]) -> String {
+fn report_text(history: &History, path: &Path, findings: &[Finding], notes: &[String]) -> String {
     let mut text = String::new();
     text += &format!(
         "cusim check {} (workload {}, seed {}, {} clients, run {})\n",
@@ -292,7 +297,7 @@ fn report_text(history: &History, path: &Path, findings: &[Finding]) -> String {
             if count == 0 { String::new() } else { races(suspects) }
         );
     }
-    for note in verdict::notes(history) {
+    for note in notes {
         text += &format!("note: {note}\n");
     }
     let first = first_by_race(history, findings);
@@ -348,7 +353,7 @@ fn report_text(history: &History, path: &Path, findings: &[Finding]) -> String {
     text
 }
 
-fn report_json(history: &History, path: &Path, findings: &[Finding]) -> serde_json::Value {
+fn report_json(history: &History, path: &Path, findings: &[Finding], notes: &[String]) -> serde_json::Value {
     let seconds = history.elapsed_us as f64 / 1e6;
     let calls = history.operations();
     json!({
@@ -370,7 +375,8 @@ fn report_json(history: &History, path: &Path, findings: &[Finding]) -> serde_js
         "first_by_race": first_by_race(history, findings).into_iter().map(|(race, group, calls, time_us)| {
             json!({"race": race, "group": group, "calls": calls, "time_s": time_us as f64 / 1e6})
         }).collect::<Vec<_>>(),
-        "notes": verdict::notes(history),
+        "notes": notes,
+        "unjudged": verdict::unjudged(history),
         "findings": findings,
     })
 }

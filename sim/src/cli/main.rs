@@ -77,7 +77,7 @@ enum Command {
     /// Run many schedules of a scenario and report every invariant violated,
     /// each with the shortest schedule found for it.
     #[command(
-        after_help = "Examples:\n  cusim explore --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy\n  cusim explore --scenario r2-stale-cache --strategy safe --scheduler exhaustive --max-preemptions 3\n  cusim explore --all\n\nExit codes: 0 no invariant violated (--all: safe held everywhere and every race of the catalog was found), 1 otherwise, 2 bad input."
+        after_help = "Examples:\n  cusim explore --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy\n  cusim explore --scenario r2-stale-cache --strategy safe --scheduler exhaustive --max-preemptions 3\n  cusim explore --all\n\nExit codes: 0 no invariant violated (--all: safe held in every schedule run and every race of the catalog was found), 1 otherwise, 2 bad input."
     )]
     Explore {
         /// A scenario file, or the name of a built-in scenario.
@@ -252,6 +252,11 @@ enum Command {
         /// then sent again once).
         #[arg(long, value_name = "MS", default_value_t = 5000)]
         request_timeout_ms: u64,
+        /// How long the target may go on with a call its client gave up on
+        /// (its own time limit; `cusim serve`'s `--timeout-ms`): after a
+        /// call whose outcome is unknown, the read-back waits this long.
+        #[arg(long, value_name = "MS", default_value_t = 30_000)]
+        server_time_limit_ms: u64,
         /// A scenario file whose products are the target's catalog [default:
         /// `cusim serve`'s: one free default product "free" with 1000 "words"].
         #[arg(long, value_name = "FILE")]
@@ -428,6 +433,7 @@ fn main() -> ExitCode {
             time_limit,
             seed,
             request_timeout_ms,
+            server_time_limit_ms,
             catalog,
             history,
             judge,
@@ -448,6 +454,7 @@ fn main() -> ExitCode {
             time_limit_s: time_limit,
             seed,
             request_timeout_ms,
+            server_time_limit_ms,
             catalog,
             history,
             judge,

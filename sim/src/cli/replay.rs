@@ -204,7 +204,6 @@ fn postgres_json(report: &PgReport) -> serde_json::Value {
             "cache_agrees": r.cache_agrees,
             "failure": r.failure,
             "model_verdict": r.model_verdict,
-            "postgres_verdict": r.postgres_verdict,
         }),
     }
 }
@@ -220,18 +219,18 @@ fn print_postgres(report: &PgReport) {
         }
     };
     println!(
-        "postgres{}: {} operations compared ({} waits parked on a lock); violated there: {}",
+        "postgres{}: {} operations compared ({} waits parked on a lock); the model's verdict: {}",
         if r.on_redis { " + redis" } else { "" },
         r.compared,
         r.waits,
-        names(&r.postgres_verdict)
+        names(&r.model_verdict)
     );
     let cache = if r.on_redis { " (cache on Redis)" } else { "" };
     match (&r.failure, r.disagreement()) {
         (Some(failure), _) => println!("postgres{cache}: the replay ended early: {failure}"),
         (None, Some(why)) => println!("postgres{cache} DISAGREES with the model: {why}"),
         (None, None) => {
-            println!("postgres{cache} agrees with the model: every answer, the final state and the verdict")
+            println!("postgres{cache} agrees with the model: every answer and the final state")
         }
     }
 }

@@ -228,24 +228,17 @@ pub struct ExploreReport {
 /// violation comes with its symptom (the race its run shows, read from a
 /// traced replay when the run kept no trace): a reduced search must show
 /// the same races as a plain one.
-fn outcome_of(
+pub fn outcome_of(
     prepared: &Prepared,
     execution: &Execution,
     violations: &[Violation],
     run: RunOptions,
 ) -> String {
     let o = &execution.observation;
-    let replayed;
-    let trace = if run.record_trace || violations.is_empty() {
-        &execution.trace
-    } else {
-        let options = RunOptions { record_trace: true, ..run };
-        replayed = execute_run(prepared, &mut Replay::new(&execution.schedule), options)
-            .expect("a run's own schedule replays");
-        &replayed.trace
-    };
-    let violated: Vec<(Symptom, &str)> =
-        violations.iter().map(|v| (Symptom::of(trace, v), v.message.as_str())).collect();
+    let violated: Vec<(Symptom, &str)> = symptoms_of(prepared, execution, violations, run)
+        .into_iter()
+        .zip(violations.iter().map(|v| v.message.as_str()))
+        .collect();
     format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         o.outcomes,
@@ -301,6 +294,21 @@ fn symptoms(
     if !useful {
         return None;
     }
+    Some(symptoms_of(prepared, execution, violations, run))
+}
+
+/// The symptom of each of `violations` of `execution`: its trace (replayed
+/// with one, and each decision's past, when the run kept none) matched
+/// against the catalog.
+fn symptoms_of(
+    prepared: &Prepared,
+    execution: &Execution,
+    violations: &[Violation],
+    run: RunOptions,
+) -> Vec<Symptom> {
+    if violations.is_empty() {
+        return Vec::new();
+    }
     let replayed;
     let trace = if run.record_trace {
         &execution.trace
@@ -310,7 +318,7 @@ fn symptoms(
             .expect("a run's own schedule replays");
         &replayed.trace
     };
-    Some(violations.iter().map(|v| Symptom::of(trace, v)).collect())
+    violations.iter().map(|v| Symptom::of(trace, v)).collect()
 }
 
 impl Found {

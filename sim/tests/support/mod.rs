@@ -5,7 +5,7 @@ pub mod generate;
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin;
 use cusim_sim::drive::stepper::Prepared;
-use cusim_sim::explore::{explore, ExploreConfig, ExploreReport, Reduction, SchedulerKind};
+use cusim_sim::explore::{explore, Completeness, ExploreConfig, ExploreReport, Reduction, SchedulerKind};
 use cusim_sim::input::scenario::Scenario;
 use cusim_sim::judge::Invariant;
 
@@ -78,7 +78,8 @@ pub fn assert_breaks(report: &ExploreReport, scenario: &Scenario, invariant: Inv
     );
 }
 
-/// The report is clean, and covered its whole (bounded) space when exhaustive.
+/// The report is clean, and, when exhaustive, ran its whole space (or,
+/// plain under a preemption bound, the whole space within it).
 pub fn assert_holds(report: &ExploreReport) {
     assert!(
         report.violations.is_empty(),
@@ -89,6 +90,15 @@ pub fn assert_holds(report: &ExploreReport) {
         report.violations.iter().map(|f| (&f.schedule, &f.message)).collect::<Vec<_>>()
     );
     assert!(report.schedules_run > 0);
+    let whole = matches!(
+        report.completeness,
+        Completeness::Sampled | Completeness::Complete | Completeness::CompleteWithinBound
+    );
+    assert!(
+        whole,
+        "{} under {}: {:?} after {} schedules: the space claimed was not run",
+        report.scenario, report.strategy, report.completeness, report.schedules_run
+    );
 }
 
 /// The seed of the property tests' generators: fixed, so CI runs the same
