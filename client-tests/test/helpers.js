@@ -361,14 +361,19 @@ export function apiError(err) {
 }
 
 /**
- * Whether a track that settled as `result` may have applied, as docs/SPEC.md
- * §6 defines it from outside: answered 2xx or 5xx, or not at all (no API
- * error: a lost connection, a timeout); a 4xx refused it.
+ * Whether a track answered with HTTP `status` (`null`: no answer, a lost
+ * connection or a timeout) may have applied, as docs/SPEC.md §6 defines it
+ * from outside: answered 2xx or 5xx, or not at all; a 4xx refused it.
  */
+export function statusMayHaveApplied(status) {
+  return status === null || status < 400 || status >= 500;
+}
+
+/** Whether a track that settled as `result` may have applied (see above). */
 export function mayHaveApplied(result) {
   if (result.ok) return true;
   const info = apiError(result.error);
-  return !info || info.status >= 500;
+  return statusMayHaveApplied(info ? info.status : null);
 }
 
 /** Awaits `promise`, which must reject with an API error; returns it. */

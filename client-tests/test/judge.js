@@ -3,7 +3,69 @@
 // client would make) show, sorted into race symptoms (see races.js) or thrown
 // as failures no race explains.
 
-import { assert, apiError, defaultsProblem, describeError, getWithId } from './helpers.js';
+import { assert, apiError, defaultsProblem, describeError, getWithId, statusMayHaveApplied } from './helpers.js';
+
+/**
+ * Judges a conformance history (fixtures/conformance/*.json) as docs/SPEC.md
+ * §6 gives each invariant its one meaning from outside: the set of those it
+ * breaks, among no_internal_error, unique_customer, claim_correct and
+ * usage_conserved. The same rules judge the race cases' answers.
+ */
+export function judgeHistory(history) {
+  const broken = new Set();
+  const succeeded = (call) => call.answer !== null && call.answer.status < 300;
+  // no_internal_error: a 500 or internal_error (a 503 may be retried).
+  if (history.calls.some((c) => c.answer && (c.answer.status === 500 || c.answer.code === 'internal_error'))) {
+    broken.add('no_internal_error');
+  }
+  // unique_customer: one internal id per customer id over every answer and
+  // read-back that shows one; one per email over the id-less creates.
+  const shown = new Map();
+  const see = (key, autumnId) => {
+    if (key === null || autumnId == null) return;
+    if (!shown.has(key)) shown.set(key, new Set());
+    shown.get(key).add(autumnId);
+  };
+  for (const call of history.calls.filter((c) => c.op === 'create' && succeeded(c))) {
+    see(call.answer.id == null ? null : `id ${call.answer.id}`, call.answer.autumn_id);
+    if (call.customer_id === null && call.email) see(`email ${call.email.toLowerCase()}`, call.answer.autumn_id);
+  }
+  for (const [id, read] of Object.entries(history.read_back)) see(`id ${id}`, read.autumn_id);
+  if ([...shown.values()].some((ids) => ids.size > 1)) broken.add('unique_customer');
+  // claim_correct: a create of X answers a customer whose id is X, and that
+  // customer is still X at the end (the read-back of X finds it, by its
+  // internal id).
+  for (const call of history.calls.filter((c) => c.op === 'create' && c.customer_id !== null && succeeded(c))) {
+    const read = history.read_back[call.customer_id];
+    const stillX = read !== undefined && (call.answer.autumn_id == null || read.autumn_id === call.answer.autumn_id);
+    if (call.answer.id !== call.customer_id || !stillX) broken.add('claim_correct');
+  }
+  // usage_conserved: per customer, acknowledged <= usage <= acknowledged +
+  // what may have applied, over logical tracks (one key, customer and value
+  // is one, whoever sent it; an unkeyed attempt is one of its own).
+  const logical = new Map();
+  history.calls.forEach((call, index) => {
+    if (call.op !== 'track') return;
+    const id = call.key != null ? `key ${call.customer_id} ${call.key} ${call.value}` : `call ${index}`;
+    if (!logical.has(id)) logical.set(id, []);
+    logical.get(id).push(call);
+  });
+  const bounds = new Map();
+  for (const attempts of logical.values()) {
+    const { customer_id: customer, value } = attempts[0];
+    const acknowledged = attempts.some((a) => a.answer && a.answer.status === 200);
+    const mayHave = acknowledged || attempts.some((a) => statusMayHaveApplied(a.answer ? a.answer.status : null));
+    const b = bounds.get(customer) ?? { low: 0, high: 0 };
+    if (acknowledged) b.low += value;
+    if (mayHave) b.high += value;
+    bounds.set(customer, b);
+  }
+  for (const [customer, { low, high }] of bounds) {
+    const read = history.read_back[customer];
+    if (read && (read.usage < low || read.usage > high)) broken.add('usage_conserved');
+  }
+  return broken;
+}
 
 /**
  * Sorts a view of a customer (an answer or the settle read) by its defaults:

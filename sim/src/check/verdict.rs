@@ -278,26 +278,38 @@ impl<'a> Judge<'a> {
                 ));
             }
         }
-        // A customer acknowledged as X and not found as X at the end.
+        // A customer a create of X answered is still X at the end: the
+        // read-back of X finds it (the same `autumn_id`, where shown).
         for readback in self.events().filter(|e| e.sender == Sender::Readback) {
-            if readback.outcome.code() != Some("customer_not_found") {
-                continue;
-            }
-            let Some(id) = readback.call.customer_id() else { continue };
-            let acknowledged = self.events().find(|e| {
+            let Call::Get { customer_id: id } = &readback.call else { continue };
+            let at_end = match (&readback.outcome, readback.outcome.ok_body()) {
+                (_, Some(body)) => Some(customer_of(body).autumn_id),
+                (outcome, None) if outcome.code() == Some("customer_not_found") => None,
+                _ => continue, // No answer to judge: counted by `unjudged`.
+            };
+            let lost = self.events().find(|e| {
+                let Call::Create { customer_id: Some(asked), .. } = &e.call else { return false };
+                let Some(shown) = e.outcome.ok_body().map(customer_of) else { return false };
                 e.sender != Sender::Readback
-                    && e.call.customer_id() == Some(id)
-                    && e.outcome.ok_body().is_some_and(|b| customer_of(b).id == Some(id))
-                    && shows_customer(&e.call)
+                    && asked == id
+                    && shown.id == Some(id.as_str())
+                    && match at_end {
+                        None => true,
+                        Some(now) => shown.autumn_id.zip(now).is_some_and(|(then, now)| then != now),
+                    }
             });
-            if let Some(ack) = acknowledged {
+            if let Some(ack) = lost {
                 let autumn = ack.outcome.ok_body().and_then(|b| customer_of(b).autumn_id).unwrap_or("?");
+                let now = match at_end {
+                    None => format!("finds no {id}"),
+                    Some(now) => format!("finds {id} as {}", now.unwrap_or("?")),
+                };
                 found.push((
                     ack.group,
                     id.to_owned(),
                     vec![ack.index, readback.index],
                     format!(
-                        "event {} showed customer {id} ({autumn}), yet the read-back (event {}) finds no {id}: its row was given another id",
+                        "event {} answered a create of {id} with {autumn}, yet the read-back (event {}) {now}: that customer is no longer {id}",
                         ack.index, readback.index
                     ),
                 ));
@@ -483,15 +495,26 @@ pub struct UsageBounds {
     pub events: Vec<usize>,
 }
 
-/// Per customer, the bounds its usage must lie within (Elle's counter):
-/// a keyed track's attempts are one logical request, each attempt of an
+/// One logical track (docs/SPEC.md §6): every attempt sent with one key
+/// for one customer and value is one, whoever sent it; each attempt of an
 /// unkeyed track is one of its own.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum LogicalTrack<'h> {
+    Keyed { customer: &'h str, key: &'h str, value: u64 },
+    Unkeyed { index: usize },
+}
+
+/// Per customer, the bounds its usage must lie within (Elle's counter),
+/// over its logical tracks.
 pub fn usage_bounds(history: &History) -> BTreeMap<String, UsageBounds> {
-    let mut logical: BTreeMap<(Option<usize>, Sender, usize, u32), Vec<&Event>> = BTreeMap::new();
+    let mut logical: BTreeMap<LogicalTrack<'_>, Vec<&Event>> = BTreeMap::new();
     for event in &history.events {
-        if let Call::Track { idempotency_key, .. } = &event.call {
-            let attempt = if idempotency_key.is_some() { 0 } else { event.attempt };
-            logical.entry((event.group, event.sender, event.step, attempt)).or_default().push(event);
+        if let Call::Track { customer_id, idempotency_key, value, .. } = &event.call {
+            let track = match idempotency_key {
+                Some(key) => LogicalTrack::Keyed { customer: customer_id, key, value: *value },
+                None => LogicalTrack::Unkeyed { index: event.index },
+            };
+            logical.entry(track).or_default().push(event);
         }
     }
     let mut sums: BTreeMap<String, UsageBounds> = BTreeMap::new();
