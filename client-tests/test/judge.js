@@ -9,7 +9,9 @@ import { assert, apiError, defaultsProblem, describeError, getWithId, statusMayH
  * Judges a conformance history (fixtures/conformance/*.json) as docs/SPEC.md
  * §6 gives each invariant its one meaning from outside: the set of those it
  * breaks, among no_internal_error, unique_customer, claim_correct and
- * usage_conserved. The same rules judge the race cases' answers.
+ * usage_conserved. A customer id the calls name and `read_back` does not
+ * list was read back and not found. (The race cases judge their answers
+ * with the helpers above and the same usage rule, `statusMayHaveApplied`.)
  */
 export function judgeHistory(history) {
   const broken = new Set();
@@ -60,9 +62,10 @@ export function judgeHistory(history) {
     if (mayHave) b.high += value;
     bounds.set(customer, b);
   }
+  // A customer not found at the end holds no usage.
   for (const [customer, { low, high }] of bounds) {
-    const read = history.read_back[customer];
-    if (read && (read.usage < low || read.usage > high)) broken.add('usage_conserved');
+    const usage = history.read_back[customer]?.usage ?? 0;
+    if (usage < low || usage > high) broken.add('usage_conserved');
   }
   return broken;
 }

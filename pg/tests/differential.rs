@@ -5,15 +5,15 @@
 //!   default schedule;
 //! - in lockstep with the model's default schedule (the gated replay):
 //!   every operation answers the same, the database's and the cache's, and
-//!   the final state, the live cache entries (key for key) and the verdict
-//!   are the same.
+//!   the final state and the live cache entries (key for key) are the same
+//!   (the verdict is the model's: see `cusim_sim::drive::postgres`).
 //!
 //! The cache entries are compared in lockstep only: on its own, a request
-//! takes its read stamp when it starts, while the stepper runs a
-//! request's code up to its first operation before any request moves (all
-//! stamps at logical time 0), so a stale-write guard may judge a write
-//! differently; in lockstep both take the model's clocks. A disagreement
-//! prints the scenario to replay.
+//! takes its read stamp from the services' clocks as they are when it
+//! starts, which the requests before it moved, while a stepper run stamps
+//! from the model's clocks at its arrival (a decision of the schedule), so
+//! a stale-write guard may judge a write differently; in lockstep both
+//! take the model's clocks. A disagreement prints the scenario to replay.
 
 #[path = "../../sim/tests/support/generate.rs"]
 #[allow(dead_code)]

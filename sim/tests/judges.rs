@@ -169,20 +169,31 @@ fn as_history(case: &Case) -> History {
             outcome,
         });
     }
-    for (id, read) in &case.read_back {
+    // Every customer id the calls name is read back; one the case does
+    // not list was not found.
+    let named: BTreeSet<&str> = case.calls.iter().filter_map(|c| c.customer_id.as_deref()).collect();
+    for id in named {
         let index = events.len();
-        let body = json!({"id": id, "autumn_id": read.autumn_id, "subscriptions": [],
-                          "balances": {FEATURE: {"usage": read.usage}}});
+        let outcome = match case.read_back.get(id) {
+            Some(read) => Outcome::Ok {
+                status: 200,
+                body: json!({"id": id, "autumn_id": read.autumn_id, "subscriptions": [],
+                             "balances": {FEATURE: {"usage": read.usage}}}),
+            },
+            None => {
+                Outcome::Failed { status: 404, code: "customer_not_found".into(), message: String::new() }
+            }
+        };
         events.push(Event {
             index,
             group: None,
             sender: Sender::Readback,
             step: 0,
             attempt: 0,
-            call: Call::Get { customer_id: id.clone() },
+            call: Call::Get { customer_id: id.to_owned() },
             invoked_us: index as u64,
             completed_us: index as u64 + 1,
-            outcome: Outcome::Ok { status: 200, body },
+            outcome,
         });
     }
     History {
@@ -234,8 +245,20 @@ fn as_observation(case: &Case) -> (Scenario, Observation) {
     let mut requests: Vec<(usize, usize)> = Vec::new();
     let mut scenario_requests = Vec::new();
     let mut attempts: Vec<Vec<RequestOutcome>> = Vec::new();
-    let autumn_of =
-        |id: &str| case.read_back.get(id).map_or("cus_unknown".to_owned(), |r| r.autumn_id.clone());
+    // A track's answer shows no internal id: give it the one the case
+    // shows for its customer (read back, or answered to a create), so the
+    // model's response adds no customer of its own.
+    let autumn_of = |id: &str| {
+        let answered = case.calls.iter().find_map(|c| {
+            let answer = c.answer.as_ref()?;
+            (c.op == "create" && answer.id.as_deref() == Some(id)).then(|| answer.autumn_id.clone()).flatten()
+        });
+        case.read_back
+            .get(id)
+            .map(|r| r.autumn_id.clone())
+            .or(answered)
+            .unwrap_or_else(|| format!("cus_of_{id}"))
+    };
     for (i, sent) in case.calls.iter().enumerate() {
         let at = match requests.iter().position(|r| *r == (sent.client, steps[i])) {
             Some(at) => at,

@@ -256,6 +256,20 @@ fn usage_is_bounded_by_the_tracks_whose_deduction_took_effect() {
         // have applied, and 5 more is within the bound.
         assert!(!broken(&cusim_sim::judge::Observation { deducted: None, ..planted }), "{strategy}");
     }
+    // Under `safe` the deduction is a statement of a transaction: one that
+    // rolls back (its commit fails) took nothing, and is counted so.
+    let rolled_back = support::scenario(
+        r#"{"name": "a-track-whose-commit-fails",
+          "products": [{"id": "free", "group": "main", "is_default": true, "kind": "free", "features": {"words": 1000}}],
+          "customers": [{"id": "cus_1", "email": "a@example.com"}],
+          "requests": [{"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 5}],
+          "faults": [{"request": 0, "at": "commit", "kind": "db_error"}]}"#,
+    );
+    let prepared = Prepared::new(&rolled_back, Safe).unwrap();
+    let run = execute_run(&prepared, &mut Replay::new(&Schedule::default()), RunOptions::default()).unwrap();
+    let usage: i64 = run.observation.state.customers.iter().map(|c| c.balances["words"].usage).sum();
+    assert_eq!(usage, 0, "the failed commit rolled the deduction back");
+    assert_eq!(run.observation.deducted, Some(vec![vec![false]]), "and it is not counted as applied");
     let refused = cusim_sim::judge::RequestOutcome::Responded(Box::new(Err(cusim::model::ApiError::new(
         cusim::model::ErrorCode::CustomerNotFound,
         "no such customer",

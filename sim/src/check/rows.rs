@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `unique_customer` | ≤1 row per (org, env, id); ≤1 id-less row per (org, env, lower(email)) |
 //! | `defaults_present` | a customer owed every default holds exactly one product per default group, the selected one |
-//! | `usage_conserved` | the usage row lies between the acknowledged and the attempted sums (as the answers are judged) |
+//! | `usage_conserved` | the usage row lies between the acknowledged sum and the sum that may have been applied (as the answers are judged) |
 
 use std::collections::BTreeMap;
 
@@ -256,13 +256,17 @@ fn judge_rows(
             continue;
         };
         let used = usage.get(row.internal_id.as_str()).copied().unwrap_or(0);
-        let (used, acknowledged, attempted) =
-            (i128::from(used), i128::from(bounds.acknowledged), i128::from(bounds.attempted));
-        if used < acknowledged || used > attempted {
-            let what = if used < acknowledged { "below the acknowledged" } else { "above the attempted" };
+        let (used, acknowledged, may_have_applied) =
+            (i128::from(used), i128::from(bounds.acknowledged), i128::from(bounds.may_have_applied));
+        if used < acknowledged || used > may_have_applied {
+            let what = if used < acknowledged {
+                "below the acknowledged"
+            } else {
+                "above what may have been applied"
+            };
             let message = format!(
-                "{customer}: usage of {} is {used} in its row, {what} ({} acknowledged, {} attempted)",
-                history.feature, bounds.acknowledged, bounds.attempted
+                "{customer}: usage of {} is {used} in its row, {what} ({} acknowledged, {} may have been applied)",
+                history.feature, bounds.acknowledged, bounds.may_have_applied
             );
             // Counted twice is no race of the catalog.
             find("usage_conserved", Some(&customer), None, message, used < acknowledged);

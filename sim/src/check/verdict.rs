@@ -12,7 +12,7 @@
 //! | `claim_correct` | a create of id X shows a customer whose id is X; a customer acknowledged as X is still found as X at the end |
 //! | `defaults_present` | the read-back shows every customer with exactly its owed defaults |
 //! | `responses_see_defaults` | no answer of the run shows a customer without them (a check or track: its balance of the defaults' feature) |
-//! | `usage_conserved` | Elle's counter: the read-back usage lies between the acknowledged and the attempted sums (a keyed retry is one request; an unkeyed retry another) |
+//! | `usage_conserved` | Elle's counter: the read-back usage lies between the acknowledged sum and the sum that may have been applied (answered 2xx or 5xx, or not at all); one key, customer and value make one request, whoever sent it; an unkeyed retry is another |
 //! | `read_your_writes` | a client that was told it created X, or tracked N on X, then reads X and sees it, with at least N of usage |
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -378,25 +378,33 @@ impl<'a> Judge<'a> {
         let feature = self.history.feature.clone();
         let sums = usage_bounds(self.history);
         let mut found = Vec::new();
-        for (customer, UsageBounds { acknowledged, attempted, mut events }) in sums {
+        for (customer, UsageBounds { acknowledged, may_have_applied, mut events }) in sums {
             // What cannot be judged here is counted by `unjudged`.
             let readback = self
                 .events()
                 .find(|e| e.sender == Sender::Readback && e.call.customer_id() == Some(customer.as_str()));
             let Some(readback) = readback else { continue };
-            let Some(body) = readback.outcome.ok_body() else { continue };
-            let Some(Ok(usage)) = usage_of(body, &feature) else { continue };
+            // A customer not found holds no usage: what was acknowledged on
+            // it is lost.
+            let usage = match readback.outcome.ok_body() {
+                Some(body) => match usage_of(body, &feature) {
+                    Some(Ok(usage)) => usage,
+                    _ => continue,
+                },
+                None if readback.outcome.code() == Some("customer_not_found") => 0,
+                None => continue,
+            };
             events.push(readback.index);
-            let (usage, acknowledged, attempted) =
-                (i128::from(usage), i128::from(acknowledged), i128::from(attempted));
+            let (usage, acknowledged, may_have_applied) =
+                (i128::from(usage), i128::from(acknowledged), i128::from(may_have_applied));
             let message = if usage < acknowledged {
                 format!(
                     "{customer}: usage of {feature} reads {usage} (event {}), below the {acknowledged} acknowledged: usage was lost",
                     readback.index
                 )
-            } else if usage > attempted {
+            } else if usage > may_have_applied {
                 format!(
-                    "{customer}: usage of {feature} reads {usage} (event {}), above the {attempted} attempted: usage was counted twice",
+                    "{customer}: usage of {feature} reads {usage} (event {}), above the {may_have_applied} that may have been applied: usage was counted twice",
                     readback.index
                 )
             } else {
@@ -490,7 +498,7 @@ pub struct UsageBounds {
     pub acknowledged: u64,
     /// The values of the tracks that may have taken effect (answered 2xx,
     /// 5xx, or not at all).
-    pub attempted: u64,
+    pub may_have_applied: u64,
     /// The tracks' events.
     pub events: Vec<usize>,
 }
@@ -534,7 +542,7 @@ pub fn usage_bounds(history: &History) -> BTreeMap<String, UsageBounds> {
             entry.acknowledged = entry.acknowledged.saturating_add(*value);
         }
         if acknowledged || maybe_applied {
-            entry.attempted = entry.attempted.saturating_add(*value);
+            entry.may_have_applied = entry.may_have_applied.saturating_add(*value);
         }
         entry.events.extend(attempts.iter().map(|e| e.index));
     }
@@ -594,7 +602,8 @@ pub fn read_back_targets(groups: &[Group]) -> Vec<Call> {
         .collect()
 }
 
-/// The order read-backs are listed in: by id, then id-less by email.
+/// The order read-backs are listed in: the id-less ones (by email) first,
+/// then by id.
 pub fn read_back_order(call: &Call) -> (Option<&str>, Option<&str>) {
     match call {
         Call::Create { customer_id: None, email, .. } => (None, email.as_deref()),

@@ -212,8 +212,10 @@ fn held_bound(reports: &[ExploreReport]) -> String {
         Some(Completeness::Sampled) => {
             format!("a sample: {} schedules per pair, not every schedule", safe[0].schedules_run)
         }
-        Some(_) if whole == safe.len() => "every schedule of every pair".into(),
-        Some(_) => format!("every schedule of {whole} of {} pairs; the others only in part", safe.len()),
+        Some(_) if whole == safe.len() => format!("every schedule of each of the {} pairs run", safe.len()),
+        Some(_) => {
+            format!("every schedule of {whole} of the {} pairs run; the others only in part", safe.len())
+        }
     }
 }
 

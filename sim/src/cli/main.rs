@@ -30,7 +30,7 @@ use cusim_sim::input::scenario::Scenario;
     name = "cusim",
     version,
     about = "Deterministic simulation of the create-customer flow",
-    after_help = "Examples:\n  cusim explore --all\n  cusim explore --scenario r1-same-id-create --strategy legacy --shrink\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 1 --html r1.html\n  cusim explain no_internal_error\n\nExit codes: 0 no invariant violated, 1 a violation (or, on Postgres, a disagreement), 2 bad input."
+    after_help = "Examples:\n  cusim explore --all\n  cusim explore --scenario r1-same-id-create --strategy legacy --shrink\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 1.1 --html r1.html\n  cusim explain no_internal_error\n\nExit codes: 0 no invariant violated, 1 a violation (or, on Postgres, a disagreement), 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -112,8 +112,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         max_ticks: usize,
         /// Run part I of N of the work (from 1): a range of the seeds
-        /// (random, pct), or the subtrees of every N-th first decision
-        /// (exhaustive); with --all, every N-th scenario and strategy pair.
+        /// (random, pct), or the subtrees below every N-th run's first
+        /// operation met (exhaustive); with --all, every N-th scenario and
+        /// strategy pair.
         /// The N parts together are exactly the whole run.
         #[arg(long, value_name = "I/N", value_parser = parse_shard)]
         shard: Option<Shard>,
@@ -131,7 +132,7 @@ enum Command {
     },
     /// Run one schedule and show its trace and verdict.
     #[command(
-        after_help = "Examples:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.1.1\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 0.1.1.1 \\\n      --backend postgres --database-url postgres://postgres@127.0.0.1:5432/postgres\n  cusim replay --scenario r2-stale-cache --strategy legacy --schedule 1.0.0.0.1 --backend postgres \\\n      --database-url postgres://postgres@127.0.0.1:5432/postgres --redis-url redis://:secret@127.0.0.1:6379\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 1 --html r1.html\n\nExit codes: 0 no invariant violated (and Postgres agrees), 1 a violation or a disagreement, 2 bad input, or a server that failed mid-run (the report up to then is printed first)."
+        after_help = "Examples:\n  cusim replay --scenario fixtures/scenarios/r1-same-id-create.json --strategy legacy --schedule 0.1.0.1.1.1\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 0.1.0.1.1.1 \\\n      --backend postgres --database-url postgres://postgres@127.0.0.1:5432/postgres\n  cusim replay --scenario r2-stale-cache --strategy legacy --schedule 0.0.0.1.1.1.1 --backend postgres \\\n      --database-url postgres://postgres@127.0.0.1:5432/postgres --redis-url redis://:secret@127.0.0.1:6379\n  cusim replay --scenario r1-same-id-create --strategy legacy --schedule 1.1 --html r1.html\n\nExit codes: 0 no invariant violated (and Postgres agrees), 1 a violation or a disagreement, 2 bad input, or a server that failed mid-run (the report up to then is printed first)."
     )]
     Replay {
         /// A scenario file, or the name of a built-in scenario.

@@ -202,7 +202,7 @@ pub(super) struct Dfs {
     reduction: Reduction,
     /// The first frame whose decision is new in the current run.
     fresh: usize,
-    /// The part of the root's options this search runs.
+    /// The part of the units this search runs (see above).
     shard: Option<Shard>,
     /// The current run only probes a unit another shard owns.
     pub(super) probing: bool,
@@ -378,8 +378,8 @@ impl Dfs {
     /// `footprints` are what each decision of the run just made touched.
     pub(super) fn backtrack(&mut self, footprints: &[Footprint]) -> bool {
         let probed = std::mem::take(&mut self.probing);
-        if self.reduction == Reduction::SourceSets && !probed {
-            self.add_reversals(footprints);
+        if self.reduction == Reduction::SourceSets {
+            self.add_reversals(footprints, probed);
         }
         self.depth = 0;
         self.preemptions = 0;
@@ -401,8 +401,10 @@ impl Dfs {
 
     /// Source sets: finds the races of the run just made (those whose
     /// second decision is new in it, and those of the clock moves still
-    /// allowed at its end) and asks for their reversals.
-    fn add_reversals(&mut self, footprints: &[Footprint]) {
+    /// allowed at its end) and asks for their reversals. A probe (a unit
+    /// another shard owns) only records what happens before each of its
+    /// decisions, which later runs build on; its races are the owner's.
+    fn add_reversals(&mut self, footprints: &[Footprint], probed: bool) {
         let n = self.frames.len();
         let movers: Vec<Mover> = self.frames.iter().map(|f| Mover::of(f.current())).collect();
         for j in self.fresh..n {
@@ -414,6 +416,9 @@ impl Dfs {
                 }
             }
             self.frames[j].before = before;
+        }
+        if probed {
+            return;
         }
         for j in self.fresh..n {
             let before = self.frames[j].before.clone();

@@ -52,7 +52,8 @@ pub struct ExploreConfig {
 
 /// Part `index` (from 0) of `count` of an exploration's work: for random
 /// and pct, a range of its seeds; for exhaustive, the subtrees below the
-/// units (each run's first operation) whose hash it owns (see `dfs`). The parts are disjoint and
+/// units (each run's first operation) it owns: the k-th unit met goes to
+/// part k mod N (see `dfs`). The parts are disjoint and
 /// together they are the whole: their schedule counts add up to the
 /// unsharded run's, and their violations are its violations. Written
 /// `I/N`, from 1.
@@ -518,6 +519,10 @@ pub fn search(
     options: RunOptions,
     mut wanted: impl FnMut(&Execution) -> bool,
 ) -> Search {
+    assert!(
+        !options.first_come_first_served,
+        "a reduced search cannot wake first come, first served (see `explore`)"
+    );
     let mut dfs = Dfs::new(None, max_ticks, Reduction::SourceSets, None);
     let run = RunOptions { footprints: dfs.needs_footprints(), ..options };
     let mut schedules_run = 0;

@@ -34,16 +34,16 @@ pub struct Event {
 pub struct Past(Option<Arc<[u64]>>);
 
 impl Past {
-    /// The pasts of the decisions of a run whose movers are `movers`
-    /// (a request, or `None` for the clock), where decisions `a < b`
-    /// conflict when `conflict(a, b)`.
-    pub fn of_run(movers: &[Option<usize>], conflict: impl Fn(usize, usize) -> bool) -> Vec<Past> {
+    /// The pasts of the decisions of a run whose movers are `movers` (per
+    /// decision, who acted in it: requests, or `None` for the clock), where
+    /// decisions `a < b` conflict when `conflict(a, b)`.
+    pub fn of_run(movers: &[Vec<Option<usize>>], conflict: impl Fn(usize, usize) -> bool) -> Vec<Past> {
         let words = movers.len().div_ceil(64);
         let mut pasts: Vec<Vec<u64>> = Vec::with_capacity(movers.len());
         for b in 0..movers.len() {
             let mut past = vec![0u64; words];
             for a in 0..b {
-                if movers[a] == movers[b] || conflict(a, b) {
+                if movers[a].iter().any(|m| movers[b].contains(m)) || conflict(a, b) {
                     past[a / 64] |= 1 << (a % 64);
                     for (word, other) in past.iter_mut().zip(&pasts[a]) {
                         *word |= other;

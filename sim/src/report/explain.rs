@@ -188,6 +188,7 @@ pub const CORPUS: &[&str] = &[
     "r4-idless-duplicates--legacy--responses_see_defaults",
     "r4-idless-duplicates--legacy--unique_customer--r4",
     "r5-double-claim--legacy--claim_correct--r5",
+    "r6-two-stripe-customers--legacy--fresh_cache",
     "r6-two-stripe-customers--legacy--no_internal_error--r1",
     "r6-two-stripe-customers--legacy--responses_see_defaults",
     "r6-two-stripe-customers--legacy--single_stripe_customer--r6",
@@ -206,12 +207,14 @@ pub const CORPUS: &[&str] = &[
     "r9-lost-usage-invalidation--legacy--fresh_cache",
     "r9-lost-usage-invalidation--legacy--usage_conserved",
     "r9-lost-usage-invalidation--legacy--usage_conserved--r9",
+    "r9-lost-usage-invalidation--transactional--fresh_cache",
     "r9-lost-usage-invalidation--transactional--usage_conserved",
     "r9-lost-usage-invalidation--transactional--usage_conserved--r9",
     "w1-keyed-retry-after-lost-response--legacy--fresh_cache",
     "w1-keyed-retry-after-lost-response--legacy--usage_conserved",
     "w1-keyed-retry-after-lost-response--transactional--fresh_cache",
     "w1-keyed-retry-after-lost-response--transactional--usage_conserved",
+    "w2-cache-evicted-before-sync--legacy--fresh_cache",
     "w2-cache-evicted-before-sync--legacy--usage_conserved",
     "w2-cache-evicted-before-sync--legacy--usage_conserved--r8",
     "w2-cache-evicted-before-sync--transactional--fresh_cache",
@@ -581,7 +584,7 @@ mod tests {
         assert!(text.contains("cusim explore --scenario r1-same-id-create --strategy legacy"), "{text}");
         let race = render(&explain(Topic::Race(Race::R9)));
         assert!(race.contains("usage_conserved: its symptom (in legacy, transactional)"), "{race}");
-        assert!(race.contains("fresh_cache: a side effect (in legacy)"), "{race}");
+        assert!(race.contains("fresh_cache: a side effect (in legacy, transactional)"), "{race}");
         let side = render(&explain(Topic::Invariant(Invariant::ResponsesSeeDefaults)));
         assert!(side.contains("Also broken, as a side effect of another race, in:"), "{side}");
         assert!(side.contains("r1-same-id-create (legacy)"), "{side}");

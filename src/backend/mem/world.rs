@@ -71,10 +71,10 @@ pub struct World {
     /// Cloned with clocks of their own (see [`Clocks`]).
     clocks: Clocks,
     ids: IdGen,
-    /// Per request, the deductions of its usage that took effect (in the
-    /// cache or the DB, whatever its caller heard): a driver reads it at
-    /// the end of each attempt, so the oracle knows exactly which attempts
-    /// may have counted.
+    /// Per request, the deductions of its usage in the cache (whatever its
+    /// caller heard; the cache has no transactions). The DB counts its own,
+    /// as they commit. A driver reads both at the end of each attempt, so
+    /// the oracle knows exactly which attempts' usage took effect.
     deductions: BTreeMap<RequestId, u64>,
 }
 
@@ -90,9 +90,10 @@ impl World {
         }
     }
 
-    /// How many deductions of `request`'s usage have taken effect so far.
+    /// How many deductions of `request`'s usage have taken effect so far:
+    /// in the cache, and at the DB by a transaction that committed.
     pub fn deductions(&self, request: RequestId) -> u64 {
-        self.deductions.get(&request).copied().unwrap_or(0)
+        self.deductions.get(&request).copied().unwrap_or(0) + self.db.deductions(request)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -170,6 +171,7 @@ impl World {
     pub fn forget_request(&mut self, request: RequestId) {
         self.ids.forget(request);
         self.deductions.remove(&request);
+        self.db.forget_deductions(request);
     }
 
     pub fn ids(&self) -> &IdGen {
@@ -253,7 +255,11 @@ impl World {
             (Some(Fault::CacheDown), _) => Outcome::CacheError { error: CacheError::Down },
             (_, op) => match self.apply_op(request, op) {
                 Ok(outcome) => {
-                    if matches!(outcome, Outcome::Deduct { outcome: DeductOutcome::Applied { .. } }) {
+                    // A deduction at the DB is counted there, when it commits.
+                    let in_cache = matches!(op, Op::Deduct { target: DeductTarget::Cache(_), .. });
+                    if in_cache
+                        && matches!(outcome, Outcome::Deduct { outcome: DeductOutcome::Applied { .. } })
+                    {
                         *self.deductions.entry(request).or_default() += 1;
                     }
                     if fault == Some(Fault::LostResponse) {

@@ -15,7 +15,8 @@ pub struct View<'a> {
     pub step: usize,
     /// Requests that may move, ascending.
     pub runnable: &'a [usize],
-    /// The request that moved at the previous decision.
+    /// The request that made an operation last (an arrival or a clock
+    /// move leaves it as it was).
     pub last: Option<usize>,
     /// Where each request is parked, if it is (a runnable request that is
     /// not is arriving).

@@ -112,6 +112,12 @@ pub struct Seen {
 pub fn footprint(action: &Action<'_>, seen: Seen) -> Footprint {
     let mut f = Footprint::default();
     let Seen { db, read_clock, took_stamp } = seen;
+    // What an action cannot do, the world must not have seen it do: a
+    // later change that makes it so must give it its footprint here.
+    let runs_statements = matches!(action, Action::Op { .. } | Action::Crash);
+    assert!(runs_statements || db.is_empty(), "footprint: {action:?} touched the database");
+    let code = matches!(action, Action::Arrive | Action::Code | Action::Op { .. });
+    assert!(code || !took_stamp, "footprint: {action:?} took a read stamp");
     match *action {
         // The request's own code: whatever it read (the world counts a
         // flow's readings of time and its read stamps).

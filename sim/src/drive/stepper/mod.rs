@@ -2,9 +2,11 @@
 //!
 //! Each request of a scenario is a future polled with a no-op waker; each
 //! backend call parks it at its named point with the operation it wants. A
-//! [`Chooser`] picks which parked request moves next; the stepper applies
-//! that one operation to the in-memory world and polls the request on to
-//! its next point. A request whose operation must wait for another
+//! request starts *arriving*: its first decision runs its code up to its
+//! first operation (and so does each attempt its client sends again). A
+//! [`Chooser`] picks which request moves next; the stepper applies a
+//! parked request's one operation to the in-memory world and polls the
+//! request on to its next point. A request whose operation must wait for another
 //! transaction is not runnable. When that transaction ends, its waiters
 //! become runnable again, as Postgres wakes them: which of them runs its
 //! statement again first, or whether the releasing request (or anyone
@@ -76,7 +78,8 @@ pub struct RunOptions {
     /// Postgres allows more; this is kept to measure what the choice adds.
     pub first_come_first_served: bool,
     /// Keep what each decision touched (`Execution::footprints`), for the
-    /// exhaustive scheduler's reduction.
+    /// exhaustive scheduler's reduction. A run that records its trace
+    /// keeps them too (each event's past is made from them).
     pub footprints: bool,
 }
 
@@ -628,13 +631,19 @@ fn run_with(
     let mut last: Option<usize> = None;
     let mut ticks = 0;
     let mut footprints: Vec<Footprint> = Vec::new();
+    // The last decision's footprint before the end of the run was added.
+    let mut ended_by: Option<Footprint> = None;
     let end = loop {
         let runnable = run.runnable();
         if runnable.is_empty() {
             // The decision that ended the run disabled every clock move
             // (none is offered after it): for the reduction, it depends
             // on the clock.
+            // (A trace's pasts are of the decisions alone: see below.)
             if let Some(last) = footprints.last_mut() {
+                if run.record {
+                    ended_by = Some(last.clone());
+                }
                 last.add(footprint(&Action::EndOfRun, Seen::default()));
             }
             break None;
@@ -700,14 +709,30 @@ fn run_with(
     };
 
     if run.record {
-        let movers: Vec<Option<usize>> = schedule
+        // Each decision's movers: whoever was chosen, and every request that
+        // acted in it (a waiter woken first come, first served acts in the
+        // releasing request's decision): a request's own steps stay in order.
+        let mut movers: Vec<Vec<Option<usize>>> = schedule
             .iter()
             .map(|token| match token {
-                Token::Run { request, .. } => Some(*request),
-                Token::Tick { .. } => None,
+                Token::Run { request, .. } => vec![Some(*request)],
+                Token::Tick { .. } => vec![None],
             })
             .collect();
-        let pasts = Past::of_run(&movers, |a, b| footprints[a].conflicts(&footprints[b]));
+        for event in &run.trace {
+            if let (Some(step), Some(request)) = (event.step, event.request) {
+                if !movers[step].contains(&Some(request)) {
+                    movers[step].push(Some(request));
+                }
+            }
+        }
+        // The last decision as it was, before it was taken to read the
+        // clock for ending the run: which decision is last differs between
+        // equivalent schedules, and the pasts must not.
+        let last = footprints.len().wrapping_sub(1);
+        let of =
+            |k: usize| if k == last { ended_by.as_ref().unwrap_or(&footprints[k]) } else { &footprints[k] };
+        let pasts = Past::of_run(&movers, |a, b| of(a).conflicts(of(b)));
         for event in &mut run.trace {
             if let Some(step) = event.step {
                 event.past = pasts[step].clone();

@@ -138,7 +138,10 @@ impl Checker<'_> {
     /// key, customer, feature and value are one together.
     fn logical_tracks(&self) -> Vec<LogicalTrack> {
         let deducted = |i: usize, k: usize, attempt: &crate::judge::RequestOutcome| match &self.obs.deducted {
-            Some(deducted) => deducted[i][k],
+            Some(deducted) => *deducted
+                .get(i)
+                .and_then(|attempts| attempts.get(k))
+                .expect("Observation::deducted holds a flag per attempt of every request"),
             None => attempt.may_have_applied(),
         };
         let mut logical: Vec<LogicalTrack> = Vec::new();

@@ -128,6 +128,11 @@ pub struct Database {
     /// Waits begun so far (the row queues' order).
     waits_begun: u64,
     touches: Touches,
+    /// Deductions counted by an open transaction, with its request: they
+    /// take effect when it commits, and vanish if it rolls back.
+    pending_deductions: BTreeMap<TxnId, (RequestId, u64)>,
+    /// Per request, the deductions of its usage that committed.
+    deductions: BTreeMap<RequestId, u64>,
 }
 
 impl Database {
@@ -142,6 +147,8 @@ impl Database {
             next_txn: 1,
             sessions: Vec::new(),
             breaches: Vec::new(),
+            pending_deductions: BTreeMap::new(),
+            deductions: BTreeMap::new(),
             waits_begun: 0,
             touches: Touches::default(),
         }
@@ -296,6 +303,11 @@ impl Database {
     }
 
     fn finish_txn(&mut self, txn: TxnId, commit: bool) {
+        if let Some((request, n)) = self.pending_deductions.remove(&txn) {
+            if commit {
+                *self.deductions.entry(request).or_default() += n;
+            }
+        }
         self.touch_end(txn);
         self.customers.finish(txn, commit);
         self.products.finish(txn, commit);

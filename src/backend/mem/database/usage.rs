@@ -59,13 +59,29 @@ impl Database {
         key: Option<&str>,
     ) -> Step<Result<DeductOutcome, DbError>> {
         let result = self.statement(request, |db, txn| {
-            db.upsert_usage(request, txn, scope, internal_id, feature_id, key, |usage| usage + delta)
+            let added =
+                db.upsert_usage(request, txn, scope, internal_id, feature_id, key, |usage| usage + delta)?;
+            // Counted when its transaction commits (`finish_txn`).
+            if let Ok((_, true)) = &added {
+                db.pending_deductions.entry(txn).or_insert((request, 0)).1 += 1;
+            }
+            Ok(added)
         })?;
         let result = result.map(|(usage, counted)| match counted {
             true => DeductOutcome::Applied { usage },
             false => DeductOutcome::Duplicate { usage },
         });
         Ok(result.or_else(|error| self.fail(request, error)))
+    }
+
+    /// How many of `request`'s deductions at the DB committed.
+    pub fn deductions(&self, request: RequestId) -> u64 {
+        self.deductions.get(&request).copied().unwrap_or(0)
+    }
+
+    /// Forgets what is kept of `request` (it has ended).
+    pub fn forget_deductions(&mut self, request: RequestId) {
+        self.deductions.remove(&request);
     }
 
     /// `usage = absolute` (the modelled server's sync of a cached balance).
