@@ -226,14 +226,28 @@ pub fn check(root: &Path) -> Result<usize, String> {
     for (file, marker, table) in tables(&lines)? {
         let path = root.join(file);
         let doc = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if splice(&doc, marker, &table)? != doc {
+        let wanted = splice(&doc, marker, &table)?;
+        if wanted != doc {
             return Err(format!(
                 "{file}: the claims table differs from what the tests wrote; `cargo xtask claims --write` \
-                 makes it anew (after a full `cargo xtask test`), `cargo xtask claims` prints the ledger"
+                 makes it anew (after a full `cargo xtask test`), `cargo xtask claims` prints the ledger\n{}",
+                row_changes(&doc, &wanted)
             ));
         }
     }
     Ok(lines.len())
+}
+
+/// The table rows of `doc` that `wanted` lacks (`- `) and those it adds
+/// (`+ `), so that a failed check says which claim moved.
+fn row_changes(doc: &str, wanted: &str) -> String {
+    let rows = |text: &str| -> Vec<String> {
+        text.lines().filter(|l| l.starts_with("| ")).map(str::to_owned).collect()
+    };
+    let (old, new) = (rows(doc), rows(wanted));
+    let gone = old.iter().filter(|r| !new.contains(r)).map(|r| format!("- {r}"));
+    let added = new.iter().filter(|r| !old.contains(r)).map(|r| format!("+ {r}"));
+    gone.chain(added).collect::<Vec<_>>().join("\n")
 }
 
 /// Writes every doc's table from the ledger.
@@ -290,5 +304,13 @@ mod tests {
             "a\n<!-- claims begin -->\nnew\n<!-- claims end -->\nb\n"
         );
         assert!(splice("no markers", "claims", "x").is_err());
+    }
+
+    #[test]
+    fn a_failed_check_names_the_rows_that_moved() {
+        let doc = "<!-- claims begin -->\n| a | 1 |\n| b | 2 |\n<!-- claims end -->\n";
+        let wanted = "<!-- claims begin -->\n| a | 1 |\n| b | 3 |\n<!-- claims end -->\n";
+        assert_eq!(row_changes(doc, wanted), "- | b | 2 |\n+ | b | 3 |");
+        assert_eq!(row_changes(doc, doc), "");
     }
 }
