@@ -133,6 +133,7 @@ impl Server {
             postgres,
             pacing: cusim_serve::Pacing::default(),
             timeout: Duration::from_secs(30),
+            generation: cusim::model::Generation::Current,
         };
         let (ready, started) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -231,7 +232,8 @@ fn bench_mode(c: &mut Criterion, label: &str, postgres: impl Fn(&str) -> Option<
                         let mut timed = Vec::new();
                         for request in direct_requests(&id) {
                             let at = Instant::now();
-                            let result = app.engine.execute(request, None).await;
+                            let result =
+                                app.engine.execute(request, None, cusim::model::FailedKey::GivenBack).await;
                             timed.push((at.elapsed(), result.is_err()));
                         }
                         timed

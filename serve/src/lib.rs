@@ -36,6 +36,8 @@ pub struct Config {
     pub postgres: Option<PgSettings>,
     pub pacing: Pacing,
     pub timeout: Duration,
+    /// The generation of the API served (docs/API.md, "Generations").
+    pub generation: cusim::model::Generation,
 }
 
 /// Why a server could not start.
@@ -97,7 +99,10 @@ pub async fn serve(
         .map_err(|e| ServeError::Listen { addr: config.listen, reason: e.to_string() })?;
     let engine = start_engine(&config, fresh_seed()).await?;
     let grace = config.timeout + SHUTDOWN_GRACE;
-    let app = Arc::new(App::new(engine, config.keys, config.catalog, config.strategy, config.timeout));
+    let app = Arc::new(
+        App::new(engine, config.keys, config.catalog, config.strategy, config.timeout)
+            .in_generation(config.generation),
+    );
     ready(addr, &app);
     let watched = Arc::clone(&app);
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{MatchedPath, Request as HttpRequest, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use cusim::flow::{Request, Strategy};
-use cusim::model::{Catalog, CustomerData, Scope};
+use cusim::model::{ApiVersion, Catalog, CustomerData, FailedKey, Generation, Route as ApiRoute, Scope};
 use serde_json::Map;
 
 use crate::engine::Engine;
@@ -36,11 +36,26 @@ pub struct App {
     pub timeout: Duration,
     /// Requests being answered now.
     pub in_flight: AtomicUsize,
+    /// The generation of the API served (docs/API.md, "Generations").
+    pub generation: Generation,
 }
 
 impl App {
     pub fn new(engine: Engine, keys: Keys, catalog: Catalog, strategy: Strategy, timeout: Duration) -> App {
-        App { engine, keys, catalog, strategy, timeout, in_flight: AtomicUsize::new(0) }
+        App {
+            engine,
+            keys,
+            catalog,
+            strategy,
+            timeout,
+            in_flight: AtomicUsize::new(0),
+            generation: Generation::Current,
+        }
+    }
+
+    /// This app serving `generation`'s routes, versions and semantics.
+    pub fn in_generation(self, generation: Generation) -> App {
+        App { generation, ..self }
     }
 
     /// How many requests are being answered now.
@@ -67,26 +82,32 @@ impl Drop for InFlight<'_> {
 
 /// A `POST` route whose body is JSON.
 fn posted(route: Route) -> MethodRouter<Arc<App>> {
-    post(move |s: State<Arc<App>>, h: HeaderMap, b: Body| handle(s, h, b, route.clone()))
+    post(move |s: State<Arc<App>>, u: Uri, h: HeaderMap, b: Body| handle(s, u, h, b, route.clone()))
 }
 
-/// The routes, over `app`.
+/// The routes of `app`'s generation, over `app`; any other is 404.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/customers.get_or_create", posted(Route::GetOrCreate))
-        .route("/v1/customers.get", posted(Route::Get))
-        .route("/v1/balances.check", posted(Route::Check))
-        .route("/v1/balances.track", posted(Route::Track))
-        .route("/v1/customers", posted(Route::Create))
-        .route(
-            "/v1/customers/{id}",
-            get(|s: State<Arc<App>>, h: HeaderMap, r: HttpRequest| async move {
-                let id = r.uri().path().trim_start_matches("/v1/customers/").to_owned();
-                handle(s, h, Body::empty(), Route::GetById(id)).await
-            }),
-        )
-        .route("/v1/check", posted(Route::Check))
-        .route("/v1/track", posted(Route::Track))
+    let mut router = Router::new();
+    for route in ApiRoute::ALL.into_iter().filter(|r| app.generation.has_route(*r)) {
+        router = match route {
+            ApiRoute::GetOrCreate => router.route("/v1/customers.get_or_create", posted(Route::GetOrCreate)),
+            ApiRoute::Get => router.route("/v1/customers.get", posted(Route::Get)),
+            ApiRoute::BalancesCheck => router.route("/v1/balances.check", posted(Route::Check)),
+            ApiRoute::BalancesTrack => router.route("/v1/balances.track", posted(Route::Track)),
+            ApiRoute::Customers => router.route("/v1/customers", posted(Route::Create)),
+            ApiRoute::CustomerById => router.route(
+                "/v1/customers/{id}",
+                get(|s: State<Arc<App>>, h: HeaderMap, r: HttpRequest| async move {
+                    let id = r.uri().path().trim_start_matches("/v1/customers/").to_owned();
+                    let uri = r.uri().clone();
+                    handle(s, uri, h, Body::empty(), Route::GetById(id)).await
+                }),
+            ),
+            ApiRoute::Check => router.route("/v1/check", posted(Route::Check)),
+            ApiRoute::Track => router.route("/v1/track", posted(Route::Track)),
+        };
+    }
+    router
         .fallback(|method: Method, r: HttpRequest| async move {
             HttpError::new(404, "not_found", format!("No route {method} {}", shorten(r.uri().path())))
         })
@@ -156,39 +177,40 @@ enum Route {
     GetById(String),
 }
 
-async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Body, route: Route) -> HttpResponse {
+async fn handle(
+    State(app): State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    route: Route,
+) -> HttpResponse {
     let _counted = InFlight::new(&app.in_flight);
-    match answer(&app, &headers, body, route).await {
+    match answer(&app, &uri, &headers, body, route).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-/// An API version: `major.minor.patch` (minor and patch optional), from
-/// 1.0.0 up to 2.4.0.
-fn api_version(headers: &HeaderMap) -> Result<(u32, u32, u32), HttpError> {
+/// The request's API version (`x-api-version`: `major.minor.patch`,
+/// minor and patch optional), from 1.0.0 up to `generation`'s newest;
+/// absent, its newest.
+fn api_version(headers: &HeaderMap, generation: Generation) -> Result<ApiVersion, HttpError> {
     let Some(raw) = headers.get("x-api-version") else {
-        return Ok((2, 4, 0));
+        return Ok(generation.newest_version());
     };
     let text = String::from_utf8_lossy(raw.as_bytes()).into_owned();
-    let invalid =
-        || HttpError::new(400, "invalid_api_version", format!("\"{text}\" is not a valid API version"));
-    let mut parts = [0u32; 3];
-    let pieces: Vec<&str> = text.trim().split('.').collect();
-    if pieces.is_empty() || pieces.len() > 3 {
-        return Err(invalid());
-    }
-    for (slot, piece) in parts.iter_mut().zip(&pieces) {
-        if piece.is_empty() || piece.len() > 6 || !piece.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid());
+    match ApiVersion::parse(&text) {
+        Some(version) if generation.accepts(version) => Ok(version),
+        _ => {
+            Err(HttpError::new(400, "invalid_api_version", format!("\"{text}\" is not a valid API version")))
         }
-        *slot = piece.parse().map_err(|_| invalid())?;
     }
-    let version = (parts[0], parts[1], parts[2]);
-    if !((1, 0, 0)..=(2, 4, 0)).contains(&version) {
-        return Err(invalid());
-    }
-    Ok(version)
+}
+
+/// Whether the query string asks for `name=true` (the first route
+/// family reads `with_autumn_id` there).
+fn query_flag(uri: &Uri, name: &str) -> bool {
+    uri.query().into_iter().flat_map(|q| q.split('&')).any(|pair| pair == format!("{name}=true"))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, HttpError> {
@@ -244,21 +266,32 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, HttpError> {
     }
 }
 
-async fn answer(app: &App, headers: &HeaderMap, body: Body, route: Route) -> Result<HttpResponse, HttpError> {
+async fn answer(
+    app: &App,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    route: Route,
+) -> Result<HttpResponse, HttpError> {
     let scope = app.keys.authenticate(headers.get("authorization").map(|v| v.as_bytes()))?;
     let env = scope.env;
-    let version = api_version(headers).map_err(|e| e.in_env(env))?;
+    let version = api_version(headers, app.generation).map_err(|e| e.in_env(env))?;
     let key = idempotency_key(headers).map_err(|e| e.in_env(env))?;
     let bytes = read_body(body).await.map_err(|e| e.in_env(env))?;
-    let (request, shown) = read_request(app, &route, &bytes, &scope, version).map_err(|e| e.in_env(env))?;
-    let outcome = tokio::time::timeout(app.timeout, app.engine.execute(request, key.clone())).await;
+    let (request, mut shown) =
+        read_request(app, &route, &bytes, &scope, version).map_err(|e| e.in_env(env))?;
+    shown.with_autumn_id |= query_flag(uri, "with_autumn_id");
+    let failed_key = app.generation.failed_key();
+    let outcome =
+        tokio::time::timeout(app.timeout, app.engine.execute(request, key.clone(), failed_key)).await;
     let result = match outcome {
         Ok(result) => result,
         Err(_) => {
             // The client is answered 503: its key is given back, as after
-            // any 5xx, so that it may retry. The request itself goes on
-            // (a request that has not started by now never will).
-            if let Some(key) = key {
+            // any 5xx (where the generation gives keys back), so that it
+            // may retry. The request itself goes on (a request that has
+            // not started by now never will).
+            if let (Some(key), FailedKey::GivenBack) = (key, failed_key) {
                 app.engine.release_key(scope.clone(), key).await;
             }
             Err(cusim::model::ApiError::new(
@@ -291,7 +324,7 @@ fn read_request(
     route: &Route,
     bytes: &[u8],
     scope: &Scope,
-    version: (u32, u32, u32),
+    version: ApiVersion,
 ) -> Result<(Request, Shown), HttpError> {
     let mut parsed = None;
     let empty = Map::new();
@@ -306,7 +339,10 @@ fn read_request(
     let request = match route {
         Route::GetOrCreate | Route::Create => {
             let id_field = if *route == Route::Create { "id" } else { "customer_id" };
-            if *route == Route::GetOrCreate && !fields.has(id_field) {
+            // The id is a required key (null for an id-less customer) of
+            // `customers.get_or_create`, and of `POST /v1/customers` at 2026-01.
+            let required = *route == Route::GetOrCreate || app.generation == Generation::January2026;
+            if required && !fields.has(id_field) {
                 fields.fail_required(id_field);
             }
             let id = fields.string(id_field);
@@ -351,8 +387,9 @@ fn read_request(
                     format!("Feature {feature_id} not found"),
                 ));
             }
-            // Auto-create only for API versions below 2.1.0.
-            let auto_create = version < (2, 1, 0);
+            // Auto-create as the generation does at this version (the
+            // current one: below 2.1.0).
+            let auto_create = app.generation.auto_creates(version);
             if *route == Route::Check {
                 Request::Check {
                     customer_id,

@@ -39,6 +39,7 @@ async fn shutdown_lets_the_requests_in_flight_finish() {
         // Each operation of the request waits 50 ms: it is in flight a while.
         pacing: cusim_serve::Pacing::fixed(Duration::from_millis(50)),
         timeout: Duration::from_secs(30),
+        generation: cusim::model::Generation::Current,
     };
     let (ready, started) = oneshot::channel();
     let (stop, stopped) = oneshot::channel::<()>();

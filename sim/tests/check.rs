@@ -162,6 +162,169 @@ fn every_built_in_workload_runs_clean_on_safe() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Against each generation of the API (API.md, "Generations"), with no
+/// route or version flag: the preflight learns the generation's facts and
+/// names it, the history keeps them, `legacy` is caught (R4 among id-less
+/// creates sharing an email, R1 or R2 among creates of one id) and `safe`
+/// is clean.
+#[test]
+fn every_generation_is_learned_legacy_is_caught_and_safe_is_clean_on_it() {
+    let dir = scratch("generations");
+    for generation in ["2026-01", "2026-02", "current"] {
+        let extra = ["--generation", generation, "--jitter", "7", "--jitter-max-ms", "3"];
+        let history = dir.join(format!("{generation}.json"));
+        let legacy = Server::start("legacy", &extra);
+        let wanted = |report: &Value| {
+            let suspects = checking::suspects(report);
+            suspects.contains("R4") && (suspects.contains("R1") || suspects.contains("R2"))
+        };
+        let (runs, code, report) =
+            check_until(&legacy.url, &history, &["--ops", OPS, "--clients", CLIENTS], wanted);
+        assert!(wanted(&report), "{generation}: not caught in {runs} runs: {report:#}");
+        assert_eq!(code, 1);
+        assert_eq!(report["generations"], json!([generation]), "{generation}: {report:#}");
+        // Every fact learned, as the generation's file in fixtures/profiles/ has it.
+        let profile = &report["profile"];
+        assert_eq!(*profile, profile_file(generation), "{generation}: {report:#}");
+        assert_eq!(report["preflight"].as_array().unwrap().len(), 5, "{generation}: {report:#}");
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+        assert_eq!(saved["profile"], *profile);
+        // The saved history, judged again, keeps its profile.
+        let again = cusim(&["check", "--judge", history.to_str().unwrap(), "--json"]);
+        let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+        assert_eq!(again["profile"], *profile);
+        assert_eq!(again["findings"], report["findings"]);
+        drop(legacy);
+
+        let safe = Server::start("safe", &extra);
+        let (code, report) =
+            check(&safe.url, &dir.join("safe.json"), &["--ops", OPS, "--clients", CLIENTS, "--seed", "3"]);
+        assert_clean(code, &report);
+        assert_eq!(report["generations"], json!([generation]), "{generation}: {report:#}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The facts of `generation` as `fixtures/profiles/` keeps them.
+fn profile_file(generation: &str) -> Value {
+    let path = format!("{}/../fixtures/profiles/{generation}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `--routes`, `--api-version` and `--target-profile` give facts instead
+/// of the preflight; what the target cannot do with them is exit 2.
+#[test]
+fn given_routes_versions_and_profiles_are_used_and_checked() {
+    let dir = scratch("given");
+    let current = Server::start("safe", &[]);
+    let (code, report) =
+        check(&current.url, &dir.join("v1.json"), &["--routes", "v1", "--ops", "200", "--clients", "4"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        (report["profile"]["routes"].as_str(), report["profile"]["reads"].as_str()),
+        (Some("v1"), Some("v1"))
+    );
+    assert_eq!(report["generations"], json!(["current"]));
+    let (code, report) = check(
+        &current.url,
+        &dir.join("older.json"),
+        &["--api-version", "2.0.0", "--ops", "200", "--clients", "4"],
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["profile"]["auto_create_at_api_version"], true);
+    assert_eq!(report["generations"], json!([]), "2.0.0 is no generation's newest: {report:#}");
+
+    let january = Server::start("safe", &["--generation", "2026-01"]);
+    let key = checking::KEY;
+    let error = refused(&["check", "--target", &january.url, "--secret-key", key, "--api-version", "2.1.0"]);
+    assert!(error.contains("400 invalid_api_version") && error.contains("2.1.0"), "{error}");
+    let error = refused(&["check", "--target", &january.url, "--secret-key", key, "--routes", "rpc"]);
+    assert!(
+        error.contains("--routes says routes rpc") && error.contains("POST /v1/balances.track"),
+        "{error}"
+    );
+
+    // A profile file: used as it is, and checked field by field.
+    let profile = dir.join("profile.json");
+    let facts = json!({"routes": "v1", "reads": "v1", "api_version": "2.0.0", "auto_create_at_api_version": true,
+                       "auto_create_version": "2.0.0", "failed_key": "kept"});
+    std::fs::write(&profile, facts.to_string()).unwrap();
+    let (code, report) = check(
+        &january.url,
+        &dir.join("file.json"),
+        &["--target-profile", profile.to_str().unwrap(), "--ops", "200", "--clients", "4"],
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["profile"], facts);
+    let lines = report["preflight"].as_array().unwrap();
+    assert_eq!(lines[0], "every fact given by --target-profile, each confirmed:", "{report:#}");
+    assert_eq!(lines.len(), 6, "the five facts' lines follow: {report:#}");
+    // A file the target contradicts, fact by fact: exit 2, naming the fact;
+    // a file that is no profile: exit 2, naming the file and the field.
+    let refused_with = |facts: &Value| {
+        std::fs::write(&profile, facts.to_string()).unwrap();
+        let profile = profile.to_str().unwrap();
+        refused(&["check", "--target", &january.url, "--secret-key", key, "--target-profile", profile])
+    };
+    for (field, value, wanted) in [
+        ("failed_key", json!("given_back"), "--target-profile says failed_key given_back"),
+        ("routes", json!("rpc"), "POST /v1/balances.track"),
+    ] {
+        let mut contradicted = facts.clone();
+        contradicted[field] = value;
+        let error = refused_with(&contradicted);
+        assert!(error.contains(wanted), "{field}: {error}");
+    }
+    let mut wrong = facts.clone();
+    wrong["failed_key"] = json!("lost");
+    let error = refused_with(&wrong);
+    assert!(error.contains("profile.json") && error.contains("failed_key"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A server that answers every request 404 with no JSON: it speaks neither
+/// route family, and the error says what was tried and what came back.
+#[test]
+fn a_target_that_speaks_neither_family_is_exit_2_with_what_came_back() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            // Read the whole request (its head, then the body its
+            // content-length gives), answer, close.
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            let complete = |request: &[u8]| {
+                let text = String::from_utf8_lossy(request);
+                let Some(head_end) = text.find("\r\n\r\n") else { return false };
+                let length = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                request.len() >= head_end + 4 + length
+            };
+            while !complete(&request) {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 9\r\nconnection: close\r\n\r\nNot Found",
+            );
+        }
+    });
+    let error = refused(&["check", "--target", &format!("http://{address}"), "--secret-key", checking::KEY]);
+    assert!(error.contains("neither route family"), "{error}");
+    assert!(error.contains("GET /v1/customers/{id}") && error.contains("404"), "{error}");
+    assert!(error.contains("2.4.0") && error.contains("1.2.0"), "every version tried: {error}");
+}
+
 fn refused(args: &[&str]) -> String {
     let output = cusim(args);
     assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");

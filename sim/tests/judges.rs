@@ -205,6 +205,8 @@ fn as_history(case: &Case) -> History {
         clients,
         feature: FEATURE.into(),
         catalog: Catalog::new(Vec::new(), false),
+        profile: Default::default(),
+        preflight: Vec::new(),
         groups: vec![Group { index: 0, block: Block::Usage, setup: Vec::new(), lanes }],
         events,
         elapsed_us: 0,

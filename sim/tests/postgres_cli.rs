@@ -295,3 +295,196 @@ fn check_finds_nothing_wrong_with_safe_on_postgres_and_redis() {
     checking::assert_clean(code, &report);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// On Postgres + Redis, against each older generation of the API with no
+/// route or version flag: the profile is learned and named, `legacy` is
+/// caught (R4, and R1 or R2), `safe` is clean. (The current generation is
+/// the two tests above.)
+#[test]
+fn check_learns_each_generation_on_postgres_and_redis() {
+    let dir = checking::scratch("pg-generations");
+    let url = database_url();
+    for generation in ["2026-01", "2026-02"] {
+        for strategy in ["legacy", "safe"] {
+            let schema = format!("check_{}_{strategy}_{}", generation.replace('-', "_"), std::process::id());
+            let (database, redis) = (database_url(), redis_url());
+            let server = checking::Server::start(
+                strategy,
+                &[
+                    "--generation",
+                    generation,
+                    "--database-url",
+                    &database,
+                    "--redis-url",
+                    &redis,
+                    "--schema",
+                    &schema,
+                    "--jitter",
+                    "5",
+                    "--jitter-max-ms",
+                    "3",
+                ],
+            );
+            let history = dir.join(format!("{generation}-{strategy}.json"));
+            let args = ["--ops", "2000", "--database-url", &url, "--schema", &schema];
+            let (code, report) = if strategy == "legacy" {
+                let wanted = |report: &serde_json::Value| {
+                    let suspects = checking::suspects(report);
+                    suspects.contains("R4") && (suspects.contains("R1") || suspects.contains("R2"))
+                };
+                let (runs, code, report) = checking::check_until(&server.url, &history, &args, wanted);
+                assert!(wanted(&report), "{generation}: not caught in {runs} runs: {report:#}");
+                (code, report)
+            } else {
+                let (code, report) =
+                    checking::check(&server.url, &history, &[&args[..], &["--seed", "5"]].concat());
+                checking::assert_clean(code, &report);
+                (code, report)
+            };
+            assert_eq!(code, if strategy == "legacy" { 1 } else { 0 });
+            assert_eq!(report["generations"], serde_json::json!([generation]), "{report:#}");
+            let notes = report["notes"].as_array().unwrap();
+            assert!(
+                notes.iter().any(|n| n.as_str().unwrap().starts_with("committed rows: cusim layout")),
+                "cusim serve's tables are found as the cusim layout: {notes:?}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The modelled server's own layout (`--rows-schema autumn`), on tables of
+/// its shape this test creates and fills from a check run's read-back:
+/// clean as filled; a planted id-less duplicate, a planted missing default
+/// product and a planted balance that disagrees with the events ledger
+/// are each reported, naming their rows; a schema holding none of the
+/// run's customers is exit 2.
+#[test]
+fn the_autumn_layout_is_judged_on_its_own_tables() {
+    let dir = checking::scratch("autumn-rows");
+    let server = checking::Server::start("safe", &["--generation", "2026-02"]);
+    let workload = dir.join("w.json");
+    std::fs::write(&workload, r#"{"name": "w", "blocks": {"shared_email": 1, "usage": 2}}"#).unwrap();
+    let history = dir.join("h.json");
+    let (code, report) = checking::check(
+        &server.url,
+        &history,
+        &["--workload", workload.to_str().unwrap(), "--ops", "120", "--clients", "3"],
+    );
+    assert_eq!((code, checking::findings(&report).len()), (0, 0), "{report:#}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+
+    // The read-back, as the modelled server's rows.
+    let schema = format!("autumn_rows_{}", std::process::id());
+    let mut sql = format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path TO {schema};
+         CREATE TABLE customers (internal_id text PRIMARY KEY, org_id text NOT NULL, env text NOT NULL,
+           id text, email text, name text, created_at numeric NOT NULL DEFAULT 0);
+         CREATE TABLE customer_products (id text PRIMARY KEY, internal_customer_id text NOT NULL,
+           internal_product_id text NOT NULL, product_id text, status text);
+         CREATE TABLE entitlements (id text PRIMARY KEY, feature_id text, allowance numeric);
+         CREATE TABLE customer_entitlements (id text PRIMARY KEY, internal_customer_id text NOT NULL,
+           entitlement_id text NOT NULL, feature_id text, balance numeric NOT NULL DEFAULT 0);
+         CREATE TABLE events (id text PRIMARY KEY, internal_customer_id text, event_name text NOT NULL,
+           value numeric, customer_id text NOT NULL);
+         INSERT INTO entitlements VALUES ('ent_free_words', 'words', 1000);\n"
+    );
+    let mut tracked = None;
+    let mut idless = None;
+    for (n, event) in saved["events"].as_array().unwrap().iter().enumerate() {
+        if event["sender"] != "readback" || event["outcome"]["outcome"] != "ok" {
+            continue;
+        }
+        let body = &event["outcome"]["body"];
+        let internal = body["autumn_id"].as_str().unwrap();
+        let quote = |v: &serde_json::Value| v.as_str().map_or("NULL".to_owned(), |s| format!("'{s}'"));
+        let usage = body["balances"]["words"]["usage"].as_i64().unwrap();
+        sql += &format!(
+            "INSERT INTO customers (internal_id, org_id, env, id, email) VALUES ('{internal}', 'org_1', 'sandbox', {}, {});
+             INSERT INTO customer_products VALUES ('cp{n}', '{internal}', 'prod_free', 'free', 'active');
+             INSERT INTO customer_entitlements VALUES ('ce{n}', '{internal}', 'ent_free_words', 'words', {});
+             INSERT INTO events VALUES ('ev{n}', '{internal}', 'words', {usage}, {});\n",
+            quote(&body["id"]),
+            quote(&body["email"]),
+            1000 - usage,
+            quote(&body["id"]).replace("NULL", "''"),
+        );
+        if usage > 0 && tracked.is_none() {
+            tracked = Some((internal.to_owned(), body["id"].as_str().unwrap().to_owned()));
+        }
+        if body["id"].is_null() && idless.is_none() {
+            idless = Some((internal.to_owned(), body["email"].as_str().unwrap().to_owned()));
+        }
+    }
+    let (tracked_internal, tracked_id) = tracked.expect("the run tracked usage");
+    let (idless_internal, idless_email) = idless.expect("the run made an id-less customer");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let execute = |sql: String| {
+        runtime.block_on(async {
+            let mut admin = PgConnection::connect(&database_url()).await.unwrap();
+            // The SQL is this test's own, its values from the run's read-back.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+        })
+    };
+    execute(sql);
+    let url = database_url();
+    let judge = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--judge",
+            history.to_str().unwrap(),
+            "--json",
+            "--database-url",
+            &url,
+            "--schema",
+            &schema,
+        ];
+        args.extend_from_slice(extra);
+        checking::cusim(&args)
+    };
+    let clean = judge(&["--rows-schema", "autumn"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stdout));
+    let clean: serde_json::Value = serde_json::from_slice(&clean.stdout).unwrap();
+    assert!(clean["notes"].to_string().contains("committed rows: autumn layout"), "{clean:#}");
+    // Found without the flag too: the schema holds the autumn tables.
+    assert_eq!(judge(&[]).status.code(), Some(0));
+
+    // Three defects, planted.
+    execute(format!(
+        "SET search_path TO {schema};
+         INSERT INTO customers (internal_id, org_id, env, id, email) VALUES ('cus_planted', 'org_1', 'sandbox', NULL, '{}');
+         INSERT INTO customer_products VALUES ('cp_planted', 'cus_planted', 'prod_free', 'free', 'active');
+         DELETE FROM customer_products WHERE internal_customer_id = '{idless_internal}';
+         UPDATE customer_entitlements SET balance = balance + 1 WHERE internal_customer_id = '{tracked_internal}';",
+        idless_email.to_uppercase()
+    ));
+    let found = judge(&["--rows-schema", "autumn"]);
+    assert_eq!(found.status.code(), Some(1), "{}", text(&found.stdout));
+    let found: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    let messages: Vec<(String, String)> = checking::findings(&found)
+        .iter()
+        .map(|f| (f["invariant"].as_str().unwrap().to_owned(), f["message"].as_str().unwrap().to_owned()))
+        .collect();
+    let has = |invariant: &str, parts: &[&str]| {
+        messages.iter().any(|(i, m)| i == invariant && parts.iter().all(|p| m.contains(p)))
+    };
+    assert!(has("unique_customer", &["cus_planted", &idless_internal]), "{messages:#?}");
+    assert!(has("defaults_present", &[&idless_internal, "holds none"]), "{messages:#?}");
+    assert!(
+        has("usage_conserved", &[&tracked_id, &tracked_internal, "disagrees with its events ledger"]),
+        "{messages:#?}"
+    );
+    assert_eq!(messages.len(), 3, "nothing else: {messages:#?}");
+
+    // None of the run's customers: nothing judged is not clean.
+    execute(format!("SET search_path TO {schema}; DELETE FROM customers;"));
+    let empty = judge(&["--rows-schema", "autumn"]);
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(text(&empty.stderr).contains("matched no customer"), "{}", text(&empty.stderr));
+    // A layout whose tables the schema lacks.
+    let wrong = judge(&["--rows-schema", "cusim"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(text(&wrong.stderr).contains("has no table balances"), "{}", text(&wrong.stderr));
+    execute(format!("DROP SCHEMA {schema} CASCADE"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -28,7 +28,7 @@ use crate::backend::{Backend, Constraints};
 use crate::model::{ApiError, CustomerData, CustomerId, FullCustomer, Scope};
 
 pub use api::{ApiCustomer, CheckResponse, Expand, TrackResponse};
-pub use request::{client_retries_after, execute, execute_keyed, Request, Response};
+pub use request::{client_retries_after, execute, execute_keyed, execute_keyed_in, Request, Response};
 
 /// An implementation of the create path under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, CacheError, KeyClaim};
-use crate::model::{ApiError, CustomerData, Env, ErrorCode, FullCustomer, Metadata, Scope};
+use crate::model::{ApiError, CustomerData, Env, ErrorCode, FailedKey, FullCustomer, Metadata, Scope};
 
 use super::api::{check, create_customer, get_customer, track, CheckResponse, TrackResponse};
 use super::{CreateOptions, Ctx, Design, Expand, Strategy};
@@ -269,6 +269,19 @@ pub async fn execute_keyed<B: Backend>(
     request: &Request,
     key: Option<&str>,
 ) -> Result<Response, ApiError> {
+    execute_keyed_in(db, strategy, request, key, FailedKey::GivenBack).await
+}
+
+/// [`execute_keyed`] under a generation's middleware (docs/API.md,
+/// "Generations"): with [`FailedKey::Kept`], a failed request's key stays
+/// claimed, as the servers of 2026-01 and 2026-02 kept it.
+pub async fn execute_keyed_in<B: Backend>(
+    db: &B,
+    strategy: Strategy,
+    request: &Request,
+    key: Option<&str>,
+    failed: FailedKey,
+) -> Result<Response, ApiError> {
     let Some(key) = key else {
         return crate::with_design!(strategy, D => execute_as::<D, B>(db, request, None).await);
     };
@@ -281,7 +294,10 @@ pub async fn execute_keyed<B: Backend>(
     }
     let result = crate::with_design!(strategy, D => execute_as::<D, B>(db, request, Some(key)).await);
     if let Err(error) = &result {
-        if error.code.http_status() >= 400 && error.code.http_status() != 409 {
+        if failed == FailedKey::GivenBack
+            && error.code.http_status() >= 400
+            && error.code.http_status() != 409
+        {
             // Best effort, as the middleware's own delete is.
             let _released: Result<(), CacheError> = db.idempotency_release(scope, key).await;
         }

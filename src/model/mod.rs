@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod customer;
 pub mod error;
+pub mod generation;
 pub mod id;
 
 pub use catalog::{select_defaults, Catalog, Product, ProductKind};
@@ -12,4 +13,5 @@ pub use customer::{
     ProductStatus, Scope,
 };
 pub use error::{validation_error, ApiError, ErrorCode, FieldError};
+pub use generation::{ApiVersion, FailedKey, Family, Generation, Route};
 pub use id::{validate_customer_id, CustomerId, IdError};

@@ -12,8 +12,8 @@ use std::task::{Context, Poll, Waker};
 
 use cusim::backend::mem::{SharedWorld, World};
 use cusim::backend::Backend;
-use cusim::flow::{execute_keyed, Request, Response, Strategy};
-use cusim::model::{ApiError, Catalog, ErrorCode, Scope};
+use cusim::flow::{execute_keyed_in, Request, Response, Strategy};
+use cusim::model::{ApiError, Catalog, ErrorCode, FailedKey, Scope};
 use tokio::sync::oneshot;
 
 use super::{wall_ms, Paced, Pacing, Wait};
@@ -51,7 +51,12 @@ impl MemoryEngine {
         })
     }
 
-    pub async fn execute(&self, request: Request, key: Option<String>) -> Result<Response, ApiError> {
+    pub async fn execute(
+        &self,
+        request: Request,
+        key: Option<String>,
+        failed_key: FailedKey,
+    ) -> Result<Response, ApiError> {
         let world = Arc::clone(&self.world);
         let number = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (strategy, pacing) = (self.strategy, self.pacing.clone());
@@ -68,7 +73,7 @@ impl MemoryEngine {
                 }
             });
             let conn = Paced { inner: SharedWorld::connect(&world, number), pacing, wait: Wait::Thread };
-            let result = run_now(execute_keyed(&conn, strategy, &request, key.as_deref()));
+            let result = run_now(execute_keyed_in(&conn, strategy, &request, key.as_deref(), failed_key));
             world.with(|w| w.forget_request(number));
             let _ = reply.send(result.unwrap_or_else(|| {
                 Err(ApiError::new(ErrorCode::InternalError, "a request of the in-memory engine waited"))

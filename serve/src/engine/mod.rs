@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cusim::backend::{Backend, CacheStamp, Op, Outcome};
 use cusim::flow::{Request, Response};
-use cusim::model::{ApiError, Scope};
+use cusim::model::{ApiError, FailedKey, Scope};
 use cusim::rng::Rng;
 
 pub use memory::MemoryEngine;
@@ -23,11 +23,17 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// Runs `request`, sent with the `Idempotency-Key` header `key`.
-    pub async fn execute(&self, request: Request, key: Option<String>) -> Result<Response, ApiError> {
+    /// Runs `request`, sent with the `Idempotency-Key` header `key`; a
+    /// failed request's key is given back or kept as `failed_key` says.
+    pub async fn execute(
+        &self,
+        request: Request,
+        key: Option<String>,
+        failed_key: FailedKey,
+    ) -> Result<Response, ApiError> {
         match self {
-            Engine::Memory(engine) => engine.execute(request, key).await,
-            Engine::Postgres(engine) => engine.execute(request, key).await,
+            Engine::Memory(engine) => engine.execute(request, key, failed_key).await,
+            Engine::Postgres(engine) => engine.execute(request, key, failed_key).await,
         }
     }
 

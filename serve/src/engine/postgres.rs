@@ -13,11 +13,11 @@
 
 use std::time::Duration;
 
-use cusim::flow::{execute_keyed, Request, Response, Strategy};
+use cusim::flow::{execute_keyed_in, Request, Response, Strategy};
 use std::sync::Mutex;
 
 use cusim::backend::Backend;
-use cusim::model::{ApiError, Catalog, ErrorCode, Scope};
+use cusim::model::{ApiError, Catalog, ErrorCode, FailedKey, Scope};
 use cusim_pg::cache::{CacheStore, RedisCache};
 use cusim_pg::{schema, PgConn, Shared};
 use sqlx::postgres::PgPoolOptions;
@@ -50,7 +50,12 @@ pub enum StartError {
 
 enum Job {
     /// A request, sent with its `Idempotency-Key`, and who waits for its answer.
-    Request { request: Request, key: Option<String>, reply: oneshot::Sender<Result<Response, ApiError>> },
+    Request {
+        request: Request,
+        key: Option<String>,
+        failed_key: FailedKey,
+        reply: oneshot::Sender<Result<Response, ApiError>>,
+    },
     /// Give an idempotency key back.
     Release { scope: Scope, key: String },
 }
@@ -140,9 +145,14 @@ impl PgEngine {
         jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok())
     }
 
-    pub async fn execute(&self, request: Request, key: Option<String>) -> Result<Response, ApiError> {
+    pub async fn execute(
+        &self,
+        request: Request,
+        key: Option<String>,
+        failed_key: FailedKey,
+    ) -> Result<Response, ApiError> {
         let (reply, answer) = oneshot::channel();
-        if !self.send(Job::Request { request, key, reply }) {
+        if !self.send(Job::Request { request, key, failed_key, reply }) {
             return Err(ApiError::new(ErrorCode::DbUnavailable, "the server is shutting down"));
         }
         answer.await.unwrap_or_else(|_| {
@@ -209,9 +219,9 @@ async fn serve(pool: PgPool, shared: Shared, strategy: Strategy, pacing: Pacing,
         wait: Wait::Async,
     });
     match job {
-        Job::Request { request, key, reply } => {
+        Job::Request { request, key, failed_key, reply } => {
             let result = match &conn {
-                Ok(conn) => execute_keyed(conn, strategy, &request, key.as_deref()).await,
+                Ok(conn) => execute_keyed_in(conn, strategy, &request, key.as_deref(), failed_key).await,
                 Err(error) => Err(error.clone()),
             };
             let _ = reply.send(result);

@@ -1,8 +1,11 @@
 //! The checker's HTTP client: plain HTTP/1.1 to the one target it was
 //! given (no redirects followed, no other host ever contacted), a
 //! connection per client kept open between calls, every call bounded in
-//! time. It speaks the API the way autumn-js 1.3.13 does (API.md), plus
-//! `with_autumn_id`, which that client cannot send.
+//! time. It speaks the API the way autumn-js 1.3.13 does (API.md), on the
+//! route family and at the API version of the target's [`Profile`], plus
+//! `with_autumn_id`, which that client cannot send (in the body on the
+//! `rpc` routes, in the query on the `v1` ones, as the modelled server
+//! reads it).
 
 use std::time::Duration;
 
@@ -12,7 +15,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
+use super::profile::Profile;
 use super::workload::Call;
+use cusim::model::{ApiVersion, Family};
 
 /// The most of a response body read (a customer is a few kilobytes).
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -75,24 +80,44 @@ pub enum Reply {
     Unknown(String),
 }
 
+/// One HTTP request: what a call becomes on the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wire {
+    pub method: hyper::Method,
+    /// The path and query.
+    pub path: String,
+    pub version: ApiVersion,
+    pub idempotency_key: Option<String>,
+    /// The JSON body (none for a `GET`).
+    pub body: Option<Value>,
+}
+
 /// One client: one connection at a time to the target.
 pub struct Client {
     target: Target,
     secret_key: String,
     timeout: Duration,
+    profile: Profile,
     connection: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Client {
-    pub fn new(target: Target, secret_key: String, timeout: Duration) -> Client {
-        Client { target, secret_key, timeout, connection: None }
+    pub fn new(target: Target, secret_key: String, timeout: Duration, profile: Profile) -> Client {
+        Client { target, secret_key, timeout, profile, connection: None }
     }
 
-    /// Sends `call` and waits for its answer, at most the client's timeout.
+    /// Sends `call` as the profile says and waits for its answer, at most
+    /// the client's timeout.
     pub async fn send(&mut self, call: &Call) -> Reply {
-        let (path, version, idempotency_key, body) = wire(call);
+        let wire = wire(call, &self.profile);
+        self.send_wire(wire).await
+    }
+
+    /// Sends one request as it is and waits for its answer, at most the
+    /// client's timeout.
+    pub async fn send_wire(&mut self, wire: Wire) -> Reply {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange(path, version, idempotency_key, body)).await {
+        match tokio::time::timeout(timeout, self.exchange(wire)).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(reason)) => {
                 self.connection = None;
@@ -126,29 +151,39 @@ impl Client {
         Ok(self.connection.as_mut().expect("connected above"))
     }
 
-    async fn exchange(
-        &mut self,
-        path: &str,
-        version: &str,
-        idempotency_key: Option<&str>,
-        body: Value,
-    ) -> Result<Reply, String> {
+    async fn exchange(&mut self, wire: Wire) -> Result<Reply, String> {
         let authority = self.target.authority();
-        let mut request = hyper::Request::post(path)
+        let mut request = hyper::Request::builder()
+            .method(wire.method)
+            .uri(wire.path.as_str())
             .header(hyper::header::HOST, authority)
             .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.secret_key))
-            .header(hyper::header::CONTENT_TYPE, "application/json")
             .header(hyper::header::ACCEPT, "application/json")
-            .header("x-api-version", version);
-        if let Some(key) = idempotency_key {
-            request = request.header("Idempotency-Key", key);
+            .header("x-api-version", wire.version.to_string());
+        if wire.body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        let request = request
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| format!("cannot build the request: {e}"))?;
+        if let Some(key) = &wire.idempotency_key {
+            request = request.header("Idempotency-Key", key.as_str());
+        }
+        let body = wire.body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
+        let request = request.body(Full::new(body)).map_err(|e| format!("cannot build the request: {e}"))?;
+        // A kept connection the server closed after its last answer (a
+        // `Connection: close` its task has not seen yet) is not ready:
+        // nothing was sent on it, so a fresh one takes the request.
+        if self.connect().await?.ready().await.is_err() {
+            self.connection = None;
+        }
         let sender = self.connect().await?;
         sender.ready().await.map_err(|e| format!("connection lost: {e}"))?;
         let response = sender.send_request(request).await.map_err(|e| format!("connection lost: {e}"))?;
+        let closing = response
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        if closing {
+            self.connection = None;
+        }
         let status = response.status().as_u16();
         let bytes = Limited::new(response.into_body(), MAX_BODY_BYTES)
             .collect()
@@ -163,39 +198,83 @@ impl Client {
     }
 }
 
-/// A call's route, API version, `Idempotency-Key` and body.
-fn wire(call: &Call) -> (&'static str, &'static str, Option<&str>, Value) {
-    const CURRENT: &str = "2.4.0";
-    // Below 2.1.0, check and track create a missing customer (API.md).
-    let version = |auto_create: bool| if auto_create { "2.0.0" } else { CURRENT };
+/// `text` as one path segment: every byte but the unreserved ones
+/// (RFC 3986) percent-encoded.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// What `call` becomes on the wire for a target of `profile`.
+pub fn wire(call: &Call, profile: &Profile) -> Wire {
+    let post = |path: &str, version: ApiVersion, key: Option<&String>, body: Value| Wire {
+        method: hyper::Method::POST,
+        path: path.to_owned(),
+        version,
+        idempotency_key: key.cloned(),
+        body: Some(body),
+    };
+    let newest = profile.api_version;
     match call {
         Call::Create { customer_id, email, name } => {
-            let mut body = json!({"customer_id": customer_id, "with_autumn_id": true});
+            let mut body = match profile.routes {
+                Family::Rpc => json!({"customer_id": customer_id, "with_autumn_id": true}),
+                Family::V1 => json!({"id": customer_id}),
+            };
             if let Some(email) = email {
                 body["email"] = json!(email);
             }
             if let Some(name) = name {
                 body["name"] = json!(name);
             }
-            ("/v1/customers.get_or_create", CURRENT, None, body)
+            match profile.routes {
+                Family::Rpc => post("/v1/customers.get_or_create", newest, None, body),
+                Family::V1 => post("/v1/customers?with_autumn_id=true", newest, None, body),
+            }
         }
-        Call::Get { customer_id } => {
-            ("/v1/customers.get", CURRENT, None, json!({"customer_id": customer_id, "with_autumn_id": true}))
-        }
+        Call::Get { customer_id } => match profile.reads {
+            Family::Rpc => post(
+                "/v1/customers.get",
+                newest,
+                None,
+                json!({"customer_id": customer_id, "with_autumn_id": true}),
+            ),
+            Family::V1 => Wire {
+                method: hyper::Method::GET,
+                path: format!("/v1/customers/{}?with_autumn_id=true", path_segment(customer_id)),
+                version: newest,
+                idempotency_key: None,
+                body: None,
+            },
+        },
         Call::Check { customer_id, feature_id, auto_create, customer_data } => {
             let mut body =
                 json!({"customer_id": customer_id, "feature_id": feature_id, "required_balance": 1});
             if let Some(data) = customer_data {
                 body["customer_data"] = json!({"name": data.name});
             }
-            ("/v1/balances.check", version(*auto_create), None, body)
+            let path = match profile.routes {
+                Family::Rpc => "/v1/balances.check",
+                Family::V1 => "/v1/check",
+            };
+            post(path, profile.version_for(*auto_create), None, body)
         }
-        Call::Track { customer_id, feature_id, value, auto_create, idempotency_key, .. } => (
-            "/v1/balances.track",
-            version(*auto_create),
-            idempotency_key.as_deref(),
-            json!({"customer_id": customer_id, "feature_id": feature_id, "value": value}),
-        ),
+        Call::Track { customer_id, feature_id, value, auto_create, idempotency_key, .. } => {
+            let path = match profile.routes {
+                Family::Rpc => "/v1/balances.track",
+                Family::V1 => "/v1/track",
+            };
+            post(
+                path,
+                profile.version_for(*auto_create),
+                idempotency_key.as_ref(),
+                json!({"customer_id": customer_id, "feature_id": feature_id, "value": value}),
+            )
+        }
     }
 }
 
@@ -220,5 +299,36 @@ mod tests {
             let error = Target::parse(bad).unwrap_err();
             assert!(error.starts_with(&format!("--target {bad}")), "{error}");
         }
+    }
+
+    #[test]
+    fn each_family_has_its_routes_and_the_versions_follow_the_profile() {
+        use cusim::model::Generation;
+        let get = Call::Get { customer_id: "a b".into() };
+        let create = Call::Create { customer_id: None, email: Some("e@x.io".into()), name: None };
+        let check = |auto_create| Call::Check {
+            customer_id: "a".into(),
+            feature_id: "words".into(),
+            auto_create,
+            customer_data: None,
+        };
+        let current = Profile::default();
+        assert_eq!(wire(&get, &current).path, "/v1/customers.get");
+        assert_eq!(wire(&create, &current).body.unwrap()["customer_id"], Value::Null);
+        assert_eq!(wire(&check(true), &current).version, ApiVersion(2, 0, 0));
+        assert_eq!(wire(&check(false), &current).version, ApiVersion(2, 4, 0));
+        let feb = Profile::of(Generation::February2026);
+        let read = wire(&get, &feb);
+        assert_eq!(
+            (read.method, read.path.as_str()),
+            (hyper::Method::GET, "/v1/customers/a%20b?with_autumn_id=true")
+        );
+        assert!(read.body.is_none());
+        assert_eq!(wire(&check(true), &feb).version, ApiVersion(2, 1, 0));
+        let jan = Profile::of(Generation::January2026);
+        let made = wire(&create, &jan);
+        assert_eq!(made.path, "/v1/customers?with_autumn_id=true");
+        assert_eq!(made.body.unwrap(), json!({"id": null, "email": "e@x.io"}));
+        assert_eq!(wire(&check(false), &jan).path, "/v1/check");
     }
 }

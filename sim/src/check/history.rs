@@ -9,10 +9,13 @@ use cusim::model::Catalog;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::profile::Profile;
 use super::workload::{Call, Group};
 
-/// The history file's format version.
-pub const FORMAT: u32 = 1;
+/// The history file's format version (2: the target's profile and the
+/// preflight's lines; a format 1 history is read with the current
+/// contract's profile, the only one its checker knew).
+pub const FORMAT: u32 = 2;
 
 /// Who sent a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -97,6 +100,12 @@ pub struct History {
     pub clients: usize,
     pub feature: String,
     pub catalog: Catalog,
+    /// The target's facts the run was sent and is judged by.
+    #[serde(default)]
+    pub profile: Profile,
+    /// How the preflight found each fact (or that it was given).
+    #[serde(default)]
+    pub preflight: Vec<String>,
     pub groups: Vec<Group>,
     pub events: Vec<Event>,
     /// How long the run took, in microseconds (the read-back included).
@@ -115,12 +124,22 @@ impl History {
     pub fn load(path: &Path) -> Result<History, String> {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        // From format 2 on a history keeps its target's profile: a missing
+        // one is no default.
+        let raw: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+        if raw.get("format").and_then(Value::as_u64).is_some_and(|f| f >= 2) && raw.get("profile").is_none() {
+            return Err(format!(
+                "{}: at profile: missing (a format 2 history keeps the profile its target was checked by)",
+                path.display()
+            ));
+        }
         let de = &mut serde_json::Deserializer::from_str(&text);
         let history: History = serde_path_to_error::deserialize(de)
             .map_err(|e| format!("{}: at {}: {}", path.display(), e.path(), e.inner()))?;
-        if history.format != FORMAT {
+        if !(1..=FORMAT).contains(&history.format) {
             return Err(format!(
-                "{}: at format: {} is not a history format this cusim reads ({FORMAT})",
+                "{}: at format: {} is not a history format this cusim reads (1 to {FORMAT})",
                 path.display(),
                 history.format
             ));

@@ -12,6 +12,8 @@
 pub mod client;
 pub mod history;
 pub mod page;
+pub mod preflight;
+pub mod profile;
 pub mod reproduce;
 pub mod rows;
 pub mod verdict;
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cusim::model::{Catalog, ErrorCode};
+use cusim::model::Catalog;
 use cusim::rng::Rng;
 
 use crate::judge::invariants::owed_defaults;
@@ -29,6 +31,7 @@ use serde_json::Value;
 
 use self::client::{Client, Reply, Target};
 use self::history::{Event, History, Outcome, Sender, FORMAT};
+use self::preflight::{Given, Learned};
 use self::workload::{Call, Workload};
 
 /// The most clients a run may have.
@@ -57,6 +60,9 @@ pub struct CheckConfig {
     pub catalog: Catalog,
     /// Prefix of every id and email of the run (fresh per run).
     pub run_id: String,
+    /// The target's facts given instead of learned (`--routes`,
+    /// `--api-version`, `--target-profile`).
+    pub given: Given,
 }
 
 /// Why a run could not be made.
@@ -66,6 +72,9 @@ pub enum CheckError {
     BadInput(String),
     #[error("the target is unreachable: {0}")]
     Unreachable(String),
+    /// It answered, but not as any generation of the API does.
+    #[error("the target does not speak the API as this client knows it: {0}")]
+    Unspoken(String),
 }
 
 /// How far a run has got, for progress lines.
@@ -98,11 +107,24 @@ pub fn feature_of(catalog: &Catalog) -> Result<String, CheckError> {
         })
 }
 
-/// Runs the workload against the target and reads back every customer it
-/// touched. `progress` is told after each group; `stop` ends the run after
-/// the group in flight (an interrupt).
+/// The preflight: the target's profile, learned (or as given), before a run.
+pub async fn learn(config: &CheckConfig) -> Result<Learned, CheckError> {
+    let feature = feature_of(&config.catalog)?;
+    let mut client = Client::new(
+        config.target.clone(),
+        config.secret_key.clone(),
+        config.request_timeout,
+        profile::Profile::default(),
+    );
+    preflight::learn(&mut client, &config.run_id, &feature, &config.given).await
+}
+
+/// Runs the workload against the target of profile `learned` and reads
+/// back every customer it touched. `progress` is told after each group;
+/// `stop` ends the run after the group in flight (an interrupt).
 pub async fn run(
     config: &CheckConfig,
+    learned: &Learned,
     stop: Arc<AtomicBool>,
     mut progress: impl FnMut(Progress),
 ) -> Result<History, CheckError> {
@@ -112,8 +134,9 @@ pub async fn run(
     let feature = feature_of(&config.catalog)?;
     let start = Instant::now();
     let since = |at: Instant| at.duration_since(start).as_micros() as u64;
-    let new_client = || Client::new(config.target.clone(), config.secret_key.clone(), config.request_timeout);
-    preflight(&mut new_client(), &config.run_id).await?;
+    let new_client = || {
+        Client::new(config.target.clone(), config.secret_key.clone(), config.request_timeout, learned.profile)
+    };
 
     let mut clients: Vec<Client> = (0..config.clients).map(|_| new_client()).collect();
     let mut rng = Rng::from_state(config.seed);
@@ -217,6 +240,8 @@ pub async fn run(
         clients: config.clients,
         feature,
         catalog: config.catalog.clone(),
+        profile: learned.profile,
+        preflight: learned.lines.clone(),
         groups,
         events,
         elapsed_us: since(Instant::now()),
@@ -302,34 +327,5 @@ fn outcome_of(reply: Reply) -> Outcome {
                 Err(why) => format!("a {status} answer whose body is {why}"),
             },
         },
-    }
-}
-
-/// One read of a customer that cannot exist: the target answers, speaks
-/// the API and takes the key (a 404 `customer_not_found` is the answer
-/// expected).
-async fn preflight(client: &mut Client, run_id: &str) -> Result<(), CheckError> {
-    let call = Call::Get { customer_id: format!("{run_id}-preflight") };
-    match client.send(&call).await {
-        Reply::Unknown(reason) => Err(CheckError::Unreachable(reason)),
-        Reply::Answered { status: 401 | 403, body } => {
-            let message = body.ok().and_then(|b| b.get("message").and_then(Value::as_str).map(str::to_owned));
-            Err(CheckError::BadInput(format!(
-                "--secret-key: the target refused it ({})",
-                message.unwrap_or_else(|| "no message".into())
-            )))
-        }
-        Reply::Answered { status: 404, body: Ok(body) }
-            if body.get("code").and_then(Value::as_str) == Some(ErrorCode::CustomerNotFound.as_str()) =>
-        {
-            Ok(())
-        }
-        Reply::Answered { status, body } => Err(CheckError::Unreachable(format!(
-            "it does not speak the API: POST /v1/customers.get of a customer that cannot exist answered {status} {}",
-            match body {
-                Ok(body) => body.to_string().chars().take(200).collect::<String>(),
-                Err(why) => why,
-            }
-        ))),
     }
 }

@@ -64,6 +64,7 @@ pub fn render(history: &History, findings: &[Finding]) -> String {
         ("seed", history.seed.to_string()),
         ("clients", history.clients.to_string()),
         ("run", history.run_id.clone()),
+        ("target profile", history.profile.describe()),
         ("groups", history.groups.len().to_string()),
         (
             "calls",

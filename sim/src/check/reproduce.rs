@@ -16,6 +16,7 @@ use cusim::model::ApiError;
 use serde_json::{json, Value};
 
 use super::history::{Event, History, Outcome, Sender};
+use super::profile::Profile;
 use super::verdict::Finding;
 use super::workload::{Block, Call};
 use crate::drive::stepper::{Execution, Prepared, RunOptions};
@@ -206,7 +207,8 @@ pub fn scenario_of(history: &History, finding: &Finding, events: &[usize]) -> Re
             _ => None,
         })
         .collect();
-    let requests: Vec<Value> = events.iter().map(|i| request_json(&history.events[*i].call)).collect();
+    let requests: Vec<Value> =
+        events.iter().map(|i| request_json(&history.events[*i].call, &history.profile)).collect();
     let products = serde_json::to_value(&history.catalog.products).map_err(|e| e.to_string())?;
     Ok(json!({
         "name": format!("{}-g{group_index}-{}", history.run_id, finding.invariant.replace('_', "-")),
@@ -222,8 +224,12 @@ pub fn scenario_of(history: &History, finding: &Finding, events: &[usize]) -> Re
 }
 
 /// A call as a scenario request (its first attempt: the model's client
-/// does not retry it).
-fn request_json(call: &Call) -> Value {
+/// does not retry it). A check or track creates a missing customer where
+/// the target's profile says it did, at the version it was sent at. (The
+/// model gives a failed request's key back, as API.md's contract does;
+/// the requests here are first attempts, which that does not change.)
+fn request_json(call: &Call, profile: &Profile) -> Value {
+    let auto_create = profile.creates_missing(call);
     match call {
         Call::Create { customer_id, email, name } => {
             let mut request = json!({"op": "create", "id": customer_id});
@@ -236,14 +242,14 @@ fn request_json(call: &Call) -> Value {
             request
         }
         Call::Get { customer_id } => json!({"op": "get", "customer_id": customer_id}),
-        Call::Check { customer_id, feature_id, auto_create, customer_data } => {
+        Call::Check { customer_id, feature_id, customer_data, .. } => {
             let mut request = json!({"op": "check", "customer_id": customer_id, "feature_id": feature_id, "auto_create": auto_create});
             if let Some(data) = customer_data {
                 request["customer_data"] = json!({"name": data.name});
             }
             request
         }
-        Call::Track { customer_id, feature_id, value, auto_create, idempotency_key, .. } => {
+        Call::Track { customer_id, feature_id, value, idempotency_key, .. } => {
             let mut request = json!({"op": "track", "customer_id": customer_id, "feature_id": feature_id, "value": value, "auto_create": auto_create});
             if let Some(key) = idempotency_key {
                 request["idempotency_key"] = json!(key);

@@ -24,6 +24,7 @@ use super::history::{Event, History, Outcome, Sender};
 use super::workload::{Block, Call, Group};
 use crate::judge::invariants::owed_defaults;
 use crate::judge::races::Race;
+use cusim::model::FailedKey;
 
 /// The invariants judged, in the order findings are listed.
 pub const INVARIANTS: [&str; 7] = [
@@ -701,6 +702,97 @@ pub fn notes(history: &History) -> Vec<String> {
             history.feature
         ));
     }
+    notes.extend(profile_notes(history));
+    notes
+}
+
+/// What the target's profile changes in what the history shows, said once
+/// each: keyed resends refused because the target keeps a failed
+/// request's key (each counts as not applied, which usage_conserved's
+/// bounds already hold), keys refused at their first use, checks that
+/// cannot create, and answers that contradict the profile.
+pub fn profile_notes(history: &History) -> Vec<String> {
+    let profile = &history.profile;
+    let mut notes = Vec::new();
+    let refused = |e: &Event| matches!(&e.outcome, Outcome::Failed { status: 409, code, .. } if code == "duplicate_idempotency_key");
+    let keyed = |e: &&Event| matches!(&e.call, Call::Track { idempotency_key: Some(_), .. });
+    // A resend refused after an attempt the target answered with a failure.
+    let after_failure: Vec<&Event> = history
+        .events
+        .iter()
+        .filter(keyed)
+        .filter(|e| e.attempt > 0 && refused(e))
+        .filter(|e| {
+            history.events.iter().any(|before| {
+                before.call == e.call
+                    && before.sender == e.sender
+                    && before.group == e.group
+                    && before.step == e.step
+                    && before.attempt + 1 == e.attempt
+                    && matches!(before.outcome, Outcome::Failed { .. })
+            })
+        })
+        .collect();
+    if !after_failure.is_empty() {
+        notes.push(match profile.failed_key {
+            FailedKey::Kept => format!(
+                "{} keyed resends after a failed attempt were refused 409, as a target that keeps a failed request's key refuses them (its profile): each counts as not applied, the attempt before it as it was answered",
+                after_failure.len()
+            ),
+            FailedKey::GivenBack => format!(
+                "{} keyed resends after a failed attempt were refused 409, though the profile says the target gives a failed request's key back (event {}): a request with that key still held it",
+                after_failure.len(),
+                after_failure[0].index
+            ),
+        });
+    }
+    let first_use: Vec<&Event> =
+        history.events.iter().filter(keyed).filter(|e| e.attempt == 0 && refused(e)).collect();
+    if !first_use.is_empty() {
+        notes.push(format!(
+            "{} keyed tracks were refused 409 at their key's first use (event {}; every key of a run is fresh): the target refuses keys nobody sent before; those tracks count as not applied",
+            first_use.len(),
+            first_use[0].index
+        ));
+    }
+    let auto_sent = history.events.iter().any(|e| {
+        matches!(e.call, Call::Check { auto_create: true, .. } | Call::Track { auto_create: true, .. })
+    });
+    if auto_sent && profile.auto_create_version.is_none() {
+        notes.push(
+            "the target creates no missing customer on check or track at any version tried: the checks and tracks that would auto-create only find (create_check's race creates as reads)"
+                .to_owned(),
+        );
+    }
+    if history.format == 1 {
+        notes.push(
+            "a format 1 history keeps no profile: it is judged as API.md's contract, the only one its checker knew"
+                .to_owned(),
+        );
+    }
+    if profile.auto_create_at_api_version
+        && history.events.iter().any(|e| {
+            matches!(e.call, Call::Check { auto_create: false, .. } | Call::Track { auto_create: false, .. })
+        })
+    {
+        notes.push(format!(
+            "check and track auto-create at {} on this target: those sent without auto-create create a missing customer too",
+            profile.api_version
+        ));
+    }
+    let contradicted: Vec<&Event> = history
+        .events
+        .iter()
+        .filter(|e| matches!(e.call, Call::Check { .. } | Call::Track { .. }))
+        .filter(|e| profile.creates_missing(&e.call) && e.outcome.code() == Some("customer_not_found"))
+        .collect();
+    if !contradicted.is_empty() {
+        notes.push(format!(
+            "{} checks or tracks were answered customer_not_found at a version the profile says creates a missing customer (event {})",
+            contradicted.len(),
+            contradicted[0].index
+        ));
+    }
     notes
 }
 
@@ -803,6 +895,8 @@ mod tests {
             clients: 2,
             feature: "words".into(),
             catalog,
+            profile: Default::default(),
+            preflight: Vec::new(),
             groups: vec![Group {
                 index: 0,
                 block: Block::Usage,
@@ -831,6 +925,63 @@ mod tests {
         let call = Call::Create { customer_id: None, email: Some("e@x.io".into()), name: None };
         let body = json!({"id": null, "autumn_id": "cus_x", "subscriptions": [{"plan_id": "free"}]});
         (call, Outcome::Ok { status: 200, body })
+    }
+
+    #[test]
+    fn a_refused_resend_is_noted_by_the_targets_profile() {
+        use super::super::profile::Profile;
+        use cusim::model::Generation;
+        // The track of c1, keyed: its first attempt 500, its resend 409.
+        let mut h = history(vec![(get("c1"), customer(json!(0))), idless()]);
+        let keyed = Call::Track {
+            customer_id: "c1".into(),
+            feature_id: "words".into(),
+            value: 3,
+            auto_create: true,
+            idempotency_key: Some("k1".into()),
+            retries: 1,
+        };
+        h.groups[0].lanes[0] = vec![keyed.clone()];
+        h.events[0].call = keyed.clone();
+        h.events[0].outcome =
+            Outcome::Failed { status: 500, code: "internal_error".into(), message: String::new() };
+        let mut resend = h.events[0].clone();
+        resend.attempt = 1;
+        resend.outcome =
+            Outcome::Failed { status: 409, code: "duplicate_idempotency_key".into(), message: String::new() };
+        h.events.insert(1, resend);
+        for (i, e) in h.events.iter_mut().enumerate() {
+            e.index = i;
+        }
+        // Usage 0 is within the bounds either way: the 409 is not applied,
+        // the 500 may have been.
+        assert!(judge(&h).iter().all(|f| f.invariant != "usage_conserved"), "{:?}", judge(&h));
+        assert_eq!(usage_bounds(&h)["c1"].may_have_applied, 3);
+        h.profile = Profile::of(Generation::February2026);
+        let kept = profile_notes(&h);
+        assert!(
+            kept.iter()
+                .any(|n| n.starts_with("1 keyed resends") && n.contains("keeps a failed request's key")),
+            "{kept:?}"
+        );
+        h.profile = Profile::default();
+        let given = profile_notes(&h);
+        assert!(given.iter().any(|n| n.contains("though the profile says the target gives")), "{given:?}");
+        // A target that creates no customer on check: the note says what
+        // create_check's checks become.
+        h.groups[0].lanes[1] = vec![Call::Check {
+            customer_id: "c2".into(),
+            feature_id: "words".into(),
+            auto_create: true,
+            customer_data: None,
+        }];
+        h.events[2].call = h.groups[0].lanes[1][0].clone();
+        h.profile.auto_create_version = None;
+        assert!(profile_notes(&h).iter().any(|n| n.contains("creates no missing customer")));
+        h.profile = Profile::of(Generation::February2026);
+        h.events[2].outcome =
+            Outcome::Failed { status: 404, code: "customer_not_found".into(), message: String::new() };
+        assert!(profile_notes(&h).iter().any(|n| n.contains("at a version the profile says creates")));
     }
 
     #[test]

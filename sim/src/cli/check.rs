@@ -9,8 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cusim::flow::Strategy;
+use cusim::model::{ApiVersion, Family};
 use cusim_sim::check::client::Target;
 use cusim_sim::check::history::{History, Sender};
+use cusim_sim::check::preflight::Given;
+use cusim_sim::check::profile::Profile;
 use cusim_sim::check::reproduce::{reproduce, Reproduction};
 use cusim_sim::check::rows::{self, RowsSource};
 use cusim_sim::check::verdict::{self, call_name, Finding};
@@ -34,6 +37,9 @@ pub(crate) struct CheckArgs {
     pub seed: u64,
     pub request_timeout_ms: u64,
     pub server_time_limit_ms: u64,
+    pub routes: Option<String>,
+    pub api_version: Option<String>,
+    pub target_profile: Option<PathBuf>,
     pub catalog: Option<PathBuf>,
     pub history: Option<PathBuf>,
     pub judge: Option<PathBuf>,
@@ -99,7 +105,22 @@ fn config(args: &CheckArgs) -> Result<CheckConfig, Usage> {
         Some(path) => Scenario::load_catalog(path).map_err(|e| Usage(format!("--catalog {e}")))?,
     };
     checker::feature_of(&catalog).map_err(|e| Usage(format!("--catalog: {e}")))?;
+    let given = Given {
+        routes: args.routes.as_deref().map(|r| Family::parse(r).expect("clap takes only v1 or rpc")),
+        api_version: match &args.api_version {
+            None => None,
+            Some(text) => Some(ApiVersion::parse(text).ok_or_else(|| {
+                Usage(format!("--api-version {text}: expected major.minor.patch, e.g. 2.1.0"))
+            })?),
+        },
+        profile: match &args.target_profile {
+            None => None,
+            Some(path) => Some(Profile::load(path).map_err(|e| Usage(format!("--target-profile {e}")))?),
+        },
+        from_file: false,
+    };
     Ok(CheckConfig {
+        given,
         target,
         secret_key,
         workload,
@@ -210,6 +231,13 @@ fn run(config: &CheckConfig, json: bool) -> Result<History, Usage> {
         );
     }
     let result = runtime.block_on(async {
+        let learned = checker::learn(config).await?;
+        if !json {
+            eprintln!("target profile: {}", learned.profile.describe());
+            for line in &learned.lines {
+                eprintln!("  {line}");
+            }
+        }
         let interrupt = Arc::clone(&stop);
         tokio::spawn(async move {
             // The first Ctrl-C ends the run after the group in flight (it
@@ -222,7 +250,7 @@ fn run(config: &CheckConfig, json: bool) -> Result<History, Usage> {
                 eprintln!("interrupted: finishing the group in flight, then reading back and judging (Ctrl-C again to exit)");
             }
         });
-        checker::run(config, stop, |p| {
+        checker::run(config, &learned, stop, |p| {
             bar.set_position(p.calls.min(config.ops));
             bar.set_message(format!("{} groups", p.groups));
         })
@@ -233,7 +261,9 @@ fn run(config: &CheckConfig, json: bool) -> Result<History, Usage> {
     restore_interrupt();
     result.map_err(|e| match e {
         CheckError::BadInput(reason) => Usage(reason),
-        CheckError::Unreachable(_) => Usage(format!("--target {}: {e}", config.target.url())),
+        CheckError::Unreachable(_) | CheckError::Unspoken(_) => {
+            Usage(format!("--target {}: {e}", config.target.url()))
+        }
     })
 }
 
@@ -289,7 +319,8 @@ fn report_text(history: &History, path: &Path, findings: &[Finding], notes: &[St
         "cusim check {} (workload {}, seed {}, {} clients, run {})\n",
         history.target, history.workload, history.seed, history.clients, history.run_id
     );
-    text += &format!("{}\nhistory: {}\n\n", run_line(history), path.display());
+    text += &format!("{}\nhistory: {}\n", run_line(history), path.display());
+    text += &format!("target profile: {}\n\n", history.profile.describe());
     text += &format!("{:<24} {:>8}  {}\n", "invariant", "findings", "races suspected");
     for (invariant, count, suspects) in verdict::summary(findings) {
         text += &format!(
@@ -369,6 +400,9 @@ fn report_json(history: &History, path: &Path, findings: &[Finding], notes: &[St
         "calls_per_s": calls as f64 / seconds.max(1e-6),
         "stopped_by": history.stopped_by,
         "history": path.display().to_string(),
+        "profile": history.profile,
+        "generations": history.profile.generations().iter().map(|g| g.name()).collect::<Vec<_>>(),
+        "preflight": history.preflight,
         "summary": verdict::summary(findings).into_iter().map(|(invariant, count, suspects)| {
             json!({"invariant": invariant, "findings": count, "suspects": suspects})
         }).collect::<Vec<_>>(),

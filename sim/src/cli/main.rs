@@ -217,6 +217,13 @@ enum Command {
         /// A request that takes longer is answered 503 `db_unavailable`.
         #[arg(long, value_name = "MS", default_value_t = 30_000)]
         timeout_ms: u64,
+        /// The generation of the API to serve (API.md, "Generations"): its
+        /// routes, newest `x-api-version`, auto-create and idempotency keys.
+        /// 2026-01: the first route family only, up to 2.0.0; 2026-02: both
+        /// families but no customers.get, up to 2.1.0; both auto-create at
+        /// every version and keep a failed request's key.
+        #[arg(long, value_name = "G", default_value = "current", value_parser = ["2026-01", "2026-02", "current"])]
+        generation: String,
     },
     /// Check a running server that speaks the API (API.md) from outside:
     /// concurrent clients send a workload drawn from a seed, every call and
@@ -225,7 +232,7 @@ enum Command {
     /// sees them. Only the target is contacted.
     #[cfg(feature = "check")]
     #[command(
-        after_help = "Examples:\n  cusim check --target http://127.0.0.1:3100 --secret-key am_sk_test_local\n  cusim check --target http://127.0.0.1:3100 --secret-key am_sk_test_local --workload claim --clients 4 --ops 500 --seed 7\n  cusim check --judge cusim-check-chk0123456789.json   # judge a saved history again\n\nWorkloads: mixed (every block), same-id, shared-email, claim, create-check, usage, or a file\n{\"name\": \"mine\", \"blocks\": {\"claim\": 2, \"usage\": 1}}.\nExit codes: 0 no invariant broken, 1 findings, 2 bad input or an unreachable target (with the reason)."
+        after_help = "Examples:\n  cusim check --target http://127.0.0.1:3100 --secret-key am_sk_test_local\n  cusim check --target http://127.0.0.1:3100 --secret-key am_sk_test_local --workload claim --clients 4 --ops 500 --seed 7\n  cusim check --judge cusim-check-chk0123456789.json   # judge a saved history again\n  cusim check --target http://127.0.0.1:3100 --secret-key am_sk_test_local --target-profile fixtures/profiles/2026-02.json\n\nBefore a run a preflight learns the target's route family, newest x-api-version, auto-create and\nwhat it does with a failed request's key (API.md, \"Generations\"), and prints them.\n\nWorkloads: mixed (every block), same-id, shared-email, claim, create-check, usage, or a file\n{\"name\": \"mine\", \"blocks\": {\"claim\": 2, \"usage\": 1}}.\nExit codes: 0 no invariant broken, 1 findings, 2 bad input or an unreachable target (with the reason)."
     )]
     Check {
         /// The server's origin, e.g. http://127.0.0.1:3100 (plain HTTP; nothing else is contacted).
@@ -258,6 +265,19 @@ enum Command {
         /// call whose outcome is unknown, the read-back waits this long.
         #[arg(long, value_name = "MS", default_value_t = 30_000)]
         server_time_limit_ms: u64,
+        /// The route family to send on, instead of the one the preflight
+        /// finds: rpc (customers.get_or_create, balances.check, …) or v1
+        /// (POST /v1/customers, /v1/check, /v1/track).
+        #[arg(long, value_name = "FAMILY", value_parser = ["v1", "rpc"], conflicts_with = "target_profile")]
+        routes: Option<String>,
+        /// The x-api-version to send, instead of the newest the target accepts.
+        #[arg(long, value_name = "V", conflicts_with = "target_profile")]
+        api_version: Option<String>,
+        /// A JSON file of the target's facts (routes, reads, api_version,
+        /// auto_create_at_api_version, auto_create_version, failed_key),
+        /// instead of learning them.
+        #[arg(long, value_name = "FILE")]
+        target_profile: Option<PathBuf>,
         /// A scenario file whose products are the target's catalog [default:
         /// `cusim serve`'s: one free default product "free" with 1000 "words"].
         #[arg(long, value_name = "FILE")]
@@ -283,6 +303,13 @@ enum Command {
         /// (`cusim serve`'s: cusim_<strategy>).
         #[arg(long, default_value = "public", requires = "database_url")]
         schema: String,
+        /// With --database-url: how the server's tables are laid out: cusim
+        /// (SPEC §1's: customers, customer_products, balances) or autumn (the
+        /// modelled server's own: customers, customer_products,
+        /// customer_entitlements, entitlements, events) [default: the one
+        /// whose tables the schema holds].
+        #[arg(long, value_name = "LAYOUT", value_parser = ["cusim", "autumn"], requires = "database_url")]
+        rows_schema: Option<String>,
         /// Take findings back to the model: for each (the first of each
         /// race suspected, or --finding N), write the scenario its group
         /// implies and search the model under --strategy for a schedule
@@ -435,6 +462,9 @@ fn main() -> ExitCode {
             seed,
             request_timeout_ms,
             server_time_limit_ms,
+            routes,
+            api_version,
+            target_profile,
             catalog,
             history,
             judge,
@@ -442,6 +472,7 @@ fn main() -> ExitCode {
             html,
             database_url,
             schema,
+            rows_schema,
             reproduce,
             strategy,
             finding,
@@ -456,13 +487,19 @@ fn main() -> ExitCode {
             seed,
             request_timeout_ms,
             server_time_limit_ms,
+            routes,
+            api_version,
+            target_profile,
             catalog,
             history,
             judge,
             json,
             html,
-            rows: database_url
-                .map(|database_url| cusim_sim::check::rows::RowsSource { database_url, schema }),
+            rows: database_url.map(|database_url| cusim_sim::check::rows::RowsSource {
+                database_url,
+                schema,
+                layout: rows_schema.as_deref().and_then(cusim_sim::check::rows::Layout::parse),
+            }),
             reproduce: reproduce.then(|| check::ReproduceArgs {
                 strategy: strategy.map_or(Strategy::Legacy, Strategy::from),
                 finding,
@@ -483,6 +520,7 @@ fn main() -> ExitCode {
             jitter,
             jitter_max_ms,
             timeout_ms,
+            generation,
         } => serve::run_serve(serve::ServeArgs {
             strategy: strategy.into(),
             listen,
@@ -495,6 +533,7 @@ fn main() -> ExitCode {
             pace_ms: pace,
             jitter: jitter.map(|seed| (seed, jitter_max_ms)),
             timeout_ms,
+            generation,
         }),
     };
     match result {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cusim::flow::Strategy;
+use cusim::model::{FailedKey, Generation, Route};
 use cusim_serve::{Config, Keys, Pacing, PgSettings};
 use cusim_sim::input::scenario::Scenario;
 
@@ -28,6 +29,7 @@ pub(crate) struct ServeArgs {
     /// `--jitter SEED` and `--jitter-max-ms`.
     pub jitter: Option<(u64, u64)>,
     pub timeout_ms: u64,
+    pub generation: String,
 }
 
 /// Checks every argument, in order, before anything starts.
@@ -87,7 +89,11 @@ fn config(args: ServeArgs) -> Result<(Config, Option<String>), Usage> {
             })
         }
     };
+    let generation = Generation::parse(&args.generation).ok_or_else(|| {
+        Usage(format!("--generation {}: expected 2026-01, 2026-02 or current", args.generation))
+    })?;
     let config = Config {
+        generation,
         strategy: args.strategy,
         listen,
         catalog,
@@ -106,13 +112,26 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode, Usage> {
         .enable_all()
         .build()
         .map_err(|e| Usage(format!("cannot start the runtime: {e}")))?;
-    let strategy = config.strategy;
+    let (strategy, generation) = (config.strategy, config.generation);
     let ready = move |addr: SocketAddr, app: &std::sync::Arc<cusim_serve::App>| {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");
         let _ =
             writeln!(out, "strategy {strategy}, {}; Stripe is the in-process model", app.engine.describe());
+        if generation != Generation::Current {
+            let newest = generation.newest_version();
+            let _ = writeln!(
+                out,
+                "generation {generation}: {} routes, newest x-api-version {newest}, check and track {} at {newest}, a failed request's key {}",
+                Route::ALL.iter().filter(|r| generation.has_route(**r)).count(),
+                if generation.auto_creates(newest) { "auto-create" } else { "do not auto-create" },
+                match generation.failed_key() {
+                    FailedKey::Kept => "is kept",
+                    FailedKey::GivenBack => "is given back",
+                }
+            );
+        }
         if let Some(key) = &made_up {
             let _ = writeln!(out, "sandbox key for org_1 (made up for this run): {key}");
             let _ = writeln!(
