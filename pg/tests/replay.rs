@@ -12,7 +12,6 @@ mod generate;
 mod support;
 
 use std::cell::RefCell;
-use std::path::Path;
 
 use cusim::backend::Point;
 use cusim::flow::Strategy;
@@ -75,13 +74,10 @@ fn explain(report: &PgReplay, scenario: &Scenario, strategy: Strategy, schedule:
 #[test]
 fn every_saved_regression_replays_identically_on_postgres() {
     let started = std::time::Instant::now();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/regressions");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
+    let files = Regression::corpus().unwrap();
     assert!(files.len() >= 9, "the corpus has a case per race");
     let (mut waits, mut compared) = (0, 0);
-    for file in &files {
-        let regression = Regression::load(file).unwrap();
+    for (file, regression) in &files {
         let schedule = Schedule::parse(&regression.schedule).unwrap();
         let report = replay(&regression.scenario, regression.strategy, &schedule, "replay_corpus");
         assert!(
@@ -119,12 +115,9 @@ fn every_saved_regression_replays_identically_on_postgres() {
 #[test]
 fn every_saved_regression_replays_identically_on_postgres_and_redis() {
     let started = std::time::Instant::now();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/regressions");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
+    let files = Regression::corpus().unwrap();
     let (mut compared, mut evicting) = (0, 0);
-    for file in &files {
-        let regression = Regression::load(file).unwrap();
+    for (file, regression) in &files {
         let schedule = Schedule::parse(&regression.schedule).unwrap();
         let report =
             replay_on_redis(&regression.scenario, regression.strategy, &schedule, "replay_corpus_redis");

@@ -63,11 +63,7 @@ fn behaviour() -> String {
             }
         }
     }
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/regressions"));
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
-        let regression = Regression::load(path).unwrap();
+    for (path, regression) in Regression::corpus().unwrap() {
         let prepared = Prepared::new(&regression.scenario, regression.strategy).unwrap();
         let schedule = Schedule::parse(&regression.schedule).unwrap();
         let label = format!("corpus {} replay", path.file_stem().unwrap().to_string_lossy());

@@ -17,6 +17,7 @@ use cusim_sim::check::history::{Event, History, Outcome, Sender, FORMAT};
 use cusim_sim::check::verdict;
 use cusim_sim::check::workload::{Block, Call, Group};
 use cusim_sim::claims::{Bound, Claim};
+use cusim_sim::corpus::regression::json_files;
 use cusim_sim::input::scenario::{Scenario, ScenarioRequest};
 use cusim_sim::judge::{End, Observation, RequestOutcome, State};
 use serde::Deserialize;
@@ -80,13 +81,8 @@ struct ReadBack {
 
 fn cases() -> Vec<(PathBuf, Case)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/conformance");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    json_files(&dir)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path).unwrap();

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::path::Path;
-
 use cusim::flow::Strategy;
 use cusim_sim::corpus::regression::Regression;
 use cusim_sim::drive::stepper::Lenient;
@@ -15,19 +13,10 @@ use cusim_sim::judge::races::Symptom;
 use cusim_sim::report::text as trace;
 
 fn corpus() -> Vec<(String, Regression)> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/regressions"));
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
+    Regression::corpus()
+        .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
-        .map(|path| {
-            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-            (stem, Regression::load(&path).unwrap_or_else(|e| panic!("{e}")))
-        })
+        .map(|(path, regression)| (path.file_stem().unwrap().to_string_lossy().into_owned(), regression))
         .collect()
 }
 

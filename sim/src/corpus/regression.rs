@@ -60,6 +60,38 @@ impl Regression {
     }
 }
 
+/// The saved regressions: `fixtures/regressions/` of this repository.
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/regressions")
+}
+
+/// The JSON files of `dir`, sorted by name (the order every test that
+/// walks a fixtures directory reports in).
+pub fn json_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl Regression {
+    /// Every regression saved in [`corpus_dir`], with its file, in file order.
+    pub fn corpus() -> Result<Vec<(PathBuf, Regression)>, ScenarioError> {
+        let dir = corpus_dir();
+        let files = json_files(&dir).map_err(|e| ScenarioError {
+            origin: dir.clone(),
+            json_path: String::new(),
+            reason: format!("cannot list the directory: {e}"),
+        })?;
+        files.into_iter().map(|path| Regression::load(&path).map(|r| (path, r))).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
