@@ -99,6 +99,7 @@ fn stable(mut body: Value) -> Value {
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn postgres_and_redis_answer_as_memory_does() {
     let runtime = runtime();
     for strategy in Design::ALL {
@@ -171,6 +172,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
+    #[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
     fn arbitrary_calls_on_postgres_are_never_a_5xx(
         calls in prop::collection::vec(call(), 1..10),
         strategy in prop::sample::select(Design::ALL.to_vec()),

@@ -3,7 +3,7 @@
 //! (scenarios, strategies, clock moves, faults), its bound by name
 //! ([`Bound`]: complete, complete within N preemptions, sampled N, …) and
 //! its figures (schedules run, faults placed, …). `cargo xtask claims`
-//! prints the ledger; the README's claims section and BENCHMARKS' table of
+//! prints the ledger; the claims chapter's table (docs/book/claims.md) and BENCHMARKS' table of
 //! exhaustive spaces are made from it (`cargo xtask claims --write`), and
 //! `cargo xtask test` fails when the checked-in tables differ from what
 //! the tests wrote: a figure in the docs is one a test produced, and a

@@ -1,8 +1,8 @@
 //! loom models of the in-memory world's shared structures: threads share a
 //! [`SharedWorld`] (a lock and a condition variable, from `cusim::sync`)
 //! and loom runs every interleaving of them. Built only with
-//! `RUSTFLAGS="--cfg cusim_loom"` (`cargo xtask test loom`).
-#![cfg(cusim_loom)]
+//! `--features loom` (`cargo xtask test loom`).
+#![cfg(feature = "loom")]
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;

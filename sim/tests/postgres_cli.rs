@@ -1,7 +1,7 @@
 //! `cusim replay --backend postgres` against a real server (needs
 //! `DATABASE_URL`, a role that may create roles and schemas: `cargo xtask
-//! test postgres` starts a throwaway one). Built only with the `pg-tests`
-//! feature.
+//! test postgres` starts a throwaway one and runs them with `--ignored`).
+//! Every test is ignored by a plain `cargo test`.
 
 use std::process::{Command, Output};
 
@@ -40,6 +40,7 @@ fn with_database(url: &str, database: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn a_legacy_race_replays_on_postgres_with_the_same_answers_and_state() {
     let output = replay("r1-same-id-create", "legacy", "0.1.0.1.1.1", &database_url(), &[]);
     let stdout = text(&output.stdout);
@@ -50,6 +51,7 @@ fn a_legacy_race_replays_on_postgres_with_the_same_answers_and_state() {
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn a_safe_schedule_with_lock_waits_agrees_and_passes() {
     // Request 1 inserts and holds its transaction; request 0's insert waits.
     let output = replay("r1-same-id-create", "safe", "0.1.1.1.1.1.0.0.0.0", &database_url(), &["--json"]);
@@ -62,6 +64,7 @@ fn a_safe_schedule_with_lock_waits_agrees_and_passes() {
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn bad_database_input_is_reported_clearly_with_exit_2() {
     let url = database_url();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -103,6 +106,7 @@ fn redis_url() -> String {
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn a_cache_race_replays_on_postgres_and_redis_with_every_cache_answer_compared() {
     let output = replay(
         "r2-stale-cache",
@@ -127,6 +131,7 @@ fn a_cache_race_replays_on_postgres_and_redis_with_every_cache_answer_compared()
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn bad_redis_input_is_reported_clearly_with_exit_2_before_any_work() {
     let url = redis_url();
     let wrong_password = url.replacen("redis://:", "redis://:wrong-", 1);
@@ -200,6 +205,7 @@ fn dying_redis(commands: usize) -> String {
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn a_redis_that_dies_mid_run_ends_the_replay_with_a_clear_error_and_keeps_the_report() {
     // Enough writes to connect, empty the namespace and run a script or
     // two; far fewer than the run makes.
@@ -240,6 +246,7 @@ fn pg_server(strategy: &str, schema: &str) -> checking::Server {
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn check_catches_legacy_on_postgres_and_redis() {
     let schema = format!("check_legacy_{}", std::process::id());
     let server = pg_server("legacy", &schema);
@@ -285,6 +292,7 @@ fn check_catches_legacy_on_postgres_and_redis() {
 }
 
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn check_finds_nothing_wrong_with_safe_on_postgres_and_redis() {
     let schema = format!("check_safe_{}", std::process::id());
     let server = pg_server("safe", &schema);
@@ -301,6 +309,7 @@ fn check_finds_nothing_wrong_with_safe_on_postgres_and_redis() {
 /// caught (R4, and R1 or R2), `safe` is clean. (The current generation is
 /// the two tests above.)
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn check_learns_each_generation_on_postgres_and_redis() {
     let dir = checking::scratch("pg-generations");
     let url = database_url();
@@ -360,6 +369,7 @@ fn check_learns_each_generation_on_postgres_and_redis() {
 /// are each reported, naming their rows; a schema holding none of the
 /// run's customers is exit 2.
 #[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
 fn the_autumn_layout_is_judged_on_its_own_tables() {
     let dir = checking::scratch("autumn-rows");
     let server = checking::Server::start("safe", &["--generation", "2026-02"]);

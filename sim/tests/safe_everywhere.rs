@@ -118,58 +118,49 @@ fn claim_held(id: String, name: &str, ticks: usize, bound: Bound, report: &Explo
 fn sweep_faults(name: &str, explored: &ExploreReport, max_ticks: usize) {
     let started = Instant::now();
     let base = builtin_scenario(name);
-    let mut schedules = 0;
-    let mut placed = 0;
+    // Every fault to place, in a fixed order: at every (request, point,
+    // occurrence) reached, each kind that applies there ...
+    let mut placements: Vec<(String, Scenario)> = Vec::new();
     for &(request, point, occurrence) in &explored.reached {
         for kind in FaultKind::ALL.into_iter().filter(|k| k.applies_to(point)) {
-            let mut scenario = base.clone();
-            let taken = scenario
-                .faults
-                .iter()
-                .any(|f| (f.request, f.at, f.occurrence) == (request, point, occurrence));
+            let taken =
+                base.faults.iter().any(|f| (f.request, f.at, f.occurrence) == (request, point, occurrence));
             if taken {
                 continue;
             }
+            let mut scenario = base.clone();
             scenario.faults.push(FaultSpec { request, at: point, kind, occurrence });
-            let report = sweep(&scenario, max_ticks);
-            assert_eq!(
-                report.completeness,
-                Completeness::Complete,
-                "{name} with {kind} at {point}: the space was not run whole"
-            );
-            assert!(
-                report.violations.is_empty(),
-                "{name} with {kind} at request {request}'s {point} #{occurrence}: {:#?}",
-                report.violations.iter().map(|f| (&f.schedule, &f.message)).collect::<Vec<_>>()
-            );
-            schedules += report.schedules_run;
-            placed += 1;
+            placements.push((format!("{kind} at request {request}'s {point} #{occurrence}"), scenario));
         }
     }
-    // And at every (settle read, point, occurrence) reached: every kind
+    let placed = placements.len();
+    // ... and at every (settle read, point, occurrence) reached: every kind
     // but a crash (a settle read cannot crash).
-    let mut settle_placed = 0;
     for &(settle, point, occurrence) in &explored.settle_reached {
         for kind in FaultKind::ALL.into_iter().filter(|k| *k != FaultKind::Crash && k.applies_to(point)) {
             let mut scenario = base.clone();
             scenario.settle_faults.push(SettleFaultSpec { settle, at: point, kind, occurrence });
-            let report = sweep(&scenario, max_ticks);
-            assert_eq!(
-                report.completeness,
-                Completeness::Complete,
-                "{name} with {kind} at settle read {settle}'s {point}: not run whole"
-            );
-            assert!(
-                report.violations.is_empty(),
-                "{name} with {kind} at settle read {settle}'s {point} #{occurrence}: {:#?}",
-                report.violations.iter().map(|f| (&f.schedule, &f.message)).collect::<Vec<_>>()
-            );
-            schedules += report.schedules_run;
-            settle_placed += 1;
+            placements.push((format!("{kind} at settle read {settle}'s {point} #{occurrence}"), scenario));
         }
     }
+    let settle_placed = placements.len() - placed;
     assert!(placed > 0, "{name}: no fault could be placed");
     assert!(settle_placed > 0, "{name}: no fault could be placed at a settle read");
+    // Each placement's space is its own search: they run on every core,
+    // and their results are checked in the order above, so a failure names
+    // the same first placement whatever the threads did.
+    let swept = on_every_core(&placements, |(_, scenario)| {
+        let report = sweep(scenario, max_ticks);
+        let violations: Vec<(String, String)> =
+            report.violations.iter().map(|f| (f.schedule.clone(), f.message.clone())).collect();
+        (report.completeness, violations, report.schedules_run)
+    });
+    let mut schedules = 0;
+    for ((what, _), (completeness, violations, run)) in placements.iter().zip(swept) {
+        assert_eq!(completeness, Completeness::Complete, "{name} with {what}: the space was not run whole");
+        assert!(violations.is_empty(), "{name} with {what}: {violations:#?}");
+        schedules += run;
+    }
     eprintln!(
         "{name}: {placed} single faults at {} places reached by requests, {settle_placed} at {} reached by settle reads",
         explored.reached.len(),
@@ -181,9 +172,34 @@ fn sweep_faults(name: &str, explored: &ExploreReport, max_ticks: usize) {
         format!("{name}, safe, each fault over every schedule with {}", clock_moves(max_ticks)),
         Bound::Complete,
     )
-    .figure("faults", placed + settle_placed)
+    .figure("faults", (placed + settle_placed) as u64)
     .figure("schedules", schedules)
     .record(started);
+}
+
+/// `work` applied to each of `items` on as many threads as the machine has
+/// cores; the answers in `items`' order.
+fn on_every_core<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut answers: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, work(item)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a sweep thread panicked")).collect()
+    });
+    answers.sort_by_key(|(i, _)| *i);
+    answers.into_iter().map(|(_, r)| r).collect()
 }
 
 /// One test per built-in; its name says which space it claims (see the

@@ -1,6 +1,6 @@
 //! `cargo xtask claims`: the claims ledger the tests wrote (one file per
 //! claim in `target/claims/`, see `cusim_sim::claims`), printed as a
-//! table. `--write` makes the docs' tables from it: the README's claims
+//! table. `--write` makes the docs' tables from it: the claims chapter's
 //! section (one row per kind of claim) and BENCHMARKS' table of every
 //! claim with its figures, each between its markers. `cargo xtask test`
 //! runs [`check`] after every mode has run: the checked-in tables must be
@@ -124,7 +124,7 @@ pub fn print(lines: &[Line]) {
     println!("{} claims, {seconds:.0} s of tests behind them", lines.len());
 }
 
-/// The README's section: one row per kind of claim (lines of one kind
+/// The claims chapter's table (docs/book/claims.md): one row per kind of claim (lines of one kind
 /// share their claim), with how many cases, their bounds (samples summed)
 /// and their figures summed (a figure named `…_after`, a position, by its
 /// largest).
@@ -211,7 +211,7 @@ fn splice(doc: &str, name: &str, table: &str) -> Result<String, String> {
 /// The docs that hold tables made from the ledger: (file, marker, table).
 fn tables(lines: &[Line]) -> Result<Vec<(&'static str, &'static str, String)>, String> {
     Ok(vec![
-        ("README.md", "claims", readme_table(lines)?),
+        ("docs/book/claims.md", "claims", readme_table(lines)?),
         ("BENCHMARKS.md", "claims", benchmarks_table(lines)),
     ])
 }

@@ -1,231 +1,31 @@
-//! `cargo xtask test`: runs every test mode and ends with one summary line
-//! per mode and a total (`unit: 41 passed, 0 failed` … `total: …`). Exits
-//! non-zero when anything failed or could not be built. A run of every
-//! mode starts with an empty claims ledger and ends by checking the docs'
-//! tables against it (`claims`).
+//! `cargo xtask test`: builds every test executable once (`cargo test
+//! --release --workspace --no-run`), runs them on three workers side by
+//! side, longest first (the searches, the tests against throwaway Postgres and
+//! Redis servers, the client tests, the browser check, the madsim and loom
+//! builds and runs), then the free-running race tests by themselves, and ends
+//! with the time of each build and job, one summary line per mode and a
+//! total (`unit: 41 passed, 0 failed` … `total: …`). Exits non-zero when
+//! anything failed or could not be built. A run of every mode starts with
+//! an empty claims ledger and ends by checking the docs' tables against it
+//! (`claims`). `cargo xtask test quick` is the edit loop.
 
+mod build;
 mod claims;
 mod cycles;
+mod jobs;
 mod node;
 mod postgres;
+mod quick;
 mod redis;
 
-use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-/// Passed and failed counts of one mode, plus whether its runner itself failed.
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    passed: u64,
-    failed: u64,
-    runner_failed: bool,
-}
+use jobs::{Count, Job, Log, Outcome, Tally};
 
-impl Tally {
-    fn add(&mut self, other: Tally) {
-        self.passed += other.passed;
-        self.failed += other.failed;
-        self.runner_failed |= other.runner_failed;
-    }
-}
-
-/// Parses libtest's `test result: ok. 12 passed; 0 failed; …` line.
-fn parse_result_line(line: &str) -> Option<(u64, u64)> {
-    let rest = line.trim().strip_prefix("test result: ")?;
-    let (_status, counts) = rest.split_once(". ")?;
-    let count = |word: &str| -> Option<u64> {
-        counts.split(';').find_map(|part| {
-            let (n, w) = part.trim().split_once(' ')?;
-            (w == word).then(|| n.parse().ok()).flatten()
-        })
-    };
-    Some((count("passed")?, count("failed")?))
-}
-
-/// Runs `command` (called `what` in messages), echoing its stdout and
-/// adding up the `(passed, failed)` that `count` reads off each line. A
-/// non-zero exit is one failed check when `exit_fails_a_check`, else the
-/// runner failing.
-fn run_counted(
-    mode: &str,
-    what: &str,
-    mut command: Command,
-    envs: &[(&str, &str)],
-    count: impl Fn(&str) -> Option<(u64, u64)>,
-    exit_fails_a_check: bool,
-) -> Tally {
-    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let mut child = match command.spawn() {
-        Ok(child) => child,
-        Err(error) => {
-            eprintln!("{mode}: could not start {what}: {error}");
-            return Tally { runner_failed: true, ..Tally::default() };
-        }
-    };
-    let mut tally = Tally::default();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        println!("{line}");
-        if let Some((passed, failed)) = count(&line) {
-            tally.passed += passed;
-            tally.failed += failed;
-        }
-    }
-    match child.wait() {
-        Ok(status) if status.success() => {}
-        Ok(status) => {
-            eprintln!("{mode}: {what} exited with {status}");
-            if exit_fails_a_check {
-                tally.failed += 1;
-            } else {
-                tally.runner_failed = true;
-            }
-        }
-        Err(error) => {
-            eprintln!("{mode}: waiting for {what} failed: {error}");
-            tally.runner_failed = true;
-        }
-    }
-    tally
-}
-
-/// Runs `cargo` with `args`, echoing its output and counting test results.
-fn cargo_tests(mode: &str, args: &[&str], envs: &[(&str, &str)]) -> Tally {
-    eprintln!("==> {mode}: cargo {}", args.join(" "));
-    let mut command = Command::new(env!("CARGO"));
-    command.args(args);
-    run_counted(mode, "cargo", command, envs, parse_result_line, false)
-}
-
-/// The tests of the `cusim` command and of `cusim serve` on Postgres and
-/// Redis, built in one invocation (one feature set for both packages):
-/// the `http` mode builds with the same arguments, so that after the
-/// `postgres` mode nothing is rebuilt.
-const CLI_TESTS: [&str; 10] = [
-    "-p",
-    "cusim-sim",
-    "-p",
-    "cusim-serve",
-    "--features",
-    "cusim-sim/pg-tests,cusim-serve/pg-tests",
-    "--test",
-    "postgres_cli",
-    "--test",
-    "pg_http",
-];
-
-/// The Postgres tests, against a throwaway Postgres server and a
-/// throwaway Redis server (both stopped also on failure).
-fn postgres_tests(envs: &[(&str, &str)]) -> Tally {
-    let server = match postgres::Server::start() {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("postgres: could not start a server: {error}");
-            return Tally { runner_failed: true, ..Tally::default() };
-        }
-    };
-    let redis = match redis::Server::start() {
-        Ok(redis) => redis,
-        Err(error) => {
-            eprintln!("postgres: could not start a Redis server: {error}");
-            return Tally { runner_failed: true, ..Tally::default() };
-        }
-    };
-    let mut envs = envs.to_vec();
-    envs.push(("DATABASE_URL", server.url.as_str()));
-    envs.push(("REDIS_URL", redis.url.as_str()));
-    let mut tally =
-        cargo_tests("postgres", &["test", "--release", "--no-fail-fast", "-p", "cusim-pg"], &envs);
-    let mut args = vec!["test", "--release", "--no-fail-fast"];
-    args.extend(CLI_TESTS);
-    tally.add(cargo_tests("postgres", &args, &envs));
-    tally
-}
-
-/// Reads node's TAP summary: `# pass 12`, `# fail 0` (a cancelled test
-/// counts as failed).
-fn parse_tap_summary(line: &str) -> Option<(u64, u64)> {
-    let rest = line.strip_prefix("# ")?;
-    let (word, n) = rest.split_once(' ')?;
-    let n: u64 = n.trim().parse().ok()?;
-    match word {
-        "pass" => Some((n, 0)),
-        "fail" | "cancelled" => Some((0, n)),
-        _ => None,
-    }
-}
-
-/// `client-tests/`: the plan's acceptance cases through autumn-js against
-/// `cusim serve`, in memory and on throwaway Postgres and Redis servers.
-fn http_tests(ci: &[(&str, &str)]) -> Tally {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let failed = |what: String| {
-        eprintln!("http: {what}");
-        Tally { runner_failed: true, ..Tally::default() }
-    };
-    if let Err(error) = node::ensure() {
-        return failed(format!("no Node: {error}"));
-    }
-    // As the `postgres` mode builds (which makes target/release/cusim), so
-    // that after it nothing is rebuilt.
-    let mut args = vec!["test", "--release", "--no-run"];
-    args.extend(CLI_TESTS);
-    eprintln!("==> http: cargo {}", args.join(" "));
-    let built = Command::new(env!("CARGO")).args(&args).current_dir(&root).status();
-    if !built.is_ok_and(|s| s.success()) {
-        return failed("could not build cusim".into());
-    }
-    let tests = root.join("client-tests");
-    eprintln!("==> http: npm ci (in client-tests/)");
-    let installed = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&tests)
-        .stdout(Stdio::null())
-        .status();
-    if !installed.is_ok_and(|s| s.success()) {
-        return failed("npm ci failed in client-tests/".into());
-    }
-    let server = match postgres::Server::start() {
-        Ok(server) => server,
-        Err(error) => return failed(format!("could not start a Postgres server: {error}")),
-    };
-    let redis = match redis::Server::start() {
-        Ok(redis) => redis,
-        Err(error) => return failed(format!("could not start a Redis server: {error}")),
-    };
-    let bin = root.join("target/release/cusim");
-    let bin = bin.to_string_lossy();
-    let mut envs = ci.to_vec();
-    envs.extend([
-        ("CUSIM_BIN", &*bin),
-        ("DATABASE_URL", server.url.as_str()),
-        ("REDIS_URL", redis.url.as_str()),
-    ]);
-    // One file at a time (Node 18 has no `--test-concurrency`): the race
-    // cases' servers get the machine to themselves.
-    let mut files: Vec<String> = match std::fs::read_dir(tests.join("test")) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|name| name.ends_with(".test.js"))
-            .collect(),
-        Err(error) => return failed(format!("cannot list client-tests/test: {error}")),
-    };
-    files.sort();
-    let mut tally = Tally::default();
-    for file in files {
-        eprintln!("==> http: node --test test/{file} (in client-tests/)");
-        let mut command = Command::new("node");
-        command.args(["--test", "--test-reporter=tap"]).arg(format!("test/{file}")).current_dir(&tests);
-        tally.add(run_counted("http", "node --test", command, &envs, parse_tap_summary, true));
-    }
-    tally
-}
-
-/// The test modes, in the order they run.
+/// The test modes, as `cargo xtask test MODE…` names them.
 const MODES: [&str; 7] = ["unit", "stepper", "postgres", "http", "madsim", "loom", "browser"];
 
 /// madsim's seeds: fixed, so CI runs the same 1000 every time.
@@ -234,88 +34,204 @@ const MADSIM_SEEDS: &str = "1000";
 /// Seeds (from 1) whose runs madsim checks for determinism.
 const DETERMINISM_SEEDS: u32 = 10;
 
-fn madsim_tests(ci: &[(&str, &str)]) -> Tally {
-    // Its own target dir: `--cfg madsim` changes every crate's build.
-    let base = [
-        ("RUSTFLAGS", "--cfg madsim"),
-        ("CARGO_TARGET_DIR", "target/madsim"),
-        ("MADSIM_TEST_SEED", MADSIM_FIRST_SEED),
-    ];
-    let args = [
-        "test",
-        "--release",
-        "--no-fail-fast",
-        "-p",
-        "cusim-sim",
-        "--no-default-features",
-        "--test",
-        "madsim",
-    ];
-    let mut envs: Vec<(&str, &str)> = [ci, &base[..]].concat();
-    envs.push(("MADSIM_TEST_NUM", MADSIM_SEEDS));
-    let mut tally = cargo_tests("madsim", &args, &envs);
-    // madsim's determinism check runs the one seed `MADSIM_TEST_SEED` twice
-    // and compares every random draw: one invocation per seed.
-    for seed in 1..=DETERMINISM_SEEDS {
-        let seed = seed.to_string();
-        let envs: Vec<(&str, &str)> = [
-            ci,
-            &[
-                ("RUSTFLAGS", "--cfg madsim"),
-                ("CARGO_TARGET_DIR", "target/madsim"),
-                ("MADSIM_TEST_SEED", &seed),
-            ][..],
-            &[("MADSIM_TEST_CHECK_DETERMINISM", "1")][..],
-        ]
-        .concat();
-        let mut args = args.to_vec();
-        args.push("safe_holds");
-        tally.add(cargo_tests("madsim", &args, &envs));
-    }
-    tally
+/// Test executables whose ignored tests need the Postgres and Redis
+/// servers: run again with `--ignored`, with the servers.
+const IGNORED_NEED_SERVERS: [&str; 3] =
+    ["cusim-sim/test:postgres_cli", "cusim-serve/test:pg_http", "cusim-sim/test:docs"];
+
+/// Node's test files whose race cases count rounds of concurrent
+/// requests: they run after the others, with only their kind.
+const NODE_RACE_FILES: [&str; 2] = ["autocreate-race.test.js", "create-customer-race.test.js"];
+
+/// Where a test executable of the one build runs.
+enum Place {
+    /// Side by side with the others, with no server.
+    Cpu,
+    /// Side by side with the others, against the Postgres and Redis servers.
+    Servers,
+    /// After the others, with only its kind: free-running concurrency that
+    /// must show races in a bounded number of rounds.
+    Alone,
 }
 
-fn loom_tests(ci: &[(&str, &str)]) -> Tally {
-    // A cfg of our own, not `loom` (which would switch tokio's loom paths on).
-    let envs: Vec<(&str, &str)> =
-        [ci, &[("RUSTFLAGS", "--cfg cusim_loom"), ("CARGO_TARGET_DIR", "target/loom")][..]].concat();
-    let args =
-        ["test", "--release", "--no-fail-fast", "-p", "cusim-sim", "--no-default-features", "--test", "loom"];
-    cargo_tests("loom", &args, &envs)
+/// About how long a job takes on 2 cores (seconds, as last measured; the
+/// rest a few): the workers take the longest first.
+fn expected_seconds(label: &str) -> u32 {
+    const KNOWN: [(&str, u32); 12] = [
+        ("cusim-sim/test:safe_everywhere", 230),
+        ("cusim-sim/test:reduction", 200),
+        ("cusim-pg/test:differential", 110),
+        ("madsim:", 100),
+        ("cusim-pg/test:replay", 85),
+        ("cusim-sim/test:races", 80),
+        ("loom:", 50),
+        ("cusim-pg/test:scripts", 45),
+        ("cusim-sim/test:worlds", 35),
+        ("cusim-sim/test:postgres_cli", 30),
+        ("cusim-sim/test:check", 25),
+        ("scripts/check-html.sh", 20),
+    ];
+    KNOWN.iter().find(|(prefix, _)| label.starts_with(prefix)).map_or(5, |(_, s)| *s)
+}
+
+/// The mode and place of a test executable; `None` for one with nothing
+/// to run in this build (madsim's, empty without `--cfg madsim`).
+fn place(bin: &build::TestBin) -> Option<(&'static str, Place)> {
+    Some(match (bin.package.as_str(), bin.name.as_str()) {
+        ("cusim-sim", "madsim") => return None,
+        ("cusim-pg", "concurrent") => ("postgres", Place::Alone),
+        ("cusim-pg", _) => ("postgres", Place::Servers),
+        ("cusim-sim", _) => ("stepper", Place::Cpu),
+        _ => ("unit", Place::Cpu),
+    })
+}
+
+/// Runs `bin` (from its package's folder, as cargo does) with `args`.
+fn run_bin(log: &mut Log, bin: &build::TestBin, args: &[&str], envs: &[(String, String)]) {
+    let mut command = Command::new(&bin.exe);
+    command.args(args).current_dir(&bin.dir).env("CARGO_MANIFEST_DIR", &bin.dir);
+    command.envs(envs.iter().map(|(k, v)| (k, v)));
+    let what = format!("{} {}", bin.label(), args.join(" "));
+    log.run(what.trim(), command, Count::Libtest, false);
+}
+
+/// A job that runs `bin` with `args`.
+fn bin_job(mode: &'static str, bin: &build::TestBin, args: &[&str], envs: &[(String, String)]) -> Job {
+    let (bin, envs) = (bin.clone(), envs.to_vec());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let label = if args.is_empty() { bin.label() } else { format!("{} {}", bin.label(), args.join(" ")) };
+    Job::new(mode, label, move |log| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_bin(log, &bin, &args, &envs);
+    })
+}
+
+/// Extra arguments of a test executable: differential's three tests wait
+/// on Postgres most of the time, so all three run at once.
+fn extra_args(bin: &build::TestBin) -> &'static [&'static str] {
+    match (bin.package.as_str(), bin.name.as_str()) {
+        ("cusim-pg", "differential") => &["--test-threads", "3"],
+        _ => &[],
+    }
+}
+
+fn owned(envs: &[(&str, &str)]) -> Vec<(String, String)> {
+    envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// madsim: its own build (`--cfg madsim` changes every crate), then the
+/// 1000 seeds and the determinism check of seeds 1–10 on the executable.
+fn madsim_job(root: &Path, ci: &[(String, String)]) -> Job {
+    let (root, ci) = (root.to_path_buf(), ci.to_vec());
+    Job::new("madsim", "madsim: build and seeds", move |log| {
+        let target = root.join("target/madsim");
+        let target = target.to_string_lossy();
+        let args = ["test", "--release", "-p", "cusim-sim", "--no-default-features", "--test", "madsim"];
+        let envs = [("RUSTFLAGS", "--cfg madsim"), ("CARGO_TARGET_DIR", &*target)];
+        log.note(&format!("==> cargo {} --no-run (RUSTFLAGS=--cfg madsim)", args.join(" ")));
+        let stderr = log.stdio();
+        let bin = match build::build(&root, &args, &envs, stderr) {
+            Ok(built) => match built.bins.into_iter().find(|b| b.name == "madsim") {
+                Some(bin) => bin,
+                None => return log.fail("the madsim build made no madsim test"),
+            },
+            Err(error) => return log.fail(&error),
+        };
+        let mut envs = ci.clone();
+        envs.extend(owned(&[("MADSIM_TEST_SEED", MADSIM_FIRST_SEED), ("MADSIM_TEST_NUM", MADSIM_SEEDS)]));
+        run_bin(log, &bin, &[], &envs);
+        // madsim's determinism check runs the one seed `MADSIM_TEST_SEED`
+        // twice and compares every random draw.
+        for seed in 1..=DETERMINISM_SEEDS {
+            let mut envs = ci.clone();
+            envs.extend(owned(&[
+                ("MADSIM_TEST_SEED", &seed.to_string()),
+                ("MADSIM_TEST_CHECK_DETERMINISM", "1"),
+            ]));
+            run_bin(log, &bin, &["safe_holds"], &envs);
+        }
+    })
+}
+
+/// loom: the `loom` feature (the shared world's locks are loom's), built
+/// in the release target folder: only cusim and cusim-sim build again.
+fn loom_job(root: &Path, ci: &[(String, String)]) -> Job {
+    let (root, ci) = (root.to_path_buf(), ci.to_vec());
+    Job::new("loom", "loom: build and models", move |log| {
+        let args = [
+            "test",
+            "--release",
+            "-p",
+            "cusim-sim",
+            "--no-default-features",
+            "--features",
+            "loom",
+            "--test",
+            "loom",
+        ];
+        log.note(&format!("==> cargo {} --no-run", args.join(" ")));
+        let stderr = log.stdio();
+        match build::build(&root, &args, &[], stderr) {
+            Ok(built) => match built.bins.iter().find(|b| b.name == "loom") {
+                Some(bin) => run_bin(log, bin, &[], &ci),
+                None => log.fail("the loom build made no loom test"),
+            },
+            Err(error) => log.fail(&error),
+        }
+    })
+}
+
+/// Node and the client tests' packages (`npm ci`), made ready while the
+/// tests build.
+fn prepare_node(tests: &Path) -> Result<(), String> {
+    node::ensure().map_err(|e| format!("no Node: {e}"))?;
+    let installed = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(tests)
+        .stdout(Stdio::null())
+        .status();
+    match installed {
+        Ok(status) if status.success() => Ok(()),
+        _ => Err("npm ci failed in client-tests/".into()),
+    }
+}
+
+/// One of `client-tests/`' files: the plan's acceptance cases through
+/// autumn-js against `cusim serve`, in memory and on the servers.
+fn node_job(
+    root: &Path,
+    file: &str,
+    ready: &Arc<Mutex<Option<Result<(), String>>>>,
+    envs: &[(String, String)],
+) -> Job {
+    let (tests, file, ready, mut envs) =
+        (root.join("client-tests"), file.to_owned(), ready.clone(), envs.to_vec());
+    envs.push(("CUSIM_BIN".into(), root.join("target/release/cusim").to_string_lossy().into_owned()));
+    Job::new("http", format!("client-tests/test/{file}"), move |log| {
+        if let Some(Err(error)) = &*ready.lock().unwrap_or_else(|e| e.into_inner()) {
+            return log.fail(error);
+        }
+        let mut command = Command::new("node");
+        command.args(["--test", "--test-reporter=tap"]).arg(format!("test/{file}")).current_dir(&tests);
+        command.envs(envs.iter().map(|(k, v)| (k, v)));
+        log.run(&format!("node --test test/{file}"), command, Count::Tap, true);
+    })
 }
 
 /// `scripts/check-html.sh`: the trace page in headless Chromium (installed
 /// from Debian's packages when missing). Each `ok:` line is a passed check.
-fn browser_checks(ci: &[(&str, &str)]) -> Tally {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/check-html.sh");
-    eprintln!("==> browser: bash {script}");
-    let mut command = Command::new("bash");
-    command.arg(script);
-    let count = |line: &str| line.starts_with("ok: ").then_some((1, 0));
-    run_counted("browser", "scripts/check-html.sh", command, ci, count, true)
+fn browser_job(root: &Path, ci: &[(String, String)]) -> Job {
+    let (script, ci) = (root.join("scripts/check-html.sh"), ci.to_vec());
+    Job::new("browser", "scripts/check-html.sh", move |log| {
+        let mut command = Command::new("bash");
+        command.arg(&script).envs(ci.iter().map(|(k, v)| (k, v)));
+        log.run("scripts/check-html.sh", command, Count::OkLines, true);
+    })
 }
 
-fn run_mode(mode: &str) -> Tally {
-    // Release builds: the stepper tests run hundreds of thousands of schedules.
-    let ci = [("CI", "true")];
-    match mode {
-        "unit" => {
-            let args =
-                ["test", "--release", "--no-fail-fast", "-p", "cusim", "-p", "cusim-serve", "-p", "xtask"];
-            cargo_tests("unit", &args, &ci)
-        }
-        "stepper" => cargo_tests("stepper", &["test", "--release", "--no-fail-fast", "-p", "cusim-sim"], &ci),
-        "postgres" => postgres_tests(&ci),
-        "http" => http_tests(&ci),
-        "madsim" => madsim_tests(&ci),
-        "loom" => loom_tests(&ci),
-        "browser" => browser_checks(&ci),
-        other => unreachable!("unknown mode {other}"),
-    }
-}
-
-fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// After every mode: the docs' claims tables are what the tests wrote.
@@ -323,7 +239,9 @@ fn claims_check() -> Tally {
     eprintln!("==> claims: the docs' tables against the ledger");
     match claims::check(&workspace_root()) {
         Ok(n) => {
-            println!("claims: {n} claims in the ledger; README.md and BENCHMARKS.md agree with them");
+            println!(
+                "claims: {n} claims in the ledger; the claims chapter and BENCHMARKS.md agree with them"
+            );
             Tally { passed: 1, ..Tally::default() }
         }
         Err(error) => {
@@ -333,29 +251,36 @@ fn claims_check() -> Tally {
     }
 }
 
-fn test_all(only: &[String]) -> ExitCode {
-    // Every mode: the ledger starts empty, so each claim in it comes from
-    // this run.
-    let every = only.is_empty();
-    if every {
-        if let Err(error) = claims::clear(&claims::ledger_dir(&workspace_root())) {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
+/// The summary: one line per mode, a total, and the time of each build
+/// and job, longest first. Whether everything passed.
+fn summarise(
+    outcomes: &[Outcome],
+    builds: &[(String, f64)],
+    extra: &[(&str, Tally)],
+    started: Instant,
+) -> bool {
+    println!();
+    println!("time per build and job (seconds; workers w1–w3 run side by side, then alone1–alone2):");
+    for (what, seconds) in builds {
+        println!("{seconds:>8.1}  build  {what}");
+    }
+    let mut by_time: Vec<&Outcome> = outcomes.iter().collect();
+    by_time.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    for outcome in by_time {
+        println!("{:>8.1}  {:<5}  {}", outcome.seconds, outcome.worker, outcome.label);
+    }
+    println!("{:>8.1}  wall clock in all", started.elapsed().as_secs_f64());
+    println!();
+    let mut total = Tally::default();
+    let mut modes: Vec<(&str, Tally)> = Vec::new();
+    for outcome in outcomes {
+        match modes.iter_mut().find(|(m, _)| *m == outcome.mode) {
+            Some((_, tally)) => tally.add(outcome.tally),
+            None => modes.push((outcome.mode, outcome.tally)),
         }
     }
-    let mut modes: Vec<(&str, Tally)> = MODES
-        .iter()
-        .filter(|m| only.is_empty() || only.iter().any(|o| o == *m))
-        .map(|m| (*m, run_mode(m)))
-        .collect();
-    if every {
-        modes.push(("claims", claims_check()));
-    } else {
-        eprintln!("claims: not checked (only a full `cargo xtask test` writes the whole ledger)");
-    }
-
-    let mut total = Tally::default();
-    println!();
+    modes.sort_by_key(|(m, _)| MODES.iter().position(|x| x == m).unwrap_or(MODES.len()));
+    modes.extend_from_slice(extra);
     for (mode, tally) in &modes {
         let note =
             if tally.runner_failed && tally.failed == 0 { " (the runner failed: see above)" } else { "" };
@@ -363,10 +288,141 @@ fn test_all(only: &[String]) -> ExitCode {
         total.add(*tally);
     }
     println!("total: {} passed, {} failed", total.passed, total.failed);
-    if total.failed > 0 || total.runner_failed || total.passed == 0 {
-        ExitCode::FAILURE
+    total.failed == 0 && !total.runner_failed && total.passed > 0
+}
+
+fn test_all(only: &[String]) -> ExitCode {
+    let started = Instant::now();
+    let root = workspace_root();
+    let every = only.is_empty();
+    let wanted = |mode: &str| every || only.iter().any(|o| o == mode);
+    // Every mode: the ledger starts empty, so each claim in it comes from
+    // this run.
+    if every {
+        if let Err(error) = claims::clear(&claims::ledger_dir(&root)) {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let ci = owned(&[("CI", "true")]);
+    // Node and the client tests' packages while the tests build.
+    let node_ready: Arc<Mutex<Option<Result<(), String>>>> = Arc::new(Mutex::new(None));
+    let preparing = wanted("http").then(|| {
+        let (tests, ready) = (root.join("client-tests"), node_ready.clone());
+        std::thread::spawn(move || {
+            let result = prepare_node(&tests);
+            *ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        })
+    });
+    // One build of every test executable, in one resolve of features: the
+    // release profile, as the searches need.
+    let args = ["test", "--release", "--workspace"];
+    eprintln!("==> build: cargo {} --no-run", args.join(" "));
+    let ci_refs: Vec<(&str, &str)> = ci.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let built = match build::build(&root, &args, &ci_refs, Stdio::inherit()) {
+        Ok(built) => built,
+        Err(error) => {
+            eprintln!("build: {error}");
+            println!("total: 0 passed, 0 failed (the build failed: see above)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let builds = vec![(format!("cargo {} --no-run", args.join(" ")), built.seconds)];
+    // The servers for the postgres and http modes: Postgres and Redis,
+    // throwaway, stopped also when tests fail.
+    let mut server_envs = ci.clone();
+    let mut servers = None;
+    let mut setup_failed = Tally::default();
+    if wanted("postgres") || wanted("http") {
+        match postgres::Server::start().and_then(|pg| Ok((redis::Server::start()?, pg))) {
+            Ok((redis, pg)) => {
+                server_envs.extend(owned(&[("DATABASE_URL", &pg.url), ("REDIS_URL", &redis.url)]));
+                servers = Some((pg, redis));
+            }
+            Err(error) => {
+                eprintln!("postgres: could not start the servers: {error}");
+                setup_failed.runner_failed = true;
+            }
+        }
+    }
+    let have_servers = servers.is_some();
+    let (mut side_by_side, mut alone) = (Vec::new(), Vec::new());
+    for bin in &built.bins {
+        let Some((mode, place)) = place(bin) else { continue };
+        if wanted(mode) {
+            match place {
+                Place::Cpu => side_by_side.push(bin_job(mode, bin, extra_args(bin), &ci)),
+                Place::Servers if have_servers => {
+                    side_by_side.push(bin_job(mode, bin, extra_args(bin), &server_envs))
+                }
+                Place::Alone if have_servers => alone.push(bin_job(mode, bin, extra_args(bin), &server_envs)),
+                _ => {}
+            }
+        }
+        if wanted("postgres") && have_servers && IGNORED_NEED_SERVERS.contains(&bin.label().as_str()) {
+            side_by_side.push(bin_job("postgres", bin, &["--ignored"], &server_envs));
+        }
+    }
+    if wanted("http") && have_servers {
+        let mut files: Vec<String> = std::fs::read_dir(root.join("client-tests/test"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|name| name.ends_with(".test.js"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        if files.is_empty() {
+            eprintln!("http: no test files in client-tests/test");
+            setup_failed.runner_failed = true;
+        }
+        for file in files {
+            let job = node_job(&root, &file, &node_ready, &server_envs);
+            if NODE_RACE_FILES.contains(&file.as_str()) {
+                alone.push(job);
+            } else {
+                side_by_side.push(job);
+            }
+        }
+    }
+    if wanted("browser") {
+        side_by_side.push(browser_job(&root, &ci));
+    }
+    if wanted("madsim") {
+        side_by_side.push(madsim_job(&root, &ci));
+    }
+    if wanted("loom") {
+        side_by_side.push(loom_job(&root, &ci));
+    }
+    if let Some(handle) = preparing {
+        // The node jobs read the slot: it is filled before any job starts.
+        if handle.join().is_err() {
+            *node_ready.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Err("preparing Node panicked".into()));
+        }
+    }
+    // The longest first, so that the workers end together. Three workers
+    // on two cores: the tests against Postgres wait on it most of the
+    // time, and the searches take the cores meanwhile.
+    side_by_side.sort_by_key(|job| std::cmp::Reverse(expected_seconds(&job.label)));
+    let mut outcomes = jobs::run(side_by_side, 3, "w", &root);
+    // The free-running race tests: two at a time, with nothing else.
+    outcomes.extend(jobs::run(alone, 2, "alone", &root));
+    drop(servers);
+    let mut extra = Vec::new();
+    if setup_failed.runner_failed {
+        extra.push(("setup", setup_failed));
+    }
+    if every {
+        extra.push(("claims", claims_check()));
     } else {
+        eprintln!("claims: not checked (only a full `cargo xtask test` writes the whole ledger)");
+    }
+    if summarise(&outcomes, &builds, &extra, started) {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -451,13 +507,39 @@ fn import_cycles() -> ExitCode {
     }
 }
 
+/// What `cargo xtask ARGS` asks for.
+#[derive(Debug, PartialEq)]
+enum Task<'a> {
+    Quick,
+    Test(&'a [String]),
+    Bench(&'a [String]),
+    Cycles,
+    Claims,
+    WriteClaims,
+}
+
+/// The task `args` name, or `None` for a usage error.
+fn task(args: &[String]) -> Option<Task<'_>> {
+    let rest = args.get(1..).unwrap_or(&[]);
+    match args.first().map(String::as_str)? {
+        "test" if rest.len() == 1 && rest[0] == "quick" => Some(Task::Quick),
+        "test" if rest.iter().all(|a| MODES.contains(&a.as_str())) => Some(Task::Test(rest)),
+        "bench" if rest.iter().all(|a| BENCHES.contains(&a.as_str())) => Some(Task::Bench(rest)),
+        "cycles" if rest.is_empty() => Some(Task::Cycles),
+        "claims" if rest.is_empty() => Some(Task::Claims),
+        "claims" if rest.len() == 1 && rest[0] == "--write" => Some(Task::WriteClaims),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("test") if args[1..].iter().all(|a| MODES.contains(&a.as_str())) => test_all(&args[1..]),
-        Some("bench") if args[1..].iter().all(|a| BENCHES.contains(&a.as_str())) => bench_all(&args[1..]),
-        Some("cycles") if args.len() == 1 => import_cycles(),
-        Some("claims") if args.len() == 1 => match claims::read(&claims::ledger_dir(&workspace_root())) {
+    match task(&args) {
+        Some(Task::Quick) => quick::run(&workspace_root()),
+        Some(Task::Test(modes)) => test_all(modes),
+        Some(Task::Bench(benches)) => bench_all(benches),
+        Some(Task::Cycles) => import_cycles(),
+        Some(Task::Claims) => match claims::read(&claims::ledger_dir(&workspace_root())) {
             Ok(lines) => {
                 claims::print(&lines);
                 ExitCode::SUCCESS
@@ -467,22 +549,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some("claims") if args.len() == 2 && args[1] == "--write" => match claims::write(&workspace_root()) {
+        Some(Task::WriteClaims) => match claims::write(&workspace_root()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("{error}");
                 ExitCode::FAILURE
             }
         },
-        _ => {
+        None => {
             eprintln!(
-                "usage: cargo xtask test [MODE...]\n       cargo xtask bench [BENCH...]\n       cargo xtask cycles\n       \
+                "usage: cargo xtask test [MODE...]\n       cargo xtask test quick\n       cargo xtask bench [BENCH...]\n       cargo xtask cycles\n       \
                  cargo xtask claims [--write]\n\n\
                  `test` runs every test mode (or the named ones: {}) and prints one summary line per mode and a \
-                 total.\n`bench` runs the criterion benchmarks (or the named ones: {}); see BENCHMARKS.md.\n\
+                 total.\n`test quick` is the edit loop: every crate's unit tests, the pinned behaviour file and one \
+                 exhaustive built-in per strategy, in the dev profile.\n`bench` runs the criterion benchmarks (or the named ones: {}); see BENCHMARKS.md.\n\
                  `cycles` lists import circles between the files of the project's crates (none: exit 0).\n\
                  `claims` prints the claims ledger the tests wrote (target/claims/); `--write` makes the \
-                 README's and BENCHMARKS' claims tables from it.",
+                 claims chapter's (docs/book/claims.md) and BENCHMARKS' claims tables from it.",
                 MODES.join(", "),
                 BENCHES.join(", ")
             );
@@ -493,23 +576,61 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_result_line, parse_tap_summary};
+    use super::*;
 
-    #[test]
-    fn parses_node_tap_summaries() {
-        assert_eq!(parse_tap_summary("# pass 12"), Some((12, 0)));
-        assert_eq!(parse_tap_summary("# fail 2"), Some((0, 2)));
-        assert_eq!(parse_tap_summary("# tests 14"), None);
-        assert_eq!(parse_tap_summary("ok 1 - case 1"), None);
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
     }
 
     #[test]
-    fn parses_libtest_result_lines() {
-        let ok =
-            "test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.15s";
-        assert_eq!(parse_result_line(ok), Some((12, 0)));
-        let failed = "test result: FAILED. 14 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out";
-        assert_eq!(parse_result_line(failed), Some((14, 1)));
-        assert_eq!(parse_result_line("running 3 tests"), None);
+    fn reads_its_arguments() {
+        assert_eq!(task(&args("test quick")), Some(Task::Quick));
+        assert!(matches!(task(&args("test postgres http")), Some(Task::Test(m)) if m.len() == 2));
+        assert!(task(&args("test quick postgres")).is_none());
+        assert!(task(&args("test everything")).is_none());
+        assert!(task(&args("claims --write")) == Some(Task::WriteClaims));
+        assert!(task(&[]).is_none());
+    }
+
+    /// Every `cargo xtask …` line the docs show is one this runner takes.
+    #[test]
+    fn every_xtask_command_in_the_docs_is_one_it_takes() {
+        let root = workspace_root();
+        let mut files =
+            vec![root.join("README.md"), root.join("ARCHITECTURE.md"), root.join("BENCHMARKS.md")];
+        if let Ok(entries) = std::fs::read_dir(root.join("docs/book")) {
+            files.extend(
+                entries
+                    .filter_map(|e| Some(e.ok()?.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "md")),
+            );
+        }
+        let mut seen = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            for (n, line) in text.lines().enumerate() {
+                let mut rest = line;
+                while let Some(at) = rest.find("cargo xtask ") {
+                    let after = &rest[at + "cargo xtask ".len()..];
+                    let end = after.find(['`', ')', ',', '#']).unwrap_or(after.len());
+                    let words: Vec<String> = after[..end]
+                        .split_whitespace()
+                        .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+                        .map(String::from)
+                        .collect();
+                    // `cargo xtask …` in prose names no task.
+                    assert!(
+                        words.is_empty() || task(&words).is_some(),
+                        "{}:{}: `cargo xtask {}` is not a task",
+                        file.display(),
+                        n + 1,
+                        words.join(" ")
+                    );
+                    seen += 1;
+                    rest = &after[end..];
+                }
+            }
+        }
+        assert!(seen > 0, "no `cargo xtask` line in the docs");
     }
 }

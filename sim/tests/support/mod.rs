@@ -2,6 +2,12 @@
 
 pub mod generate;
 
+/// The allocator the `cusim` tool runs with: the stepper spends much of a
+/// schedule allocating and freeing small rows, and the long searches of
+/// these tests are the tool's searches.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin;
 use cusim_sim::drive::stepper::Prepared;

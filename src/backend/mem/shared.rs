@@ -7,7 +7,7 @@
 //! wait that would close a cycle makes the waiter the deadlock victim
 //! (40P01), as in the stepper.
 //!
-//! Built on [`crate::sync`], so under `--cfg cusim_loom` loom explores
+//! Built on [`crate::sync`], so with the `loom` feature loom explores
 //! every interleaving of the threads.
 
 use std::rc::Rc;
