@@ -8,14 +8,16 @@
 #
 # Uses $CHROMIUM, else /usr/bin/chromium or Google Chrome, else installs
 # Debian's `chromium` package.
-# Builds target/release/cusim when it is missing or older than the sources.
+# Uses $CUSIM_BIN when set (the test command passes the binary it built);
+# else builds target/release/cusim when it is missing or older than the
+# sources.
 # Exits non-zero on any failure.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 target="${CARGO_TARGET_DIR:-$root/target}"
-cusim="$target/release/cusim"
+cusim="${CUSIM_BIN:-$target/release/cusim}"
 chromium="${CHROMIUM:-}"
 
 fail() {
@@ -50,7 +52,9 @@ fi
 echo "chromium: $("$chromium" --version 2>/dev/null | head -n 1)"
 
 # (b) The binary, then the pages.
-if [ ! -x "$cusim" ] || [ -n "$(find src sim/src pg/src Cargo.toml sim/Cargo.toml Cargo.lock -newer "$cusim" -print -quit)" ]; then
+if [ -n "${CUSIM_BIN:-}" ]; then
+    [ -x "$cusim" ] || fail "CUSIM_BIN=$cusim is not an executable"
+elif [ ! -x "$cusim" ] || [ -n "$(find src sim/src pg/src Cargo.toml sim/Cargo.toml Cargo.lock -newer "$cusim" -print -quit)" ]; then
     echo "building $cusim"
     cargo build --release -p cusim-sim --bin cusim
 fi

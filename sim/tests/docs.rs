@@ -17,6 +17,8 @@
 //! the source tree (`cargo run --release -p cusim-sim --bin cusim -- …`)
 //! runs here as `cusim …` and must exit 0.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -438,29 +440,10 @@ fn every_block() -> Vec<Block> {
     blocks
 }
 
-/// Runs `blocks` two at a time; every difference.
+/// Runs `blocks` two at a time (each server block listens on a port of
+/// its own); every difference, in the docs' order.
 fn run_blocks(blocks: &[&Block]) -> Vec<String> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut failures: Vec<(usize, String)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(block) = blocks.get(i) else { break };
-                        if let Err(e) = run_block(block) {
-                            mine.push((i, e));
-                        }
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
-    });
-    failures.sort();
-    failures.into_iter().map(|(_, e)| e).collect()
+    support::on_threads(blocks, 2, |block| run_block(block)).into_iter().filter_map(Result::err).collect()
 }
 
 fn check_examples(postgres: bool) -> usize {

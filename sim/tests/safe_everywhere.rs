@@ -177,31 +177,6 @@ fn sweep_faults(name: &str, explored: &ExploreReport, max_ticks: usize) {
     .record(started);
 }
 
-/// `work` applied to each of `items` on as many threads as the machine has
-/// cores; the answers in `items`' order.
-fn on_every_core<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut answers: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        mine.push((i, work(item)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("a sweep thread panicked")).collect()
-    });
-    answers.sort_by_key(|(i, _)| *i);
-    answers.into_iter().map(|(_, r)| r).collect()
-}
-
 /// One test per built-in; its name says which space it claims (see the
 /// module).
 macro_rules! everywhere {

@@ -126,7 +126,8 @@ fn madsim_job(root: &Path, ci: &[(String, String)]) -> Job {
     Job::new("madsim", "madsim: build and seeds", move |log| {
         let target = root.join("target/madsim");
         let target = target.to_string_lossy();
-        let args = ["test", "--release", "-p", "cusim-sim", "--no-default-features", "--test", "madsim"];
+        let args =
+            ["test", "--profile", PROFILE, "-p", "cusim-sim", "--no-default-features", "--test", "madsim"];
         let envs = [("RUSTFLAGS", "--cfg madsim"), ("CARGO_TARGET_DIR", &*target)];
         log.note(&format!("==> cargo {} --no-run (RUSTFLAGS=--cfg madsim)", args.join(" ")));
         let stderr = log.stdio();
@@ -154,13 +155,15 @@ fn madsim_job(root: &Path, ci: &[(String, String)]) -> Job {
 }
 
 /// loom: the `loom` feature (the shared world's locks are loom's), built
-/// in the release target folder: only cusim and cusim-sim build again.
+/// in the test command's own target folder: only cusim and cusim-sim (and
+/// loom) build again.
 fn loom_job(root: &Path, ci: &[(String, String)]) -> Job {
     let (root, ci) = (root.to_path_buf(), ci.to_vec());
     Job::new("loom", "loom: build and models", move |log| {
         let args = [
             "test",
-            "--release",
+            "--profile",
+            PROFILE,
             "-p",
             "cusim-sim",
             "--no-default-features",
@@ -206,7 +209,7 @@ fn node_job(
 ) -> Job {
     let (tests, file, ready, mut envs) =
         (root.join("client-tests"), file.to_owned(), ready.clone(), envs.to_vec());
-    envs.push(("CUSIM_BIN".into(), root.join("target/release/cusim").to_string_lossy().into_owned()));
+    envs.push(("CUSIM_BIN".into(), cusim_bin(root)));
     Job::new("http", format!("client-tests/test/{file}"), move |log| {
         if let Some(Err(error)) = &*ready.lock().unwrap_or_else(|e| e.into_inner()) {
             return log.fail(error);
@@ -218,13 +221,24 @@ fn node_job(
     })
 }
 
+/// The build profile of the test command: the searches need the release
+/// profile. (A profile with the dependencies and the Postgres and HTTP
+/// crates at opt-level 1 built no faster and made the Postgres tests
+/// slower.)
+const PROFILE: &str = "release";
+
+/// The `cusim` tool the test command built.
+fn cusim_bin(root: &Path) -> String {
+    root.join("target").join(PROFILE).join("cusim").to_string_lossy().into_owned()
+}
+
 /// `scripts/check-html.sh`: the trace page in headless Chromium (installed
 /// from Debian's packages when missing). Each `ok:` line is a passed check.
 fn browser_job(root: &Path, ci: &[(String, String)]) -> Job {
-    let (script, ci) = (root.join("scripts/check-html.sh"), ci.to_vec());
+    let (script, ci, bin) = (root.join("scripts/check-html.sh"), ci.to_vec(), cusim_bin(root));
     Job::new("browser", "scripts/check-html.sh", move |log| {
         let mut command = Command::new("bash");
-        command.arg(&script).envs(ci.iter().map(|(k, v)| (k, v)));
+        command.arg(&script).envs(ci.iter().map(|(k, v)| (k, v))).env("CUSIM_BIN", &bin);
         log.run("scripts/check-html.sh", command, Count::OkLines, true);
     })
 }
@@ -314,9 +328,10 @@ fn test_all(only: &[String]) -> ExitCode {
             *ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
         })
     });
-    // One build of every test executable, in one resolve of features: the
-    // release profile, as the searches need.
-    let args = ["test", "--release", "--workspace"];
+    // One build of every test executable, in one resolve of features, in
+    // the release profile.
+    // (The benchmarks' package has no tests: left out, criterion is not built.)
+    let args = ["test", "--profile", PROFILE, "--workspace", "--exclude", "cusim-bench"];
     eprintln!("==> build: cargo {} --no-run", args.join(" "));
     let ci_refs: Vec<(&str, &str)> = ci.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let built = match build::build(&root, &args, &ci_refs, Stdio::inherit()) {
@@ -457,15 +472,18 @@ fn bench_all(only: &[String]) -> ExitCode {
     for bench in BENCHES.iter().filter(|b| only.is_empty() || only.iter().any(|o| o == *b)) {
         match *bench {
             "explore" => {
-                ok &= cargo_bench("explore", &["bench", "-p", "cusim", "--bench", "explore"], &[]);
+                ok &= cargo_bench("explore", &["bench", "-p", "cusim-bench", "--bench", "explore"], &[]);
                 let madsim = [("RUSTFLAGS", "--cfg madsim"), ("CARGO_TARGET_DIR", "target/madsim")];
-                ok &=
-                    cargo_bench("explore (madsim)", &["bench", "-p", "cusim", "--bench", "explore"], &madsim);
+                ok &= cargo_bench(
+                    "explore (madsim)",
+                    &["bench", "-p", "cusim-bench", "--bench", "explore"],
+                    &madsim,
+                );
             }
             name => {
-                let (package, lines) = match name {
-                    "http" => ("cusim-serve", "http.txt"),
-                    _ => ("cusim", "contention.txt"),
+                let lines = match name {
+                    "http" => "http.txt",
+                    _ => "contention.txt",
                 };
                 let _ = std::fs::remove_file(
                     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target").join(lines),
@@ -473,7 +491,7 @@ fn bench_all(only: &[String]) -> ExitCode {
                 match postgres::Server::start().and_then(|pg| Ok((pg, redis::Server::start()?))) {
                     Ok((server, redis)) => {
                         let envs = [("DATABASE_URL", server.url.as_str()), ("REDIS_URL", redis.url.as_str())];
-                        ok &= cargo_bench(name, &["bench", "-p", package, "--bench", name], &envs);
+                        ok &= cargo_bench(name, &["bench", "-p", "cusim-bench", "--bench", name], &envs);
                     }
                     Err(error) => {
                         eprintln!("bench {name}: could not start the servers: {error}");

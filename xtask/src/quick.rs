@@ -67,11 +67,13 @@ fn cargo(root: &Path, args: &[String]) -> Tally {
 
 /// The two cargo invocations quick makes.
 fn invocations() -> [Vec<String>; 2] {
-    let mut unit: Vec<String> = ["test", "--workspace", "--lib", "--bins"].map(String::from).to_vec();
+    let mut unit: Vec<String> =
+        ["test", "--workspace", "--exclude", "cusim-bench", "--lib", "--bins"].map(String::from).to_vec();
     for name in IN_MEMORY_TESTS {
         unit.extend(["--test".into(), name.into()]);
     }
-    let mut pinned: Vec<String> = ["test", "--workspace"].map(String::from).to_vec();
+    let mut pinned: Vec<String> =
+        ["test", "--workspace", "--exclude", "cusim-bench"].map(String::from).to_vec();
     let mut files: Vec<&str> = PINNED.iter().map(|(file, _)| *file).collect();
     files.dedup();
     for file in files {

@@ -95,7 +95,7 @@ mod real {
                 self.errors
             );
             eprintln!("{line}");
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/contention.txt");
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/contention.txt");
             if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
                 let _ = writeln!(file, "{line}");
             }
