@@ -9,7 +9,7 @@
 //! defaults; R8: usage lost to an invalidation) show with real concurrency
 //! between the cache's commands, and `safe` holds.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

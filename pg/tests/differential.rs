@@ -15,10 +15,8 @@
 //! a stale-write guard may judge a write differently; in lockstep both
 //! take the model's clocks. A disagreement prints the scenario to replay.
 
-#[path = "../../sim/tests/support/generate.rs"]
-#[allow(dead_code)]
-mod generate;
-mod support;
+use crate::generate;
+use crate::support;
 
 use std::cell::RefCell;
 

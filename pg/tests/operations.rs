@@ -2,7 +2,7 @@
 //! Postgres side by side: the same answers, and the same waits (a wait
 //! on Postgres is seen in `pg_locks`, not guessed from time).
 
-mod support;
+use crate::support;
 
 use std::rc::Rc;
 use std::time::Duration;

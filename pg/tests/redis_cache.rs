@@ -7,7 +7,7 @@
 //! connection is a cache that is down, and bad URLs, passwords and
 //! servers fail before any work.
 
-mod support;
+use crate::support;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;

@@ -6,10 +6,8 @@
 //! the command that replays it. The corpus tests write their claims to the
 //! ledger (`cusim_sim::claims`).
 
-#[path = "../../sim/tests/support/generate.rs"]
-#[allow(dead_code)]
-mod generate;
-mod support;
+use crate::generate;
+use crate::support;
 
 use std::cell::RefCell;
 

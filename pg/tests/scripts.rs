@@ -8,7 +8,7 @@
 //! a foreign-key check made before the row was in its index); the
 //! generated ones look for the next.
 
-mod support;
+use crate::support;
 
 use cusim::backend::{ClaimTarget, Constraints, NewCustomer, NewCustomerProduct, OnConflict, Op, RowLock};
 use cusim::flow::Strategy;

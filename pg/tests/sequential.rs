@@ -3,7 +3,7 @@
 //! reads and leave the same state as on the in-memory model (whose own tests check the
 //! cases' assertions). Ids are compared by creation order.
 
-mod support;
+use crate::support;
 
 use cusim::flow::{Request, Strategy};
 use cusim::model::{Catalog, CustomerData, Product, ProductKind};

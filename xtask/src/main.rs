@@ -44,6 +44,7 @@ const IGNORED_NEED_SERVERS: [&str; 3] =
 const NODE_RACE_FILES: [&str; 2] = ["autocreate-race.test.js", "create-customer-race.test.js"];
 
 /// Where a test executable of the one build runs.
+#[derive(Debug, Clone, Copy)]
 enum Place {
     /// Side by side with the others, with no server.
     Cpu,
@@ -60,12 +61,12 @@ fn expected_seconds(label: &str) -> u32 {
     const KNOWN: [(&str, u32); 12] = [
         ("cusim-sim/test:safe_everywhere", 230),
         ("cusim-sim/test:reduction", 200),
-        ("cusim-pg/test:differential", 110),
+        ("cusim-pg/test:pg differential::", 110),
         ("madsim:", 100),
-        ("cusim-pg/test:replay", 85),
+        ("cusim-pg/test:pg replay::", 85),
         ("cusim-sim/test:races", 80),
         ("loom:", 50),
-        ("cusim-pg/test:scripts", 45),
+        ("cusim-pg/test:pg scripts::", 45),
         ("cusim-sim/test:worlds", 35),
         ("cusim-sim/test:postgres_cli", 30),
         ("cusim-sim/test:check", 25),
@@ -74,16 +75,33 @@ fn expected_seconds(label: &str) -> u32 {
     KNOWN.iter().find(|(prefix, _)| label.starts_with(prefix)).map_or(5, |(_, s)| *s)
 }
 
-/// The mode and place of a test executable; `None` for one with nothing
-/// to run in this build (madsim's, empty without `--cfg madsim`).
-fn place(bin: &build::TestBin) -> Option<(&'static str, Place)> {
-    Some(match (bin.package.as_str(), bin.name.as_str()) {
-        ("cusim-sim", "madsim") => return None,
-        ("cusim-pg", "concurrent") => ("postgres", Place::Alone),
-        ("cusim-pg", _) => ("postgres", Place::Servers),
-        ("cusim-sim", _) => ("stepper", Place::Cpu),
-        _ => ("unit", Place::Cpu),
-    })
+/// The jobs of Postgres tests' one binary (`pg/tests/pg.rs`, a module per
+/// file), by test-name filter: the long files as jobs of their own (the
+/// differential's three tests wait on Postgres most of the time, so all
+/// three run at once), the free-running rounds with only their kind.
+const PG_JOBS: [(Place, &[&str]); 5] = [
+    (Place::Alone, &["concurrent::"]),
+    (Place::Servers, &["differential::", "--test-threads", "3"]),
+    (Place::Servers, &["replay::"]),
+    (Place::Servers, &["scripts::"]),
+    (
+        Place::Servers,
+        &["--skip", "concurrent::", "--skip", "differential::", "--skip", "replay::", "--skip", "scripts::"],
+    ),
+];
+
+/// The runs of a test executable: each with its mode, its place and its
+/// arguments. None for madsim's (empty without `--cfg madsim`).
+fn runs(bin: &build::TestBin) -> Vec<(&'static str, Place, &'static [&'static str])> {
+    match (bin.package.as_str(), bin.kind.as_str(), bin.name.as_str()) {
+        ("cusim-sim", _, "madsim") => Vec::new(),
+        ("cusim-pg", "test", "pg") => {
+            PG_JOBS.iter().map(|(place, args)| ("postgres", *place, *args)).collect()
+        }
+        ("cusim-pg", _, _) => vec![("postgres", Place::Servers, &[])],
+        ("cusim-sim", _, _) => vec![("stepper", Place::Cpu, &[])],
+        _ => vec![("unit", Place::Cpu, &[])],
+    }
 }
 
 /// Runs `bin` (from its package's folder, as cargo does) with `args`.
@@ -104,15 +122,6 @@ fn bin_job(mode: &'static str, bin: &build::TestBin, args: &[&str], envs: &[(Str
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         run_bin(log, &bin, &args, &envs);
     })
-}
-
-/// Extra arguments of a test executable: differential's three tests wait
-/// on Postgres most of the time, so all three run at once.
-fn extra_args(bin: &build::TestBin) -> &'static [&'static str] {
-    match (bin.package.as_str(), bin.name.as_str()) {
-        ("cusim-pg", "differential") => &["--test-threads", "3"],
-        _ => &[],
-    }
 }
 
 fn owned(envs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -363,14 +372,11 @@ fn test_all(only: &[String]) -> ExitCode {
     let have_servers = servers.is_some();
     let (mut side_by_side, mut alone) = (Vec::new(), Vec::new());
     for bin in &built.bins {
-        let Some((mode, place)) = place(bin) else { continue };
-        if wanted(mode) {
+        for (mode, place, args) in runs(bin).into_iter().filter(|(mode, ..)| wanted(mode)) {
             match place {
-                Place::Cpu => side_by_side.push(bin_job(mode, bin, extra_args(bin), &ci)),
-                Place::Servers if have_servers => {
-                    side_by_side.push(bin_job(mode, bin, extra_args(bin), &server_envs))
-                }
-                Place::Alone if have_servers => alone.push(bin_job(mode, bin, extra_args(bin), &server_envs)),
+                Place::Cpu => side_by_side.push(bin_job(mode, bin, args, &ci)),
+                Place::Servers if have_servers => side_by_side.push(bin_job(mode, bin, args, &server_envs)),
+                Place::Alone if have_servers => alone.push(bin_job(mode, bin, args, &server_envs)),
                 _ => {}
             }
         }
