@@ -20,7 +20,6 @@ mod redis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use jobs::{Count, Job, Log, Outcome, Tally};
@@ -75,32 +74,37 @@ fn expected_seconds(label: &str) -> u32 {
     KNOWN.iter().find(|(prefix, _)| label.starts_with(prefix)).map_or(5, |(_, s)| *s)
 }
 
-/// The jobs of Postgres tests' one binary (`pg/tests/pg.rs`, a module per
-/// file), by test-name filter: the long files as jobs of their own (the
-/// differential's three tests wait on Postgres most of the time, so all
-/// three run at once), the free-running rounds with only their kind.
-const PG_JOBS: [(Place, &[&str]); 5] = [
-    (Place::Alone, &["concurrent::"]),
-    (Place::Servers, &["differential::", "--test-threads", "3"]),
-    (Place::Servers, &["replay::"]),
-    (Place::Servers, &["scripts::"]),
-    (
-        Place::Servers,
-        &["--skip", "concurrent::", "--skip", "differential::", "--skip", "replay::", "--skip", "scripts::"],
-    ),
+/// The modules of the Postgres tests' one binary (`pg/tests/pg.rs`, a
+/// module per file) that run as jobs of their own, by test-name filter,
+/// with their extra arguments: the free-running rounds with only their
+/// kind, the long files side by side (the differential's three tests wait
+/// on Postgres most of the time, so all three run at once). One more job
+/// runs every other module.
+const PG_OWN_JOBS: [(&str, Place, &[&str]); 4] = [
+    ("concurrent::", Place::Alone, &[]),
+    ("differential::", Place::Servers, &["--test-threads", "3"]),
+    ("replay::", Place::Servers, &[]),
+    ("scripts::", Place::Servers, &[]),
 ];
 
 /// The runs of a test executable: each with its mode, its place and its
 /// arguments. None for madsim's (empty without `--cfg madsim`).
-fn runs(bin: &build::TestBin) -> Vec<(&'static str, Place, &'static [&'static str])> {
+fn runs(bin: &build::TestBin) -> Vec<(&'static str, Place, Vec<String>)> {
+    let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     match (bin.package.as_str(), bin.kind.as_str(), bin.name.as_str()) {
         ("cusim-sim", _, "madsim") => Vec::new(),
         ("cusim-pg", "test", "pg") => {
-            PG_JOBS.iter().map(|(place, args)| ("postgres", *place, *args)).collect()
+            let mut runs: Vec<_> = PG_OWN_JOBS
+                .iter()
+                .map(|(filter, place, extra)| ("postgres", *place, owned(&[&[*filter][..], extra].concat())))
+                .collect();
+            let rest = PG_OWN_JOBS.iter().flat_map(|(filter, ..)| ["--skip", filter]).collect::<Vec<_>>();
+            runs.push(("postgres", Place::Servers, owned(&rest)));
+            runs
         }
-        ("cusim-pg", _, _) => vec![("postgres", Place::Servers, &[])],
-        ("cusim-sim", _, _) => vec![("stepper", Place::Cpu, &[])],
-        _ => vec![("unit", Place::Cpu, &[])],
+        ("cusim-pg", _, _) => vec![("postgres", Place::Servers, Vec::new())],
+        ("cusim-sim", _, _) => vec![("stepper", Place::Cpu, Vec::new())],
+        _ => vec![("unit", Place::Cpu, Vec::new())],
     }
 }
 
@@ -114,9 +118,8 @@ fn run_bin(log: &mut Log, bin: &build::TestBin, args: &[&str], envs: &[(String, 
 }
 
 /// A job that runs `bin` with `args`.
-fn bin_job(mode: &'static str, bin: &build::TestBin, args: &[&str], envs: &[(String, String)]) -> Job {
+fn bin_job(mode: &'static str, bin: &build::TestBin, args: Vec<String>, envs: &[(String, String)]) -> Job {
     let (bin, envs) = (bin.clone(), envs.to_vec());
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let label = if args.is_empty() { bin.label() } else { format!("{} {}", bin.label(), args.join(" ")) };
     Job::new(mode, label, move |log| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -126,6 +129,34 @@ fn bin_job(mode: &'static str, bin: &build::TestBin, args: &[&str], envs: &[(Str
 
 fn owned(envs: &[(&str, &str)]) -> Vec<(String, String)> {
     envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Builds with `cargo ARGS` (`envs`; its output in `log`) and returns the
+/// test executable named `name` it made; `None` (the job failed) when the
+/// build failed or made none.
+fn build_test(
+    log: &mut Log,
+    root: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    name: &str,
+) -> Option<build::TestBin> {
+    let shown: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    log.note(&format!("==> {}cargo {} --no-run", shown.concat(), args.join(" ")));
+    let stderr = log.stdio();
+    match build::build(root, args, envs, stderr) {
+        Ok(built) => {
+            let found = built.bins.into_iter().find(|b| b.name == name);
+            if found.is_none() {
+                log.fail(&format!("the build made no {name} test"));
+            }
+            found
+        }
+        Err(error) => {
+            log.fail(&error);
+            None
+        }
+    }
 }
 
 /// madsim: its own build (`--cfg madsim` changes every crate), then the
@@ -138,15 +169,7 @@ fn madsim_job(root: &Path, ci: &[(String, String)]) -> Job {
         let args =
             ["test", "--profile", PROFILE, "-p", "cusim-sim", "--no-default-features", "--test", "madsim"];
         let envs = [("RUSTFLAGS", "--cfg madsim"), ("CARGO_TARGET_DIR", &*target)];
-        log.note(&format!("==> cargo {} --no-run (RUSTFLAGS=--cfg madsim)", args.join(" ")));
-        let stderr = log.stdio();
-        let bin = match build::build(&root, &args, &envs, stderr) {
-            Ok(built) => match built.bins.into_iter().find(|b| b.name == "madsim") {
-                Some(bin) => bin,
-                None => return log.fail("the madsim build made no madsim test"),
-            },
-            Err(error) => return log.fail(&error),
-        };
+        let Some(bin) = build_test(log, &root, &args, &envs, "madsim") else { return };
         let mut envs = ci.clone();
         envs.extend(owned(&[("MADSIM_TEST_SEED", MADSIM_FIRST_SEED), ("MADSIM_TEST_NUM", MADSIM_SEEDS)]));
         run_bin(log, &bin, &[], &envs);
@@ -181,14 +204,8 @@ fn loom_job(root: &Path, ci: &[(String, String)]) -> Job {
             "--test",
             "loom",
         ];
-        log.note(&format!("==> cargo {} --no-run", args.join(" ")));
-        let stderr = log.stdio();
-        match build::build(&root, &args, &[], stderr) {
-            Ok(built) => match built.bins.iter().find(|b| b.name == "loom") {
-                Some(bin) => run_bin(log, bin, &[], &ci),
-                None => log.fail("the loom build made no loom test"),
-            },
-            Err(error) => log.fail(&error),
+        if let Some(bin) = build_test(log, &root, &args, &[], "loom") {
+            run_bin(log, &bin, &[], &ci);
         }
     })
 }
@@ -210,18 +227,13 @@ fn prepare_node(tests: &Path) -> Result<(), String> {
 
 /// One of `client-tests/`' files: the plan's acceptance cases through
 /// autumn-js against `cusim serve`, in memory and on the servers.
-fn node_job(
-    root: &Path,
-    file: &str,
-    ready: &Arc<Mutex<Option<Result<(), String>>>>,
-    envs: &[(String, String)],
-) -> Job {
+fn node_job(root: &Path, file: &str, ready: &Result<(), String>, envs: &[(String, String)]) -> Job {
     let (tests, file, ready, mut envs) =
         (root.join("client-tests"), file.to_owned(), ready.clone(), envs.to_vec());
     envs.push(("CUSIM_BIN".into(), cusim_bin(root)));
     Job::new("http", format!("client-tests/test/{file}"), move |log| {
-        if let Some(Err(error)) = &*ready.lock().unwrap_or_else(|e| e.into_inner()) {
-            return log.fail(error);
+        if let Err(error) = ready {
+            return log.fail(&error);
         }
         let mut command = Command::new("node");
         command.args(["--test", "--test-reporter=tap"]).arg(format!("test/{file}")).current_dir(&tests);
@@ -329,13 +341,9 @@ fn test_all(only: &[String]) -> ExitCode {
     }
     let ci = owned(&[("CI", "true")]);
     // Node and the client tests' packages while the tests build.
-    let node_ready: Arc<Mutex<Option<Result<(), String>>>> = Arc::new(Mutex::new(None));
     let preparing = wanted("http").then(|| {
-        let (tests, ready) = (root.join("client-tests"), node_ready.clone());
-        std::thread::spawn(move || {
-            let result = prepare_node(&tests);
-            *ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-        })
+        let tests = root.join("client-tests");
+        std::thread::spawn(move || prepare_node(&tests))
     });
     // One build of every test executable, in one resolve of features, in
     // the release profile.
@@ -381,10 +389,11 @@ fn test_all(only: &[String]) -> ExitCode {
             }
         }
         if wanted("postgres") && have_servers && IGNORED_NEED_SERVERS.contains(&bin.label().as_str()) {
-            side_by_side.push(bin_job("postgres", bin, &["--ignored"], &server_envs));
+            side_by_side.push(bin_job("postgres", bin, vec!["--ignored".into()], &server_envs));
         }
     }
-    if wanted("http") && have_servers {
+    let node_ready = preparing.map(|p| p.join().unwrap_or_else(|_| Err("preparing Node panicked".into())));
+    if let (Some(node_ready), true) = (node_ready, have_servers) {
         let mut files: Vec<String> = std::fs::read_dir(root.join("client-tests/test"))
             .map(|entries| {
                 entries
@@ -415,13 +424,6 @@ fn test_all(only: &[String]) -> ExitCode {
     }
     if wanted("loom") {
         side_by_side.push(loom_job(&root, &ci));
-    }
-    if let Some(handle) = preparing {
-        // The node jobs read the slot: it is filled before any job starts.
-        if handle.join().is_err() {
-            *node_ready.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Err("preparing Node panicked".into()));
-        }
     }
     // The longest first, so that the workers end together. Three workers
     // on two cores: the tests against Postgres wait on it most of the
@@ -604,6 +606,29 @@ mod tests {
 
     fn args(line: &str) -> Vec<String> {
         line.split_whitespace().map(String::from).collect()
+    }
+
+    /// The Postgres binary's jobs run each of its tests once: each module of
+    /// its own by name, every other module in one job that skips them.
+    #[test]
+    fn the_postgres_jobs_split_the_binary_without_overlap() {
+        let bin = build::TestBin {
+            package: "cusim-pg".into(),
+            kind: "test".into(),
+            name: "pg".into(),
+            exe: PathBuf::from("pg"),
+            dir: PathBuf::from("pg"),
+        };
+        let runs = runs(&bin);
+        assert_eq!(runs.len(), PG_OWN_JOBS.len() + 1);
+        let rest = &runs.last().expect("the job of every other module").2;
+        for ((filter, ..), (_, _, args)) in PG_OWN_JOBS.iter().zip(&runs) {
+            assert_eq!(args[0], *filter);
+            assert!(
+                rest.windows(2).any(|w| w[0] == "--skip" && w[1] == *filter),
+                "{rest:?} runs {filter} again"
+            );
+        }
     }
 
     #[test]
