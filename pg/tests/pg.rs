@@ -17,3 +17,4 @@ mod redis_cache;
 mod replay;
 mod scripts;
 mod sequential;
+mod wire;

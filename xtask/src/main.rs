@@ -159,15 +159,17 @@ fn build_test(
     }
 }
 
-/// madsim: its own build (`--cfg madsim` changes every crate), then the
-/// 1000 seeds and the determinism check of seeds 1–10 on the executable.
+/// madsim: its own build (`--cfg madsim` changes every crate; in the
+/// `madsim` profile, unoptimized: see the workspace's Cargo.toml), then
+/// the 1000 seeds and the determinism check of seeds 1–10 on the
+/// executable.
 fn madsim_job(root: &Path, ci: &[(String, String)]) -> Job {
     let (root, ci) = (root.to_path_buf(), ci.to_vec());
     Job::new("madsim", "madsim: build and seeds", move |log| {
         let target = root.join("target/madsim");
         let target = target.to_string_lossy();
         let args =
-            ["test", "--profile", PROFILE, "-p", "cusim-sim", "--no-default-features", "--test", "madsim"];
+            ["test", "--profile", "madsim", "-p", "cusim-sim", "--no-default-features", "--test", "madsim"];
         let envs = [("RUSTFLAGS", "--cfg madsim"), ("CARGO_TARGET_DIR", &*target)];
         let Some(bin) = build_test(log, &root, &args, &envs, "madsim") else { return };
         let mut envs = ci.clone();

@@ -235,11 +235,14 @@ pub fn outcome_of(
     violations: &[Violation],
     run: RunOptions,
 ) -> String {
+    outcome_text(execution, violations, &symptoms_of(prepared, execution, violations, run))
+}
+
+/// [`outcome_of`] with the symptoms of `violations` already read.
+fn outcome_text(execution: &Execution, violations: &[Violation], symptoms: &[Symptom]) -> String {
     let o = &execution.observation;
-    let violated: Vec<(Symptom, &str)> = symptoms_of(prepared, execution, violations, run)
-        .into_iter()
-        .zip(violations.iter().map(|v| v.message.as_str()))
-        .collect();
+    let violated: Vec<(Symptom, &str)> =
+        symptoms.iter().copied().zip(violations.iter().map(|v| v.message.as_str())).collect();
     format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         o.outcomes,
@@ -332,12 +335,14 @@ impl Found {
 fn record(
     found: &mut BTreeMap<Symptom, Found>,
     prepared: &Prepared,
-    (execution, violations): (&Execution, Vec<Violation>),
+    (execution, violations, known): (&Execution, Vec<Violation>, Option<Vec<Symptom>>),
     run: RunOptions,
     seed: Option<u64>,
     count: u64,
 ) {
-    let Some(symptoms) = symptoms(prepared, (execution, &violations), run, found) else { return };
+    let Some(symptoms) = known.or_else(|| symptoms(prepared, (execution, &violations), run, found)) else {
+        return;
+    };
     let schedule = execution.minimal_schedule();
     let key = (schedule.len(), execution.preemptions);
     for (violation, symptom) in violations.into_iter().zip(symptoms) {
@@ -411,16 +416,25 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                         config.run,
                     ),
                 };
-                if config.record_outcomes {
-                    outcomes.insert(outcome_of(prepared, &execution, &violations, config.run));
-                }
+                let known = config.record_outcomes.then(|| {
+                    let symptoms = symptoms_of(prepared, &execution, &violations, config.run);
+                    outcomes.insert(outcome_text(&execution, &violations, &symptoms));
+                    symptoms
+                });
                 run_count += 1;
                 progress(run_count);
                 availability.add(execution.availability);
                 reached.extend(execution.reached.iter().copied());
                 settle_reached.extend(execution.settle_reached.iter().copied());
                 let broke = !violations.is_empty();
-                record(&mut found, prepared, (&execution, violations), config.run, Some(seed), run_count);
+                record(
+                    &mut found,
+                    prepared,
+                    (&execution, violations, known),
+                    config.run,
+                    Some(seed),
+                    run_count,
+                );
                 if broke && config.stop_at_first {
                     break;
                 }
@@ -443,9 +457,11 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                     continue;
                 }
                 let violations = judge(&prepared.scenario, &execution.observation);
-                if config.record_outcomes {
-                    outcomes.insert(outcome_of(prepared, &execution, &violations, config.run));
-                }
+                let known = config.record_outcomes.then(|| {
+                    let symptoms = symptoms_of(prepared, &execution, &violations, config.run);
+                    outcomes.insert(outcome_text(&execution, &violations, &symptoms));
+                    symptoms
+                });
                 capped |= matches!(execution.observation.end, End::StepCap { .. });
                 run_count += 1;
                 progress(run_count);
@@ -453,7 +469,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 reached.extend(execution.reached.iter().copied());
                 settle_reached.extend(execution.settle_reached.iter().copied());
                 let broke = !violations.is_empty();
-                record(&mut found, prepared, (&execution, violations), config.run, None, run_count);
+                record(&mut found, prepared, (&execution, violations, known), config.run, None, run_count);
                 if broke && config.stop_at_first {
                     break;
                 }
