@@ -261,8 +261,11 @@ impl Inner {
     ) -> Result<InFlight, String> {
         let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
         loop {
-            if handle.is_finished() {
-                let outcome = (&mut handle).await.map_err(|e| format!("a statement task failed: {e}"))?;
+            // The answer, as soon as it comes, within a poll's time; most
+            // statements answer long before it, and Postgres is asked
+            // whether one waits only when it has not.
+            if let Ok(joined) = tokio::time::timeout(POLL, &mut handle).await {
+                let outcome = joined.map_err(|e| format!("a statement task failed: {e}"))?;
                 return Ok(InFlight::Answered(outcome));
             }
             if !to_the_end && self.waits_for_lock(pid).await? {
@@ -271,7 +274,6 @@ impl Inner {
             if tokio::time::Instant::now() >= deadline {
                 return Ok(InFlight::Silent(handle));
             }
-            tokio::time::sleep(POLL).await;
         }
     }
 
