@@ -64,8 +64,12 @@ async fn proxied_postgres() -> (Proxy, String, UnboundedReceiver<Event>) {
     (proxy, through, receiver)
 }
 
-async fn direct() -> PgConnection {
-    PgConnection::connect(&database_url()).await.unwrap()
+/// A connection straight to Postgres, after it ran `sql` (a table made
+/// afresh for one test).
+async fn direct_after(sql: &'static str) -> PgConnection {
+    let mut conn = PgConnection::connect(&database_url()).await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    conn
 }
 
 #[test]
@@ -113,13 +117,10 @@ fn a_client_through_the_open_proxy_is_served_as_directly_and_its_steps_are_shown
 #[test]
 fn held_steps_reach_postgres_in_the_order_released() {
     runtime().block_on(async {
-        let mut setup = direct().await;
-        sqlx::raw_sql(
+        let mut setup = direct_after(
             "DROP TABLE IF EXISTS wire_order; CREATE TABLE wire_order (n serial PRIMARY KEY, who text)",
         )
-        .execute(&mut setup)
-        .await
-        .unwrap();
+        .await;
         let (proxy, url, mut events) = proxied_postgres().await;
         for order in [["b", "a"], ["a", "b"]] {
             let mut tasks = Vec::new();
@@ -160,11 +161,7 @@ fn held_steps_reach_postgres_in_the_order_released() {
 #[test]
 fn a_lock_wait_is_seen_by_its_backend_pid_and_its_reply_is_held_until_released() {
     runtime().block_on(async {
-        let mut monitor = direct().await;
-        sqlx::raw_sql("DROP TABLE IF EXISTS wire_lock; CREATE TABLE wire_lock (id int PRIMARY KEY, v int); INSERT INTO wire_lock VALUES (1, 0)")
-            .execute(&mut monitor)
-            .await
-            .unwrap();
+        let mut monitor = direct_after("DROP TABLE IF EXISTS wire_lock; CREATE TABLE wire_lock (id int PRIMARY KEY, v int); INSERT INTO wire_lock VALUES (1, 0)").await;
         let (proxy, url, mut events) = proxied_postgres().await;
         let mut a = PgConnection::connect(&url).await.unwrap();
         let mut b = PgConnection::connect(&url).await.unwrap();
@@ -228,11 +225,8 @@ fn a_lock_wait_is_seen_by_its_backend_pid_and_its_reply_is_held_until_released()
 #[test]
 fn a_step_released_to_lose_its_reply_runs_and_one_closed_before_does_not() {
     runtime().block_on(async {
-        let mut check = direct().await;
-        sqlx::raw_sql("DROP TABLE IF EXISTS wire_lost; CREATE TABLE wire_lost (who text)")
-            .execute(&mut check)
-            .await
-            .unwrap();
+        let mut check =
+            direct_after("DROP TABLE IF EXISTS wire_lost; CREATE TABLE wire_lost (who text)").await;
         let (proxy, url, mut events) = proxied_postgres().await;
         for (who, how) in [("lost", Release::LoseReply), ("never", Release::CloseBefore)] {
             let mut conn = PgConnection::connect(&url).await.unwrap();

@@ -131,14 +131,10 @@ pub struct Shape {
 }
 
 impl Prepared {
-    /// The statements of a step (its client messages, concatenated), as
-    /// text: one line per statement run, with its parameters. Remembers
-    /// the step's `Parse`s and `Bind`s for the steps after it.
-    pub fn describe(&mut self, step: &[u8]) -> Vec<String> {
-        self.shape(step).lines
-    }
-
-    /// [`Prepared::describe`], with what the step describes and executes.
+    /// What a step (its client messages, concatenated) runs: a line per
+    /// statement, with its parameters, and what it describes and
+    /// executes. Remembers the step's `Parse`s and `Bind`s for the steps
+    /// after it.
     pub fn shape(&mut self, step: &[u8]) -> Shape {
         let mut shape = Shape::default();
         let lines = &mut shape.lines;
@@ -509,7 +505,7 @@ mod tests {
         step.extend(message(b'S', &[]));
         let mut prepared = Prepared::default();
         assert_eq!(
-            prepared.describe(&step),
+            prepared.shape(&step).lines,
             ["INSERT INTO t (a, b) VALUES ($1, $2) -- $1 = 7, $2 = 'it''s!'"]
         );
     }
@@ -520,7 +516,7 @@ mod tests {
         parse.extend(cs("SELECT $1"));
         parse.extend(0i16.to_be_bytes());
         let mut prepared = Prepared::default();
-        assert!(prepared.describe(&message(b'P', &parse)).is_empty());
+        assert!(prepared.shape(&message(b'P', &parse)).lines.is_empty());
         let mut bind = cs("p");
         bind.extend(cs("s1"));
         bind.extend(0i16.to_be_bytes()); // text
@@ -529,7 +525,9 @@ mod tests {
         bind.extend(0i16.to_be_bytes());
         let mut step = message(b'B', &bind);
         step.extend(message(b'E', &[&cs("p")[..], &0i32.to_be_bytes()].concat()));
-        assert_eq!(prepared.describe(&step), ["SELECT $1 -- $1 = NULL"]);
+        let shape = prepared.shape(&step);
+        assert_eq!(shape.lines, ["SELECT $1 -- $1 = NULL"]);
+        assert_eq!(shape.executed, Some(("s1".to_string(), Vec::new())));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::pg::{self, Boundary, FrameError};
 use crate::resp;
@@ -137,6 +137,13 @@ struct ConnState {
     hold_replies: AtomicBool,
 }
 
+impl ConnState {
+    /// The Postgres backend's PID, once `BackendKeyData` named it.
+    fn pid(&self) -> Option<i32> {
+        Some(self.pid.load(Ordering::SeqCst)).filter(|&pid| pid != 0)
+    }
+}
+
 /// What the proxy and its connections share.
 struct Shared {
     store: Store,
@@ -145,7 +152,6 @@ struct Shared {
     gated: AtomicBool,
     next_conn: AtomicU64,
     conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
-    tasks: Mutex<Vec<AbortHandle>>,
 }
 
 impl Shared {
@@ -160,6 +166,7 @@ impl Shared {
 pub struct Proxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    accepting: AbortHandle,
 }
 
 impl Proxy {
@@ -180,32 +187,9 @@ impl Proxy {
             gated: AtomicBool::new(false),
             next_conn: AtomicU64::new(0),
             conns: Mutex::new(BTreeMap::new()),
-            tasks: Mutex::new(Vec::new()),
         });
-        let accepting = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let _ = client.set_nodelay(true);
-                let conn = accepting.next_conn.fetch_add(1, Ordering::SeqCst);
-                let state = Arc::new(ConnState::default());
-                accepting.conns.lock().expect("not poisoned").insert(conn, Arc::clone(&state));
-                let shared = Arc::clone(&accepting);
-                let handle = tokio::spawn(async move {
-                    let result = match shared.store {
-                        Store::Postgres => pg_connection(&shared, conn, &state, client).await,
-                        Store::Redis => redis_connection(&shared, conn, &state, client).await,
-                    };
-                    if let Err(error) = result {
-                        shared.send(Event::Failed { store: shared.store, conn, error: error.to_string() });
-                    }
-                    shared.conns.lock().expect("not poisoned").remove(&conn);
-                    shared.send(Event::Closed { store: shared.store, conn });
-                });
-                accepting.tasks.lock().expect("not poisoned").push(handle.abort_handle());
-            }
-        });
-        shared.tasks.lock().expect("not poisoned").push(task.abort_handle());
-        Ok(Proxy { addr, shared })
+        let accepting = tokio::spawn(accept(listener, Arc::clone(&shared))).abort_handle();
+        Ok(Proxy { addr, shared, accepting })
     }
 
     /// Where clients connect.
@@ -226,24 +210,45 @@ impl Proxy {
             state.hold_replies.store(hold, Ordering::SeqCst);
         }
     }
+}
 
-    /// The Postgres backend PID of connection `conn`, once known.
-    pub fn pid(&self, conn: u64) -> Option<i32> {
-        let conns = self.shared.conns.lock().expect("not poisoned");
-        conns.get(&conn).map(|s| s.pid.load(Ordering::SeqCst)).filter(|&pid| pid != 0)
-    }
-
-    /// The connections open now.
-    pub fn connections(&self) -> Vec<u64> {
-        self.shared.conns.lock().expect("not poisoned").keys().copied().collect()
+/// Accepts connections, each served by a task of its own that this one
+/// owns (finished ones are reaped as it goes).
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let client = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => client,
+                Err(_) => return,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let _ = client.set_nodelay(true);
+        let conn = shared.next_conn.fetch_add(1, Ordering::SeqCst);
+        let state = Arc::new(ConnState::default());
+        shared.conns.lock().expect("not poisoned").insert(conn, Arc::clone(&state));
+        let shared = Arc::clone(&shared);
+        connections.spawn(async move {
+            let store = shared.store;
+            let result = match store {
+                Store::Postgres => pg_connection(&shared, conn, &state, client).await,
+                Store::Redis => redis_connection(&shared, conn, &state, client).await,
+            };
+            if let Err(error) = result {
+                shared.send(Event::Failed { store, conn, error: error.to_string() });
+            }
+            shared.conns.lock().expect("not poisoned").remove(&conn);
+            shared.send(Event::Closed { store, conn });
+        });
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        for task in self.shared.tasks.lock().expect("not poisoned").drain(..) {
-            task.abort();
-        }
+        // The listening task owns every connection's task: aborted, it
+        // drops them, and they abort too.
+        self.accepting.abort();
     }
 }
 
@@ -335,8 +340,8 @@ async fn relay_step(
     Ok(true)
 }
 
-/// After a reply: reports it, waits if replies are held, then says
-/// whether to relay it.
+/// After a reply: reports it, and waits while the connection's replies
+/// are held.
 async fn replied(
     shared: &Shared,
     state: &ConnState,
@@ -354,39 +359,17 @@ async fn replied(
     }
 }
 
-async fn pg_connection(
-    shared: &Shared,
-    conn: u64,
-    state: &ConnState,
-    mut client: TcpStream,
-) -> io::Result<()> {
+async fn pg_connection(shared: &Shared, conn: u64, state: &ConnState, client: TcpStream) -> io::Result<()> {
+    let (client_read, mut client_write) = client.into_split();
+    let mut from_client = Frames::new(client_read);
     // The startup: an SSL or GSS encryption request is answered `N` (plain
     // TCP on loopback), a cancel request is relayed, and the startup
     // message opens the real connection.
     let startup = loop {
-        let mut buf = Vec::new();
-        let len = loop {
-            let mut chunk = [0u8; 1024];
-            let n = client.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(len) =
-                pg::startup_len(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-            {
-                break len;
-            }
-        };
-        if buf.len() > len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the client sent more before the startup was answered",
-            ));
-        }
-        match pg::startup_code(&buf) {
-            pg::SSL_REQUEST | pg::GSSENC_REQUEST => client.write_all(b"N").await?,
-            _ => break buf,
+        let Some(packet) = from_client.next(pg::startup_len).await? else { return Ok(()) };
+        match pg::startup_code(&packet) {
+            pg::SSL_REQUEST | pg::GSSENC_REQUEST => client_write.write_all(b"N").await?,
+            _ => break packet,
         }
     };
     let server = match TcpStream::connect(&shared.upstream).await {
@@ -402,9 +385,8 @@ async fn pg_connection(
     if pg::startup_code(&startup) == pg::CANCEL_REQUEST {
         return Ok(());
     }
-    let (client_read, client_write) = client.into_split();
     let queue: Queue = Arc::default();
-    let from_client = pg_from_client(shared, conn, state, Frames::new(client_read), server_write, &queue);
+    let from_client = pg_from_client(shared, conn, state, from_client, server_write, &queue);
     let from_server = pg_from_server(shared, conn, state, Frames::new(server_read), client_write, &queue);
     both_ways(from_client, from_server).await
 }
@@ -465,9 +447,8 @@ async fn pg_from_client(
             Boundary::Ends => step.extend_from_slice(&message),
         }
         let bytes = std::mem::take(&mut step);
-        let pid = Some(state.pid.load(Ordering::SeqCst)).filter(|&p| p != 0);
         let shape = prepared.shape(&bytes);
-        let info = StepInfo { store: Store::Postgres, conn, seq, pid, statements: shape.lines };
+        let info = StepInfo { store: Store::Postgres, conn, seq, pid: state.pid(), statements: shape.lines };
         let pending = Pending {
             seq,
             described: shape.described,
@@ -507,8 +488,7 @@ async fn pg_from_server(
             client.write_all(&message).await?;
             if message[0] == b'Z' {
                 started = true;
-                let pid = Some(state.pid.load(Ordering::SeqCst)).filter(|&p| p != 0);
-                shared.send(Event::Opened { store: Store::Postgres, conn, pid });
+                shared.send(Event::Opened { store: Store::Postgres, conn, pid: state.pid() });
             }
             continue;
         }

@@ -258,6 +258,22 @@ fn outcome_text(execution: &Execution, violations: &[Violation], symptoms: &[Sym
     )
 }
 
+/// With `record_outcomes`, adds the run's outcome to `outcomes`, and
+/// gives back the symptoms read for it, so the witness need not read them
+/// again (a traced replay of each violating run).
+fn note_outcome(
+    prepared: &Prepared,
+    config: &ExploreConfig,
+    (execution, violations): (&Execution, &[Violation]),
+    outcomes: &mut BTreeSet<String>,
+) -> Option<Vec<Symptom>> {
+    config.record_outcomes.then(|| {
+        let symptoms = symptoms_of(prepared, execution, violations, config.run);
+        outcomes.insert(outcome_text(execution, violations, &symptoms));
+        symptoms
+    })
+}
+
 /// Runs one schedule from a chooser and checks it.
 pub fn run_and_check(
     prepared: &Prepared,
@@ -416,11 +432,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                         config.run,
                     ),
                 };
-                let known = config.record_outcomes.then(|| {
-                    let symptoms = symptoms_of(prepared, &execution, &violations, config.run);
-                    outcomes.insert(outcome_text(&execution, &violations, &symptoms));
-                    symptoms
-                });
+                let known = note_outcome(prepared, config, (&execution, &violations), &mut outcomes);
                 run_count += 1;
                 progress(run_count);
                 availability.add(execution.availability);
@@ -457,11 +469,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                     continue;
                 }
                 let violations = judge(&prepared.scenario, &execution.observation);
-                let known = config.record_outcomes.then(|| {
-                    let symptoms = symptoms_of(prepared, &execution, &violations, config.run);
-                    outcomes.insert(outcome_text(&execution, &violations, &symptoms));
-                    symptoms
-                });
+                let known = note_outcome(prepared, config, (&execution, &violations), &mut outcomes);
                 capped |= matches!(execution.observation.end, End::StepCap { .. });
                 run_count += 1;
                 progress(run_count);
