@@ -9,6 +9,8 @@
 //! - [`corpus`]: the built-in scenarios and the regression corpus;
 //! - [`report`]: text traces, HTML pages and `cusim explain`;
 //! - `check` (feature `check`): the black-box checker of a live server;
+//! - `live` (feature `drive`): `cusim drive`, a real server's statements
+//!   held at the wire and let through as a scheduler decides;
 //! - [`claims`]: the ledger the claim-bearing tests write.
 //!
 //! The `cusim` command (`src/cli/`) is built on these.
@@ -21,4 +23,6 @@ pub mod drive;
 pub mod explore;
 pub mod input;
 pub mod judge;
+#[cfg(feature = "drive")]
+pub mod live;
 pub mod report;

@@ -333,6 +333,11 @@ fn run_one(example: &Example, dir: &Path, servers: &mut Servers) -> Result<(), S
     let args = arguments(example)?;
     let mut command = Command::new(CUSIM);
     command.args(&args).current_dir(dir).stdin(Stdio::null()).env_remove("CI");
+    // A command may start `cusim` itself (`cusim drive … -- cusim serve …`).
+    let bin = Path::new(CUSIM).parent().expect("the binary is in a folder");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let paths = std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&path));
+    command.env("PATH", std::env::join_paths(paths).expect("a PATH"));
     if example.background {
         return start_server(example, command, servers);
     }

@@ -224,6 +224,8 @@ fn a_redis_that_dies_mid_run_ends_the_replay_with_a_clear_error_and_keeps_the_re
 }
 
 mod checking;
+#[path = "postgres_cli/drive.rs"]
+mod drive;
 
 /// `cusim serve` on Postgres + Redis, in a schema of its own.
 fn pg_server(strategy: &str, schema: &str) -> checking::Server {

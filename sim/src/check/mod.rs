@@ -250,7 +250,7 @@ pub async fn run(
 }
 
 /// Appends `more` to `events`, numbering them.
-fn append(events: &mut Vec<Event>, more: Vec<Event>) {
+pub(crate) fn append(events: &mut Vec<Event>, more: Vec<Event>) {
     for mut event in more {
         event.index = events.len();
         events.push(event);
@@ -268,7 +268,7 @@ fn retry_after(outcome: &Outcome) -> bool {
 }
 
 /// Sends `call` (and its retries), recording each attempt.
-async fn perform(
+pub(crate) async fn perform(
     client: &mut Client,
     call: &Call,
     group: Option<usize>,

@@ -71,6 +71,13 @@ pub fn pct_chooser(prepared: &Prepared, seed: u64, depth: usize, max_ticks: usiz
     PctChooser::new(seed, prepared.request_count(), depth.max(1), prepared.default_steps(), max_ticks)
 }
 
+/// A pct chooser for one schedule of `requests` requests expected to take
+/// about `expected_steps` decisions, with no clock move (for drivers whose
+/// clock is not theirs, `cusim drive`).
+pub fn pct_without_ticks(seed: u64, requests: usize, depth: usize, expected_steps: usize) -> impl Chooser {
+    PctChooser::new(seed, requests, depth.max(1), expected_steps, 0)
+}
+
 pub(super) struct PctChooser {
     priorities: Vec<usize>,
     /// Steps at which the running request is demoted, with the priority it gets.

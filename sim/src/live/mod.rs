@@ -1,0 +1,393 @@
+//! `cusim drive`: cusim on the wire between a real server and its
+//! databases. Proxies ([`cusim_wire`]) stand in front of the real Postgres
+//! and Redis; the server under test is started with its store URLs
+//! pointing at them ([`server`]); a scenario's requests are sent as HTTP
+//! calls ([`calls`]) while every statement and command is held at the
+//! wire and let go one mover at a time, as a scheduler decides ([`run`]).
+//! Each schedule is judged by `cusim check`'s black-box verdict (the
+//! answers and a read-back), and a finding comes with its schedule, which
+//! `--replay` runs again, and the real statements it ran ([`trace`]).
+//!
+//! What is not here yet: faults on the wire, the exhaustive scheduler,
+//! the rows verdict and the HTML page.
+
+pub mod calls;
+pub mod run;
+pub mod server;
+pub mod trace;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cusim::model::Catalog;
+use cusim_wire::url::ServerUrl;
+use cusim_wire::{Proxy, Store};
+use serde::Serialize;
+use sqlx::Connection;
+use tokio::sync::mpsc;
+
+use crate::check::client::{Client, Target};
+use crate::check::history::{History, Sender, FORMAT};
+use crate::check::preflight::{self, Given};
+use crate::check::profile::Profile;
+use crate::check::verdict::{self, Finding};
+use crate::check::workload::Group;
+use crate::drive::stepper::Chooser;
+use crate::explore::schedulers::{pct_without_ticks, random_chooser};
+use crate::input::scenario::Scenario;
+use crate::input::schedule::Schedule;
+use crate::judge::races::Race;
+
+use self::calls::{block_of, calls_of, feature_named, fresh, Calls};
+use self::run::{Driven, Driver, Wire};
+use self::server::{Server, ServerCommand};
+use self::trace::Line;
+
+/// Who decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Probabilistic concurrency testing, aiming at bugs of this depth.
+    Pct {
+        depth: usize,
+    },
+    Random,
+    /// One schedule, run `repeat` times.
+    Replay {
+        schedule: Schedule,
+        repeat: usize,
+    },
+}
+
+/// What a drive is asked to do.
+#[derive(Debug, Clone)]
+pub struct DriveConfig {
+    pub scenario: Scenario,
+    pub target: Target,
+    pub secret_key: String,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub server: ServerCommand,
+    pub scheduler: Scheduler,
+    /// Schedules to run (pct, random), from seed `seed`.
+    pub seeds: u64,
+    pub seed: u64,
+    pub quiet: Duration,
+    pub request_timeout: Duration,
+    /// Where the server's output goes.
+    pub server_log: PathBuf,
+    /// The prefix of every id of the drive (fresh per drive).
+    pub run_id: String,
+}
+
+/// Why a drive could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("the server: {0}")]
+    Server(String),
+}
+
+/// One broken invariant in one schedule.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriveFinding {
+    pub invariant: String,
+    pub schedule: String,
+    /// The seed whose schedule it was (none for a replay).
+    pub seed: Option<u64>,
+    /// The races of SPEC §8 it most likely shows (a suspicion, from the
+    /// scenario's shape).
+    pub races: Vec<Race>,
+    pub message: String,
+    /// The real statements the schedule ran, per request, in order.
+    pub statements: Vec<Line>,
+}
+
+/// What a drive found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriveReport {
+    pub scenario: String,
+    pub schedules_run: usize,
+    /// The first finding of each invariant.
+    pub findings: Vec<DriveFinding>,
+    /// With a replay: how many of the runs gave the first run's verdict,
+    /// and how many let its steps through in the same order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reproduced: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_order: Option<usize>,
+    /// Steps let through one by one, and lock waits parked and woken.
+    pub steps: usize,
+    pub lock_waits: usize,
+    /// For each request that was parked on a lock, the first schedule in
+    /// which it was (its statement waited, and its wake was a decision).
+    pub parked: Vec<Parked>,
+    /// With a replay: the statements of its first run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<Line>>,
+    /// Schedules that could not be followed as given, or got stuck.
+    pub diverged: Vec<String>,
+    pub elapsed_ms: u64,
+    pub quiet_ms: u64,
+}
+
+/// A request seen parked on a lock.
+#[derive(Debug, Clone, Serialize)]
+pub struct Parked {
+    pub request: usize,
+    pub schedule: String,
+}
+
+/// How far a drive has got, for progress lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub schedules: usize,
+    pub findings: usize,
+}
+
+/// Runs the drive: starts the proxies and the server, runs the schedules,
+/// stops the server.
+pub async fn drive(
+    config: &DriveConfig,
+    mut progress: impl FnMut(Progress),
+) -> Result<DriveReport, DriveError> {
+    let calls = calls_of(&config.scenario).map_err(|e| DriveError::BadInput(format!("--scenario: {e}")))?;
+    if calls.requests.is_empty() {
+        return Err(DriveError::BadInput("--scenario: no requests".into()));
+    }
+    if let Scheduler::Replay { schedule, .. } = &config.scheduler {
+        if let Some(token) =
+            schedule.0.iter().find(|t| !matches!(t, crate::input::schedule::Token::Run { fault: None, .. }))
+        {
+            return Err(DriveError::BadInput(format!(
+                "--replay: `{token}`: a driven schedule moves requests only (no clock move, no fault yet)"
+            )));
+        }
+    }
+    let database = ServerUrl::parse(&config.database_url, &["postgres", "postgresql"], 5432)
+        .map_err(|e| DriveError::BadInput(format!("--database-url: {e}")))?;
+    let redis = match &config.redis_url {
+        Some(url) => Some(
+            ServerUrl::parse(url, &["redis"], 6379)
+                .map_err(|e| DriveError::BadInput(format!("--redis-url: {e}")))?,
+        ),
+        None => None,
+    };
+    let probe = sqlx::PgConnection::connect(&config.database_url).await.map_err(|e| {
+        DriveError::Unreachable(format!("--database-url: the database cannot be reached: {e}"))
+    })?;
+    if let Some(redis) = &redis {
+        tokio::net::TcpStream::connect(&redis.upstream).await.map_err(|e| {
+            DriveError::Unreachable(format!("--redis-url: {} cannot be reached: {e}", redis.upstream))
+        })?;
+    }
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let postgres = Proxy::start(Store::Postgres, &database.upstream, events_tx.clone())
+        .await
+        .map_err(|e| DriveError::Unreachable(format!("the Postgres proxy cannot listen: {e}")))?;
+    let redis_proxy = match &redis {
+        Some(redis) => Some(
+            Proxy::start(Store::Redis, &redis.upstream, events_tx.clone())
+                .await
+                .map_err(|e| DriveError::Unreachable(format!("the Redis proxy cannot listen: {e}")))?,
+        ),
+        None => None,
+    };
+    drop(events_tx);
+    let database_through = database.through(postgres.addr());
+    let redis_through = match (&redis, &redis_proxy) {
+        (Some(url), Some(proxy)) => Some(url.through(proxy.addr())),
+        _ => None,
+    };
+    let mut server = Server::start(
+        &config.server,
+        &database_through,
+        redis_through.as_deref(),
+        &config.target,
+        &config.server_log,
+    )
+    .map_err(DriveError::Server)?;
+
+    let catalog = config.scenario.catalog();
+    let feature = match feature_named(&calls) {
+        Some(feature) => feature,
+        None => crate::check::feature_of(&catalog).map_err(|e| DriveError::BadInput(e.to_string()))?,
+    };
+    let mut client = Client::new(
+        config.target.clone(),
+        config.secret_key.clone(),
+        config.request_timeout,
+        Profile::default(),
+    );
+    let learned = preflight::learn(&mut client, &format!("{}p", config.run_id), &feature, &Given::default())
+        .await
+        .map_err(|e| DriveError::Server(format!("{e}{}", server.tail())))?;
+    let mut driver = Driver {
+        wire: Wire { postgres, redis: redis_proxy, events },
+        probe,
+        target: config.target.clone(),
+        secret_key: config.secret_key.clone(),
+        profile: learned.profile,
+        request_timeout: config.request_timeout,
+        quiet: config.quiet,
+        start: Instant::now(),
+    };
+    let judge =
+        Judge { config, calls: &calls, catalog, feature, profile: learned.profile, preflight: learned.lines };
+
+    let started = Instant::now();
+    let mut report = DriveReport {
+        scenario: config.scenario.name.clone(),
+        schedules_run: 0,
+        findings: Vec::new(),
+        reproduced: None,
+        same_order: None,
+        steps: 0,
+        lock_waits: 0,
+        parked: Vec::new(),
+        trace: None,
+        diverged: Vec::new(),
+        elapsed_ms: 0,
+        quiet_ms: config.quiet.as_millis() as u64,
+    };
+    let mut seen = BTreeSet::new();
+    let runs: Vec<Option<u64>> = match &config.scheduler {
+        Scheduler::Replay { repeat, .. } => vec![None; (*repeat).max(1)],
+        _ => (0..config.seeds).map(|k| Some(config.seed + k)).collect(),
+    };
+    let mut expected_steps = 4 * calls.requests.len();
+    let mut first: Option<(BTreeSet<String>, Vec<String>)> = None;
+    for (k, seed) in runs.into_iter().enumerate() {
+        if !server.running() {
+            return Err(DriveError::Server(format!("the server command exited mid-drive{}", server.tail())));
+        }
+        let mut chooser: Box<dyn Chooser> = match (&config.scheduler, seed) {
+            (Scheduler::Pct { depth }, Some(seed)) => {
+                Box::new(pct_without_ticks(seed, calls.requests.len(), *depth, expected_steps))
+            }
+            (Scheduler::Random, Some(seed)) => Box::new(random_chooser(seed, 0)),
+            (Scheduler::Replay { schedule, .. }, _) => Box::new(crate::drive::stepper::Replay::new(schedule)),
+            _ => unreachable!("a seed for every pct and random run"),
+        };
+        let prefix = format!("{}s{k}", config.run_id);
+        let fresh = fresh(&calls, &prefix);
+        let (driven, findings) = judge.one(&mut driver, &fresh, &prefix, seed, chooser.as_mut()).await;
+        expected_steps = expected_steps.max(driven.schedule.len());
+        report.schedules_run += 1;
+        report.steps += driven.lines.iter().filter(|l| l.request.is_some()).count();
+        report.lock_waits += driven.lock_waits;
+        for &request in &driven.parked {
+            if !report.parked.iter().any(|p| p.request == request) {
+                report.parked.push(Parked { request, schedule: driven.schedule.to_string() });
+            }
+        }
+        if let Some(why) = &driven.diverged {
+            report.diverged.push(format!("run {k}: {why}"));
+        }
+        if driven.stuck {
+            report
+                .diverged
+                .push(format!("run {k} ({}): stuck, nothing moved for the request timeout", driven.schedule));
+        }
+        let invariants: BTreeSet<String> = findings.iter().map(|f| f.invariant.clone()).collect();
+        let order: Vec<String> =
+            driven.lines.iter().filter(|l| l.request.is_some()).map(Line::shape).collect();
+        if let Scheduler::Replay { .. } = config.scheduler {
+            match &first {
+                None => {
+                    report.trace =
+                        Some(driven.lines.iter().filter(|l| l.request.is_some()).cloned().collect());
+                    report.reproduced = Some(1);
+                    report.same_order = Some(1);
+                    first = Some((invariants.clone(), order));
+                }
+                Some((verdict, steps)) => {
+                    if *verdict == invariants {
+                        *report.reproduced.get_or_insert(0) += 1;
+                    }
+                    if *steps == order {
+                        *report.same_order.get_or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        for finding in findings {
+            if seen.insert(finding.invariant.clone()) {
+                report.findings.push(DriveFinding {
+                    invariant: finding.invariant,
+                    schedule: driven.schedule.to_string(),
+                    seed,
+                    races: finding.suspects,
+                    message: finding.message,
+                    statements: driven.lines.iter().filter(|l| l.request.is_some()).cloned().collect(),
+                });
+            }
+        }
+        progress(Progress { schedules: report.schedules_run, findings: report.findings.len() });
+    }
+    server.stop();
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// What judging a schedule needs.
+struct Judge<'a> {
+    config: &'a DriveConfig,
+    calls: &'a Calls,
+    catalog: Catalog,
+    feature: String,
+    profile: Profile,
+    preflight: Vec<String>,
+}
+
+impl Judge<'_> {
+    /// Runs one schedule of `fresh` calls and judges it.
+    async fn one(
+        &self,
+        driver: &mut Driver,
+        fresh: &Calls,
+        prefix: &str,
+        seed: Option<u64>,
+        chooser: &mut dyn Chooser,
+    ) -> (Driven, Vec<Finding>) {
+        let started = Instant::now();
+        driver.drain();
+        let setup = driver.send_open(&fresh.setup, Sender::Setup, Some(0)).await;
+        driver.drain();
+        let driven = driver.drive(&fresh.requests, chooser).await;
+        let group = Group {
+            index: 0,
+            block: block_of(self.calls),
+            setup: fresh.setup.clone(),
+            lanes: fresh.requests.iter().map(|c| vec![c.clone()]).collect(),
+        };
+        let mut events = Vec::new();
+        crate::check::append(&mut events, setup);
+        crate::check::append(&mut events, driven.events.clone());
+        let targets = verdict::read_back_targets(std::slice::from_ref(&group));
+        let readback = driver.send_open(&targets, Sender::Readback, None).await;
+        driver.drain();
+        crate::check::append(&mut events, readback);
+        let history = History {
+            format: FORMAT,
+            target: self.config.target.url(),
+            workload: self.config.scenario.name.clone(),
+            seed: seed.unwrap_or(0),
+            run_id: prefix.to_owned(),
+            clients: fresh.requests.len(),
+            feature: self.feature.clone(),
+            catalog: self.catalog.clone(),
+            profile: self.profile,
+            preflight: self.preflight.clone(),
+            groups: vec![group],
+            events,
+            elapsed_us: started.elapsed().as_micros() as u64,
+            stopped_by: "schedule".into(),
+        };
+        let findings = verdict::judge(&history);
+        (driven, findings)
+    }
+}

@@ -1,0 +1,446 @@
+//! One schedule on the wire: the scenario's requests sent to the real
+//! server while the proxies hold every statement and command, one mover
+//! at a time.
+//!
+//! Each decision lets exactly one thing go: a request's arrival (its HTTP
+//! call is sent), the step it is held at, or the reply of a statement that
+//! had waited on a lock. Then the driver waits until the system is quiet
+//! again: a new held step (it belongs to the request that just moved,
+//! whatever connection of the server's pool carried it), that request's
+//! HTTP answer, or a quiet period with nothing new. A statement still
+//! unanswered after the quiet period is looked up in `pg_stat_activity`
+//! by its backend's PID: if it waits on a lock, its request is parked,
+//! and the reply that comes once the lock is released is held at the
+//! wire and let go as a decision of its own, so the wake order is the
+//! scheduler's too.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cusim_wire::{Event, Held, HeldReply, Proxy, Release, StepInfo, Store};
+use tokio::sync::mpsc;
+
+use crate::check::client::{Client, Target};
+use crate::check::history::{self, Sender};
+use crate::check::profile::Profile;
+use crate::check::workload::Call;
+use crate::drive::stepper::{Chooser, View};
+use crate::input::schedule::{Schedule, Token};
+
+use super::trace::Line;
+
+/// The proxies a driver lets steps through, and what they report.
+pub struct Wire {
+    pub postgres: Proxy,
+    pub redis: Option<Proxy>,
+    pub events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Wire {
+    fn proxy(&self, store: Store) -> Option<&Proxy> {
+        match store {
+            Store::Postgres => Some(&self.postgres),
+            Store::Redis => self.redis.as_ref(),
+        }
+    }
+
+    /// Holds every step from now on, or lets them all through.
+    pub fn set_gated(&self, gated: bool) {
+        self.postgres.set_gated(gated);
+        if let Some(redis) = &self.redis {
+            redis.set_gated(gated);
+        }
+    }
+}
+
+/// How the driver reaches the server and the database.
+pub struct Driver {
+    pub wire: Wire,
+    /// A connection straight to the real Postgres (not through the
+    /// proxy), to ask whether a backend waits on a lock.
+    pub probe: sqlx::PgConnection,
+    pub target: Target,
+    pub secret_key: String,
+    pub profile: Profile,
+    pub request_timeout: Duration,
+    /// How long nothing new must happen for the system to be quiet.
+    pub quiet: Duration,
+    /// When the drive began (the histories' clock).
+    pub start: Instant,
+}
+
+/// Where a request is.
+enum Lane {
+    /// Not sent yet.
+    Waiting,
+    /// It just moved; the driver waits for it to be quiet.
+    Moving,
+    /// Held at a step.
+    At(Held),
+    /// Its statement waits on a lock inside Postgres.
+    Parked { conn: u64 },
+    /// The lock was released: its reply is held.
+    Woken(HeldReply),
+    /// Quiet, yet neither held nor answered (it works on its own).
+    Idle,
+    /// Answered.
+    Done,
+}
+
+/// What one schedule did.
+#[derive(Debug)]
+pub struct Driven {
+    /// The decisions taken, one request number each.
+    pub schedule: Schedule,
+    /// The steps let through, in order.
+    pub lines: Vec<Line>,
+    /// The calls made and their answers (setup and requests).
+    pub events: Vec<history::Event>,
+    /// Why a given schedule could not be followed, if it could not.
+    pub diverged: Option<String>,
+    pub lock_waits: usize,
+    /// The requests parked on a lock, in the order they were.
+    pub parked: Vec<usize>,
+    /// Nothing could move and nothing happened for the request timeout.
+    pub stuck: bool,
+    /// What the proxies reported failing.
+    pub notes: Vec<String>,
+}
+
+/// One input the driver waits for.
+enum Input {
+    Wire(Event),
+    Answer(usize, Vec<history::Event>),
+}
+
+/// A step: its store, its connection and its number there.
+type StepKey = (Store, u64, u64);
+
+/// The state of one schedule in progress.
+struct Schedule1 {
+    lanes: Vec<Lane>,
+    lines: Vec<Line>,
+    /// Lines still waiting for their reply, by (store, connection, step).
+    open: BTreeMap<StepKey, usize>,
+    /// The request that last ran a step on each connection.
+    owner: BTreeMap<(Store, u64), usize>,
+    /// Each request's last step let through, with its backend's PID.
+    last_step: Vec<Option<(StepKey, Option<i32>)>>,
+    events: Vec<history::Event>,
+    parked: Vec<usize>,
+    notes: Vec<String>,
+}
+
+impl Driver {
+    fn since(&self) -> impl Fn(Instant) -> u64 + Send + Sync + Copy + 'static {
+        let start = self.start;
+        move |at: Instant| at.duration_since(start).as_micros() as u64
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.target.clone(), self.secret_key.clone(), self.request_timeout, self.profile)
+    }
+
+    /// Sends `calls` one after another with the gate open (seed
+    /// customers, the read-back), as `sender`.
+    pub async fn send_open(
+        &mut self,
+        calls: &[Call],
+        sender: Sender,
+        group: Option<usize>,
+    ) -> Vec<history::Event> {
+        self.wire.set_gated(false);
+        let mut client = self.client();
+        let mut events = Vec::new();
+        let since = self.since();
+        for (step, call) in calls.iter().enumerate() {
+            crate::check::perform(&mut client, call, group, sender, step, &since, &mut events).await;
+        }
+        events
+    }
+
+    /// Throws away what the proxies reported so far (between schedules).
+    pub fn drain(&mut self) {
+        while let Ok(event) = self.wire.events.try_recv() {
+            release_at_once(event);
+        }
+    }
+
+    /// Runs `requests` (already made fresh) as `chooser` decides.
+    pub async fn drive(&mut self, requests: &[Call], chooser: &mut dyn Chooser) -> Driven {
+        let n = requests.len();
+        let mut s = Schedule1 {
+            lanes: (0..n).map(|_| Lane::Waiting).collect(),
+            lines: Vec::new(),
+            open: BTreeMap::new(),
+            owner: BTreeMap::new(),
+            last_step: vec![None; n],
+            events: Vec::new(),
+            parked: Vec::new(),
+            notes: Vec::new(),
+        };
+        let (answer_tx, mut answers) = mpsc::unbounded_channel::<(usize, Vec<history::Event>)>();
+        let parked_at = vec![None; n];
+        let mut tokens = Vec::new();
+        let mut diverged = None;
+        let mut stuck = false;
+        let mut last = None;
+        self.wire.set_gated(true);
+        loop {
+            let runnable: Vec<usize> = (0..n)
+                .filter(|&r| matches!(s.lanes[r], Lane::Waiting | Lane::At(_) | Lane::Woken(_)))
+                .collect();
+            if runnable.is_empty() {
+                if s.lanes.iter().all(|l| matches!(l, Lane::Done)) {
+                    break;
+                }
+                // A request works on its own, or waits on a lock: wait for news.
+                match tokio::time::timeout(self.request_timeout, self.next(&mut answers)).await {
+                    Ok(input) => self.take_in(&mut s, input, None),
+                    Err(_) => {
+                        stuck = true;
+                        break;
+                    }
+                }
+                continue;
+            }
+            let view = View {
+                step: tokens.len(),
+                runnable: &runnable,
+                last,
+                parked_at: &parked_at,
+                ticks_so_far: 0,
+                done: None,
+            };
+            let r = match chooser.choose(&view) {
+                None => runnable[0],
+                Some(Token::Run { request, fault: None }) if runnable.contains(&request) => request,
+                Some(token) => {
+                    diverged.get_or_insert_with(|| {
+                        format!(
+                            "decision {}: `{token}` cannot be followed (who can move: {})",
+                            tokens.len(),
+                            runnable.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+                        )
+                    });
+                    runnable[0]
+                }
+            };
+            tokens.push(Token::run(r));
+            last = Some(r);
+            match std::mem::replace(&mut s.lanes[r], Lane::Moving) {
+                Lane::Waiting => {
+                    let mut client = self.client();
+                    let call = requests[r].clone();
+                    let since = self.since();
+                    let tx = answer_tx.clone();
+                    tokio::spawn(async move {
+                        let mut events = Vec::new();
+                        crate::check::perform(
+                            &mut client,
+                            &call,
+                            Some(0),
+                            Sender::Client(r),
+                            0,
+                            &since,
+                            &mut events,
+                        )
+                        .await;
+                        let _ = tx.send((r, events));
+                    });
+                }
+                Lane::At(held) => {
+                    let key = (held.step.store, held.step.conn, held.step.seq);
+                    s.open.insert(key, s.lines.len());
+                    s.lines.push(line_of(&held.step, Some(r)));
+                    s.owner.insert((key.0, key.1), r);
+                    s.last_step[r] = Some((key, held.step.pid));
+                    held.release(Release::Forward);
+                }
+                Lane::Woken(reply) => {
+                    if let Some(proxy) = self.wire.proxy(reply.store) {
+                        proxy.hold_replies(reply.conn, false);
+                    }
+                    reply.release();
+                }
+                _ => unreachable!("only a runnable request moves"),
+            }
+            self.settle(&mut s, r, &mut answers).await;
+        }
+        // Whatever is still held goes through (a stuck run), so the server
+        // can finish; what it does then is not judged as scheduled.
+        for lane in std::mem::take(&mut s.lanes) {
+            match lane {
+                Lane::At(held) => held.release(Release::Forward),
+                Lane::Woken(reply) => reply.release(),
+                _ => {}
+            }
+        }
+        self.wire.set_gated(false);
+        if stuck {
+            // Let every request end (the gate is open now) before reading back.
+            drop(answer_tx);
+            while let Ok(Some((r, events))) = tokio::time::timeout(self.request_timeout, answers.recv()).await
+            {
+                let _ = r;
+                s.events.extend(events);
+            }
+        }
+        s.events.sort_by_key(|e| (e.invoked_us, e.sender, e.step, e.attempt));
+        Driven {
+            schedule: Schedule(tokens),
+            lines: s.lines,
+            events: s.events,
+            diverged,
+            lock_waits: s.parked.len(),
+            parked: s.parked,
+            stuck,
+            notes: s.notes,
+        }
+    }
+
+    /// Waits until request `r`, which just moved, is quiet.
+    async fn settle(
+        &mut self,
+        s: &mut Schedule1,
+        r: usize,
+        answers: &mut mpsc::UnboundedReceiver<(usize, Vec<history::Event>)>,
+    ) {
+        loop {
+            match tokio::time::timeout(self.quiet, self.next(answers)).await {
+                Ok(input) => {
+                    self.take_in(s, input, Some(r));
+                    if matches!(s.lanes[r], Lane::At(_) | Lane::Done) {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    // Quiet. A statement of r's still unanswered may wait on a lock.
+                    if let Some(((store, conn, seq), Some(pid))) = s.last_step[r] {
+                        if let Some(&line) = s.open.get(&(store, conn, seq)) {
+                            if store == Store::Postgres && self.waits_on_lock(pid).await {
+                                // No one else moves before the reply is held:
+                                // the lock cannot be released meanwhile.
+                                self.wire.postgres.hold_replies(conn, true);
+                                s.lines[line].waited = true;
+                                s.lanes[r] = Lane::Parked { conn };
+                                s.parked.push(r);
+                                return;
+                            }
+                        }
+                    }
+                    s.lanes[r] = Lane::Idle;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn next(&mut self, answers: &mut mpsc::UnboundedReceiver<(usize, Vec<history::Event>)>) -> Input {
+        tokio::select! {
+            Some(event) = self.wire.events.recv() => Input::Wire(event),
+            Some((r, events)) = answers.recv() => Input::Answer(r, events),
+        }
+    }
+
+    /// Whether backend `pid` waits on a lock.
+    async fn waits_on_lock(&mut self, pid: i32) -> bool {
+        let wait: Result<Option<Option<String>>, sqlx::Error> =
+            sqlx::query_scalar("select wait_event_type from pg_stat_activity where pid = $1")
+                .bind(pid)
+                .fetch_optional(&mut self.probe)
+                .await;
+        matches!(wait, Ok(Some(Some(kind))) if kind == "Lock")
+    }
+
+    /// Records what came in; `mover` is the request that just moved.
+    fn take_in(&mut self, s: &mut Schedule1, input: Input, mover: Option<usize>) {
+        match input {
+            Input::Answer(r, events) => {
+                s.lanes[r] = Lane::Done;
+                s.events.extend(events);
+            }
+            Input::Wire(Event::Held(held)) if held.step.statements.is_empty() => {
+                // A step that executes nothing (a statement prepared or
+                // described, a bare `Sync`) reads no data and writes none:
+                // it goes through without a decision. Whether a server sends
+                // one depends on its connection's cache of prepared
+                // statements, which a schedule does not choose.
+                held.release(Release::Forward);
+            }
+            Input::Wire(Event::Held(held)) => {
+                let conn = (held.step.store, held.step.conn);
+                let moving = |r: usize| matches!(s.lanes[r], Lane::Moving | Lane::Idle);
+                // The request that just moved; else the one that last used
+                // the connection, if it is on its own; else the only one
+                // on its own.
+                let on_own: Vec<usize> = (0..s.lanes.len()).filter(|&r| moving(r)).collect();
+                let belongs = mover
+                    .filter(|&r| moving(r))
+                    .or_else(|| s.owner.get(&conn).copied().filter(|&r| moving(r)))
+                    .or_else(|| (on_own.len() == 1).then(|| on_own[0]));
+                match belongs {
+                    Some(r) => s.lanes[r] = Lane::At(held),
+                    None => {
+                        // The server's own work: it goes through at once.
+                        let key = (held.step.store, held.step.conn, held.step.seq);
+                        s.open.insert(key, s.lines.len());
+                        s.lines.push(line_of(&held.step, None));
+                        held.release(Release::Forward);
+                    }
+                }
+            }
+            Input::Wire(Event::Passed(step)) => {
+                let key = (step.store, step.conn, step.seq);
+                s.open.insert(key, s.lines.len());
+                let owner = s.owner.get(&(step.store, step.conn)).copied().or(mover);
+                s.lines.push(line_of(&step, owner));
+            }
+            Input::Wire(Event::Replied { store, conn, seq, reply, error }) => {
+                if let Some(line) = s.open.remove(&(store, conn, seq)) {
+                    s.lines[line].reply = Some(reply);
+                    s.lines[line].error = error;
+                }
+            }
+            Input::Wire(Event::ReplyHeld(reply)) => {
+                let parked = (0..s.lanes.len())
+                    .find(|&r| matches!(s.lanes[r], Lane::Parked { conn } if conn == reply.conn));
+                match parked {
+                    Some(r) => s.lanes[r] = Lane::Woken(reply),
+                    None => {
+                        if let Some(proxy) = self.wire.proxy(reply.store) {
+                            proxy.hold_replies(reply.conn, false);
+                        }
+                        reply.release();
+                    }
+                }
+            }
+            Input::Wire(Event::Failed { store, conn, error }) => {
+                s.notes.push(format!("{store}#{conn}: {error}"))
+            }
+            Input::Wire(Event::Opened { .. } | Event::Closed { .. }) => {}
+        }
+    }
+}
+
+/// Lets whatever an event holds go (an event nobody will decide on).
+fn release_at_once(event: Event) {
+    match event {
+        Event::Held(held) => held.release(Release::Forward),
+        Event::ReplyHeld(reply) => reply.release(),
+        _ => {}
+    }
+}
+
+fn line_of(step: &StepInfo, request: Option<usize>) -> Line {
+    Line {
+        request,
+        store: step.store.to_string(),
+        conn: step.conn,
+        seq: step.seq,
+        statements: step.statements.clone(),
+        reply: None,
+        error: None,
+        waited: false,
+    }
+}

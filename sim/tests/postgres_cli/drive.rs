@@ -1,0 +1,205 @@
+//! `cusim drive` against `cusim serve` on the throwaway Postgres and Redis:
+//! the server started by the drive with its store URLs pointing at the
+//! proxies, its statements let through one mover at a time.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use super::{database_url, redis_url, text};
+
+const KEY: &str = "am_sk_test_drive";
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `cusim drive` on `scenario` against `cusim serve --strategy strategy`
+/// (in a schema of its own, its cache on Redis), with `extra` flags.
+fn drive(scenario: &str, strategy: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let port = free_port();
+    let target = format!("http://127.0.0.1:{port}");
+    let schema = format!("drive_{strategy}_{}_{port}", std::process::id());
+    let catalog = format!("fixtures/scenarios/{scenario}.json");
+    let output: Output = Command::new(env!("CARGO_BIN_EXE_cusim"))
+        .args(["drive", "--scenario", scenario, "--target", &target, "--secret-key", KEY])
+        .args(["--database-url", &database_url(), "--redis-url", &redis_url(), "--json"])
+        .args(extra)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_cusim"))
+        .args(["serve", "--strategy", strategy, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--key", &format!("{KEY}=org_1"), "--catalog", &catalog, "--schema", &schema])
+        .args(["--database-url", "{database_url}", "--redis-url", "{redis_url}"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("the cusim binary runs");
+    let stdout = text(&output.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (output.status.code(), report, format!("{stdout}{}", text(&output.stderr)))
+}
+
+fn invariants(report: &Value) -> Vec<&str> {
+    report["findings"]
+        .as_array()
+        .map_or(Vec::new(), |f| f.iter().filter_map(|f| f["invariant"].as_str()).collect())
+}
+
+#[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
+fn drive_finds_r1_r4_and_r2_in_legacy_shows_their_statements_and_replays_them() {
+    for (scenario, race, invariant) in [
+        ("r1-same-id-create", "R1", "no_internal_error"),
+        ("r4-idless-duplicates", "R4", "unique_customer"),
+        ("r2-stale-cache", "R2", "defaults_present"),
+    ] {
+        let (code, report, output) = drive(scenario, "legacy", &["--seeds", "50"]);
+        assert_eq!(code, Some(1), "{scenario}: {output}");
+        let finding = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| {
+                f["invariant"] == invariant && f["races"].as_array().unwrap().contains(&Value::from(race))
+            })
+            .unwrap_or_else(|| panic!("{scenario}: no {invariant} finding suspects {race}: {report:#}"));
+        // The real statements of both requests, in the order they ran.
+        let statements = finding["statements"].as_array().unwrap();
+        for request in [0, 1] {
+            assert!(
+                statements.iter().any(|s| s["request"] == request && s["store"] == "postgres"),
+                "{scenario}: request {request} ran no statement: {finding:#}"
+            );
+        }
+        if race == "R1" {
+            assert!(
+                statements.iter().any(|s| s["error"] == "23505"),
+                "the second insert fails on the unique index: {finding:#}"
+            );
+        }
+        // Its schedule, run again ten times.
+        let schedule = finding["schedule"].as_str().unwrap();
+        let (code, replayed, output) = drive(scenario, "legacy", &["--replay", schedule, "--repeat", "10"]);
+        assert_eq!(code, Some(1), "{output}");
+        assert!(invariants(&replayed).contains(&invariant), "{replayed:#}");
+        let reproduced = replayed["reproduced"].as_u64().unwrap();
+        assert!(reproduced >= 9, "{scenario}: {reproduced} of 10 reproduced: {replayed:#}");
+        println!(
+            "{race} ({scenario}) at schedule {schedule}: {reproduced} of 10 gave its verdict, {} of 10 its statement order",
+            replayed["same_order"]
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
+fn drive_finds_nothing_in_safe_in_200_schedules_of_every_builtin_it_can_send() {
+    let mut sent = 0;
+    for builtin in cusim_sim::corpus::builtin::BUILTINS {
+        let scenario = builtin.scenario().unwrap();
+        if let Err(why) = cusim_sim::live::calls::calls_of(&scenario) {
+            println!("{}: not sent ({why})", builtin.name());
+            continue;
+        }
+        let (code, report, output) = drive(builtin.name(), "safe", &["--seeds", "200"]);
+        assert_eq!(code, Some(0), "{}: {output}", builtin.name());
+        assert_eq!(report["schedules_run"], 200, "{report:#}");
+        assert_eq!(report["diverged"], serde_json::json!([]), "{report:#}");
+        println!(
+            "{}: 200 schedules, {} steps, {} lock waits, {} ms",
+            builtin.name(),
+            report["steps"],
+            report["lock_waits"],
+            report["elapsed_ms"]
+        );
+        sent += 1;
+    }
+    assert!(sent >= 8, "only {sent} built-ins were sent");
+}
+
+#[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
+fn drive_refuses_bad_input_with_exit_2_and_the_reason() {
+    // A database nobody listens on.
+    let dead = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
+    let output = Command::new(env!("CARGO_BIN_EXE_cusim"))
+        .args(["drive", "--scenario", "r1-same-id-create", "--target", "http://127.0.0.1:9"])
+        .args(["--secret-key", KEY, "--database-url", &dead, "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("--database-url: the database cannot be reached"),
+        "{}",
+        text(&output.stderr)
+    );
+    // A server command that exits at once.
+    let port = free_port();
+    let output = Command::new(env!("CARGO_BIN_EXE_cusim"))
+        .args(["drive", "--scenario", "r1-same-id-create", "--target", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "--secret-key",
+            KEY,
+            "--database-url",
+            &database_url(),
+            "--",
+            "sh",
+            "-c",
+            "echo cannot start >&2; exit 3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("exited") && stderr.contains("cannot start"), "{stderr}");
+    // A server command that never listens: stopped, with what it started.
+    let marker = format!("drive-marker-{}", std::process::id());
+    let port = free_port();
+    let output = Command::new(env!("CARGO_BIN_EXE_cusim"))
+        .args(["drive", "--scenario", "r1-same-id-create", "--target", &format!("http://127.0.0.1:{port}")])
+        .args(["--secret-key", KEY, "--database-url", &database_url(), "--start-timeout", "1", "--"])
+        .args(["sh", "-c", &format!("sleep 3600; : {marker}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("did not answer"), "{}", text(&output.stderr));
+    let left = Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+    assert!(left.stdout.is_empty(), "left behind: {}", text(&left.stdout));
+    // A scenario the API cannot send.
+    let output = Command::new(env!("CARGO_BIN_EXE_cusim"))
+        .args(["drive", "--scenario", "clean-same-id-two-orgs", "--target", "http://127.0.0.1:9"])
+        .args(["--secret-key", KEY, "--database-url", &database_url(), "--", "true"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("requests[1]: org/env"), "{}", text(&output.stderr));
+}
+
+#[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
+fn a_lock_wait_is_parked_and_woken_by_the_scheduler_in_both_orders() {
+    // Two creates of one id under safe: whichever inserts second waits on
+    // the first's uncommitted row.
+    let (code, report, output) = drive("r1-same-id-create", "safe", &["--seeds", "30"]);
+    assert_eq!(code, Some(0), "{output}");
+    let parked = report["parked"].as_array().unwrap();
+    for request in [0, 1] {
+        let seen = parked
+            .iter()
+            .find(|p| p["request"] == request)
+            .unwrap_or_else(|| panic!("request {request} never waited on a lock: {report:#}"));
+        // Its schedule again: the same request waits, its wake is a
+        // decision, and safe still answers right.
+        let schedule = seen["schedule"].as_str().unwrap();
+        let (code, replayed, output) =
+            drive("r1-same-id-create", "safe", &["--replay", schedule, "--repeat", "3"]);
+        assert_eq!(code, Some(0), "{output}");
+        let trace = replayed["trace"].as_array().unwrap();
+        assert!(
+            trace.iter().any(|line| line["request"] == request && line["waited"] == true),
+            "request {request} does not wait in {schedule}: {replayed:#}"
+        );
+        assert_eq!(replayed["reproduced"], 3, "{replayed:#}");
+    }
+}
