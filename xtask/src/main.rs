@@ -472,11 +472,11 @@ fn cargo_bench(name: &str, args: &[&str], envs: &[(&str, &str)]) -> bool {
     }
 }
 
-const BENCHES: [&str; 3] = ["explore", "contention", "http"];
+const BENCHES: [&str; 4] = ["explore", "contention", "http", "wire"];
 
-/// `cargo xtask bench [explore] [contention] [http]`: the criterion
-/// benchmarks; the madsim half of `explore` in its own build, `contention`
-/// and `http` against throwaway Postgres and Redis servers.
+/// `cargo xtask bench [explore] [contention] [http] [wire]`: the criterion
+/// benchmarks; the madsim half of `explore` in its own build, `contention`,
+/// `http` and `wire` against throwaway Postgres and Redis servers.
 fn bench_all(only: &[String]) -> ExitCode {
     let mut ok = true;
     for bench in BENCHES.iter().filter(|b| only.is_empty() || only.iter().any(|o| o == *b)) {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cusim_sim::check::client::Target;
+use cusim_sim::input::scenario::FaultKind;
 use cusim_sim::input::schedule::Schedule;
 use cusim_sim::live::server::ServerCommand;
 use cusim_sim::live::{self as wire, DriveConfig, DriveError, DriveReport, Scheduler};
@@ -29,6 +30,7 @@ pub(crate) struct DriveArgs {
     pub depth: usize,
     pub replay: Option<String>,
     pub repeat: usize,
+    pub fault_sweep: Option<String>,
     pub quiet_ms: u64,
     pub request_timeout_ms: u64,
     pub start_timeout_s: u64,
@@ -76,14 +78,24 @@ fn config(args: &DriveArgs) -> Result<(DriveConfig, String), Usage> {
     if args.quiet_ms == 0 || args.quiet_ms > 60_000 {
         return Err(Usage("--quiet-ms: from 1 to 60000".into()));
     }
-    let scheduler = match (&args.replay, args.scheduler.as_str()) {
-        (Some(text), _) => Scheduler::Replay {
-            schedule: Schedule::parse(text).map_err(|e| Usage(format!("--replay: {e}")))?,
-            repeat: args.repeat,
+    let given = match &args.replay {
+        Some(text) => Some(Schedule::parse(text).map_err(|e| Usage(format!("--replay: {e}")))?),
+        None => None,
+    };
+    let scheduler = match (given, args.scheduler.as_str(), &args.fault_sweep) {
+        (base, _, Some(kind)) => Scheduler::Sweep {
+            base,
+            kind: FaultKind::parse(kind).ok_or_else(|| {
+                Usage(format!(
+                    "--fault-sweep {kind}: one of {}",
+                    cusim_sim::live::ON_THE_WIRE.map(FaultKind::as_str).join(", ")
+                ))
+            })?,
         },
-        (None, "pct") => Scheduler::Pct { depth: args.depth.max(1) },
-        (None, "random") => Scheduler::Random,
-        (None, other) => {
+        (Some(schedule), _, None) => Scheduler::Replay { schedule, repeat: args.repeat },
+        (None, "pct", None) => Scheduler::Pct { depth: args.depth.max(1) },
+        (None, "random", None) => Scheduler::Random,
+        (None, other, None) => {
             return Err(Usage(format!(
                 "--scheduler {other}: a driven server is scheduled by pct or random (the exhaustive search needs \
                  runs that repeat exactly, which a real server's do not promise)"
@@ -128,11 +140,11 @@ pub(crate) fn run_drive(args: DriveArgs) -> Result<ExitCode, Usage> {
     let bar = if args.json || !std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
     } else {
-        let total = match &config.scheduler {
-            Scheduler::Replay { repeat, .. } => *repeat as u64,
-            _ => config.seeds,
+        let bar = match &config.scheduler {
+            Scheduler::Replay { repeat, .. } => ProgressBar::new(*repeat as u64),
+            Scheduler::Sweep { .. } => ProgressBar::no_length(),
+            _ => ProgressBar::new(config.seeds),
         };
-        let bar = ProgressBar::new(total);
         bar.set_style(
             ProgressStyle::with_template("{spinner} {pos}/{len} schedules {msg} [{elapsed}]")
                 .expect("a valid template"),

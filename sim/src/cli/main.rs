@@ -341,7 +341,7 @@ enum Command {
     /// and the real statements it ran.
     #[cfg(feature = "drive")]
     #[command(
-        after_help = "Examples:\n  cusim drive --scenario r1-same-id-create --target http://127.0.0.1:3111 --secret-key am_sk_test_local \\\n      --database-url postgres://postgres@127.0.0.1:5432/postgres --seeds 50 -- \\\n      cusim serve --strategy legacy --listen 127.0.0.1:3111 --key am_sk_test_local=org_1 \\\n      --catalog fixtures/scenarios/r1-same-id-create.json --database-url {database_url}\n  cusim drive … --replay 0.1.0.1.1 --repeat 10 -- …\n\nThe server command gets the proxies' URLs in DATABASE_URL and REDIS_URL (see --database-env,\n--redis-env) and in place of {database_url} and {redis_url} in its arguments. It must serve\nthe scenario's catalog, on --target, for the secret key's org. It is stopped at the end\n(SIGTERM, then SIGKILL after 5 s), with everything it started.\n\nExit codes: 0 no invariant broken, 1 findings, 2 bad input, a store that cannot be reached,\nor a server that exits or never answers (with the reason)."
+        after_help = "Examples:\n  cusim drive --scenario r1-same-id-create --target http://127.0.0.1:3111 --secret-key am_sk_test_local \\\n      --database-url postgres://postgres@127.0.0.1:5432/postgres --seeds 50 -- \\\n      cusim serve --strategy legacy --listen 127.0.0.1:3111 --key am_sk_test_local=org_1 \\\n      --catalog fixtures/scenarios/r1-same-id-create.json --database-url {database_url}\n  cusim drive … --replay 0.1.0.1.1 --repeat 10 -- …\n  cusim drive … --fault-sweep lost_response -- …\n\nThe server command gets the proxies' URLs in DATABASE_URL and REDIS_URL (see --database-env,\n--redis-env) and in place of {database_url} and {redis_url} in its arguments. It must serve\nthe scenario's catalog, on --target, for the secret key's org. It is stopped at the end\n(SIGTERM, then SIGKILL after 5 s), with everything it started.\n\nExit codes: 0 no invariant broken, 1 findings, 2 bad input, a store that cannot be reached,\nor a server that exits or never answers (with the reason)."
     )]
     Drive {
         /// A scenario file, or the name of a built-in scenario (SPEC §7; the
@@ -385,6 +385,14 @@ enum Command {
         /// first run's verdict and statement order.
         #[arg(long, default_value_t = 1, requires = "replay")]
         repeat: usize,
+        /// Run a base schedule (--replay's, or pct's of --seed), then the same
+        /// with this fault at each step it let through that the fault can hit,
+        /// one schedule each: db_error (a Postgres connection closed before the
+        /// statement reaches the server), cache_down (the same for a Redis
+        /// command), lost_response (the step runs, its reply is lost and the
+        /// connection closed).
+        #[arg(long, value_name = "KIND", conflicts_with = "repeat")]
+        fault_sweep: Option<String>,
         /// How long nothing new must happen after a move for the system to be quiet.
         #[arg(long, value_name = "MS", default_value_t = 30)]
         quiet_ms: u64,
@@ -598,6 +606,7 @@ fn main() -> ExitCode {
             depth,
             replay,
             repeat,
+            fault_sweep,
             quiet_ms,
             request_timeout_ms,
             start_timeout,
@@ -618,6 +627,7 @@ fn main() -> ExitCode {
             depth,
             replay,
             repeat,
+            fault_sweep,
             quiet_ms,
             request_timeout_ms,
             start_timeout_s: start_timeout,

@@ -35,12 +35,12 @@ use crate::check::verdict::{self, Finding};
 use crate::check::workload::Group;
 use crate::drive::stepper::Chooser;
 use crate::explore::schedulers::{pct_without_ticks, random_chooser};
-use crate::input::scenario::Scenario;
-use crate::input::schedule::Schedule;
+use crate::input::scenario::{FaultKind, Scenario};
+use crate::input::schedule::{Schedule, Token};
 use crate::judge::races::Race;
 
 use self::calls::{block_of, calls_of, feature_named, fresh, Calls};
-use self::run::{Driven, Driver, Wire};
+use self::run::{wire_fault, Driven, Driver, Move, Wire};
 use self::server::{Server, ServerCommand};
 use self::trace::Line;
 
@@ -56,6 +56,13 @@ pub enum Scheduler {
     Replay {
         schedule: Schedule,
         repeat: usize,
+    },
+    /// A base schedule (given, or pct's of the first seed), then the same
+    /// with fault `kind` at each step it let through that the fault can
+    /// hit, one schedule each.
+    Sweep {
+        base: Option<Schedule>,
+        kind: FaultKind,
     },
 }
 
@@ -79,6 +86,9 @@ pub struct DriveConfig {
     /// The prefix of every id of the drive (fresh per drive).
     pub run_id: String,
 }
+
+/// The faults that can happen on the wire (see [`run::wire_fault`]).
+pub const ON_THE_WIRE: [FaultKind; 3] = [FaultKind::DbError, FaultKind::CacheDown, FaultKind::LostResponse];
 
 /// Why a drive could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -158,12 +168,31 @@ pub async fn drive(
     if calls.requests.is_empty() {
         return Err(DriveError::BadInput("--scenario: no requests".into()));
     }
-    if let Scheduler::Replay { schedule, .. } = &config.scheduler {
-        if let Some(token) =
-            schedule.0.iter().find(|t| !matches!(t, crate::input::schedule::Token::Run { fault: None, .. }))
-        {
+    let given = match &config.scheduler {
+        Scheduler::Replay { schedule, .. } | Scheduler::Sweep { base: Some(schedule), .. } => Some(schedule),
+        _ => None,
+    };
+    for token in given.iter().flat_map(|s| s.0.iter()) {
+        match token {
+            Token::Tick { .. } => {
+                return Err(DriveError::BadInput(format!(
+                    "--replay: `{token}`: a real server's clock is its own (no clock moves on the wire)"
+                )))
+            }
+            Token::Run { fault: Some(kind), .. } if !ON_THE_WIRE.contains(kind) => {
+                return Err(DriveError::BadInput(format!(
+                    "--replay: `{token}`: on the wire a fault is one of {}",
+                    ON_THE_WIRE.map(FaultKind::as_str).join(", ")
+                )))
+            }
+            _ => {}
+        }
+    }
+    if let Scheduler::Sweep { kind, .. } = &config.scheduler {
+        if !ON_THE_WIRE.contains(kind) {
             return Err(DriveError::BadInput(format!(
-                "--replay: `{token}`: a driven schedule moves requests only (no clock move, no fault yet)"
+                "--fault-sweep {kind}: on the wire a fault is one of {}",
+                ON_THE_WIRE.map(FaultKind::as_str).join(", ")
             )));
         }
     }
@@ -253,29 +282,95 @@ pub async fn drive(
         elapsed_ms: 0,
         quiet_ms: config.quiet.as_millis() as u64,
     };
-    let mut seen = BTreeSet::new();
-    let runs: Vec<Option<u64>> = match &config.scheduler {
-        Scheduler::Replay { repeat, .. } => vec![None; (*repeat).max(1)],
-        _ => (0..config.seeds).map(|k| Some(config.seed + k)).collect(),
+    let mut tally = Tally::default();
+    let plans: Vec<Plan> = match &config.scheduler {
+        Scheduler::Replay { schedule, repeat } => vec![Plan::Given(schedule.clone()); (*repeat).max(1)],
+        Scheduler::Sweep { base: Some(schedule), .. } => vec![Plan::Given(schedule.clone())],
+        Scheduler::Sweep { base: None, .. } => vec![Plan::Seed(config.seed)],
+        _ => (0..config.seeds).map(|k| Plan::Seed(config.seed + k)).collect(),
     };
+    let mut plans = std::collections::VecDeque::from(plans);
     let mut expected_steps = 4 * calls.requests.len();
-    let mut first: Option<(BTreeSet<String>, Vec<String>)> = None;
-    for (k, seed) in runs.into_iter().enumerate() {
+    let mut k = 0;
+    while let Some(plan) = plans.pop_front() {
         if !server.running() {
             return Err(DriveError::Server(format!("the server command exited mid-drive{}", server.tail())));
         }
-        let mut chooser: Box<dyn Chooser> = match (&config.scheduler, seed) {
-            (Scheduler::Pct { depth }, Some(seed)) => {
-                Box::new(pct_without_ticks(seed, calls.requests.len(), *depth, expected_steps))
+        let seed = match plan {
+            Plan::Seed(seed) => Some(seed),
+            Plan::Given(_) => None,
+        };
+        let mut chooser: Box<dyn Chooser> = match (&config.scheduler, &plan) {
+            (Scheduler::Random, Plan::Seed(seed)) => Box::new(random_chooser(*seed, 0)),
+            (_, Plan::Seed(seed)) => {
+                let depth = match config.scheduler {
+                    Scheduler::Pct { depth } => depth,
+                    _ => 3,
+                };
+                Box::new(pct_without_ticks(*seed, calls.requests.len(), depth, expected_steps))
             }
-            (Scheduler::Random, Some(seed)) => Box::new(random_chooser(seed, 0)),
-            (Scheduler::Replay { schedule, .. }, _) => Box::new(crate::drive::stepper::Replay::new(schedule)),
-            _ => unreachable!("a seed for every pct and random run"),
+            (_, Plan::Given(schedule)) => Box::new(crate::drive::stepper::Replay::new(schedule)),
         };
         let prefix = format!("{}s{k}", config.run_id);
         let fresh = fresh(&calls, &prefix);
         let (driven, findings) = judge.one(&mut driver, &fresh, &prefix, seed, chooser.as_mut()).await;
         expected_steps = expected_steps.max(driven.schedule.len());
+        if let (Scheduler::Sweep { kind, .. }, 0) = (&config.scheduler, k) {
+            // Every step the base schedule let through that the fault can
+            // hit, each a schedule of its own: the decisions before it, the
+            // faulted one, then the default order.
+            for (i, step) in driven.moves.iter().enumerate() {
+                if matches!(step, Move::Step(store) if wire_fault(*kind, *store).is_some()) {
+                    let mut tokens = driven.schedule.0[..i].to_vec();
+                    if let Token::Run { request, .. } = driven.schedule.0[i] {
+                        tokens.push(Token::Run { request, fault: Some(*kind) });
+                    }
+                    plans.push_back(Plan::Given(Schedule(tokens)));
+                }
+            }
+        }
+        tally.add(
+            &mut report,
+            k,
+            seed,
+            &driven,
+            findings,
+            matches!(config.scheduler, Scheduler::Replay { .. }),
+        );
+        progress(Progress { schedules: report.schedules_run, findings: report.findings.len() });
+        k += 1;
+    }
+    server.stop();
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// A schedule to run: a pct or random seed's, or one given.
+#[derive(Debug, Clone)]
+enum Plan {
+    Seed(u64),
+    Given(Schedule),
+}
+
+/// What the report keeps across schedules.
+#[derive(Default)]
+struct Tally {
+    seen: BTreeSet<String>,
+    /// A replay's first run: its verdict and its order of steps.
+    first: Option<(BTreeSet<String>, Vec<String>)>,
+}
+
+impl Tally {
+    /// Adds run `k`'s schedule and findings to `report`.
+    fn add(
+        &mut self,
+        report: &mut DriveReport,
+        k: usize,
+        seed: Option<u64>,
+        driven: &Driven,
+        findings: Vec<Finding>,
+        replay: bool,
+    ) {
         report.schedules_run += 1;
         report.steps += driven.lines.iter().filter(|l| l.request.is_some()).count();
         report.lock_waits += driven.lock_waits;
@@ -292,17 +387,16 @@ pub async fn drive(
                 .diverged
                 .push(format!("run {k} ({}): stuck, nothing moved for the request timeout", driven.schedule));
         }
-        let invariants: BTreeSet<String> = findings.iter().map(|f| f.invariant.clone()).collect();
-        let order: Vec<String> =
-            driven.lines.iter().filter(|l| l.request.is_some()).map(Line::shape).collect();
-        if let Scheduler::Replay { .. } = config.scheduler {
-            match &first {
+        let statements: Vec<Line> = driven.lines.iter().filter(|l| l.request.is_some()).cloned().collect();
+        if replay {
+            let invariants: BTreeSet<String> = findings.iter().map(|f| f.invariant.clone()).collect();
+            let order: Vec<String> = statements.iter().map(Line::shape).collect();
+            match &self.first {
                 None => {
-                    report.trace =
-                        Some(driven.lines.iter().filter(|l| l.request.is_some()).cloned().collect());
+                    report.trace = Some(statements.clone());
                     report.reproduced = Some(1);
                     report.same_order = Some(1);
-                    first = Some((invariants.clone(), order));
+                    self.first = Some((invariants, order));
                 }
                 Some((verdict, steps)) => {
                     if *verdict == invariants {
@@ -315,22 +409,18 @@ pub async fn drive(
             }
         }
         for finding in findings {
-            if seen.insert(finding.invariant.clone()) {
+            if self.seen.insert(finding.invariant.clone()) {
                 report.findings.push(DriveFinding {
                     invariant: finding.invariant,
                     schedule: driven.schedule.to_string(),
                     seed,
                     races: finding.suspects,
                     message: finding.message,
-                    statements: driven.lines.iter().filter(|l| l.request.is_some()).cloned().collect(),
+                    statements: statements.clone(),
                 });
             }
         }
-        progress(Progress { schedules: report.schedules_run, findings: report.findings.len() });
     }
-    server.stop();
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(report)
 }
 
 /// What judging a schedule needs.

@@ -25,6 +25,7 @@ use crate::check::history::{self, Sender};
 use crate::check::profile::Profile;
 use crate::check::workload::Call;
 use crate::drive::stepper::{Chooser, View};
+use crate::input::scenario::FaultKind;
 use crate::input::schedule::{Schedule, Token};
 
 use super::trace::Line;
@@ -87,11 +88,40 @@ enum Lane {
     Done,
 }
 
+/// What one decision let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    /// A request's HTTP call.
+    Arrival,
+    /// A held step, to this store.
+    Step(Store),
+    /// The held reply of a statement that had waited on a lock.
+    Wake,
+}
+
+/// How fault `kind` happens at a step to `store` on the wire, if it can:
+/// `db_error` closes a Postgres connection before the statement reaches
+/// the server, `cache_down` a Redis one before the command does, and
+/// `lost_response` lets the step run and closes the connection instead
+/// of relaying its reply.
+pub fn wire_fault(kind: FaultKind, store: Store) -> Option<Release> {
+    match (kind, store) {
+        (FaultKind::DbError, Store::Postgres) | (FaultKind::CacheDown, Store::Redis) => {
+            Some(Release::CloseBefore)
+        }
+        (FaultKind::LostResponse, _) => Some(Release::LoseReply),
+        _ => None,
+    }
+}
+
 /// What one schedule did.
 #[derive(Debug)]
 pub struct Driven {
-    /// The decisions taken, one request number each.
+    /// The decisions taken, one request number each (with a fault, if
+    /// one was injected).
     pub schedule: Schedule,
+    /// What each decision let go.
+    pub moves: Vec<Move>,
     /// The steps let through, in order.
     pub lines: Vec<Line>,
     /// The calls made and their answers (setup and requests).
@@ -185,6 +215,7 @@ impl Driver {
         let mut diverged = None;
         let mut stuck = false;
         let mut last = None;
+        let mut moves = Vec::new();
         self.wire.set_gated(true);
         loop {
             let runnable: Vec<usize> = (0..n)
@@ -212,9 +243,26 @@ impl Driver {
                 ticks_so_far: 0,
                 done: None,
             };
-            let r = match chooser.choose(&view) {
-                None => runnable[0],
-                Some(Token::Run { request, fault: None }) if runnable.contains(&request) => request,
+            let (r, fault) = match chooser.choose(&view) {
+                None => (runnable[0], None),
+                Some(Token::Run { request, fault }) if runnable.contains(&request) => {
+                    match (fault, &s.lanes[request]) {
+                        (None, _) => (request, None),
+                        (Some(kind), Lane::At(held)) if wire_fault(kind, held.step.store).is_some() => {
+                            (request, Some(kind))
+                        }
+                        (Some(kind), _) => {
+                            diverged.get_or_insert_with(|| {
+                                format!(
+                                    "decision {}: `{request}!{kind}` cannot happen there (request {request} is not \
+                                     held at a step of the store it needs); it moved without it",
+                                    tokens.len()
+                                )
+                            });
+                            (request, None)
+                        }
+                    }
+                }
                 Some(token) => {
                     diverged.get_or_insert_with(|| {
                         format!(
@@ -223,12 +271,18 @@ impl Driver {
                             runnable.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
                         )
                     });
-                    runnable[0]
+                    (runnable[0], None)
                 }
             };
-            tokens.push(Token::run(r));
+            tokens.push(Token::Run { request: r, fault });
             last = Some(r);
-            match std::mem::replace(&mut s.lanes[r], Lane::Moving) {
+            let lane = std::mem::replace(&mut s.lanes[r], Lane::Moving);
+            moves.push(match &lane {
+                Lane::Waiting => Move::Arrival,
+                Lane::At(held) => Move::Step(held.step.store),
+                _ => Move::Wake,
+            });
+            match lane {
                 Lane::Waiting => {
                     let mut client = self.client();
                     let call = requests[r].clone();
@@ -251,11 +305,18 @@ impl Driver {
                 }
                 Lane::At(held) => {
                     let key = (held.step.store, held.step.conn, held.step.seq);
-                    s.open.insert(key, s.lines.len());
-                    s.lines.push(line_of(&held.step, Some(r)));
+                    let how = fault.and_then(|kind| wire_fault(kind, key.0)).unwrap_or(Release::Forward);
+                    let mut line = line_of(&held.step, Some(r));
+                    line.fault = fault.map(|kind| kind.as_str().to_owned());
+                    if how == Release::CloseBefore {
+                        line.reply = Some("(connection closed before it reached the server)".into());
+                    } else {
+                        s.open.insert(key, s.lines.len());
+                    }
+                    s.lines.push(line);
                     s.owner.insert((key.0, key.1), r);
                     s.last_step[r] = Some((key, held.step.pid));
-                    held.release(Release::Forward);
+                    held.release(how);
                 }
                 Lane::Woken(reply) => {
                     if let Some(proxy) = self.wire.proxy(reply.store) {
@@ -289,6 +350,7 @@ impl Driver {
         s.events.sort_by_key(|e| (e.invoked_us, e.sender, e.step, e.attempt));
         Driven {
             schedule: Schedule(tokens),
+            moves,
             lines: s.lines,
             events: s.events,
             diverged,
@@ -442,5 +504,6 @@ fn line_of(step: &StepInfo, request: Option<usize>) -> Line {
         reply: None,
         error: None,
         waited: false,
+        fault: None,
     }
 }

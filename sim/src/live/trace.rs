@@ -23,6 +23,10 @@ pub struct Line {
     /// Whether it waited on a lock inside Postgres (its reply then held
     /// and let go as a decision of its own).
     pub waited: bool,
+    /// The fault injected at it (`db_error`, `cache_down`,
+    /// `lost_response`), if one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 impl Line {
@@ -35,7 +39,8 @@ impl Line {
             (None, None) => " → (no reply)".to_owned(),
         };
         let waited = if self.waited { " [waited on a lock]" } else { "" };
-        format!("[{who}] {}#{} {}{reply}{waited}", self.store, self.conn, self.statements.join("; "))
+        let fault = self.fault.as_ref().map_or(String::new(), |kind| format!(" [{kind}]"));
+        format!("[{who}] {}#{} {}{reply}{waited}{fault}", self.store, self.conn, self.statements.join("; "))
     }
 
     /// What the step is, without its values: the SQL before its
@@ -69,6 +74,7 @@ mod tests {
             reply: Some("INSERT 0 1".into()),
             error: None,
             waited: true,
+            fault: None,
         };
         assert_eq!(
             line.text(),

@@ -203,3 +203,30 @@ fn a_lock_wait_is_parked_and_woken_by_the_scheduler_in_both_orders() {
         assert_eq!(replayed["reproduced"], 3, "{replayed:#}");
     }
 }
+
+#[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
+fn a_lost_response_sweep_finds_nothing_in_safe_and_a_db_error_sweep_catches_legacy() {
+    for scenario in ["r1-same-id-create", "r2-stale-cache"] {
+        let (code, report, output) = drive(scenario, "safe", &["--fault-sweep", "lost_response"]);
+        assert_eq!(code, Some(0), "{scenario}: {output}");
+        // The base schedule, then one schedule per step it let through.
+        let runs = report["schedules_run"].as_u64().unwrap();
+        assert!(runs > 10, "{scenario}: only {runs} schedules: {report:#}");
+        println!("{scenario}: lost_response at each of {} steps, no finding", runs - 1);
+    }
+    // The same sweep machinery catches a design that breaks under faults:
+    // legacy's create dies between its insert and its defaults.
+    let (code, report, output) = drive("r1-same-id-create", "legacy", &["--fault-sweep", "db_error"]);
+    assert_eq!(code, Some(1), "{output}");
+    let faulted = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["schedule"].as_str().unwrap().contains("!db_error"))
+        .unwrap_or_else(|| panic!("no finding under a fault: {report:#}"));
+    assert!(
+        faulted["statements"].as_array().unwrap().iter().any(|s| s["fault"] == "db_error"),
+        "the faulted statement is marked: {faulted:#}"
+    );
+}
