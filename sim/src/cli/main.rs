@@ -394,7 +394,7 @@ enum Command {
         #[arg(long, value_name = "KIND", conflicts_with = "repeat")]
         fault_sweep: Option<String>,
         /// How long nothing new must happen after a move for the system to be quiet.
-        #[arg(long, value_name = "MS", default_value_t = 30)]
+        #[arg(long, value_name = "MS", default_value_t = 100)]
         quiet_ms: u64,
         /// A call unanswered this long has an unknown outcome.
         #[arg(long, value_name = "MS", default_value_t = 10_000)]

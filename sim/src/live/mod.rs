@@ -238,6 +238,7 @@ pub async fn drive(
         &config.target,
         &config.server_log,
     )
+    .await
     .map_err(DriveError::Server)?;
 
     let catalog = config.scenario.catalog();
@@ -340,7 +341,7 @@ pub async fn drive(
         progress(Progress { schedules: report.schedules_run, findings: report.findings.len() });
         k += 1;
     }
-    server.stop();
+    server.shutdown().await;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }

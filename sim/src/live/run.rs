@@ -8,11 +8,12 @@
 //! again: a new held step (it belongs to the request that just moved,
 //! whatever connection of the server's pool carried it), that request's
 //! HTTP answer, or a quiet period with nothing new. A statement still
-//! unanswered after the quiet period is looked up in `pg_stat_activity`
+//! unanswered is looked up every few milliseconds in `pg_stat_activity`
 //! by its backend's PID: if it waits on a lock, its request is parked,
 //! and the reply that comes once the lock is released is held at the
 //! wire and let go as a decision of its own, so the wake order is the
-//! scheduler's too.
+//! scheduler's too; if it does not, it still runs, and the driver waits
+//! for its answer (up to the request timeout) before anyone else moves.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,6 +30,10 @@ use crate::input::scenario::FaultKind;
 use crate::input::schedule::{Schedule, Token};
 
 use super::trace::Line;
+
+/// How often a statement still unanswered is looked up in
+/// `pg_stat_activity` for a lock wait.
+const LOCK_POLL: Duration = Duration::from_millis(5);
 
 /// The proxies a driver lets steps through, and what they report.
 pub struct Wire {
@@ -368,8 +373,13 @@ impl Driver {
         r: usize,
         answers: &mut mpsc::UnboundedReceiver<(usize, Vec<history::Event>)>,
     ) {
+        let mut waited = Duration::ZERO;
         loop {
-            match tokio::time::timeout(self.quiet, self.next(answers)).await {
+            // A step of r's still unanswered may wait on a lock: asked about
+            // every LOCK_POLL, so that a wait costs no quiet period.
+            let unanswered = s.last_step[r].filter(|(key, _)| s.open.contains_key(key));
+            let wait = if unanswered.is_some() { LOCK_POLL.min(self.quiet) } else { self.quiet };
+            match tokio::time::timeout(wait, self.next(answers)).await {
                 Ok(input) => {
                     self.take_in(s, input, Some(r));
                     if matches!(s.lanes[r], Lane::At(_) | Lane::Done) {
@@ -377,20 +387,25 @@ impl Driver {
                     }
                 }
                 Err(_) => {
-                    // Quiet. A statement of r's still unanswered may wait on a lock.
-                    if let Some(((store, conn, seq), Some(pid))) = s.last_step[r] {
-                        if let Some(&line) = s.open.get(&(store, conn, seq)) {
-                            if store == Store::Postgres && self.waits_on_lock(pid).await {
-                                // No one else moves before the reply is held:
-                                // the lock cannot be released meanwhile.
-                                self.wire.postgres.hold_replies(conn, true);
+                    if let Some(((Store::Postgres, conn, seq), Some(pid))) = unanswered {
+                        if self.waits_on_lock(pid).await {
+                            // No one else moves before the reply is held: the
+                            // lock cannot be released meanwhile.
+                            self.wire.postgres.hold_replies(conn, true);
+                            if let Some(&line) = s.open.get(&(Store::Postgres, conn, seq)) {
                                 s.lines[line].waited = true;
-                                s.lanes[r] = Lane::Parked { conn };
-                                s.parked.push(r);
-                                return;
                             }
+                            s.lanes[r] = Lane::Parked { conn };
+                            s.parked.push(r);
+                            return;
                         }
                     }
+                    // Not waiting on a lock: it still runs, and answers by itself.
+                    if unanswered.is_some() && waited < self.request_timeout {
+                        waited += wait;
+                        continue;
+                    }
+                    // Quiet: answered, and nothing new.
                     s.lanes[r] = Lane::Idle;
                     return;
                 }

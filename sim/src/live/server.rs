@@ -45,8 +45,9 @@ pub fn substitute(text: &str, database_url: &str, redis_url: Option<&str>) -> St
 impl Server {
     /// Starts `command` with the proxies' URLs, and waits until `target`
     /// accepts connections (the caller then speaks the API to it). Its
-    /// stdout and stderr go to `log`.
-    pub fn start(
+    /// stdout and stderr go to `log`. It waits without blocking the
+    /// runtime: the proxies relay the server's startup meanwhile.
+    pub async fn start(
         command: &ServerCommand,
         database_url: &str,
         redis_url: Option<&str>,
@@ -61,7 +62,7 @@ impl Server {
         }
         let addr =
             resolve(target).ok_or_else(|| format!("--target {}: the host does not resolve", target.url()))?;
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if listens(addr).await {
             return Err(format!(
                 "--target {}: something already listens there before the server command starts",
                 target.url()
@@ -91,7 +92,7 @@ impl Server {
                     server.tail()
                 ));
             }
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if listens(addr).await {
                 return Ok(server);
             }
             if start.elapsed() >= command.start_timeout {
@@ -102,7 +103,7 @@ impl Server {
                     server.tail()
                 ));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -126,7 +127,23 @@ impl Server {
         }
     }
 
-    /// Stops it: SIGTERM to its process group, then SIGKILL after the grace.
+    /// Stops it: SIGTERM to its process group, then SIGKILL after the
+    /// grace, waiting without blocking the runtime (a server may talk to its
+    /// stores through the proxies as it shuts down).
+    pub async fn shutdown(&mut self) {
+        let Some(child) = self.child.as_mut() else { return };
+        let group = child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a process group we created; no memory is shared.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < self.grace && matches!(child.try_wait(), Ok(None)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop();
+    }
+
+    /// Stops it at once: SIGTERM to its process group, then SIGKILL after
+    /// the grace (for a drop, which cannot wait on the runtime).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         let group = child.id() as libc::pid_t;
@@ -150,6 +167,14 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether something accepts connections at `addr`.
+async fn listens(addr: std::net::SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
 }
 
 fn resolve(target: &Target) -> Option<std::net::SocketAddr> {
@@ -182,8 +207,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cusim-server-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let target = Target { host: "127.0.0.1".into(), port: 9 };
-        let error =
-            Server::start(&command, "postgres://x", None, &target, &dir.join("log")).err().expect("it exits");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let started =
+            runtime.block_on(Server::start(&command, "postgres://x", None, &target, &dir.join("log")));
+        let error = started.err().expect("it exits");
         assert!(error.contains("exited") && error.contains("no database here"), "{error}");
         let _ = std::fs::remove_dir_all(dir);
     }
