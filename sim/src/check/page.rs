@@ -14,12 +14,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup};
 
 use super::history::{Event, History, Outcome, Sender};
 use super::verdict::{call_name, Finding};
 use super::workload::Call;
-use crate::report::html::STYLESHEET;
+use crate::report::html::report_page;
 
 /// What the page adds to the trace pages' stylesheet.
 const CSS: &str = "
@@ -37,7 +37,7 @@ details.group summary .findings { color: var(--red); margin-left: 0.5rem; }
 ";
 
 /// Lane colours, in turn (the trace pages' palette).
-const LANE_COLOURS: [&str; 10] = [
+pub(crate) const LANE_COLOURS: [&str; 10] = [
     "#2f6fdf", "#0f8a7e", "#7c4dcc", "#c26a0a", "#c2417a", "#4d7f1f", "#1b7fa8", "#8a6d1f", "#a2452e",
     "#5a5fb0",
 ];
@@ -77,45 +77,30 @@ pub fn render(history: &History, findings: &[Finding]) -> String {
         ("read back", format!("{} customers", history.events.len() - calls)),
         ("feature", history.feature.clone()),
     ];
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "cusim check: " (history.target) " (run " (history.run_id) ")" }
-                style { (PreEscaped(STYLESHEET)) (PreEscaped(CSS)) }
-            }
-            body {
-                header id="summary" {
-                    h1 {
-                        span class="scenario" { "cusim check " (history.target) }
-                        span class=(if bad { "verdict bad" } else { "verdict good" }) { (verdict) }
-                    }
-                    dl class="facts" {
-                        @for (label, value) in &facts {
-                            div { dt { (label) } dd { (value) } }
-                        }
-                    }
-                }
-                (findings_section(history, findings))
-                ul class="legend" aria-label="legend" {
-                    li { span class="key ok" {} "answered 2xx" }
-                    li { span class="key error" {} "answered 4xx or 5xx" }
-                    li { span class="key waiting" {} "no answer: outcome unknown" }
-                    li { span class="key violation" {} "involved in a finding" }
-                }
-                main id="history" {
-                    @for group in &history.groups {
-                        (group_section(history, group.index, &involved, findings))
-                    }
-                    (readback_section(history, &involved))
-                }
-                footer { "history of run " (history.run_id) "; seed " (history.seed) }
-            }
+    let body = html! {
+        (findings_section(history, findings))
+        ul class="legend" aria-label="legend" {
+            li { span class="key ok" {} "answered 2xx" }
+            li { span class="key error" {} "answered 4xx or 5xx" }
+            li { span class="key waiting" {} "no answer: outcome unknown" }
+            li { span class="key violation" {} "involved in a finding" }
         }
+        main id="history" {
+            @for group in &history.groups {
+                (group_section(history, group.index, &involved, findings))
+            }
+            (readback_section(history, &involved))
+        }
+        footer { "history of run " (history.run_id) "; seed " (history.seed) }
     };
-    markup.into_string() + "\n"
+    report_page(
+        &format!("cusim check: {} (run {})", history.target, history.run_id),
+        CSS,
+        &format!("cusim check {}", history.target),
+        (bad, &verdict),
+        &facts,
+        body,
+    )
 }
 
 fn findings_section(history: &History, findings: &[Finding]) -> Markup {
@@ -167,7 +152,7 @@ fn findings_section(history: &History, findings: &[Finding]) -> Markup {
 }
 
 /// What a call sent, briefly.
-fn call_details(call: &Call) -> String {
+pub(crate) fn call_details(call: &Call) -> String {
     match call {
         Call::Create { customer_id, email, name } => {
             let mut parts = vec![customer_id.clone().unwrap_or_else(|| "id null".into())];
@@ -199,7 +184,7 @@ fn call_details(call: &Call) -> String {
     }
 }
 
-fn outcome_class(outcome: &Outcome) -> &'static str {
+pub(crate) fn outcome_class(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Ok { .. } => "ok",
         Outcome::Failed { .. } => "error",
@@ -207,7 +192,7 @@ fn outcome_class(outcome: &Outcome) -> &'static str {
     }
 }
 
-fn outcome_text(outcome: &Outcome) -> String {
+pub(crate) fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Ok { status, body } => {
             let mut text = status.to_string();

@@ -64,14 +64,7 @@ const MAX_TIME_LIMIT_S: u64 = 24 * 3600;
 
 fn config(args: &CheckArgs) -> Result<CheckConfig, Usage> {
     let target = Target::parse(&args.target).map_err(Usage)?;
-    let secret_key = match &args.secret_key {
-        Some(key) => key.clone(),
-        None => std::env::var("AUTUMN_SECRET_KEY")
-            .map_err(|_| Usage("--secret-key: none given, and AUTUMN_SECRET_KEY is not set".into()))?,
-    };
-    if secret_key.is_empty() || !secret_key.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Usage("--secret-key: a key is printable ASCII without spaces".into()));
-    }
+    let secret_key = crate::secret_key(args.secret_key.as_deref())?;
     let workload = match Workload::named(&args.workload) {
         Some(workload) => workload,
         None if Path::new(&args.workload).exists() => {

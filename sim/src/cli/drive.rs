@@ -16,27 +16,84 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::{shell_quote, Usage};
 
 /// What `cusim drive` was asked for.
+#[derive(clap::Args)]
 pub(crate) struct DriveArgs {
-    pub scenario: String,
-    pub target: String,
-    pub secret_key: Option<String>,
-    pub database_url: Option<String>,
-    pub redis_url: Option<String>,
-    pub database_env: String,
-    pub redis_env: String,
-    pub scheduler: String,
-    pub seeds: u64,
-    pub seed: u64,
-    pub depth: usize,
-    pub replay: Option<String>,
-    pub repeat: usize,
-    pub fault_sweep: Option<String>,
-    pub quiet_ms: u64,
-    pub request_timeout_ms: u64,
-    pub start_timeout_s: u64,
-    pub json: bool,
-    pub server_log: Option<PathBuf>,
-    pub command: Vec<String>,
+    /// A scenario file, or the name of a built-in scenario (SPEC §7; the
+    /// requests the API can send).
+    #[arg(long)]
+    pub(crate) scenario: String,
+    /// Where the server listens once started, e.g. http://127.0.0.1:3111.
+    #[arg(long)]
+    pub(crate) target: String,
+    /// The secret key to send (default: $AUTUMN_SECRET_KEY).
+    #[arg(long)]
+    pub(crate) secret_key: Option<String>,
+    /// The real Postgres server (default: $DATABASE_URL).
+    #[arg(long, value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+    /// The real Redis server, if the server uses one.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_url: Option<String>,
+    /// The environment variable that gets the Postgres proxy's URL.
+    #[arg(long, value_name = "NAME", default_value = "DATABASE_URL")]
+    pub(crate) database_env: String,
+    /// The environment variable that gets the Redis proxy's URL.
+    #[arg(long, value_name = "NAME", default_value = "REDIS_URL")]
+    pub(crate) redis_env: String,
+    /// Who decides: pct, random, or exhaustive (every order within
+    /// --max-preemptions, depth first, at most --seeds schedules).
+    #[arg(long, default_value = "pct")]
+    pub(crate) scheduler: String,
+    /// Schedules to run (exhaustive: the most it may run).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) seeds: u64,
+    /// exhaustive: the most preemptions a schedule may make (a request
+    /// set aside while it could still move; an arrival preempts nobody).
+    /// `none` for no bound.
+    #[arg(long, value_name = "N", default_value = "2")]
+    pub(crate) max_preemptions: String,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// pct: the bug depth to aim for.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) depth: usize,
+    /// Run this schedule (request numbers, e.g. `0.1.1.0`) instead.
+    #[arg(long, value_name = "SCHEDULE")]
+    pub(crate) replay: Option<String>,
+    /// With --replay: run it this many times and count how many give the
+    /// first run's verdict and statement order.
+    #[arg(long, default_value_t = 1, requires = "replay")]
+    pub(crate) repeat: usize,
+    /// Run a base schedule (--replay's, or pct's of --seed), then the same
+    /// with this fault at each step it let through that the fault can hit,
+    /// one schedule each: db_error (a Postgres connection closed before the
+    /// statement reaches the server), cache_down (the same for a Redis
+    /// command), lost_response (the step runs, its reply is lost and the
+    /// connection closed).
+    #[arg(long, value_name = "KIND", conflicts_with = "repeat")]
+    pub(crate) fault_sweep: Option<String>,
+    /// How long nothing new must happen after a move for the system to be quiet.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub(crate) quiet_ms: u64,
+    /// A call unanswered this long has an unknown outcome.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub(crate) request_timeout_ms: u64,
+    /// How long the server may take to listen on --target.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub(crate) start_timeout: u64,
+    /// Where the server's output goes [default: a file in the temporary folder].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) server_log: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write the report as one HTML page, a lane per request.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
+    /// The server command and its arguments.
+    #[arg(last = true, value_name = "SERVER_CMD")]
+    pub(crate) command: Vec<String>,
 }
 
 /// The most schedules one drive may run, or a replay repeat.
@@ -45,14 +102,7 @@ const MAX_SCHEDULES: u64 = 100_000;
 fn config(args: &DriveArgs) -> Result<(DriveConfig, String), Usage> {
     let (scenario, origin) = crate::load_scenario(&args.scenario)?;
     let target = Target::parse(&args.target).map_err(Usage)?;
-    let secret_key = match &args.secret_key {
-        Some(key) => key.clone(),
-        None => std::env::var("AUTUMN_SECRET_KEY")
-            .map_err(|_| Usage("--secret-key: none given, and AUTUMN_SECRET_KEY is not set".into()))?,
-    };
-    if secret_key.is_empty() || !secret_key.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(Usage("--secret-key: a key is printable ASCII without spaces".into()));
-    }
+    let secret_key = crate::secret_key(args.secret_key.as_deref())?;
     let database_url = match &args.database_url {
         Some(url) => url.clone(),
         None => std::env::var("DATABASE_URL")
@@ -95,11 +145,16 @@ fn config(args: &DriveArgs) -> Result<(DriveConfig, String), Usage> {
         (Some(schedule), _, None) => Scheduler::Replay { schedule, repeat: args.repeat },
         (None, "pct", None) => Scheduler::Pct { depth: args.depth.max(1) },
         (None, "random", None) => Scheduler::Random,
+        (None, "exhaustive", None) => Scheduler::Exhaustive {
+            max_preemptions: match args.max_preemptions.as_str() {
+                "none" => None,
+                n => Some(n.parse().map_err(|_| {
+                    Usage(format!("--max-preemptions {n:?}: a number, or `none` for no bound"))
+                })?),
+            },
+        },
         (None, other, None) => {
-            return Err(Usage(format!(
-                "--scheduler {other}: a driven server is scheduled by pct or random (the exhaustive search needs \
-                 runs that repeat exactly, which a real server's do not promise)"
-            )))
+            return Err(Usage(format!("--scheduler {other}: one of pct, random, exhaustive")))
         }
     };
     let run_id = cusim_sim::check::fresh_run_id(args.seed).replace("chk", "drv");
@@ -117,7 +172,7 @@ fn config(args: &DriveArgs) -> Result<(DriveConfig, String), Usage> {
             argv: args.command.clone(),
             database_env: args.database_env.clone(),
             redis_env: args.redis_env.clone(),
-            start_timeout: Duration::from_secs(args.start_timeout_s),
+            start_timeout: Duration::from_secs(args.start_timeout),
             grace: Duration::from_secs(5),
         },
         scheduler,
@@ -142,7 +197,7 @@ pub(crate) fn run_drive(args: DriveArgs) -> Result<ExitCode, Usage> {
     } else {
         let bar = match &config.scheduler {
             Scheduler::Replay { repeat, .. } => ProgressBar::new(*repeat as u64),
-            Scheduler::Sweep { .. } => ProgressBar::no_length(),
+            Scheduler::Sweep { .. } | Scheduler::Exhaustive { .. } => ProgressBar::no_length(),
             _ => ProgressBar::new(config.seeds),
         };
         bar.set_style(
@@ -162,6 +217,13 @@ pub(crate) fn run_drive(args: DriveArgs) -> Result<ExitCode, Usage> {
             return Err(Usage(error.to_string()))
         }
     };
+    if let Some(path) = &args.html {
+        let commands: Vec<String> =
+            report.findings.iter().map(|f| replay_command(&args, &origin, &f.schedule)).collect();
+        let page = wire::page::render(&report, &args.target, &commands, args.replay.as_deref());
+        std::fs::write(path, page)
+            .map_err(|e| Usage(format!("--html {}: cannot write it: {e}", path.display())))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("a report encodes"));
     } else {
@@ -174,6 +236,9 @@ pub(crate) fn run_drive(args: DriveArgs) -> Result<ExitCode, Usage> {
 fn replay_command(args: &DriveArgs, origin: &str, schedule: &str) -> String {
     let mut words = vec!["cusim".to_owned(), "drive".into(), "--scenario".into(), origin.to_owned()];
     words.extend(["--target".into(), args.target.clone()]);
+    if let Some(key) = &args.secret_key {
+        words.extend(["--secret-key".into(), key.clone()]);
+    }
     if let Some(url) = &args.database_url {
         words.extend(["--database-url".into(), url.clone()]);
     }
@@ -207,6 +272,22 @@ fn print_report(report: &DriveReport, args: &DriveArgs, origin: &str) {
     }
     for why in &report.diverged {
         println!("note: {why}");
+    }
+    if let Some(search) = &report.search {
+        let bound = search.max_preemptions.map_or("any number of".to_owned(), |n| format!("at most {n}"));
+        if search.complete {
+            println!(
+                "exhaustive: every order with {bound} preemptions ran ({} schedules, {} not followed as given){}",
+                report.schedules_run,
+                report.diverged.len(),
+                if search.pruned { "; the bound left others out" } else { "" }
+            );
+        } else {
+            println!(
+                "exhaustive: stopped after {} schedules (--seeds) before every order with {bound} preemptions ran",
+                report.schedules_run
+            );
+        }
     }
     if report.findings.is_empty() {
         println!("no invariant broken");

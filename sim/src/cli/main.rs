@@ -343,75 +343,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  cusim drive --scenario r1-same-id-create --target http://127.0.0.1:3111 --secret-key am_sk_test_local \\\n      --database-url postgres://postgres@127.0.0.1:5432/postgres --seeds 50 -- \\\n      cusim serve --strategy legacy --listen 127.0.0.1:3111 --key am_sk_test_local=org_1 \\\n      --catalog fixtures/scenarios/r1-same-id-create.json --database-url {database_url}\n  cusim drive … --replay 0.1.0.1.1 --repeat 10 -- …\n  cusim drive … --fault-sweep lost_response -- …\n\nThe server command gets the proxies' URLs in DATABASE_URL and REDIS_URL (see --database-env,\n--redis-env) and in place of {database_url} and {redis_url} in its arguments. It must serve\nthe scenario's catalog, on --target, for the secret key's org. It is stopped at the end\n(SIGTERM, then SIGKILL after 5 s), with everything it started.\n\nExit codes: 0 no invariant broken, 1 findings, 2 bad input, a store that cannot be reached,\nor a server that exits or never answers (with the reason)."
     )]
-    Drive {
-        /// A scenario file, or the name of a built-in scenario (SPEC §7; the
-        /// requests the API can send).
-        #[arg(long)]
-        scenario: String,
-        /// Where the server listens once started, e.g. http://127.0.0.1:3111.
-        #[arg(long)]
-        target: String,
-        /// The secret key to send (default: $AUTUMN_SECRET_KEY).
-        #[arg(long)]
-        secret_key: Option<String>,
-        /// The real Postgres server (default: $DATABASE_URL).
-        #[arg(long, value_name = "URL")]
-        database_url: Option<String>,
-        /// The real Redis server, if the server uses one.
-        #[arg(long, value_name = "URL")]
-        redis_url: Option<String>,
-        /// The environment variable that gets the Postgres proxy's URL.
-        #[arg(long, value_name = "NAME", default_value = "DATABASE_URL")]
-        database_env: String,
-        /// The environment variable that gets the Redis proxy's URL.
-        #[arg(long, value_name = "NAME", default_value = "REDIS_URL")]
-        redis_env: String,
-        /// Who decides: pct or random.
-        #[arg(long, default_value = "pct")]
-        scheduler: String,
-        /// Schedules to run.
-        #[arg(long, default_value_t = 50)]
-        seeds: u64,
-        /// The first seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// pct: the bug depth to aim for.
-        #[arg(long, default_value_t = 3)]
-        depth: usize,
-        /// Run this schedule (request numbers, e.g. `0.1.1.0`) instead.
-        #[arg(long, value_name = "SCHEDULE")]
-        replay: Option<String>,
-        /// With --replay: run it this many times and count how many give the
-        /// first run's verdict and statement order.
-        #[arg(long, default_value_t = 1, requires = "replay")]
-        repeat: usize,
-        /// Run a base schedule (--replay's, or pct's of --seed), then the same
-        /// with this fault at each step it let through that the fault can hit,
-        /// one schedule each: db_error (a Postgres connection closed before the
-        /// statement reaches the server), cache_down (the same for a Redis
-        /// command), lost_response (the step runs, its reply is lost and the
-        /// connection closed).
-        #[arg(long, value_name = "KIND", conflicts_with = "repeat")]
-        fault_sweep: Option<String>,
-        /// How long nothing new must happen after a move for the system to be quiet.
-        #[arg(long, value_name = "MS", default_value_t = 100)]
-        quiet_ms: u64,
-        /// A call unanswered this long has an unknown outcome.
-        #[arg(long, value_name = "MS", default_value_t = 10_000)]
-        request_timeout_ms: u64,
-        /// How long the server may take to listen on --target.
-        #[arg(long, value_name = "S", default_value_t = 30)]
-        start_timeout: u64,
-        /// Where the server's output goes [default: a file in the temporary folder].
-        #[arg(long, value_name = "FILE")]
-        server_log: Option<PathBuf>,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-        /// The server command and its arguments.
-        #[arg(last = true, value_name = "SERVER_CMD")]
-        command: Vec<String>,
-    },
+    Drive(drive::DriveArgs),
     /// What an invariant means, which races break it and which built-in
     /// scenario shows it; or, for a race (R1–R9), its interleaving and the
     /// invariants it breaks.
@@ -461,6 +393,20 @@ pub(crate) fn default_catalog() -> cusim::model::Catalog {
 
 /// Bad input: reported with its reason, exit code 2.
 pub(crate) struct Usage(pub(crate) String);
+
+/// `--secret-key`, else `$AUTUMN_SECRET_KEY`, checked.
+#[cfg(feature = "check")]
+pub(crate) fn secret_key(given: Option<&str>) -> Result<String, Usage> {
+    let key = match given {
+        Some(key) => key.to_owned(),
+        None => std::env::var("AUTUMN_SECRET_KEY")
+            .map_err(|_| Usage("--secret-key: none given, and AUTUMN_SECRET_KEY is not set".into()))?,
+    };
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(Usage("--secret-key: a key is printable ASCII without spaces".into()));
+    }
+    Ok(key)
+}
 
 pub(crate) fn load_scenario(arg: &str) -> Result<(Scenario, String), Usage> {
     let path = PathBuf::from(arg);
@@ -592,49 +538,7 @@ fn main() -> ExitCode {
             }),
         }),
         #[cfg(feature = "drive")]
-        Command::Drive {
-            scenario,
-            target,
-            secret_key,
-            database_url,
-            redis_url,
-            database_env,
-            redis_env,
-            scheduler,
-            seeds,
-            seed,
-            depth,
-            replay,
-            repeat,
-            fault_sweep,
-            quiet_ms,
-            request_timeout_ms,
-            start_timeout,
-            server_log,
-            json,
-            command,
-        } => drive::run_drive(drive::DriveArgs {
-            scenario,
-            target,
-            secret_key,
-            database_url,
-            redis_url,
-            database_env,
-            redis_env,
-            scheduler,
-            seeds,
-            seed,
-            depth,
-            replay,
-            repeat,
-            fault_sweep,
-            quiet_ms,
-            request_timeout_ms,
-            start_timeout_s: start_timeout,
-            json,
-            server_log,
-            command,
-        }),
+        Command::Drive(args) => drive::run_drive(args),
         #[cfg(feature = "serve")]
         Command::Serve {
             strategy,

@@ -521,3 +521,35 @@ impl Dfs {
         }
     }
 }
+
+/// Every order of a run's decisions within a preemption bound, by plain
+/// depth-first search over prefixes, for drivers whose runs are not the
+/// model's and so have no footprints (`cusim drive`): each run follows
+/// the prefix the search is at, and [`Orders::advance`] moves to the next.
+/// No clock moves are tried. A run that does not repeat its prefix's
+/// choices (a real server may not) is the caller's to notice.
+pub struct Orders {
+    dfs: Dfs,
+}
+
+impl Orders {
+    pub fn new(max_preemptions: Option<usize>) -> Orders {
+        Orders { dfs: Dfs::new(max_preemptions, 0, Reduction::None, None) }
+    }
+
+    /// Moves to the next schedule; false when every one has run.
+    pub fn advance(&mut self) -> bool {
+        self.dfs.backtrack(&[])
+    }
+
+    /// Whether the preemption bound left some order out.
+    pub fn pruned(&self) -> bool {
+        self.dfs.pruned
+    }
+}
+
+impl Chooser for Orders {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
+        self.dfs.choose(view)
+    }
+}

@@ -21,7 +21,7 @@ use crate::judge::races::{Race, Symptom};
 use crate::judge::{judge, End, Invariant, Violation};
 
 use dfs::Dfs;
-pub use dfs::Reduction;
+pub use dfs::{Orders, Reduction};
 pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, CLOCK_MOVES_MS};
 use schedulers::{PctChooser, RandomChooser};
 

@@ -8,10 +8,11 @@
 //! answers and a read-back), and a finding comes with its schedule, which
 //! `--replay` runs again, and the real statements it ran ([`trace`]).
 //!
-//! What is not here yet: faults on the wire, the exhaustive scheduler,
-//! the rows verdict and the HTML page.
+//! A drive's report reads as text, JSON, or one HTML page ([`page`]) with
+//! a lane per request.
 
 pub mod calls;
+pub mod page;
 pub mod run;
 pub mod server;
 pub mod trace;
@@ -35,6 +36,7 @@ use crate::check::verdict::{self, Finding};
 use crate::check::workload::Group;
 use crate::drive::stepper::Chooser;
 use crate::explore::schedulers::{pct_without_ticks, random_chooser};
+use crate::explore::Orders;
 use crate::input::scenario::{FaultKind, Scenario};
 use crate::input::schedule::{Schedule, Token};
 use crate::judge::races::Race;
@@ -52,6 +54,12 @@ pub enum Scheduler {
         depth: usize,
     },
     Random,
+    /// Every order of the requests' steps with at most `max_preemptions`
+    /// preemptions (all of them with none), depth first, up to the
+    /// drive's number of schedules.
+    Exhaustive {
+        max_preemptions: Option<usize>,
+    },
     /// One schedule, run `repeat` times.
     Replay {
         schedule: Schedule,
@@ -76,7 +84,8 @@ pub struct DriveConfig {
     pub redis_url: Option<String>,
     pub server: ServerCommand,
     pub scheduler: Scheduler,
-    /// Schedules to run (pct, random), from seed `seed`.
+    /// Schedules to run (pct, random, from seed `seed`), or the most the
+    /// exhaustive search may run.
     pub seeds: u64,
     pub seed: u64,
     pub quiet: Duration,
@@ -114,6 +123,38 @@ pub struct DriveFinding {
     pub message: String,
     /// The real statements the schedule ran, per request, in order.
     pub statements: Vec<Line>,
+    /// What each request was answered.
+    pub answers: Vec<Answer>,
+}
+
+/// A request of a schedule and its HTTP answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub request: usize,
+    /// The call, as `NAME ARGS`.
+    pub call: String,
+    /// `ok`, `error` or `unknown`.
+    pub class: String,
+    pub answer: String,
+}
+
+/// The answers to the requests among `events`, in request order.
+fn answers_of(events: &[crate::check::history::Event]) -> Vec<Answer> {
+    use crate::check::page::{call_details, outcome_class, outcome_text};
+    let mut answers: Vec<Answer> = events
+        .iter()
+        .filter_map(|e| match e.sender {
+            Sender::Client(request) => Some(Answer {
+                request,
+                call: format!("{} {}", verdict::call_name(&e.call), call_details(&e.call)),
+                class: outcome_class(&e.outcome).to_owned(),
+                answer: outcome_text(&e.outcome),
+            }),
+            _ => None,
+        })
+        .collect();
+    answers.sort_by_key(|a| a.request);
+    answers
 }
 
 /// What a drive found.
@@ -135,13 +176,31 @@ pub struct DriveReport {
     /// For each request that was parked on a lock, the first schedule in
     /// which it was (its statement waited, and its wake was a decision).
     pub parked: Vec<Parked>,
-    /// With a replay: the statements of its first run.
+    /// With a replay: the statements of its first run, and its answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Vec<Line>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answers: Option<Vec<Answer>>,
     /// Schedules that could not be followed as given, or got stuck.
     pub diverged: Vec<String>,
+    /// With the exhaustive scheduler: how far it got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<Search>,
     pub elapsed_ms: u64,
     pub quiet_ms: u64,
+}
+
+/// How far an exhaustive search got.
+#[derive(Debug, Clone, Serialize)]
+pub struct Search {
+    pub max_preemptions: Option<usize>,
+    /// Every order within the bound ran (the search ended before the
+    /// drive's number of schedules). It is every order of what the server
+    /// did in these runs: a schedule that did not follow its prefix (see
+    /// `diverged`) may have left orders of another run's shape out.
+    pub complete: bool,
+    /// The bound left some order out.
+    pub pruned: bool,
 }
 
 /// A request seen parked on a lock.
@@ -279,7 +338,9 @@ pub async fn drive(
         lock_waits: 0,
         parked: Vec::new(),
         trace: None,
+        answers: None,
         diverged: Vec::new(),
+        search: None,
         elapsed_ms: 0,
         quiet_ms: config.quiet.as_millis() as u64,
     };
@@ -288,9 +349,14 @@ pub async fn drive(
         Scheduler::Replay { schedule, repeat } => vec![Plan::Given(schedule.clone()); (*repeat).max(1)],
         Scheduler::Sweep { base: Some(schedule), .. } => vec![Plan::Given(schedule.clone())],
         Scheduler::Sweep { base: None, .. } => vec![Plan::Seed(config.seed)],
+        Scheduler::Exhaustive { .. } => vec![Plan::Search],
         _ => (0..config.seeds).map(|k| Plan::Seed(config.seed + k)).collect(),
     };
     let mut plans = std::collections::VecDeque::from(plans);
+    let mut orders = match config.scheduler {
+        Scheduler::Exhaustive { max_preemptions } => Some(Orders::new(max_preemptions)),
+        _ => None,
+    };
     let mut expected_steps = 4 * calls.requests.len();
     let mut k = 0;
     while let Some(plan) = plans.pop_front() {
@@ -299,9 +365,10 @@ pub async fn drive(
         }
         let seed = match plan {
             Plan::Seed(seed) => Some(seed),
-            Plan::Given(_) => None,
+            _ => None,
         };
-        let mut chooser: Box<dyn Chooser> = match (&config.scheduler, &plan) {
+        let mut chooser: Box<dyn Chooser + '_> = match (&config.scheduler, &plan) {
+            (_, Plan::Search) => Box::new(orders.as_mut().expect("a search has its orders")),
             (Scheduler::Random, Plan::Seed(seed)) => Box::new(random_chooser(*seed, 0)),
             (_, Plan::Seed(seed)) => {
                 let depth = match config.scheduler {
@@ -312,9 +379,25 @@ pub async fn drive(
             }
             (_, Plan::Given(schedule)) => Box::new(crate::drive::stepper::Replay::new(schedule)),
         };
+        let searching = matches!(plan, Plan::Search);
         let prefix = format!("{}s{k}", config.run_id);
         let fresh = fresh(&calls, &prefix);
         let (driven, findings) = judge.one(&mut driver, &fresh, &prefix, seed, chooser.as_mut()).await;
+        drop(chooser);
+        if let (true, Some(orders)) = (searching, orders.as_mut()) {
+            let more = orders.advance();
+            if more && (k as u64) + 1 < config.seeds {
+                plans.push_back(Plan::Search);
+            }
+            report.search = Some(Search {
+                max_preemptions: match config.scheduler {
+                    Scheduler::Exhaustive { max_preemptions } => max_preemptions,
+                    _ => None,
+                },
+                complete: !more,
+                pruned: orders.pruned(),
+            });
+        }
         expected_steps = expected_steps.max(driven.schedule.len());
         if let (Scheduler::Sweep { kind, .. }, 0) = (&config.scheduler, k) {
             // Every step the base schedule let through that the fault can
@@ -346,11 +429,13 @@ pub async fn drive(
     Ok(report)
 }
 
-/// A schedule to run: a pct or random seed's, or one given.
+/// A schedule to run: a pct or random seed's, one given, or the
+/// exhaustive search's next.
 #[derive(Debug, Clone)]
 enum Plan {
     Seed(u64),
     Given(Schedule),
+    Search,
 }
 
 /// What the report keeps across schedules.
@@ -389,12 +474,14 @@ impl Tally {
                 .push(format!("run {k} ({}): stuck, nothing moved for the request timeout", driven.schedule));
         }
         let statements: Vec<Line> = driven.lines.iter().filter(|l| l.request.is_some()).cloned().collect();
+        let answers = answers_of(&driven.events);
         if replay {
             let invariants: BTreeSet<String> = findings.iter().map(|f| f.invariant.clone()).collect();
             let order: Vec<String> = statements.iter().map(Line::shape).collect();
             match &self.first {
                 None => {
                     report.trace = Some(statements.clone());
+                    report.answers = Some(answers.clone());
                     report.reproduced = Some(1);
                     report.same_order = Some(1);
                     self.first = Some((invariants, order));
@@ -418,6 +505,7 @@ impl Tally {
                     races: finding.suspects,
                     message: finding.message,
                     statements: statements.clone(),
+                    answers: answers.clone(),
                 });
             }
         }

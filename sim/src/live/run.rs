@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use cusim::backend::Point;
 use cusim_wire::{Event, Held, HeldReply, Proxy, Release, StepInfo, Store};
 use tokio::sync::mpsc;
 
@@ -215,7 +216,6 @@ impl Driver {
             notes: Vec::new(),
         };
         let (answer_tx, mut answers) = mpsc::unbounded_channel::<(usize, Vec<history::Event>)>();
-        let parked_at = vec![None; n];
         let mut tokens = Vec::new();
         let mut diverged = None;
         let mut stuck = false;
@@ -240,6 +240,18 @@ impl Driver {
                 }
                 continue;
             }
+            // A request held at a step has arrived; the choosers ask no
+            // more of where it is than that, so the store it waits at
+            // stands in for a model point.
+            let parked_at: Vec<Option<Point>> = s
+                .lanes
+                .iter()
+                .map(|lane| match lane {
+                    Lane::At(held) if held.step.store == Store::Redis => Some(Point::CacheRead),
+                    Lane::At(_) | Lane::Woken(_) => Some(Point::DbRead),
+                    _ => None,
+                })
+                .collect();
             let view = View {
                 step: tokens.len(),
                 runnable: &runnable,

@@ -39,6 +39,12 @@ pub trait Chooser {
     fn choose(&mut self, view: &View<'_>) -> Option<Token>;
 }
 
+impl<C: Chooser + ?Sized> Chooser for &mut C {
+    fn choose(&mut self, view: &View<'_>) -> Option<Token> {
+        (**self).choose(view)
+    }
+}
+
 /// A schedule given up front (replay): its tokens, then the default.
 #[derive(Debug, Clone)]
 pub struct Replay {

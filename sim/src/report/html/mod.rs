@@ -29,6 +29,46 @@ mod page;
 
 /// The pages' stylesheet (inline in each page), shared with `cusim check`'s page.
 pub const STYLESHEET: &str = include_str!("style.css");
+
+/// The frame of a report page of `cusim check` and `cusim drive`: its
+/// head (the stylesheet and `css`), a summary header (`heading`, the
+/// verdict, `facts`), then `body`.
+pub fn report_page(
+    title: &str,
+    css: &str,
+    heading: &str,
+    (bad, verdict): (bool, &str),
+    facts: &[(&str, String)],
+    body: maud::Markup,
+) -> String {
+    use maud::{html, PreEscaped, DOCTYPE};
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLESHEET)) (PreEscaped(css)) }
+            }
+            body {
+                header id="summary" {
+                    h1 {
+                        span class="scenario" { (heading) }
+                        span class=(if bad { "verdict bad" } else { "verdict good" }) { (verdict) }
+                    }
+                    dl class="facts" {
+                        @for (label, value) in facts {
+                            div { dt { (label) } dd { (value) } }
+                        }
+                    }
+                }
+                (body)
+            }
+        }
+    };
+    markup.into_string() + "\n"
+}
 #[cfg(test)]
 mod tests;
 
