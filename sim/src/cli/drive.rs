@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cusim_sim::check::client::Target;
+use cusim_sim::check::rows::Layout;
 use cusim_sim::input::scenario::FaultKind;
 use cusim_sim::input::schedule::Schedule;
 use cusim_sim::live::server::ServerCommand;
@@ -88,6 +89,23 @@ pub(crate) struct DriveArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also judge each schedule's committed rows (SPEC §1's tables, or the
+    /// modelled server's own), read-only and straight from --database-url:
+    /// the schema of the server's tables.
+    #[arg(long, value_name = "SCHEMA")]
+    pub(crate) schema: Option<String>,
+    /// With --schema: how the tables are laid out: cusim or autumn
+    /// [default: the one whose tables the schema holds].
+    #[arg(long, value_name = "LAYOUT", value_parser = ["cusim", "autumn"], requires = "schema")]
+    pub(crate) rows_schema: Option<String>,
+    /// Run this SQL file straight on --database-url before each schedule
+    /// (and FLUSHDB on --redis-url), for a server whose state must be
+    /// reset (the ids are fresh per schedule, so most need not).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) reset_sql: Option<PathBuf>,
+    /// Start the server anew for each schedule.
+    #[arg(long)]
+    pub(crate) restart: bool,
     /// Also write the report as one HTML page, a lane per request.
     #[arg(long, value_name = "FILE")]
     pub(crate) html: Option<PathBuf>,
@@ -157,6 +175,17 @@ fn config(args: &DriveArgs) -> Result<(DriveConfig, String), Usage> {
             return Err(Usage(format!("--scheduler {other}: one of pct, random, exhaustive")))
         }
     };
+    let reset_sql = match &args.reset_sql {
+        Some(path) => {
+            let sql = std::fs::read_to_string(path)
+                .map_err(|e| Usage(format!("--reset-sql {}: cannot read it: {e}", path.display())))?;
+            if sql.trim().is_empty() {
+                return Err(Usage(format!("--reset-sql {}: the file holds no SQL", path.display())));
+            }
+            Some(sql)
+        }
+        None => None,
+    };
     let run_id = cusim_sim::check::fresh_run_id(args.seed).replace("chk", "drv");
     let server_log = args
         .server_log
@@ -182,6 +211,12 @@ fn config(args: &DriveArgs) -> Result<(DriveConfig, String), Usage> {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         server_log,
         run_id,
+        reset_sql,
+        restart: args.restart,
+        rows: args.schema.as_ref().map(|schema| wire::Rows {
+            schema: schema.clone(),
+            layout: args.rows_schema.as_deref().and_then(Layout::parse),
+        }),
     };
     Ok((config, origin))
 }
@@ -244,6 +279,18 @@ fn replay_command(args: &DriveArgs, origin: &str, schedule: &str) -> String {
     }
     if let Some(url) = &args.redis_url {
         words.extend(["--redis-url".into(), url.clone()]);
+    }
+    if let Some(schema) = &args.schema {
+        words.extend(["--schema".into(), schema.clone()]);
+    }
+    if let Some(path) = &args.reset_sql {
+        words.extend(["--reset-sql".into(), path.display().to_string()]);
+    }
+    if args.restart {
+        words.push("--restart".into());
+    }
+    if let Some(layout) = &args.rows_schema {
+        words.extend(["--rows-schema".into(), layout.clone()]);
     }
     words.extend(["--replay".into(), schedule.to_owned(), "--repeat".into(), "10".into(), "--".into()]);
     words.extend(args.command.iter().cloned());

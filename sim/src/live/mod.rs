@@ -32,6 +32,7 @@ use crate::check::client::{Client, Target};
 use crate::check::history::{History, Sender, FORMAT};
 use crate::check::preflight::{self, Given};
 use crate::check::profile::Profile;
+use crate::check::rows::{check_rows, quoted_schema, Layout, RowsSource};
 use crate::check::verdict::{self, Finding};
 use crate::check::workload::Group;
 use crate::drive::stepper::Chooser;
@@ -94,6 +95,23 @@ pub struct DriveConfig {
     pub server_log: PathBuf,
     /// The prefix of every id of the drive (fresh per drive).
     pub run_id: String,
+    /// Where the server keeps its tables, to judge the committed rows too
+    /// (read-only, straight to the database, not through the proxy).
+    pub rows: Option<Rows>,
+    /// SQL run straight on the database before each schedule (and
+    /// `FLUSHDB` on Redis), for servers whose state must be reset.
+    pub reset_sql: Option<String>,
+    /// Start the server anew for each schedule.
+    pub restart: bool,
+}
+
+/// The server's tables, for the rows verdict (`cusim check
+/// --database-url`'s).
+#[derive(Debug, Clone)]
+pub struct Rows {
+    pub schema: String,
+    /// How they are laid out; none: found from the tables the schema holds.
+    pub layout: Option<Layout>,
 }
 
 /// The faults that can happen on the wire (see [`run::wire_fault`]).
@@ -121,6 +139,9 @@ pub struct DriveFinding {
     /// scenario's shape).
     pub races: Vec<Race>,
     pub message: String,
+    /// Where it was seen: `answers` (the answers and the read-back) or
+    /// `rows` (the committed rows, with `--schema`).
+    pub seen_in: &'static str,
     /// The real statements the schedule ran, per request, in order.
     pub statements: Vec<Line>,
     /// What each request was answered.
@@ -255,6 +276,9 @@ pub async fn drive(
             )));
         }
     }
+    if let Some(rows) = &config.rows {
+        quoted_schema(&rows.schema).map_err(|e| DriveError::BadInput(format!("--schema: {e}")))?;
+    }
     let database = ServerUrl::parse(&config.database_url, &["postgres", "postgresql"], 5432)
         .map_err(|e| DriveError::BadInput(format!("--database-url: {e}")))?;
     let redis = match &config.redis_url {
@@ -290,15 +314,16 @@ pub async fn drive(
         (Some(url), Some(proxy)) => Some(url.through(proxy.addr())),
         _ => None,
     };
-    let mut server = Server::start(
-        &config.server,
-        &database_through,
-        redis_through.as_deref(),
-        &config.target,
-        &config.server_log,
-    )
-    .await
-    .map_err(DriveError::Server)?;
+    let start_server = || {
+        Server::start(
+            &config.server,
+            &database_through,
+            redis_through.as_deref(),
+            &config.target,
+            &config.server_log,
+        )
+    };
+    let mut server = start_server().await.map_err(DriveError::Server)?;
 
     let catalog = config.scenario.catalog();
     let feature = match feature_named(&calls) {
@@ -380,9 +405,27 @@ pub async fn drive(
             (_, Plan::Given(schedule)) => Box::new(crate::drive::stepper::Replay::new(schedule)),
         };
         let searching = matches!(plan, Plan::Search);
+        if let Err(error) = reset(config, &mut driver.probe, k).await {
+            server.shutdown().await;
+            return Err(error);
+        }
+        if config.restart && k > 0 {
+            server.shutdown().await;
+            server = start_server()
+                .await
+                .map_err(|e| DriveError::Server(format!("started again for schedule {k}: {e}")))?;
+        }
         let prefix = format!("{}s{k}", config.run_id);
-        let fresh = fresh(&calls, &prefix);
-        let (driven, findings) = judge.one(&mut driver, &fresh, &prefix, seed, chooser.as_mut()).await;
+        // `-g0`: the rows verdict reads a run's customers by `RUN-g`.
+        let fresh = fresh(&calls, &format!("{prefix}-g0"));
+        let judged = judge.one(&mut driver, &fresh, &prefix, seed, chooser.as_mut()).await;
+        let (driven, findings) = match judged {
+            Ok(judged) => judged,
+            Err(error) => {
+                server.shutdown().await;
+                return Err(error);
+            }
+        };
         drop(chooser);
         if let (true, Some(orders)) = (searching, orders.as_mut()) {
             let more = orders.advance();
@@ -429,6 +472,29 @@ pub async fn drive(
     Ok(report)
 }
 
+/// Before schedule `k`: runs the reset SQL and flushes Redis, as the
+/// drive is asked to.
+async fn reset(config: &DriveConfig, probe: &mut sqlx::PgConnection, k: usize) -> Result<(), DriveError> {
+    if let Some(sql) = &config.reset_sql {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.as_str()))
+            .execute(&mut *probe)
+            .await
+            .map_err(|e| DriveError::BadInput(format!("--reset-sql: before schedule {k}: {e}")))?;
+        if let Some(url) = &config.redis_url {
+            let flushed: Result<(), redis::RedisError> = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("FLUSHDB").query_async(&mut conn).await
+            }
+            .await;
+            flushed.map_err(|e| {
+                DriveError::Unreachable(format!("--redis-url: FLUSHDB before schedule {k}: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// A schedule to run: a pct or random seed's, one given, or the
 /// exhaustive search's next.
 #[derive(Debug, Clone)]
@@ -437,6 +503,9 @@ enum Plan {
     Given(Schedule),
     Search,
 }
+
+/// How the rows verdict begins its findings' messages.
+const ROWS_PREFIX: &str = "committed rows: ";
 
 /// What the report keeps across schedules.
 #[derive(Default)]
@@ -497,13 +566,15 @@ impl Tally {
             }
         }
         for finding in findings {
-            if self.seen.insert(finding.invariant.clone()) {
+            let seen_in = if finding.message.starts_with(ROWS_PREFIX) { "rows" } else { "answers" };
+            if self.seen.insert(format!("{} {seen_in}", finding.invariant)) {
                 report.findings.push(DriveFinding {
                     invariant: finding.invariant,
                     schedule: driven.schedule.to_string(),
                     seed,
                     races: finding.suspects,
                     message: finding.message,
+                    seen_in,
                     statements: statements.clone(),
                     answers: answers.clone(),
                 });
@@ -531,7 +602,7 @@ impl Judge<'_> {
         prefix: &str,
         seed: Option<u64>,
         chooser: &mut dyn Chooser,
-    ) -> (Driven, Vec<Finding>) {
+    ) -> Result<(Driven, Vec<Finding>), DriveError> {
         let started = Instant::now();
         driver.drain();
         let setup = driver.send_open(&fresh.setup, Sender::Setup, Some(0)).await;
@@ -566,7 +637,20 @@ impl Judge<'_> {
             elapsed_us: started.elapsed().as_micros() as u64,
             stopped_by: "schedule".into(),
         };
-        let findings = verdict::judge(&history);
-        (driven, findings)
+        let mut findings = verdict::judge(&history);
+        if let Some(rows) = &self.config.rows {
+            let source = RowsSource {
+                database_url: self.config.database_url.clone(),
+                schema: rows.schema.clone(),
+                layout: rows.layout,
+            };
+            let verdict = check_rows(&source, &history).await.map_err(|e| match e {
+                crate::check::CheckError::BadInput(why) => DriveError::BadInput(why),
+                crate::check::CheckError::Unreachable(why) => DriveError::Unreachable(why),
+                other => DriveError::Unreachable(other.to_string()),
+            })?;
+            findings.extend(verdict.findings);
+        }
+        Ok((driven, findings))
     }
 }

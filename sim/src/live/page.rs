@@ -294,6 +294,7 @@ mod tests {
             seed: Some(4),
             races: vec![],
             message: "two customers <for> one id".into(),
+            seen_in: "answers",
             statements: vec![
                 line(0, "select 1", false, None),
                 line(1, "insert into customers", true, None),

@@ -32,6 +32,10 @@ use crate::input::schedule::{Schedule, Token};
 
 use super::trace::Line;
 
+/// How many quiet periods an arrival waits for its first step (see
+/// `Driver::settle`).
+const ARRIVAL_QUIETS: u32 = 10;
+
 /// How often a statement still unanswered is looked up in
 /// `pg_stat_activity` for a lock wait.
 const LOCK_POLL: Duration = Duration::from_millis(5);
@@ -294,6 +298,7 @@ impl Driver {
             tokens.push(Token::Run { request: r, fault });
             last = Some(r);
             let lane = std::mem::replace(&mut s.lanes[r], Lane::Moving);
+            let arrival = matches!(lane, Lane::Waiting);
             moves.push(match &lane {
                 Lane::Waiting => Move::Arrival,
                 Lane::At(held) => Move::Step(held.step.store),
@@ -343,7 +348,7 @@ impl Driver {
                 }
                 _ => unreachable!("only a runnable request moves"),
             }
-            self.settle(&mut s, r, &mut answers).await;
+            self.settle(&mut s, r, arrival, &mut answers).await;
         }
         // Whatever is still held goes through (a stuck run), so the server
         // can finish; what it does then is not judged as scheduled.
@@ -378,11 +383,17 @@ impl Driver {
         }
     }
 
-    /// Waits until request `r`, which just moved, is quiet.
+    /// Waits until request `r`, which just moved, is quiet. An arrival
+    /// waits up to `ARRIVAL_QUIETS` quiet periods for its first step or
+    /// its answer: its first statement often waits for a connection of the
+    /// server's pool to open, which on a busy machine takes longer than a
+    /// quiet period, and a request taken for quiet before its first step
+    /// would have that step credited to whoever moves next.
     async fn settle(
         &mut self,
         s: &mut Schedule1,
         r: usize,
+        arrival: bool,
         answers: &mut mpsc::UnboundedReceiver<(usize, Vec<history::Event>)>,
     ) {
         let mut waited = Duration::ZERO;
@@ -414,6 +425,11 @@ impl Driver {
                     }
                     // Not waiting on a lock: it still runs, and answers by itself.
                     if unanswered.is_some() && waited < self.request_timeout {
+                        waited += wait;
+                        continue;
+                    }
+                    // An arrival not yet at its first step.
+                    if arrival && matches!(s.lanes[r], Lane::Moving) && waited < self.quiet * ARRIVAL_QUIETS {
                         waited += wait;
                         continue;
                     }

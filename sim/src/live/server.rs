@@ -68,7 +68,13 @@ impl Server {
                 target.url()
             ));
         }
-        let out = std::fs::File::create(log).map_err(|e| format!("{}: cannot write: {e}", log.display()))?;
+        // Appended to: a server started anew for each schedule (`--restart`)
+        // keeps its earlier runs' output.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: cannot write: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
         let mut cmd = Command::new(substitute(program, database_url, redis_url));
         cmd.args(args.iter().map(|a| substitute(a, database_url, redis_url)))

@@ -16,7 +16,8 @@ fn free_port() -> u16 {
 }
 
 /// `cusim drive` on `scenario` against `cusim serve --strategy strategy`
-/// (in a schema of its own, its cache on Redis), with `extra` flags.
+/// (in a schema of its own, its cache on Redis), with `extra` flags
+/// (`{schema}` in them standing for the server's schema).
 fn drive(scenario: &str, strategy: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
     let port = free_port();
     let target = format!("http://127.0.0.1:{port}");
@@ -25,7 +26,7 @@ fn drive(scenario: &str, strategy: &str, extra: &[&str]) -> (Option<i32>, Value,
     let output: Output = Command::new(env!("CARGO_BIN_EXE_cusim"))
         .args(["drive", "--scenario", scenario, "--target", &target, "--secret-key", KEY])
         .args(["--database-url", &database_url(), "--redis-url", &redis_url(), "--json"])
-        .args(extra)
+        .args(extra.iter().map(|a| a.replace("{schema}", &schema)))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_cusim"))
         .args(["serve", "--strategy", strategy, "--listen", &format!("127.0.0.1:{port}")])
@@ -279,4 +280,77 @@ fn the_exhaustive_scheduler_runs_every_order_within_its_bound_and_the_page_draws
     let diverged = report["diverged"].as_array().unwrap().len() as u64;
     println!("safe: {runs} orders with at most one preemption, {diverged} not followed as given");
     assert!(diverged * 10 <= runs, "most orders must repeat their prefix: {report:#}");
+}
+
+#[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
+fn with_schema_the_committed_rows_are_judged_too() {
+    // Legacy's duplicate id-less customers are in its rows.
+    let (code, report, output) =
+        drive("r4-idless-duplicates", "legacy", &["--seeds", "50", "--schema", "{schema}"]);
+    assert_eq!(code, Some(1), "{output}");
+    let rows = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["seen_in"] == "rows" && f["invariant"] == "unique_customer")
+        .unwrap_or_else(|| panic!("no unique_customer in the rows: {report:#}"));
+    assert!(rows["message"].as_str().unwrap().starts_with("committed rows: "), "{rows:#}");
+    // Safe's rows keep every invariant, and the schema must hold the tables.
+    let (code, report, output) =
+        drive("r4-idless-duplicates", "safe", &["--seeds", "20", "--schema", "{schema}"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(report["schedules_run"], 20);
+    let (code, _, output) =
+        drive("r1-same-id-create", "safe", &["--seeds", "1", "--schema", "drive_no_such_schema"]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("--schema drive_no_such_schema"), "{output}");
+}
+
+#[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
+fn reset_sql_runs_and_the_server_restarts_before_each_schedule() {
+    use sqlx::{Connection, PgConnection};
+    let table = format!("drive_resets_{}", std::process::id());
+    let dir = std::env::temp_dir();
+    let sql = dir.join(format!("{table}.sql"));
+    std::fs::write(
+        &sql,
+        format!("CREATE TABLE IF NOT EXISTS public.{table} (n int); INSERT INTO public.{table} VALUES (1);"),
+    )
+    .unwrap();
+    let log = dir.join(format!("{table}.log"));
+    let (sql_arg, log_arg) = (sql.to_str().unwrap(), log.to_str().unwrap());
+    let (code, report, output) = drive(
+        "r1-same-id-create",
+        "safe",
+        &["--seeds", "3", "--reset-sql", sql_arg, "--restart", "--server-log", log_arg],
+    );
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(report["schedules_run"], 3, "{report:#}");
+    // The SQL ran once per schedule, and the server started once per schedule.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let resets: i64 = runtime.block_on(async {
+        let mut admin = PgConnection::connect(&database_url()).await.unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM public.{table}")))
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE public.{table}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        n
+    });
+    assert_eq!(resets, 3);
+    let started = std::fs::read_to_string(&log).unwrap().matches("listening on").count();
+    assert_eq!(started, 3, "the server's log: {}", std::fs::read_to_string(&log).unwrap());
+    // SQL that fails is named, exit 2, and nothing is left running.
+    std::fs::write(&sql, "SELEC 1;").unwrap();
+    let (code, _, output) = drive("r1-same-id-create", "safe", &["--seeds", "2", "--reset-sql", sql_arg]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("--reset-sql: before schedule 0"), "{output}");
+    std::fs::remove_file(&sql).ok();
+    std::fs::remove_file(&log).ok();
 }
