@@ -12,6 +12,9 @@
 //   node specimen/server.mjs --listen 127.0.0.1:3200 --key am_sk_test_x \
 //        --catalog ../fixtures/scenarios/r1-same-id-create.json --schema specimen
 //
+// With --after-create-job, each create that inserts a customer leaves a
+// query running after its answer (the server's own work).
+//
 // DATABASE_URL and REDIS_URL name the stores. The first line on stdout is
 // `listening on http://ADDR`.
 
@@ -32,6 +35,7 @@ function arg(name, fallback) {
 const listen = arg('listen', '127.0.0.1:3200');
 const secretKey = arg('key');
 const schema = arg('schema', 'specimen');
+const afterCreateJob = process.argv.includes('--after-create-job');
 const catalog = JSON.parse(readFileSync(arg('catalog'), 'utf8'));
 const ORG = 'org_1';
 const ENV = secretKey.startsWith('am_sk_test_') ? 'sandbox' : 'live';
@@ -196,6 +200,11 @@ async function create(id, data) {
   }
   const full = await readFull(internalId);
   if (id !== null) await cacheCustomer(id, full);
+  // With --after-create-job, work the server goes on with on its own
+  // after the answer, as servers queue jobs after a create.
+  if (afterCreateJob) {
+    sql`SELECT count(*) FROM customer_products WHERE internal_customer_id = ${internalId}`.catch(() => {});
+  }
   return full;
 }
 

@@ -35,8 +35,11 @@ function freePort() {
 
 let runs = 0;
 
-/** `cusim drive --json` on `scenario` against the specimen, with `extra` flags. */
-async function drive(scenario, extra) {
+/**
+ * `cusim drive --json` on `scenario` against the specimen, with `extra`
+ * flags, and `serverExtra` flags for the specimen.
+ */
+async function drive(scenario, extra, serverExtra = []) {
   const port = await freePort();
   runs += 1;
   const schema = `specimen_${process.pid}_${runs}`;
@@ -44,7 +47,7 @@ async function drive(scenario, extra) {
     'drive', '--scenario', scenario, '--target', `http://127.0.0.1:${port}`, '--secret-key', KEY,
     '--database-url', DATABASE_URL, '--redis-url', REDIS_URL, '--json', ...extra, '--',
     process.execPath, SPECIMEN, '--listen', `127.0.0.1:${port}`, '--key', KEY,
-    '--catalog', `fixtures/scenarios/${scenario}.json`, '--schema', schema,
+    '--catalog', `fixtures/scenarios/${scenario}.json`, '--schema', schema, ...serverExtra,
   ];
   const run = spawnSync(CUSIM_BIN, args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 300_000 });
   let report = null;
@@ -85,4 +88,24 @@ describe('cusim drive against the Node specimen (postgres.js + ioredis)', { skip
       );
     });
   }
+
+  test('schedules the work the server goes on with after an answer as a mover of its own', async () => {
+    // Every order without preemption: among them those where the query
+    // the specimen leaves running after a create goes before the other
+    // request moves.
+    const exhaustive = ['--scheduler', 'exhaustive', '--max-preemptions', '0', '--seeds', '200'];
+    const withJob = await drive('r1-same-id-create', exhaustive, ['--after-create-job']);
+    assert.ok([0, 1].includes(withJob.code), withJob.output);
+    assert.equal(withJob.report.search.complete, true, withJob.output);
+    assert.ok(withJob.report.server_steps > 0, `no step of the server's own: ${withJob.output}`);
+    // Without the job every step is a request's.
+    const without = await drive('r1-same-id-create', exhaustive);
+    assert.ok([0, 1].includes(without.code), without.output);
+    assert.equal(without.report.server_steps, 0, without.output);
+    assert.ok(withJob.report.schedules_run > without.report.schedules_run, 'the server is one mover more');
+    console.log(
+      `after-create job: ${withJob.report.server_steps} server steps in ${withJob.report.schedules_run} orders ` +
+        `(${without.report.schedules_run} without it)`,
+    );
+  });
 });

@@ -94,6 +94,7 @@ fn a_client_through_the_open_proxy_is_served_as_directly_and_its_steps_are_shown
         let (mut opened, mut steps, mut replies) = (None, Vec::new(), Vec::new());
         loop {
             match next_event(&mut events).await {
+                Event::Accepted { .. } => {}
                 Event::Opened { pid, .. } => opened = pid,
                 Event::Passed(step) => steps.push(step),
                 Event::Replied { reply, error, .. } => replies.push((reply, error)),

@@ -52,6 +52,9 @@ pub struct StepInfo {
 /// What a proxy reports, in the order it happened on each connection.
 #[derive(Debug)]
 pub enum Event {
+    /// A connection was accepted: the server opens one (its startup is
+    /// under way; for Postgres, `Opened` follows).
+    Accepted { store: Store, conn: u64 },
     /// A connection is ready for steps (for Postgres: after its startup,
     /// with its backend's PID).
     Opened { store: Store, conn: u64, pid: Option<i32> },
@@ -228,6 +231,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         let conn = shared.next_conn.fetch_add(1, Ordering::SeqCst);
         let state = Arc::new(ConnState::default());
         shared.conns.lock().expect("not poisoned").insert(conn, Arc::clone(&state));
+        shared.send(Event::Accepted { store: shared.store, conn });
         let shared = Arc::clone(&shared);
         connections.spawn(async move {
             let store = shared.store;

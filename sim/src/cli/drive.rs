@@ -302,6 +302,12 @@ fn print_report(report: &DriveReport, args: &DriveArgs, origin: &str) {
         "{}: {} schedules, {} steps through the proxies, {} lock waits parked and woken, {} ms (quiet period {} ms)",
         report.scenario, report.schedules_run, report.steps, report.lock_waits, report.elapsed_ms, report.quiet_ms
     );
+    if report.server_steps > 0 {
+        println!(
+            "{} of the steps were the server's own work, each a decision of mover {}",
+            report.server_steps, report.requests
+        );
+    }
     if let (Some(reproduced), Some(same_order)) = (report.reproduced, report.same_order) {
         println!(
             "replay: {reproduced} of {} runs gave the first run's verdict; {same_order} let its steps through in the same order",

@@ -25,7 +25,7 @@ pub fn calls_of(scenario: &Scenario) -> Result<Calls, String> {
     let mut refused = Vec::new();
     if !scenario.faults.is_empty() {
         refused.push(
-            "faults: a fault at a named point is the model's (faults on the wire come later)".to_owned(),
+            "faults: a fault at a named point is the model's (on the wire a fault goes in a schedule: `N!db_error`, or --fault-sweep)".to_owned(),
         );
     }
     if !scenario.settle_faults.is_empty() {

@@ -182,6 +182,9 @@ fn answers_of(events: &[crate::check::history::Event]) -> Vec<Answer> {
 #[derive(Debug, Clone, Serialize)]
 pub struct DriveReport {
     pub scenario: String,
+    /// The scenario's requests, numbered from 0 in schedules; the server's
+    /// own work is the mover numbered this.
+    pub requests: usize,
     pub schedules_run: usize,
     /// The first finding of each invariant.
     pub findings: Vec<DriveFinding>,
@@ -193,6 +196,9 @@ pub struct DriveReport {
     pub same_order: Option<usize>,
     /// Steps let through one by one, and lock waits parked and woken.
     pub steps: usize,
+    /// Of the steps, those of the server's own work (no request's): each
+    /// a decision of the mover numbered one past the last request.
+    pub server_steps: usize,
     pub lock_waits: usize,
     /// For each request that was parked on a lock, the first schedule in
     /// which it was (its statement waited, and its wake was a decision).
@@ -355,11 +361,13 @@ pub async fn drive(
     let started = Instant::now();
     let mut report = DriveReport {
         scenario: config.scenario.name.clone(),
+        requests: calls.requests.len(),
         schedules_run: 0,
         findings: Vec::new(),
         reproduced: None,
         same_order: None,
         steps: 0,
+        server_steps: 0,
         lock_waits: 0,
         parked: Vec::new(),
         trace: None,
@@ -400,7 +408,8 @@ pub async fn drive(
                     Scheduler::Pct { depth } => depth,
                     _ => 3,
                 };
-                Box::new(pct_without_ticks(*seed, calls.requests.len(), depth, expected_steps))
+                // One mover more than the requests: the server's own work.
+                Box::new(pct_without_ticks(*seed, calls.requests.len() + 1, depth, expected_steps))
             }
             (_, Plan::Given(schedule)) => Box::new(crate::drive::stepper::Replay::new(schedule)),
         };
@@ -527,7 +536,8 @@ impl Tally {
         replay: bool,
     ) {
         report.schedules_run += 1;
-        report.steps += driven.lines.iter().filter(|l| l.request.is_some()).count();
+        report.steps += driven.lines.len();
+        report.server_steps += driven.lines.iter().filter(|l| l.request.is_none()).count();
         report.lock_waits += driven.lock_waits;
         for &request in &driven.parked {
             if !report.parked.iter().any(|p| p.request == request) {
@@ -542,7 +552,7 @@ impl Tally {
                 .diverged
                 .push(format!("run {k} ({}): stuck, nothing moved for the request timeout", driven.schedule));
         }
-        let statements: Vec<Line> = driven.lines.iter().filter(|l| l.request.is_some()).cloned().collect();
+        let statements: Vec<Line> = driven.lines.clone();
         let answers = answers_of(&driven.events);
         if replay {
             let invariants: BTreeSet<String> = findings.iter().map(|f| f.invariant.clone()).collect();

@@ -8,7 +8,8 @@
 //! `class="violated" data-invariant="NAME" data-finding="N"` per finding
 //! (class `ok` when none); one `<section class="run">` per drawn
 //! schedule, `id="finding-N"` or `id="replay"`, with `data-schedule`; in
-//! it one `class="lane" data-request="N"` per request, every step as
+//! it one `class="lane" data-request="N"` per request (and
+//! `data-request="server"` for the server's own work), every step as
 //! `class="box …" data-store="postgres|redis"` (class `waiting` when it
 //! waited on a lock, `faulted` when a fault was injected at it, `error`
 //! when it failed), and every answer as `class="lane-foot …"
@@ -163,6 +164,9 @@ fn findings_section(report: &DriveReport) -> Markup {
     }
 }
 
+/// The server lane's colour (the setup lane's on the check page).
+const SERVER_COLOUR: &str = "#5f6b7a";
+
 fn colour(request: usize) -> &'static str {
     LANE_COLOURS[request % LANE_COLOURS.len()]
 }
@@ -175,13 +179,16 @@ fn run_section(run: &Run) -> Markup {
         .chain(run.answers.iter().map(|a| a.request))
         .max()
         .map_or(1, |r| r + 1);
+    // The server's own work, if it did any, in a lane after the requests'.
+    let server = run.statements.iter().any(|l| l.request.is_none());
+    let columns = lanes + usize::from(server);
     let foot = run.statements.len() + 2;
     html! {
         section class=(if run.bad { "run bad" } else { "run" }) id=(run.id) data-schedule=(run.schedule) {
             h2 { (run.title) }
             @if !run.schedule.is_empty() { p class="schedule" { "schedule " (run.schedule) } }
             @if let Some(replay) = run.replay { p class="replay" { "replay: " (replay) } }
-            div class="diagram" style=(format!("--lanes:{lanes}")) {
+            div class="diagram" style=(format!("--lanes:{columns}")) {
                 div class="corner" style="grid-area:1/1" { "step" }
                 @for request in 0..lanes {
                     @let column = request + 2;
@@ -199,10 +206,19 @@ fn run_section(run: &Run) -> Markup {
                         }
                     }
                 }
+                @if server {
+                    div class="lane" data-request="server" style=(format!("--lane:{SERVER_COLOUR}")) {
+                        div class="lane-head" style=(format!("grid-area:1/{}", lanes + 2)) {
+                            div class="who" { span class="r" { "s" } } div class="details" { "the server's own work" }
+                        }
+                        div class="lifeline" style=(format!("grid-row:2/{foot};grid-column:{}", lanes + 2)) {}
+                    }
+                }
                 @for (k, line) in run.statements.iter().enumerate() {
                     div class="step" style=(format!("grid-area:{}/1", k + 2)) { span class="n" { (k) } }
-                    @if let Some(request) = line.request {
-                        (step_box(line, k + 2, request + 2, colour(request)))
+                    @match line.request {
+                        Some(request) => (step_box(line, k + 2, request + 2, colour(request))),
+                        None => (step_box(line, k + 2, lanes + 2, SERVER_COLOUR)),
                     }
                 }
             }
@@ -270,11 +286,13 @@ mod tests {
     fn report(findings: Vec<DriveFinding>) -> DriveReport {
         DriveReport {
             scenario: "r1-same-id-create".into(),
+            requests: 2,
             schedules_run: 7,
             findings,
             reproduced: None,
             same_order: None,
             steps: 40,
+            server_steps: 0,
             lock_waits: 1,
             parked: vec![Parked { request: 1, schedule: "0 1 1".into() }],
             trace: None,
@@ -299,6 +317,7 @@ mod tests {
                 line(0, "select 1", false, None),
                 line(1, "insert into customers", true, None),
                 line(0, "insert into customers", false, Some("db_error")),
+                Line { request: None, ..line(0, "select count(*) from customer_products", false, None) },
             ],
             answers: vec![answer(0, "error"), answer(1, "ok")],
         };
@@ -310,7 +329,9 @@ mod tests {
         );
         assert!(page.contains(r#"class="violated" data-invariant="R1" data-finding="0""#));
         assert!(page.contains(r#"id="finding-0" data-schedule="0 1 0 1""#));
-        assert_eq!(page.matches(r#"class="lane" data-request="#).count(), 2);
+        assert_eq!(page.matches(r#"class="lane" data-request="#).count(), 3);
+        assert!(page.contains(r#"class="lane" data-request="server""#));
+        assert!(page.contains(r#"class="box" data-store="postgres" style="grid-area:5/4"#));
         // The steps in the order they were let through, each in its lane.
         let select = page.find("select 1").unwrap();
         let waited = page.find(r#"class="box waiting" data-store="postgres" style="grid-area:3/3"#).unwrap();

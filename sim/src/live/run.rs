@@ -15,7 +15,7 @@
 //! scheduler's too; if it does not, it still runs, and the driver waits
 //! for its answer (up to the request timeout) before anyone else moves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use cusim::backend::Point;
@@ -32,9 +32,9 @@ use crate::input::schedule::{Schedule, Token};
 
 use super::trace::Line;
 
-/// How many quiet periods an arrival waits for its first step (see
-/// `Driver::settle`).
-const ARRIVAL_QUIETS: u32 = 10;
+/// How long after a request's answer a new step is taken for the
+/// server's own work (see `Driver::after_answer`).
+const AFTER_ANSWER: Duration = Duration::from_millis(3);
 
 /// How often a statement still unanswered is looked up in
 /// `pg_stat_activity` for a lock wait.
@@ -169,6 +169,12 @@ struct Schedule1 {
     events: Vec<history::Event>,
     parked: Vec<usize>,
     notes: Vec<String>,
+    /// Steps of the server's own work (no request's), in the order they
+    /// came: the mover numbered one past the last request lets the first
+    /// go.
+    server: VecDeque<Held>,
+    /// Connections the server is opening (accepted, not yet ready).
+    opening: BTreeSet<(Store, u64)>,
 }
 
 impl Driver {
@@ -218,6 +224,8 @@ impl Driver {
             events: Vec::new(),
             parked: Vec::new(),
             notes: Vec::new(),
+            server: VecDeque::new(),
+            opening: BTreeSet::new(),
         };
         let (answer_tx, mut answers) = mpsc::unbounded_channel::<(usize, Vec<history::Event>)>();
         let mut tokens = Vec::new();
@@ -227,13 +235,18 @@ impl Driver {
         let mut moves = Vec::new();
         self.wire.set_gated(true);
         loop {
-            let runnable: Vec<usize> = (0..n)
+            // Once every request is answered, the server's own work is not
+            // scheduled (it goes through below).
+            if s.lanes.iter().all(|l| matches!(l, Lane::Done)) {
+                break;
+            }
+            let mut runnable: Vec<usize> = (0..n)
                 .filter(|&r| matches!(s.lanes[r], Lane::Waiting | Lane::At(_) | Lane::Woken(_)))
                 .collect();
+            if !s.server.is_empty() {
+                runnable.push(n);
+            }
             if runnable.is_empty() {
-                if s.lanes.iter().all(|l| matches!(l, Lane::Done)) {
-                    break;
-                }
                 // A request works on its own, or waits on a lock: wait for news.
                 match tokio::time::timeout(self.request_timeout, self.next(&mut answers)).await {
                     Ok(input) => self.take_in(&mut s, input, None),
@@ -255,6 +268,7 @@ impl Driver {
                     Lane::At(_) | Lane::Woken(_) => Some(Point::DbRead),
                     _ => None,
                 })
+                .chain([Some(Point::DbRead)])
                 .collect();
             let view = View {
                 step: tokens.len(),
@@ -267,9 +281,14 @@ impl Driver {
             let (r, fault) = match chooser.choose(&view) {
                 None => (runnable[0], None),
                 Some(Token::Run { request, fault }) if runnable.contains(&request) => {
-                    match (fault, &s.lanes[request]) {
+                    let held = match s.lanes.get(request) {
+                        Some(Lane::At(held)) => Some(held),
+                        Some(_) => None,
+                        None => s.server.front(),
+                    };
+                    match (fault, held) {
                         (None, _) => (request, None),
-                        (Some(kind), Lane::At(held)) if wire_fault(kind, held.step.store).is_some() => {
+                        (Some(kind), Some(held)) if wire_fault(kind, held.step.store).is_some() => {
                             (request, Some(kind))
                         }
                         (Some(kind), _) => {
@@ -297,8 +316,14 @@ impl Driver {
             };
             tokens.push(Token::Run { request: r, fault });
             last = Some(r);
+            if r == n {
+                let held = s.server.pop_front().expect("the server's work is runnable");
+                moves.push(Move::Step(held.step.store));
+                let_through(&mut s, held, fault, None);
+                self.settle_server(&mut s, &mut answers).await;
+                continue;
+            }
             let lane = std::mem::replace(&mut s.lanes[r], Lane::Moving);
-            let arrival = matches!(lane, Lane::Waiting);
             moves.push(match &lane {
                 Lane::Waiting => Move::Arrival,
                 Lane::At(held) => Move::Step(held.step.store),
@@ -325,21 +350,7 @@ impl Driver {
                         let _ = tx.send((r, events));
                     });
                 }
-                Lane::At(held) => {
-                    let key = (held.step.store, held.step.conn, held.step.seq);
-                    let how = fault.and_then(|kind| wire_fault(kind, key.0)).unwrap_or(Release::Forward);
-                    let mut line = line_of(&held.step, Some(r));
-                    line.fault = fault.map(|kind| kind.as_str().to_owned());
-                    if how == Release::CloseBefore {
-                        line.reply = Some("(connection closed before it reached the server)".into());
-                    } else {
-                        s.open.insert(key, s.lines.len());
-                    }
-                    s.lines.push(line);
-                    s.owner.insert((key.0, key.1), r);
-                    s.last_step[r] = Some((key, held.step.pid));
-                    held.release(how);
-                }
+                Lane::At(held) => let_through(&mut s, held, fault, Some(r)),
                 Lane::Woken(reply) => {
                     if let Some(proxy) = self.wire.proxy(reply.store) {
                         proxy.hold_replies(reply.conn, false);
@@ -348,7 +359,7 @@ impl Driver {
                 }
                 _ => unreachable!("only a runnable request moves"),
             }
-            self.settle(&mut s, r, arrival, &mut answers).await;
+            self.settle(&mut s, r, &mut answers).await;
         }
         // Whatever is still held goes through (a stuck run), so the server
         // can finish; what it does then is not judged as scheduled.
@@ -358,6 +369,9 @@ impl Driver {
                 Lane::Woken(reply) => reply.release(),
                 _ => {}
             }
+        }
+        for held in std::mem::take(&mut s.server) {
+            held.release(Release::Forward);
         }
         self.wire.set_gated(false);
         if stuck {
@@ -383,17 +397,13 @@ impl Driver {
         }
     }
 
-    /// Waits until request `r`, which just moved, is quiet. An arrival
-    /// waits up to `ARRIVAL_QUIETS` quiet periods for its first step or
-    /// its answer: its first statement often waits for a connection of the
-    /// server's pool to open, which on a busy machine takes longer than a
-    /// quiet period, and a request taken for quiet before its first step
-    /// would have that step credited to whoever moves next.
+    /// Waits until request `r`, which just moved, is quiet: held at a
+    /// step, answered, or nothing new for a quiet period (while none of its
+    /// steps is unanswered and no connection is opening).
     async fn settle(
         &mut self,
         s: &mut Schedule1,
         r: usize,
-        arrival: bool,
         answers: &mut mpsc::UnboundedReceiver<(usize, Vec<history::Event>)>,
     ) {
         let mut waited = Duration::ZERO;
@@ -405,8 +415,10 @@ impl Driver {
             match tokio::time::timeout(wait, self.next(answers)).await {
                 Ok(input) => {
                     self.take_in(s, input, Some(r));
-                    if matches!(s.lanes[r], Lane::At(_) | Lane::Done) {
-                        return;
+                    match s.lanes[r] {
+                        Lane::At(_) => return,
+                        Lane::Done => return self.after_answer(s, answers).await,
+                        _ => {}
                     }
                 }
                 Err(_) => {
@@ -428,8 +440,11 @@ impl Driver {
                         waited += wait;
                         continue;
                     }
-                    // An arrival not yet at its first step.
-                    if arrival && matches!(s.lanes[r], Lane::Moving) && waited < self.quiet * ARRIVAL_QUIETS {
+                    // A connection is opening: a step is on its way (on a busy
+                    // machine its startup can take longer than a quiet
+                    // period, and a request taken for quiet too soon would
+                    // have that step credited to whoever moves next).
+                    if !s.opening.is_empty() && waited < self.request_timeout {
                         waited += wait;
                         continue;
                     }
@@ -438,6 +453,37 @@ impl Driver {
                     return;
                 }
             }
+        }
+    }
+
+    /// Right after a request's answer: a step that comes within
+    /// `AFTER_ANSWER` of it is work the server goes on with on its own (a
+    /// job queued by the request, sent as it answers), not the next
+    /// mover's.
+    async fn after_answer(
+        &mut self,
+        s: &mut Schedule1,
+        answers: &mut mpsc::UnboundedReceiver<(usize, Vec<history::Event>)>,
+    ) {
+        while let Ok(input) = tokio::time::timeout(AFTER_ANSWER, self.next(answers)).await {
+            match input {
+                Input::Wire(Event::Held(held)) if !held.step.statements.is_empty() => {
+                    s.server.push_back(held)
+                }
+                other => self.take_in(s, other, None),
+            }
+        }
+    }
+
+    /// Waits until the server's own step just let go is quiet: nothing new
+    /// for a quiet period.
+    async fn settle_server(
+        &mut self,
+        s: &mut Schedule1,
+        answers: &mut mpsc::UnboundedReceiver<(usize, Vec<history::Event>)>,
+    ) {
+        while let Ok(input) = tokio::time::timeout(self.quiet, self.next(answers)).await {
+            self.take_in(s, input, None);
         }
     }
 
@@ -462,7 +508,11 @@ impl Driver {
     fn take_in(&mut self, s: &mut Schedule1, input: Input, mover: Option<usize>) {
         match input {
             Input::Answer(r, events) => {
-                s.lanes[r] = Lane::Done;
+                // A step credited to it that it did not wait for is work the
+                // server goes on with after the answer: its own.
+                if let Lane::At(held) = std::mem::replace(&mut s.lanes[r], Lane::Done) {
+                    s.server.push_back(held);
+                }
                 s.events.extend(events);
             }
             Input::Wire(Event::Held(held)) if held.step.statements.is_empty() => {
@@ -486,13 +536,8 @@ impl Driver {
                     .or_else(|| (on_own.len() == 1).then(|| on_own[0]));
                 match belongs {
                     Some(r) => s.lanes[r] = Lane::At(held),
-                    None => {
-                        // The server's own work: it goes through at once.
-                        let key = (held.step.store, held.step.conn, held.step.seq);
-                        s.open.insert(key, s.lines.len());
-                        s.lines.push(line_of(&held.step, None));
-                        held.release(Release::Forward);
-                    }
+                    // The server's own work: a mover of its own.
+                    None => s.server.push_back(held),
                 }
             }
             Input::Wire(Event::Passed(step)) => {
@@ -523,9 +568,34 @@ impl Driver {
             Input::Wire(Event::Failed { store, conn, error }) => {
                 s.notes.push(format!("{store}#{conn}: {error}"))
             }
-            Input::Wire(Event::Opened { .. } | Event::Closed { .. }) => {}
+            Input::Wire(Event::Accepted { store, conn }) => {
+                s.opening.insert((store, conn));
+            }
+            Input::Wire(Event::Opened { store, conn, .. } | Event::Closed { store, conn }) => {
+                s.opening.remove(&(store, conn));
+            }
         }
     }
+}
+
+/// Lets step `held` through as a decision of `request` (none: the
+/// server's own work), with `fault` if one is injected there.
+fn let_through(s: &mut Schedule1, held: Held, fault: Option<FaultKind>, request: Option<usize>) {
+    let key = (held.step.store, held.step.conn, held.step.seq);
+    let how = fault.and_then(|kind| wire_fault(kind, key.0)).unwrap_or(Release::Forward);
+    let mut line = line_of(&held.step, request);
+    line.fault = fault.map(|kind| kind.as_str().to_owned());
+    if how == Release::CloseBefore {
+        line.reply = Some("(connection closed before it reached the server)".into());
+    } else {
+        s.open.insert(key, s.lines.len());
+    }
+    s.lines.push(line);
+    if let Some(r) = request {
+        s.owner.insert((key.0, key.1), r);
+        s.last_step[r] = Some((key, held.step.pid));
+    }
+    held.release(how);
 }
 
 /// Lets whatever an event holds go (an event nobody will decide on).

@@ -6,8 +6,9 @@ use serde::Serialize;
 /// One step let through to Postgres or Redis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
-    /// The request it belongs to (none: the server's own work, or the
-    /// seed customers and the read-back, which run with the gate open).
+    /// The request it belongs to (none: the server's own work, let
+    /// through as a decision of the mover numbered one past the last
+    /// request).
     pub request: Option<usize>,
     /// `postgres` or `redis`.
     pub store: String,
