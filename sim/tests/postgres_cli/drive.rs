@@ -249,6 +249,7 @@ fn the_exhaustive_scheduler_runs_every_order_within_its_bound_and_the_page_draws
     assert_eq!(report["search"]["max_preemptions"], 1, "{report:#}");
     let runs = report["schedules_run"].as_u64().unwrap();
     assert!(runs > 50, "only {runs} orders: {report:#}");
+    println!("legacy: {runs} orders with at most one preemption in {} ms", report["elapsed_ms"]);
     assert!(invariants(&report).contains(&"no_internal_error"), "{report:#}");
     // The page: each finding drawn, a lane per request, the real
     // statements as boxes, each request's answer at its lane's foot.
