@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod errors;
 pub mod keys;
+pub mod metrics;
 pub mod routes;
 pub mod wire;
 

@@ -19,8 +19,9 @@ use cusim::model::{ApiVersion, Catalog, CustomerData, FailedKey, Generation, Rou
 use serde_json::Map;
 
 use crate::engine::Engine;
-use crate::errors::HttpError;
+use crate::errors::{json_body, HttpError};
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 use crate::wire::{self, Fields, Shown};
 
 /// The largest body a request may have.
@@ -38,6 +39,8 @@ pub struct App {
     pub in_flight: AtomicUsize,
     /// The generation of the API served (docs/API.md, "Generations").
     pub generation: Generation,
+    /// What `GET /metrics` shows.
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -50,6 +53,7 @@ impl App {
             timeout,
             in_flight: AtomicUsize::new(0),
             generation: Generation::Current,
+            metrics: Metrics::default(),
         }
     }
 
@@ -108,6 +112,30 @@ pub fn router(app: Arc<App>) -> Router {
         };
     }
     router
+        .route("/health", get(|| async { json_body(&serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/ready",
+            get(|State(app): State<Arc<App>>| async move {
+                match app.engine.ready().await {
+                    Ok(()) => json_body(&serde_json::json!({"status": "ready"})),
+                    Err(reason) => {
+                        let mut response =
+                            json_body(&serde_json::json!({"status": "unready", "reason": reason}));
+                        *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        response
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(app): State<Arc<App>>| async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    app.metrics.render(app.in_flight()),
+                )
+            }),
+        )
         .fallback(|method: Method, r: HttpRequest| async move {
             HttpError::new(404, "not_found", format!("No route {method} {}", shorten(r.uri().path())))
         })
@@ -118,8 +146,8 @@ pub fn router(app: Arc<App>) -> Router {
                 format!("{method} is not allowed on {}", shorten(r.uri().path())),
             )
         })
-        .with_state(app)
-        .layer(middleware::from_fn(log_request))
+        .with_state(Arc::clone(&app))
+        .layer(middleware::from_fn_with_state(app, log_request))
 }
 
 /// At most 200 characters of a path, for messages and logs.
@@ -133,28 +161,33 @@ fn shorten(path: &str) -> String {
 
 /// One structured line per request, also for a request whose client went
 /// away before it was answered (its status is then 499, as nginx logs it).
-async fn log_request(request: HttpRequest, next: Next) -> HttpResponse {
+async fn log_request(State(app): State<Arc<App>>, request: HttpRequest, next: Next) -> HttpResponse {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "(no route)".to_owned(), |m| m.as_str().to_owned());
-    let mut line = LogLine { started: Instant::now(), method: request.method().clone(), route, status: 499 };
+    let mut line =
+        LogLine { started: Instant::now(), method: request.method().clone(), route, status: 499, app };
     let response = next.run(request).await;
     line.status = response.status().as_u16();
     response
 }
 
-/// A request's log line, written when the request ends however it ends.
+/// A request's log line, written (and the request counted in the
+/// metrics) when the request ends however it ends.
 struct LogLine {
     started: Instant,
     method: Method,
     route: String,
     status: u16,
+    app: Arc<App>,
 }
 
 impl Drop for LogLine {
     fn drop(&mut self) {
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let took = self.started.elapsed();
+        self.app.metrics.record(&self.route, self.method.as_str(), self.status, took);
+        let latency_ms = took.as_secs_f64() * 1000.0;
         tracing::info!(
             method = %self.method,
             route = %self.route,

@@ -3,12 +3,14 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
 use cusim::flow::Strategy;
 use cusim::model::ProductKind;
+use cusim_serve::App;
 use serde_json::json;
 use support::*;
 
@@ -350,4 +352,67 @@ async fn a_key_that_is_not_visible_ascii_is_refused() {
             post(&app, "/v1/customers.get_or_create", body.clone(), &[("idempotency-key", bad)]).await;
         assert_eq!(answer.message(), "Idempotency-Key: must be 1 to 255 visible ASCII characters", "{bad}");
     }
+}
+
+/// `GET path` without a key, answered as text.
+async fn get_text(app: &Arc<App>, path: &str) -> (u16, Option<String>, String) {
+    use tower::ServiceExt;
+    let request = Request::get(path).body(Body::empty()).unwrap();
+    let response = cusim_serve::router(Arc::clone(app)).oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// The value of the sample `series` (name and labels, as written) in a
+/// Prometheus text, if there is one.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics_answer_without_a_key_and_the_metrics_count_what_was_sent() {
+    let app = app(Strategy::Safe, free_catalog());
+    let (status, _, body) = get_text(&app, "/health").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, _, body) = get_text(&app, "/ready").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
+    // Three creates answered 200, two refused 401, one unknown route.
+    for n in 0..3 {
+        let answer =
+            post(&app, "/v1/customers.get_or_create", json!({"customer_id": format!("c{n}")}), &[]).await;
+        assert_eq!(answer.status, 200);
+    }
+    for _ in 0..2 {
+        let request = Request::post("/v1/balances.check")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"customer_id":"c0","feature_id":"words"}"#))
+            .unwrap();
+        assert_eq!(send(cusim_serve::router(Arc::clone(&app)), request).await.status, 401);
+    }
+    assert_eq!(get_text(&app, "/nowhere/at/all").await.0, 404);
+    let (status, kind, text) = get_text(&app, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(kind.as_deref(), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let requests = |route: &str, method: &str, status: u16| {
+        sample(
+            &text,
+            &format!(
+                "cusim_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}}"
+            ),
+        )
+    };
+    assert_eq!(requests("/v1/customers.get_or_create", "POST", 200), Some(3.0), "{text}");
+    assert_eq!(requests("/v1/balances.check", "POST", 401), Some(2.0), "{text}");
+    assert_eq!(requests("(no route)", "GET", 404), Some(1.0), "{text}");
+    assert_eq!(requests("/health", "GET", 200), Some(1.0), "{text}");
+    let count =
+        sample(&text, "cusim_http_request_duration_seconds_count{route=\"/v1/customers.get_or_create\"}");
+    let within = sample(
+        &text,
+        "cusim_http_request_duration_seconds_bucket{route=\"/v1/customers.get_or_create\",le=\"+Inf\"}",
+    );
+    assert_eq!((count, within), (Some(3.0), Some(3.0)), "{text}");
+    assert_eq!(sample(&text, "cusim_http_requests_in_flight"), Some(0.0), "{text}");
 }

@@ -187,3 +187,27 @@ proptest! {
         checked?;
     }
 }
+
+#[test]
+#[ignore = "needs Postgres and Redis: cargo xtask test postgres"]
+fn ready_says_whether_postgres_and_redis_answer() {
+    let runtime = runtime();
+    let schema = schema_name("ready");
+    let app = pg_app(&runtime, Design::Safe, &schema);
+    let ready = |app: &Arc<App>| {
+        let request = axum::http::Request::get("/ready").body(axum::body::Body::empty()).unwrap();
+        runtime.block_on(send(cusim_serve::router(Arc::clone(app)), request))
+    };
+    let answer = ready(&app);
+    assert_eq!((answer.status, answer.body.clone()), (200, json!({"status": "ready"})));
+    finish(&runtime, app, &schema);
+    // An engine whose flows have stopped is not ready, and says why.
+    let schema = schema_name("ready");
+    let app = pg_app(&runtime, Design::Safe, &schema);
+    runtime.block_on(app.engine.shut_down());
+    let answer = ready(&app);
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.body["status"], "unready");
+    assert!(answer.body["reason"].as_str().unwrap().contains("shutting down"), "{:?}", answer.body);
+    finish(&runtime, app, &schema);
+}

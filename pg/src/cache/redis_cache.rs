@@ -162,6 +162,15 @@ impl RedisCache {
         })
     }
 
+    /// Whether the server answers `PING`.
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        let pong: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        if pong != "PONG" {
+            return Err(RedisError(format!("the server answered PING with {pong:?}")));
+        }
+        Ok(())
+    }
+
     /// The same cache, in another namespace.
     pub fn with_namespace(&self, namespace: &str) -> RedisCache {
         RedisCache { namespace: escape(namespace), ..self.clone() }

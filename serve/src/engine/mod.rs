@@ -54,6 +54,14 @@ impl Engine {
         }
     }
 
+    /// Whether the stores answer now (in memory: always).
+    pub async fn ready(&self) -> Result<(), String> {
+        match self {
+            Engine::Memory(_) => Ok(()),
+            Engine::Postgres(engine) => engine.ready().await,
+        }
+    }
+
     /// Stops taking requests and waits for those in flight (the in-memory
     /// engine's requests are threads of their own; nothing to wait for).
     pub async fn shut_down(&self) {

@@ -58,6 +58,9 @@ enum Job {
     },
     /// Give an idempotency key back.
     Release { scope: Scope, key: String },
+    /// Whether the stores answer: a pooled connection runs `SELECT 1`, and
+    /// Redis (if the cache is there) answers `PING`.
+    Ready { reply: oneshot::Sender<Result<(), String>> },
 }
 
 pub struct PgEngine {
@@ -166,6 +169,15 @@ impl PgEngine {
         self.send(Job::Release { scope, key });
     }
 
+    /// Whether Postgres and Redis answer now.
+    pub async fn ready(&self) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        if !self.send(Job::Ready { reply }) {
+            return Err("the server is shutting down".into());
+        }
+        answer.await.unwrap_or_else(|_| Err("the check failed inside the server".into()))
+    }
+
     /// Takes no more requests and waits for those in flight.
     pub async fn shut_down(&self) {
         self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
@@ -197,8 +209,26 @@ async fn connect(
     Ok((pool, cusim_pg::services_with(seed, strategy.constraints(), cache)))
 }
 
+/// Whether Postgres and the cache's Redis answer.
+async fn ready(pool: &PgPool, shared: &Shared) -> Result<(), String> {
+    let mut conn = pool.acquire().await.map_err(|e| format!("Postgres: {e}"))?;
+    sqlx::query("SELECT 1").execute(&mut *conn).await.map_err(|e| format!("Postgres: {e}"))?;
+    let redis = match &shared.borrow().cache {
+        CacheStore::Redis(cache) => Some(cache.clone()),
+        CacheStore::Memory(_) => None,
+    };
+    if let Some(cache) = redis {
+        cache.ping().await.map_err(|e| format!("Redis: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Runs one job on a pooled connection and answers it.
 async fn serve(pool: PgPool, shared: Shared, strategy: Strategy, pacing: Pacing, number: usize, job: Job) {
+    if let Job::Ready { reply } = job {
+        let _ = reply.send(ready(&pool, &shared).await);
+        return;
+    }
     if let Job::Request { reply, .. } = &job {
         if reply.is_closed() {
             return; // Its client was answered (timed out) before it started.
@@ -231,6 +261,7 @@ async fn serve(pool: PgPool, shared: Shared, strategy: Strategy, pacing: Pacing,
                 let _ = conn.idempotency_release(scope, key).await;
             }
         }
+        Job::Ready { .. } => {} // answered above
     }
     drop(conn);
     let mut services = shared.borrow_mut();
