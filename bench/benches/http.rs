@@ -134,6 +134,8 @@ impl Server {
             pacing: cusim_serve::Pacing::default(),
             timeout: Duration::from_secs(30),
             generation: cusim::model::Generation::Current,
+            max_connections: cusim_serve::MAX_CONNECTIONS,
+            header_timeout: cusim_serve::HEADER_TIMEOUT,
         };
         let (ready, started) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod routes;
 pub mod wire;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +38,18 @@ pub struct Config {
     pub timeout: Duration,
     /// The generation of the API served (docs/API.md, "Generations").
     pub generation: cusim::model::Generation,
+    /// The most connections open at once: past it, new connections wait in
+    /// the listen backlog until one closes.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers (from
+    /// its opening, or from its last answer) before it is closed.
+    pub header_timeout: Duration,
 }
+
+/// `cusim serve`'s default [`Config::max_connections`].
+pub const MAX_CONNECTIONS: usize = 1024;
+/// `cusim serve`'s default [`Config::header_timeout`].
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +110,7 @@ pub async fn serve(
         .map_err(|e| ServeError::Listen { addr: config.listen, reason: e.to_string() })?;
     let engine = start_engine(&config, fresh_seed()).await?;
     let grace = config.timeout + SHUTDOWN_GRACE;
+    let limits = (config.max_connections, config.header_timeout);
     let app = Arc::new(
         App::new(engine, config.keys, config.catalog, config.strategy, config.timeout)
             .in_generation(config.generation),
@@ -112,15 +123,15 @@ pub async fn serve(
         tracing::info!(in_flight = watched.in_flight(), "shutting down: finishing the requests in flight");
         let _ = stopping.send(());
     };
-    let server = axum::serve(listener, router(Arc::clone(&app))).with_graceful_shutdown(shutdown);
+    let server = connections(listener, router(Arc::clone(&app)), limits, shutdown);
     let deadline = async move {
         match stopped.await {
             Ok(()) => tokio::time::sleep(grace).await,
             Err(_) => std::future::pending().await,
         }
     };
-    let served = tokio::select! {
-        served = server.into_future() => served.map_err(|e| ServeError::Listen { addr, reason: e.to_string() }),
+    let served: Result<(), ServeError> = tokio::select! {
+        () = server => Ok(()),
         () = deadline => {
             tracing::warn!(
                 in_flight = app.in_flight(),
@@ -132,6 +143,52 @@ pub async fn serve(
     };
     app.engine.shut_down().await;
     served
+}
+
+/// Accepts connections and serves `router` on each (HTTP/1.1), at most
+/// `max_connections` at once, each closed if it takes longer than
+/// `header_timeout` to send a request's headers. Once `shutdown`
+/// completes it accepts no more, asks each connection to close after the
+/// request it is answering, and returns when all have.
+async fn connections(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    (max_connections, header_timeout): (usize, Duration),
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = async {
+                let permit = Arc::clone(&permits).acquire_owned().await.expect("never closed");
+                (listener.accept().await, permit)
+            } => accepted,
+        };
+        let (stream, permit) = match accepted {
+            (Ok((stream, _)), permit) => (stream, permit),
+            (Err(error), _) => {
+                // Out of file descriptors, say: try again shortly.
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,5 +1,7 @@
 //! A server stopped while a request is in flight answers that request
-//! before it exits, and takes no new connection.
+//! before it exits, and takes no new connection; a connection that sends
+//! no headers is closed after the header timeout, and past the cap on
+//! connections a new one waits until another closes.
 
 mod support;
 
@@ -40,6 +42,8 @@ async fn shutdown_lets_the_requests_in_flight_finish() {
         pacing: cusim_serve::Pacing::fixed(Duration::from_millis(50)),
         timeout: Duration::from_secs(30),
         generation: cusim::model::Generation::Current,
+        max_connections: cusim_serve::MAX_CONNECTIONS,
+        header_timeout: cusim_serve::HEADER_TIMEOUT,
     };
     let (ready, started) = oneshot::channel();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -72,4 +76,90 @@ async fn shutdown_lets_the_requests_in_flight_finish() {
         .unwrap()
         .expect("the server stops cleanly");
     assert!(TcpStream::connect(addr).await.is_err(), "no new connection after shutdown");
+}
+
+/// A server (in memory, safe) with `max_connections` and `header_timeout`,
+/// on a thread of its own; its address, and what stops it.
+async fn limited(
+    max_connections: usize,
+    header_timeout: Duration,
+) -> (std::net::SocketAddr, oneshot::Sender<()>, std::thread::JoinHandle<Result<(), cusim_serve::ServeError>>)
+{
+    let mut keys = Keys::default();
+    keys.add(&format!("{}=org_1", support::KEY)).unwrap();
+    let config = Config {
+        strategy: Strategy::Safe,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        catalog: support::free_catalog(),
+        keys,
+        postgres: None,
+        pacing: cusim_serve::Pacing::default(),
+        timeout: Duration::from_secs(30),
+        generation: cusim::model::Generation::Current,
+        max_connections,
+        header_timeout,
+    };
+    let (ready, started) = oneshot::channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(cusim_serve::serve(
+            config,
+            move |addr, _| {
+                let _ = ready.send(addr);
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ))
+    });
+    (started.await.expect("the server starts"), stop, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_no_headers_is_closed_after_the_header_timeout() {
+    let (addr, stop, server) = limited(16, Duration::from_millis(200)).await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let opened = std::time::Instant::now();
+    let mut answer = Vec::new();
+    // The server closes it (whatever it writes first); the limit here only
+    // keeps a broken server from hanging the test.
+    tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut answer))
+        .await
+        .expect("the server closed the silent connection")
+        .ok();
+    assert!(opened.elapsed() >= Duration::from_millis(200), "closed before its timeout");
+    // A connection that sends its request in time is answered.
+    let answer = raw_post(addr, "/v1/customers.get_or_create", r#"{"customer_id": "ann"}"#).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stop.send(()).unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap()).await.unwrap().expect("stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_a_new_connection_waits_until_one_closes() {
+    let (addr, stop, server) = limited(2, Duration::from_secs(60)).await;
+    // Two connections that send nothing hold both places.
+    let first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    let third = tokio::spawn(raw_post(addr, "/v1/customers.get_or_create", r#"{"customer_id": "bo"}"#));
+    // While both are held the third is not served (a bounded look: its
+    // answer would come in well under a millisecond).
+    let waited = tokio::time::timeout(Duration::from_millis(300), async {
+        while !third.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_err(), "a third connection was served past the cap of two");
+    // One closes: the third is accepted and answered.
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served once a place frees")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stop.send(()).unwrap();
+    tokio::task::spawn_blocking(move || server.join().unwrap()).await.unwrap().expect("stops cleanly");
 }

@@ -219,6 +219,14 @@ enum Command {
         /// A request that takes longer is answered 503 `db_unavailable`.
         #[arg(long, value_name = "MS", default_value_t = 30_000)]
         timeout_ms: u64,
+        /// The most connections open at once; past it, new ones wait to be
+        /// accepted until one closes.
+        #[arg(long, value_name = "N", default_value_t = 1024)]
+        max_connections: usize,
+        /// A connection that has not sent a request's headers this long
+        /// after it opened (or after its last answer) is closed.
+        #[arg(long, value_name = "MS", default_value_t = 10_000)]
+        header_timeout_ms: u64,
         /// The generation of the API to serve (API.md, "Generations"): its
         /// routes, newest `x-api-version`, auto-create and idempotency keys.
         /// 2026-01: the first route family only, up to 2.0.0; 2026-02: both
@@ -553,6 +561,8 @@ fn main() -> ExitCode {
             jitter,
             jitter_max_ms,
             timeout_ms,
+            max_connections,
+            header_timeout_ms,
             generation,
         } => serve::run_serve(serve::ServeArgs {
             strategy: strategy.into(),
@@ -566,6 +576,8 @@ fn main() -> ExitCode {
             pace_ms: pace,
             jitter: jitter.map(|seed| (seed, jitter_max_ms)),
             timeout_ms,
+            max_connections,
+            header_timeout_ms,
             generation,
         }),
     };

@@ -29,6 +29,8 @@ pub(crate) struct ServeArgs {
     /// `--jitter SEED` and `--jitter-max-ms`.
     pub jitter: Option<(u64, u64)>,
     pub timeout_ms: u64,
+    pub max_connections: usize,
+    pub header_timeout_ms: u64,
     pub generation: String,
 }
 
@@ -64,6 +66,12 @@ fn config(args: ServeArgs) -> Result<(Config, Option<String>), Usage> {
             return Err(Usage(format!("--jitter-max-ms {max_ms}: from 1 to {MAX_PACE_MS} ms")));
         }
         pacing = pacing.with_jitter(seed, max_ms);
+    }
+    if args.max_connections == 0 {
+        return Err(Usage("--max-connections 0: a server needs a connection".into()));
+    }
+    if args.header_timeout_ms == 0 {
+        return Err(Usage("--header-timeout-ms 0: a client needs some time to send its headers".into()));
     }
     if args.timeout_ms == 0 {
         return Err(Usage("--timeout-ms 0: a request needs some time".into()));
@@ -101,6 +109,8 @@ fn config(args: ServeArgs) -> Result<(Config, Option<String>), Usage> {
         postgres,
         pacing,
         timeout: Duration::from_millis(args.timeout_ms),
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
     };
     Ok((config, made_up))
 }
