@@ -30,6 +30,36 @@ async fn raw_post(addr: std::net::SocketAddr, path: &str, body: &str) -> String 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_the_requests_in_flight_finish() {
+    // Each operation of the request waits 50 ms: it is in flight a while.
+    let pacing = cusim_serve::Pacing::fixed(Duration::from_millis(50));
+    let Started { addr, app, stop, server } =
+        start(pacing, cusim_serve::MAX_CONNECTIONS, cusim_serve::HEADER_TIMEOUT).await;
+    let client = tokio::spawn(raw_post(addr, "/v1/customers.get_or_create", r#"{"customer_id": "late"}"#));
+    while app.in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stop.send(()).unwrap();
+    let answer = client.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""id":"late""#), "{answer}");
+    tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap()
+        .expect("the server stops cleanly");
+    assert!(TcpStream::connect(addr).await.is_err(), "no new connection after shutdown");
+}
+
+/// A server running on a thread of its own.
+struct Started {
+    addr: std::net::SocketAddr,
+    app: std::sync::Arc<cusim_serve::App>,
+    stop: oneshot::Sender<()>,
+    server: std::thread::JoinHandle<Result<(), cusim_serve::ServeError>>,
+}
+
+/// A server (in memory, safe) with `pacing`, `max_connections` and
+/// `header_timeout`.
+async fn start(pacing: cusim_serve::Pacing, max_connections: usize, header_timeout: Duration) -> Started {
     let mut keys = Keys::default();
     keys.add(&format!("{}=org_1", support::KEY)).unwrap();
     let config = Config {
@@ -38,12 +68,11 @@ async fn shutdown_lets_the_requests_in_flight_finish() {
         catalog: support::free_catalog(),
         keys,
         postgres: None,
-        // Each operation of the request waits 50 ms: it is in flight a while.
-        pacing: cusim_serve::Pacing::fixed(Duration::from_millis(50)),
+        pacing,
         timeout: Duration::from_secs(30),
         generation: cusim::model::Generation::Current,
-        max_connections: cusim_serve::MAX_CONNECTIONS,
-        header_timeout: cusim_serve::HEADER_TIMEOUT,
+        max_connections,
+        header_timeout,
     };
     let (ready, started) = oneshot::channel();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -63,63 +92,13 @@ async fn shutdown_lets_the_requests_in_flight_finish() {
         ))
     });
     let (addr, app) = started.await.expect("the server starts");
-    let client = tokio::spawn(raw_post(addr, "/v1/customers.get_or_create", r#"{"customer_id": "late"}"#));
-    while app.in_flight() == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    stop.send(()).unwrap();
-    let answer = client.await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.contains(r#""id":"late""#), "{answer}");
-    tokio::task::spawn_blocking(move || server.join().unwrap())
-        .await
-        .unwrap()
-        .expect("the server stops cleanly");
-    assert!(TcpStream::connect(addr).await.is_err(), "no new connection after shutdown");
-}
-
-/// A server (in memory, safe) with `max_connections` and `header_timeout`,
-/// on a thread of its own; its address, and what stops it.
-async fn limited(
-    max_connections: usize,
-    header_timeout: Duration,
-) -> (std::net::SocketAddr, oneshot::Sender<()>, std::thread::JoinHandle<Result<(), cusim_serve::ServeError>>)
-{
-    let mut keys = Keys::default();
-    keys.add(&format!("{}=org_1", support::KEY)).unwrap();
-    let config = Config {
-        strategy: Strategy::Safe,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        catalog: support::free_catalog(),
-        keys,
-        postgres: None,
-        pacing: cusim_serve::Pacing::default(),
-        timeout: Duration::from_secs(30),
-        generation: cusim::model::Generation::Current,
-        max_connections,
-        header_timeout,
-    };
-    let (ready, started) = oneshot::channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(cusim_serve::serve(
-            config,
-            move |addr, _| {
-                let _ = ready.send(addr);
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        ))
-    });
-    (started.await.expect("the server starts"), stop, server)
+    Started { addr, app, stop, server }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_sends_no_headers_is_closed_after_the_header_timeout() {
-    let (addr, stop, server) = limited(16, Duration::from_millis(200)).await;
+    let Started { addr, stop, server, .. } =
+        start(cusim_serve::Pacing::default(), 16, Duration::from_millis(200)).await;
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let opened = std::time::Instant::now();
     let mut answer = Vec::new();
@@ -139,7 +118,8 @@ async fn a_connection_that_sends_no_headers_is_closed_after_the_header_timeout()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_cap_a_new_connection_waits_until_one_closes() {
-    let (addr, stop, server) = limited(2, Duration::from_secs(60)).await;
+    let Started { addr, stop, server, .. } =
+        start(cusim_serve::Pacing::default(), 2, Duration::from_secs(60)).await;
     // Two connections that send nothing hold both places.
     let first = TcpStream::connect(addr).await.unwrap();
     let _second = TcpStream::connect(addr).await.unwrap();
