@@ -386,8 +386,9 @@ pub async fn drive(
         _ => (0..config.seeds).map(|k| Plan::Seed(config.seed + k)).collect(),
     };
     let mut plans = std::collections::VecDeque::from(plans);
+    // The exhaustive search, and its bound.
     let mut orders = match config.scheduler {
-        Scheduler::Exhaustive { max_preemptions } => Some(Orders::new(max_preemptions)),
+        Scheduler::Exhaustive { max_preemptions } => Some((Orders::new(max_preemptions), max_preemptions)),
         _ => None,
     };
     let mut expected_steps = 4 * calls.requests.len();
@@ -401,7 +402,7 @@ pub async fn drive(
             _ => None,
         };
         let mut chooser: Box<dyn Chooser + '_> = match (&config.scheduler, &plan) {
-            (_, Plan::Search) => Box::new(orders.as_mut().expect("a search has its orders")),
+            (_, Plan::Search) => Box::new(&mut orders.as_mut().expect("a search has its orders").0),
             (Scheduler::Random, Plan::Seed(seed)) => Box::new(random_chooser(*seed, 0)),
             (_, Plan::Seed(seed)) => {
                 let depth = match config.scheduler {
@@ -413,7 +414,6 @@ pub async fn drive(
             }
             (_, Plan::Given(schedule)) => Box::new(crate::drive::stepper::Replay::new(schedule)),
         };
-        let searching = matches!(plan, Plan::Search);
         if let Err(error) = reset(config, &mut driver.probe, k).await {
             server.shutdown().await;
             return Err(error);
@@ -436,19 +436,13 @@ pub async fn drive(
             }
         };
         drop(chooser);
-        if let (true, Some(orders)) = (searching, orders.as_mut()) {
+        if let (Plan::Search, Some((orders, max_preemptions))) = (&plan, orders.as_mut()) {
             let more = orders.advance();
             if more && (k as u64) + 1 < config.seeds {
                 plans.push_back(Plan::Search);
             }
-            report.search = Some(Search {
-                max_preemptions: match config.scheduler {
-                    Scheduler::Exhaustive { max_preemptions } => max_preemptions,
-                    _ => None,
-                },
-                complete: !more,
-                pruned: orders.pruned(),
-            });
+            report.search =
+                Some(Search { max_preemptions: *max_preemptions, complete: !more, pruned: orders.pruned() });
         }
         expected_steps = expected_steps.max(driven.schedule.len());
         if let (Scheduler::Sweep { kind, .. }, 0) = (&config.scheduler, k) {

@@ -14,6 +14,9 @@
 //! wire and let go as a decision of its own, so the wake order is the
 //! scheduler's too; if it does not, it still runs, and the driver waits
 //! for its answer (up to the request timeout) before anyone else moves.
+//! A step that belongs to no request (or comes right after a request's
+//! answer) is the server's own work: a mover of its own, numbered one past
+//! the last request.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -435,16 +438,13 @@ impl Driver {
                             return;
                         }
                     }
-                    // Not waiting on a lock: it still runs, and answers by itself.
-                    if unanswered.is_some() && waited < self.request_timeout {
-                        waited += wait;
-                        continue;
-                    }
-                    // A connection is opening: a step is on its way (on a busy
-                    // machine its startup can take longer than a quiet
-                    // period, and a request taken for quiet too soon would
-                    // have that step credited to whoever moves next).
-                    if !s.opening.is_empty() && waited < self.request_timeout {
+                    // Not quiet yet: a statement not waiting on a lock still
+                    // runs, and answers by itself; a connection opening
+                    // brings a step (on a busy machine its startup can take
+                    // longer than a quiet period, and a request taken for
+                    // quiet too soon would have that step credited to
+                    // whoever moves next).
+                    if (unanswered.is_some() || !s.opening.is_empty()) && waited < self.request_timeout {
                         waited += wait;
                         continue;
                     }
