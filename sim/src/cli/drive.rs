@@ -16,6 +16,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::{shell_quote, Usage};
 
+/// The defaults of the flags a replay command repeats when they differ.
+const DATABASE_ENV: &str = "DATABASE_URL";
+const REDIS_ENV: &str = "REDIS_URL";
+const QUIET_MS: u64 = 100;
+const REQUEST_TIMEOUT_MS: u64 = 10_000;
+const START_TIMEOUT_S: u64 = 30;
+
 /// What `cusim drive` was asked for.
 #[derive(clap::Args)]
 pub(crate) struct DriveArgs {
@@ -36,10 +43,10 @@ pub(crate) struct DriveArgs {
     #[arg(long, value_name = "URL")]
     pub(crate) redis_url: Option<String>,
     /// The environment variable that gets the Postgres proxy's URL.
-    #[arg(long, value_name = "NAME", default_value = "DATABASE_URL")]
+    #[arg(long, value_name = "NAME", default_value = DATABASE_ENV)]
     pub(crate) database_env: String,
     /// The environment variable that gets the Redis proxy's URL.
-    #[arg(long, value_name = "NAME", default_value = "REDIS_URL")]
+    #[arg(long, value_name = "NAME", default_value = REDIS_ENV)]
     pub(crate) redis_env: String,
     /// Who decides: pct, random, or exhaustive (every order within
     /// --max-preemptions, depth first, at most --seeds schedules).
@@ -75,13 +82,13 @@ pub(crate) struct DriveArgs {
     #[arg(long, value_name = "KIND", conflicts_with = "repeat")]
     pub(crate) fault_sweep: Option<String>,
     /// How long nothing new must happen after a move for the system to be quiet.
-    #[arg(long, value_name = "MS", default_value_t = 100)]
+    #[arg(long, value_name = "MS", default_value_t = QUIET_MS)]
     pub(crate) quiet_ms: u64,
     /// A call unanswered this long has an unknown outcome.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    #[arg(long, value_name = "MS", default_value_t = REQUEST_TIMEOUT_MS)]
     pub(crate) request_timeout_ms: u64,
     /// How long the server may take to listen on --target.
-    #[arg(long, value_name = "S", default_value_t = 30)]
+    #[arg(long, value_name = "S", default_value_t = START_TIMEOUT_S)]
     pub(crate) start_timeout: u64,
     /// Where the server's output goes [default: a file in the temporary folder].
     #[arg(long, value_name = "FILE")]
@@ -279,6 +286,19 @@ fn replay_command(args: &DriveArgs, origin: &str, schedule: &str) -> String {
     }
     if let Some(url) = &args.redis_url {
         words.extend(["--redis-url".into(), url.clone()]);
+    }
+    // What the run was given beyond the defaults, so the replay reaches the
+    // server as it did and waits as long.
+    for (flag, value, default) in [
+        ("--database-env", args.database_env.clone(), DATABASE_ENV.to_owned()),
+        ("--redis-env", args.redis_env.clone(), REDIS_ENV.to_owned()),
+        ("--quiet-ms", args.quiet_ms.to_string(), QUIET_MS.to_string()),
+        ("--request-timeout-ms", args.request_timeout_ms.to_string(), REQUEST_TIMEOUT_MS.to_string()),
+        ("--start-timeout", args.start_timeout.to_string(), START_TIMEOUT_S.to_string()),
+    ] {
+        if value != default {
+            words.extend([flag.to_owned(), value]);
+        }
     }
     if let Some(schema) = &args.schema {
         words.extend(["--schema".into(), schema.clone()]);
