@@ -10,6 +10,10 @@ use super::{database_url, redis_url, text};
 
 const KEY: &str = "am_sk_test_drive";
 
+/// The Redis database (of the shared test server) that the test of
+/// `--reset-sql` flushes; no other test uses it.
+const RESET_DB: u32 = 7;
+
 /// A port nobody listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -19,13 +23,18 @@ fn free_port() -> u16 {
 /// (in a schema of its own, its cache on Redis), with `extra` flags
 /// (`{schema}` in them standing for the server's schema).
 fn drive(scenario: &str, strategy: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
+    drive_on(&redis_url(), scenario, strategy, extra)
+}
+
+/// [`drive`] with the cache on `redis` (a URL that may name a database).
+fn drive_on(redis: &str, scenario: &str, strategy: &str, extra: &[&str]) -> (Option<i32>, Value, String) {
     let port = free_port();
     let target = format!("http://127.0.0.1:{port}");
     let schema = format!("drive_{strategy}_{}_{port}", std::process::id());
     let catalog = format!("fixtures/scenarios/{scenario}.json");
     let output: Output = Command::new(env!("CARGO_BIN_EXE_cusim"))
         .args(["drive", "--scenario", scenario, "--target", &target, "--secret-key", KEY])
-        .args(["--database-url", &database_url(), "--redis-url", &redis_url(), "--json"])
+        .args(["--database-url", &database_url(), "--redis-url", redis, "--json"])
         .args(extra.iter().map(|a| a.replace("{schema}", &schema)))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_cusim"))
@@ -322,7 +331,27 @@ fn reset_sql_runs_and_the_server_restarts_before_each_schedule() {
     .unwrap();
     let log = dir.join(format!("{table}.log"));
     let (sql_arg, log_arg) = (sql.to_str().unwrap(), log.to_str().unwrap());
-    let (code, report, output) = drive(
+    // FLUSHDB empties the Redis database the drive is given: a database of
+    // this test's own, so the other tests' keys on the same server stay.
+    let own_db = format!("{}/{RESET_DB}", redis_url());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let redis_get = |db: &str, key: &str| -> Option<String> {
+        runtime.block_on(async {
+            let mut conn = redis::Client::open(db).unwrap().get_multiplexed_async_connection().await.unwrap();
+            redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap()
+        })
+    };
+    let redis_set = |db: &str, key: &str| {
+        runtime.block_on(async {
+            let mut conn = redis::Client::open(db).unwrap().get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("SET").arg(key).arg("1").query_async(&mut conn).await.unwrap();
+        })
+    };
+    let marker = format!("{table}_marker");
+    redis_set(&own_db, &marker);
+    redis_set(&redis_url(), &marker);
+    let (code, report, output) = drive_on(
+        &own_db,
         "r1-same-id-create",
         "safe",
         &["--seeds", "3", "--reset-sql", sql_arg, "--restart", "--server-log", log_arg],
@@ -330,7 +359,6 @@ fn reset_sql_runs_and_the_server_restarts_before_each_schedule() {
     assert_eq!(code, Some(0), "{output}");
     assert_eq!(report["schedules_run"], 3, "{report:#}");
     // The SQL ran once per schedule, and the server started once per schedule.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let resets: i64 = runtime.block_on(async {
         let mut admin = PgConnection::connect(&database_url()).await.unwrap();
         let (n,): (i64,) =
@@ -345,11 +373,19 @@ fn reset_sql_runs_and_the_server_restarts_before_each_schedule() {
         n
     });
     assert_eq!(resets, 3);
+    assert_eq!(redis_get(&own_db, &marker), None, "FLUSHDB emptied the drive's database");
+    assert_eq!(redis_get(&redis_url(), &marker).as_deref(), Some("1"), "and no other database");
+    runtime.block_on(async {
+        let client = redis::Client::open(redis_url().as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = redis::cmd("DEL").arg(&marker).query_async(&mut conn).await.unwrap();
+    });
     let started = std::fs::read_to_string(&log).unwrap().matches("listening on").count();
     assert_eq!(started, 3, "the server's log: {}", std::fs::read_to_string(&log).unwrap());
     // SQL that fails is named, exit 2, and nothing is left running.
     std::fs::write(&sql, "SELEC 1;").unwrap();
-    let (code, _, output) = drive("r1-same-id-create", "safe", &["--seeds", "2", "--reset-sql", sql_arg]);
+    let (code, _, output) =
+        drive_on(&own_db, "r1-same-id-create", "safe", &["--seeds", "2", "--reset-sql", sql_arg]);
     assert_eq!(code, Some(2), "{output}");
     assert!(output.contains("--reset-sql: before schedule 0"), "{output}");
     std::fs::remove_file(&sql).ok();
