@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "pg_http/stores_return.rs"]
+mod stores_return;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +24,19 @@ fn url(name: &str) -> String {
 
 /// A server of `strategy` on a schema of its own.
 fn pg_app(runtime: &tokio::runtime::Runtime, strategy: Design, schema: &str) -> Arc<App> {
+    pg_app_on(runtime, strategy, schema, Some(url("REDIS_URL")))
+}
+
+/// [`pg_app`] with its cache on `redis_url` (`None`: in memory).
+fn pg_app_on(
+    runtime: &tokio::runtime::Runtime,
+    strategy: Design,
+    schema: &str,
+    redis_url: Option<String>,
+) -> Arc<App> {
     let settings = PgSettings {
         database_url: url("DATABASE_URL"),
-        redis_url: Some(url("REDIS_URL")),
+        redis_url,
         schema: schema.to_owned(),
         pool_size: 8,
         pacing: cusim_serve::Pacing::default(),

@@ -36,8 +36,8 @@ use cusim::backend::{
     CacheKey, CacheRead, CacheStamp, CacheWriteMode, CacheWriteOutcome, DeductOutcome, KeyClaim,
 };
 use cusim::model::{Env, FullCustomer, Scope};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, Script, Value};
 
 /// What a real TTL adds to a virtual one (1 h of real time).
 pub const GARBAGE_SLACK_MS: u64 = 60 * 60 * 1_000;
@@ -46,6 +46,14 @@ pub const GARBAGE_SLACK_MS: u64 = 60 * 60 * 1_000;
 /// reported as a failure, not as a statement that never answered).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnecting after the server went away: the first wait, and the
+/// longest (the waits double in between).
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+/// Attempts after the first before a command waiting for the connection
+/// fails (the next command starts the attempts again): a request while
+/// the server is gone is refused within a few tenths of a second.
+const RECONNECT_RETRIES: usize = 2;
 /// Lua numbers are doubles: times and counts must stay below 2^53.
 const LUA_EXACT: u64 = 1 << 53;
 
@@ -86,12 +94,52 @@ impl Scripts {
     }
 }
 
+/// How a cache reaches its server.
+#[derive(Clone)]
+enum Link {
+    /// Reconnects by itself (with backoff) when the connection breaks, as
+    /// after the server restarted: the commands sent while it is gone
+    /// fail, and the cache serves again once it is back.
+    Managed(ConnectionManager),
+    /// One connection, never replaced: a connection the server closed
+    /// stays closed ([`RedisCache::cut`], the `cache_down` fault).
+    Fixed(MultiplexedConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Managed(conn) => conn.req_packed_command(cmd),
+            Link::Fixed(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Managed(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Link::Fixed(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Managed(conn) => conn.get_db(),
+            Link::Fixed(conn) => conn.get_db(),
+        }
+    }
+}
+
 /// One run's cache on a Redis server: a connection (shared by every
 /// request, as one app instance shares its client) and a namespace.
 #[derive(Clone)]
 pub struct RedisCache {
     client: Client,
-    conn: MultiplexedConnection,
+    conn: Link,
     namespace: String,
     scripts: std::rc::Rc<Scripts>,
 }
@@ -137,10 +185,17 @@ fn real_ttl_ms(expires_ms: u64, now_ms: u64) -> u64 {
 
 impl RedisCache {
     /// Connects to the server at `url` and checks that it answers (and
-    /// takes the URL's password) before anything else runs.
+    /// takes the URL's password) before anything else runs. The
+    /// connection comes back by itself after the server restarts.
     pub async fn connect(url: &str, namespace: &str) -> Result<RedisCache, RedisError> {
         let client = Client::open(url).map_err(|e| RedisError(format!("not a Redis URL: {e}")))?;
-        let mut conn = client.get_multiplexed_async_connection_with_config(&config()).await.map_err(|e| {
+        let managed = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY)
+            .set_number_of_retries(RECONNECT_RETRIES);
+        let mut conn = ConnectionManager::new_with_config(client.clone(), managed).await.map_err(|e| {
             if e.kind() == redis::ErrorKind::AuthenticationFailed {
                 RedisError(format!("the server refused the password: {e}"))
             } else {
@@ -156,7 +211,7 @@ impl RedisCache {
         }
         Ok(RedisCache {
             client,
-            conn,
+            conn: Link::Managed(conn),
             namespace: escape(namespace),
             scripts: std::rc::Rc::new(Scripts::load()),
         })
@@ -187,7 +242,7 @@ impl RedisCache {
         if killed != 1 {
             return Err(RedisError(format!("CLIENT KILL ID {id} closed {killed} connections")));
         }
-        Ok(RedisCache { conn, ..self.clone() })
+        Ok(RedisCache { conn: Link::Fixed(conn), ..self.clone() })
     }
 
     fn key(&self, kind: &str, scope: &Scope, name: &str) -> String {

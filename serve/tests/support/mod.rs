@@ -77,9 +77,11 @@ impl Answer {
 pub async fn send(router: Router, request: Request<Body>) -> Answer {
     let response = router.oneshot(request).await.expect("the router always answers");
     let status = response.status();
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let content_type = header("content-type");
-    let retry_after = header("retry-after");
+    let (content_type, retry_after) = {
+        let header =
+            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (header("content-type"), header("retry-after"))
+    };
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     assert_ne!(status, StatusCode::SWITCHING_PROTOCOLS);
