@@ -9,6 +9,10 @@
 //! check of it. Criterion times rounds (throughput: requests); each
 //! benchmark also prints a line `http: …` with requests per second and
 //! per-request p50 and p99, collected in `target/http.txt`.
+//!
+//! `held_customers_memory/direct/8/HELD`: whether the embedded default's
+//! cost per request stays flat as it holds 1,000, 10,000 or 100,000
+//! customers.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -312,6 +316,69 @@ fn memory(c: &mut Criterion) {
     bench_mode(c, "memory", |_| None);
 }
 
+/// Customers the embedded default holds before [`held`] measures it.
+const HELD: [usize; 3] = [1_000, 10_000, 100_000];
+/// Clients of [`held`].
+const HELD_CLIENTS: usize = 8;
+
+/// Whether the embedded default's cost per request stays flat as it holds
+/// more customers: 8 clients, each round a check of a customer it holds
+/// (a different one each round) and a create of a new one, handed to the
+/// engine directly, after `HELD` customers were created one by one (that
+/// time is printed too: `held: …`).
+fn held(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let round = Arc::new(AtomicU64::new(0));
+    let mut group = c.benchmark_group("held_customers_memory");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(2 * HELD_CLIENTS as u64));
+    for held in HELD {
+        let mut loaded: Option<(Server, Arc<App>)> = None;
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        group.bench_function(format!("direct/{HELD_CLIENTS}/{held}"), |b| {
+            let (_, app) = loaded.get_or_insert_with(|| {
+                let server = Server::start(None);
+                let app = Arc::clone(server.app.as_ref().expect("a running server"));
+                let started = Instant::now();
+                runtime.block_on(async {
+                    for n in 0..held {
+                        let [create, _] = direct_requests(&format!("held_{n}"));
+                        let created =
+                            app.engine.execute(create, None, cusim::model::FailedKey::GivenBack).await;
+                        assert!(created.is_ok(), "{created:?}");
+                    }
+                });
+                eprintln!(
+                    "held: {held} customers created one by one in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                (server, app)
+            });
+            b.iter_custom(|rounds| {
+                run_rounds(&runtime, &round, HELD_CLIENTS, rounds, &tally, |client, n| {
+                    let app = Arc::clone(app);
+                    let (id, _) = requests("held", HELD_CLIENTS, n, client);
+                    let known = (n as usize * HELD_CLIENTS + client) % held;
+                    async move {
+                        let [create, _] = direct_requests(&id);
+                        let [_, check] = direct_requests(&format!("held_{known}"));
+                        let mut timed = Vec::new();
+                        for request in [check, create] {
+                            let at = Instant::now();
+                            let result =
+                                app.engine.execute(request, None, cusim::model::FailedKey::GivenBack).await;
+                            timed.push((at.elapsed(), result.is_err()));
+                        }
+                        timed
+                    }
+                })
+            })
+        });
+        tally.lock().unwrap().report(&format!("memory holding {held} customers, {HELD_CLIENTS} clients"));
+    }
+    group.finish();
+}
+
 fn postgres_redis(c: &mut Criterion) {
     let (Ok(database_url), Ok(redis_url)) = (std::env::var("DATABASE_URL"), std::env::var("REDIS_URL"))
     else {
@@ -332,5 +399,5 @@ fn postgres_redis(c: &mut Criterion) {
     bench_mode(c, "postgres_redis", settings);
 }
 
-criterion_group!(benches, memory, postgres_redis);
+criterion_group!(benches, memory, held, postgres_redis);
 criterion_main!(benches);

@@ -35,8 +35,12 @@ const DETERMINISM_SEEDS: u32 = 10;
 
 /// Test executables whose ignored tests need the Postgres and Redis
 /// servers: run again with `--ignored`, with the servers.
-const IGNORED_NEED_SERVERS: [&str; 3] =
-    ["cusim-sim/test:postgres_cli", "cusim-serve/test:pg_http", "cusim-sim/test:docs"];
+const IGNORED_NEED_SERVERS: [&str; 4] = [
+    "cusim-sim/test:postgres_cli",
+    "cusim-serve/test:pg_http",
+    "cusim-serve/test:soak",
+    "cusim-sim/test:docs",
+];
 
 /// Node's test files whose race cases count rounds of concurrent
 /// requests: they run after the others, with only their kind.
@@ -472,11 +476,12 @@ fn cargo_bench(name: &str, args: &[&str], envs: &[(&str, &str)]) -> bool {
     }
 }
 
-const BENCHES: [&str; 4] = ["explore", "contention", "http", "wire"];
+const BENCHES: [&str; 5] = ["explore", "contention", "http", "wire", "soak"];
 
-/// `cargo xtask bench [explore] [contention] [http] [wire]`: the criterion
-/// benchmarks; the madsim half of `explore` in its own build, `contention`,
-/// `http` and `wire` against throwaway Postgres and Redis servers.
+/// `cargo xtask bench [explore] [contention] [http] [wire] [soak]`: the
+/// criterion benchmarks, and the ten-minute soak (not criterion); the
+/// madsim half of `explore` in its own build, `contention`, `http`,
+/// `wire` and `soak` against throwaway Postgres and Redis servers.
 fn bench_all(only: &[String]) -> ExitCode {
     let mut ok = true;
     for bench in BENCHES.iter().filter(|b| only.is_empty() || only.iter().any(|o| o == *b)) {
@@ -493,6 +498,7 @@ fn bench_all(only: &[String]) -> ExitCode {
             name => {
                 let lines = match name {
                     "http" => "http.txt",
+                    "soak" => "soak.txt",
                     _ => "contention.txt",
                 };
                 let _ = std::fs::remove_file(

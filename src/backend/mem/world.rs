@@ -172,6 +172,7 @@ impl World {
         self.ids.forget(request);
         self.deductions.remove(&request);
         self.db.forget_deductions(request);
+        self.db.forget_session(request);
     }
 
     pub fn ids(&self) -> &IdGen {

@@ -8,8 +8,19 @@ use crate::backend::{
 };
 use crate::model::{Balance, CustomerProduct, CustomerRow, FullCustomer, Scope};
 
-use super::store::{LockMode, Tuple, TxnId};
+use super::store::{Indexed, LockMode, RowKey, RowKeys, Tuple, TxnId};
 use super::{lock_mode, Access, Database, DbKey, RequestId, RowRef, Step, EMAIL_CONSTRAINT, ID_CONSTRAINT};
+
+impl Indexed for CustomerRow {
+    fn row_keys(&self) -> RowKeys {
+        let scope = self.scope();
+        [
+            Some(RowKey::internal(&self.internal_id)),
+            self.id.as_deref().map(|id| RowKey::id(&scope, id)),
+            self.idless_email_key().map(|email| RowKey::email(&scope, &email)),
+        ]
+    }
+}
 
 impl Database {
     /// `SELECT … WHERE org, env, id`, optionally locking the row.
@@ -28,7 +39,7 @@ impl Database {
             if let Some(mode) = lock_mode(lock) {
                 db.lock_row(request, txn, index, mode)?;
             }
-            Ok(db.customers.rows[index].visible(txn).cloned())
+            Ok(db.customers.row(index).visible(txn).cloned())
         })
     }
 
@@ -39,14 +50,14 @@ impl Database {
         self.touch(Access::Read, None, || DbKey::email(scope, email));
         let found: Vec<usize> = self
             .customers
-            .visible(txn)
+            .visible_by(txn, || RowKey::email(scope, &wanted))
             .filter(|(_, r)| r.scope_is(scope) && r.idless_email_key().as_deref() == Some(wanted.as_str()))
             .map(|(i, _)| i)
             .collect();
         for &index in &found {
             self.touch_customer(index, Access::Read, txn);
         }
-        found.into_iter().filter_map(|i| self.customers.rows[i].visible(txn).cloned()).collect()
+        found.into_iter().filter_map(|i| self.customers.row(i).visible(txn).cloned()).collect()
     }
 
     /// `INSERT INTO customers` with the drawn internal `id`.
@@ -87,7 +98,8 @@ impl Database {
             let matches =
                 |r: &CustomerRow| r.scope_is(scope) && r.internal_id == internal_id && fill.changes(r);
             let scan = || DbKey::Customer(internal_id.to_owned());
-            db.update_customer(request, txn, LockMode::NoKeyUpdate, scan, matches, |r| fill.apply(r))
+            let by = || RowKey::internal(internal_id);
+            db.update_customer(request, txn, LockMode::NoKeyUpdate, (scan, by), matches, |r| fill.apply(r))
         })?;
         Ok(result.or_else(|error| self.fail(request, error)))
     }
@@ -106,9 +118,11 @@ impl Database {
                 r.scope_is(scope) && r.internal_id == internal_id && (!only_if_null || r.processor.is_none())
             };
             let scan = || DbKey::Customer(internal_id.to_owned());
-            let result = db.update_customer(request, txn, LockMode::NoKeyUpdate, scan, matches, |r| {
-                r.processor = Some(stripe_id.to_owned())
-            })?;
+            let by = || RowKey::internal(internal_id);
+            let result =
+                db.update_customer(request, txn, LockMode::NoKeyUpdate, (scan, by), matches, |r| {
+                    r.processor = Some(stripe_id.to_owned())
+                })?;
             Ok(matches!(result, Ok(Some(_))))
         })
     }
@@ -128,7 +142,7 @@ impl Database {
             if let Some(mode) = lock_mode(lock) {
                 db.lock_row(request, txn, index, mode)?;
             }
-            let row = db.customers.rows[index].visible(txn).cloned().expect("found above");
+            let row = db.customers.row(index).visible(txn).cloned().expect("found above");
             db.touch(Access::Read, None, || DbKey::Products(row.internal_id.clone()));
             db.touch(Access::Read, None, || DbKey::Usage(row.internal_id.clone()));
             Ok(Some(db.full_customer(txn, row)))
@@ -136,8 +150,12 @@ impl Database {
     }
 
     pub(super) fn find_customer(&self, txn: TxnId, scope: &Scope, key: &CustomerKey) -> Option<usize> {
+        let by = || match key {
+            CustomerKey::Id(id) => RowKey::id(scope, id),
+            CustomerKey::InternalId(internal) => RowKey::internal(internal),
+        };
         self.customers
-            .visible(txn)
+            .visible_by(txn, by)
             .find(|(_, r)| {
                 r.scope_is(scope)
                     && match key {
@@ -150,7 +168,10 @@ impl Database {
 
     /// A row by internal id in any scope (to notice a breach of scope).
     pub(super) fn find_internal(&self, txn: TxnId, internal_id: &str) -> Option<usize> {
-        self.customers.visible(txn).find(|(_, r)| r.internal_id == internal_id).map(|(i, _)| i)
+        self.customers
+            .visible_by(txn, || RowKey::internal(internal_id))
+            .find(|(_, r)| r.internal_id == internal_id)
+            .map(|(i, _)| i)
     }
 
     /// The first unique key of `row` already taken by a live row (its index
@@ -162,7 +183,8 @@ impl Database {
         row: &CustomerRow,
     ) -> Step<Option<(usize, &'static str)>> {
         if let Some(id) = &row.id {
-            let taken = self.customers.unique_probe(txn, except, |r| {
+            let by = || RowKey::id(&row.scope(), id);
+            let taken = self.customers.unique_probe(txn, except, by, |r| {
                 r.scope_is(&row.scope()) && r.id.as_deref() == Some(id.as_str())
             })?;
             if let Some(index) = taken {
@@ -171,7 +193,8 @@ impl Database {
         }
         if self.constraints.idless_email_unique {
             if let Some(email) = row.idless_email_key() {
-                let taken = self.customers.unique_probe(txn, except, |r| {
+                let by = || RowKey::email(&row.scope(), &email);
+                let taken = self.customers.unique_probe(txn, except, by, |r| {
                     r.scope_is(&row.scope()) && r.idless_email_key().as_ref() == Some(&email)
                 })?;
                 if let Some(index) = taken {
@@ -212,8 +235,7 @@ impl Database {
         let slot = match self.sessions[request].written.first() {
             Some(&slot) => slot,
             None => {
-                self.customers.rows.push(Tuple::dead());
-                let slot = self.customers.rows.len() - 1;
+                let slot = self.customers.push(Tuple::dead());
                 self.session(request).written.push(slot);
                 slot
             }
@@ -229,16 +251,20 @@ impl Database {
                 OnConflict::DoNothing => Ok(InsertOutcome::Skipped),
                 OnConflict::ReturnExisting => {
                     self.wait_for_row(request, txn, RowRef::Customer(index), LockMode::NoKeyUpdate)?;
-                    let tuple = &mut self.customers.rows[index];
-                    let existing = tuple.visible(txn).cloned().expect("a conflicting row is visible");
-                    tuple.write(txn, existing.clone(), LockMode::NoKeyUpdate);
+                    let existing = self
+                        .customers
+                        .row(index)
+                        .visible(txn)
+                        .cloned()
+                        .expect("a conflicting row is visible");
+                    self.customers.write(index, txn, existing.clone(), LockMode::NoKeyUpdate);
                     self.touch_customer(index, Access::Write, txn);
                     Ok(InsertOutcome::Existing(existing))
                 }
             }),
             None => {
                 row.internal_id = id.to_owned();
-                self.customers.rows[slot] = Tuple::inserted(txn, row.clone());
+                self.customers.set(slot, Tuple::inserted(txn, row.clone()));
                 self.touch_customer(slot, Access::Write, txn);
                 Ok(Ok(InsertOutcome::Inserted(row)))
             }
@@ -255,13 +281,13 @@ impl Database {
         request: RequestId,
         txn: TxnId,
         mode: LockMode,
-        scan: impl FnOnce() -> DbKey,
+        (scan, by): (impl FnOnce() -> DbKey, impl FnOnce() -> RowKey),
         matches: impl Fn(&CustomerRow) -> bool,
         change: impl Fn(&mut CustomerRow),
     ) -> Step<Result<Option<CustomerRow>, DbError>> {
         self.touch(Access::Read, None, scan);
         let found = self.candidates(request, |db| {
-            db.customers.visible(txn).filter(|(_, r)| matches(r)).map(|(i, _)| i).collect()
+            db.customers.visible_by(txn, by).filter(|(_, r)| matches(r)).map(|(i, _)| i).collect()
         });
         for index in found {
             if self.sessions[request].written.contains(&index) {
@@ -269,7 +295,7 @@ impl Database {
             }
             self.wait_for_row(request, txn, RowRef::Customer(index), mode)?;
             self.touch_customer(index, Access::Write, txn);
-            let Some(current) = self.customers.rows[index].visible(txn) else { continue };
+            let Some(current) = self.customers.row(index).visible(txn) else { continue };
             if !matches(current) {
                 continue;
             }
@@ -282,20 +308,19 @@ impl Database {
                     // Postgres has written the new version before it checks
                     // the unique index: the row stays locked, and its old
                     // keys held, while it waits.
-                    let tuple = &mut self.customers.rows[index];
-                    tuple.lock(txn, mode);
-                    tuple.replacing = Some(txn);
+                    self.customers.lock(index, txn, mode);
+                    self.customers.mark_replacing(index, txn);
                     return Err(blocked);
                 }
             };
             if let Some((_, constraint)) = conflict {
                 return Ok(Err(DbError::UniqueViolation { constraint: constraint.to_owned() }));
             }
-            self.customers.rows[index].write(txn, updated, mode);
+            self.customers.write(index, txn, updated, mode);
             self.session(request).written.push(index);
         }
         let first = self.sessions[request].written.first().copied();
-        Ok(Ok(first.and_then(|i| self.customers.rows[i].visible(txn).cloned())))
+        Ok(Ok(first.and_then(|i| self.customers.row(i).visible(txn).cloned())))
     }
 
     fn claim_row(
@@ -309,7 +334,7 @@ impl Database {
         if let ClaimTarget::Row { internal_id } = target {
             self.touch(Access::Read, None, || DbKey::Customer(internal_id.clone()));
             if let Some(index) = self.find_internal(txn, internal_id) {
-                let touched = self.customers.rows[index].visible(txn).expect("visible").scope();
+                let touched = self.customers.row(index).visible(txn).expect("visible").scope();
                 self.note_scope(request, scope, &touched, Point::Claim);
             }
         }
@@ -321,6 +346,12 @@ impl Database {
             ClaimTarget::IdlessEmail { email } => Some(email.to_lowercase()),
             ClaimTarget::Row { .. } => None,
         };
+        let by = || match (target, &wanted_email) {
+            (ClaimTarget::Row { internal_id }, _) => RowKey::internal(internal_id),
+            (ClaimTarget::IdlessEmail { .. }, email) => {
+                RowKey::email(scope, email.as_deref().unwrap_or_default())
+            }
+        };
         let matches = |r: &CustomerRow| {
             r.scope_is(scope)
                 && match target {
@@ -329,16 +360,17 @@ impl Database {
                 }
         };
         // The id is a unique-key column: the update takes the strongest lock.
-        self.update_customer(request, txn, LockMode::Update, scan, matches, |r| {
+        self.update_customer(request, txn, LockMode::Update, (scan, by), matches, |r| {
             r.id = Some(new_id.to_owned())
         })
     }
 
     /// Assembles a full customer as `txn` sees it.
     pub(super) fn full_customer(&self, txn: TxnId, customer: CustomerRow) -> FullCustomer {
+        let of_customer = || RowKey::customer(&customer.internal_id);
         let mut products: Vec<CustomerProduct> = self
             .products
-            .visible(txn)
+            .visible_by(txn, of_customer)
             .filter(|(_, p)| p.internal_customer_id == customer.internal_id)
             .map(|(_, p)| p.clone())
             .collect();
@@ -351,8 +383,10 @@ impl Database {
                 }
             }
         }
-        for (_, usage) in
-            self.usage.visible(txn).filter(|(_, u)| u.internal_customer_id == customer.internal_id)
+        for (_, usage) in self
+            .usage
+            .visible_by(txn, of_customer)
+            .filter(|(_, u)| u.internal_customer_id == customer.internal_id)
         {
             balances.entry(usage.feature_id.clone()).or_default().usage += usage.usage;
         }

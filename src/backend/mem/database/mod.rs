@@ -15,11 +15,12 @@
 
 mod advisory;
 mod customers;
+mod sessions;
 pub mod store;
 mod touched;
 mod usage;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -27,7 +28,8 @@ use crate::backend::{Constraints, DbError, Point};
 use crate::model::{Catalog, CustomerProduct, CustomerRow, FullCustomer, Scope};
 
 pub use advisory::advisory_key;
-use store::{Blocked, LockMode, Table, TxnId};
+use sessions::Sessions;
+use store::{Blocked, LockMode, RowKey, Table, TxnId};
 use touched::Touches;
 pub use touched::{Access, DbKey};
 pub use usage::UsageRow;
@@ -122,8 +124,9 @@ pub struct Database {
     advisory: BTreeMap<String, TxnId>,
     next_txn: TxnId,
     /// Per request: its transaction, its statement's state, and what it
-    /// waits for (the wait-for graph).
-    sessions: Vec<Session>,
+    /// waits for (the wait-for graph). A served request's is forgotten when
+    /// it ends ([`Database::forget_session`]).
+    sessions: Sessions<Session>,
     breaches: Vec<IsolationBreach>,
     /// Waits begun so far (the row queues' order).
     waits_begun: u64,
@@ -145,7 +148,7 @@ impl Database {
             usage: Table::default(),
             advisory: BTreeMap::new(),
             next_txn: 1,
-            sessions: Vec::new(),
+            sessions: Sessions::default(),
             breaches: Vec::new(),
             pending_deductions: BTreeMap::new(),
             deductions: BTreeMap::new(),
@@ -165,10 +168,7 @@ impl Database {
     // ----- transactions and sessions ------------------------------------
 
     fn session(&mut self, request: RequestId) -> &mut Session {
-        if self.sessions.len() <= request {
-            self.sessions.resize_with(request + 1, Session::default);
-        }
-        &mut self.sessions[request]
+        self.sessions.entry(request)
     }
 
     /// The open transaction of `request`, if any.
@@ -176,9 +176,18 @@ impl Database {
         self.sessions.get(request).and_then(|s| s.txn)
     }
 
+    /// Forgets `request`'s session (it has ended: a served request), unless
+    /// it still holds a transaction or waits, so that a server keeps no
+    /// slot per request it has served.
+    pub fn forget_session(&mut self, request: RequestId) {
+        if self.sessions.get(request).is_some_and(|s| s.txn.is_none() && s.wait.is_none()) {
+            self.sessions.remove(request);
+        }
+    }
+
     /// The request whose open transaction is `txn`.
     pub fn request_of_txn(&self, txn: TxnId) -> Option<RequestId> {
-        self.sessions.iter().position(|s| s.txn == Some(txn))
+        self.sessions.iter().find(|(_, s)| s.txn == Some(txn)).map(|(r, _)| r)
     }
 
     /// `BEGIN` for `request`.
@@ -327,16 +336,19 @@ impl Database {
     fn grant_advisory(&mut self, key: &str) {
         let waiting =
             |s: &Session| s.wait.as_ref().filter(|w| w.advisory.as_deref() == Some(key)).map(|w| w.seq);
-        let Some(first) = (0..self.sessions.len())
-            .filter(|&r| waiting(&self.sessions[r]).is_some())
-            .min_by_key(|&r| waiting(&self.sessions[r]))
+        let Some(first) = self
+            .sessions
+            .iter()
+            .filter_map(|(r, s)| waiting(s).map(|seq| (r, seq)))
+            .min_by_key(|&(_, seq)| seq)
+            .map(|(r, _)| r)
         else {
             return;
         };
         let Some(txn) = self.sessions[first].txn else { return };
         self.advisory.insert(key.to_owned(), txn);
         self.touch(Access::Write, Some(txn), || DbKey::Advisory(key.to_owned()));
-        for (r, session) in self.sessions.iter_mut().enumerate() {
+        for (r, session) in self.sessions.iter_mut() {
             if r != first && waiting(session).is_some() {
                 if let Some(wait) = session.wait.as_mut() {
                     wait.holders = vec![txn];
@@ -415,16 +427,18 @@ impl Database {
     /// the one it wants: it queues behind them.
     fn waiters_ahead(&self, request: RequestId, wait: &Wait) -> Vec<RequestId> {
         let Some((row, mode)) = wait.row else { return Vec::new() };
-        (0..self.sessions.len())
-            .filter(|&r| r != request)
-            .filter(|&r| {
-                self.sessions[r].wait.as_ref().is_some_and(|w| {
+        self.sessions
+            .iter()
+            .filter(|&(r, _)| r != request)
+            .filter(|(_, session)| {
+                session.wait.as_ref().is_some_and(|w| {
                     w.seq < wait.seq
                         && w.row.is_some_and(|(their_row, theirs)| {
                             their_row == row && theirs.conflicts_with(mode)
                         })
                 })
             })
+            .map(|(r, _)| r)
             .collect()
     }
 
@@ -451,7 +465,7 @@ impl Database {
     /// of a cycle may be its victim: the one whose `deadlock_timeout`
     /// fires first.
     pub fn in_cycle(&self, request: RequestId) -> bool {
-        let mut seen = vec![false; self.sessions.len()];
+        let mut seen: BTreeSet<RequestId> = BTreeSet::new();
         let mut stack: Vec<RequestId> = vec![request];
         while let Some(current) = stack.pop() {
             for txn in self.edges(current) {
@@ -459,8 +473,7 @@ impl Database {
                 if holder == request {
                     return true;
                 }
-                if !seen[holder] {
-                    seen[holder] = true;
+                if seen.insert(holder) {
                     stack.push(holder);
                 }
             }
@@ -498,7 +511,7 @@ impl Database {
     ) {
         self.touch(Access::Read, None, || DbKey::Customer(internal_id.to_owned()));
         if let Some(index) = self.find_internal(txn, internal_id) {
-            let touched = self.customers.rows[index].visible(txn).expect("found visible").scope();
+            let touched = self.customers.row(index).visible(txn).expect("found visible").scope();
             self.note_scope(request, scope, &touched, point);
         }
     }
@@ -510,7 +523,7 @@ impl Database {
     /// only the wait matters.
     fn lock_row(&mut self, request: RequestId, txn: TxnId, index: usize, mode: LockMode) -> Step<()> {
         self.wait_for_row(request, txn, RowRef::Customer(index), mode)?;
-        self.customers.rows[index].lock(txn, mode);
+        self.customers.lock(index, txn, mode);
         self.touch_customer(index, Access::Write, txn);
         Ok(())
     }
@@ -519,8 +532,8 @@ impl Database {
     /// with `mode`; else the statement waits for every one that does.
     fn wait_for_row(&mut self, request: RequestId, txn: TxnId, row: RowRef, mode: LockMode) -> Step<()> {
         let holders = match row {
-            RowRef::Customer(i) => self.customers.rows[i].conflicting_holders(txn, mode),
-            RowRef::Usage(i) => self.usage.rows[i].conflicting_holders(txn, mode),
+            RowRef::Customer(i) => self.customers.row(i).conflicting_holders(txn, mode),
+            RowRef::Usage(i) => self.usage.row(i).conflicting_holders(txn, mode),
         };
         let Some(&first) = holders.first() else { return Ok(()) };
         self.session(request).blocked_by = Some(WaitNote { holders, row: Some((row, mode)), advisory: None });
@@ -542,16 +555,15 @@ impl Database {
 
     /// Committed customers, in insertion order.
     pub fn committed_customers(&self) -> Vec<CustomerRow> {
-        self.customers.rows.iter().filter_map(|t| t.committed.clone()).collect()
+        self.customers.tuples().iter().filter_map(|t| t.committed.clone()).collect()
     }
 
     /// The committed full customer (what a fresh DB read returns).
     pub fn committed_full(&self, internal_id: &str) -> Option<FullCustomer> {
         let row = self
             .customers
-            .rows
-            .iter()
-            .filter_map(|t| t.committed.as_ref())
+            .visible_by(0, || RowKey::internal(internal_id))
+            .map(|(_, r)| r)
             .find(|r| r.internal_id == internal_id)?;
         Some(self.full_customer(0, row.clone()))
     }
@@ -559,7 +571,7 @@ impl Database {
     /// Every committed full customer, in insertion order.
     pub fn committed_fulls(&self) -> Vec<FullCustomer> {
         self.customers
-            .rows
+            .tuples()
             .iter()
             .filter_map(|t| t.committed.clone())
             .map(|row| self.full_customer(0, row))
@@ -568,10 +580,10 @@ impl Database {
 
     /// True when no transaction is open and no row holds a lock or pending write.
     pub fn is_quiescent(&self) -> bool {
-        self.sessions.iter().all(|s| s.txn.is_none())
-            && self.customers.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
-            && self.products.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
-            && self.usage.rows.iter().all(|t| t.pending.is_none() && t.locks.is_empty())
+        self.sessions.iter().all(|(_, s)| s.txn.is_none())
+            && self.customers.tuples().iter().all(|t| t.pending.is_none() && t.locks.is_empty())
+            && self.products.tuples().iter().all(|t| t.pending.is_none() && t.locks.is_empty())
+            && self.usage.tuples().iter().all(|t| t.pending.is_none() && t.locks.is_empty())
             && self.advisory.is_empty()
     }
 }

@@ -168,7 +168,7 @@ impl Database {
         if !self.touches.on {
             return;
         }
-        let tuple = &self.customers.rows[index];
+        let tuple = self.customers.row(index);
         let keys: Vec<DbKey> = tuple
             .committed
             .iter()

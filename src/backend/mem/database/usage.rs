@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::backend::{AttachOutcome, DbError, DeductOutcome, NewCustomerProduct, OnConflict, Point};
 use crate::model::{CustomerProduct, Product, Scope};
 
-use super::store::{LockMode, Tuple, TxnId};
+use super::store::{Indexed, LockMode, RowKey, RowKeys, Tuple, TxnId};
 use super::{
     Access, Database, DbKey, RequestId, RowRef, Step, PRODUCT_FK, PRODUCT_GROUP_CONSTRAINT, USAGE_FK,
 };
@@ -24,6 +24,18 @@ pub struct UsageRow {
     /// The idempotency keys of the deductions counted (`safe` only).
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub applied_keys: BTreeSet<String>,
+}
+
+impl Indexed for UsageRow {
+    fn row_keys(&self) -> RowKeys {
+        [Some(RowKey::customer(&self.internal_customer_id)), None, None]
+    }
+}
+
+impl Indexed for CustomerProduct {
+    fn row_keys(&self) -> RowKeys {
+        [Some(RowKey::customer(&self.internal_customer_id)), None, None]
+    }
 }
 
 impl Database {
@@ -136,7 +148,8 @@ impl Database {
             Some(&index) => index,
             None => {
                 if self.constraints.product_group_unique {
-                    let taken = self.products.unique_probe(txn, None, |p| {
+                    let of_customer = || RowKey::customer(&product.internal_customer_id);
+                    let taken = self.products.unique_probe(txn, None, of_customer, |p| {
                         p.internal_customer_id == product.internal_customer_id && p.group == product.group
                     })?;
                     if taken.is_some() {
@@ -156,9 +169,8 @@ impl Database {
                     status: product.status,
                     created_at: now_ms,
                 };
-                self.products.rows.push(Tuple::inserted(txn, row));
+                let index = self.products.push(Tuple::inserted(txn, row));
                 self.touch(Access::Write, Some(txn), products);
-                let index = self.products.rows.len() - 1;
                 self.session(request).written.push(index);
                 index
             }
@@ -170,7 +182,7 @@ impl Database {
         {
             return Ok(Err(error));
         }
-        let row = self.products.rows[index].visible(txn).cloned().expect("inserted by this statement");
+        let row = self.products.row(index).visible(txn).cloned().expect("inserted by this statement");
         Ok(Ok(AttachOutcome::Attached(row)))
     }
 
@@ -193,22 +205,24 @@ impl Database {
         self.note_scope_of(request, txn, scope, internal_id, Point::Deduct);
         let usage_key = || DbKey::Usage(internal_id.to_owned());
         self.touch(Access::Read, None, usage_key);
-        let existing = self.usage.unique_probe(txn, None, |u| {
-            u.internal_customer_id == internal_id && u.feature_id == feature_id
-        })?;
+        let existing = self.usage.unique_probe(
+            txn,
+            None,
+            || RowKey::customer(internal_id),
+            |u| u.internal_customer_id == internal_id && u.feature_id == feature_id,
+        )?;
         match existing {
             Some(index) => {
                 self.wait_for_row(request, txn, RowRef::Usage(index), LockMode::NoKeyUpdate)?;
                 self.touch(Access::Write, Some(txn), usage_key);
-                let tuple = &mut self.usage.rows[index];
-                let mut row = tuple.visible(txn).cloned().expect("probe saw it");
+                let mut row = self.usage.row(index).visible(txn).cloned().expect("probe saw it");
                 let counted = !key.is_some_and(|k| row.applied_keys.contains(k));
                 if counted {
                     row.usage = new_usage(row.usage);
                     row.applied_keys.extend(key.map(str::to_owned));
                 }
                 let usage = row.usage;
-                tuple.write(txn, row, LockMode::NoKeyUpdate);
+                self.usage.write(index, txn, row, LockMode::NoKeyUpdate);
                 Ok(Ok((usage, counted)))
             }
             None => {
@@ -221,9 +235,8 @@ impl Database {
                             usage: new_usage(0),
                             applied_keys: key.map(str::to_owned).into_iter().collect(),
                         };
-                        self.usage.rows.push(Tuple::inserted(txn, row));
+                        let index = self.usage.push(Tuple::inserted(txn, row));
                         self.touch(Access::Write, Some(txn), usage_key);
-                        let index = self.usage.rows.len() - 1;
                         self.session(request).written.push(index);
                         index
                     }
@@ -232,7 +245,7 @@ impl Database {
                 if let Err(error) = self.reference_customer(request, txn, internal_id, USAGE_FK)? {
                     return Ok(Err(error));
                 }
-                let usage = self.usage.rows[index].visible(txn).expect("inserted by this statement").usage;
+                let usage = self.usage.row(index).visible(txn).expect("inserted by this statement").usage;
                 Ok(Ok((usage, true)))
             }
         }
