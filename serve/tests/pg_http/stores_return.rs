@@ -29,22 +29,39 @@ struct OwnRedis {
 }
 
 impl OwnRedis {
+    /// Starts one on a free port (another, if a port picked free was
+    /// taken before the server could bind it).
     fn start() -> OwnRedis {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("cusim-own-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = OwnRedis { port, dir, child: None };
-        redis.up();
-        redis
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let dir = std::env::temp_dir().join(format!("cusim-own-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut redis = OwnRedis { port, dir, child: None };
+            if redis.try_up() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start on three free ports");
     }
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server and waits until it answers `PING`.
+    /// Starts it again on its port (which it held until it was killed).
     fn up(&mut self) {
-        let child = Command::new("redis-server")
+        for _ in 0..3 {
+            if self.try_up() {
+                return;
+            }
+        }
+        panic!("redis-server did not start again on port {}", self.port);
+    }
+
+    /// Starts the server and waits until it answers `PING`; false if it
+    /// exited first (its port taken).
+    fn try_up(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -61,11 +78,14 @@ impl OwnRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (cargo xtask test postgres installs it)");
-        self.child = Some(child);
         let deadline = Instant::now() + RECOVERY;
         loop {
             if self.pong() {
-                return;
+                self.child = Some(child);
+                return true;
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                return false;
             }
             assert!(Instant::now() < deadline, "redis-server on port {} did not answer", self.port);
             std::thread::sleep(Duration::from_millis(20));

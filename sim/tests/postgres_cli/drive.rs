@@ -333,7 +333,10 @@ fn reset_sql_runs_and_the_server_restarts_before_each_schedule() {
     let (sql_arg, log_arg) = (sql.to_str().unwrap(), log.to_str().unwrap());
     // FLUSHDB empties the Redis database the drive is given: a database of
     // this test's own, so the other tests' keys on the same server stay.
-    let own_db = format!("{}/{RESET_DB}", redis_url());
+    let base = redis_url();
+    let host_at = base.find("://").map_or(0, |i| i + 3);
+    let path_at = base[host_at..].find('/').map_or(base.len(), |i| host_at + i);
+    let own_db = format!("{}/{RESET_DB}", &base[..path_at]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let redis_get = |db: &str, key: &str| -> Option<String> {
         runtime.block_on(async {
