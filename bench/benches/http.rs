@@ -24,8 +24,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use cusim::flow::{Request, Strategy};
 use cusim::model::{Catalog, CustomerData, Product, ProductKind};
 use cusim_serve::{App, Config, Keys, PgSettings};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+#[path = "support/client.rs"]
+mod client;
+
+use client::Connection;
 
 const CLIENTS: [usize; 3] = [1, 8, 32];
 const KEY: &str = "am_sk_test_bench";
@@ -39,48 +41,6 @@ fn catalog() -> Catalog {
         features: [("words".to_owned(), 1000)].into_iter().collect(),
     };
     Catalog::new(vec![free], false)
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Connection {
-    reader: BufReader<TcpStream>,
-}
-
-impl Connection {
-    async fn open(addr: SocketAddr) -> Connection {
-        let stream = TcpStream::connect(addr).await.expect("the server listens");
-        stream.set_nodelay(true).unwrap();
-        Connection { reader: BufReader::new(stream) }
-    }
-
-    /// POSTs `body` to `path`; the status.
-    async fn post(&mut self, path: &str, body: &str) -> u16 {
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {KEY}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.reader.get_mut().write_all(request.as_bytes()).await.unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).await.unwrap();
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        self.reader.read_exact(&mut body).await.unwrap();
-        status
-    }
 }
 
 /// Latencies and errors of one benchmark.
@@ -196,7 +156,9 @@ fn bench_mode(c: &mut Criterion, label: &str, postgres: impl Fn(&str) -> Option<
         let server = Server::start(postgres(&format!("http_{clients}")));
         let addr = server.addr;
         let connections: Vec<Arc<tokio::sync::Mutex<Connection>>> = runtime
-            .block_on(async { futures_join((0..clients).map(|_| Connection::open(addr)).collect()).await })
+            .block_on(async {
+                futures_join((0..clients).map(|_| Connection::open(addr, KEY)).collect()).await
+            })
             .into_iter()
             .map(|c| Arc::new(tokio::sync::Mutex::new(c)))
             .collect();
@@ -214,7 +176,7 @@ fn bench_mode(c: &mut Criterion, label: &str, postgres: impl Fn(&str) -> Option<
                             [("/v1/customers.get_or_create", create), ("/v1/balances.check", check)]
                         {
                             let at = Instant::now();
-                            let status = conn.post(path, &body).await;
+                            let (status, _) = conn.send("POST", path, &body).await;
                             timed.push((at.elapsed(), status != 200));
                         }
                         timed

@@ -21,8 +21,10 @@ use cusim::flow::Strategy;
 use cusim::model::{Catalog, Product, ProductKind};
 use cusim::rng::Rng;
 use cusim_serve::{App, Config, Keys, PgSettings};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+#[path = "support/client.rs"]
+mod client;
+
+use client::Connection;
 
 const KEY: &str = "am_sk_test_soak";
 const CLIENTS: usize = 32;
@@ -44,48 +46,6 @@ fn resident_mib() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     (pages * 4096) as f64 / 1_048_576.0
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Connection {
-    reader: BufReader<TcpStream>,
-}
-
-impl Connection {
-    async fn open(addr: SocketAddr) -> Connection {
-        let stream = TcpStream::connect(addr).await.expect("the server listens");
-        stream.set_nodelay(true).unwrap();
-        Connection { reader: BufReader::new(stream) }
-    }
-
-    /// Sends `method path` with `body`; the status and the body.
-    async fn send(&mut self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: soak\r\nAuthorization: Bearer {KEY}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.reader.get_mut().write_all(request.as_bytes()).await.unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).await.unwrap();
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-        }
-        let mut body = vec![0u8; length];
-        self.reader.read_exact(&mut body).await.unwrap();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
 }
 
 /// One minute's calls: latencies in buckets 4% wide (from 1 µs to about
@@ -170,7 +130,7 @@ fn run(label: &str, postgres: Option<PgSettings>, seconds: u64) {
     let sent: Arc<Mutex<Sent>> = Arc::new(Mutex::new(Sent::new()));
     let mut rows = Vec::new();
     runtime.block_on(async {
-        let mut setup = Connection::open(addr).await;
+        let mut setup = Connection::open(addr, KEY).await;
         for n in 0..CUSTOMERS {
             let (status, body) = setup
                 .send("POST", "/v1/customers.get_or_create", &format!(r#"{{"customer_id":"k{n}"}}"#))
@@ -186,7 +146,7 @@ fn run(label: &str, postgres: Option<PgSettings>, seconds: u64) {
         for client in 0..CLIENTS {
             let (minutes, sent, done) = (Arc::clone(&minutes), Arc::clone(&sent), Arc::clone(&done));
             tasks.push(tokio::spawn(async move {
-                let mut conn = Connection::open(addr).await;
+                let mut conn = Connection::open(addr, KEY).await;
                 let mut rng = Rng::from_state(0x50a4 + client as u64);
                 while !done.load(Ordering::Relaxed) {
                     let id = format!("k{}", rng.below(CUSTOMERS));
@@ -223,7 +183,7 @@ fn run(label: &str, postgres: Option<PgSettings>, seconds: u64) {
         for task in tasks {
             task.await.unwrap();
         }
-        let mut conn = Connection::open(addr).await;
+        let mut conn = Connection::open(addr, KEY).await;
         let (_, metrics) = conn.send("GET", "/metrics", "").await;
         let sent = sent.lock().unwrap();
         let mut agree = true;
