@@ -15,32 +15,27 @@
 //! customers.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use cusim::flow::{Request, Strategy};
-use cusim::model::{Catalog, CustomerData, Product, ProductKind};
-use cusim_serve::{App, Config, Keys, PgSettings};
+use cusim::flow::Request;
+use cusim::model::{Catalog, CustomerData};
+use cusim_serve::{App, PgSettings};
 #[path = "support/client.rs"]
 mod client;
+#[path = "support/server.rs"]
+mod server;
 
 use client::Connection;
+use server::Server;
 
 const CLIENTS: [usize; 3] = [1, 8, 32];
 const KEY: &str = "am_sk_test_bench";
 
 fn catalog() -> Catalog {
-    let free = Product {
-        id: "free".into(),
-        group: "main".into(),
-        is_default: true,
-        kind: ProductKind::Free,
-        features: [("words".to_owned(), 1000)].into_iter().collect(),
-    };
-    Catalog::new(vec![free], false)
+    server::free_catalog(1000)
 }
 
 /// Latencies and errors of one benchmark.
@@ -77,65 +72,6 @@ impl Tally {
     }
 }
 
-/// A server in process, on a runtime of its own; stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    app: Option<Arc<App>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(postgres: Option<PgSettings>) -> Server {
-        let mut keys = Keys::default();
-        keys.add(&format!("{KEY}=org_1")).unwrap();
-        let config = Config {
-            strategy: Strategy::Safe,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            catalog: catalog(),
-            keys,
-            postgres,
-            pacing: cusim_serve::Pacing::default(),
-            timeout: Duration::from_secs(30),
-            generation: cusim::model::Generation::Current,
-            max_connections: cusim_serve::MAX_CONNECTIONS,
-            header_timeout: cusim_serve::HEADER_TIMEOUT,
-        };
-        let (ready, started) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-            let served = runtime.block_on(cusim_serve::serve(
-                config,
-                move |addr, app| {
-                    let _ = ready.send((addr, Arc::clone(app)));
-                },
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
-            if let Err(error) = served {
-                eprintln!("http: the server failed: {error}");
-            }
-        });
-        let (addr, app) = started.recv().expect("the server starts");
-        Server { addr, app: Some(app), stop: Some(stop), thread: Some(thread) }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // The server shuts its engine down once it holds the only handle.
-        self.app.take();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// The create and the check of round `round`'s client `client`.
 fn requests(label: &str, clients: usize, round: u64, client: usize) -> (String, String) {
     let id = format!("{label}_c{clients}_r{round}_{client}");
@@ -153,7 +89,7 @@ fn bench_mode(c: &mut Criterion, label: &str, postgres: impl Fn(&str) -> Option<
     for clients in CLIENTS {
         group.throughput(Throughput::Elements(2 * clients as u64));
         // Over HTTP: each client its own keep-alive connection.
-        let server = Server::start(postgres(&format!("http_{clients}")));
+        let server = Server::start(KEY, catalog(), postgres(&format!("http_{clients}")));
         let addr = server.addr;
         let connections: Vec<Arc<tokio::sync::Mutex<Connection>>> = runtime
             .block_on(async {
@@ -188,7 +124,7 @@ fn bench_mode(c: &mut Criterion, label: &str, postgres: impl Fn(&str) -> Option<
         drop(connections);
         drop(server);
         // Directly: the same requests handed to the same engine.
-        let server = Server::start(postgres(&format!("direct_{clients}")));
+        let server = Server::start(KEY, catalog(), postgres(&format!("direct_{clients}")));
         let app = Arc::clone(server.app.as_ref().expect("a running server"));
         let tally = Arc::new(Mutex::new(Tally::default()));
         group.bench_function(format!("direct/{clients}"), |b| {
@@ -299,7 +235,7 @@ fn held(c: &mut Criterion) {
         let tally = Arc::new(Mutex::new(Tally::default()));
         group.bench_function(format!("direct/{HELD_CLIENTS}/{held}"), |b| {
             let (_, app) = loaded.get_or_insert_with(|| {
-                let server = Server::start(None);
+                let server = Server::start(KEY, catalog(), None);
                 let app = Arc::clone(server.app.as_ref().expect("a running server"));
                 let started = Instant::now();
                 runtime.block_on(async {

@@ -12,19 +12,20 @@
 //! Rows are appended to `target/soak.txt`.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cusim::flow::Strategy;
-use cusim::model::{Catalog, Product, ProductKind};
+use cusim::model::Catalog;
 use cusim::rng::Rng;
-use cusim_serve::{App, Config, Keys, PgSettings};
+use cusim_serve::PgSettings;
 #[path = "support/client.rs"]
 mod client;
+#[path = "support/server.rs"]
+mod server;
 
 use client::Connection;
+use server::Server;
 
 const KEY: &str = "am_sk_test_soak";
 const CLIENTS: usize = 32;
@@ -32,14 +33,7 @@ const CUSTOMERS: usize = 1_000;
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn catalog() -> Catalog {
-    let free = Product {
-        id: "free".into(),
-        group: "main".into(),
-        is_default: true,
-        kind: ProductKind::Free,
-        features: [("words".to_owned(), 1_000_000)].into_iter().collect(),
-    };
-    Catalog::new(vec![free], false)
+    server::free_catalog(1_000_000)
 }
 
 fn resident_mib() -> f64 {
@@ -92,39 +86,9 @@ impl Minute {
 type Sent = std::collections::BTreeMap<(&'static str, u16), u64>;
 
 fn run(label: &str, postgres: Option<PgSettings>, seconds: u64) {
-    let mut keys = Keys::default();
-    keys.add(&format!("{KEY}=org_1")).unwrap();
-    let config = Config {
-        strategy: Strategy::Safe,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        catalog: catalog(),
-        keys,
-        postgres,
-        pacing: cusim_serve::Pacing::default(),
-        timeout: Duration::from_secs(30),
-        generation: cusim::model::Generation::Current,
-        max_connections: cusim_serve::MAX_CONNECTIONS,
-        header_timeout: cusim_serve::HEADER_TIMEOUT,
-    };
-    let (ready, started) = std::sync::mpsc::channel::<(SocketAddr, Arc<App>)>();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        let served = runtime.block_on(cusim_serve::serve(
-            config,
-            move |addr, app| {
-                let _ = ready.send((addr, Arc::clone(app)));
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        if let Err(error) = served {
-            eprintln!("soak: the server failed: {error}");
-        }
-    });
-    let (addr, app) = started.recv().expect("the server starts");
-    drop(app);
+    let mut server = Server::start(KEY, catalog(), postgres);
+    let addr = server.addr;
+    server.app.take();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let minutes: Arc<Mutex<Vec<Minute>>> = Arc::new(Mutex::new(Vec::new()));
     let sent: Arc<Mutex<Sent>> = Arc::new(Mutex::new(Sent::new()));
@@ -230,8 +194,7 @@ fn run(label: &str, postgres: Option<PgSettings>, seconds: u64) {
         eprintln!("{line}");
         append(line);
     }
-    let _ = stop.send(());
-    let _ = server.join();
+    drop(server);
 }
 
 fn append(line: &str) {
