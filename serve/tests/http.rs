@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::http::Request;
 use cusim::flow::Strategy;
 use cusim::model::ProductKind;
-use cusim_serve::App;
 use serde_json::json;
 use support::*;
 
@@ -352,23 +351,6 @@ async fn a_key_that_is_not_visible_ascii_is_refused() {
             post(&app, "/v1/customers.get_or_create", body.clone(), &[("idempotency-key", bad)]).await;
         assert_eq!(answer.message(), "Idempotency-Key: must be 1 to 255 visible ASCII characters", "{bad}");
     }
-}
-
-/// `GET path` without a key, answered as text.
-async fn get_text(app: &Arc<App>, path: &str) -> (u16, Option<String>, String) {
-    use tower::ServiceExt;
-    let request = Request::get(path).body(Body::empty()).unwrap();
-    let response = cusim_serve::router(Arc::clone(app)).oneshot(request).await.unwrap();
-    let status = response.status().as_u16();
-    let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-/// The value of the sample `series` (name and labels, as written) in a
-/// Prometheus text, if there is one.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test]

@@ -18,14 +18,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::Request;
 use cusim::flow::Strategy;
 use cusim::rng::Rng;
 use cusim_serve::{App, Engine, Keys, MemoryEngine};
 use serde_json::{json, Value};
 use support::*;
-use tower::ServiceExt;
 
 /// The two orgs' keys.
 const ORG_KEYS: [(&str, &str); 2] = [("am_sk_test_soak_one", "org_1"), ("am_sk_test_soak_two", "org_2")];
@@ -56,18 +53,11 @@ fn cpu_ticks() -> u64 {
 /// One point of the soak: when, resident bytes, CPU ticks.
 type Mark = (Instant, u64, u64);
 
-fn request(path: &str, org: usize, body: Value, key: Option<&str>) -> Request<Body> {
-    let mut request = Request::post(path)
-        .header("authorization", format!("Bearer {}", ORG_KEYS[org].0))
-        .header("content-type", "application/json");
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    request.body(Body::from(body.to_string())).unwrap()
-}
-
-async fn call(app: &Arc<App>, request: Request<Body>) -> (u16, Value) {
-    let answer = send(cusim_serve::router(Arc::clone(app)), request).await;
+/// `POST path` with `body` as org `org` (with an `Idempotency-Key`, if
+/// given): the status and the body.
+async fn call(app: &Arc<App>, org: usize, path: &str, body: Value, key: Option<&str>) -> (u16, Value) {
+    let extra: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
+    let answer = post_as(app, ORG_KEYS[org].0, path, body, &extra).await;
     (answer.status, answer.body)
 }
 
@@ -94,11 +84,10 @@ pub async fn soak(app: Arc<App>, label: &str, calls_per_client: usize) {
             for n in (client..CUSTOMERS).step_by(CLIENTS) {
                 for org in 0..2 {
                     let body = json!({"customer_id": format!("s{n}")});
-                    let (status, body) =
-                        call(&app, request("/v1/customers.get_or_create", org, body, None)).await;
+                    let (status, body) = call(&app, org, "/v1/customers.get_or_create", body, None).await;
                     assert_eq!(status, 200, "{body}");
                     let body = json!({"customer_id": format!("s{n}")});
-                    let (status, body) = call(&app, request("/v1/customers.get", org, body, None)).await;
+                    let (status, body) = call(&app, org, "/v1/customers.get", body, None).await;
                     assert_eq!(status, 200, "{body}");
                 }
             }
@@ -118,15 +107,12 @@ pub async fn soak(app: Arc<App>, label: &str, calls_per_client: usize) {
                 let customer = rng.below(CUSTOMERS);
                 let id = format!("s{customer}");
                 let choice = rng.below(100);
-                let (route, value, sent) = match choice {
-                    0..35 => {
-                        let body = json!({"customer_id": id, "feature_id": "words"});
-                        ("/v1/balances.check", 0, request("/v1/balances.check", org, body, None))
-                    }
+                let (route, value, body) = match choice {
+                    0..35 => ("/v1/balances.check", 0, json!({"customer_id": id, "feature_id": "words"})),
                     35..65 => {
                         let value = 1 + rng.below(3) as i64;
                         let body = json!({"customer_id": id, "feature_id": "words", "value": value});
-                        ("/v1/balances.track", value, request("/v1/balances.track", org, body, None))
+                        ("/v1/balances.track", value, body)
                     }
                     65..80 => {
                         // A pooled key always names the same track.
@@ -134,8 +120,7 @@ pub async fn soak(app: Arc<App>, label: &str, calls_per_client: usize) {
                         let (customer, value) = (k % CUSTOMERS, 1 + (k % 3) as i64);
                         let body = json!({"customer_id": format!("s{customer}"), "feature_id": "words", "value": value});
                         let key = format!("soak-{k}");
-                        let sent = request("/v1/balances.track", org, body, Some(&key));
-                        let (status, body) = call(&app, sent).await;
+                        let (status, body) = call(&app, org, "/v1/balances.track", body, Some(&key)).await;
                         let mut heard = heard.lock().unwrap();
                         match status {
                             200 => *heard.usage.entry((org, customer)).or_default() += value,
@@ -146,12 +131,9 @@ pub async fn soak(app: Arc<App>, label: &str, calls_per_client: usize) {
                         note_done(&mut heard, total);
                         continue;
                     }
-                    _ => {
-                        let body = json!({"customer_id": id});
-                        ("/v1/customers.get", 0, request("/v1/customers.get", org, body, None))
-                    }
+                    _ => ("/v1/customers.get", 0, json!({"customer_id": id})),
                 };
-                let (status, body) = call(&app, sent).await;
+                let (status, body) = call(&app, org, route, body, None).await;
                 assert_eq!(status, 200, "{route}: {body}");
                 let mut heard = heard.lock().unwrap();
                 if route == "/v1/balances.track" {
@@ -170,7 +152,7 @@ pub async fn soak(app: Arc<App>, label: &str, calls_per_client: usize) {
     for org in 0..2 {
         for customer in 0..CUSTOMERS {
             let body = json!({"customer_id": format!("s{customer}")});
-            let (status, body) = call(&app, request("/v1/customers.get", org, body, None)).await;
+            let (status, body) = call(&app, org, "/v1/customers.get", body, None).await;
             assert_eq!(status, 200, "{body}");
             let usage = body["balances"]["words"]["usage"].as_i64().unwrap_or(0);
             let acknowledged = heard.usage.get(&(org, customer)).copied().unwrap_or(0);
@@ -187,13 +169,8 @@ pub async fn soak(app: Arc<App>, label: &str, calls_per_client: usize) {
     );
 
     // The metrics agree with the clients.
-    let response = cusim_serve::router(Arc::clone(&app))
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec())
-            .unwrap();
+    let (status, _, text) = get_text(&app, "/metrics").await;
+    assert_eq!(status, 200);
     let setup_creates = (2 * CUSTOMERS) as u64;
     // The reads after the creates, and the reads of the check below.
     let gets_after = (4 * CUSTOMERS) as u64;
@@ -201,13 +178,11 @@ pub async fn soak(app: Arc<App>, label: &str, calls_per_client: usize) {
         let series =
             format!("cusim_http_requests_total{{route=\"{route}\",method=\"POST\",status=\"{status}\"}}");
         let expected = n + if (*route, *status) == ("/v1/customers.get", 200) { gets_after } else { 0 };
-        let counted =
-            text.lines().find_map(|l| l.strip_prefix(&series)?.strip_prefix(' ')?.parse::<f64>().ok());
-        assert_eq!(counted, Some(expected as f64), "{series}");
+        assert_eq!(sample(&text, &series), Some(expected as f64), "{series}");
     }
     let creates =
         "cusim_http_requests_total{route=\"/v1/customers.get_or_create\",method=\"POST\",status=\"200\"}";
-    assert!(text.contains(&format!("{creates} {setup_creates}")), "{text}");
+    assert_eq!(sample(&text, creates), Some(setup_creates as f64), "{text}");
     assert!(!text.contains("status=\"5"), "no 5xx: {text}");
 
     // The second fifth (the first warms threads and allocator arenas)

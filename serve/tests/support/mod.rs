@@ -90,11 +90,32 @@ pub async fn send(router: Router, request: Request<Body>) -> Answer {
 
 /// `POST path` with `body` and the suite's key (and `extra` headers).
 pub async fn post(app: &Arc<App>, path: &str, body: Value, extra: &[(&str, &str)]) -> Answer {
+    post_as(app, KEY, path, body, extra).await
+}
+
+/// `POST path` with `body`, the secret key `key` and `extra` headers.
+pub async fn post_as(app: &Arc<App>, key: &str, path: &str, body: Value, extra: &[(&str, &str)]) -> Answer {
     let mut request = Request::post(path)
-        .header("authorization", format!("Bearer {KEY}"))
+        .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/json");
     for (name, value) in extra {
         request = request.header(*name, *value);
     }
     send(cusim_serve::router(Arc::clone(app)), request.body(Body::from(body.to_string())).unwrap()).await
+}
+
+/// `GET path` without a key, answered as text.
+pub async fn get_text(app: &Arc<App>, path: &str) -> (u16, Option<String>, String) {
+    let request = Request::get(path).body(Body::empty()).unwrap();
+    let response = cusim_serve::router(Arc::clone(app)).oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// The value of the sample `series` (name and labels, as written) in a
+/// Prometheus text, if there is one.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -345,23 +345,24 @@ impl<T: Clone + Indexed> Table<T> {
     /// `txn` writes a new version of row `index` (see [`Tuple::write`]).
     pub fn write(&mut self, index: usize, txn: TxnId, value: T, mode: LockMode) {
         self.change_versions(index, |t| t.write(txn, value, mode));
-        if let Some(built) = &mut self.index {
-            built.hold(txn, index);
-        }
+        self.hold(txn, index);
     }
 
     /// `txn` locks row `index` (see [`Tuple::lock`]).
     pub fn lock(&mut self, index: usize, txn: TxnId, mode: LockMode) {
         self.rows[index].lock(txn, mode);
-        if let Some(built) = &mut self.index {
-            built.hold(txn, index);
-        }
+        self.hold(txn, index);
     }
 
     /// `txn`'s `UPDATE` of row `index` waits on a unique index (see
     /// [`Tuple::replacing`]).
     pub fn mark_replacing(&mut self, index: usize, txn: TxnId) {
         self.rows[index].replacing = Some(txn);
+        self.hold(txn, index);
+    }
+
+    /// `txn` now holds something on row `index` (noted once indexed).
+    fn hold(&mut self, txn: TxnId, index: usize) {
         if let Some(built) = &mut self.index {
             built.hold(txn, index);
         }
@@ -474,6 +475,16 @@ mod tests {
         table.visible(txn).filter(|(_, r)| wanted(r)).map(|(i, _)| i).collect()
     }
 
+    /// What a lookup by `key` finds, the caller keeping what it wants.
+    fn found(
+        table: &Table<CustomerRow>,
+        txn: TxnId,
+        key: RowKey,
+        wanted: &dyn Fn(&CustomerRow) -> bool,
+    ) -> Vec<usize> {
+        table.visible_by(txn, || key).filter(|(_, r)| wanted(r)).map(|(i, _)| i).collect()
+    }
+
     fn probe_by_scan(
         table: &Table<CustomerRow>,
         txn: TxnId,
@@ -572,12 +583,8 @@ mod tests {
                     let scope = Scope::new(org, env);
                     for id in IDS {
                         let wanted = |r: &CustomerRow| r.scope_is(&scope) && r.id.as_deref() == Some(id);
-                        let found: Vec<usize> = table
-                            .visible_by(reader, || RowKey::id(&scope, id))
-                            .filter(|(_, r)| wanted(r))
-                            .map(|(i, _)| i)
-                            .collect();
-                        assert_eq!(found, scanned(&table, reader, &wanted), "step {step}: id {id}");
+                        let by_id = found(&table, reader, RowKey::id(&scope, id), &wanted);
+                        assert_eq!(by_id, scanned(&table, reader, &wanted), "step {step}: id {id}");
                         let except = (rng.below(3) == 0).then(|| rng.below(table.tuples().len()));
                         let probed = table.unique_probe(txn, except, || RowKey::id(&scope, id), wanted);
                         let expected = probe_by_scan(&table, txn, except, &wanted);
@@ -588,12 +595,8 @@ mod tests {
                     let wanted = |r: &CustomerRow| {
                         r.scope_is(&scope) && r.idless_email_key().as_deref() == Some(email)
                     };
-                    let found: Vec<usize> = table
-                        .visible_by(reader, || RowKey::email(&scope, email))
-                        .filter(|(_, r)| wanted(r))
-                        .map(|(i, _)| i)
-                        .collect();
-                    assert_eq!(found, scanned(&table, reader, &wanted), "step {step}: email");
+                    let by_email = found(&table, reader, RowKey::email(&scope, email), &wanted);
+                    assert_eq!(by_email, scanned(&table, reader, &wanted), "step {step}: email");
                     let probed = table.unique_probe(txn, None, || RowKey::email(&scope, email), wanted);
                     assert_eq!(probed, probe_by_scan(&table, txn, None, &wanted), "step {step}: email probe");
                     lookups += 2;
@@ -601,12 +604,8 @@ mod tests {
             }
             let internal = format!("cus_{}", rng.below(step + 1));
             let wanted = |r: &CustomerRow| r.internal_id == internal;
-            let found: Vec<usize> = table
-                .visible_by(reader, || RowKey::internal(&internal))
-                .filter(|(_, r)| wanted(r))
-                .map(|(i, _)| i)
-                .collect();
-            assert_eq!(found, scanned(&table, reader, &wanted), "step {step}: internal id");
+            let by_internal = found(&table, reader, RowKey::internal(&internal), &wanted);
+            assert_eq!(by_internal, scanned(&table, reader, &wanted), "step {step}: internal id");
         }
         assert!(table.is_indexed() && table.tuples().len() > 10 * INDEX_FROM, "{}", table.tuples().len());
         assert!(lookups > 50_000);
