@@ -497,18 +497,20 @@ const MIN_SWAPS: u64 = 1_000;
 /// The dependency relation, decision by decision: in random runs (up to
 /// one clock move), each pair of adjacent decisions of different movers
 /// whose footprints do not conflict is swapped (up to [`SWAPS_PER_RUN`]
-/// per run, spread over it), and the swapped schedule must replay (neither
-/// enabled nor disabled the other) to the same outcome: answers, retried
-/// attempts, deductions, settle reads, the end, the committed state, the
-/// cache, Stripe, violations and the races they show.
+/// per run, spread over it, and every clock move next to a step that read
+/// the time within a longer window), and the swapped schedule must replay
+/// (neither enabled nor disabled the other) to the same outcome: answers,
+/// retried attempts, deductions, settle reads, the end, the committed
+/// state (times only kept left out), the cache, Stripe, violations and the
+/// races they show.
 #[test]
 fn decisions_the_relation_calls_independent_commute_in_every_builtin() {
     let options = RunOptions { footprints: true, ..RunOptions::default() };
-    let mut total = 0;
+    let (mut total, mut total_across) = (0, 0);
     for builtin in BUILTINS {
         let scenario = builtin.scenario().unwrap();
         let started = Instant::now();
-        let (mut runs, mut swaps) = (0, 0);
+        let (mut runs, mut swaps, mut moves_across_windows) = (0, 0, 0);
         let prepared: Vec<Prepared> = Strategy::ALL.map(|s| Prepared::new(&scenario, s).unwrap()).to_vec();
         for seed in 0..MAX_COMMUTATION_RUNS {
             if seed >= COMMUTATION_RUNS && swaps >= MIN_SWAPS {
@@ -529,8 +531,20 @@ fn decisions_the_relation_calls_independent_commute_in_every_builtin() {
                             && !run.footprints[k].conflicts(&run.footprints[k + 1])
                     })
                     .collect();
+                // Every clock move next to a step whose reading of the time
+                // is compared within a window longer than the move (the
+                // windows of `footprint`), and a spread of the other pairs.
+                let across_window = |k: usize| {
+                    let (a, b) = (&run.footprints[k], &run.footprints[k + 1]);
+                    (a.moves.is_some() && b.window.is_some()) || (b.moves.is_some() && a.window.is_some())
+                };
                 let step = independent.len().div_ceil(SWAPS_PER_RUN).max(1);
-                for &k in independent.iter().step_by(step) {
+                let spread = independent.iter().copied().step_by(step);
+                let mut chosen: Vec<usize> =
+                    spread.chain(independent.iter().copied().filter(|&k| across_window(k))).collect();
+                chosen.sort_unstable();
+                chosen.dedup();
+                for k in chosen {
                     let mut swapped = tokens.clone();
                     swapped.swap(k, k + 1);
                     let swapped = Schedule(swapped);
@@ -555,13 +569,19 @@ fn decisions_the_relation_calls_independent_commute_in_every_builtin() {
                         run.schedule
                     );
                     swaps += 1;
+                    moves_across_windows += u64::from(across_window(k));
                 }
                 runs += 1;
             }
         }
         assert!(swaps >= MIN_SWAPS, "{}: only {swaps} swaps in {runs} runs", builtin.name());
-        eprintln!("{}: {swaps} swaps in {runs} runs, each to the same outcome", builtin.name());
+        eprintln!(
+            "{}: {swaps} swaps in {runs} runs ({moves_across_windows} of a clock move across a reading of the \
+             time within a longer window), each to the same outcome",
+            builtin.name()
+        );
         total += swaps;
+        total_across += moves_across_windows;
         Claim::new(
             format!("commutation/{}", builtin.name()),
             "two adjacent decisions the dependency relation calls independent, swapped, give the same outcome",
@@ -569,7 +589,12 @@ fn decisions_the_relation_calls_independent_commute_in_every_builtin() {
             Bound::Sampled(swaps),
         )
         .figure("runs", runs)
+        .figure("moves_across_windows", moves_across_windows)
         .record(started);
     }
-    eprintln!("{total} swaps in all");
+    eprintln!("{total} swaps in all, {total_across} of them a clock move across a longer window");
+    assert!(
+        total_across > 0,
+        "no clock move was swapped across a reading of the time: the windows go untested"
+    );
 }

@@ -159,6 +159,11 @@ macro_rules! operations {
             async fn perform(&self, op: Op) -> Outcome;
             /// The virtual clock, in milliseconds.
             fn now_ms(&self) -> u64;
+            /// The clock read for the stale-write guard alone (an
+            /// invalidation's time): only a guard compares what it gives.
+            fn guard_time_ms(&self) -> u64 {
+                self.now_ms()
+            }
             /// A stamp taken just before a read whose result may be cached:
             /// the stale-write guard refuses the write if an invalidation
             /// came after it (the modelled server's `fetchTimeMs`).

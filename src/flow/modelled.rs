@@ -81,7 +81,7 @@ pub async fn fill_empty_fields<B: Backend>(
 
 /// A failed invalidation is logged by the modelled server and ignored.
 async fn invalidate_best_effort<B: Backend>(ctx: &Ctx<'_, B>, key: &CacheKey) {
-    let _ignored: Result<(), CacheError> = ctx.db.cache_invalidate(key, ctx.db.now_ms()).await;
+    let _ignored: Result<(), CacheError> = ctx.db.cache_invalidate(key, ctx.db.guard_time_ms()).await;
 }
 
 /// The "existing customer" path of create: fill empty fields, make sure of

@@ -303,7 +303,7 @@ async fn stripe_customer<B: Backend>(ctx: &Ctx<'_, B>, row: &CustomerRow) -> Res
 /// The client may retry (503).
 async fn invalidate<B: Backend>(ctx: &Ctx<'_, B>, key: &CacheKey) -> Result<(), ApiError> {
     ctx.db
-        .cache_invalidate(key, ctx.db.now_ms())
+        .cache_invalidate(key, ctx.db.guard_time_ms())
         .await
         .map_err(|_| ApiError::new(ErrorCode::DbUnavailable, "cache unavailable; nothing was changed"))
 }

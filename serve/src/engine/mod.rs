@@ -155,6 +155,10 @@ impl<B: Backend> Backend for Paced<B> {
         self.inner.now_ms()
     }
 
+    fn guard_time_ms(&self) -> u64 {
+        self.inner.guard_time_ms()
+    }
+
     fn read_stamp(&self) -> CacheStamp {
         self.inner.read_stamp()
     }

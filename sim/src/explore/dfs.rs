@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use super::schedulers::CLOCK_MOVES_MS;
 use super::Shard;
-use crate::drive::stepper::{footprint, Action, Chooser, Footprint, Seen, View};
+use crate::drive::stepper::{footprint, Action, Chooser, Footprint, GuardTimes, Seen, View};
 use crate::input::schedule::Token;
 
 /// How the exhaustive scheduler avoids running equivalent schedules.
@@ -258,7 +258,7 @@ impl Dfs {
             .sleep
             .iter()
             .chain(&parent.done)
-            .filter(|(_, footprint)| !footprint.conflicts(done))
+            .filter(|(_, footprint)| !footprint.conflicts_among(done, self.max_ticks))
             .cloned()
             .collect()
     }
@@ -410,7 +410,7 @@ impl Dfs {
         for j in self.fresh..n {
             let mut before = Bits::with_len(n);
             for m in 0..j {
-                if movers[m] == movers[j] || footprints[m].conflicts(&footprints[j]) {
+                if movers[m] == movers[j] || footprints[m].conflicts_among(&footprints[j], self.max_ticks) {
                     before.set(m);
                     before.union(&self.frames[m].before);
                 }
@@ -438,12 +438,12 @@ impl Dfs {
         }
         let ticks = movers.iter().filter(|m| matches!(m, Mover::Clock(_))).count();
         if !self.blocked && ticks < self.max_ticks {
-            let tick = footprint(&Action::Tick, Seen::default());
             for ms in CLOCK_MOVES_MS {
+                let tick = footprint(&Action::Tick { ms }, Seen::default(), GuardTimes::Compared);
                 let mover = Mover::Clock(ms);
                 let mut before = Bits::with_len(n);
                 for m in 0..n {
-                    if movers[m] == mover || footprints[m].conflicts(&tick) {
+                    if movers[m] == mover || footprints[m].conflicts_among(&tick, self.max_ticks) {
                         before.set(m);
                         before.union(&self.frames[m].before);
                     }

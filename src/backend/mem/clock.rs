@@ -40,6 +40,10 @@ pub struct Clocks {
     /// a step that read it depends on a clock move (what a reduction's
     /// dependency relation must know).
     pub time_reads: SharedClock,
+    /// Readings of an instance's clock for the stale-write guard alone (a
+    /// read stamp's time, an invalidation's), counted apart: only a guard
+    /// compares them.
+    pub guard_reads: SharedClock,
 }
 
 impl Clocks {
@@ -73,6 +77,7 @@ impl Clone for Clocks {
             seq: SharedClock::new(self.seq.get()),
             stamps: SharedClock::new(self.stamps.get()),
             time_reads: SharedClock::new(self.time_reads.get()),
+            guard_reads: SharedClock::new(self.guard_reads.get()),
         }
     }
 }

@@ -37,6 +37,7 @@ pub struct MemConn {
     seq: SharedClock,
     stamps: SharedClock,
     time_reads: SharedClock,
+    guard_reads: SharedClock,
     /// How far the serving app instance's clock is off.
     skew_ms: i64,
 }
@@ -59,6 +60,7 @@ impl MemConn {
             seq: world.logical_clock(),
             stamps: world.stamp_counter(),
             time_reads: world.time_read_counter(),
+            guard_reads: world.guard_read_counter(),
             skew_ms: 0,
         }
     }
@@ -179,8 +181,15 @@ impl Backend for MemConn {
         self.clock_ms.get().saturating_add_signed(self.skew_ms)
     }
 
+    /// This instance's clock, counted apart from [`MemConn::now_ms`]'s
+    /// readings: what it gives only a stale-write guard compares.
+    fn guard_time_ms(&self) -> u64 {
+        self.guard_reads.set(self.guard_reads.get() + 1);
+        self.clock_ms.get().saturating_add_signed(self.skew_ms)
+    }
+
     fn read_stamp(&self) -> CacheStamp {
         self.stamps.set(self.stamps.get() + 1);
-        CacheStamp { seq: self.seq.get(), epoch: 0, time_ms: self.now_ms() }
+        CacheStamp { seq: self.seq.get(), epoch: 0, time_ms: self.guard_time_ms() }
     }
 }

@@ -136,6 +136,17 @@ impl World {
         self.db.take_touches()
     }
 
+    /// The count of readings of an instance's clock for the stale-write
+    /// guard (shared with connections).
+    pub fn guard_read_counter(&self) -> SharedClock {
+        self.clocks.guard_reads.clone()
+    }
+
+    /// How many times connections have read the clock for the guard.
+    pub fn guard_reads(&self) -> u64 {
+        self.clocks.guard_reads.get()
+    }
+
     /// How many times the world and its connections have read virtual time.
     pub fn time_reads(&self) -> u64 {
         self.clocks.time_reads.get()

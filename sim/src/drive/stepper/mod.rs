@@ -44,7 +44,7 @@ use shadow::reborrow;
 
 pub use availability::{Availability, Service};
 pub use choose::{Chooser, Lenient, Replay, View};
-pub use footprint::{footprint, Access, Action, Applied, Footprint, Seen};
+pub use footprint::{footprint, Access, Action, Applied, Footprint, GuardTimes, Seen};
 pub(crate) use prepared::{settle_reads, Settled};
 pub use prepared::{Prepared, SetupError};
 pub use shadow::{ModelResult, Services, Shadow};
@@ -180,12 +180,17 @@ struct Run<'p, 's> {
 #[derive(Debug, Clone, Copy)]
 struct Mark {
     time_reads: u64,
+    guard_reads: u64,
     stamps: u64,
 }
 
 impl Run<'_, '_> {
     fn mark(&self) -> Mark {
-        Mark { time_reads: self.world.time_reads(), stamps: self.world.stamps_taken() }
+        Mark {
+            time_reads: self.world.time_reads(),
+            guard_reads: self.world.guard_reads(),
+            stamps: self.world.stamps_taken(),
+        }
     }
 
     /// Adds what `action`, done since `mark`, touched to the decision under
@@ -196,9 +201,10 @@ impl Run<'_, '_> {
             let seen = Seen {
                 db: self.world.take_db_touches(),
                 read_clock: self.world.time_reads() != mark.time_reads,
+                read_guard_time: self.world.guard_reads() != mark.guard_reads,
                 took_stamp: self.world.stamps_taken() != mark.stamps,
             };
-            self.touched.add(footprint(&action, seen));
+            self.touched.add(footprint(&action, seen, GuardTimes::of(self.prepared.strategy)));
         }
     }
 
@@ -644,7 +650,7 @@ fn run_with(
                 if run.record {
                     ended_by = Some(last.clone());
                 }
-                last.add(footprint(&Action::EndOfRun, Seen::default()));
+                last.add(footprint(&Action::EndOfRun, Seen::default(), GuardTimes::of(prepared.strategy)));
             }
             break None;
         }
@@ -669,7 +675,7 @@ fn run_with(
             Token::Tick { ms } => {
                 let mark = run.mark();
                 run.world.advance_clock(ms);
-                run.note(Action::Tick, mark);
+                run.note(Action::Tick { ms }, mark);
                 ticks += 1;
                 let now_ms = run.world.observed_now_ms();
                 run.event(None, EventKind::Tick { ms, now_ms });
@@ -732,7 +738,8 @@ fn run_with(
         let last = footprints.len().wrapping_sub(1);
         let of =
             |k: usize| if k == last { ended_by.as_ref().unwrap_or(&footprints[k]) } else { &footprints[k] };
-        let pasts = Past::of_run(&movers, |a, b| of(a).conflicts(of(b)));
+        let moves = schedule.iter().filter(|t| matches!(t, Token::Tick { .. })).count();
+        let pasts = Past::of_run(&movers, |a, b| of(a).conflicts_among(of(b), moves));
         for event in &mut run.trace {
             if let Some(step) = event.step {
                 event.past = pasts[step].clone();
