@@ -62,8 +62,8 @@ enum Place {
 /// rest a few): the workers take the longest first.
 fn expected_seconds(label: &str) -> u32 {
     const KNOWN: [(&str, u32); 12] = [
-        ("cusim-sim/test:safe_everywhere", 230),
-        ("cusim-sim/test:reduction", 200),
+        ("cusim-sim/test:reduction", 230),
+        ("cusim-sim/test:safe_everywhere", 160),
         ("cusim-pg/test:pg differential::", 110),
         ("madsim:", 100),
         ("cusim-pg/test:pg replay::", 85),

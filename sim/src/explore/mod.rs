@@ -263,20 +263,28 @@ fn outcome_text(execution: &Execution, violations: &[Violation], symptoms: &[Sym
 }
 
 /// `text` with the value of every field named for a kept creation time
-/// (`created_at`, `created_at_ms`, as `Debug` or JSON prints it) put as `_`.
+/// (`created_at`, `created_at_ms`, as `Debug` or JSON prints it) put as `_`,
+/// in one pass.
 fn without_kept_times(text: &str) -> String {
-    const FIELDS: [&str; 4] = ["created_at: ", "created_at_ms: ", "\"created_at\":", "\"created_at_ms\":"];
+    const NAME: &str = "created_at";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some((at, field)) = FIELDS
-        .iter()
-        .filter_map(|f| rest.find(f).map(|at| (at, *f)))
-        .min_by_key(|&(at, f)| (at, usize::MAX - f.len()))
-    {
-        let value = at + field.len();
+    while let Some(at) = rest.find(NAME) {
+        let after = &rest[at + NAME.len()..];
+        // `created_at: 5`, `created_at_ms: 5`, `"created_at":5`.
+        let tail = after.strip_prefix("_ms").unwrap_or(after);
+        let separator = [": ", "\":"].into_iter().find(|sep| tail.starts_with(sep));
+        let (value, digits) = match separator {
+            Some(sep) => {
+                let value = rest.len() - tail.len() + sep.len();
+                (value, rest[value..].bytes().take_while(u8::is_ascii_digit).count())
+            }
+            None => (at + NAME.len(), 0),
+        };
         out.push_str(&rest[..value]);
-        let digits = rest[value..].bytes().take_while(u8::is_ascii_digit).count();
-        out.push_str(if digits > 0 { "_" } else { "" });
+        if digits > 0 {
+            out.push('_');
+        }
         rest = &rest[value + digits..];
     }
     out.push_str(rest);
@@ -611,5 +619,6 @@ mod tests {
             r#"Row { id: "cus_1", created_at: _ }|Stripe { created_at_ms: _ }|{"created_at":_,"n":3}|updated_at: 9"#
         );
         assert_eq!(without_kept_times("created_at: none"), "created_at: none");
+        assert_eq!(without_kept_times("created_at7 created_at_ms"), "created_at7 created_at_ms");
     }
 }
