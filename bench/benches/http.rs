@@ -132,16 +132,7 @@ fn bench_mode(c: &mut Criterion, label: &str, postgres: impl Fn(&str) -> Option<
                 run_rounds(&runtime, &round, clients, rounds, &tally, |client, n| {
                     let app = Arc::clone(&app);
                     let (id, _) = requests(label, clients, n, client);
-                    async move {
-                        let mut timed = Vec::new();
-                        for request in direct_requests(&id) {
-                            let at = Instant::now();
-                            let result =
-                                app.engine.execute(request, None, cusim::model::FailedKey::GivenBack).await;
-                            timed.push((at.elapsed(), result.is_err()));
-                        }
-                        timed
-                    }
+                    async move { execute_timed(&app, direct_requests(&id)).await }
                 })
             })
         });
@@ -167,6 +158,18 @@ fn direct_requests(id: &str) -> [Request; 2] {
 /// Runs `rounds` rounds of `clients` tasks at once, client `c` of round
 /// `n` doing `work(c, n)`, whose (latency, failed) pairs go to `tally`;
 /// the time the rounds took.
+/// Each request handed to the engine in turn: how long it took, and
+/// whether it failed.
+async fn execute_timed(app: &App, requests: impl IntoIterator<Item = Request>) -> Vec<(Duration, bool)> {
+    let mut timed = Vec::new();
+    for request in requests {
+        let at = Instant::now();
+        let result = app.engine.execute(request, None, cusim::model::FailedKey::GivenBack).await;
+        timed.push((at.elapsed(), result.is_err()));
+    }
+    timed
+}
+
 fn run_rounds<W, F>(
     runtime: &tokio::runtime::Runtime,
     round: &AtomicU64,
@@ -260,14 +263,7 @@ fn held(c: &mut Criterion) {
                     async move {
                         let [create, _] = direct_requests(&id);
                         let [_, check] = direct_requests(&format!("held_{known}"));
-                        let mut timed = Vec::new();
-                        for request in [check, create] {
-                            let at = Instant::now();
-                            let result =
-                                app.engine.execute(request, None, cusim::model::FailedKey::GivenBack).await;
-                            timed.push((at.elapsed(), result.is_err()));
-                        }
-                        timed
+                        execute_timed(&app, [check, create]).await
                     }
                 })
             })
