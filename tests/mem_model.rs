@@ -2,7 +2,7 @@
 //! and Stripe where the flows depend on it. Operations are applied
 //! directly, two "requests" interleaved by hand.
 
-use cusim::backend::mem::{Blocked, Fault, World};
+use cusim::backend::mem::{Blocked, Fault, World, APPLIED_KEY_WINDOW_MS};
 use cusim::backend::Constraints;
 use cusim::backend::*;
 use cusim::model::{Catalog, CustomerRow, DefaultScope, Env, FullCustomer, ProductStatus, Scope};
@@ -508,6 +508,41 @@ fn a_keyed_deduction_counts_once() {
     assert_eq!(
         ok(w.apply(0, &deduct(None), None)),
         Outcome::Deduct { outcome: DeductOutcome::Applied { usage: 9 } }
+    );
+}
+
+#[test]
+fn a_counted_key_lasts_the_idempotency_window_and_is_then_forgotten() {
+    let mut w = all_constraints();
+    let full = cached_customer(&mut w);
+    let internal_id = full.customer.internal_id.clone();
+    let deduct = |key: &str| Op::Deduct {
+        scope: scope(),
+        internal_id: internal_id.clone(),
+        feature_id: "words".into(),
+        value: 3,
+        target: DeductTarget::Db,
+        key: Some(key.to_owned()),
+    };
+    let applied = |usage| Outcome::Deduct { outcome: DeductOutcome::Applied { usage } };
+    let duplicate = |usage| Outcome::Deduct { outcome: DeductOutcome::Duplicate { usage } };
+    let t0 = w.now_ms();
+    assert_eq!(ok(w.apply(0, &deduct("a"), None)), applied(3));
+    w.advance_clock(APPLIED_KEY_WINDOW_MS - 1);
+    assert_eq!(ok(w.apply(1, &deduct("a"), None)), duplicate(3), "a millisecond before the window ends");
+    assert_eq!(ok(w.apply(1, &deduct("b"), None)), applied(6));
+    let keys = |w: &World| w.applied_keys(&internal_id, "words").into_iter().collect::<Vec<_>>();
+    let b_at = t0 + APPLIED_KEY_WINDOW_MS - 1;
+    assert_eq!(keys(&w), [("a".to_owned(), t0), ("b".to_owned(), b_at)]);
+    w.advance_clock(1);
+    assert_eq!(ok(w.apply(2, &deduct("a"), None)), applied(9), "the window has passed: a new track");
+    assert_eq!(keys(&w), [("a".to_owned(), t0 + APPLIED_KEY_WINDOW_MS), ("b".to_owned(), b_at)]);
+    w.advance_clock(APPLIED_KEY_WINDOW_MS);
+    assert_eq!(ok(w.apply(3, &deduct("c"), None)), applied(12));
+    assert_eq!(
+        keys(&w),
+        [("c".to_owned(), t0 + 2 * APPLIED_KEY_WINDOW_MS)],
+        "a count forgets the keys whose window has passed"
     );
 }
 

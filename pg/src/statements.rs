@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use cusim::backend::mem::database::advisory_key;
-use cusim::backend::mem::Cache;
+use cusim::backend::mem::{Cache, APPLIED_KEY_WINDOW_MS};
 use cusim::backend::*;
 use cusim::model::{Balance, CustomerProduct, CustomerRow, FullCustomer, Product, ProductStatus, Scope};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -68,20 +68,29 @@ impl PgConn {
         Ok(FullCustomer { customer: row, products, balances })
     }
 
-    /// Adds `value` unless the balance counted `key` before; `ON CONFLICT
-    /// DO UPDATE` locks the row even when its `WHERE` is false.
+    /// Adds `value` unless the balance counted `key` less than the
+    /// idempotency window before `now_ms`; a count forgets the keys whose
+    /// window has passed. `ON CONFLICT DO UPDATE` locks the row even when
+    /// its `WHERE` is false. (The model's `Database::upsert_usage`.)
     async fn keyed_add_usage(
         &self,
         internal_id: &str,
         feature_id: &str,
         value: i64,
         key: &str,
+        now_ms: u64,
     ) -> Result<DeductOutcome, DbError> {
+        // A key counted at `t` is applied while `now < t + window`.
         let add = "INSERT INTO balances (internal_customer_id, feature_id, usage, applied_keys) \
-                   VALUES ($1, $2, $3, ARRAY[$4::text]) \
+                   VALUES ($1, $2, $3, jsonb_build_object($4::text, $5::bigint)) \
                    ON CONFLICT (internal_customer_id, feature_id) DO UPDATE \
-                   SET usage = balances.usage + EXCLUDED.usage, applied_keys = balances.applied_keys || $4::text \
-                   WHERE NOT ($4::text = ANY (balances.applied_keys)) RETURNING usage";
+                   SET usage = balances.usage + EXCLUDED.usage, \
+                       applied_keys = (SELECT coalesce(jsonb_object_agg(k, t), '{}'::jsonb) \
+                                       FROM jsonb_each(balances.applied_keys) AS kept(k, t) \
+                                       WHERE $5::bigint < t::bigint + $6::bigint) \
+                                      || jsonb_build_object($4::text, $5::bigint) \
+                   WHERE NOT coalesce($5::bigint < (balances.applied_keys ->> $4::text)::bigint + $6::bigint, false) \
+                   RETURNING usage";
         let read = "SELECT usage FROM balances WHERE internal_customer_id = $1 AND feature_id = $2";
         let mut conn = self.link().await;
         let added = sqlx::query_scalar(add)
@@ -89,6 +98,8 @@ impl PgConn {
             .bind(feature_id)
             .bind(value)
             .bind(key)
+            .bind(now_ms as i64)
+            .bind(APPLIED_KEY_WINDOW_MS as i64)
             .fetch_optional(&mut *conn)
             .await;
         match added {
@@ -613,7 +624,10 @@ impl PgConn {
                     None => DeductOutcome::Applied {
                         usage: self.upsert_usage(internal_id, feature_id, value, false).await?,
                     },
-                    Some(key) => self.keyed_add_usage(internal_id, feature_id, value, key).await?,
+                    Some(key) => {
+                        let now = self.shared.borrow().clock_ms;
+                        self.keyed_add_usage(internal_id, feature_id, value, key, now).await?
+                    }
                 })
             }
         }

@@ -1,16 +1,19 @@
-//! Operations no flow uses yet, given as data to the model and to
-//! Postgres side by side: the same answers, and the same waits (a wait
-//! on Postgres is seen in `pg_locks`, not guessed from time).
+//! Operations given as data to the model and to Postgres side by side:
+//! the same answers, and the same waits (a wait on Postgres is seen in
+//! `pg_locks`, not guessed from time). Those no flow uses yet, and the
+//! edges of a window no schedule reaches exactly.
 
 use crate::support;
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use cusim::backend::mem::{Blocked, World};
-use cusim::backend::{Backend, Op, Outcome};
+use cusim::backend::mem::{Blocked, World, APPLIED_KEY_WINDOW_MS};
+use cusim::backend::{
+    Backend, DeductOutcome, DeductTarget, InsertOutcome, NewCustomer, OnConflict, Op, Outcome,
+};
 use cusim::flow::Strategy;
-use cusim::model::{Catalog, Scope};
+use cusim::model::{Catalog, DefaultScope, Scope};
 use cusim_pg::{schema, services};
 use sqlx::{Connection, PgConnection};
 use support::{connect, database_url};
@@ -107,6 +110,88 @@ fn advisory_locks_taken_in_opposite_orders_deadlock_on_postgres_as_in_the_model(
             "one victim, one winner: {first:?}, {second:?}"
         );
         drop((r0, r1));
+        schema::drop(&database).await;
+    });
+}
+
+/// A keyed deduction of 3 of `internal_id`'s words with `key`.
+fn keyed_deduct(internal_id: &str, key: &str) -> Op {
+    Op::Deduct {
+        scope: Scope::default(),
+        internal_id: internal_id.into(),
+        feature_id: "words".into(),
+        value: 3,
+        target: DeductTarget::Db,
+        key: Some(key.into()),
+    }
+}
+
+#[test]
+fn a_counted_key_lasts_the_idempotency_window_on_postgres_as_in_the_model() {
+    let window = APPLIED_KEY_WINDOW_MS;
+    let customer = NewCustomer {
+        scope: Scope::default(),
+        id: Some("cus_1".into()),
+        name: None,
+        email: None,
+        fingerprint: None,
+        metadata: Default::default(),
+        processor: None,
+        default_scope: DefaultScope::All,
+        stripe_wanted: false,
+    };
+    let insert = Op::Insert { customer, on_conflict: OnConflict::Error };
+    // (clock move before it, request, key): a day less a millisecond, the
+    // last millisecond, and another day.
+    let steps = [(0, 0, "a"), (window - 1, 1, "a"), (0, 1, "b"), (1, 2, "a"), (window, 3, "c")];
+    let mut world = World::new(Catalog::default(), Strategy::Safe.constraints(), 0);
+    let Ok(Outcome::Insert { outcome: InsertOutcome::Inserted(row) }) = world.apply(0, &insert, None) else {
+        panic!("the model inserts the customer")
+    };
+    let internal_id = row.internal_id.clone();
+    let model: Vec<Outcome> = steps
+        .iter()
+        .map(|&(moved, request, key)| {
+            world.advance_clock(moved);
+            world.apply(request, &keyed_deduct(&internal_id, key), None).expect("nothing waits")
+        })
+        .collect();
+    let deducted = |usage| Outcome::Deduct { outcome: DeductOutcome::Applied { usage } };
+    let duplicate = Outcome::Deduct { outcome: DeductOutcome::Duplicate { usage: 3 } };
+    assert_eq!(model, [deducted(3), duplicate, deducted(6), deducted(9), deducted(12)]);
+    let model_keys: Vec<(String, i64)> =
+        world.applied_keys(&internal_id, "words").into_iter().map(|(k, t)| (k, t as i64)).collect();
+    assert_eq!(model_keys, [("c".to_owned(), 2 * window as i64)], "only the last day's key is held");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let database = schema::create(&database_url(), "ops_key_window", Strategy::Safe, &Catalog::default())
+            .await
+            .unwrap();
+        let shared = services(0, Strategy::Safe.constraints());
+        let mut pg = Vec::new();
+        for (n, &(moved, request, key)) in steps.iter().enumerate() {
+            let conn = connect(&database, &shared, request).await;
+            if n == 0 {
+                let inserted = conn.perform(insert.clone()).await;
+                assert!(
+                    matches!(&inserted, Outcome::Insert { outcome: InsertOutcome::Inserted(r) } if *r == row)
+                );
+            }
+            shared.borrow_mut().clock_ms += moved;
+            pg.push(conn.perform(keyed_deduct(&internal_id, key)).await);
+        }
+        assert_eq!(pg, model, "the same answers at the window's edges");
+        let mut monitor = PgConnection::connect_with(&database.options).await.unwrap();
+        let held: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT k, t::bigint FROM balances, jsonb_each_text(applied_keys) AS kept(k, t) ORDER BY k",
+        )
+        .fetch_all(&mut monitor)
+        .await
+        .unwrap();
+        assert_eq!(held, model_keys, "Postgres holds the keys the model holds");
+        drop(monitor);
         schema::drop(&database).await;
     });
 }

@@ -216,8 +216,9 @@ fn create_path(name: &str, strategy: Strategy, bound: Option<usize>) -> (usize, 
         let outcomes: Vec<RequestOutcome> =
             handles.into_iter().map(|h| RequestOutcome::Responded(Box::new(h.join().unwrap()))).collect();
         let (world, inserted) = shared.finish();
-        // One attempt each: whether it deducted is whether its request did.
-        let deducted = (0..outcomes.len()).map(|i| vec![world.deductions(i) > 0]).collect();
+        // One attempt each: what it deducted is what its request did.
+        let nothing = Default::default();
+        let deducted = (0..outcomes.len()).map(|i| vec![world.deductions(i).since(nothing)]).collect();
         let judged = judge_free_run(&prepared, world, (&outcomes, Vec::new()), deducted, &inserted);
         seen.lock().unwrap().extend(judged.violations.iter().map(|v| v.invariant));
     });

@@ -6,12 +6,13 @@
 
 mod support;
 
+use cusim::backend::mem::APPLIED_KEY_WINDOW_MS;
 use cusim::flow::{Response, Strategy};
 use cusim_sim::claims::{Bound, Claim};
 use cusim_sim::drive::stepper::{execute_run, Execution, Prepared, Replay, RunOptions};
 use cusim_sim::explore::{Completeness, ExploreConfig, Reduction};
 use cusim_sim::input::scenario::Scenario;
-use cusim_sim::input::schedule::Schedule;
+use cusim_sim::input::schedule::{Schedule, Token};
 use cusim_sim::judge::trace::EventKind;
 use cusim_sim::judge::{Invariant, RequestOutcome};
 use support::*;
@@ -166,6 +167,82 @@ fn a_stripe_customer_made_a_day_ago_is_found_not_made_again() {
     assert_eq!(execution.observation.state.stripe.len(), 1);
     assert!(broken(&execution, &scenario).is_empty());
     assert_holds(&exhaustive(&scenario, Strategy::Safe, Some(3), 1));
+}
+
+/// Two tracks of 3 sent with one `Idempotency-Key`; the cache is down for
+/// the second's claim of the key when `claim_down`, so only the balance's
+/// memory of the key stands between it and a second count.
+fn keyed_tracks(claim_down: bool) -> Scenario {
+    let faults =
+        if claim_down { r#"[{"request": 1, "at": "cache_write", "kind": "cache_down"}]"# } else { "[]" };
+    scenario(&format!(
+        r#"{{"name": "keyed-tracks",
+          "products": [{{"id": "free", "group": "main", "is_default": true, "kind": "free", "features": {{"words": 100}}}}],
+          "customers": [{{"id": "cus_1", "email": "ann@example.com", "name": "Ann"}}],
+          "requests": [{{"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 3, "idempotency_key": "k"}},
+                       {{"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 3, "idempotency_key": "k"}}],
+          "faults": {faults}}}"#
+    ))
+}
+
+/// `scenario` run with request 0 whole, then a clock move of `ms`, then
+/// request 1.
+fn a_move_between(scenario: &Scenario, strategy: Strategy, ms: u64) -> Execution {
+    let alone = run(scenario, strategy, "");
+    let mut tokens = alone.schedule.0.clone();
+    let second =
+        tokens.iter().position(|t| matches!(t, Token::Run { request: 1, .. })).expect("request 1 runs");
+    tokens.insert(second, Token::Tick { ms });
+    run(scenario, strategy, &Schedule(tokens).to_string())
+}
+
+#[test]
+fn a_balance_forgets_a_counted_key_when_the_idempotency_window_has_passed() {
+    let acknowledged = |execution: &Execution| {
+        execution
+            .observation
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.response(), Some(Response::Track(_))))
+            .count()
+    };
+    // The claim of the key is down: the balance's memory of it decides.
+    let scenario = keyed_tracks(true);
+    let before = a_move_between(&scenario, Strategy::Safe, APPLIED_KEY_WINDOW_MS - 1);
+    assert_eq!(acknowledged(&before), 2);
+    assert_eq!(usage_in_db(&before), 3, "a millisecond before the window ends: the same logical track");
+    assert!(broken(&before, &scenario).is_empty());
+    for ms in [APPLIED_KEY_WINDOW_MS, APPLIED_KEY_WINDOW_MS + 1] {
+        let after = a_move_between(&scenario, Strategy::Safe, ms);
+        assert_eq!(acknowledged(&after), 2);
+        assert_eq!(usage_in_db(&after), 6, "+{ms} ms: the key was forgotten, a new track counts");
+        assert!(broken(&after, &scenario).is_empty(), "+{ms} ms");
+        // The oracle asks for the second count: a balance that kept the key
+        // longer than the window loses an acknowledged track.
+        let mut kept = after.observation.clone();
+        kept.state.customers.iter_mut().for_each(|c| {
+            c.balances.get_mut("words").expect("a balance").usage = 3;
+        });
+        let lost = cusim_sim::judge::judge(&scenario, &kept);
+        assert!(
+            lost.iter()
+                .any(|v| v.invariant == Invariant::UsageConserved && v.message.contains("usage was lost")),
+            "+{ms} ms: {lost:?}"
+        );
+    }
+    // With the claim up, the API's claim and the balance's key end together.
+    let scenario = keyed_tracks(false);
+    let before = a_move_between(&scenario, Strategy::Safe, APPLIED_KEY_WINDOW_MS - 1);
+    assert_eq!((acknowledged(&before), usage_in_db(&before)), (1, 3), "the claim still holds: 409");
+    let after = a_move_between(&scenario, Strategy::Safe, APPLIED_KEY_WINDOW_MS);
+    assert_eq!((acknowledged(&after), usage_in_db(&after)), (2, 6));
+    for execution in [&before, &after] {
+        assert!(broken(execution, &scenario).is_empty());
+    }
+    // Every schedule with up to one clock move (24 h 1 s among them).
+    for claim_down in [true, false] {
+        assert_holds(&exhaustive(&keyed_tracks(claim_down), Strategy::Safe, None, 1));
+    }
 }
 
 #[test]

@@ -311,7 +311,7 @@ operations! {
                 DeductTarget::Db => format!("update balances usage += {value} {feature_id} of {internal_id}"),
             };
             if let Some(key) = key {
-                text.push_str(&format!(" unless key {key} was counted"));
+                text.push_str(&format!(" unless key {key} was counted in the last 24 h"));
             }
             text
         };

@@ -186,8 +186,9 @@ pub enum DeductTarget {
 pub enum DeductOutcome {
     /// The usage after the deduction.
     Applied { usage: i64 },
-    /// The deduction's idempotency key was counted before: nothing was
-    /// added; the usage as it is.
+    /// The deduction's idempotency key was counted less than the
+    /// idempotency window (24 h) before: nothing was added; the usage as it
+    /// is.
     Duplicate { usage: i64 },
     /// The cache held no entry for the customer.
     CacheMissing,

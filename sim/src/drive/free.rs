@@ -2,7 +2,7 @@
 //! one world (loom's threads over a `SharedWorld`, madsim's tasks in
 //! virtual time). Observed and judged as the stepper's runs are.
 
-use cusim::backend::mem::{RequestId, World};
+use cusim::backend::mem::{Deducted, RequestId, World};
 
 use crate::judge::{creators, judge, End, Observation, RequestOutcome, State, Violation};
 
@@ -17,15 +17,15 @@ pub struct Judged {
 
 /// Observes a free run of `prepared` that left `world`, its requests
 /// having ended as `outcomes` (after earlier attempts `retried`, if their
-/// clients retried; empty is none), each attempt having deducted usage or
-/// not (`deducted`, per request: the earlier attempts, then the last),
+/// clients retried; empty is none), each attempt's deductions having done
+/// what `deducted` says (per request: the earlier attempts, then the last),
 /// and inserted `inserted` (internal id, request): how it ended, then (if
 /// it reached quiescence) the settle reads on `world`; and judges it.
 pub fn judge_free_run(
     prepared: &Prepared,
     mut world: World,
     (outcomes, retried): (&[RequestOutcome], Vec<Vec<RequestOutcome>>),
-    deducted: Vec<Vec<bool>>,
+    deducted: Vec<Vec<Deducted>>,
     inserted: &[(String, RequestId)],
 ) -> Judged {
     let scenario = &prepared.scenario;

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-use cusim::backend::mem::{poll_once, Blocked, MemConn, RequestId, World};
+use cusim::backend::mem::{poll_once, Blocked, Deducted, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point};
 use cusim::flow::{execute_keyed, Request};
 use madsim::rand::{thread_rng, Rng};
@@ -148,11 +148,11 @@ impl Shared {
 }
 
 /// How one request went: how it ended, how the attempts before that
-/// ended, and whether each attempt (in order) deducted usage.
+/// ended, and what each attempt's deductions (in order) did.
 struct Driven {
     outcome: RequestOutcome,
     earlier: Vec<RequestOutcome>,
-    deducted: Vec<bool>,
+    deducted: Vec<Deducted>,
 }
 
 /// Runs one request, and again while its client retries.
@@ -164,7 +164,7 @@ async fn drive(shared: Rc<Shared>, prepared: Rc<Prepared>, request: RequestId) -
     loop {
         let before = shared.world.borrow().deductions(request);
         let outcome = attempt(&shared, &prepared, request, &mut visits).await;
-        deducted.push(shared.world.borrow().deductions(request) > before);
+        deducted.push(shared.world.borrow().deductions(request).since(before));
         if !(outcome.client_retries() && sent.has_retry_left(earlier.len())) {
             return Driven { outcome, earlier, deducted };
         }

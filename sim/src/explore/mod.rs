@@ -246,11 +246,17 @@ fn outcome_text(execution: &Execution, violations: &[Violation], symptoms: &[Sym
     let o = &execution.observation;
     let violated: Vec<(Symptom, &str)> =
         symptoms.iter().copied().zip(violations.iter().map(|v| v.message.as_str())).collect();
+    // Per attempt: whether a deduction counted, and whether a keyed one ran
+    // at the DB; not when (only the judge compares those times, within the
+    // idempotency window: its verdict is in the outcome).
+    let deducted: Option<Vec<Vec<(bool, bool)>>> = o.deducted.as_ref().map(|requests| {
+        requests.iter().map(|a| a.iter().map(|d| (d.counted, d.keyed_at_ms.is_some())).collect()).collect()
+    });
     let text = format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         o.outcomes,
         o.retried,
-        o.deducted,
+        deducted,
         o.settles,
         o.end,
         o.state.customers,

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use cusim::backend::mem::{IsolationBreach, RequestId, StripeCustomer, World};
+use cusim::backend::mem::{Deducted, IsolationBreach, RequestId, StripeCustomer, World};
 use cusim::backend::{CacheKey, Point};
 use cusim::flow::{client_retries_after, Response};
 use cusim::model::{ApiError, CustomerRow, FullCustomer, Scope};
@@ -24,10 +24,12 @@ pub struct Observation {
     pub retried: Vec<Vec<RequestOutcome>>,
     /// Per request, per attempt (the earlier ones in order, then the
     /// last): whether a deduction of its usage took effect, in the cache
-    /// or the DB, whatever its client heard. The model's drivers see it;
-    /// `None` where nobody could (a run on Postgres), and then an attempt
-    /// counts as its client would count it ([`RequestOutcome::may_have_applied`]).
-    pub deducted: Option<Vec<Vec<bool>>>,
+    /// or the DB, whatever its client heard, and when its keyed deduction
+    /// ran at the DB. The model's drivers see it; `None` where nobody
+    /// could (a run on Postgres), and then an attempt counts as its client
+    /// would count it ([`RequestOutcome::may_have_applied`]), and every
+    /// attempt sent with one key is one logical track.
+    pub deducted: Option<Vec<Vec<Deducted>>>,
     /// The settle reads after quiescence (none if the run did not get there).
     pub settles: Vec<Settle>,
     /// Who inserted each committed customer, by internal id.

@@ -14,7 +14,10 @@ pub mod world;
 pub use clock::SharedClock;
 pub use conn::{poll_once, run_alone, FaultAction, Finished, MemConn};
 pub use database::store::{Blocked, LockMode, TxnId};
-pub use database::{Access, DbKey, IsolationBreach, RequestId, UsageRow};
+pub use database::{
+    key_applied, Access, DbKey, Deducted, Deductions, IsolationBreach, RequestId, UsageRow,
+    APPLIED_KEY_WINDOW_MS,
+};
 pub use services::{Cache, Stripe, StripeCustomer};
 pub use shared::SharedWorld;
 pub use world::{Fault, World};

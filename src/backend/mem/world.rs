@@ -20,7 +20,7 @@ use crate::model::{Catalog, CustomerRow, FullCustomer};
 
 use super::clock::{Clocks, SharedClock};
 use super::database::store::{Blocked, TxnId};
-use super::database::{Access, Database, DbKey, IsolationBreach, RequestId};
+use super::database::{Access, Database, DbKey, Deductions, IsolationBreach, RequestId};
 use super::ids::IdGen;
 use super::services::{Cache, CacheSlot, Stripe, StripeCustomer};
 
@@ -92,8 +92,9 @@ impl World {
 
     /// How many deductions of `request`'s usage have taken effect so far:
     /// in the cache, and at the DB by a transaction that committed.
-    pub fn deductions(&self, request: RequestId) -> u64 {
-        self.deductions.get(&request).copied().unwrap_or(0) + self.db.deductions(request)
+    pub fn deductions(&self, request: RequestId) -> Deductions {
+        let db = self.db.deductions(request);
+        Deductions { counted: self.deductions.get(&request).copied().unwrap_or(0) + db.counted, ..db }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -381,10 +382,11 @@ impl World {
                     let now = self.clocks.now_ms();
                     Outcome::Deduct { outcome: self.cache.deduct(key, internal_id, feature_id, *value, now) }
                 }
-                DeductTarget::Db => self
-                    .db
-                    .add_usage(request, scope, internal_id, feature_id, *value, key.as_deref())?
-                    .into_outcome(),
+                DeductTarget::Db => {
+                    // Only a keyed deduction reads the time: its key's window.
+                    let key = key.as_deref().map(|key| (key, self.clocks.now_ms()));
+                    self.db.add_usage(request, scope, internal_id, feature_id, *value, key)?.into_outcome()
+                }
             },
             Op::SyncUsage { key, internal_id, feature_id } => {
                 let now = self.clocks.now_ms();
@@ -410,6 +412,12 @@ impl World {
     /// The committed full customer (what a fresh DB read returns).
     pub fn committed_full(&self, internal_id: &str) -> Option<FullCustomer> {
         self.db.committed_full(internal_id)
+    }
+
+    /// The idempotency keys a committed balance holds (`safe`'s), with the
+    /// times they were counted at.
+    pub fn applied_keys(&self, internal_id: &str, feature_id: &str) -> BTreeMap<String, u64> {
+        self.db.applied_keys(internal_id, feature_id)
     }
 
     /// Every committed full customer, in insertion order.

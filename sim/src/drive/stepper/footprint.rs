@@ -49,7 +49,8 @@
 //!
 //! The world reads virtual time to compare it: a cache entry lives for its
 //! TTL after its write, a guard for 1 s after its invalidation, an
-//! idempotency key for 24 h after its claim, a Stripe create replays within
+//! idempotency key for 24 h after its claim (and after a balance counted
+//! it), a Stripe create replays within
 //! 24 h of the first, Stripe's search finds a customer a minute after its
 //! create, a Stripe call times out 80 s after it was sent. Each such
 //! comparison is between two readings (the one that stored a time and the
@@ -101,7 +102,7 @@ use cusim::backend::mem::services::{
     CACHE_TTL_MS, GUARD_TTL_MS, IDEMPOTENCY_KEY_TTL_MS, STRIPE_IDEMPOTENCY_WINDOW_MS, STRIPE_SEARCH_LAG_MS,
 };
 pub use cusim::backend::mem::Access;
-use cusim::backend::mem::{DbKey, Fault};
+use cusim::backend::mem::{DbKey, Fault, APPLIED_KEY_WINDOW_MS};
 use cusim::backend::{CacheKey, CacheWriteMode, DeductTarget, Op, Outcome};
 use cusim::flow::Strategy;
 
@@ -284,7 +285,10 @@ fn op_footprint(op: &Op, read: Access, guards: GuardTimes, f: &mut Footprint) ->
         | Op::SetProcessor { .. }
         | Op::DbRead { .. }
         | Op::AdvisoryLock { .. } => Time::Unread,
-        Op::Deduct { target: DeductTarget::Db, .. } => Time::Unread,
+        // A keyed deduction compares the time its key was counted at with
+        // the time now: the idempotency window. An unkeyed one reads none.
+        Op::Deduct { target: DeductTarget::Db, key: Some(_), .. } => Time::Window(APPLIED_KEY_WINDOW_MS),
+        Op::Deduct { target: DeductTarget::Db, key: None, .. } => Time::Unread,
         // Stripe: its idempotency window (24 h), and the customer it makes,
         // which its search finds a minute later.
         Op::StripeCreate { idempotency_key, params } => {

@@ -31,7 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use cusim::backend::mem::{poll_once, Blocked, Fault, MemConn, RequestId, World};
+use cusim::backend::mem::{poll_once, Blocked, Deducted, Deductions, Fault, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point, StripeError};
 use cusim::flow::{execute_keyed, Response};
 use cusim::model::ApiError;
@@ -153,11 +153,11 @@ struct Slot {
     outcome: Option<RequestOutcome>,
     /// How the attempts before the current one ended (its client retried).
     earlier: Vec<RequestOutcome>,
-    /// The world's count of this request's deductions when the current
+    /// The world's mark of this request's deductions when the current
     /// attempt began.
-    deductions_at_start: u64,
-    /// Per ended attempt, in order: whether it deducted usage.
-    deducted: Vec<bool>,
+    deductions_at_start: Deductions,
+    /// Per ended attempt, in order: what its deductions did.
+    deducted: Vec<Deducted>,
 }
 
 struct Run<'p, 's> {
@@ -295,7 +295,7 @@ impl Run<'_, '_> {
     fn end_attempt(&mut self, i: usize) {
         let deductions = self.world.deductions(i);
         let slot = &mut self.slots[i];
-        slot.deducted.push(deductions > slot.deductions_at_start);
+        slot.deducted.push(deductions.since(slot.deductions_at_start));
         slot.deductions_at_start = deductions;
     }
 
@@ -607,7 +607,7 @@ fn run_with(
                 visits: BTreeMap::new(),
                 outcome: None,
                 earlier: Vec::new(),
-                deductions_at_start: 0,
+                deductions_at_start: Deductions::default(),
                 deducted: Vec::new(),
             }
         })

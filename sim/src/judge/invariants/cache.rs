@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use cusim::backend::mem::{key_applied, Deducted};
 use cusim::flow::{Request, Response};
 use cusim::model::Scope;
 use serde_json::json;
@@ -135,48 +136,94 @@ impl Checker<'_> {
 
     /// The tracks of the run as logical requests: each attempt of an
     /// unkeyed track is one; the attempts of every track sent with the same
-    /// key, customer, feature and value are one together.
+    /// key, customer, feature and value are one together while the key is
+    /// in its window ([`key_windows`]).
     fn logical_tracks(&self) -> Vec<LogicalTrack> {
         let deducted = |i: usize, k: usize, attempt: &crate::judge::RequestOutcome| match &self.obs.deducted {
             Some(deducted) => *deducted
                 .get(i)
                 .and_then(|attempts| attempts.get(k))
-                .expect("Observation::deducted holds a flag per attempt of every request"),
-            None => attempt.may_have_applied(),
+                .expect("Observation::deducted holds a mark per attempt of every request"),
+            None => Deducted { counted: attempt.may_have_applied(), keyed_at_ms: None },
         };
         let mut logical: Vec<LogicalTrack> = Vec::new();
-        let mut keyed: BTreeMap<(Scope, String, String, String, i64), usize> = BTreeMap::new();
+        // Per key: the logical track its first window is, and its attempts.
+        type Group = (Scope, String, String, String, i64);
+        let mut keyed: BTreeMap<Group, (usize, Vec<KeyedAttempt>)> = BTreeMap::new();
         for (i, sent) in self.scenario.requests.iter().enumerate() {
             let Request::Track { customer_id, feature_id, value, .. } = &sent.request else { continue };
             let counter = (sent.scope(), customer_id.clone(), feature_id.clone());
             let attempts = self.obs.retried[i].iter().chain(std::iter::once(&self.obs.outcomes[i]));
             for (k, attempt) in attempts.enumerate() {
                 let acknowledged = matches!(attempt.response(), Some(Response::Track(_)));
-                let maybe_applied = deducted(i, k, attempt);
-                let index = match &sent.idempotency_key {
+                let did = deducted(i, k, attempt);
+                match &sent.idempotency_key {
                     Some(key) => {
                         let group =
                             (sent.scope(), key.clone(), customer_id.clone(), feature_id.clone(), *value);
-                        *keyed.entry(group).or_insert_with(|| {
+                        let (_, attempts) = keyed.entry(group).or_insert_with(|| {
                             logical.push(LogicalTrack::new(counter.clone(), *value));
-                            logical.len() - 1
-                        })
+                            (logical.len() - 1, Vec::new())
+                        });
+                        attempts.push(KeyedAttempt { request: i, acknowledged, did });
                     }
                     None => {
-                        logical.push(LogicalTrack::new(counter.clone(), *value));
-                        logical.len() - 1
+                        let mut track = LogicalTrack::new(counter.clone(), *value);
+                        track.note(i, acknowledged, did.counted);
+                        logical.push(track);
                     }
-                };
-                let track = &mut logical[index];
-                track.acknowledged |= acknowledged;
-                track.maybe_applied |= maybe_applied;
-                if !track.requests.contains(&i) {
-                    track.requests.push(i);
                 }
+            }
+        }
+        // A key's later windows are logical tracks of their own, after
+        // every other.
+        for (first, attempts) in keyed.into_values() {
+            let mut tracks = vec![first];
+            for (attempt, window) in attempts.iter().zip(key_windows(&attempts)) {
+                while tracks.len() <= window {
+                    logical.push(LogicalTrack::new(logical[first].counter.clone(), logical[first].value));
+                    tracks.push(logical.len() - 1);
+                }
+                logical[tracks[window]].note(attempt.request, attempt.acknowledged, attempt.did.counted);
             }
         }
         logical
     }
+}
+
+/// One attempt of a keyed track: its request, whether it was
+/// acknowledged, and what its deductions did.
+struct KeyedAttempt {
+    request: usize,
+    acknowledged: bool,
+    did: Deducted,
+}
+
+/// Which window of its key each of one key's attempts falls in (0, 1, …):
+/// taken in the order their keyed deductions ran at the DB, a window
+/// opens when a deduction with the key counts, and an attempt whose
+/// deduction ran once the idempotency window had passed since then
+/// (24 h: [`key_applied`]) begins the next; the key was forgotten, so its
+/// track is a new one, which must count if acknowledged. Attempts whose
+/// keyed deduction did not run, or whose time nobody saw, are in the
+/// first.
+fn key_windows(attempts: &[KeyedAttempt]) -> Vec<usize> {
+    let mut windows = vec![0; attempts.len()];
+    let mut timed: Vec<(u64, usize)> =
+        attempts.iter().enumerate().filter_map(|(n, a)| Some((a.did.keyed_at_ms?, n))).collect();
+    timed.sort();
+    let (mut window, mut opened) = (0, None);
+    for (at_ms, n) in timed {
+        if opened.is_some_and(|since| !key_applied(since, at_ms)) {
+            window += 1;
+            opened = None;
+        }
+        windows[n] = window;
+        if attempts[n].did.counted && opened.is_none() {
+            opened = Some(at_ms);
+        }
+    }
+    windows
 }
 
 /// One logical track: what it counts, whether any attempt of it was
@@ -192,6 +239,15 @@ struct LogicalTrack {
 impl LogicalTrack {
     fn new(counter: (Scope, String, String), value: i64) -> LogicalTrack {
         LogicalTrack { counter, value, acknowledged: false, maybe_applied: false, requests: Vec::new() }
+    }
+
+    /// An attempt of it, of request `request`.
+    fn note(&mut self, request: usize, acknowledged: bool, maybe_applied: bool) {
+        self.acknowledged |= acknowledged;
+        self.maybe_applied |= maybe_applied;
+        if !self.requests.contains(&request) {
+            self.requests.push(request);
+        }
     }
 }
 

@@ -32,7 +32,7 @@ use sessions::Sessions;
 use store::{Blocked, LockMode, RowKey, Table, TxnId};
 use touched::Touches;
 pub use touched::{Access, DbKey};
-pub use usage::UsageRow;
+pub use usage::{key_applied, Deducted, Deductions, UsageRow, APPLIED_KEY_WINDOW_MS};
 
 /// Index of a request (a session) within a run.
 pub type RequestId = usize;
@@ -136,6 +136,9 @@ pub struct Database {
     pending_deductions: BTreeMap<TxnId, (RequestId, u64)>,
     /// Per request, the deductions of its usage that committed.
     deductions: BTreeMap<RequestId, u64>,
+    /// Per request, its keyed deductions run (counted or not), and the
+    /// time the last ran at.
+    keyed_runs: BTreeMap<RequestId, (u64, u64)>,
 }
 
 impl Database {
@@ -152,6 +155,7 @@ impl Database {
             breaches: Vec::new(),
             pending_deductions: BTreeMap::new(),
             deductions: BTreeMap::new(),
+            keyed_runs: BTreeMap::new(),
             waits_begun: 0,
             touches: Touches::default(),
         }

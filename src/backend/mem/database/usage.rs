@@ -2,7 +2,7 @@
 //! attached) and `balances` (usage), with their foreign keys; and the
 //! catalog's default candidates.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -21,9 +21,53 @@ pub struct UsageRow {
     pub internal_customer_id: String,
     pub feature_id: String,
     pub usage: i64,
-    /// The idempotency keys of the deductions counted (`safe` only).
-    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
-    pub applied_keys: BTreeSet<String>,
+    /// The idempotency keys of the deductions counted (`safe` only), each
+    /// with the time it was counted at: a key counted less than
+    /// [`APPLIED_KEY_WINDOW_MS`] ago makes a deduction with it a duplicate;
+    /// an older one is forgotten when the row next counts a key.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied_keys: BTreeMap<String, u64>,
+}
+
+/// What a request's deductions have done so far: how many counted (took
+/// effect: in the cache, or at the DB by a transaction that committed),
+/// and how many keyed deductions ran at the DB (counted or found to be
+/// duplicates), the last at `keyed_at_ms` (true time). Marks taken before
+/// and after an attempt say what it did ([`Deductions::since`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deductions {
+    pub counted: u64,
+    pub keyed: u64,
+    pub keyed_at_ms: u64,
+}
+
+impl Deductions {
+    /// What was done between `before` and this mark.
+    pub fn since(self, before: Deductions) -> Deducted {
+        Deducted {
+            counted: self.counted > before.counted,
+            keyed_at_ms: (self.keyed > before.keyed).then_some(self.keyed_at_ms),
+        }
+    }
+}
+
+/// What one attempt's deductions did: whether one took effect, whatever
+/// its client heard; and the time its (last) keyed deduction ran at the
+/// DB, counted or a duplicate (`None`: it ran none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deducted {
+    pub counted: bool,
+    pub keyed_at_ms: Option<u64>,
+}
+
+/// How long a balance remembers a key it counted: the idempotency window,
+/// the same 24 h as the API's claim of an `Idempotency-Key`.
+pub const APPLIED_KEY_WINDOW_MS: u64 = crate::backend::mem::services::IDEMPOTENCY_KEY_TTL_MS;
+
+/// A key a balance holds counted at `counted_at_ms`, at `now_ms`: true
+/// while the window since has not passed.
+pub fn key_applied(counted_at_ms: u64, now_ms: u64) -> bool {
+    now_ms < counted_at_ms.saturating_add(APPLIED_KEY_WINDOW_MS)
 }
 
 impl Indexed for UsageRow {
@@ -60,7 +104,8 @@ impl Database {
     }
 
     /// `usage = usage + delta` at the source of truth, unless `key` was
-    /// counted before (then the row is locked and left as it is).
+    /// counted within the window before `now_ms` (then the row is locked
+    /// and left as it is). `key` comes with the time now.
     pub fn add_usage(
         &mut self,
         request: RequestId,
@@ -68,11 +113,15 @@ impl Database {
         internal_id: &str,
         feature_id: &str,
         delta: i64,
-        key: Option<&str>,
+        key: Option<(&str, u64)>,
     ) -> Step<Result<DeductOutcome, DbError>> {
         let result = self.statement(request, |db, txn| {
             let added =
                 db.upsert_usage(request, txn, scope, internal_id, feature_id, key, |usage| usage + delta)?;
+            if let Some((_, now_ms)) = key {
+                let runs = db.keyed_runs.entry(request).or_insert((0, 0));
+                *runs = (runs.0 + 1, now_ms);
+            }
             // Counted when its transaction commits (`finish_txn`).
             if let Ok((_, true)) = &added {
                 db.pending_deductions.entry(txn).or_insert((request, 0)).1 += 1;
@@ -86,14 +135,28 @@ impl Database {
         Ok(result.or_else(|error| self.fail(request, error)))
     }
 
-    /// How many of `request`'s deductions at the DB committed.
-    pub fn deductions(&self, request: RequestId) -> u64 {
-        self.deductions.get(&request).copied().unwrap_or(0)
+    /// What `request`'s deductions at the DB did: those that committed,
+    /// and its keyed statements run.
+    pub fn deductions(&self, request: RequestId) -> Deductions {
+        let (keyed, keyed_at_ms) = self.keyed_runs.get(&request).copied().unwrap_or((0, 0));
+        Deductions { counted: self.deductions.get(&request).copied().unwrap_or(0), keyed, keyed_at_ms }
+    }
+
+    /// The idempotency keys the committed balance of `internal_id`'s
+    /// `feature_id` holds, with the times they were counted at.
+    pub fn applied_keys(&self, internal_id: &str, feature_id: &str) -> BTreeMap<String, u64> {
+        self.usage
+            .visible_by(0, || RowKey::customer(internal_id))
+            .map(|(_, row)| row)
+            .find(|row| row.internal_customer_id == internal_id && row.feature_id == feature_id)
+            .map(|row| row.applied_keys.clone())
+            .unwrap_or_default()
     }
 
     /// Forgets what is kept of `request` (it has ended).
     pub fn forget_deductions(&mut self, request: RequestId) {
         self.deductions.remove(&request);
+        self.keyed_runs.remove(&request);
     }
 
     /// `usage = absolute` (the modelled server's sync of a cached balance).
@@ -187,10 +250,11 @@ impl Database {
     }
 
     /// `INSERT INTO balances … ON CONFLICT (customer, feature) DO UPDATE SET
-    /// usage = new_usage(usage)` (with a `key`: `, applied_keys = applied_keys
-    /// || key WHERE NOT key = ANY(applied_keys)`; `ON CONFLICT DO UPDATE`
-    /// locks the row even when its `WHERE` is false). The usage after it,
-    /// and whether it counted (false: `key` was counted before).
+    /// usage = new_usage(usage)` (with a `key` and the time now: `,
+    /// applied_keys = the keys still in their window || key WHERE key is not
+    /// in its window`; `ON CONFLICT DO UPDATE` locks the row even when its
+    /// `WHERE` is false). The usage after it, and whether it counted (false:
+    /// `key` was counted less than the window before).
     #[allow(clippy::too_many_arguments)]
     fn upsert_usage(
         &mut self,
@@ -199,7 +263,7 @@ impl Database {
         scope: &Scope,
         internal_id: &str,
         feature_id: &str,
-        key: Option<&str>,
+        key: Option<(&str, u64)>,
         new_usage: impl Fn(i64) -> i64,
     ) -> Step<Result<(i64, bool), DbError>> {
         self.note_scope_of(request, txn, scope, internal_id, Point::Deduct);
@@ -216,10 +280,15 @@ impl Database {
                 self.wait_for_row(request, txn, RowRef::Usage(index), LockMode::NoKeyUpdate)?;
                 self.touch(Access::Write, Some(txn), usage_key);
                 let mut row = self.usage.row(index).visible(txn).cloned().expect("probe saw it");
-                let counted = !key.is_some_and(|k| row.applied_keys.contains(k));
+                let counted = !key.is_some_and(|(k, now_ms)| {
+                    row.applied_keys.get(k).is_some_and(|&at| key_applied(at, now_ms))
+                });
                 if counted {
                     row.usage = new_usage(row.usage);
-                    row.applied_keys.extend(key.map(str::to_owned));
+                    if let Some((k, now_ms)) = key {
+                        row.applied_keys.retain(|_, at| key_applied(*at, now_ms));
+                        row.applied_keys.insert(k.to_owned(), now_ms);
+                    }
                 }
                 let usage = row.usage;
                 self.usage.write(index, txn, row, LockMode::NoKeyUpdate);
@@ -233,7 +302,7 @@ impl Database {
                             internal_customer_id: internal_id.to_owned(),
                             feature_id: feature_id.to_owned(),
                             usage: new_usage(0),
-                            applied_keys: key.map(str::to_owned).into_iter().collect(),
+                            applied_keys: key.map(|(k, now_ms)| (k.to_owned(), now_ms)).into_iter().collect(),
                         };
                         let index = self.usage.push(Tuple::inserted(txn, row));
                         self.touch(Access::Write, Some(txn), usage_key);
