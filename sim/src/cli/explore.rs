@@ -10,7 +10,7 @@ use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::BUILTINS;
 use cusim_sim::drive::stepper::Availability;
 use cusim_sim::explore::{
-    explore, shrink_all, Completeness, ExploreConfig, ExploreReport, Reduction, SchedulerKind, Shard,
+    explore_on, shrink_all, Completeness, ExploreConfig, ExploreReport, Reduction, SchedulerKind, Shard,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -156,7 +156,7 @@ fn print_report(report: &ExploreReport, origin: &str) {
 pub(crate) fn run_explore(
     scenario: &str,
     strategy: Strategy,
-    config: &ExploreConfig,
+    (config, threads): (&ExploreConfig, usize),
     json: bool,
     shrink: bool,
     save: Option<&Path>,
@@ -169,7 +169,7 @@ pub(crate) fn run_explore(
         _ => progress(Some(config.schedules), json),
     };
     bar.set_message(format!("{} under {strategy}", scenario.name));
-    let mut report = explore(&prepared, config, |n| {
+    let mut report = explore_on(&prepared, config, threads, |n| {
         if n % PROGRESS_EVERY == 0 {
             bar.set_position(n);
         }
@@ -251,7 +251,7 @@ fn summary(reports: &[ExploreReport], shard: Option<Shard>) -> String {
 
 pub(crate) fn run_all(
     config: &ExploreConfig,
-    shard: Option<Shard>,
+    (shard, threads): (Option<Shard>, usize),
     json: bool,
     shrink: bool,
     save: Option<&Path>,
@@ -276,7 +276,7 @@ pub(crate) fn run_all(
             }
             bar.set_message(format!("{} under {strategy}", builtin.name()));
             let prepared = prepare(&scenario, &builtin.path(), strategy)?;
-            let mut report = explore(&prepared, config, |_| {});
+            let mut report = explore_on(&prepared, config, threads, |_| {});
             if shrink {
                 shrink_all(&mut report, &prepared, SHRINK_ATTEMPTS);
                 save_regressions(&report, save)?;

@@ -120,6 +120,13 @@ enum Command {
         /// The N parts together are exactly the whole run.
         #[arg(long, value_name = "I/N", value_parser = parse_shard)]
         shard: Option<Shard>,
+        /// Exhaustive: threads to search on, each taking the subtrees
+        /// --shard divides as they come. A search that runs whole reports
+        /// the same with any number; a budget (--seeds) applies to each
+        /// thread, and which runs a search it cuts made depends on their
+        /// timing.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+        threads: u64,
         /// Print one JSON object (with --all: an array of them).
         #[arg(long)]
         json: bool,
@@ -463,13 +470,20 @@ fn main() -> ExitCode {
             depth,
             max_ticks,
             shard,
+            threads,
             json,
             shrink,
             save_regressions,
         } => explore::config(scheduler, seeds, seed, (max_preemptions, reduction), depth, max_ticks)
             .and_then(|config| {
                 if all {
-                    explore::run_all(&config, shard, json, shrink, save_regressions.as_deref())
+                    explore::run_all(
+                        &config,
+                        (shard, threads as usize),
+                        json,
+                        shrink,
+                        save_regressions.as_deref(),
+                    )
                 } else {
                     let config = ExploreConfig { shard, ..config };
                     let scenario = scenario.expect("clap requires --scenario without --all");
@@ -477,7 +491,7 @@ fn main() -> ExitCode {
                     explore::run_explore(
                         &scenario,
                         strategy.into(),
-                        &config,
+                        (&config, threads as usize),
                         json,
                         shrink,
                         save_regressions.as_deref(),

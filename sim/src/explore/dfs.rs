@@ -39,6 +39,9 @@
 //!   picked exceeds it. Use `--reduction none` for a complete bounded
 //!   search.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::schedulers::CLOCK_MOVES_MS;
@@ -204,6 +207,11 @@ pub(super) struct Dfs {
     fresh: usize,
     /// The part of the units this search runs (see above).
     shard: Option<Shard>,
+    /// On threads (`threads`): the units are the first come's among the
+    /// threads of one search, which share the next unit not taken yet;
+    /// and whether this is the first thread (which runs the runs with no
+    /// operation).
+    taken: Option<(Arc<AtomicU64>, bool)>,
     /// The current run only probes a unit another shard owns.
     pub(super) probing: bool,
     /// Operations the current run has made so far.
@@ -229,6 +237,7 @@ impl Dfs {
     ) -> Dfs {
         Dfs {
             shard,
+            taken: None,
             probing: false,
             operations: 0,
             units: 0,
@@ -243,6 +252,22 @@ impl Dfs {
             blocked: false,
             fallbacks: 0,
         }
+    }
+
+    /// The same search as one of the threads that share `taken` (the
+    /// first of them when `first`): it runs the units it takes first.
+    pub(super) fn sharing(self, taken: Arc<AtomicU64>, first: bool) -> Dfs {
+        Dfs { taken: Some((taken, first)), ..self }
+    }
+
+    /// Whether this search runs unit `k`, which it meets now: its shard
+    /// owns it, and on threads, no other thread took it first. Every
+    /// thread meets the units in the same order, so a thread at unit `k`
+    /// has passed every unit before it, and the next unit not taken is
+    /// `k` unless another thread took `k` already.
+    fn takes(&self, k: u64) -> bool {
+        self.shard.is_none_or(|shard| shard.owns(k))
+            && self.taken.as_ref().is_none_or(|(next, _)| next.fetch_max(k + 1, Ordering::Relaxed) <= k)
     }
 
     /// Whether runs must keep footprints.
@@ -263,11 +288,27 @@ impl Dfs {
             .collect()
     }
 
+    /// Where the run just made falls in the whole search's order: its
+    /// *group*, `2k + 1` for a run below unit `k`, and `2k` for a run with
+    /// no operation made after `k` units. Each group's runs are consecutive
+    /// in the whole search and all in one shard (unit `k`'s in its owner's,
+    /// those with no operation in the first), in the order that shard runs
+    /// them; so the groups' sizes place every run of every shard in the
+    /// whole search's order (`threads`).
+    pub(super) fn group(&self) -> u64 {
+        if self.operations >= UNIT_OPERATIONS {
+            2 * (self.units - 1) + 1
+        } else {
+            2 * self.units
+        }
+    }
+
     /// Whether the run just made belongs to another shard (a probe, or a
     /// run with no operation while this is not the first shard).
     pub(super) fn skips_run(&self) -> bool {
-        self.probing
-            || (self.operations < UNIT_OPERATIONS && self.shard.is_some_and(|shard| shard.index != 0))
+        let first = self.shard.is_none_or(|shard| shard.index == 0)
+            && self.taken.as_ref().is_none_or(|(_, first)| *first);
+        self.probing || (self.operations < UNIT_OPERATIONS && !first)
     }
 
     fn new_frame(&mut self, view: &View<'_>, last_runnable: Option<usize>) -> Option<Token> {
@@ -354,10 +395,10 @@ impl Chooser for Dfs {
         };
         if !self.frames[self.depth].keeps_open(token) {
             self.operations += 1;
-            if let (UNIT_OPERATIONS, Some(shard)) = (self.operations, self.shard) {
+            if self.operations == UNIT_OPERATIONS {
                 // The run's unit: numbered when first made.
                 if self.depth >= self.fresh {
-                    self.frames[self.depth].owned = shard.owns(self.units);
+                    self.frames[self.depth].owned = self.takes(self.units);
                     self.units += 1;
                 }
                 self.probing = !self.frames[self.depth].owned;

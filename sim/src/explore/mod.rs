@@ -6,8 +6,11 @@
 mod dfs;
 pub mod schedulers;
 pub mod shrink;
+mod threads;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use cusim::backend::Point;
 
@@ -24,6 +27,7 @@ use dfs::Dfs;
 pub use dfs::{Orders, Reduction};
 pub use schedulers::{pct_chooser, random_chooser, seeded, Rng, SchedulerKind, CLOCK_MOVES_MS};
 use schedulers::{PctChooser, RandomChooser};
+pub use threads::explore_on;
 
 /// What an exploration runs. It has no default: a caller names the search
 /// (a sampler and how many seeds, or the exhaustive scheduler with its
@@ -120,6 +124,23 @@ pub enum Completeness {
     Partial,
 }
 
+impl Completeness {
+    /// How much of its space a search with `config` covered, that ran
+    /// every schedule (`exhausted`), or every one within its bounds
+    /// (`covered`).
+    pub(crate) fn of(config: &ExploreConfig, exhausted: bool, covered: bool) -> Completeness {
+        match config.scheduler {
+            SchedulerKind::Random | SchedulerKind::Pct { .. } => Completeness::Sampled,
+            SchedulerKind::Exhaustive { .. } if exhausted => Completeness::Complete,
+            SchedulerKind::Exhaustive { .. } if covered && config.reduction == Reduction::None => {
+                Completeness::CompleteWithinBound
+            }
+            SchedulerKind::Exhaustive { .. } if covered => Completeness::Bounded,
+            SchedulerKind::Exhaustive { .. } => Completeness::Partial,
+        }
+    }
+}
+
 impl ExploreConfig {
     /// `seeds` schedules drawn by `scheduler` (random or pct), from seed
     /// 0, each with up to `max_ticks` clock moves: a sample.
@@ -186,6 +207,21 @@ pub struct Found {
     /// The smallest case that still breaks it (`--shrink`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shrunk: Option<shrink::Shrunk>,
+    /// Exhaustive: where the run that first broke it, and the witness's
+    /// run, fall in the search's order (`threads` merges by them).
+    #[serde(skip)]
+    pub(crate) first_run: RunAt,
+    #[serde(skip)]
+    pub(crate) witness_run: RunAt,
+}
+
+/// Where an exhaustive search's run falls in its order: its group (see
+/// `Dfs::group`) and its place among the group's runs, from 0. (Samples
+/// number their runs in one group.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RunAt {
+    pub(crate) group: u64,
+    pub(crate) offset: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -223,6 +259,9 @@ pub struct ExploreReport {
     /// races they show), as text.
     #[serde(skip)]
     pub outcomes: BTreeSet<String>,
+    /// Exhaustive: the runs of each group of the search's order.
+    #[serde(skip)]
+    pub(crate) groups: BTreeMap<u64, u64>,
 }
 
 /// A schedule's outcome, as text: what a reduction must not lose. Each
@@ -393,7 +432,7 @@ fn record(
     (execution, violations, known): (&Execution, Vec<Violation>, Option<Vec<Symptom>>),
     run: RunOptions,
     seed: Option<u64>,
-    count: u64,
+    (count, at): (u64, RunAt),
 ) {
     let Some(symptoms) = known.or_else(|| symptoms(prepared, (execution, &violations), run, found)) else {
         return;
@@ -414,9 +453,12 @@ fn record(
             preemptions: execution.preemptions,
             violation,
             shrunk: None,
+            first_run: at,
+            witness_run: at,
         };
-        let first_at = found.get(&symptom).map_or(count, |best| best.first_at);
-        found.insert(symptom, Found { first_at, ..candidate });
+        let (first_at, first_run) =
+            found.get(&symptom).map_or((count, at), |best| (best.first_at, best.first_run));
+        found.insert(symptom, Found { first_at, first_run, ..candidate });
     }
 }
 
@@ -432,7 +474,18 @@ pub fn shrink_all(report: &mut ExploreReport, prepared: &Prepared, max_attempts:
 
 /// Explores `prepared` with the configured scheduler; `progress` is told
 /// how many schedules have run.
-pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl FnMut(u64)) -> ExploreReport {
+pub fn explore(prepared: &Prepared, config: &ExploreConfig, progress: impl FnMut(u64)) -> ExploreReport {
+    explore_sharing(prepared, config, None, progress)
+}
+
+/// [`explore`], as one of the threads of one search that share `taken`
+/// (see `threads`), the first of them when it says so.
+fn explore_sharing(
+    prepared: &Prepared,
+    config: &ExploreConfig,
+    taken: Option<(Arc<AtomicU64>, bool)>,
+    mut progress: impl FnMut(u64),
+) -> ExploreReport {
     let mut found: BTreeMap<Symptom, Found> = BTreeMap::new();
     let mut availability = Availability::default();
     let mut reached = BTreeSet::new();
@@ -440,6 +493,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
     let mut outcomes = BTreeSet::new();
     let mut redundant_runs = 0;
     let mut run_count = 0;
+    let mut groups = BTreeMap::new();
     let mut exhausted = false;
     let mut covered = false;
     let requests = prepared.request_count();
@@ -478,13 +532,14 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 reached.extend(execution.reached.iter().copied());
                 settle_reached.extend(execution.settle_reached.iter().copied());
                 let broke = !violations.is_empty();
+                let at = RunAt { group: 0, offset: run_count - 1 };
                 record(
                     &mut found,
                     prepared,
                     (&execution, violations, known),
                     config.run,
                     Some(seed),
-                    run_count,
+                    (run_count, at),
                 );
                 if broke && config.stop_at_first {
                     break;
@@ -494,6 +549,9 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         SchedulerKind::Exhaustive { max_preemptions } => {
             let mut capped = false;
             let mut dfs = Dfs::new(max_preemptions, config.max_ticks, config.reduction, config.shard);
+            if let Some((taken, first)) = taken {
+                dfs = dfs.sharing(taken, first);
+            }
             let run = RunOptions { footprints: dfs.needs_footprints(), ..config.run };
             loop {
                 let execution =
@@ -516,7 +574,17 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
                 reached.extend(execution.reached.iter().copied());
                 settle_reached.extend(execution.settle_reached.iter().copied());
                 let broke = !violations.is_empty();
-                record(&mut found, prepared, (&execution, violations, known), config.run, None, run_count);
+                let group = groups.entry(dfs.group()).or_insert(0);
+                let at = RunAt { group: dfs.group(), offset: *group };
+                *group += 1;
+                record(
+                    &mut found,
+                    prepared,
+                    (&execution, violations, known),
+                    config.run,
+                    None,
+                    (run_count, at),
+                );
                 if broke && config.stop_at_first {
                     break;
                 }
@@ -532,15 +600,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
             }
         }
     }
-    let completeness = match config.scheduler {
-        SchedulerKind::Random | SchedulerKind::Pct { .. } => Completeness::Sampled,
-        SchedulerKind::Exhaustive { .. } if exhausted => Completeness::Complete,
-        SchedulerKind::Exhaustive { .. } if covered && config.reduction == Reduction::None => {
-            Completeness::CompleteWithinBound
-        }
-        SchedulerKind::Exhaustive { .. } if covered => Completeness::Bounded,
-        SchedulerKind::Exhaustive { .. } => Completeness::Partial,
-    };
+    let completeness = Completeness::of(config, exhausted, covered);
     ExploreReport {
         scenario: prepared.scenario.name.clone(),
         strategy: prepared.strategy,
@@ -560,6 +620,7 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, mut progress: impl F
         },
         redundant_runs,
         outcomes,
+        groups,
     }
 }
 

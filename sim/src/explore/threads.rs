@@ -1,0 +1,149 @@
+//! One exhaustive search on several threads, reporting what the search
+//! on one thread reports.
+//!
+//! The threads divide the units of work `--shard` divides (the subtrees
+//! below each run's first operation; see `dfs`), taking them as they come:
+//! every thread meets every unit, in the same order, and runs the subtree
+//! of each unit it meets before any other thread (and only probes the
+//! others', as a shard does), so a thread that finished a large subtree
+//! takes the next one nobody has, and none waits while work is left. What
+//! each unit's subtree runs depends only on the decisions before it, which
+//! every thread makes alike, so the threads together run exactly the
+//! search's schedules, whichever thread takes which unit: the counts,
+//! outcomes, points reached and redundant runs add up to the whole
+//! search's. What depends on the
+//! order runs are made in (which witness of a symptom is kept among equally
+//! short ones, and `found_after`, the run that first broke it) is put back
+//! in the whole search's order: every run's group (`Dfs::group`) is
+//! consecutive in that order and made by one thread, in the order that
+//! thread made it, so the groups' sizes place each thread's runs. The report
+//! is thus the one-thread report, whatever the thread timing and however
+//! many threads, whenever the search runs whole within its budget (which a
+//! proof needs). A budget that cuts the search applies to each thread: the
+//! threads together may run up to `T` times it, and which runs a cut
+//! search made depends on the threads' timing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc};
+
+use crate::drive::stepper::Prepared;
+use crate::judge::races::Symptom;
+
+use super::{
+    explore, explore_sharing, Completeness, ExploreConfig, ExploreReport, Found, RunAt, SchedulerKind,
+};
+
+/// How often (in runs) a thread reports its progress (a power of two, as
+/// the command line's own step is).
+const PROGRESS_EVERY: u64 = 1_024;
+
+/// [`explore`] on `threads` threads (an exhaustive search; a sample, a
+/// search that stops at its first violation, or one thread, runs as
+/// [`explore`] does). `progress` hears the runs made so far, in steps of
+/// 1,024.
+pub fn explore_on(
+    prepared: &Prepared,
+    config: &ExploreConfig,
+    threads: usize,
+    mut progress: impl FnMut(u64),
+) -> ExploreReport {
+    let exhaustive = matches!(config.scheduler, SchedulerKind::Exhaustive { .. });
+    if threads <= 1 || !exhaustive || config.stop_at_first {
+        return explore(prepared, config, progress);
+    }
+    // Within a shard, the threads take the shard's units.
+    let taken = Arc::new(AtomicU64::new(0));
+    let (sender, made) = mpsc::channel::<u64>();
+    let parts: Vec<ExploreReport> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (taken, sender) = (Arc::clone(&taken), sender.clone());
+                scope.spawn(move || {
+                    explore_sharing(prepared, config, Some((taken, t == 0)), |n| {
+                        if n % PROGRESS_EVERY == 0 {
+                            // The receiver outlives every thread.
+                            let _ = sender.send(PROGRESS_EVERY);
+                        }
+                    })
+                })
+            })
+            .collect();
+        drop(sender);
+        let mut total = 0;
+        for step in made {
+            total += step;
+            progress(total);
+        }
+        handles.into_iter().map(|h| h.join().expect("a search thread does not panic")).collect()
+    });
+    merge(config, parts)
+}
+
+/// The whole search's report from its threads' `parts`.
+fn merge(config: &ExploreConfig, parts: Vec<ExploreReport>) -> ExploreReport {
+    // Where each group starts in the whole search's order.
+    let mut groups: BTreeMap<u64, u64> = BTreeMap::new();
+    for part in &parts {
+        for (&group, &runs) in &part.groups {
+            assert!(groups.insert(group, runs).is_none(), "group {group} was run by two threads");
+        }
+    }
+    let mut before = 0;
+    let starts: BTreeMap<u64, u64> = groups
+        .iter()
+        .map(|(&group, &runs)| {
+            let start = before;
+            before += runs;
+            (group, start)
+        })
+        .collect();
+    // The run's number in the whole search, from 1.
+    let number = |at: RunAt| starts[&at.group] + at.offset + 1;
+    let mut found: BTreeMap<Symptom, Found> = BTreeMap::new();
+    let mut merged = ExploreReport {
+        scenario: parts[0].scenario.clone(),
+        strategy: parts[0].strategy,
+        scheduler: parts[0].scheduler.clone(),
+        schedules_run: 0,
+        exhausted: parts.iter().all(|p| p.exhausted),
+        covered: parts.iter().all(|p| p.covered),
+        violations: Vec::new(),
+        availability: Default::default(),
+        reached: Default::default(),
+        settle_reached: Default::default(),
+        reduction: parts[0].reduction,
+        completeness: Completeness::Partial,
+        shard: config.shard,
+        redundant_runs: 0,
+        outcomes: Default::default(),
+        groups,
+    };
+    merged.completeness = Completeness::of(config, merged.exhausted, merged.covered);
+    for part in parts {
+        merged.schedules_run += part.schedules_run;
+        merged.redundant_runs += part.redundant_runs;
+        merged.availability.add(part.availability);
+        merged.reached.extend(part.reached);
+        merged.settle_reached.extend(part.settle_reached);
+        merged.outcomes.extend(part.outcomes);
+        for candidate in part.violations {
+            let candidate = Found { first_at: number(candidate.first_run), ..candidate };
+            let symptom = candidate.symptom();
+            let kept = match found.remove(&symptom) {
+                None => candidate,
+                Some(kept) => {
+                    let first = |f: &Found| (f.first_at, f.first_run);
+                    let (first_at, first_run) = first(&kept).min(first(&candidate));
+                    // The better witness, and the earlier of two as good.
+                    let rank = |f: &Found| (f.key(), number(f.witness_run));
+                    let best = if rank(&candidate) < rank(&kept) { candidate } else { kept };
+                    Found { first_at, first_run, ..best }
+                }
+            };
+            found.insert(symptom, kept);
+        }
+    }
+    merged.violations = found.into_values().collect();
+    merged
+}
