@@ -96,7 +96,7 @@ fn an_exhaustive_search_on_threads_reports_what_it_reports_on_one() {
         ("r6-two-stripe-customers", Strategy::Transactional, Reduction::SourceSets, 1),
         ("r8-lost-usage-overwrite", Strategy::Legacy, Reduction::SleepSets, 1),
         ("r9-lost-usage-invalidation", Strategy::Legacy, Reduction::None, 0),
-        ("w4-stripe-window", Strategy::Safe, Reduction::SourceSets, 1),
+        ("r9-lost-usage-invalidation", Strategy::Safe, Reduction::SourceSets, 1),
     ] {
         let prepared = prepared(name, strategy);
         let config = ExploreConfig {
