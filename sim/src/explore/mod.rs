@@ -574,9 +574,10 @@ fn explore_sharing(
                 reached.extend(execution.reached.iter().copied());
                 settle_reached.extend(execution.settle_reached.iter().copied());
                 let broke = !violations.is_empty();
-                let group = groups.entry(dfs.group()).or_insert(0);
-                let at = RunAt { group: dfs.group(), offset: *group };
-                *group += 1;
+                let group = dfs.group();
+                let runs = groups.entry(group).or_insert(0);
+                let at = RunAt { group, offset: *runs };
+                *runs += 1;
                 record(
                     &mut found,
                     prepared,

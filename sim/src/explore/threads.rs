@@ -101,25 +101,25 @@ fn merge(config: &ExploreConfig, parts: Vec<ExploreReport>) -> ExploreReport {
     // The run's number in the whole search, from 1.
     let number = |at: RunAt| starts[&at.group] + at.offset + 1;
     let mut found: BTreeMap<Symptom, Found> = BTreeMap::new();
+    let (exhausted, covered) = (parts.iter().all(|p| p.exhausted), parts.iter().all(|p| p.covered));
     let mut merged = ExploreReport {
         scenario: parts[0].scenario.clone(),
         strategy: parts[0].strategy,
         scheduler: parts[0].scheduler.clone(),
         schedules_run: 0,
-        exhausted: parts.iter().all(|p| p.exhausted),
-        covered: parts.iter().all(|p| p.covered),
+        exhausted,
+        covered,
         violations: Vec::new(),
         availability: Default::default(),
         reached: Default::default(),
         settle_reached: Default::default(),
         reduction: parts[0].reduction,
-        completeness: Completeness::Partial,
+        completeness: Completeness::of(config, exhausted, covered),
         shard: config.shard,
         redundant_runs: 0,
         outcomes: Default::default(),
         groups,
     };
-    merged.completeness = Completeness::of(config, merged.exhausted, merged.covered);
     for part in parts {
         merged.schedules_run += part.schedules_run;
         merged.redundant_runs += part.redundant_runs;

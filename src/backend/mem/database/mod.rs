@@ -134,11 +134,10 @@ pub struct Database {
     /// Deductions counted by an open transaction, with its request: they
     /// take effect when it commits, and vanish if it rolls back.
     pending_deductions: BTreeMap<TxnId, (RequestId, u64)>,
-    /// Per request, the deductions of its usage that committed.
-    deductions: BTreeMap<RequestId, u64>,
-    /// Per request, its keyed deductions run (counted or not), and the
+    /// Per request, what its deductions did: those of its usage that
+    /// committed, and its keyed deductions run (counted or not), with the
     /// time the last ran at.
-    keyed_runs: BTreeMap<RequestId, (u64, u64)>,
+    deductions: BTreeMap<RequestId, Deductions>,
 }
 
 impl Database {
@@ -155,7 +154,6 @@ impl Database {
             breaches: Vec::new(),
             pending_deductions: BTreeMap::new(),
             deductions: BTreeMap::new(),
-            keyed_runs: BTreeMap::new(),
             waits_begun: 0,
             touches: Touches::default(),
         }
@@ -318,7 +316,7 @@ impl Database {
     fn finish_txn(&mut self, txn: TxnId, commit: bool) {
         if let Some((request, n)) = self.pending_deductions.remove(&txn) {
             if commit {
-                *self.deductions.entry(request).or_default() += n;
+                self.deductions.entry(request).or_default().counted += n;
             }
         }
         self.touch_end(txn);

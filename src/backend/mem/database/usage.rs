@@ -119,8 +119,9 @@ impl Database {
             let added =
                 db.upsert_usage(request, txn, scope, internal_id, feature_id, key, |usage| usage + delta)?;
             if let Some((_, now_ms)) = key {
-                let runs = db.keyed_runs.entry(request).or_insert((0, 0));
-                *runs = (runs.0 + 1, now_ms);
+                let deductions = db.deductions.entry(request).or_default();
+                deductions.keyed += 1;
+                deductions.keyed_at_ms = now_ms;
             }
             // Counted when its transaction commits (`finish_txn`).
             if let Ok((_, true)) = &added {
@@ -138,8 +139,7 @@ impl Database {
     /// What `request`'s deductions at the DB did: those that committed,
     /// and its keyed statements run.
     pub fn deductions(&self, request: RequestId) -> Deductions {
-        let (keyed, keyed_at_ms) = self.keyed_runs.get(&request).copied().unwrap_or((0, 0));
-        Deductions { counted: self.deductions.get(&request).copied().unwrap_or(0), keyed, keyed_at_ms }
+        self.deductions.get(&request).copied().unwrap_or_default()
     }
 
     /// The idempotency keys the committed balance of `internal_id`'s
@@ -156,7 +156,6 @@ impl Database {
     /// Forgets what is kept of `request` (it has ended).
     pub fn forget_deductions(&mut self, request: RequestId) {
         self.deductions.remove(&request);
-        self.keyed_runs.remove(&request);
     }
 
     /// `usage = absolute` (the modelled server's sync of a cached balance).
