@@ -282,6 +282,14 @@ pub fn outcome_of(
 
 /// [`outcome_of`] with the symptoms of `violations` already read.
 fn outcome_text(execution: &Execution, violations: &[Violation], symptoms: &[Symptom]) -> String {
+    let mut raw = String::new();
+    write_outcome(&mut raw, execution, violations, symptoms);
+    without_kept_times(&raw)
+}
+
+/// Writes the outcome's text, kept times and all, to `out`.
+fn write_outcome(out: &mut String, execution: &Execution, violations: &[Violation], symptoms: &[Symptom]) {
+    use std::fmt::Write;
     let o = &execution.observation;
     let violated: Vec<(Symptom, &str)> =
         symptoms.iter().copied().zip(violations.iter().map(|v| v.message.as_str())).collect();
@@ -291,7 +299,8 @@ fn outcome_text(execution: &Execution, violations: &[Violation], symptoms: &[Sym
     let deducted: Option<Vec<Vec<(bool, bool)>>> = o.deducted.as_ref().map(|requests| {
         requests.iter().map(|a| a.iter().map(|d| (d.counted, d.keyed_at_ms.is_some())).collect()).collect()
     });
-    let text = format!(
+    write!(
+        out,
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         o.outcomes,
         o.retried,
@@ -303,16 +312,30 @@ fn outcome_text(execution: &Execution, violations: &[Violation], symptoms: &[Sym
         o.state.stripe,
         o.state.breaches,
         violated
-    );
-    without_kept_times(&text)
+    )
+    .expect("a String takes any text");
+}
+
+/// Where an exploration writes each run's outcome (kept from run to run,
+/// so that an outcome met before costs no allocation).
+#[derive(Default)]
+struct OutcomeBuffers {
+    raw: String,
+    text: String,
 }
 
 /// `text` with the value of every field named for a kept creation time
 /// (`created_at`, `created_at_ms`, as `Debug` or JSON prints it) put as `_`,
 /// in one pass.
 fn without_kept_times(text: &str) -> String {
-    const NAME: &str = "created_at";
     let mut out = String::with_capacity(text.len());
+    strip_kept_times(text, &mut out);
+    out
+}
+
+/// [`without_kept_times`], appended to `out`.
+fn strip_kept_times(text: &str, out: &mut String) {
+    const NAME: &str = "created_at";
     let mut rest = text;
     while let Some(at) = rest.find(NAME) {
         let after = &rest[at + NAME.len()..];
@@ -333,7 +356,6 @@ fn without_kept_times(text: &str) -> String {
         rest = &rest[value + digits..];
     }
     out.push_str(rest);
-    out
 }
 
 /// With `record_outcomes`, adds the run's outcome to `outcomes`, and
@@ -343,11 +365,17 @@ fn note_outcome(
     prepared: &Prepared,
     config: &ExploreConfig,
     (execution, violations): (&Execution, &[Violation]),
-    outcomes: &mut BTreeSet<String>,
+    (outcomes, buffers): (&mut BTreeSet<String>, &mut OutcomeBuffers),
 ) -> Option<Vec<Symptom>> {
     config.record_outcomes.then(|| {
         let symptoms = symptoms_of(prepared, execution, violations, config.run);
-        outcomes.insert(outcome_text(execution, violations, &symptoms));
+        buffers.raw.clear();
+        write_outcome(&mut buffers.raw, execution, violations, &symptoms);
+        buffers.text.clear();
+        strip_kept_times(&buffers.raw, &mut buffers.text);
+        if !outcomes.contains(buffers.text.as_str()) {
+            outcomes.insert(buffers.text.clone());
+        }
         symptoms
     })
 }
@@ -491,6 +519,7 @@ fn explore_sharing(
     let mut reached = BTreeSet::new();
     let mut settle_reached = BTreeSet::new();
     let mut outcomes = BTreeSet::new();
+    let mut buffers = OutcomeBuffers::default();
     let mut redundant_runs = 0;
     let mut run_count = 0;
     let mut groups = BTreeMap::new();
@@ -525,7 +554,8 @@ fn explore_sharing(
                         config.run,
                     ),
                 };
-                let known = note_outcome(prepared, config, (&execution, &violations), &mut outcomes);
+                let known =
+                    note_outcome(prepared, config, (&execution, &violations), (&mut outcomes, &mut buffers));
                 run_count += 1;
                 progress(run_count);
                 availability.add(execution.availability);
@@ -566,7 +596,8 @@ fn explore_sharing(
                     continue;
                 }
                 let violations = judge(&prepared.scenario, &execution.observation);
-                let known = note_outcome(prepared, config, (&execution, &violations), &mut outcomes);
+                let known =
+                    note_outcome(prepared, config, (&execution, &violations), (&mut outcomes, &mut buffers));
                 capped |= matches!(execution.observation.end, End::StepCap { .. });
                 run_count += 1;
                 progress(run_count);

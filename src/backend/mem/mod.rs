@@ -15,7 +15,7 @@ pub use clock::SharedClock;
 pub use conn::{poll_once, run_alone, FaultAction, Finished, MemConn};
 pub use database::store::{Blocked, LockMode, TxnId};
 pub use database::{
-    key_applied, Access, DbKey, Deducted, Deductions, IsolationBreach, RequestId, UsageRow,
+    key_applied, Access, DbKey, Deducted, Deductions, IsolationBreach, Name, RequestId, UsageRow,
     APPLIED_KEY_WINDOW_MS,
 };
 pub use services::{Cache, Stripe, StripeCustomer};

@@ -102,7 +102,7 @@ use cusim::backend::mem::services::{
     CACHE_TTL_MS, GUARD_TTL_MS, IDEMPOTENCY_KEY_TTL_MS, STRIPE_IDEMPOTENCY_WINDOW_MS, STRIPE_SEARCH_LAG_MS,
 };
 pub use cusim::backend::mem::Access;
-use cusim::backend::mem::{DbKey, Fault, APPLIED_KEY_WINDOW_MS};
+use cusim::backend::mem::{DbKey, Fault, Name, APPLIED_KEY_WINDOW_MS};
 use cusim::backend::{CacheKey, CacheWriteMode, DeductTarget, Op, Outcome};
 use cusim::flow::Strategy;
 
@@ -258,7 +258,7 @@ pub fn footprint(action: &Action<'_>, seen: Seen, guards: GuardTimes) -> Footpri
         Action::ParkOnStripe | Action::StripeInFlight => f.read_time(Time::Window(STRIPE_CALL_TIMEOUT_MS)),
         // The end disables every move (and reads the cache's live entries).
         Action::EndOfRun => f.read_time(Time::Window(EVERY_MOVE)),
-        Action::Evict { key } => f.touch_cache(key.to_string(), Access::Write),
+        Action::Evict { key } => f.touch_cache(cache_name(key), Access::Write),
         Action::Tick { ms } => f.moves = Some(ms),
     }
     f
@@ -269,7 +269,7 @@ pub fn footprint(action: &Action<'_>, seen: Seen, guards: GuardTimes) -> Footpri
 /// time if it reads it (the world counts whether it did). Every operation
 /// is named: a new one must be given its footprint here.
 fn op_footprint(op: &Op, read: Access, guards: GuardTimes, f: &mut Footprint) -> Time {
-    let stripe_customer = |internal_id: &str| format!("customer {internal_id}");
+    let stripe_customer = |internal_id: &str| Name::of(&["customer", internal_id]);
     match op {
         // Database statements: the database records what they touch. A
         // row's and a product's creation time is kept, never compared.
@@ -292,7 +292,7 @@ fn op_footprint(op: &Op, read: Access, guards: GuardTimes, f: &mut Footprint) ->
         // Stripe: its idempotency window (24 h), and the customer it makes,
         // which its search finds a minute later.
         Op::StripeCreate { idempotency_key, params } => {
-            Access::record(&mut f.stripe, format!("idempotency {idempotency_key}"), Access::Write);
+            Access::record(&mut f.stripe, Name::of(&["idempotency", idempotency_key]), Access::Write);
             Access::record(&mut f.stripe, stripe_customer(&params.internal_id), Access::Write);
             Time::Window(STRIPE_SEARCH_LAG_MS.min(STRIPE_IDEMPOTENCY_WINDOW_MS))
         }
@@ -303,7 +303,7 @@ fn op_footprint(op: &Op, read: Access, guards: GuardTimes, f: &mut Footprint) ->
         // The cache: an entry's TTL; a read's answer carries a stamp whose
         // time a guard may compare with an invalidation's, with no window.
         Op::CacheRead { key } => {
-            f.touch_cache(key.to_string(), read);
+            f.touch_cache(cache_name(key), read);
             f.stamp = true;
             match guards {
                 GuardTimes::Compared => Time::Window(EVERY_MOVE),
@@ -313,7 +313,7 @@ fn op_footprint(op: &Op, read: Access, guards: GuardTimes, f: &mut Footprint) ->
         // The entry's TTL; a write that is not versioned compares the
         // guard's times and its life (1 s).
         Op::CacheWrite { key, mode, .. } => {
-            f.touch_cache(key.to_string(), Access::Write);
+            f.touch_cache(cache_name(key), Access::Write);
             let versioned = *mode == CacheWriteMode::Versioned;
             assert!(
                 versioned || guards == GuardTimes::Compared,
@@ -327,7 +327,7 @@ fn op_footprint(op: &Op, read: Access, guards: GuardTimes, f: &mut Footprint) ->
         // Sets a guard for 1 s (its time is the flow's own reading), which
         // only a cache write that is not versioned compares.
         Op::CacheInvalidate { key, .. } => {
-            f.touch_cache(key.to_string(), Access::Write);
+            f.touch_cache(cache_name(key), Access::Write);
             f.invalidates = true;
             match guards {
                 GuardTimes::Compared => Time::Window(GUARD_TTL_MS),
@@ -336,16 +336,16 @@ fn op_footprint(op: &Op, read: Access, guards: GuardTimes, f: &mut Footprint) ->
         }
         // The idempotency middleware's keys, with their window.
         Op::IdempotencyClaim { scope, key } => {
-            f.touch_cache(format!("idempotency {scope} {key}"), Access::Write);
+            f.touch_cache(Name::of(&["idempotency", &scope.org_id, scope.env.as_str(), key]), Access::Write);
             Time::Window(IDEMPOTENCY_KEY_TTL_MS)
         }
         Op::IdempotencyRelease { scope, key } => {
-            f.touch_cache(format!("idempotency {scope} {key}"), Access::Write);
+            f.touch_cache(Name::of(&["idempotency", &scope.org_id, scope.env.as_str(), key]), Access::Write);
             Time::Unread
         }
         // Reads the entry's usage (its TTL too), and the sync writes the DB's.
         Op::Deduct { target: DeductTarget::Cache(key), .. } | Op::SyncUsage { key, .. } => {
-            f.touch_cache(key.to_string(), Access::Write);
+            f.touch_cache(cache_name(key), Access::Write);
             Time::Window(CACHE_TTL_MS)
         }
     }
@@ -361,14 +361,14 @@ pub struct Footprint {
     pub window: Option<u64>,
     /// Database keys.
     pub db: BTreeMap<DbKey, Access>,
-    /// Cache keys (and idempotency keys), by their text.
-    pub cache: BTreeMap<String, Access>,
+    /// Cache keys (and idempotency keys), by their names.
+    pub cache: BTreeMap<Name, Access>,
     /// Took a read stamp (or read the cache, whose answer carries one).
     pub stamp: bool,
     /// Invalidated a cache key (moves a stale-write guard).
     pub invalidates: bool,
     /// Stripe's idempotency keys and customers' Stripe customers.
-    pub stripe: BTreeMap<String, Access>,
+    pub stripe: BTreeMap<Name, Access>,
 }
 
 impl Footprint {
@@ -431,9 +431,14 @@ impl Footprint {
         }
     }
 
-    fn touch_cache(&mut self, key: String, access: Access) {
+    fn touch_cache(&mut self, key: Name, access: Access) {
         Access::record(&mut self.cache, key, access);
     }
+}
+
+/// A cache key's name.
+fn cache_name(key: &CacheKey) -> Name {
+    Name::of(&["cache", &key.scope.org_id, key.scope.env.as_str(), &key.id])
 }
 
 /// Whether some key is in both, written in at least one.
@@ -447,7 +452,7 @@ mod tests {
     use super::*;
 
     fn db(key: &str, access: Access) -> Footprint {
-        let seen = Seen { db: BTreeMap::from([(DbKey::Customer(key.into()), access)]), ..Seen::default() };
+        let seen = Seen { db: BTreeMap::from([(DbKey::customer(key), access)]), ..Seen::default() };
         footprint(&Action::Crash, seen, GuardTimes::Compared)
     }
 

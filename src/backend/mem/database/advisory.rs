@@ -27,7 +27,7 @@ impl Database {
                 Err(Blocked(holder))
             }
             _ => {
-                db.touch(super::Access::Write, Some(txn), || super::DbKey::Advisory(key.clone()));
+                db.touch(super::Access::Write, Some(txn), || super::DbKey::advisory(&key));
                 db.advisory.insert(key, txn);
                 Ok(())
             }

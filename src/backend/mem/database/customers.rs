@@ -97,7 +97,7 @@ impl Database {
         let result = self.statement(request, |db, txn| {
             let matches =
                 |r: &CustomerRow| r.scope_is(scope) && r.internal_id == internal_id && fill.changes(r);
-            let scan = || DbKey::Customer(internal_id.to_owned());
+            let scan = || DbKey::customer(internal_id);
             let by = || RowKey::internal(internal_id);
             db.update_customer(request, txn, LockMode::NoKeyUpdate, (scan, by), matches, |r| fill.apply(r))
         })?;
@@ -117,7 +117,7 @@ impl Database {
             let matches = |r: &CustomerRow| {
                 r.scope_is(scope) && r.internal_id == internal_id && (!only_if_null || r.processor.is_none())
             };
-            let scan = || DbKey::Customer(internal_id.to_owned());
+            let scan = || DbKey::customer(internal_id);
             let by = || RowKey::internal(internal_id);
             let result =
                 db.update_customer(request, txn, LockMode::NoKeyUpdate, (scan, by), matches, |r| {
@@ -143,8 +143,8 @@ impl Database {
                 db.lock_row(request, txn, index, mode)?;
             }
             let row = db.customers.row(index).visible(txn).cloned().expect("found above");
-            db.touch(Access::Read, None, || DbKey::Products(row.internal_id.clone()));
-            db.touch(Access::Read, None, || DbKey::Usage(row.internal_id.clone()));
+            db.touch(Access::Read, None, || DbKey::products(&row.internal_id));
+            db.touch(Access::Read, None, || DbKey::usage(&row.internal_id));
             Ok(Some(db.full_customer(txn, row)))
         })
     }
@@ -332,14 +332,14 @@ impl Database {
         new_id: &str,
     ) -> Step<Result<Option<CustomerRow>, DbError>> {
         if let ClaimTarget::Row { internal_id } = target {
-            self.touch(Access::Read, None, || DbKey::Customer(internal_id.clone()));
+            self.touch(Access::Read, None, || DbKey::customer(internal_id));
             if let Some(index) = self.find_internal(txn, internal_id) {
                 let touched = self.customers.row(index).visible(txn).expect("visible").scope();
                 self.note_scope(request, scope, &touched, Point::Claim);
             }
         }
         let scan = || match target {
-            ClaimTarget::Row { internal_id } => DbKey::Customer(internal_id.clone()),
+            ClaimTarget::Row { internal_id } => DbKey::customer(internal_id),
             ClaimTarget::IdlessEmail { email } => DbKey::email(scope, email),
         };
         let wanted_email = match target {

@@ -31,7 +31,7 @@ pub use advisory::advisory_key;
 use sessions::Sessions;
 use store::{Blocked, LockMode, RowKey, Table, TxnId};
 use touched::Touches;
-pub use touched::{Access, DbKey};
+pub use touched::{Access, DbKey, Name};
 pub use usage::{key_applied, Deducted, Deductions, UsageRow, APPLIED_KEY_WINDOW_MS};
 
 /// Index of a request (a session) within a run.
@@ -349,7 +349,7 @@ impl Database {
         };
         let Some(txn) = self.sessions[first].txn else { return };
         self.advisory.insert(key.to_owned(), txn);
-        self.touch(Access::Write, Some(txn), || DbKey::Advisory(key.to_owned()));
+        self.touch(Access::Write, Some(txn), || DbKey::advisory(key));
         for (r, session) in self.sessions.iter_mut() {
             if r != first && waiting(session).is_some() {
                 if let Some(wait) = session.wait.as_mut() {
@@ -378,7 +378,7 @@ impl Database {
             let own = self.open_txn(request);
             self.touch_wait(own, &note.holders);
             if let Some(key) = &note.advisory {
-                self.touch(Access::Write, own, || DbKey::Advisory(key.clone()));
+                self.touch(Access::Write, own, || DbKey::advisory(key));
             }
         }
         let wait = Wait { holders: note.holders, row: note.row, advisory: note.advisory, seq };
@@ -511,7 +511,7 @@ impl Database {
         internal_id: &str,
         point: Point,
     ) {
-        self.touch(Access::Read, None, || DbKey::Customer(internal_id.to_owned()));
+        self.touch(Access::Read, None, || DbKey::customer(internal_id));
         if let Some(index) = self.find_internal(txn, internal_id) {
             let touched = self.customers.row(index).visible(txn).expect("found visible").scope();
             self.note_scope(request, scope, &touched, point);

@@ -36,21 +36,44 @@ use crate::model::{CustomerRow, Scope};
 use super::store::TxnId;
 use super::Database;
 
+/// A thing's name by its 64-bit FNV-1a fingerprint: what the reduction's
+/// keys are, so that recording and comparing them allocates nothing. Two
+/// different names share a fingerprint only by a collision, and then the
+/// things merely conflict where they need not: more schedules, never fewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(u64);
+
+impl Name {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    /// The name made of `parts` (each followed by a byte no text has).
+    pub fn of(parts: &[&str]) -> Name {
+        let mut name = Name::OFFSET;
+        for part in parts {
+            for byte in part.bytes().chain([0xff]) {
+                name = (name ^ u64::from(byte)).wrapping_mul(Name::PRIME);
+            }
+        }
+        Name(name)
+    }
+}
+
 /// A thing in the database a statement can touch.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DbKey {
     /// A customer row, by internal id.
-    Customer(String),
+    Customer(Name),
     /// `(org, env, id)`.
-    Id(String),
+    Id(Name),
     /// `(org, env, lower(email))` of an id-less row.
-    Email(String),
+    Email(Name),
     /// A customer's products, by its internal id.
-    Products(String),
+    Products(Name),
     /// A customer's usage rows, by its internal id.
-    Usage(String),
+    Usage(Name),
     /// An advisory lock's key.
-    Advisory(String),
+    Advisory(Name),
     /// The wait-for graph and the order of waits.
     Waits,
     /// The record of tenant breaches.
@@ -58,19 +81,35 @@ pub enum DbKey {
 }
 
 impl DbKey {
+    pub fn customer(internal_id: &str) -> DbKey {
+        DbKey::Customer(Name::of(&[internal_id]))
+    }
+
+    pub fn products(internal_id: &str) -> DbKey {
+        DbKey::Products(Name::of(&[internal_id]))
+    }
+
+    pub fn usage(internal_id: &str) -> DbKey {
+        DbKey::Usage(Name::of(&[internal_id]))
+    }
+
+    pub fn advisory(key: &str) -> DbKey {
+        DbKey::Advisory(Name::of(&[key]))
+    }
+
     pub fn id(scope: &Scope, id: &str) -> DbKey {
-        DbKey::Id(format!("{}/{}/{id}", scope.org_id, scope.env.as_str()))
+        DbKey::Id(Name::of(&[&scope.org_id, scope.env.as_str(), id]))
     }
 
     pub fn email(scope: &Scope, email: &str) -> DbKey {
-        DbKey::Email(format!("{}/{}/{}", scope.org_id, scope.env.as_str(), email.to_lowercase()))
+        DbKey::Email(Name::of(&[&scope.org_id, scope.env.as_str(), &email.to_lowercase()]))
     }
 
     /// What a lookup by `key` in `scope` reads.
     pub fn lookup(scope: &Scope, key: &CustomerKey) -> DbKey {
         match key {
             CustomerKey::Id(id) => DbKey::id(scope, id),
-            CustomerKey::InternalId(internal) => DbKey::Customer(internal.clone()),
+            CustomerKey::InternalId(internal) => DbKey::customer(internal),
         }
     }
 
@@ -88,7 +127,7 @@ impl DbKey {
 
     /// Every key of a version of a customer row.
     fn of_row(row: &CustomerRow) -> impl Iterator<Item = DbKey> {
-        std::iter::once(DbKey::Customer(row.internal_id.clone())).chain(DbKey::unique_of_row(row))
+        std::iter::once(DbKey::customer(&row.internal_id)).chain(DbKey::unique_of_row(row))
     }
 }
 
@@ -148,7 +187,7 @@ impl Database {
 
     fn record(&mut self, key: DbKey, access: Access, txn: Option<TxnId>) {
         if let (Access::Write, Some(txn)) = (access, txn) {
-            self.touches.by_txn.entry(txn).or_default().insert(key.clone());
+            self.touches.by_txn.entry(txn).or_default().insert(key);
         }
         Access::record(&mut self.touches.touched, key, access);
     }
@@ -196,7 +235,7 @@ impl Database {
             return;
         }
         let keys: BTreeSet<DbKey> =
-            holders.iter().filter_map(|h| self.touches.by_txn.get(h)).flatten().cloned().collect();
+            holders.iter().filter_map(|h| self.touches.by_txn.get(h)).flatten().copied().collect();
         self.record(DbKey::Waits, Access::Write, None);
         for key in keys {
             self.record(key, Access::Write, txn);

@@ -183,7 +183,7 @@ impl Database {
         internal_id: &str,
         constraint: &str,
     ) -> Step<Result<(), DbError>> {
-        self.touch(Access::Read, None, || DbKey::Customer(internal_id.to_owned()));
+        self.touch(Access::Read, None, || DbKey::customer(internal_id));
         let Some(index) = self.find_internal(txn, internal_id) else {
             return Ok(Err(DbError::ForeignKeyViolation { constraint: constraint.to_owned() }));
         };
@@ -203,7 +203,7 @@ impl Database {
         now_ms: u64,
     ) -> Step<Result<AttachOutcome, DbError>> {
         self.note_scope_of(request, txn, scope, &product.internal_customer_id, Point::AttachDefault);
-        let products = || DbKey::Products(product.internal_customer_id.clone());
+        let products = || DbKey::products(&product.internal_customer_id);
         self.touch(Access::Read, None, products);
         let index = match self.sessions[request].written.first() {
             // Inserted before a wait in the foreign-key check.
@@ -266,7 +266,7 @@ impl Database {
         new_usage: impl Fn(i64) -> i64,
     ) -> Step<Result<(i64, bool), DbError>> {
         self.note_scope_of(request, txn, scope, internal_id, Point::Deduct);
-        let usage_key = || DbKey::Usage(internal_id.to_owned());
+        let usage_key = || DbKey::usage(internal_id);
         self.touch(Access::Read, None, usage_key);
         let existing = self.usage.unique_probe(
             txn,
