@@ -269,6 +269,28 @@ fn bad_schedules_and_arguments_exit_2() {
             .code(),
         Some(2)
     );
+    // A search that caches states is one search on one thread.
+    let states = [
+        "explore",
+        "--scenario",
+        "r1-same-id-create",
+        "--strategy",
+        "safe",
+        "--scheduler",
+        "exhaustive",
+        "--reduction",
+        "states",
+    ];
+    for split in [["--threads", "2"], ["--shard", "1/2"]] {
+        let output = cusim(&[&states[..], &split[..]].concat());
+        assert_eq!(output.status.code(), Some(2), "{split:?}");
+        assert!(stderr(&output).contains("--reduction states searches on one thread and whole"), "{split:?}");
+    }
+    let whole = cusim(&[&states[..], &["--json"]].concat());
+    assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
+    let report: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    assert_eq!(report["reduction"], "states");
+    assert_eq!(report["completeness"], "complete");
 }
 
 #[test]

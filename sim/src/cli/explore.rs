@@ -82,6 +82,7 @@ pub(crate) fn config(
     let reduction = match reduction {
         Some(ReductionArg::None) => Reduction::None,
         Some(ReductionArg::SleepSets) => Reduction::SleepSets,
+        Some(ReductionArg::States) => Reduction::States,
         None | Some(ReductionArg::SourceSets) => Reduction::SourceSets,
     };
     let config = match scheduler {
@@ -104,6 +105,9 @@ fn coverage(report: &ExploreReport) -> String {
             format!(", sleep sets ({} equivalent runs cut short)", report.redundant_runs)
         }
         Some(Reduction::None) => ", no reduction".to_owned(),
+        Some(Reduction::States) => {
+            format!(", states cached ({} runs stopped at a state met before)", report.redundant_runs)
+        }
         None => String::new(),
     };
     let completeness = match report.completeness {

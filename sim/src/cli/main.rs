@@ -24,7 +24,7 @@ mod serve;
 use cusim::flow::Strategy;
 use cusim_sim::corpus::builtin::{self, BUILTINS};
 use cusim_sim::drive::stepper::Prepared;
-use cusim_sim::explore::{ExploreConfig, Shard};
+use cusim_sim::explore::{ExploreConfig, Reduction, Shard};
 use cusim_sim::input::scenario::Scenario;
 
 #[derive(Parser)]
@@ -68,6 +68,7 @@ pub(crate) enum ReductionArg {
     None,
     SleepSets,
     SourceSets,
+    States,
 }
 
 fn parse_shard(text: &str) -> Result<Shard, String> {
@@ -103,7 +104,9 @@ enum Command {
         max_preemptions: Option<usize>,
         /// Exhaustive: skip schedules equivalent to one already run
         /// (source-sets: dynamic partial-order reduction with sleep sets;
-        /// sleep-sets: sleep sets alone; none: every order) [default: source-sets].
+        /// sleep-sets: sleep sets alone; states: every order, but a run
+        /// that comes to a state met before stops there, one thread, no
+        /// --shard; none: every order) [default: source-sets].
         #[arg(long, value_enum)]
         reduction: Option<ReductionArg>,
         /// pct: the bug depth to aim for [default: 3].
@@ -476,6 +479,13 @@ fn main() -> ExitCode {
             save_regressions,
         } => explore::config(scheduler, seeds, seed, (max_preemptions, reduction), depth, max_ticks)
             .and_then(|config| {
+                if config.reduction == Reduction::States && (threads > 1 || (shard.is_some() && !all)) {
+                    return Err(Usage(
+                        "--reduction states searches on one thread and whole: a part would keep states of its own \
+                         (use --shard with --all to divide the pairs)"
+                            .into(),
+                    ));
+                }
                 if all {
                     explore::run_all(
                         &config,

@@ -20,6 +20,12 @@
 //!   between them) asks the decision before the first of them to also try
 //!   a mover that could go first in the reversed order, unless one such
 //!   mover is already tried there.
+//! - `states`: every order, but a run that comes to a state an earlier run
+//!   was in stops there (its hash: `drive::stepper::state`): everything
+//!   after it was run from there before. Every state is met, and so every
+//!   outcome; not every schedule of each class, nor every race a schedule
+//!   to a violation may show (a run to a state met before is not judged).
+//!   One thread, no shards: a part would keep states of its own.
 //!
 //! How the model's world fits the algorithm:
 //! - A request parked on a lock is not runnable. A race whose second
@@ -59,6 +65,9 @@ pub enum Reduction {
     SleepSets,
     /// Source sets with sleep sets (dynamic partial-order reduction).
     SourceSets,
+    /// Every order from each state the search has not been in before: a
+    /// run that comes to a state an earlier run was in stops there.
+    States,
 }
 
 /// Who makes a decision.
@@ -223,9 +232,13 @@ pub(super) struct Dfs {
     /// Every option of the current decision is asleep: the run is
     /// redundant; it is finished by default choices and not counted.
     pub(super) blocked: bool,
+    /// The current run came to a state met before and stops there.
+    pub(super) cut: bool,
     /// Races no runnable mover could reverse, answered by trying every
     /// option (a measure of how far the model is from the algorithm's).
     pub(super) fallbacks: u64,
+    /// The states met so far (`Reduction::States`).
+    visited: std::collections::HashSet<u128>,
 }
 
 impl Dfs {
@@ -235,6 +248,7 @@ impl Dfs {
         reduction: Reduction,
         shard: Option<Shard>,
     ) -> Dfs {
+        assert!(reduction != Reduction::States || shard.is_none(), "a search that caches states runs whole");
         Dfs {
             shard,
             taken: None,
@@ -250,13 +264,16 @@ impl Dfs {
             fresh: 0,
             pruned: false,
             blocked: false,
+            cut: false,
             fallbacks: 0,
+            visited: std::collections::HashSet::new(),
         }
     }
 
     /// The same search as one of the threads that share `taken` (the
     /// first of them when `first`): it runs the units it takes first.
     pub(super) fn sharing(self, taken: Arc<AtomicU64>, first: bool) -> Dfs {
+        assert!(self.reduction != Reduction::States, "a search that caches states runs on one thread");
         Dfs { taken: Some((taken, first)), ..self }
     }
 
@@ -272,7 +289,12 @@ impl Dfs {
 
     /// Whether runs must keep footprints.
     pub(super) fn needs_footprints(&self) -> bool {
-        self.reduction != Reduction::None
+        !matches!(self.reduction, Reduction::None | Reduction::States)
+    }
+
+    /// Whether runs must hash their states.
+    pub(super) fn needs_states(&self) -> bool {
+        self.reduction == Reduction::States
     }
 
     /// The sleep set of a new frame: what slept at its parent or was
@@ -312,6 +334,12 @@ impl Dfs {
     }
 
     fn new_frame(&mut self, view: &View<'_>, last_runnable: Option<usize>) -> Option<Token> {
+        if let (Reduction::States, Some(state)) = (self.reduction, view.state) {
+            if !self.visited.insert(state) {
+                self.cut = true;
+                return None;
+            }
+        }
         let mut options: Vec<Token> = Vec::new();
         let mut bounded_out = Vec::new();
         // The non-preempting choice first: the first schedule is the plainest.
@@ -333,7 +361,7 @@ impl Dfs {
             options.extend(CLOCK_MOVES_MS.map(|ms| Token::Tick { ms }));
         }
         let sleep = match self.reduction {
-            Reduction::None => Vec::new(),
+            Reduction::None | Reduction::States => Vec::new(),
             _ => self.inherited_sleep(view.done),
         };
         let awake = options.iter().copied().filter(|o| !sleep.iter().any(|(t, _)| t == o));
@@ -412,6 +440,14 @@ impl Chooser for Dfs {
         self.depth += 1;
         Some(token)
     }
+
+    fn cut(&self) -> bool {
+        self.cut
+    }
+
+    fn wants_state(&self) -> bool {
+        self.reduction == Reduction::States && self.depth >= self.frames.len()
+    }
 }
 
 impl Dfs {
@@ -425,10 +461,12 @@ impl Dfs {
         self.depth = 0;
         self.preemptions = 0;
         self.blocked = false;
+        self.cut = false;
         self.operations = 0;
+        let keep_footprints = self.needs_footprints();
         while let Some(d) = self.frames.len().checked_sub(1) {
             let frame = &mut self.frames[d];
-            if self.reduction != Reduction::None {
+            if keep_footprints {
                 frame.done.push((frame.current(), footprints[d].clone()));
             }
             if frame.advance() {

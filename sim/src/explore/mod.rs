@@ -582,12 +582,18 @@ fn explore_sharing(
             if let Some((taken, first)) = taken {
                 dfs = dfs.sharing(taken, first);
             }
-            let run = RunOptions { footprints: dfs.needs_footprints(), ..config.run };
+            let run =
+                RunOptions { footprints: dfs.needs_footprints(), states: dfs.needs_states(), ..config.run };
             loop {
                 let execution =
                     execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");
                 if dfs.skips_run() || dfs.blocked {
                     redundant_runs += u64::from(!dfs.skips_run());
+                    if dfs.cut {
+                        // What it reached before the state met again: the
+                        // points after it, the first run there reached.
+                        reached.extend(execution.reached.iter().copied());
+                    }
                     if !dfs.backtrack(&execution.footprints) {
                         covered = !capped;
                         exhausted = covered && !dfs.pruned;

@@ -274,6 +274,7 @@ impl Driver {
                 .chain([Some(Point::DbRead)])
                 .collect();
             let view = View {
+                state: None,
                 step: tokens.len(),
                 runnable: &runnable,
                 last,

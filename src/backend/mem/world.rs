@@ -187,6 +187,25 @@ impl World {
         self.db.forget_session(request);
     }
 
+    /// Writes what the world holds to `out`, for a search that caches
+    /// states (see [`Database::fingerprint`]): not the counters of readings
+    /// (they only measure). Logical times are written `seq: N`, each of
+    /// them (a read stamp's, a guard's, and now's), so that a reader may
+    /// rank them: they are only ever compared with one another.
+    pub fn fingerprint(&self, out: &mut String) {
+        use std::fmt::Write;
+        // Every field named: one added must be placed here or left out here.
+        let World { db, cache, stripe, clocks, ids, deductions } = self;
+        let Clocks { time_ms, seq, stamps: _, time_reads: _, guard_reads: _ } = clocks;
+        let _ = db.fingerprint(out);
+        let _ = write!(
+            out,
+            "|{cache:?}|{stripe:?}|time {}|now seq: {}|{ids:?}|{deductions:?}",
+            time_ms.get(),
+            seq.get()
+        );
+    }
+
     pub fn ids(&self) -> &IdGen {
         &self.ids
     }

@@ -12,6 +12,9 @@ use super::footprint::Footprint;
 /// What a chooser sees at a decision.
 #[derive(Debug)]
 pub struct View<'a> {
+    /// The state the run is in, hashed (when the run's options ask for
+    /// states: see [`super::RunOptions::states`]).
+    pub state: Option<u128>,
     pub step: usize,
     /// Requests that may move, ascending.
     pub runnable: &'a [usize],
@@ -37,11 +40,31 @@ impl View<'_> {
 /// Decides who moves. `None` means the default: the lowest runnable request.
 pub trait Chooser {
     fn choose(&mut self, view: &View<'_>) -> Option<Token>;
+
+    /// Whether the run is to stop where it is, unfinished, when `choose`
+    /// has just chosen nothing (a search that has seen its state before).
+    fn cut(&self) -> bool {
+        false
+    }
+
+    /// Whether the next decision wants [`View::state`] (hashing the state
+    /// costs; a search asks only at decisions it has not made before).
+    fn wants_state(&self) -> bool {
+        false
+    }
 }
 
 impl<C: Chooser + ?Sized> Chooser for &mut C {
     fn choose(&mut self, view: &View<'_>) -> Option<Token> {
         (**self).choose(view)
+    }
+
+    fn cut(&self) -> bool {
+        (**self).cut()
+    }
+
+    fn wants_state(&self) -> bool {
+        (**self).wants_state()
     }
 }
 

@@ -25,6 +25,7 @@ mod choose;
 mod footprint;
 mod prepared;
 mod shadow;
+mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -81,6 +82,9 @@ pub struct RunOptions {
     /// exhaustive scheduler's reduction. A run that records its trace
     /// keeps them too (each event's past is made from them).
     pub footprints: bool,
+    /// Hash the state the run is in at each decision ([`View::state`]),
+    /// for a search that caches states.
+    pub states: bool,
 }
 
 impl Default for RunOptions {
@@ -90,6 +94,7 @@ impl Default for RunOptions {
             record_trace: false,
             first_come_first_served: false,
             footprints: false,
+            states: false,
         }
     }
 }
@@ -158,6 +163,11 @@ struct Slot {
     deductions_at_start: Deductions,
     /// Per ended attempt, in order: what its deductions did.
     deducted: Vec<Deducted>,
+    /// Everything the current attempt has heard so far, as text (kept
+    /// only when the run's options ask for states: `state.rs`): its
+    /// answers, and what it read of the clocks. Its code's state is a
+    /// function of it.
+    heard: String,
 }
 
 struct Run<'p, 's> {
@@ -173,6 +183,8 @@ struct Run<'p, 's> {
     /// options ask for footprints).
     touched: Footprint,
     track: bool,
+    /// Keep each request's `heard` (for [`RunOptions::states`]).
+    hear: bool,
 }
 
 /// The world's counts of readings of virtual time and of read stamps
@@ -232,7 +244,10 @@ impl Run<'_, '_> {
             let mark = self.mark();
             let slot = &mut self.slots[i];
             let future = slot.future.as_mut().expect("an unfinished request has a future");
-            match poll_once(future.as_mut()) {
+            let polled = poll_once(future.as_mut());
+            self.hear_reads(i, mark);
+            let slot = &mut self.slots[i];
+            match polled {
                 Poll::Ready(result) => {
                     slot.future = None;
                     self.note(code, mark);
@@ -249,7 +264,7 @@ impl Run<'_, '_> {
                     self.note(code, mark);
                     if op.point().is_none() {
                         let outcome = self.apply_alone(i, &op);
-                        self.slots[i].conn.answer(outcome);
+                        self.answer(i, outcome);
                         code = Action::Code;
                         continue;
                     }
@@ -287,6 +302,7 @@ impl Run<'_, '_> {
         slot.conn = conn;
         slot.future = Some(future);
         slot.arriving = true;
+        slot.heard.clear();
         None
     }
 
@@ -368,7 +384,7 @@ impl Run<'_, '_> {
         if self.record {
             self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
         }
-        self.slots[i].conn.answer(outcome);
+        self.answer(i, outcome);
         self.advance(i, Action::Code);
     }
 
@@ -453,7 +469,7 @@ impl Run<'_, '_> {
                 let call = Box::new(Call { op: op.clone(), outcome: outcome.clone() });
                 self.event(Some(i), EventKind::Op { point, op: op.summary(), result, fault, call });
             }
-            self.slots[i].conn.answer(outcome);
+            self.answer(i, outcome);
             self.advance(i, Action::Code);
             return Ok(());
         }
@@ -504,7 +520,7 @@ impl Run<'_, '_> {
                         EventKind::Op { point, op: op.summary(), result: outcome.summary(), fault, call };
                     self.event(Some(i), kind);
                 }
-                self.slots[i].conn.answer(outcome);
+                self.answer(i, outcome);
                 self.advance(i, Action::Code);
             }
             Err(Blocked(txn)) => {
@@ -609,6 +625,7 @@ fn run_with(
                 earlier: Vec::new(),
                 deductions_at_start: Deductions::default(),
                 deducted: Vec::new(),
+                heard: String::new(),
             }
         })
         .collect();
@@ -624,6 +641,7 @@ fn run_with(
         touched: Footprint::default(),
         // A trace records each decision's past, which the footprints give.
         track: options.footprints || options.record_trace,
+        hear: options.states,
     };
     if run.track {
         run.world.record_touches();
@@ -639,6 +657,7 @@ fn run_with(
     let mut footprints: Vec<Footprint> = Vec::new();
     // The last decision's footprint before the end of the run was added.
     let mut ended_by: Option<Footprint> = None;
+    let mut cut = false;
     let end = loop {
         let runnable = run.runnable();
         if runnable.is_empty() {
@@ -658,7 +677,9 @@ fn run_with(
             break Some(End::StepCap { steps: run.step });
         }
         let parked_at = run.parked_points();
+        let state = (options.states && chooser.wants_state()).then(|| run.state(ticks));
         let view = View {
+            state,
             step: run.step,
             runnable: &runnable,
             last,
@@ -667,7 +688,12 @@ fn run_with(
             done: footprints.last(),
         };
         let default = Token::run(runnable[0]);
-        let token = chooser.choose(&view).unwrap_or(default);
+        let chosen = chooser.choose(&view);
+        if chosen.is_none() && chooser.cut() {
+            cut = true;
+            break None;
+        }
+        let token = chosen.unwrap_or(default);
         was_default.push(token == default);
         let fail = |reason: String| ReplayError { step: schedule.len(), token: token.to_string(), reason };
         run.touched = Footprint::default();
@@ -767,7 +793,7 @@ fn run_with(
     });
 
     let Settled { settles, reached: settle_reached } = match end {
-        End::Quiescent => settle_reads(&mut run.world, run.prepared, reborrow(&mut run.shadow)),
+        End::Quiescent if !cut => settle_reads(&mut run.world, run.prepared, reborrow(&mut run.shadow)),
         _ => Settled { settles: Vec::new(), reached: BTreeSet::new() },
     };
     if run.record {
