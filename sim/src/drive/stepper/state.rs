@@ -66,9 +66,7 @@ impl Run<'_, '_> {
             let _ = write!(heard, "stamps {stamps} seq: {};", self.world.seq());
         }
     }
-}
 
-impl Run<'_, '_> {
     /// The state the run is in after `ticks` clock moves (see the module).
     pub(super) fn state(&self, ticks: usize) -> u128 {
         // Every field named: one added must be placed here or left out here
