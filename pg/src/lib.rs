@@ -150,7 +150,8 @@ impl std::ops::DerefMut for Link {
 
 /// One request's connection.
 pub struct PgConn {
-    conn: Mutex<Link>,
+    /// `None` only once [`PgConn::into_connection`] has taken it.
+    conn: Mutex<Option<Link>>,
     in_txn: Cell<bool>,
     shared: Shared,
     /// The request this connection serves.
@@ -173,7 +174,26 @@ impl PgConn {
         request: usize,
     ) -> Result<PgConn, sqlx::Error> {
         let conn = PgConnection::connect_with(options).await?;
-        Ok(PgConn::on(Link::Own(conn), shared, request))
+        Ok(PgConn::over(conn, shared, request))
+    }
+
+    /// Request number `request` on `conn`, a connection of its own (one a
+    /// replay kept from an earlier run, say).
+    pub fn over(conn: PgConnection, shared: Shared, request: usize) -> PgConn {
+        PgConn::on(Link::Own(conn), shared, request)
+    }
+
+    /// The connection back, to serve again: when it is its own (not a
+    /// pool's) and has no transaction open, so it holds no lock (the flows
+    /// take advisory locks for a transaction only).
+    pub fn into_connection(mut self) -> Option<PgConnection> {
+        if self.in_txn.get() {
+            return None;
+        }
+        match self.conn.get_mut().take() {
+            Some(Link::Own(conn)) => Some(conn),
+            _ => None,
+        }
     }
 
     /// Request number `request` on a connection lent by a pool. The
@@ -186,7 +206,7 @@ impl PgConn {
 
     fn on(link: Link, shared: Shared, request: usize) -> PgConn {
         PgConn {
-            conn: Mutex::new(link),
+            conn: Mutex::new(Some(link)),
             in_txn: Cell::new(false),
             shared,
             request,
@@ -197,7 +217,9 @@ impl PgConn {
 
     /// The database connection, for one statement or a few.
     async fn link(&self) -> MappedMutexGuard<'_, PgConnection> {
-        MutexGuard::map(self.conn.lock().await, |link| &mut **link)
+        MutexGuard::map(self.conn.lock().await, |link| {
+            &mut **link.as_mut().expect("a connection not given back")
+        })
     }
 
     /// Serves an app instance whose clock is `skew_ms` off.
@@ -318,7 +340,7 @@ impl PgConn {
 
 impl Drop for PgConn {
     fn drop(&mut self) {
-        if let (true, Link::Pooled(conn)) = (self.in_txn.get(), self.conn.get_mut()) {
+        if let (true, Some(Link::Pooled(conn))) = (self.in_txn.get(), self.conn.get_mut()) {
             conn.close_on_drop();
         }
     }

@@ -20,7 +20,7 @@ use cusim_pg::{cache_entries, schema, services_with};
 use cusim_sim::input::scenario::Scenario;
 use cusim_sim::judge::{creators, judge, Invariant, Observation, State, Violation};
 use cusim_sim::judge::{End, RequestOutcome};
-use support::{connect, database_url, redis_url, seed_customers, send, settle_reads};
+use support::{connect, database_url, redis_url, seed_customers, send, settle_reads, Lender};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -37,7 +37,8 @@ async fn round(
     limit: std::time::Duration,
     redis: Option<&RedisCache>,
 ) -> Vec<Violation> {
-    schema::reset(database, &scenario.catalog()).await.unwrap();
+    let lender = Lender::new(database);
+    lender.reset(&scenario.catalog()).await;
     let cache = match redis {
         None => CacheStore::default(),
         Some(redis) => {
@@ -47,7 +48,7 @@ async fn round(
     };
     let shared = services_with(seed, strategy.constraints(), cache);
     let n = scenario.requests.len();
-    seed_customers(database, &shared, scenario).await;
+    seed_customers(&lender, &shared, scenario).await;
 
     // Every request at once: each a task with its own connection.
     let local = tokio::task::LocalSet::new();
@@ -89,7 +90,7 @@ async fn round(
         }
     };
 
-    let (settles, customers) = settle_reads(database, &shared, scenario, strategy).await;
+    let (settles, customers) = settle_reads(&lender, &shared, scenario, strategy).await;
     let created_by = creators(&BTreeMap::new(), &shared.borrow().inserted, n, scenario.customers.len());
     let cache = cache_entries(&shared).await.expect("the cache is read back");
     if let Some(failure) = shared.borrow_mut().cache_failure.take() {

@@ -61,55 +61,79 @@ enum Place {
 /// About how long a job takes on 2 cores (seconds, as last measured; the
 /// rest a few): the workers take the longest first.
 fn expected_seconds(label: &str) -> u32 {
-    const KNOWN: [(&str, u32); 12] = [
-        ("cusim-sim/test:reduction", 230),
-        ("cusim-sim/test:safe_everywhere", 160),
-        ("cusim-pg/test:pg differential::", 110),
+    const KNOWN: [(&str, u32); 17] = [
+        ("cusim-sim/test:reduction three_requests", 210),
+        ("cusim-sim/test:races", 180),
+        ("cusim-sim/test:postgres_cli --ignored", 105),
         ("madsim:", 100),
-        ("cusim-pg/test:pg replay::", 85),
-        ("cusim-sim/test:races", 80),
-        ("loom:", 50),
-        ("cusim-pg/test:pg scripts::", 45),
-        ("cusim-sim/test:worlds", 35),
-        ("cusim-sim/test:postgres_cli", 30),
+        ("cusim-sim/test:safe_everywhere", 95),
+        ("loom:", 90),
+        ("cusim-sim/test:reduction reaches_transactional", 75),
+        ("cusim-sim/test:reduction reaches_legacy", 70),
+        ("cusim-sim/test:reduction in_generated_scenarios", 70),
+        ("cusim-sim/test:worlds", 65),
+        ("cusim-pg/test:pg scripts::", 60),
+        ("cusim-pg/test:pg differential::", 50),
+        ("cusim-sim/test:reduction reaches_safe", 45),
+        ("cusim-pg/test:pg replay::", 30),
         ("cusim-sim/test:check", 25),
+        ("cusim-pg/test:pg --skip", 20),
         ("scripts/check-html.sh", 20),
     ];
     KNOWN.iter().find(|(prefix, _)| label.starts_with(prefix)).map_or(5, |(_, s)| *s)
 }
 
-/// The modules of the Postgres tests' one binary (`pg/tests/pg.rs`, a
-/// module per file) that run as jobs of their own, by test-name filter,
-/// with their extra arguments: the free-running rounds with only their
-/// kind, the long files side by side (the differential's three tests wait
-/// on Postgres most of the time, so all three run at once). One more job
-/// runs every other module.
-const PG_OWN_JOBS: [(&str, Place, &[&str]); 4] = [
-    ("concurrent::", Place::Alone, &[]),
-    ("differential::", Place::Servers, &["--test-threads", "3"]),
-    ("replay::", Place::Servers, &[]),
-    ("scripts::", Place::Servers, &[]),
+/// Test executables whose tests run as jobs of their own, by test-name
+/// filter, with their extra arguments; one more job runs every other test
+/// of the executable.
+/// - The Postgres tests' one binary (`pg/tests/pg.rs`, a module per file):
+///   the free-running rounds with only their kind, the long files side by
+///   side (the differential's three tests wait on Postgres most of the
+///   time, so all three run at once).
+/// - The reduction's comparisons, the longest test executable: on one
+///   worker it would end after every other job.
+const OWN_JOBS: [(&str, &str, Place, &[&str]); 10] = [
+    ("cusim-pg", "concurrent::", Place::Alone, &[]),
+    ("cusim-pg", "differential::", Place::Servers, &["--test-threads", "3"]),
+    ("cusim-pg", "replay::", Place::Servers, &[]),
+    ("cusim-pg", "scripts::", Place::Servers, &[]),
+    ("cusim-sim", "three_requests", Place::Cpu, &[]),
+    ("cusim-sim", "in_generated_scenarios", Place::Cpu, &[]),
+    ("cusim-sim", "reaches_legacy", Place::Cpu, &[]),
+    ("cusim-sim", "reaches_transactional", Place::Cpu, &[]),
+    ("cusim-sim", "reaches_safe", Place::Cpu, &[]),
+    ("cusim-sim", "commute", Place::Cpu, &[]),
 ];
+
+/// The executable [`OWN_JOBS`] splits, of each package.
+fn split(package: &str, kind: &str, name: &str) -> bool {
+    matches!((package, kind, name), ("cusim-pg", "test", "pg") | ("cusim-sim", "test", "reduction"))
+}
 
 /// The runs of a test executable: each with its mode, its place and its
 /// arguments. None for madsim's (empty without `--cfg madsim`).
 fn runs(bin: &build::TestBin) -> Vec<(&'static str, Place, Vec<String>)> {
     let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    match (bin.package.as_str(), bin.kind.as_str(), bin.name.as_str()) {
-        ("cusim-sim", _, "madsim") => Vec::new(),
-        ("cusim-pg", "test", "pg") => {
-            let mut runs: Vec<_> = PG_OWN_JOBS
-                .iter()
-                .map(|(filter, place, extra)| ("postgres", *place, owned(&[&[*filter][..], extra].concat())))
-                .collect();
-            let rest = PG_OWN_JOBS.iter().flat_map(|(filter, ..)| ["--skip", filter]).collect::<Vec<_>>();
-            runs.push(("postgres", Place::Servers, owned(&rest)));
-            runs
-        }
-        ("cusim-pg", _, _) => vec![("postgres", Place::Servers, Vec::new())],
-        ("cusim-sim", _, _) => vec![("stepper", Place::Cpu, Vec::new())],
-        _ => vec![("unit", Place::Cpu, Vec::new())],
+    let (package, kind, name) = (bin.package.as_str(), bin.kind.as_str(), bin.name.as_str());
+    let (mode, place) = match package {
+        "cusim-pg" => ("postgres", Place::Servers),
+        "cusim-sim" => ("stepper", Place::Cpu),
+        _ => ("unit", Place::Cpu),
+    };
+    if (package, name) == ("cusim-sim", "madsim") {
+        return Vec::new();
     }
+    if !split(package, kind, name) {
+        return vec![(mode, place, Vec::new())];
+    }
+    let own: Vec<_> = OWN_JOBS.iter().filter(|(of, ..)| *of == package).collect();
+    let mut runs: Vec<_> = own
+        .iter()
+        .map(|(_, filter, place, extra)| (mode, *place, owned(&[&[*filter][..], extra].concat())))
+        .collect();
+    let rest = own.iter().flat_map(|(_, filter, ..)| ["--skip", filter]).collect::<Vec<_>>();
+    runs.push((mode, place, owned(&rest)));
+    runs
 }
 
 /// Runs `bin` (from its package's folder, as cargo does) with `args`.
@@ -616,26 +640,30 @@ mod tests {
         line.split_whitespace().map(String::from).collect()
     }
 
-    /// The Postgres binary's jobs run each of its tests once: each module of
-    /// its own by name, every other module in one job that skips them.
+    /// A split binary's jobs run each of its tests once: each filter of its
+    /// own, every other test in one job that skips them.
     #[test]
-    fn the_postgres_jobs_split_the_binary_without_overlap() {
-        let bin = build::TestBin {
-            package: "cusim-pg".into(),
-            kind: "test".into(),
-            name: "pg".into(),
-            exe: PathBuf::from("pg"),
-            dir: PathBuf::from("pg"),
-        };
-        let runs = runs(&bin);
-        assert_eq!(runs.len(), PG_OWN_JOBS.len() + 1);
-        let rest = &runs.last().expect("the job of every other module").2;
-        for ((filter, ..), (_, _, args)) in PG_OWN_JOBS.iter().zip(&runs) {
-            assert_eq!(args[0], *filter);
-            assert!(
-                rest.windows(2).any(|w| w[0] == "--skip" && w[1] == *filter),
-                "{rest:?} runs {filter} again"
-            );
+    fn the_split_jobs_cover_the_binary_without_overlap() {
+        for (package, name) in [("cusim-pg", "pg"), ("cusim-sim", "reduction")] {
+            let bin = build::TestBin {
+                package: package.into(),
+                kind: "test".into(),
+                name: name.into(),
+                exe: PathBuf::from(name),
+                dir: PathBuf::from(name),
+            };
+            let runs = runs(&bin);
+            let own: Vec<_> = OWN_JOBS.iter().filter(|(of, ..)| *of == package).collect();
+            assert!(own.len() >= 4, "{package}");
+            assert_eq!(runs.len(), own.len() + 1);
+            let rest = &runs.last().expect("the job of every other test").2;
+            for ((_, filter, ..), (_, _, args)) in own.iter().zip(&runs) {
+                assert_eq!(args[0], *filter);
+                assert!(
+                    rest.windows(2).any(|w| w[0] == "--skip" && w[1] == *filter),
+                    "{rest:?} runs {filter} again"
+                );
+            }
         }
     }
 

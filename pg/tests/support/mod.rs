@@ -3,6 +3,7 @@
 //! replaced by creation order).
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -15,6 +16,7 @@ use cusim_sim::input::scenario::{Scenario, ScenarioRequest};
 use cusim_sim::input::schedule::Schedule;
 use cusim_sim::judge::settle::{self, SettleRead};
 use cusim_sim::judge::{RequestOutcome, Settle};
+use sqlx::{Connection, PgConnection};
 
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -86,20 +88,65 @@ pub async fn connect(database: &schema::Database, shared: &Shared, request: usiz
     PgConn::connect(&database.options, Rc::clone(shared), request).await.expect("connects")
 }
 
+/// The connections of one run's parts that go one after another (the
+/// reset, the seed customers, the requests of a sequential run, the settle
+/// reads): each lent and given back idle, so that a run opens one or two
+/// connections rather than one per part. Opening one starts a server
+/// process, which costs the server more than the statements of a run. A
+/// connection given back with a transaction open is closed instead; an
+/// idle one holds nothing (the flows take advisory locks for a transaction
+/// only), and what else a session keeps (its schema, its prepared
+/// statements) is the same for every part.
+pub struct Lender<'d> {
+    pub database: &'d schema::Database,
+    idle: RefCell<Vec<PgConnection>>,
+}
+
+impl<'d> Lender<'d> {
+    pub fn new(database: &'d schema::Database) -> Lender<'d> {
+        Lender { database, idle: RefCell::new(Vec::new()) }
+    }
+
+    /// A connection for request number `request`.
+    pub async fn lend(&self, shared: &Shared, request: usize) -> PgConn {
+        let idle = self.idle.borrow_mut().pop();
+        match idle {
+            Some(conn) => PgConn::over(conn, Rc::clone(shared), request),
+            None => connect(self.database, shared, request).await,
+        }
+    }
+
+    pub fn give_back(&self, conn: PgConn) {
+        self.idle.borrow_mut().extend(conn.into_connection());
+    }
+
+    /// Empties the schema and loads `catalog` (`schema::reset`).
+    pub async fn reset(&self, catalog: &cusim::model::Catalog) {
+        let idle = self.idle.borrow_mut().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => PgConnection::connect_with(&self.database.options).await.expect("connects"),
+        };
+        schema::reset_on(&mut conn, catalog).await.expect("the schema is emptied");
+        self.idle.borrow_mut().push(conn);
+    }
+}
+
 /// Creates the scenario's seed customers through `safe`, one after another
 /// (as requests `n`, `n + 1`, … after the scenario's `n` requests).
-pub async fn seed_customers(database: &schema::Database, shared: &Shared, scenario: &Scenario) {
+pub async fn seed_customers(lender: &Lender<'_>, shared: &Shared, scenario: &Scenario) {
     let n = scenario.requests.len();
     for (i, customer) in scenario.customers.iter().enumerate() {
-        let conn = connect(database, shared, n + i).await;
+        let conn = lender.lend(shared, n + i).await;
         execute(&conn, Strategy::Safe, &customer.as_request()).await.expect("seed customers are created");
+        lender.give_back(conn);
     }
 }
 
 /// The settle reads after a run, one at a time, and the committed
 /// customers after them.
 pub async fn settle_reads(
-    database: &schema::Database,
+    lender: &Lender<'_>,
     shared: &Shared,
     scenario: &Scenario,
     strategy: Strategy,
@@ -110,16 +157,19 @@ pub async fn settle_reads(
         "{}: free-running rounds place no settle faults",
         scenario.name
     );
-    let reader = connect(database, shared, 10_000).await;
+    let reader = lender.lend(shared, 10_000).await;
     let rows: Vec<_> = schema::committed(&reader).await.unwrap().into_iter().map(|c| c.customer).collect();
     let mut settles = Vec::new();
     for (k, SettleRead { scope, customer, request }) in settle::plan(scenario, &rows).into_iter().enumerate()
     {
-        let conn = connect(database, shared, 20_000 + k).await;
+        let conn = lender.lend(shared, 20_000 + k).await;
         let result = execute(&conn, strategy, &request).await;
+        lender.give_back(conn);
         settles.push(Settle { scope, customer, result });
     }
-    (settles, schema::committed(&reader).await.unwrap())
+    let customers = schema::committed(&reader).await.unwrap();
+    lender.give_back(reader);
+    (settles, customers)
 }
 
 /// An answer, and the answers of the attempts before it.
@@ -179,19 +229,21 @@ pub async fn sequential_on_postgres_with(
     strategy: Strategy,
     cache: CacheStore,
 ) -> Run {
-    schema::reset(database, &scenario.catalog()).await.unwrap();
+    let lender = Lender::new(database);
+    lender.reset(&scenario.catalog()).await;
     if let Some(redis) = cache.redis() {
         redis.clear().await.expect("the namespace is emptied");
     }
     let shared = services_with(0, strategy.constraints(), cache);
-    seed_customers(database, &shared, scenario).await;
+    seed_customers(&lender, &shared, scenario).await;
     let mut results = Vec::new();
     for (i, request) in scenario.requests.iter().enumerate() {
-        let conn = connect(database, &shared, i).await;
+        let conn = lender.lend(&shared, i).await;
         conn.set_skew(scenario.skew_ms(i));
         results.push(send(&conn, strategy, request).await.0);
+        lender.give_back(conn);
     }
-    let (settles, customers) = settle_reads(database, &shared, scenario, strategy).await;
+    let (settles, customers) = settle_reads(&lender, &shared, scenario, strategy).await;
     if let Some(failure) = shared.borrow_mut().cache_failure.take() {
         panic!("{}: the run cannot be judged: {failure}", scenario.name);
     }

@@ -31,6 +31,7 @@
 //! reported. A server that fails mid-run (a lost connection, a Redis that
 //! died) ends the replay; the report keeps what was compared up to then.
 
+mod kept;
 mod script;
 mod shadow;
 
@@ -43,6 +44,8 @@ use cusim::model::Catalog;
 use cusim_pg::cache::{CacheStore, RedisCache};
 use cusim_pg::{schema, services_with};
 use serde::Serialize;
+use std::rc::Rc;
+
 use sqlx::{Connection, PgConnection};
 use tokio::task::LocalSet;
 
@@ -76,6 +79,8 @@ pub struct Target {
     pub redis_url: Option<String>,
     /// Keep the run's schema afterwards, and empty one an earlier run kept
     /// rather than make it again (`schema::fresh`): for many runs in a row.
+    /// Such runs also keep their connections, idle, for the next run on
+    /// the schema on the same thread (`kept`).
     pub reuse_schema: bool,
 }
 
@@ -205,6 +210,8 @@ pub fn replay_on_postgres(
                 report.cache_agrees = postgres_state.cache == model.state.cache;
             }
         }
+        // Every operation compared and answered: no statement in flight.
+        shadow.inner.settled = report.failure.is_none() && report.divergence.is_none();
         Ok((execution, report))
     })
 }
@@ -220,10 +227,8 @@ fn with_shadow<T>(
     catalog: &Catalog,
     body: impl FnOnce(&mut PgShadow<'_>) -> Result<T, PgReplayError>,
 ) -> Result<T, PgReplayError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| PgReplayError::Server(format!("cannot start the async runtime: {e}")))?;
+    let url = target.database_url.as_str();
+    let runtime = if target.reuse_schema { kept::runtime()? } else { Rc::new(kept::new_runtime()?) };
     let local = LocalSet::new();
     // Redis first: a bad Redis URL fails before any schema is made.
     let redis = match &target.redis_url {
@@ -236,22 +241,30 @@ fn with_shadow<T>(
             Some(redis)
         }
     };
-    let database = if target.reuse_schema {
-        local.block_on(&runtime, schema::fresh(&target.database_url, schema_name, strategy, catalog))?
+    let (database, mut idle) = if target.reuse_schema {
+        local.block_on(&runtime, fresh_on_kept(url, schema_name, strategy, catalog))?
     } else {
-        local.block_on(&runtime, schema::create(&target.database_url, schema_name, strategy, catalog))?
+        (local.block_on(&runtime, schema::create(url, schema_name, strategy, catalog))?, Vec::new())
     };
     let result = (|| {
-        let monitor = local
-            .block_on(&runtime, PgConnection::connect_with(&database.options))
-            .map_err(|e| PgReplayError::Server(format!("cannot open the monitoring connection: {e}")))?;
+        let monitor = match idle.pop() {
+            Some(kept) => kept,
+            None => local
+                .block_on(&runtime, PgConnection::connect_with(&database.options))
+                .map_err(|e| PgReplayError::Server(format!("cannot open the monitoring connection: {e}")))?,
+        };
         let cache = redis.clone().map_or_else(CacheStore::default, CacheStore::Redis);
+        let services = services_with(0, strategy.constraints(), cache);
         let mut shadow = PgShadow {
             runtime: &runtime,
             local: &local,
-            inner: Inner::new(database.clone(), services_with(0, strategy.constraints(), cache), monitor),
+            inner: Inner::new(database.clone(), services, monitor, idle),
         };
-        body(&mut shadow)
+        let result = body(&mut shadow);
+        if target.reuse_schema {
+            kept::put(url, schema_name, shadow.inner.into_idle());
+        }
+        result
     })();
     if !target.reuse_schema {
         local.block_on(&runtime, schema::drop(&database));
@@ -261,6 +274,26 @@ fn with_shadow<T>(
         let _ = local.block_on(&runtime, redis.clear());
     }
     result
+}
+
+/// Schema `schema_name` for `strategy` with `catalog` and no customers, as
+/// `schema::fresh` makes it, on a connection kept from an earlier run when
+/// there is one; and the connections kept (none when the schema had to be
+/// made again: their statements were prepared for the tables dropped).
+async fn fresh_on_kept(
+    url: &str,
+    schema_name: &str,
+    strategy: Strategy,
+    catalog: &Catalog,
+) -> Result<(schema::Database, Vec<PgConnection>), PgReplayError> {
+    let mut idle = kept::take(url, schema_name);
+    while let Some(mut admin) = idle.pop() {
+        if schema::empty_if_made_for(&mut admin, strategy, catalog).await {
+            idle.push(admin);
+            return Ok((schema::Database::named(url, schema_name)?, idle));
+        }
+    }
+    Ok((schema::fresh(url, schema_name, strategy, catalog).await?, Vec::new()))
 }
 
 /// The invariants `observation` violates, each once, in order.

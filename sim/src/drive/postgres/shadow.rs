@@ -56,11 +56,32 @@ struct Session {
     in_flight: Option<JoinHandle<Option<Outcome>>>,
 }
 
+/// The requests' sessions. Dropped, whatever ended the replay, they let
+/// every held backend go: none stays paused.
+#[derive(Default)]
+struct Sessions(BTreeMap<RequestId, Session>);
+
+impl Drop for Sessions {
+    fn drop(&mut self) {
+        for session in self.0.values() {
+            if session.in_flight.is_some() {
+                let _ = let_go(session.pid);
+            }
+        }
+    }
+}
+
 pub(super) struct Inner {
     pub(super) database: schema::Database,
     pub(super) shared: Shared,
     pub(super) monitor: PgConnection,
-    sessions: BTreeMap<RequestId, Session>,
+    sessions: Sessions,
+    /// Connections kept from earlier runs on the schema, idle, each taken
+    /// before a new one is opened (see `kept`).
+    idle: Vec<PgConnection>,
+    /// Set by the replay when it ended with every operation compared and
+    /// no failure: then its connections are all idle, and may be kept.
+    pub(super) settled: bool,
     pub(super) compared: usize,
     pub(super) waits: usize,
     pub(super) deadlocks: usize,
@@ -122,12 +143,19 @@ impl Shadow for PgShadow<'_> {
 }
 
 impl Inner {
-    pub(super) fn new(database: schema::Database, shared: Shared, monitor: PgConnection) -> Inner {
+    pub(super) fn new(
+        database: schema::Database,
+        shared: Shared,
+        monitor: PgConnection,
+        idle: Vec<PgConnection>,
+    ) -> Inner {
         Inner {
             database,
             shared,
             monitor,
-            sessions: BTreeMap::new(),
+            sessions: Sessions::default(),
+            idle,
+            settled: false,
             compared: 0,
             waits: 0,
             deadlocks: 0,
@@ -138,18 +166,57 @@ impl Inner {
     }
 
     async fn session(&mut self, request: RequestId) -> Result<&mut Session, String> {
-        if !self.sessions.contains_key(&request) {
-            let conn = PgConn::connect(&self.database.options, Rc::clone(&self.shared), request)
-                .await
-                .map_err(|e| format!("cannot connect request {request}: {e}"))?;
-            let pid = conn.backend_pid().await.map_err(|e| format!("request {request}: {e}"))?;
+        if !self.sessions.0.contains_key(&request) {
+            let (conn, pid) = self.connection(request).await?;
             // Only a role that may change it can; the server's own timeout
             // (1 s unless configured otherwise) serves as well.
             let _ = sqlx::query(DEADLOCK_TIMEOUT).execute(&mut *conn.raw().await).await;
             let session = Session { conn: Rc::new(conn), pid, in_flight: None };
-            self.sessions.insert(request, session);
+            self.sessions.0.insert(request, session);
         }
-        Ok(self.sessions.get_mut(&request).expect("just inserted"))
+        Ok(self.sessions.0.get_mut(&request).expect("just inserted"))
+    }
+
+    /// A connection for `request`, and its backend's process id: an idle
+    /// one kept from an earlier run (one the server has closed since is
+    /// dropped), else a new one.
+    async fn connection(&mut self, request: usize) -> Result<(PgConn, i32), String> {
+        while let Some(idle) = self.idle.pop() {
+            let conn = PgConn::over(idle, Rc::clone(&self.shared), request);
+            if let Ok(pid) = conn.backend_pid().await {
+                return Ok((conn, pid));
+            }
+        }
+        let conn = PgConn::connect(&self.database.options, Rc::clone(&self.shared), request)
+            .await
+            .map_err(|e| format!("cannot connect request {request}: {e}"))?;
+        let pid = conn.backend_pid().await.map_err(|e| format!("request {request}: {e}"))?;
+        Ok((conn, pid))
+    }
+
+    /// The replay's connections to keep for the next run on the schema:
+    /// none unless it `settled`, and of those only the ones with no
+    /// statement in flight and no transaction open (they hold nothing).
+    /// The rest close, a held statement let go first.
+    pub(super) fn into_idle(self) -> Vec<PgConnection> {
+        let Inner { monitor, mut sessions, mut idle, settled, .. } = self;
+        if !settled {
+            return Vec::new();
+        }
+        for (_, session) in std::mem::take(&mut sessions.0) {
+            if let Some(held) = session.in_flight {
+                // A statement left waiting (a script may end so): let go,
+                // and closed.
+                held.abort();
+                let _ = let_go(session.pid);
+                continue;
+            }
+            if let Some(conn) = Rc::try_unwrap(session.conn).ok().and_then(PgConn::into_connection) {
+                idle.push(conn);
+            }
+        }
+        idle.push(monitor);
+        idle
     }
 
     /// Sends `op` for `request`, starting from the model's services.
@@ -166,7 +233,7 @@ impl Inner {
             services.seq = before.seq;
             services.ids = before.ids.clone();
         }
-        let conn = Rc::clone(&self.sessions[&request].conn);
+        let conn = Rc::clone(&self.sessions.0[&request].conn);
         let op = op.clone();
         tokio::task::spawn_local(async move { Some(conn.apply(&op, fault).await) })
     }
@@ -214,7 +281,7 @@ impl Inner {
             (ModelResult::Waits, InFlight::Waiting(handle)) => {
                 hold(pid)?;
                 self.waits += 1;
-                self.sessions.get_mut(&request).expect("connected").in_flight = Some(handle);
+                self.sessions.0.get_mut(&request).expect("connected").in_flight = Some(handle);
             }
             (ModelResult::Done(expected), InFlight::Answered(Some(actual))) => {
                 if *expected != actual {
@@ -292,7 +359,7 @@ impl Inner {
         let Some((event, blockers)) = row else { return Ok(false) };
         let holders: Vec<String> = blockers
             .iter()
-            .filter_map(|b| self.sessions.iter().find(|(_, s)| s.pid == *b))
+            .filter_map(|b| self.sessions.0.iter().find(|(_, s)| s.pid == *b))
             .map(|(request, _)| format!("request {request}"))
             .collect();
         if holders.is_empty() {
@@ -306,7 +373,7 @@ impl Inner {
     }
 
     async fn crash(&mut self, request: RequestId) -> Result<(), String> {
-        let Some(session) = self.sessions.remove(&request) else { return Ok(()) };
+        let Some(session) = self.sessions.0.remove(&request) else { return Ok(()) };
         let pid = session.pid;
         if let Some(handle) = session.in_flight {
             handle.abort();
@@ -354,26 +421,15 @@ impl Inner {
         .canonical())
     }
 
-    /// The committed customers, as a fresh connection reads them.
+    /// The committed customers, as a connection of no request reads them.
     pub(super) async fn committed(&mut self) -> Result<Vec<FullCustomer>, PgReplayError> {
-        let reader = PgConn::connect(&self.database.options, Rc::clone(&self.shared), usize::MAX)
-            .await
-            .map_err(|e| PgReplayError::Server(format!("cannot read back the final state: {e}")))?;
-        let customers = schema::committed(&reader)
-            .await
-            .map_err(|e| PgReplayError::Server(format!("cannot read back the final state: {e}")))?;
+        let cannot = |e: &dyn std::fmt::Display| {
+            PgReplayError::Server(format!("cannot read back the final state: {e}"))
+        };
+        let (reader, _) = self.connection(usize::MAX).await.map_err(|e| cannot(&e))?;
+        let customers = schema::committed(&reader).await.map_err(|e| cannot(&e))?;
+        self.idle.extend(reader.into_connection());
         Ok(customers)
-    }
-}
-
-impl Drop for Inner {
-    /// No backend stays paused after the replay, whatever ended it.
-    fn drop(&mut self) {
-        for session in self.sessions.values() {
-            if session.in_flight.is_some() {
-                let _ = let_go(session.pid);
-            }
-        }
     }
 }
 
