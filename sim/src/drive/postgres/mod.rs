@@ -262,7 +262,7 @@ fn with_shadow<T>(
         };
         let result = body(&mut shadow);
         if target.reuse_schema {
-            kept::put(url, schema_name, shadow.inner.into_idle());
+            kept::put(url, schema_name, local.block_on(&runtime, shadow.inner.into_idle()));
         }
         result
     })();

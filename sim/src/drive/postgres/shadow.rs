@@ -197,23 +197,33 @@ impl Inner {
     /// The replay's connections to keep for the next run on the schema:
     /// none unless it `settled`, and of those only the ones with no
     /// statement in flight and no transaction open (they hold nothing).
-    /// The rest close, a held statement let go first.
-    pub(super) fn into_idle(self) -> Vec<PgConnection> {
-        let Inner { monitor, mut sessions, mut idle, settled, .. } = self;
+    /// The backends of the rest are ended, and waited for until gone,
+    /// before any is kept: a held statement let go, or one waiting on a
+    /// transaction that rolls back only when its backend notices its
+    /// connection closed, could otherwise commit its row into the next
+    /// run. If they cannot be ended, nothing is kept.
+    pub(super) async fn into_idle(self) -> Vec<PgConnection> {
+        let Inner { mut monitor, mut sessions, mut idle, settled, .. } = self;
         if !settled {
             return Vec::new();
         }
-        for (_, session) in std::mem::take(&mut sessions.0) {
-            if let Some(held) = session.in_flight {
-                // A statement left waiting (a script may end so): let go,
-                // and closed.
-                held.abort();
-                let _ = let_go(session.pid);
-                continue;
+        let mut ended = Vec::new();
+        for (_, Session { conn, pid, in_flight }) in std::mem::take(&mut sessions.0) {
+            let kept = match in_flight {
+                Some(held) => {
+                    held.abort();
+                    None
+                }
+                None => Rc::try_unwrap(conn).ok().and_then(PgConn::into_connection),
+            };
+            match kept {
+                Some(conn) => idle.push(conn),
+                None => ended.push(pid),
             }
-            if let Some(conn) = Rc::try_unwrap(session.conn).ok().and_then(PgConn::into_connection) {
-                idle.push(conn);
-            }
+        }
+        let gone = end_backends(&mut monitor, &ended).await;
+        if !gone {
+            return Vec::new();
         }
         idle.push(monitor);
         idle
@@ -430,6 +440,39 @@ impl Inner {
         let customers = schema::committed(&reader).await.map_err(|e| cannot(&e))?;
         self.idle.extend(reader.into_connection());
         Ok(customers)
+    }
+}
+
+/// Ends backends `pids` (each may be held: it is let go after it is told
+/// to end, so the first thing it does is end) and waits until they are
+/// gone; whether they are, within [`ANSWER_WITHIN`].
+async fn end_backends(monitor: &mut PgConnection, pids: &[i32]) -> bool {
+    if pids.is_empty() {
+        return true;
+    }
+    let told = sqlx::query("SELECT pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid")
+        .bind(pids)
+        .execute(&mut *monitor)
+        .await
+        .is_ok();
+    for pid in pids {
+        let _ = let_go(*pid);
+    }
+    if !told {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
+    loop {
+        let alive: Result<bool, _> =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1))")
+                .bind(pids)
+                .fetch_one(&mut *monitor)
+                .await;
+        match alive {
+            Ok(false) => return true,
+            Ok(true) if tokio::time::Instant::now() < deadline => tokio::time::sleep(POLL).await,
+            _ => return false,
+        }
     }
 }
 
