@@ -139,7 +139,7 @@ pub async fn empty_if_made_for(conn: &mut PgConnection, strategy: Strategy, cata
     if made_for.as_deref() != Some(strategy.as_str()) || applied != Some(expected as i64) {
         return false;
     }
-    empty(conn, catalog).await.is_ok()
+    reset_on(conn, catalog).await.is_ok()
 }
 
 /// Brings schema `schema` up to date for `strategy`, keeping its
@@ -260,24 +260,20 @@ async fn load_catalog(conn: &mut PgConnection, catalog: &Catalog) -> Result<(), 
 /// that is not idle is ended first.
 pub async fn reset(database: &Database, catalog: &Catalog) -> Result<(), sqlx::Error> {
     let mut conn = PgConnection::connect_with(&database.options).await?;
-    empty(&mut conn, catalog).await?;
+    reset_on(&mut conn, catalog).await?;
     conn.close().await
 }
 
-/// [`reset`] on a connection already open on the schema.
-pub async fn reset_on(conn: &mut PgConnection, catalog: &Catalog) -> Result<(), sqlx::Error> {
-    empty(conn, catalog).await
-}
-
-/// Empties every table (and starts the row sequences again) and loads
-/// `catalog`. By `DELETE`, not `TRUNCATE`: the tables hold a few rows,
+/// [`reset`] on a connection already open on the schema: empties every
+/// table (and starts the row sequences again) and loads `catalog`. By
+/// `DELETE`, not `TRUNCATE`: the tables hold a few rows,
 /// and `TRUNCATE` makes every table's and index's files again and waits
 /// for every lock on them (21 ms a reset in the server's statistics, over
 /// the differential test's 1,797 resets). A statement that could still
 /// commit a row after the `DELETE` is ended first (`end_other_sessions`).
 /// No query reads rows in their physical order: each orders by its key or
 /// by `seq`, which starts again at 1 as before.
-async fn empty(conn: &mut PgConnection, catalog: &Catalog) -> Result<(), sqlx::Error> {
+pub async fn reset_on(conn: &mut PgConnection, catalog: &Catalog) -> Result<(), sqlx::Error> {
     end_other_sessions(conn).await?;
     sqlx::raw_sql(
         "DELETE FROM customer_products; DELETE FROM balances; DELETE FROM customers; \
@@ -298,15 +294,15 @@ async fn empty(conn: &mut PgConnection, catalog: &Catalog) -> Result<(), sqlx::E
 /// holds nothing (the flows take advisory locks for a transaction only):
 /// those are the connections a replay keeps for its next run.
 async fn end_other_sessions(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    const OTHERS: &str =
-        "FROM pg_stat_activity WHERE application_name = current_setting('application_name') \
-                          AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let ended: Vec<bool> =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT pg_terminate_backend(pid) {OTHERS}")))
-                .fetch_all(&mut *conn)
-                .await?;
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid() \
+             AND state IS DISTINCT FROM 'idle'",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
         if ended.is_empty() || std::time::Instant::now() >= deadline {
             return Ok(());
         }

@@ -13,7 +13,7 @@ use crate::support;
 use cusim::backend::{ClaimTarget, Constraints, NewCustomer, NewCustomerProduct, OnConflict, Op, RowLock};
 use cusim::flow::Strategy;
 use cusim::model::{Catalog, CustomerRow, DefaultScope, Product, ProductKind, ProductStatus, Scope};
-use cusim_sim::drive::postgres::{script_on_postgres, ScriptModel, ScriptReport, ScriptStep, Target};
+use cusim_sim::drive::postgres::{script_on_postgres, ScriptModel, ScriptReport, ScriptStep};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use support::database_url;
@@ -80,7 +80,7 @@ fn resume(request: usize) -> ScriptStep {
 }
 
 fn run(strategy: Strategy, steps: &[ScriptStep], schema: &str) -> ScriptReport {
-    script_on_postgres(&Target::postgres(database_url()), schema, strategy, &catalog(), steps)
+    script_on_postgres(&database_url(), schema, strategy, &catalog(), steps)
         .unwrap_or_else(|e| panic!("the script could not run: {e}"))
 }
 

@@ -83,9 +83,9 @@ fn expected_seconds(label: &str) -> u32 {
     KNOWN.iter().find(|(prefix, _)| label.starts_with(prefix)).map_or(5, |(_, s)| *s)
 }
 
-/// Test executables whose tests run as jobs of their own, by test-name
-/// filter, with their extra arguments; one more job runs every other test
-/// of the executable.
+/// Test executables (by label) whose tests run as jobs of their own, by
+/// test-name filter, with their extra arguments; one more job runs every
+/// other test of the executable.
 /// - The Postgres tests' one binary (`pg/tests/pg.rs`, a module per file):
 ///   the free-running rounds with only their kind, the long files side by
 ///   side (the differential's three tests wait on Postgres most of the
@@ -93,28 +93,23 @@ fn expected_seconds(label: &str) -> u32 {
 /// - The reduction's comparisons, the longest test executable: on one
 ///   worker it would end after every other job.
 const OWN_JOBS: [(&str, &str, Place, &[&str]); 10] = [
-    ("cusim-pg", "concurrent::", Place::Alone, &[]),
-    ("cusim-pg", "differential::", Place::Servers, &["--test-threads", "3"]),
-    ("cusim-pg", "replay::", Place::Servers, &[]),
-    ("cusim-pg", "scripts::", Place::Servers, &[]),
-    ("cusim-sim", "three_requests", Place::Cpu, &[]),
-    ("cusim-sim", "in_generated_scenarios", Place::Cpu, &[]),
-    ("cusim-sim", "reaches_legacy", Place::Cpu, &[]),
-    ("cusim-sim", "reaches_transactional", Place::Cpu, &[]),
-    ("cusim-sim", "reaches_safe", Place::Cpu, &[]),
-    ("cusim-sim", "commute", Place::Cpu, &[]),
+    ("cusim-pg/test:pg", "concurrent::", Place::Alone, &[]),
+    ("cusim-pg/test:pg", "differential::", Place::Servers, &["--test-threads", "3"]),
+    ("cusim-pg/test:pg", "replay::", Place::Servers, &[]),
+    ("cusim-pg/test:pg", "scripts::", Place::Servers, &[]),
+    ("cusim-sim/test:reduction", "three_requests", Place::Cpu, &[]),
+    ("cusim-sim/test:reduction", "in_generated_scenarios", Place::Cpu, &[]),
+    ("cusim-sim/test:reduction", "reaches_legacy", Place::Cpu, &[]),
+    ("cusim-sim/test:reduction", "reaches_transactional", Place::Cpu, &[]),
+    ("cusim-sim/test:reduction", "reaches_safe", Place::Cpu, &[]),
+    ("cusim-sim/test:reduction", "commute", Place::Cpu, &[]),
 ];
-
-/// The executable [`OWN_JOBS`] splits, of each package.
-fn split(package: &str, kind: &str, name: &str) -> bool {
-    matches!((package, kind, name), ("cusim-pg", "test", "pg") | ("cusim-sim", "test", "reduction"))
-}
 
 /// The runs of a test executable: each with its mode, its place and its
 /// arguments. None for madsim's (empty without `--cfg madsim`).
 fn runs(bin: &build::TestBin) -> Vec<(&'static str, Place, Vec<String>)> {
     let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    let (package, kind, name) = (bin.package.as_str(), bin.kind.as_str(), bin.name.as_str());
+    let (package, name) = (bin.package.as_str(), bin.name.as_str());
     let (mode, place) = match package {
         "cusim-pg" => ("postgres", Place::Servers),
         "cusim-sim" => ("stepper", Place::Cpu),
@@ -123,10 +118,11 @@ fn runs(bin: &build::TestBin) -> Vec<(&'static str, Place, Vec<String>)> {
     if (package, name) == ("cusim-sim", "madsim") {
         return Vec::new();
     }
-    if !split(package, kind, name) {
+    let label = bin.label();
+    let own: Vec<_> = OWN_JOBS.iter().filter(|(of, ..)| *of == label).collect();
+    if own.is_empty() {
         return vec![(mode, place, Vec::new())];
     }
-    let own: Vec<_> = OWN_JOBS.iter().filter(|(of, ..)| *of == package).collect();
     let mut runs: Vec<_> = own
         .iter()
         .map(|(_, filter, place, extra)| (mode, *place, owned(&[&[*filter][..], extra].concat())))
@@ -653,7 +649,7 @@ mod tests {
                 dir: PathBuf::from(name),
             };
             let runs = runs(&bin);
-            let own: Vec<_> = OWN_JOBS.iter().filter(|(of, ..)| *of == package).collect();
+            let own: Vec<_> = OWN_JOBS.iter().filter(|(of, ..)| *of == bin.label()).collect();
             assert!(own.len() >= 4, "{package}");
             assert_eq!(runs.len(), own.len() + 1);
             let rest = &runs.last().expect("the job of every other test").2;

@@ -107,13 +107,18 @@ impl<'d> Lender<'d> {
         Lender { database, idle: RefCell::new(Vec::new()) }
     }
 
-    /// A connection for request number `request`.
-    pub async fn lend(&self, shared: &Shared, request: usize) -> PgConn {
+    /// An idle connection, or a new one.
+    async fn take(&self) -> PgConnection {
         let idle = self.idle.borrow_mut().pop();
         match idle {
-            Some(conn) => PgConn::over(conn, Rc::clone(shared), request),
-            None => connect(self.database, shared, request).await,
+            Some(conn) => conn,
+            None => PgConnection::connect_with(&self.database.options).await.expect("connects"),
         }
+    }
+
+    /// A connection for request number `request`.
+    pub async fn lend(&self, shared: &Shared, request: usize) -> PgConn {
+        PgConn::over(self.take().await, Rc::clone(shared), request)
     }
 
     pub fn give_back(&self, conn: PgConn) {
@@ -122,11 +127,7 @@ impl<'d> Lender<'d> {
 
     /// Empties the schema and loads `catalog` (`schema::reset`).
     pub async fn reset(&self, catalog: &cusim::model::Catalog) {
-        let idle = self.idle.borrow_mut().pop();
-        let mut conn = match idle {
-            Some(conn) => conn,
-            None => PgConnection::connect_with(&self.database.options).await.expect("connects"),
-        };
+        let mut conn = self.take().await;
         schema::reset_on(&mut conn, catalog).await.expect("the schema is emptied");
         self.idle.borrow_mut().push(conn);
     }

@@ -115,17 +115,16 @@ impl ScriptModel {
     }
 }
 
-/// Runs `steps` on the model and on `target`'s Postgres, in a schema of
-/// its own (`schema_name`: dropped afterwards, or emptied for the next
-/// script where the target reuses schemas).
+/// Runs `steps` on the model and on the Postgres at `url`, in a schema
+/// of its own (`schema_name`, dropped afterwards).
 pub fn script_on_postgres(
-    target: &Target,
+    url: &str,
     schema_name: &str,
     strategy: Strategy,
     catalog: &Catalog,
     steps: &[ScriptStep],
 ) -> Result<ScriptReport, PgReplayError> {
-    with_shadow(target, schema_name, strategy, catalog, |shadow| {
+    with_shadow(&Target::postgres(url), schema_name, strategy, catalog, |shadow| {
         let mut model = ScriptModel::new(strategy, catalog);
         for (index, step) in steps.iter().enumerate() {
             model
@@ -159,7 +158,6 @@ pub fn script_on_postgres(
         let breaches = once(&shadow.inner.shared.borrow().breaches);
         let breaches_agree = breaches == once(model.world.isolation_breaches());
         let inner = &mut shadow.inner;
-        inner.settled = inner.divergence.is_none();
         Ok(ScriptReport {
             breaches,
             breaches_agree,

@@ -209,20 +209,20 @@ impl Inner {
         }
         let mut ended = Vec::new();
         for (_, Session { conn, pid, in_flight }) in std::mem::take(&mut sessions.0) {
+            let held = in_flight.is_some();
             let kept = match in_flight {
-                Some(held) => {
-                    held.abort();
+                Some(handle) => {
+                    handle.abort();
                     None
                 }
                 None => Rc::try_unwrap(conn).ok().and_then(PgConn::into_connection),
             };
             match kept {
                 Some(conn) => idle.push(conn),
-                None => ended.push(pid),
+                None => ended.push((pid, held)),
             }
         }
-        let gone = end_backends(&mut monitor, &ended).await;
-        if !gone {
+        if end_backends(&mut monitor, &ended).await.is_err() {
             return Vec::new();
         }
         idle.push(monitor);
@@ -383,35 +383,15 @@ impl Inner {
     }
 
     async fn crash(&mut self, request: RequestId) -> Result<(), String> {
-        let Some(session) = self.sessions.0.remove(&request) else { return Ok(()) };
-        let pid = session.pid;
-        if let Some(handle) = session.in_flight {
+        let Some(Session { conn, pid, in_flight }) = self.sessions.0.remove(&request) else { return Ok(()) };
+        let held = in_flight.is_some();
+        if let Some(handle) = in_flight {
             handle.abort();
-            let_go(pid)?;
         }
-        drop(session.conn);
-        sqlx::query("SELECT pg_terminate_backend($1)")
-            .bind(pid)
-            .execute(&mut self.monitor)
+        drop(conn);
+        end_backends(&mut self.monitor, &[(pid, held)])
             .await
-            .map_err(|e| format!("cannot end the crashed request's backend: {e}"))?;
-        let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
-        loop {
-            let alive: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
-                    .bind(pid)
-                    .fetch_one(&mut self.monitor)
-                    .await
-                    .map_err(|e| format!("cannot read pg_stat_activity: {e}"))?;
-            if !alive {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!("the crashed request's backend {pid} did not end"));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        Ok(())
+            .map_err(|e| format!("the crashed request's backend: {e}"))
     }
 
     /// What the servers hold at the end: the committed customers, the live
@@ -443,36 +423,40 @@ impl Inner {
     }
 }
 
-/// Ends backends `pids` (each may be held: it is let go after it is told
-/// to end, so the first thing it does is end) and waits until they are
-/// gone; whether they are, within [`ANSWER_WITHIN`].
-async fn end_backends(monitor: &mut PgConnection, pids: &[i32]) -> bool {
-    if pids.is_empty() {
-        return true;
+/// Ends the backends `ended` (each a process id, and whether it is held)
+/// and waits until they are gone, within [`ANSWER_WITHIN`]: a crashed
+/// request's, the ones a settled replay does not keep. A held backend is
+/// let go after it is told to end, so the first thing it does is end: its
+/// statement cannot run on and commit.
+async fn end_backends(monitor: &mut PgConnection, ended: &[(i32, bool)]) -> Result<(), String> {
+    if ended.is_empty() {
+        return Ok(());
     }
+    let pids: Vec<i32> = ended.iter().map(|(pid, _)| *pid).collect();
     let told = sqlx::query("SELECT pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid")
-        .bind(pids)
+        .bind(&pids)
         .execute(&mut *monitor)
         .await
-        .is_ok();
-    for pid in pids {
-        let _ = let_go(*pid);
+        .map_err(|e| format!("cannot end backends {pids:?}: {e}"));
+    for (pid, _) in ended.iter().filter(|(_, held)| *held) {
+        let_go(*pid)?;
     }
-    if !told {
-        return false;
-    }
+    told?;
     let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
     loop {
-        let alive: Result<bool, _> =
+        let alive: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1))")
-                .bind(pids)
+                .bind(&pids)
                 .fetch_one(&mut *monitor)
-                .await;
-        match alive {
-            Ok(false) => return true,
-            Ok(true) if tokio::time::Instant::now() < deadline => tokio::time::sleep(POLL).await,
-            _ => return false,
+                .await
+                .map_err(|e| format!("cannot read pg_stat_activity: {e}"))?;
+        if !alive {
+            return Ok(());
         }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("backends {pids:?} did not end"));
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
