@@ -7,8 +7,10 @@ mod support;
 use cusim::flow::Strategy::{Legacy, Safe, Transactional};
 use cusim_sim::claims::{Bound, Claim};
 use cusim_sim::drive::stepper::{execute_run, Prepared, Replay, RunOptions};
+use cusim_sim::explore::random_chooser;
 use cusim_sim::input::schedule::Schedule;
 use cusim_sim::judge::races::Symptom;
+use cusim_sim::judge::trace::{Event, EventKind};
 use cusim_sim::judge::Invariant;
 use support::*;
 
@@ -102,8 +104,11 @@ fn case_20_race_concurrent_stripe_customer() {
         &builtin,
         Invariant::SingleStripeCustomer,
     );
+    // Safe over the whole reduced space (up to one clock move, no
+    // preemption bound): every schedule, not only those of 3 preemptions.
     for scenario in [&scenario, &builtin] {
-        let safe = exhaustive(scenario, Safe, Some(3), 1);
+        let safe = exhaustive(scenario, Safe, None, 1);
+        assert!(safe.exhausted, "{}", scenario.name);
         assert_holds(&safe);
     }
 }
@@ -131,8 +136,10 @@ fn case_22_track_autocreate_concurrent_same_customer_id() {
                        {"op": "track", "customer_id": "cus_1", "feature_id": "words", "value": 2}]}"#,
     );
     assert_breaks(&exhaustive(&scenario, Legacy, None, 0), &scenario, Invariant::UsageConserved);
-    // The full space is too large (millions of schedules): bounded to 3 preemptions.
-    assert_holds(&exhaustive(&scenario, Safe, Some(3), 1));
+    // The whole reduced space (up to one clock move, no preemption bound).
+    let safe = exhaustive(&scenario, Safe, None, 1);
+    assert!(safe.exhausted);
+    assert_holds(&safe);
 }
 
 /// The pct schedules each built-in is explored with.
@@ -178,6 +185,59 @@ fn symptoms(name: &str, strategy: cusim::flow::Strategy, schedule: &str) -> Vec<
     let run = execute_run(&prepared, &mut Replay::new(&schedule), options).unwrap();
     let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
     violations.iter().map(|v| Symptom::of(&run.trace, v).to_string()).collect()
+}
+
+/// `trace` as a bare one records it: each event's text put as empty, and
+/// no settle read.
+fn without_text(trace: &[Event]) -> Vec<Event> {
+    let mut bare: Vec<Event> =
+        trace.iter().filter(|e| !matches!(e.kind, EventKind::Settle { .. })).cloned().collect();
+    for event in &mut bare {
+        let texts: Vec<&mut String> = match &mut event.kind {
+            EventKind::Op { op, result, .. } => vec![op, result],
+            EventKind::Wait { op, .. } | EventKind::Deadlock { op, .. } | EventKind::Crash { op, .. } => {
+                vec![op]
+            }
+            EventKind::Respond { result } => vec![result],
+            _ => Vec::new(),
+        };
+        texts.into_iter().for_each(String::clear);
+    }
+    bare
+}
+
+/// A bare trace (what the explorer reads a run's symptoms from) is the
+/// full trace without its text, and shows the same symptoms: in random
+/// schedules (up to one clock move) of every built-in under every
+/// strategy, with its faults.
+#[test]
+fn a_bare_trace_shows_the_races_a_full_one_shows() {
+    let (mut runs, mut symptoms) = (0, 0);
+    for builtin in cusim_sim::corpus::builtin::BUILTINS {
+        let scenario = builtin.scenario().unwrap();
+        for strategy in cusim::flow::Strategy::ALL {
+            let prepared = Prepared::new(&scenario, strategy).unwrap();
+            for seed in 0..40 {
+                let full = RunOptions { record_trace: true, ..RunOptions::default() };
+                let run = execute_run(&prepared, &mut random_chooser(seed, 1), full).unwrap();
+                let bare = RunOptions { bare_trace: true, ..full };
+                let again = execute_run(&prepared, &mut Replay::new(&run.schedule), bare).unwrap();
+                let at = format!("{} under {strategy}, {}", scenario.name, run.schedule);
+                assert_eq!(again.trace, without_text(&run.trace), "{at}");
+                let violations = cusim_sim::judge::judge(&prepared.scenario, &run.observation);
+                for violation in &violations {
+                    assert_eq!(
+                        Symptom::of(&again.trace, violation),
+                        Symptom::of(&run.trace, violation),
+                        "{at}"
+                    );
+                }
+                runs += 1;
+                symptoms += violations.len();
+            }
+        }
+    }
+    assert!(symptoms > 100, "{runs} runs showed only {symptoms} violations");
 }
 
 #[test]

@@ -439,7 +439,7 @@ fn symptoms_of(
     let trace = if run.record_trace {
         &execution.trace
     } else {
-        let options = RunOptions { record_trace: true, ..run };
+        let options = RunOptions { record_trace: true, bare_trace: true, ..run };
         replayed = execute_run(prepared, &mut Replay::new(&execution.schedule), options)
             .expect("a run's own schedule replays");
         &replayed.trace

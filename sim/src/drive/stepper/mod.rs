@@ -73,6 +73,12 @@ pub struct RunOptions {
     /// least 250 per request).
     pub max_steps: usize,
     pub record_trace: bool,
+    /// A recorded trace's events without their text (the lines that show
+    /// an operation, its answer, a response, a settle read): only what the
+    /// race matchers read (the calls, crashes and retries, and each
+    /// decision's past), which a run records in a third less time. The
+    /// explorer reads a run's symptoms from such a trace.
+    pub bare_trace: bool,
     /// The narrower world of first come, first served: a waiter whose wait
     /// is over runs again at once, the earliest first, and the request
     /// whose wait closes a cycle is its victim, none of it a decision.
@@ -92,6 +98,7 @@ impl Default for RunOptions {
         RunOptions {
             max_steps: 1_000,
             record_trace: false,
+            bare_trace: false,
             first_come_first_served: false,
             footprints: false,
             states: false,
@@ -177,6 +184,8 @@ struct Run<'p, 's> {
     slots: Vec<Slot>,
     trace: Vec<Event>,
     record: bool,
+    /// The trace's events carry no text ([`RunOptions::bare_trace`]).
+    bare: bool,
     created_by: BTreeMap<String, Creator>,
     step: usize,
     /// What the decision under way has touched (kept only when the run's
@@ -220,6 +229,15 @@ impl Run<'_, '_> {
         }
     }
 
+    /// An event's text, unless the trace is bare.
+    fn text(&self, text: impl FnOnce() -> String) -> String {
+        if self.bare {
+            String::new()
+        } else {
+            text()
+        }
+    }
+
     fn event(&mut self, request: Option<usize>, kind: EventKind) {
         if self.record {
             self.trace.push(Event { step: Some(self.step), request, kind, past: Past::default() });
@@ -252,7 +270,8 @@ impl Run<'_, '_> {
                     slot.future = None;
                     self.note(code, mark);
                     if self.record {
-                        self.event(Some(i), EventKind::Respond { result: describe_result(&result) });
+                        let result = self.text(|| describe_result(&result));
+                        self.event(Some(i), EventKind::Respond { result });
                     }
                     if let Some(ended) = self.retry(i, RequestOutcome::Responded(Box::new(result))) {
                         self.slots[i].outcome = Some(ended);
@@ -382,7 +401,8 @@ impl Run<'_, '_> {
         self.note(Action::Op { op: &op, applied: Applied::DeadlockVictim, fault: None }, mark);
         self.slots[i].pending_fault = None;
         if self.record {
-            self.event(Some(i), EventKind::Deadlock { point, op: op.summary() });
+            let op = self.text(|| op.summary());
+            self.event(Some(i), EventKind::Deadlock { point, op });
         }
         self.answer(i, outcome);
         self.advance(i, Action::Code);
@@ -443,7 +463,8 @@ impl Run<'_, '_> {
             let slot = &mut self.slots[i];
             slot.future = None;
             if self.record {
-                self.event(Some(i), EventKind::Crash { point, op: op.summary() });
+                let op = self.text(|| op.summary());
+                self.event(Some(i), EventKind::Crash { point, op });
             }
             if let Some(ended) = self.retry(i, RequestOutcome::Crashed { at: point }) {
                 self.slots[i].outcome = Some(ended);
@@ -464,10 +485,12 @@ impl Run<'_, '_> {
             // connection is gone and the call never reaches Stripe.
             let outcome = Outcome::StripeError { error: StripeError::Timeout };
             if self.record {
-                let result =
-                    format!("{} (in flight {in_flight_ms} ms: it never reached Stripe)", outcome.summary());
+                let result = self.text(|| {
+                    format!("{} (in flight {in_flight_ms} ms: it never reached Stripe)", outcome.summary())
+                });
                 let call = Box::new(Call { op: op.clone(), outcome: outcome.clone() });
-                self.event(Some(i), EventKind::Op { point, op: op.summary(), result, fault, call });
+                let op = self.text(|| op.summary());
+                self.event(Some(i), EventKind::Op { point, op, result, fault, call });
             }
             self.answer(i, outcome);
             self.advance(i, Action::Code);
@@ -516,9 +539,8 @@ impl Run<'_, '_> {
                 }
                 if self.record {
                     let call = Box::new(Call { op: op.clone(), outcome: outcome.clone() });
-                    let kind =
-                        EventKind::Op { point, op: op.summary(), result: outcome.summary(), fault, call };
-                    self.event(Some(i), kind);
+                    let (op, result) = (self.text(|| op.summary()), self.text(|| outcome.summary()));
+                    self.event(Some(i), EventKind::Op { point, op, result, fault, call });
                 }
                 self.answer(i, outcome);
                 self.advance(i, Action::Code);
@@ -526,7 +548,8 @@ impl Run<'_, '_> {
             Err(Blocked(txn)) => {
                 let holder = self.world.request_of_txn(txn);
                 if self.record {
-                    self.event(Some(i), EventKind::Wait { point, op: op.summary(), txn, holder });
+                    let op = self.text(|| op.summary());
+                    self.event(Some(i), EventKind::Wait { point, op, txn, holder });
                 }
                 if let (Some(shadow), Some(before)) = (self.shadow.as_deref_mut(), &before) {
                     shadow.op(i, &op, world_fault, before, ModelResult::Waits);
@@ -636,6 +659,7 @@ fn run_with(
         slots,
         trace: Vec::new(),
         record: options.record_trace,
+        bare: options.bare_trace,
         created_by,
         step: 0,
         touched: Footprint::default(),
@@ -796,7 +820,7 @@ fn run_with(
         End::Quiescent if !cut => settle_reads(&mut run.world, run.prepared, reborrow(&mut run.shadow)),
         _ => Settled { settles: Vec::new(), reached: BTreeSet::new() },
     };
-    if run.record {
+    if run.record && !run.bare {
         for settle in &settles {
             let customer = format!("{}/{}", settle.scope, settle.customer);
             let kind = EventKind::Settle { customer, result: describe_result(&settle.result) };

@@ -78,6 +78,7 @@ impl Run<'_, '_> {
             slots,
             trace: _,
             record: _,
+            bare: _,
             created_by,
             step,
             touched: _,
