@@ -360,8 +360,8 @@ fn strip_kept_times(text: &str, out: &mut String) {
 
 /// With `record_outcomes`, adds the run's outcome to `outcomes`, and
 /// gives back the symptoms read for it, so the witness need not read them
-/// again (a traced replay of each violating run). `run`: the options the
-/// run was made with.
+/// again (a replay of each violating run that recorded no trace). `run`:
+/// the options the run was made with.
 fn note_outcome(
     prepared: &Prepared,
     (config, run): (&ExploreConfig, RunOptions),
@@ -601,9 +601,10 @@ fn explore_sharing(
             // of 25.) What it reads is the same either way.
             let mut trace_next = false;
             loop {
-                let run = match trace_next && !run.record_trace {
-                    true => RunOptions { record_trace: true, bare_trace: true, ..run },
-                    false => run,
+                let run = if trace_next && !run.record_trace {
+                    RunOptions { record_trace: true, bare_trace: true, ..run }
+                } else {
+                    run
                 };
                 let execution =
                     execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");

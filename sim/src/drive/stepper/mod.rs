@@ -76,8 +76,8 @@ pub struct RunOptions {
     /// A recorded trace's events without their text (the lines that show
     /// an operation, its answer, a response, a settle read): only what the
     /// race matchers read (the calls, crashes and retries, and each
-    /// decision's past), which a run records in a third less time. The
-    /// explorer reads a run's symptoms from such a trace.
+    /// decision's past), with no text formatted. The explorer reads a
+    /// run's symptoms from such a trace.
     pub bare_trace: bool,
     /// The narrower world of first come, first served: a waiter whose wait
     /// is over runs again at once, the earliest first, and the request
