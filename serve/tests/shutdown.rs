@@ -99,8 +99,11 @@ async fn start(pacing: cusim_serve::Pacing, max_connections: usize, header_timeo
 async fn a_connection_that_sends_no_headers_is_closed_after_the_header_timeout() {
     let Started { addr, stop, server, .. } =
         start(cusim_serve::Pacing::default(), 16, Duration::from_millis(200)).await;
-    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // Timed from before the connect: the server's timer starts when it
+    // accepts, which may be before the client's connect returns (a loaded
+    // machine may run the server first), never before the connect began.
     let opened = std::time::Instant::now();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
     let mut answer = Vec::new();
     // The server closes it (whatever it writes first); the limit here only
     // keeps a broken server from hanging the test.

@@ -106,7 +106,11 @@ fn coverage(report: &ExploreReport) -> String {
         }
         Some(Reduction::None) => ", no reduction".to_owned(),
         Some(Reduction::States) => {
-            format!(", states cached ({} runs stopped at a state met before)", report.redundant_runs)
+            format!(
+                ", states cached ({} states met, {} runs stopped at a state met before)",
+                report.states_met.unwrap_or(0),
+                report.redundant_runs
+            )
         }
         None => String::new(),
     };

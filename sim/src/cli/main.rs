@@ -104,7 +104,7 @@ enum Command {
         max_preemptions: Option<usize>,
         /// Exhaustive: skip schedules equivalent to one already run
         /// (source-sets: dynamic partial-order reduction with sleep sets;
-        /// sleep-sets: sleep sets alone; states: every order, but a run
+        /// sleep-sets: sleep sets alone; states: sleep sets, and a run
         /// that comes to a state met before stops there, one thread, no
         /// --shard; none: every order) [default: source-sets].
         #[arg(long, value_enum)]

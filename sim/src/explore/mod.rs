@@ -254,6 +254,10 @@ pub struct ExploreReport {
     pub shard: Option<Shard>,
     /// Runs a reduction found redundant and cut (not in `schedules_run`).
     pub redundant_runs: u64,
+    /// A search that caches states: the distinct states it met (every
+    /// state reachable within its bounds, when it ran whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub states_met: Option<u64>,
     /// With `record_outcomes`: every distinct outcome of a schedule run
     /// (responses, settle reads, committed state, violations and the
     /// races they show), as text.
@@ -526,6 +530,7 @@ fn explore_sharing(
     let mut groups = BTreeMap::new();
     let mut exhausted = false;
     let mut covered = false;
+    let mut dfs_states = None;
     let requests = prepared.request_count();
     let reduced =
         matches!(config.scheduler, SchedulerKind::Exhaustive { .. }) && config.reduction != Reduction::None;
@@ -662,6 +667,7 @@ fn explore_sharing(
                     break;
                 }
             }
+            dfs_states = dfs.states_met();
         }
     }
     let completeness = Completeness::of(config, exhausted, covered);
@@ -683,6 +689,7 @@ fn explore_sharing(
             _ => None,
         },
         redundant_runs,
+        states_met: dfs_states,
         outcomes,
         groups,
     }

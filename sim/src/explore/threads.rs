@@ -117,6 +117,8 @@ fn merge(config: &ExploreConfig, parts: Vec<ExploreReport>) -> ExploreReport {
         completeness: Completeness::of(config, exhausted, covered),
         shard: config.shard,
         redundant_runs: 0,
+        // A search that caches states runs on one thread.
+        states_met: None,
         outcomes: Default::default(),
         groups,
     };
