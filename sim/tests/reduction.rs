@@ -26,13 +26,13 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use cusim::flow::Strategy;
 use cusim_sim::claims::{clock_moves, Bound, Claim};
 use cusim_sim::corpus::builtin::BUILTINS;
-use cusim_sim::drive::stepper::{execute_run, Chooser, Prepared, Replay, RunOptions, View};
+use cusim_sim::drive::stepper::{execute_run, Chooser, Execution, Prepared, Replay, RunOptions, View};
 use cusim_sim::explore::{
     explore, outcome_of, random_chooser, Completeness, ExploreConfig, ExploreReport, Reduction,
     SchedulerKind, Shard,
@@ -696,12 +696,12 @@ fn runs_in_the_same_state_go_on_alike() {
         let scenario = builtin.scenario().unwrap();
         for strategy in Strategy::ALL {
             let prepared = Prepared::new(&scenario, strategy).unwrap();
-            let mut first: std::collections::HashMap<u128, Vec<Token>> = std::collections::HashMap::new();
+            let mut first: HashMap<u128, Vec<Token>> = HashMap::new();
             let mut pairs = 0;
             for seed in 0..STATE_RUNS {
                 let mut noting = Noting { inner: random_chooser(seed, 1), states: Vec::new(), made: 0 };
                 let run = execute_run(&prepared, &mut noting, options).unwrap();
-                let outcome = |run: &cusim_sim::drive::stepper::Execution| {
+                let outcome = |run: &Execution| {
                     let outcome = outcome_of(&prepared, run, &judge(&scenario, &run.observation), options);
                     kept_by(Reduction::States, &BTreeSet::from([outcome]))
                 };

@@ -365,9 +365,9 @@ impl Dfs {
         };
         // A state met before: only what slept there then and is awake now
         // is left to run from it (see the module).
+        let asleep_now = |token: &Token| sleep.iter().any(|(t, _)| t == token);
         let mut left: Option<Vec<Token>> = None;
         if let (Reduction::States, Some(state)) = (self.reduction, view.state) {
-            let asleep_now = |token: &Token| sleep.iter().any(|(t, _)| t == token);
             match self.visited.entry(state) {
                 Entry::Vacant(entry) => {
                     entry.insert(sleep.iter().map(|(t, _)| *t).collect());
@@ -402,7 +402,7 @@ impl Dfs {
         let awake = options
             .iter()
             .copied()
-            .filter(|o| !sleep.iter().any(|(t, _)| t == o))
+            .filter(|o| !asleep_now(o))
             .filter(|o| left.as_ref().is_none_or(|left| left.contains(o)));
         let in_prefix = self.operations < UNIT_OPERATIONS;
         let backtrack: Vec<Token> = match self.reduction {

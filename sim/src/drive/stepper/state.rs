@@ -175,31 +175,33 @@ const STAMP_TIME: &str = "time_ms: ";
 /// written as its rank among them all, and the value of every field named
 /// in `kept` (a time nothing after will compare) left out.
 fn canonical_hash(parts: &[&str], kept: &[&str]) -> u128 {
-    static SEQS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(SEQ));
+    // Every name it looks for, each searched with a finder made once.
+    static FINDERS: LazyLock<[Finder<'static>; 4]> =
+        LazyLock::new(|| [SEQ, CREATED, GUARD_SET, STAMP_TIME].map(Finder::new));
+    debug_assert!(kept.iter().all(|name| FINDERS.iter().any(|f| f.needle() == name.as_bytes())));
     // Each number: its part, where its digits begin and end, and its value
     // (a logical time), or none (left out).
     let mut found: Vec<(usize, usize, usize, Option<u64>)> = Vec::new();
     for (p, part) in parts.iter().enumerate() {
         let bytes = part.as_bytes();
-        let mut note = |at: usize, name: &str, rank: bool| {
-            // A kept field's name is the whole name (`seq: ` is a logical
-            // time wherever it ends a name).
-            let inside = at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
-            if !rank && inside {
-                return;
+        for finder in FINDERS.iter() {
+            let name = finder.needle();
+            let rank = name == SEQ.as_bytes();
+            if !rank && !kept.iter().any(|k| k.as_bytes() == name) {
+                continue;
             }
-            let start = at + name.len();
-            let digits = part[start..].bytes().take_while(u8::is_ascii_digit).count();
-            if let Ok(value) = part[start..start + digits].parse::<u64>() {
-                found.push((p, start, start + digits, rank.then_some(value)));
-            }
-        };
-        for at in SEQS.find_iter(bytes) {
-            note(at, SEQ, true);
-        }
-        for name in kept {
-            for at in memchr::memmem::find_iter(bytes, name) {
-                note(at, name, false);
+            for at in finder.find_iter(bytes) {
+                // A kept field's name is the whole name (`seq: ` is a
+                // logical time wherever it ends a name).
+                let inside = at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+                if !rank && inside {
+                    continue;
+                }
+                let start = at + name.len();
+                let digits = part[start..].bytes().take_while(u8::is_ascii_digit).count();
+                if let Ok(value) = part[start..start + digits].parse::<u64>() {
+                    found.push((p, start, start + digits, rank.then_some(value)));
+                }
             }
         }
     }
