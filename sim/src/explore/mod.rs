@@ -4,6 +4,8 @@
 //! exhaustive one says whether it covered the whole space.
 
 mod dfs;
+#[cfg(test)]
+mod resumed;
 pub mod schedulers;
 pub mod shrink;
 mod threads;
@@ -611,7 +613,7 @@ fn explore_sharing(
                 } else {
                     run
                 };
-                let execution =
+                let mut execution =
                     execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");
                 if dfs.skips_run() || dfs.blocked {
                     redundant_runs += u64::from(!dfs.skips_run());
@@ -620,7 +622,7 @@ fn explore_sharing(
                         // points after it, the first run there reached.
                         reached.extend(execution.reached.iter().copied());
                     }
-                    if !dfs.backtrack(&execution.footprints) {
+                    if !dfs.backtrack(std::mem::take(&mut execution.footprints), execution.resumed_at) {
                         covered = !capped;
                         exhausted = covered && !dfs.pruned;
                         break;
@@ -657,7 +659,7 @@ fn explore_sharing(
                 if broke && config.stop_at_first {
                     break;
                 }
-                if !dfs.backtrack(&execution.footprints) {
+                if !dfs.backtrack(std::mem::take(&mut execution.footprints), execution.resumed_at) {
                     // A run cut off by the step cap leaves its subtree unexplored.
                     covered = !capped;
                     exhausted = covered && !dfs.pruned;
@@ -723,10 +725,10 @@ pub fn search(
     let mut schedules_run = 0;
     let mut capped = false;
     loop {
-        let execution =
+        let mut execution =
             execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");
         if dfs.skips_run() || dfs.blocked {
-            if !dfs.backtrack(&execution.footprints) {
+            if !dfs.backtrack(std::mem::take(&mut execution.footprints), execution.resumed_at) {
                 return Search { found: None, schedules_run, exhausted: !capped && !dfs.pruned };
             }
             continue;
@@ -736,7 +738,7 @@ pub fn search(
         if wanted(&execution) {
             return Search { found: Some(execution), schedules_run, exhausted: false };
         }
-        if !dfs.backtrack(&execution.footprints) {
+        if !dfs.backtrack(std::mem::take(&mut execution.footprints), execution.resumed_at) {
             return Search { found: None, schedules_run, exhausted: !capped && !dfs.pruned };
         }
         if schedules_run >= limit {

@@ -276,6 +276,7 @@ impl Driver {
             let view = View {
                 state: None,
                 step: tokens.len(),
+                max_steps: usize::MAX,
                 runnable: &runnable,
                 last,
                 parked_at: &parked_at,

@@ -5,11 +5,18 @@
 //! to the [`World`] when it chooses, and leaves the [`Outcome`]. This is
 //! what lets the stepper decide every interleaving; [`run_alone`] is the
 //! trivial driver that answers each op at once.
+//!
+//! A taped connection ([`MemConn::taped`]) keeps what its request's code
+//! got from it ([`Tape`]): the code is a function of that, so a fresh
+//! future on a connection that plays the tape back
+//! ([`MemConn::playing`]) runs to where the first one was without the
+//! world (a driver that keeps snapshots of its run resumes it so).
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::backend::{Backend, CacheStamp, Op, Outcome, Point};
@@ -27,6 +34,53 @@ struct Mailbox {
 /// Answers an op at once, blocking the thread if it must wait.
 pub type Direct = Rc<dyn Fn(&Op) -> Outcome>;
 
+/// One thing a request's code got from its connection.
+#[derive(Debug, Clone)]
+enum Got {
+    Answer(Box<Outcome>),
+    Now(u64),
+    GuardTime(u64),
+    Stamp(CacheStamp),
+}
+
+/// Everything a request's code got from its connection so far, in order:
+/// a list shared with every earlier copy (a copy costs nothing).
+#[derive(Debug, Clone, Default)]
+pub struct Tape(Option<Arc<Got1>>);
+
+#[derive(Debug)]
+struct Got1 {
+    got: Got,
+    before: Tape,
+}
+
+impl Tape {
+    fn push(&mut self, got: Got) {
+        let before = std::mem::take(self);
+        *self = Tape(Some(Arc::new(Got1 { got, before })));
+    }
+
+    /// What it holds, the last first.
+    fn last_first(&self) -> Vec<Got> {
+        let mut all = Vec::new();
+        let mut at = &self.0;
+        while let Some(node) = at {
+            all.push(node.got.clone());
+            at = &node.before.0;
+        }
+        all
+    }
+}
+
+/// A connection's tape: kept (taped), and what it still plays back.
+#[derive(Debug, Default)]
+struct Taping {
+    on: bool,
+    kept: Tape,
+    /// The rest to play back, the last first.
+    playing: Vec<Got>,
+}
+
 /// One request's connection: a mailbox between the request and its driver
 /// (or, made with [`MemConn::direct`], a function that answers at once).
 #[derive(Clone)]
@@ -40,6 +94,7 @@ pub struct MemConn {
     guard_reads: SharedClock,
     /// How far the serving app instance's clock is off.
     skew_ms: i64,
+    taping: Rc<RefCell<Taping>>,
 }
 
 impl std::fmt::Debug for MemConn {
@@ -62,6 +117,45 @@ impl MemConn {
             time_reads: world.time_read_counter(),
             guard_reads: world.guard_read_counter(),
             skew_ms: 0,
+            taping: Rc::default(),
+        }
+    }
+
+    /// The same connection, keeping its tape.
+    pub fn taped(self) -> MemConn {
+        self.taping.borrow_mut().on = true;
+        self
+    }
+
+    /// The same connection, taped, playing `tape` back first: a request's
+    /// code on it gets what the tape holds, in order, with no op in its
+    /// mailbox and no reading of the world's clocks (counted or not), then
+    /// goes on as on any connection. A code that asks for something else
+    /// than the tape holds next is not the one taped: that panics.
+    pub fn playing(self, tape: &Tape) -> MemConn {
+        {
+            let mut taping = self.taping.borrow_mut();
+            taping.on = true;
+            taping.playing = tape.last_first();
+            taping.kept = tape.clone();
+        }
+        self
+    }
+
+    /// What the request's code has got so far (empty unless taped).
+    pub fn tape(&self) -> Tape {
+        self.taping.borrow().kept.clone()
+    }
+
+    /// The next thing to play back, if any is left.
+    fn play(&self) -> Option<Got> {
+        self.taping.borrow_mut().playing.pop()
+    }
+
+    fn keep(&self, got: impl FnOnce() -> Got) {
+        let mut taping = self.taping.borrow_mut();
+        if taping.on {
+            taping.kept.push(got());
         }
     }
 
@@ -167,29 +261,64 @@ impl Backend for MemConn {
         if let Some(answer) = &self.direct {
             return answer(&op);
         }
+        match self.play() {
+            Some(Got::Answer(outcome)) => return *outcome,
+            Some(other) => panic!("a tape played back gave {other:?} where its code asked for {op:?}"),
+            None => {}
+        }
         {
             let mut mailbox = self.mailbox.borrow_mut();
             assert!(mailbox.op.is_none() && mailbox.answer.is_none(), "a request has one op in flight");
             mailbox.op = Some(op);
         }
-        Parked { mailbox: &self.mailbox }.await
+        let outcome = Parked { mailbox: &self.mailbox }.await;
+        self.keep(|| Got::Answer(Box::new(outcome.clone())));
+        outcome
     }
 
     /// This instance's clock: the virtual clock, skewed.
     fn now_ms(&self) -> u64 {
+        match self.play() {
+            Some(Got::Now(now)) => return now,
+            Some(other) => panic!("a tape played back gave {other:?} where its code read the clock"),
+            None => {}
+        }
         self.time_reads.set(self.time_reads.get() + 1);
-        self.clock_ms.get().saturating_add_signed(self.skew_ms)
+        let now = self.clock_ms.get().saturating_add_signed(self.skew_ms);
+        self.keep(|| Got::Now(now));
+        now
     }
 
     /// This instance's clock, counted apart from [`MemConn::now_ms`]'s
     /// readings: what it gives only a stale-write guard compares.
     fn guard_time_ms(&self) -> u64 {
-        self.guard_reads.set(self.guard_reads.get() + 1);
-        self.clock_ms.get().saturating_add_signed(self.skew_ms)
+        match self.play() {
+            Some(Got::GuardTime(now)) => return now,
+            Some(other) => panic!("a tape played back gave {other:?} where its code read the guard's clock"),
+            None => {}
+        }
+        let now = self.guard_now();
+        self.keep(|| Got::GuardTime(now));
+        now
     }
 
     fn read_stamp(&self) -> CacheStamp {
+        match self.play() {
+            Some(Got::Stamp(stamp)) => return stamp,
+            Some(other) => panic!("a tape played back gave {other:?} where its code took a read stamp"),
+            None => {}
+        }
         self.stamps.set(self.stamps.get() + 1);
-        CacheStamp { seq: self.seq.get(), epoch: 0, time_ms: self.guard_time_ms() }
+        let stamp = CacheStamp { seq: self.seq.get(), epoch: 0, time_ms: self.guard_now() };
+        self.keep(|| Got::Stamp(stamp));
+        stamp
+    }
+}
+
+impl MemConn {
+    /// A reading of this instance's clock for the guard, counted.
+    fn guard_now(&self) -> u64 {
+        self.guard_reads.set(self.guard_reads.get() + 1);
+        self.clock_ms.get().saturating_add_signed(self.skew_ms)
     }
 }

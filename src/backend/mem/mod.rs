@@ -12,7 +12,7 @@ pub mod shared;
 pub mod world;
 
 pub use clock::SharedClock;
-pub use conn::{poll_once, run_alone, FaultAction, Finished, MemConn};
+pub use conn::{poll_once, run_alone, FaultAction, Finished, MemConn, Tape};
 pub use database::store::{Blocked, LockMode, TxnId};
 pub use database::{
     key_applied, Access, DbKey, Deducted, Deductions, IsolationBreach, Name, RequestId, UsageRow,

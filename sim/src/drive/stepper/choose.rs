@@ -8,6 +8,7 @@ use cusim::backend::Point;
 use crate::input::schedule::{Schedule, Token};
 
 use super::footprint::Footprint;
+use super::snapshot::Snapshot;
 
 /// What a chooser sees at a decision.
 #[derive(Debug)]
@@ -16,6 +17,9 @@ pub struct View<'a> {
     /// states: see [`super::RunOptions::states`]).
     pub state: Option<u128>,
     pub step: usize,
+    /// The step at which the run stops, capped (a decision made at step
+    /// `max_steps - 1` is the last).
+    pub max_steps: usize,
     /// Requests that may move, ascending.
     pub runnable: &'a [usize],
     /// The request that made an operation last (an arrival or a clock
@@ -52,6 +56,22 @@ pub trait Chooser {
     fn wants_state(&self) -> bool {
         false
     }
+
+    /// Whether it keeps a snapshot of the run at the decision it has just
+    /// made ([`Chooser::keep`]), taken before the decision is carried out.
+    fn wants_snapshot(&self) -> bool {
+        false
+    }
+
+    /// Keeps the snapshot it asked for.
+    fn keep(&mut self, _snapshot: Snapshot) {}
+
+    /// A snapshot kept earlier for the run to go on from, asked before
+    /// its first decision; the chooser then goes on from the decision it
+    /// was taken at.
+    fn resume(&mut self) -> Option<&Snapshot> {
+        None
+    }
 }
 
 impl<C: Chooser + ?Sized> Chooser for &mut C {
@@ -65,6 +85,18 @@ impl<C: Chooser + ?Sized> Chooser for &mut C {
 
     fn wants_state(&self) -> bool {
         (**self).wants_state()
+    }
+
+    fn wants_snapshot(&self) -> bool {
+        (**self).wants_snapshot()
+    }
+
+    fn keep(&mut self, snapshot: Snapshot) {
+        (**self).keep(snapshot)
+    }
+
+    fn resume(&mut self) -> Option<&Snapshot> {
+        (**self).resume()
     }
 }
 

@@ -25,6 +25,7 @@ mod choose;
 mod footprint;
 mod prepared;
 mod shadow;
+mod snapshot;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +50,8 @@ pub use footprint::{footprint, Access, Action, Applied, Footprint, GuardTimes, S
 pub(crate) use prepared::{settle_reads, Settled};
 pub use prepared::{Prepared, SetupError};
 pub use shadow::{ModelResult, Services, Shadow};
+use snapshot::Progress;
+pub use snapshot::Snapshot;
 
 /// A schedule that cannot be followed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +94,10 @@ pub struct RunOptions {
     /// Hash the state the run is in at each decision ([`View::state`]),
     /// for a search that caches states.
     pub states: bool,
+    /// Keep snapshots where the chooser asks for them, and go on from the
+    /// one it gives (`snapshot`), unless the run records its trace or a
+    /// shadow follows it. Off, every run starts from the start.
+    pub snapshots: bool,
 }
 
 impl Default for RunOptions {
@@ -102,6 +109,7 @@ impl Default for RunOptions {
             first_come_first_served: false,
             footprints: false,
             states: false,
+            snapshots: true,
         }
     }
 }
@@ -129,8 +137,11 @@ pub struct Execution {
     pub settle_reached: BTreeSet<(usize, Point, u32)>,
     /// Per decision, what it touched (for the exhaustive scheduler's
     /// reduction, and each traced decision's past; empty unless the run's
-    /// options asked for them or for a trace).
+    /// options asked for them or for a trace), from decision `resumed_at`.
     pub footprints: Vec<Footprint>,
+    /// The decision the run went on from, from a snapshot (0 if it started
+    /// at the start): the decisions before it were not made in this run.
+    pub resumed_at: usize,
 }
 
 impl Execution {
@@ -144,9 +155,34 @@ impl Execution {
 
 type RequestFuture = Pin<Box<dyn Future<Output = Result<Response, ApiError>>>>;
 
-struct Slot {
+/// A request's current attempt's code: its connection, and its future
+/// until it ends.
+struct Code {
     conn: MemConn,
     future: Option<RequestFuture>,
+    /// Made again from its tape and not polled yet: the op it is to park
+    /// on when it is (`snapshot`; a run cut at its next decision polls
+    /// only the code that moves).
+    behind: Option<Op>,
+}
+
+impl Code {
+    /// Polls a code made again from its tape to the op it was parked on.
+    fn catch_up(&mut self) {
+        let Some(parked) = self.behind.take() else { return };
+        let future = self.future.as_mut().expect("a code parked on an op runs");
+        let polled = poll_once(future.as_mut());
+        let op = self.conn.take_op();
+        assert!(
+            polled.is_pending() && op.as_ref() == Some(&parked),
+            "a code played back from its tape is not where it was parked: {op:?}, not {parked:?}"
+        );
+    }
+}
+
+/// A request, but for its code.
+#[derive(Clone)]
+struct Slot {
     /// The attempt has not arrived: its code has not run yet. Its arrival
     /// (its code running up to its first operation: validation, a read of
     /// the clock, a read stamp) is a decision like any other.
@@ -182,6 +218,7 @@ struct Run<'p, 's> {
     world: World,
     shadow: Option<&'s mut dyn Shadow>,
     slots: Vec<Slot>,
+    codes: Vec<Code>,
     trace: Vec<Event>,
     record: bool,
     /// The trace's events carry no text ([`RunOptions::bare_trace`]).
@@ -194,6 +231,8 @@ struct Run<'p, 's> {
     track: bool,
     /// Keep each request's `heard` (for [`RunOptions::states`]).
     hear: bool,
+    /// Its connections are taped, and it keeps snapshots (`snapshot`).
+    taped: bool,
 }
 
 /// The world's counts of readings of virtual time and of read stamps
@@ -260,14 +299,13 @@ impl Run<'_, '_> {
     fn advance(&mut self, i: usize, mut code: Action<'static>) {
         loop {
             let mark = self.mark();
-            let slot = &mut self.slots[i];
-            let future = slot.future.as_mut().expect("an unfinished request has a future");
+            self.codes[i].catch_up();
+            let future = self.codes[i].future.as_mut().expect("an unfinished request has a future");
             let polled = poll_once(future.as_mut());
             self.hear_reads(i, mark);
-            let slot = &mut self.slots[i];
             match polled {
                 Poll::Ready(result) => {
-                    slot.future = None;
+                    self.codes[i].future = None;
                     self.note(code, mark);
                     if self.record {
                         let result = self.text(|| describe_result(&result));
@@ -279,7 +317,7 @@ impl Run<'_, '_> {
                     return;
                 }
                 Poll::Pending => {
-                    let op = slot.conn.take_op().expect("a pending request is parked on an op");
+                    let op = self.codes[i].conn.take_op().expect("a pending request is parked on an op");
                     self.note(code, mark);
                     if op.point().is_none() {
                         let outcome = self.apply_alone(i, &op);
@@ -316,10 +354,8 @@ impl Run<'_, '_> {
         self.slots[i].earlier.push(ended);
         let number = self.slots[i].earlier.len() as u32 + 1;
         self.event(Some(i), EventKind::Retry { attempt: number });
-        let (conn, future) = attempt(&self.world, self.prepared, i);
+        self.codes[i] = attempt(&self.world, self.prepared, i, self.taped);
         let slot = &mut self.slots[i];
-        slot.conn = conn;
-        slot.future = Some(future);
         slot.arriving = true;
         slot.heard.clear();
         None
@@ -460,8 +496,7 @@ impl Run<'_, '_> {
             if let Some(shadow) = self.shadow.as_deref_mut() {
                 shadow.crash(i);
             }
-            let slot = &mut self.slots[i];
-            slot.future = None;
+            self.codes[i].future = None;
             if self.record {
                 let op = self.text(|| op.summary());
                 self.event(Some(i), EventKind::Crash { point, op });
@@ -565,17 +600,21 @@ impl Run<'_, '_> {
     }
 }
 
-/// One attempt of request `i`: its connection (on its instance) and the
-/// future that sends it, with its idempotency key.
-fn attempt(world: &World, prepared: &Prepared, i: usize) -> (MemConn, RequestFuture) {
+/// One attempt of request `i`: its connection (on its instance, taped
+/// if `taped`) and the future that sends it, with its idempotency key.
+fn attempt(world: &World, prepared: &Prepared, i: usize, taped: bool) -> Code {
     let conn = MemConn::new(world).skewed(prepared.scenario.skew_ms(i));
+    code_on(if taped { conn.taped() } else { conn }, prepared, i)
+}
+
+fn code_on(conn: MemConn, prepared: &Prepared, i: usize) -> Code {
     let sent = prepared.scenario.requests[i].clone();
     let strategy = prepared.strategy;
     let future_conn = conn.clone();
     let future: RequestFuture = Box::pin(async move {
         execute_keyed(&future_conn, strategy, &sent.request, sent.idempotency_key.as_deref()).await
     });
-    (conn, future)
+    Code { conn, future: Some(future), behind: None }
 }
 
 /// A request's or settle read's answer, for a trace line.
@@ -601,6 +640,58 @@ fn describe_response(response: &Response) -> String {
         Response::Customer { .. } => {}
     }
     text
+}
+
+/// A run at its start: the seeded world, each request arriving.
+fn start<'p, 's>(
+    prepared: &'p Prepared,
+    options: RunOptions,
+    shadow: Option<&'s mut dyn Shadow>,
+    taped: bool,
+) -> Run<'p, 's> {
+    let world = prepared.world();
+    let created_by = creators(prepared.seeded(), &[], 0, 0);
+    let codes = (0..prepared.request_count()).map(|i| attempt(&world, prepared, i, taped)).collect();
+    let slots = (0..prepared.request_count())
+        .map(|_| Slot {
+            arriving: true,
+            parked: None,
+            fresh: false,
+            pending_fault: None,
+            faulted: BTreeSet::new(),
+            parked_at_ms: 0,
+            visits: BTreeMap::new(),
+            outcome: None,
+            earlier: Vec::new(),
+            deductions_at_start: Deductions::default(),
+            deducted: Vec::new(),
+            heard: String::new(),
+        })
+        .collect();
+    Run {
+        prepared,
+        world,
+        shadow,
+        slots,
+        codes,
+        trace: Vec::new(),
+        record: options.record_trace,
+        bare: options.bare_trace,
+        created_by,
+        step: 0,
+        touched: Footprint::default(),
+        // A trace records each decision's past, which the footprints give.
+        track: options.footprints || options.record_trace,
+        hear: options.states,
+        taped,
+    }
+}
+
+/// Takes `run`'s snapshot if the chooser keeps one here.
+fn keep_snapshot(run: &Run<'_, '_>, chooser: &mut dyn Chooser, progress: impl FnOnce() -> Progress) {
+    if run.taped && chooser.wants_snapshot() {
+        chooser.keep(run.snapshot(&progress()));
+    }
 }
 
 /// Runs the prepared scenario, letting `chooser` decide every step.
@@ -629,55 +720,20 @@ fn run_with(
     options: RunOptions,
     shadow: Option<&mut dyn Shadow>,
 ) -> Result<Execution, ReplayError> {
-    let world = prepared.world();
-    let created_by = creators(prepared.seeded(), &[], 0, 0);
-    let slots = (0..prepared.request_count())
-        .map(|i| {
-            let (conn, future) = attempt(&world, prepared, i);
-            Slot {
-                conn,
-                future: Some(future),
-                arriving: true,
-                parked: None,
-                fresh: false,
-                pending_fault: None,
-                faulted: BTreeSet::new(),
-                parked_at_ms: 0,
-                visits: BTreeMap::new(),
-                outcome: None,
-                earlier: Vec::new(),
-                deductions_at_start: Deductions::default(),
-                deducted: Vec::new(),
-                heard: String::new(),
-            }
-        })
-        .collect();
-    let mut run = Run {
-        prepared,
-        world,
-        shadow,
-        slots,
-        trace: Vec::new(),
-        record: options.record_trace,
-        bare: options.bare_trace,
-        created_by,
-        step: 0,
-        touched: Footprint::default(),
-        // A trace records each decision's past, which the footprints give.
-        track: options.footprints || options.record_trace,
-        hear: options.states,
+    let taped = options.snapshots && shadow.is_none() && !options.record_trace;
+    let resumed = if taped { chooser.resume().map(|s| s.resume(prepared, options)) } else { None };
+    let (mut run, progress) = match resumed {
+        Some(resumed) => resumed,
+        None => (start(prepared, options, shadow, taped), Progress::default()),
     };
+    let resumed_at = run.step;
     if run.track {
         run.world.record_touches();
     }
 
     // Long scenarios need more steps: the cap only has to catch livelocks.
     let max_steps = options.max_steps.max(STEPS_PER_REQUEST * run.slots.len());
-    let mut schedule = Vec::new();
-    let mut was_default = Vec::new();
-    let mut preemptions = 0;
-    let mut last: Option<usize> = None;
-    let mut ticks = 0;
+    let Progress { mut schedule, mut was_default, mut preemptions, mut last, mut ticks } = progress;
     let mut footprints: Vec<Footprint> = Vec::new();
     // The last decision's footprint before the end of the run was added.
     let mut ended_by: Option<Footprint> = None;
@@ -705,6 +761,7 @@ fn run_with(
         let view = View {
             state,
             step: run.step,
+            max_steps,
             runnable: &runnable,
             last,
             parked_at: &parked_at,
@@ -713,6 +770,13 @@ fn run_with(
         };
         let default = Token::run(runnable[0]);
         let chosen = chooser.choose(&view);
+        keep_snapshot(&run, chooser, || Progress {
+            schedule: schedule.clone(),
+            was_default: was_default.clone(),
+            preemptions,
+            last,
+            ticks,
+        });
         if chosen.is_none() && chooser.cut() {
             cut = true;
             break None;
@@ -858,5 +922,6 @@ fn run_with(
         reached,
         settle_reached,
         footprints,
+        resumed_at,
     })
 }

@@ -54,7 +54,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use cusim::backend::{Op, Outcome, Point};
 
-use super::{GuardTimes, Mark, Run, Slot};
+use super::{Code, GuardTimes, Mark, Run, Slot};
 
 impl Run<'_, '_> {
     /// Answers request `i`'s op with `outcome`, which it hears.
@@ -62,7 +62,9 @@ impl Run<'_, '_> {
         if self.hear {
             let _ = write!(self.slots[i].heard, "{outcome:?};");
         }
-        self.slots[i].conn.answer(outcome);
+        let code = &mut self.codes[i];
+        code.catch_up();
+        code.conn.answer(outcome);
     }
 
     /// Request `i`'s code ran since `mark`: it heard what it read of the
@@ -98,6 +100,7 @@ impl Run<'_, '_> {
             world,
             shadow: _,
             slots,
+            codes,
             trace: _,
             record: _,
             bare: _,
@@ -106,17 +109,16 @@ impl Run<'_, '_> {
             touched: _,
             track: _,
             hear: _,
+            taped: _,
         } = self;
         let mut text = String::with_capacity(4096);
         // What each running request heard goes into the hash where it
         // belongs in the text, without being copied into it.
         let mut heard_at: Vec<(usize, &str)> = Vec::with_capacity(slots.len());
         world.fingerprint(&mut text);
-        for slot in slots {
+        for (slot, code) in slots.iter().zip(codes) {
             // Every field named: one added must be placed here or left out here.
             let Slot {
-                conn: _,
-                future,
                 arriving,
                 parked,
                 fresh,
@@ -130,6 +132,8 @@ impl Run<'_, '_> {
                 deducted,
                 heard,
             } = slot;
+            // (The code: a function of what it heard.)
+            let Code { conn: _, future, behind: _ } = code;
             let running = future.is_some();
             let parked_on_stripe = parked.as_ref().and_then(Op::point) == Some(Point::StripeCreate);
             text.push('#');
