@@ -57,6 +57,12 @@ pub trait Chooser {
         false
     }
 
+    /// Whether it may keep snapshots of runs (their connections are then
+    /// taped, which costs a copy of every answer).
+    fn snapshots(&self) -> bool {
+        false
+    }
+
     /// Whether it keeps a snapshot of the run at the decision it has just
     /// made ([`Chooser::keep`]), taken before the decision is carried out.
     fn wants_snapshot(&self) -> bool {
@@ -85,6 +91,10 @@ impl<C: Chooser + ?Sized> Chooser for &mut C {
 
     fn wants_state(&self) -> bool {
         (**self).wants_state()
+    }
+
+    fn snapshots(&self) -> bool {
+        (**self).snapshots()
     }
 
     fn wants_snapshot(&self) -> bool {

@@ -95,8 +95,9 @@ pub struct RunOptions {
     /// for a search that caches states.
     pub states: bool,
     /// Keep snapshots where the chooser asks for them, and go on from the
-    /// one it gives (`snapshot`), unless the run records its trace or a
-    /// shadow follows it. Off, every run starts from the start.
+    /// one it gives (`snapshot`), unless the chooser keeps none
+    /// ([`Chooser::snapshots`]), the run records its trace or a shadow
+    /// follows it. Off, every run starts from the start.
     pub snapshots: bool,
 }
 
@@ -720,7 +721,7 @@ fn run_with(
     options: RunOptions,
     shadow: Option<&mut dyn Shadow>,
 ) -> Result<Execution, ReplayError> {
-    let taped = options.snapshots && shadow.is_none() && !options.record_trace;
+    let taped = options.snapshots && chooser.snapshots() && shadow.is_none() && !options.record_trace;
     let resumed = if taped { chooser.resume().map(|s| s.resume(prepared, options)) } else { None };
     let (mut run, progress) = match resumed {
         Some(resumed) => resumed,
