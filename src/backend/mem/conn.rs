@@ -77,6 +77,10 @@ impl Tape {
 struct Taping {
     on: bool,
     kept: Tape,
+    /// The kept tape is to be played back: its entries are copied out at
+    /// the first thing the code asks for (a code made again and never
+    /// polled copies none).
+    to_play: bool,
     /// The rest to play back, the last first.
     playing: Vec<Got>,
 }
@@ -136,7 +140,7 @@ impl MemConn {
         {
             let mut taping = self.taping.borrow_mut();
             taping.on = true;
-            taping.playing = tape.last_first();
+            taping.to_play = true;
             taping.kept = tape.clone();
         }
         self
@@ -147,9 +151,26 @@ impl MemConn {
         self.taping.borrow().kept.clone()
     }
 
-    /// The next thing to play back, if any is left.
-    fn play(&self) -> Option<Got> {
-        self.taping.borrow_mut().playing.pop()
+    /// The next thing to play back, if any is left, taken by `pick`; a
+    /// code that `asked` for something else is not the one taped.
+    fn play<T>(&self, asked: std::fmt::Arguments<'_>, pick: impl FnOnce(Got) -> Result<T, Got>) -> Option<T> {
+        let got = {
+            let mut taping = self.taping.borrow_mut();
+            if std::mem::take(&mut taping.to_play) {
+                taping.playing = taping.kept.last_first();
+            }
+            taping.playing.pop()?
+        };
+        Some(
+            pick(got)
+                .unwrap_or_else(|other| panic!("a tape played back gave {other:?} where its code {asked}")),
+        )
+    }
+
+    /// A reading of this instance's clock for the guard, counted.
+    fn guard_now(&self) -> u64 {
+        self.guard_reads.set(self.guard_reads.get() + 1);
+        self.clock_ms.get().saturating_add_signed(self.skew_ms)
     }
 
     fn keep(&self, got: impl FnOnce() -> Got) {
@@ -261,10 +282,11 @@ impl Backend for MemConn {
         if let Some(answer) = &self.direct {
             return answer(&op);
         }
-        match self.play() {
-            Some(Got::Answer(outcome)) => return *outcome,
-            Some(other) => panic!("a tape played back gave {other:?} where its code asked for {op:?}"),
-            None => {}
+        if let Some(outcome) = self.play(format_args!("asked for {op:?}"), |got| match got {
+            Got::Answer(outcome) => Ok(*outcome),
+            other => Err(other),
+        }) {
+            return outcome;
         }
         {
             let mut mailbox = self.mailbox.borrow_mut();
@@ -278,10 +300,11 @@ impl Backend for MemConn {
 
     /// This instance's clock: the virtual clock, skewed.
     fn now_ms(&self) -> u64 {
-        match self.play() {
-            Some(Got::Now(now)) => return now,
-            Some(other) => panic!("a tape played back gave {other:?} where its code read the clock"),
-            None => {}
+        if let Some(now) = self.play(format_args!("read the clock"), |got| match got {
+            Got::Now(now) => Ok(now),
+            other => Err(other),
+        }) {
+            return now;
         }
         self.time_reads.set(self.time_reads.get() + 1);
         let now = self.clock_ms.get().saturating_add_signed(self.skew_ms);
@@ -292,10 +315,11 @@ impl Backend for MemConn {
     /// This instance's clock, counted apart from [`MemConn::now_ms`]'s
     /// readings: what it gives only a stale-write guard compares.
     fn guard_time_ms(&self) -> u64 {
-        match self.play() {
-            Some(Got::GuardTime(now)) => return now,
-            Some(other) => panic!("a tape played back gave {other:?} where its code read the guard's clock"),
-            None => {}
+        if let Some(now) = self.play(format_args!("read the guard's clock"), |got| match got {
+            Got::GuardTime(now) => Ok(now),
+            other => Err(other),
+        }) {
+            return now;
         }
         let now = self.guard_now();
         self.keep(|| Got::GuardTime(now));
@@ -303,22 +327,15 @@ impl Backend for MemConn {
     }
 
     fn read_stamp(&self) -> CacheStamp {
-        match self.play() {
-            Some(Got::Stamp(stamp)) => return stamp,
-            Some(other) => panic!("a tape played back gave {other:?} where its code took a read stamp"),
-            None => {}
+        if let Some(stamp) = self.play(format_args!("took a read stamp"), |got| match got {
+            Got::Stamp(stamp) => Ok(stamp),
+            other => Err(other),
+        }) {
+            return stamp;
         }
         self.stamps.set(self.stamps.get() + 1);
         let stamp = CacheStamp { seq: self.seq.get(), epoch: 0, time_ms: self.guard_now() };
         self.keep(|| Got::Stamp(stamp));
         stamp
-    }
-}
-
-impl MemConn {
-    /// A reading of this instance's clock for the guard, counted.
-    fn guard_now(&self) -> u64 {
-        self.guard_reads.set(self.guard_reads.get() + 1);
-        self.clock_ms.get().saturating_add_signed(self.skew_ms)
     }
 }

@@ -643,13 +643,17 @@ fn describe_response(response: &Response) -> String {
     text
 }
 
+/// What a run is at a decision, but for what its options make of it.
+struct Parts {
+    world: World,
+    slots: Vec<Slot>,
+    codes: Vec<Code>,
+    created_by: BTreeMap<String, Creator>,
+    step: usize,
+}
+
 /// A run at its start: the seeded world, each request arriving.
-fn start<'p, 's>(
-    prepared: &'p Prepared,
-    options: RunOptions,
-    shadow: Option<&'s mut dyn Shadow>,
-    taped: bool,
-) -> Run<'p, 's> {
+fn start(prepared: &Prepared, taped: bool) -> Parts {
     let world = prepared.world();
     let created_by = creators(prepared.seeded(), &[], 0, 0);
     let codes = (0..prepared.request_count()).map(|i| attempt(&world, prepared, i, taped)).collect();
@@ -669,23 +673,7 @@ fn start<'p, 's>(
             heard: String::new(),
         })
         .collect();
-    Run {
-        prepared,
-        world,
-        shadow,
-        slots,
-        codes,
-        trace: Vec::new(),
-        record: options.record_trace,
-        bare: options.bare_trace,
-        created_by,
-        step: 0,
-        touched: Footprint::default(),
-        // A trace records each decision's past, which the footprints give.
-        track: options.footprints || options.record_trace,
-        hear: options.states,
-        taped,
-    }
+    Parts { world, slots, codes, created_by, step: 0 }
 }
 
 /// Takes `run`'s snapshot if the chooser keeps one here.
@@ -722,10 +710,25 @@ fn run_with(
     shadow: Option<&mut dyn Shadow>,
 ) -> Result<Execution, ReplayError> {
     let taped = options.snapshots && chooser.snapshots() && shadow.is_none() && !options.record_trace;
-    let resumed = if taped { chooser.resume().map(|s| s.resume(prepared, options)) } else { None };
-    let (mut run, progress) = match resumed {
-        Some(resumed) => resumed,
-        None => (start(prepared, options, shadow, taped), Progress::default()),
+    let resumed = if taped { chooser.resume().map(|s| s.resume(prepared)) } else { None };
+    let (Parts { world, slots, codes, created_by, step }, progress) =
+        resumed.unwrap_or_else(|| (start(prepared, taped), Progress::default()));
+    let mut run = Run {
+        prepared,
+        world,
+        shadow,
+        slots,
+        codes,
+        trace: Vec::new(),
+        record: options.record_trace,
+        bare: options.bare_trace,
+        created_by,
+        step,
+        touched: Footprint::default(),
+        // A trace records each decision's past, which the footprints give.
+        track: options.footprints || options.record_trace,
+        hear: options.states,
+        taped,
     };
     let resumed_at = run.step;
     if run.track {

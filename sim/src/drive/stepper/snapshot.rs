@@ -28,7 +28,7 @@ use cusim::backend::mem::{MemConn, Tape, World};
 use crate::input::schedule::Token;
 use crate::judge::Creator;
 
-use super::{code_on, Code, Footprint, Prepared, Run, RunOptions, Slot};
+use super::{code_on, Code, Parts, Prepared, Run, Slot};
 
 /// Where a run is in its decisions (the stepper's loop's own record).
 #[derive(Debug, Clone, Default)]
@@ -73,14 +73,9 @@ impl Run<'_, '_> {
 }
 
 impl Snapshot {
-    /// The run the snapshot was taken of, at the decision it was taken
-    /// at, for a run with `options` (which records no trace and which no
-    /// shadow follows).
-    pub(super) fn resume<'p, 's>(
-        &self,
-        prepared: &'p Prepared,
-        options: RunOptions,
-    ) -> (Run<'p, 's>, Progress) {
+    /// The run the snapshot was taken of, at the decision it was taken at
+    /// (for a run that records no trace and that no shadow follows).
+    pub(super) fn resume(&self, prepared: &Prepared) -> (Parts, Progress) {
         let world = self.world.clone();
         let codes = self
             .tapes
@@ -96,22 +91,13 @@ impl Snapshot {
                 code
             })
             .collect();
-        let run = Run {
-            prepared,
+        let parts = Parts {
             world,
-            shadow: None,
             slots: self.slots.clone(),
             codes,
-            trace: Vec::new(),
-            record: false,
-            bare: options.bare_trace,
             created_by: self.created_by.clone(),
             step: self.step,
-            touched: Footprint::default(),
-            track: options.footprints,
-            hear: options.states,
-            taped: true,
         };
-        (run, self.progress.clone())
+        (parts, self.progress.clone())
     }
 }
