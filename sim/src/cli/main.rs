@@ -123,11 +123,11 @@ enum Command {
         /// The N parts together are exactly the whole run.
         #[arg(long, value_name = "I/N", value_parser = parse_shard)]
         shard: Option<Shard>,
-        /// Exhaustive: threads to search on, each taking the subtrees
-        /// --shard divides as they come. A search that runs whole reports
-        /// the same with any number; a budget (--seeds) applies to each
-        /// thread, and which runs a search it cuts made depends on their
-        /// timing.
+        /// Exhaustive: threads to search on, each taking parts of the
+        /// search's tree as they come (within a shard: the subtrees --shard
+        /// divides). A search that runs whole reports the same with any
+        /// number; a budget (--seeds) applies to each thread, and which
+        /// runs a search it cuts made depends on their timing.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
         threads: u64,
         /// Print one JSON object (with --all: an array of them).

@@ -5,6 +5,8 @@
 
 mod dfs;
 #[cfg(test)]
+mod on_tree;
+#[cfg(test)]
 mod resumed;
 pub mod schedulers;
 pub mod shrink;
@@ -513,6 +515,84 @@ pub fn explore(prepared: &Prepared, config: &ExploreConfig, progress: impl FnMut
     explore_sharing(prepared, config, None, progress)
 }
 
+/// What a search's judged runs add up to.
+#[derive(Default)]
+struct Tally {
+    found: BTreeMap<Symptom, Found>,
+    availability: Availability,
+    reached: BTreeSet<(usize, Point, u32)>,
+    settle_reached: BTreeSet<(usize, Point, u32)>,
+    outcomes: BTreeSet<String>,
+    buffers: OutcomeBuffers,
+    runs: u64,
+}
+
+/// What only an exhaustive search reports.
+struct Searched {
+    exhausted: bool,
+    covered: bool,
+    redundant_runs: u64,
+    states_met: Option<u64>,
+    groups: BTreeMap<u64, u64>,
+}
+
+impl Tally {
+    /// A run judged (made with `run`), with the violations found in it,
+    /// where it falls in the search's order, and its seed (a sample's).
+    fn add(
+        &mut self,
+        prepared: &Prepared,
+        (config, run): (&ExploreConfig, RunOptions),
+        (execution, violations): (&Execution, Vec<Violation>),
+        (seed, at): (Option<u64>, RunAt),
+    ) {
+        let known = note_outcome(
+            prepared,
+            (config, run),
+            (execution, &violations),
+            (&mut self.outcomes, &mut self.buffers),
+        );
+        self.runs += 1;
+        self.availability.add(execution.availability);
+        self.reached.extend(execution.reached.iter().copied());
+        self.settle_reached.extend(execution.settle_reached.iter().copied());
+        record(&mut self.found, prepared, (execution, violations, known), config.run, seed, (self.runs, at));
+    }
+
+    /// The report of a sample (`searched` none) or of an exhaustive search.
+    fn report(
+        self,
+        prepared: &Prepared,
+        config: &ExploreConfig,
+        searched: Option<Searched>,
+    ) -> ExploreReport {
+        let Tally { found, availability, reached, settle_reached, outcomes, runs, .. } = self;
+        let (exhausted, covered) = searched.as_ref().map_or((false, false), |s| (s.exhausted, s.covered));
+        let (redundant_runs, states_met, groups) =
+            searched.map_or((0, None, BTreeMap::new()), |s| (s.redundant_runs, s.states_met, s.groups));
+        ExploreReport {
+            scenario: prepared.scenario.name.clone(),
+            strategy: prepared.strategy,
+            scheduler: config.scheduler.name().to_owned(),
+            schedules_run: runs,
+            exhausted,
+            covered,
+            completeness: Completeness::of(config, exhausted, covered),
+            shard: config.shard,
+            violations: found.into_values().collect(),
+            availability,
+            reached,
+            settle_reached,
+            reduction: matches!(config.scheduler, SchedulerKind::Exhaustive { .. })
+                .then_some(config.reduction),
+            redundant_runs,
+            states_met,
+            outcomes,
+            groups,
+        }
+    }
+}
+
 /// [`explore`], as one of the threads of one search that share `taken`
 /// (see `threads`), the first of them when it says so.
 fn explore_sharing(
@@ -521,18 +601,6 @@ fn explore_sharing(
     taken: Option<(Arc<AtomicU64>, bool)>,
     mut progress: impl FnMut(u64),
 ) -> ExploreReport {
-    let mut found: BTreeMap<Symptom, Found> = BTreeMap::new();
-    let mut availability = Availability::default();
-    let mut reached = BTreeSet::new();
-    let mut settle_reached = BTreeSet::new();
-    let mut outcomes = BTreeSet::new();
-    let mut buffers = OutcomeBuffers::default();
-    let mut redundant_runs = 0;
-    let mut run_count = 0;
-    let mut groups = BTreeMap::new();
-    let mut exhausted = false;
-    let mut covered = false;
-    let mut dfs_states = None;
     let requests = prepared.request_count();
     let reduced =
         matches!(config.scheduler, SchedulerKind::Exhaustive { .. }) && config.reduction != Reduction::None;
@@ -541,160 +609,114 @@ fn explore_sharing(
         "first come, first served waking runs a woken waiter's statement inside the releasing request's \
          decision, which breaks the program order a reduction's happens-before relies on: explore it plainly"
     );
-    match config.scheduler {
-        SchedulerKind::Random | SchedulerKind::Pct { .. } => {
-            let expected_steps = match config.scheduler {
-                SchedulerKind::Pct { .. } => prepared.default_steps(),
-                _ => 0,
-            };
-            let seeds = config.shard.map_or(0..config.schedules, |shard| shard.range(config.schedules));
-            for i in seeds {
-                let seed = config.first_seed.wrapping_add(i);
-                let (execution, violations) = match config.scheduler {
-                    SchedulerKind::Pct { depth } => {
-                        let mut chooser =
-                            PctChooser::new(seed, requests, depth.max(1), expected_steps, config.max_ticks);
-                        run_and_check(prepared, &mut chooser, config.run)
-                    }
-                    _ => run_and_check(
-                        prepared,
-                        &mut RandomChooser { rng: schedulers::seeded(seed), max_ticks: config.max_ticks },
-                        config.run,
-                    ),
-                };
-                let known = note_outcome(
-                    prepared,
-                    (config, config.run),
-                    (&execution, &violations),
-                    (&mut outcomes, &mut buffers),
-                );
-                run_count += 1;
-                progress(run_count);
-                availability.add(execution.availability);
-                reached.extend(execution.reached.iter().copied());
-                settle_reached.extend(execution.settle_reached.iter().copied());
-                let broke = !violations.is_empty();
-                let at = RunAt { group: 0, offset: run_count - 1 };
-                record(
-                    &mut found,
-                    prepared,
-                    (&execution, violations, known),
-                    config.run,
-                    Some(seed),
-                    (run_count, at),
-                );
-                if broke && config.stop_at_first {
-                    break;
-                }
-            }
+    if let SchedulerKind::Exhaustive { max_preemptions } = config.scheduler {
+        let mut dfs = Dfs::new(max_preemptions, config.max_ticks, config.reduction, config.shard);
+        if let Some((taken, first)) = taken {
+            dfs = dfs.sharing(taken, first);
         }
-        SchedulerKind::Exhaustive { max_preemptions } => {
-            let mut capped = false;
-            let mut dfs = Dfs::new(max_preemptions, config.max_ticks, config.reduction, config.shard);
-            if let Some((taken, first)) = taken {
-                dfs = dfs.sharing(taken, first);
+        return exhaust(prepared, config, &mut dfs, progress);
+    }
+    let mut tally = Tally::default();
+    let expected_steps = match config.scheduler {
+        SchedulerKind::Pct { .. } => prepared.default_steps(),
+        _ => 0,
+    };
+    let seeds = config.shard.map_or(0..config.schedules, |shard| shard.range(config.schedules));
+    for i in seeds {
+        let seed = config.first_seed.wrapping_add(i);
+        let (execution, violations) = match config.scheduler {
+            SchedulerKind::Pct { depth } => {
+                let mut chooser =
+                    PctChooser::new(seed, requests, depth.max(1), expected_steps, config.max_ticks);
+                run_and_check(prepared, &mut chooser, config.run)
             }
-            let run =
-                RunOptions { footprints: dfs.needs_footprints(), states: dfs.needs_states(), ..config.run };
-            // A search that records outcomes reads the races of each
-            // violating run from a trace: one the run recorded (bare), or
-            // a replay's. Runs next to each other in the search's order
-            // mostly agree on whether they violate, so a run records one
-            // when the run judged before it violated. (The reduction
-            // tests' three-request spaces, most of whose plain runs
-            // violate, took 134 CPU-s with a replay for each violating
-            // run, 105 so; recording in every run made the generated
-            // scenarios' comparisons, where few violate, take 37 instead
-            // of 25.) What it reads is the same either way.
-            let mut trace_next = false;
-            loop {
-                let run = if trace_next && !run.record_trace {
-                    RunOptions { record_trace: true, bare_trace: true, ..run }
-                } else {
-                    run
-                };
-                let mut execution =
-                    execute_run(prepared, &mut dfs, run).expect("explorers only choose runnable requests");
-                if dfs.skips_run() || dfs.blocked {
-                    redundant_runs += u64::from(!dfs.skips_run());
-                    if dfs.cut {
-                        // What it reached before the state met again: the
-                        // points after it, the first run there reached.
-                        reached.extend(execution.reached.iter().copied());
-                    }
-                    if !dfs.backtrack(std::mem::take(&mut execution.footprints), execution.resumed_at) {
-                        covered = !capped;
-                        exhausted = covered && !dfs.pruned;
-                        break;
-                    }
-                    continue;
-                }
-                let violations = judge(&prepared.scenario, &execution.observation);
-                let known = note_outcome(
-                    prepared,
-                    (config, run),
-                    (&execution, &violations),
-                    (&mut outcomes, &mut buffers),
-                );
-                trace_next = config.record_outcomes && !violations.is_empty();
-                capped |= matches!(execution.observation.end, End::StepCap { .. });
-                run_count += 1;
-                progress(run_count);
-                availability.add(execution.availability);
-                reached.extend(execution.reached.iter().copied());
-                settle_reached.extend(execution.settle_reached.iter().copied());
-                let broke = !violations.is_empty();
-                let group = dfs.group();
-                let runs = groups.entry(group).or_insert(0);
-                let at = RunAt { group, offset: *runs };
-                *runs += 1;
-                record(
-                    &mut found,
-                    prepared,
-                    (&execution, violations, known),
-                    config.run,
-                    None,
-                    (run_count, at),
-                );
-                if broke && config.stop_at_first {
-                    break;
-                }
-                if !dfs.backtrack(std::mem::take(&mut execution.footprints), execution.resumed_at) {
-                    // A run cut off by the step cap leaves its subtree unexplored.
-                    covered = !capped;
-                    exhausted = covered && !dfs.pruned;
-                    break;
-                }
-                if run_count >= config.schedules {
-                    break;
-                }
-            }
-            dfs_states = dfs.states_met();
+            _ => run_and_check(
+                prepared,
+                &mut RandomChooser { rng: schedulers::seeded(seed), max_ticks: config.max_ticks },
+                config.run,
+            ),
+        };
+        let broke = !violations.is_empty();
+        let at = RunAt { group: 0, offset: tally.runs };
+        tally.add(prepared, (config, config.run), (&execution, violations), (Some(seed), at));
+        progress(tally.runs);
+        if broke && config.stop_at_first {
+            break;
         }
     }
-    let completeness = Completeness::of(config, exhausted, covered);
-    ExploreReport {
-        scenario: prepared.scenario.name.clone(),
-        strategy: prepared.strategy,
-        scheduler: config.scheduler.name().to_owned(),
-        schedules_run: run_count,
-        exhausted,
-        covered,
-        completeness,
-        shard: config.shard,
-        violations: found.into_values().collect(),
-        availability,
-        reached,
-        settle_reached,
-        reduction: match config.scheduler {
-            SchedulerKind::Exhaustive { .. } => Some(config.reduction),
-            _ => None,
-        },
-        redundant_runs,
-        states_met: dfs_states,
-        outcomes,
-        groups,
+    tally.report(prepared, config, None)
+}
+
+/// The exhaustive search `dfs` (the whole search, a shard's, or a
+/// thread's part: `dfs::tree`).
+fn exhaust(
+    prepared: &Prepared,
+    config: &ExploreConfig,
+    dfs: &mut Dfs,
+    mut progress: impl FnMut(u64),
+) -> ExploreReport {
+    let mut tally = Tally::default();
+    let mut redundant_runs = 0;
+    let mut groups = BTreeMap::new();
+    let (mut exhausted, mut covered, mut capped) = (false, false, false);
+    let run = RunOptions { footprints: dfs.needs_footprints(), states: dfs.needs_states(), ..config.run };
+    // A search that records outcomes reads the races of each
+    // violating run from a trace: one the run recorded (bare), or
+    // a replay's. Runs next to each other in the search's order
+    // mostly agree on whether they violate, so a run records one
+    // when the run judged before it violated. (The reduction
+    // tests' three-request spaces, most of whose plain runs
+    // violate, took 134 CPU-s with a replay for each violating
+    // run, 105 so; recording in every run made the generated
+    // scenarios' comparisons, where few violate, take 37 instead
+    // of 25.) What it reads is the same either way.
+    let mut trace_next = false;
+    loop {
+        let run = if trace_next && !run.record_trace {
+            RunOptions { record_trace: true, bare_trace: true, ..run }
+        } else {
+            run
+        };
+        let mut execution = execute_run(prepared, dfs, run).expect("explorers only choose runnable requests");
+        if dfs.skips_run() || dfs.blocked {
+            redundant_runs += u64::from(!dfs.skips_run());
+            if dfs.cut {
+                // What it reached before the state met again: the
+                // points after it, the first run there reached.
+                tally.reached.extend(execution.reached.iter().copied());
+            }
+            if !dfs.backtrack(std::mem::take(&mut execution.footprints), execution.resumed_at) {
+                covered = !capped;
+                exhausted = covered && !dfs.pruned;
+                break;
+            }
+            continue;
+        }
+        let violations = judge(&prepared.scenario, &execution.observation);
+        let broke = !violations.is_empty();
+        trace_next = config.record_outcomes && broke;
+        capped |= matches!(execution.observation.end, End::StepCap { .. });
+        let group = dfs.group();
+        let runs = groups.entry(group).or_insert(0);
+        let at = RunAt { group, offset: *runs };
+        *runs += 1;
+        tally.add(prepared, (config, run), (&execution, violations), (None, at));
+        progress(tally.runs);
+        if broke && config.stop_at_first {
+            break;
+        }
+        if !dfs.backtrack(std::mem::take(&mut execution.footprints), execution.resumed_at) {
+            // A run cut off by the step cap leaves its subtree unexplored.
+            covered = !capped;
+            exhausted = covered && !dfs.pruned;
+            break;
+        }
+        if tally.runs >= config.schedules {
+            break;
+        }
     }
+    let states_met = dfs.states_met();
+    tally.report(prepared, config, Some(Searched { exhausted, covered, redundant_runs, states_met, groups }))
 }
 
 /// What [`search`] found.

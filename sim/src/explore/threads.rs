@@ -24,12 +24,13 @@
 //! search made depends on the threads' timing.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use crate::drive::stepper::Prepared;
 use crate::judge::races::Symptom;
 
+use super::dfs::tree::{self, Shared};
 use super::{
     explore, explore_sharing, Completeness, ExploreConfig, ExploreReport, Found, RunAt, SchedulerKind,
 };
@@ -51,6 +52,9 @@ pub fn explore_on(
     let exhaustive = matches!(config.scheduler, SchedulerKind::Exhaustive { .. });
     if threads <= 1 || !exhaustive || config.stop_at_first {
         return explore(prepared, config, progress);
+    }
+    if tree::runs_on_tree(config) {
+        return on_tree(prepared, config, (threads, tree::SPLIT_OPERATIONS), progress);
     }
     // Within a shard, the threads take the shard's units.
     let taken = Arc::new(AtomicU64::new(0));
@@ -78,6 +82,53 @@ pub fn explore_on(
         handles.into_iter().map(|h| h.join().expect("a search thread does not panic")).collect()
     });
     merge(config, parts)
+}
+
+/// [`explore_on`] over the search's tree (`dfs::tree`), which ends at
+/// each run's `split`-th operation: its parts, in the search's order, are
+/// each one group.
+pub(super) fn on_tree(
+    prepared: &Prepared,
+    config: &ExploreConfig,
+    (threads, split): (usize, usize),
+    mut progress: impl FnMut(u64),
+) -> ExploreReport {
+    let shared = Arc::new(Shared::new(config, split));
+    let made = AtomicU64::new(0);
+    let (sender, heard) = mpsc::channel::<u64>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (shared, sender, made) = (Arc::clone(&shared), sender.clone(), &made);
+            scope.spawn(move || {
+                let tick = move || {
+                    if (made.fetch_add(1, Ordering::Relaxed) + 1) % PROGRESS_EVERY == 0 {
+                        // The receiver outlives every thread.
+                        let _ = sender.send(PROGRESS_EVERY);
+                    }
+                };
+                shared.work(prepared, config, &tick);
+            });
+        }
+        drop(sender);
+        let mut total = 0;
+        for step in heard {
+            total += step;
+            progress(total);
+        }
+    });
+    let (mut parts, pruned) = shared.finish();
+    for (group, part) in parts.iter_mut().enumerate() {
+        let group = group as u64;
+        part.groups = part.groups.values().map(|&runs| (group, runs)).collect();
+        for found in &mut part.violations {
+            found.first_run.group = group;
+            found.witness_run.group = group;
+        }
+    }
+    let mut merged = merge(config, parts);
+    merged.exhausted &= !pruned;
+    merged.completeness = Completeness::of(config, merged.exhausted, merged.covered);
+    merged
 }
 
 /// The whole search's report from its threads' `parts`.

@@ -69,6 +69,9 @@
 //!   picked exceeds it. Use `--reduction none` for a complete bounded
 //!   search.
 
+mod races;
+pub(super) mod tree;
+
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -192,6 +195,26 @@ struct Frame {
 }
 
 impl Frame {
+    /// This frame as a thread's search starts from it (`tree`): all but
+    /// its snapshot.
+    fn copy(&self) -> Frame {
+        Frame {
+            options: self.options.clone(),
+            bounded_out: self.bounded_out.clone(),
+            backtrack: self.backtrack.clone(),
+            at: self.at,
+            sleep: self.sleep.clone(),
+            done: self.done.clone(),
+            before: self.before.clone(),
+            arriving: self.arriving.clone(),
+            owned: self.owned,
+            last_move: self.last_move,
+            made: self.made.clone(),
+            snapshot: None,
+            counts: self.counts,
+        }
+    }
+
     fn current(&self) -> Token {
         self.backtrack[self.at]
     }
@@ -313,6 +336,8 @@ pub(super) struct Dfs {
     visited: HashMap<u128, Vec<Token>>,
     /// The frame just made keeps a snapshot of the run (see `keep`).
     snapshot_here: bool,
+    /// On threads (`tree`): the part of the search this one runs.
+    task: Option<tree::Task>,
 }
 
 impl Dfs {
@@ -342,6 +367,7 @@ impl Dfs {
             fallbacks: 0,
             visited: HashMap::new(),
             snapshot_here: false,
+            task: None,
         }
     }
 
@@ -414,6 +440,10 @@ impl Dfs {
     /// them; so the groups' sizes place every run of every shard in the
     /// whole search's order (`threads`).
     pub(super) fn group(&self) -> u64 {
+        // A thread's part of the tree is one group (`tree` places it).
+        if self.task.is_some() {
+            return 0;
+        }
         if self.operations >= UNIT_OPERATIONS {
             2 * (self.units - 1) + 1
         } else {
@@ -527,7 +557,8 @@ impl Dfs {
 /// 1.61 times as fast as one, against 1.45 at the first, and three same-id
 /// creates 1.71 against 1.46: BENCHMARKS, "Snapshots and idle clock
 /// moves"; but r1 under legacy then split in two shards as 184 runs and
-/// none. Not kept.)
+/// none. Not kept. Threads outside a shard now share the search's tree
+/// instead: `tree`.)
 pub(super) const UNIT_OPERATIONS: usize = 1;
 
 impl Chooser for Dfs {
@@ -564,6 +595,9 @@ impl Chooser for Dfs {
                     self.units += 1;
                 }
                 self.probing = !self.frames[self.depth].owned;
+            }
+            if let Some(task) = self.task.as_mut() {
+                task.reached(self.operations, self.depth);
             }
         }
         if let Token::Run { request, .. } = token {
@@ -629,15 +663,23 @@ impl Dfs {
                 }
             }
         }
+        if let Some(task) = self.task.as_mut() {
+            task.ended(self.frames.len());
+        }
         if self.reduction == Reduction::SourceSets {
             self.add_reversals(probed);
         }
+        if self.task.as_ref().is_some_and(|task| !task.published) {
+            self.publish();
+        }
+        self.stream();
         self.depth = 0;
         self.preemptions = 0;
         self.blocked = false;
         self.cut = false;
         self.operations = 0;
-        while let Some(d) = self.frames.len().checked_sub(1) {
+        let floor = self.task.as_ref().map_or(0, tree::Task::floor);
+        while let Some(d) = self.frames.len().checked_sub(1).filter(|&d| d >= floor) {
             let frame = &mut self.frames[d];
             if keep_footprints {
                 let made = frame.made.clone().expect("every decision of the run was made once");
@@ -650,133 +692,6 @@ impl Dfs {
             self.frames.pop();
         }
         false
-    }
-
-    /// Source sets: finds the races of the run just made (those whose
-    /// second decision is new in it, and those of the clock moves still
-    /// allowed at its end) and asks for their reversals. A probe (a unit
-    /// another shard owns) only records what happens before each of its
-    /// decisions, which later runs build on; its races are the owner's.
-    fn add_reversals(&mut self, probed: bool) {
-        let n = self.frames.len();
-        fn made(frames: &[Frame], m: usize) -> &Footprint {
-            frames[m].made.as_ref().expect("every decision of the run was made once")
-        }
-        let movers: Vec<Mover> = self.frames.iter().map(|f| Mover::of(f.current())).collect();
-        for j in self.fresh..n {
-            let mut before = Bits::with_len(n);
-            for m in 0..j {
-                if movers[m] == movers[j]
-                    || made(&self.frames, m).conflicts_among(made(&self.frames, j), self.max_ticks)
-                {
-                    before.set(m);
-                    before.union(&self.frames[m].before);
-                }
-            }
-            self.frames[j].before = before;
-        }
-        if probed {
-            return;
-        }
-        for j in self.fresh..n {
-            let before = self.frames[j].before.clone();
-            self.reverse_races(&movers, (j, movers[j], &before));
-        }
-        // A clock move taken uses up the bound, so it disables the other
-        // amounts: each could have gone in its place (they conflict, and
-        // nothing between them), so each is tried there too.
-        for (mover, frame) in movers.iter().zip(&mut self.frames).skip(self.fresh) {
-            if let Mover::Clock(_) = mover {
-                for ms in CLOCK_MOVES_MS {
-                    if frame.options.contains(&Token::Tick { ms }) {
-                        frame.add(Token::Tick { ms });
-                    }
-                }
-            }
-        }
-        let ticks = movers.iter().filter(|m| matches!(m, Mover::Clock(_))).count();
-        if !self.blocked && ticks < self.max_ticks {
-            for ms in CLOCK_MOVES_MS {
-                let tick = footprint(&Action::Tick { ms }, Seen::default(), GuardTimes::Compared);
-                let mover = Mover::Clock(ms);
-                let mut before = Bits::with_len(n);
-                for (m, frame) in self.frames.iter().enumerate() {
-                    if movers[m] == mover || made(&self.frames, m).conflicts_among(&tick, self.max_ticks) {
-                        before.set(m);
-                        before.union(&frame.before);
-                    }
-                }
-                self.reverse_races(&movers, (n, mover, &before));
-            }
-        }
-    }
-
-    /// The races whose second decision is `j` (by `mover`, after the
-    /// decisions `before`), each reversed where it can be.
-    fn reverse_races(&mut self, movers: &[Mover], (j, mover, before): (usize, Mover, &Bits)) {
-        // Decisions that happen before something that happens before j:
-        // those are not j's immediate predecessors.
-        let mut shadowed = Bits::with_len(movers.len());
-        for m in before.iter() {
-            shadowed.union(&self.frames[m].before);
-        }
-        let racing: Vec<usize> = before.iter().filter(|&i| !shadowed.has(i) && movers[i] != mover).collect();
-        for i in racing {
-            if let Mover::Request(r) = mover {
-                // The first decision woke the second's request: no reversal.
-                let woke = !self.frames[i].runnable(r) && self.frames[i + 1].runnable(r);
-                if woke {
-                    continue;
-                }
-            }
-            self.reverse(movers, i, (j, mover, before));
-        }
-    }
-
-    /// Asks the decision before `i` to try a mover that could go first in
-    /// the order where `j` comes before `i`: one whose first decision among
-    /// those after `i` and not after it (then j) follows none of them.
-    fn reverse(&mut self, movers: &[Mover], i: usize, (j, mover, before): (usize, Mover, &Bits)) {
-        let mut later = Bits::with_len(movers.len());
-        let mut initials: Vec<Mover> = Vec::new();
-        for (k, (&moved, frame)) in movers.iter().zip(&self.frames).enumerate().take(j).skip(i + 1) {
-            let after_k = &frame.before;
-            if after_k.has(i) {
-                continue;
-            }
-            if !after_k.meets(&later) && !initials.contains(&moved) {
-                initials.push(moved);
-            }
-            later.set(k);
-        }
-        if !before.meets(&later) && !initials.contains(&mover) {
-            initials.push(mover);
-        }
-        let frame = &mut self.frames[i];
-        let tokens: Vec<Token> = initials.iter().map(|m| m.token()).collect();
-        // An initial already tried here, or asleep here (covered
-        // elsewhere, which is what adding it would amount to), will do.
-        if tokens.iter().any(|t| frame.backtrack.contains(t) || frame.asleep(t)) {
-            return;
-        }
-        let enabled: Vec<Token> = tokens.iter().copied().filter(|t| frame.options.contains(t)).collect();
-        if let Some(&token) = enabled.first() {
-            frame.add(token);
-            return;
-        }
-        let bounded =
-            initials.iter().any(|m| matches!(m, Mover::Request(r) if frame.bounded_out.contains(r)));
-        if bounded {
-            self.pruned = true;
-            return;
-        }
-        self.fallbacks += 1;
-        if !frame.bounded_out.is_empty() {
-            self.pruned = true;
-        }
-        for token in frame.options.clone() {
-            frame.add(token);
-        }
     }
 }
 
