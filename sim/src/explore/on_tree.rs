@@ -53,14 +53,18 @@ fn the_tree_changes_nothing() {
                     }
                     spaces += 1;
                     runs += one.schedules_run + one.redundant_runs;
-                    for (threads, split) in SPLITS.map(|split| (2, split)).into_iter().chain([(3, 8)]) {
-                        let many = on_tree(&prepared, &config, (threads, split), |_| {});
+                    let eager = [(2, 8, true), (3, 8, false)];
+                    for (threads, split, eager) in
+                        SPLITS.map(|split| (2, split, false)).into_iter().chain(eager)
+                    {
+                        let many = on_tree(&prepared, &config, (threads, split, eager), |_| {});
                         searches += 1;
                         assert_eq!(
                             everything(&many),
                             everything(&one),
                             "{} under {strategy}, {}, {reduction:?}: {threads} threads over a tree that ends at \
-                             each run's operation {split} changed the search",
+                             each run's operation {split} (parts lending at every chance: {eager}) changed the \
+                             search",
                             builtin.name(),
                             clock_moves(max_ticks)
                         );
@@ -81,7 +85,8 @@ fn the_tree_changes_nothing() {
         format!(
             "plain, sleep sets and source sets, on every built-in under every strategy with 0 and 1 clock \
              moves, every such space that runs whole within {LIMIT} runs judged; on 2 threads with the tree \
-             ending at each run's operation 1, 3 and 1,000, and on 3 threads at 8"
+             ending at each run's operation 1, 3 and 1,000, and at 8 with its parts lending it their decisions \
+             at every chance; on 3 threads at 8"
         ),
         Bound::Complete,
     )

@@ -54,7 +54,7 @@ pub fn explore_on(
         return explore(prepared, config, progress);
     }
     if tree::runs_on_tree(config) {
-        return on_tree(prepared, config, (threads, tree::SPLIT_OPERATIONS), progress);
+        return on_tree(prepared, config, (threads, tree::SPLIT_OPERATIONS, false), progress);
     }
     // Within a shard, the threads take the shard's units.
     let taken = Arc::new(AtomicU64::new(0));
@@ -85,15 +85,16 @@ pub fn explore_on(
 }
 
 /// [`explore_on`] over the search's tree (`dfs::tree`), which ends at
-/// each run's `split`-th operation: its parts, in the search's order, are
+/// each run's `split`-th operation (its parts lending it decisions
+/// whenever they can when `eager`): its parts, in the search's order, are
 /// each one group.
 pub(super) fn on_tree(
     prepared: &Prepared,
     config: &ExploreConfig,
-    (threads, split): (usize, usize),
+    (threads, split, eager): (usize, usize, bool),
     mut progress: impl FnMut(u64),
 ) -> ExploreReport {
-    let shared = Arc::new(Shared::new(config, split));
+    let shared = Arc::new(Shared::new(config, (split, eager)));
     let made = AtomicU64::new(0);
     let (sender, heard) = mpsc::channel::<u64>();
     std::thread::scope(|scope| {

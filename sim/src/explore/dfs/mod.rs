@@ -687,6 +687,9 @@ impl Dfs {
             }
             if frame.advance(self.max_ticks) {
                 self.fresh = d;
+                if self.task.is_some() {
+                    self.lend();
+                }
                 return true;
             }
             self.frames.pop();

@@ -36,11 +36,18 @@
 //!
 //! Parts are taken first come, first served, and a part is launched as
 //! soon as its place is known, usually long before the cursor comes to
-//! it; the threads wait only where the one-thread search's next part
-//! depends on races not yet found.
+//! it. A thread that finds none to take asks for one, and the next part
+//! to move on *lends* the tree its decisions down to the shallowest one
+//! with options left to try (`Dfs::lend`). Its options after the
+//! current one become parts, and the lender goes on below its current
+//! one, as it would have. What it ran under the options before is its
+//! own, in the one-thread order too. Its races at the lent decisions
+//! become the tree's, and the tree does them in their turn, as it does
+//! everyone's. So lending, too, changes no part's runs: only who runs
+//! them.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::races::Request;
@@ -185,22 +192,6 @@ struct Part {
     report: Option<ExploreReport>,
 }
 
-impl State {
-    fn empty() -> State {
-        State {
-            nodes: Vec::new(),
-            parts: Vec::new(),
-            ready: VecDeque::new(),
-            cursor: Vec::new(),
-            order: Vec::new(),
-            finished: true,
-            stopped: true,
-            pruned: false,
-            running: 0,
-        }
-    }
-}
-
 struct State {
     nodes: Vec<Node>,
     parts: Vec<Part>,
@@ -224,6 +215,23 @@ struct State {
     running: usize,
 }
 
+impl State {
+    /// What is left once the threads are done (`Shared::finish`).
+    fn empty() -> State {
+        State {
+            nodes: Vec::new(),
+            parts: Vec::new(),
+            ready: VecDeque::new(),
+            cursor: Vec::new(),
+            order: Vec::new(),
+            finished: true,
+            stopped: true,
+            pruned: false,
+            running: 0,
+        }
+    }
+}
+
 /// The tree the threads of one search share.
 pub(in crate::explore) struct Shared {
     state: Mutex<State>,
@@ -235,12 +243,21 @@ pub(in crate::explore) struct Shared {
     head: AtomicUsize,
     /// The operation whose decision is the last of the tree's in a run.
     split: usize,
+    /// A thread waits with no part to take: a running part that can
+    /// lends the tree its shallowest decision with options left.
+    wanted: AtomicBool,
+    /// Parts lend whenever they can (a test's: lending at every chance
+    /// must change nothing either).
+    eager: bool,
 }
 
 const NONE: usize = usize::MAX;
 
 impl Shared {
-    pub(in crate::explore) fn new(config: &ExploreConfig, split: usize) -> Shared {
+    /// The tree of a search with `config`, ending at each run's `split`-th
+    /// operation, its parts lending when a thread waits (or, `eager`,
+    /// whenever they can).
+    pub(in crate::explore) fn new(config: &ExploreConfig, (split, eager): (usize, bool)) -> Shared {
         let first =
             Part { start: None, frames: Some(Vec::new()), path: Vec::new(), log: Vec::new(), report: None };
         Shared {
@@ -259,6 +276,8 @@ impl Shared {
             max_ticks: config.max_ticks,
             head: AtomicUsize::new(NONE),
             split,
+            wanted: AtomicBool::new(eager),
+            eager,
         }
     }
 
@@ -302,6 +321,7 @@ impl Shared {
                         break (id, frames);
                     }
                     assert!(state.running > 0, "the search's tree waits on no part");
+                    self.wanted.store(true, Ordering::Relaxed);
                     state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
                 }
             };
@@ -393,6 +413,42 @@ impl Shared {
             self.launch(state, n);
         }
         self.advance(state);
+        self.changed.notify_all();
+    }
+
+    /// Part `id` lends the tree `frames`, its decisions after its path's
+    /// (see `Dfs::lend`).
+    fn lent(&self, id: usize, frames: &[Frame]) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let leaf = *state.parts[id].path.last().expect("a part that lends has a path");
+        let option = state.nodes[leaf]
+            .kids
+            .iter()
+            .position(|kid| *kid == Kid::Part(id))
+            .expect("a part is the kid of its path's last node");
+        let mut last = (leaf, option);
+        let mut made = Vec::new();
+        for frame in frames {
+            let n = state.nodes.len();
+            let mut node = Node::new(frame, Some(last));
+            // What it tried before its current option is the part's own.
+            for (token, footprint) in &frame.done {
+                let i = frame.backtrack.iter().position(|t| t == token).expect("a tried option is an option");
+                node.made[i] = Some((Some(footprint.clone()), Bits::default()));
+                node.tried.push(i);
+            }
+            node.tried.sort_unstable();
+            state.nodes.push(node);
+            state.nodes[last.0].kids[last.1] = Kid::Node(n);
+            state.parts[id].path.push(n);
+            made.push(n);
+            last = (n, frame.at);
+        }
+        state.nodes[last.0].kids[last.1] = Kid::Part(id);
+        for n in made {
+            self.launch(state, n);
+        }
         self.changed.notify_all();
     }
 
@@ -518,6 +574,33 @@ impl Dfs {
         let frames: Vec<Frame> = self.frames[task.start..task.floor()].iter().map(Frame::copy).collect();
         let tree = Arc::clone(&task.tree);
         tree.publish(task.id, &frames);
+    }
+
+    /// Where a thread waits with no part to take: gives the tree this
+    /// part's decisions down to the shallowest one (above the one the
+    /// next run is new at) with options not tried yet, whose options
+    /// after the current one become parts of their own. This part goes
+    /// on below its current option there, as it would have; its races at
+    /// those decisions are the tree's from now on (`Task::floor`). What
+    /// it ran under the options before is its own, as in one thread's
+    /// search, so the tree's cursor skips them.
+    pub(super) fn lend(&mut self) {
+        let Some(task) = self.task.as_mut() else { return };
+        if !task.tree.wanted.load(Ordering::Relaxed) {
+            return;
+        }
+        let floor = task.floor();
+        let Some(g) = (floor..self.fresh).find(|&d| {
+            let frame = &self.frames[d];
+            frame.backtrack.len() > frame.at + 1
+        }) else {
+            return;
+        };
+        task.tree.wanted.store(task.tree.eager, Ordering::Relaxed);
+        task.floor = Some(g + 1);
+        let frames: Vec<Frame> = self.frames[floor..=g].iter().map(Frame::copy).collect();
+        let tree = Arc::clone(&task.tree);
+        tree.lent(task.id, &frames);
     }
 
     /// Hands the requests of the runs made so far to the tree, if the
