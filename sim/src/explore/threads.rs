@@ -47,7 +47,7 @@ pub fn explore_on(
     prepared: &Prepared,
     config: &ExploreConfig,
     threads: usize,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> ExploreReport {
     let exhaustive = matches!(config.scheduler, SchedulerKind::Exhaustive { .. });
     if threads <= 1 || !exhaustive || config.stop_at_first {
@@ -58,30 +58,45 @@ pub fn explore_on(
     }
     // Within a shard, the threads take the shard's units.
     let taken = Arc::new(AtomicU64::new(0));
-    let (sender, made) = mpsc::channel::<u64>();
-    let parts: Vec<ExploreReport> = std::thread::scope(|scope| {
+    let parts = on_threads(threads, progress, |t, tick| {
+        explore_sharing(prepared, config, Some((Arc::clone(&taken), t == 0)), |_| tick())
+    });
+    merge(config, parts)
+}
+
+/// `body` on `threads` threads (the `t`-th told `t`), each telling its
+/// `tick` of every run it makes; `progress` hears the runs all made so
+/// far, in steps of 1,024. What each thread's `body` gave, in order.
+fn on_threads<R: Send>(
+    threads: usize,
+    mut progress: impl FnMut(u64),
+    body: impl Fn(usize, &(dyn Fn() + Sync)) -> R + Sync,
+) -> Vec<R> {
+    let made = AtomicU64::new(0);
+    let (sender, heard) = mpsc::channel::<u64>();
+    std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (taken, sender) = (Arc::clone(&taken), sender.clone());
+                let (sender, made, body) = (sender.clone(), &made, &body);
                 scope.spawn(move || {
-                    explore_sharing(prepared, config, Some((taken, t == 0)), |n| {
-                        if n % PROGRESS_EVERY == 0 {
+                    let tick = move || {
+                        if (made.fetch_add(1, Ordering::Relaxed) + 1) % PROGRESS_EVERY == 0 {
                             // The receiver outlives every thread.
                             let _ = sender.send(PROGRESS_EVERY);
                         }
-                    })
+                    };
+                    body(t, &tick)
                 })
             })
             .collect();
         drop(sender);
         let mut total = 0;
-        for step in made {
+        for step in heard {
             total += step;
             progress(total);
         }
         handles.into_iter().map(|h| h.join().expect("a search thread does not panic")).collect()
-    });
-    merge(config, parts)
+    })
 }
 
 /// [`explore_on`] over the search's tree (`dfs::tree`), which ends at
@@ -92,31 +107,10 @@ pub(super) fn on_tree(
     prepared: &Prepared,
     config: &ExploreConfig,
     (threads, split, eager): (usize, usize, bool),
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> ExploreReport {
     let shared = Arc::new(Shared::new(config, (split, eager)));
-    let made = AtomicU64::new(0);
-    let (sender, heard) = mpsc::channel::<u64>();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            let (shared, sender, made) = (Arc::clone(&shared), sender.clone(), &made);
-            scope.spawn(move || {
-                let tick = move || {
-                    if (made.fetch_add(1, Ordering::Relaxed) + 1) % PROGRESS_EVERY == 0 {
-                        // The receiver outlives every thread.
-                        let _ = sender.send(PROGRESS_EVERY);
-                    }
-                };
-                shared.work(prepared, config, &tick);
-            });
-        }
-        drop(sender);
-        let mut total = 0;
-        for step in heard {
-            total += step;
-            progress(total);
-        }
-    });
+    on_threads(threads, progress, |_, tick| shared.work(prepared, config, tick));
     let (mut parts, pruned) = shared.finish();
     for (group, part) in parts.iter_mut().enumerate() {
         let group = group as u64;

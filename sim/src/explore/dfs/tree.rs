@@ -135,15 +135,24 @@ struct Node {
 }
 
 impl Node {
+    /// The node of `frame`, a part's decision at its current option: the
+    /// options before it were skipped when it was made, or (lent) tried
+    /// by the part, whose runs they are.
     fn new(frame: &Frame, parent: Option<(usize, usize)>) -> Node {
         let n = frame.backtrack.len();
         let mut kids = vec![Kid::Unseen; n];
-        // Those before its first were skipped when it was made.
         kids[..frame.at].fill(Kid::Skipped);
         kids[frame.at] = Kid::Pending;
         let mut made = vec![None; n];
+        let mut tried = Vec::new();
+        for (token, footprint) in &frame.done {
+            let i = frame.backtrack.iter().position(|t| t == token).expect("a tried option is an option");
+            made[i] = Some((Some(footprint.clone()), Bits::default()));
+            tried.push(i);
+        }
         made[frame.at] = Some((frame.made.clone(), frame.before.clone()));
-        Node { frame: frame.copy(), parent, kids, made, tried: vec![frame.at], next: frame.at + 1 }
+        tried.push(frame.at);
+        Node { frame: frame.copy(), parent, kids, made, tried, next: frame.at + 1 }
     }
 
     /// The options tried before option `j`, with what they touched.
@@ -184,7 +193,8 @@ struct Part {
     start: Option<(usize, usize)>,
     /// The frames on its path (its own last), until a thread takes it.
     frames: Option<Vec<Frame>>,
-    /// The nodes on its path, once its first run came back.
+    /// The nodes on its path (its own node's last; the nodes its runs
+    /// add to the tree after it).
     path: Vec<usize>,
     /// Its requests the tree has not done yet.
     log: Vec<Request>,
@@ -370,49 +380,42 @@ impl Shared {
         let mut state = self.lock();
         let state = &mut *state;
         let start = state.parts[id].start;
-        let mut path: Vec<usize> = match start {
-            Some((n, _)) => {
-                let mut path = vec![n];
-                let mut at = n;
-                while let Some((parent, _)) = state.nodes[at].parent {
-                    path.push(parent);
-                    at = parent;
-                }
-                path.reverse();
-                path
+        let new = match start {
+            Some((n, j)) => {
+                let (first, rest) = frames.split_first().expect("a part makes its own decision");
+                state.nodes[n].made[j] = Some((first.made.clone(), first.before.clone()));
+                self.launch(state, n);
+                rest
             }
-            None => Vec::new(),
+            None => frames,
         };
-        let mut touched = Vec::new();
-        let mut new = frames;
-        let mut last = start;
-        if let Some((n, j)) = start {
-            let (first, rest) = frames.split_first().expect("a part makes its own decision");
-            let node = &mut state.nodes[n];
-            node.made[j] = Some((first.made.clone(), first.before.clone()));
-            touched.push(n);
-            new = rest;
+        if start.is_none() && !new.is_empty() {
+            state.cursor = vec![(0, 0)];
         }
-        for frame in new {
-            let id = state.nodes.len();
+        self.graft(state, id, start, new);
+        self.advance(state);
+    }
+
+    /// Adds part `id`'s `frames` to the tree below `last` (none: at its
+    /// root), each the kid of the one before, and the part the kid of the
+    /// last; launches their options.
+    fn graft(&self, state: &mut State, id: usize, mut last: Option<(usize, usize)>, frames: &[Frame]) {
+        let first = state.nodes.len();
+        for frame in frames {
+            let n = state.nodes.len();
             state.nodes.push(Node::new(frame, last));
-            if let Some((n, j)) = last {
-                state.nodes[n].kids[j] = Kid::Node(id);
-            } else {
-                state.cursor = vec![(id, 0)];
+            if let Some((p, option)) = last {
+                state.nodes[p].kids[option] = Kid::Node(n);
             }
-            path.push(id);
-            touched.push(id);
-            last = Some((id, frame.at));
+            state.parts[id].path.push(n);
+            last = Some((n, frame.at));
         }
-        if let Some((n, j)) = last {
-            state.nodes[n].kids[j] = Kid::Part(id);
+        if let Some((n, option)) = last {
+            state.nodes[n].kids[option] = Kid::Part(id);
         }
-        state.parts[id].path = path;
-        for n in touched {
+        for n in first..state.nodes.len() {
             self.launch(state, n);
         }
-        self.advance(state);
         self.changed.notify_all();
     }
 
@@ -427,29 +430,7 @@ impl Shared {
             .iter()
             .position(|kid| *kid == Kid::Part(id))
             .expect("a part is the kid of its path's last node");
-        let mut last = (leaf, option);
-        let mut made = Vec::new();
-        for frame in frames {
-            let n = state.nodes.len();
-            let mut node = Node::new(frame, Some(last));
-            // What it tried before its current option is the part's own.
-            for (token, footprint) in &frame.done {
-                let i = frame.backtrack.iter().position(|t| t == token).expect("a tried option is an option");
-                node.made[i] = Some((Some(footprint.clone()), Bits::default()));
-                node.tried.push(i);
-            }
-            node.tried.sort_unstable();
-            state.nodes.push(node);
-            state.nodes[last.0].kids[last.1] = Kid::Node(n);
-            state.parts[id].path.push(n);
-            made.push(n);
-            last = (n, frame.at);
-        }
-        state.nodes[last.0].kids[last.1] = Kid::Part(id);
-        for n in made {
-            self.launch(state, n);
-        }
-        self.changed.notify_all();
+        self.graft(state, id, Some((leaf, option)), frames);
     }
 
     /// Requests of part `id`'s runs.
@@ -482,19 +463,21 @@ impl Shared {
             }
             node.tried.push(j);
             node.kids[j] = Kid::Pending;
-            // The frames on its path, from the root.
-            let mut frames = vec![node.frame_at(j)];
+            // The frames on its path, and their nodes, from the root.
+            let (mut frames, mut path) = (vec![node.frame_at(j)], vec![n]);
             let mut at = node.parent;
             while let Some((p, option)) = at {
                 frames.push(state.nodes[p].frame_at(option));
+                path.push(p);
                 at = state.nodes[p].parent;
             }
             frames.reverse();
+            path.reverse();
             let id = state.parts.len();
             state.parts.push(Part {
                 start: Some((n, j)),
                 frames: Some(frames),
-                path: Vec::new(),
+                path,
                 log: Vec::new(),
                 report: None,
             });
