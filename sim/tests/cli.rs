@@ -269,28 +269,42 @@ fn bad_schedules_and_arguments_exit_2() {
             .code(),
         Some(2)
     );
-    // A search that caches states is one search on one thread.
-    let states = [
-        "explore",
-        "--scenario",
-        "r1-same-id-create",
-        "--strategy",
-        "safe",
-        "--scheduler",
-        "exhaustive",
-        "--reduction",
-        "states",
-    ];
-    for split in [["--threads", "2"], ["--shard", "1/2"]] {
-        let output = cusim(&[&states[..], &split[..]].concat());
-        assert_eq!(output.status.code(), Some(2), "{split:?}");
-        assert!(stderr(&output).contains("--reduction states searches on one thread and whole"), "{split:?}");
+    // A search that caches states, or plans with wakeup trees, is one
+    // search on one thread.
+    let whole_only = |reduction: &'static str| {
+        ["explore", "--scenario", "r1-same-id-create", "--strategy", "safe", "--scheduler", "exhaustive"]
+            .into_iter()
+            .chain(["--reduction", reduction])
+            .collect::<Vec<&str>>()
+    };
+    for reduction in ["states", "wakeup-trees"] {
+        for split in [["--threads", "2"], ["--shard", "1/2"]] {
+            let output = cusim(&[&whole_only(reduction)[..], &split[..]].concat());
+            assert_eq!(output.status.code(), Some(2), "{split:?}");
+            let want = format!("--reduction {reduction} searches on one thread and whole");
+            assert!(stderr(&output).contains(&want), "{reduction} {split:?}: {}", stderr(&output));
+        }
     }
+    let states = whole_only("states");
     let whole = cusim(&[&states[..], &["--json"]].concat());
     assert_eq!(whole.status.code(), Some(0), "{}", stderr(&whole));
     let report: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
     assert_eq!(report["reduction"], "states");
     assert_eq!(report["completeness"], "complete");
+    // Wakeup trees judge one run per class, as source sets do, and here
+    // cut none short (source sets cut 105).
+    let reports: Vec<serde_json::Value> = ["wakeup-trees", "source-sets"]
+        .map(|reduction| {
+            let output = cusim(&[&whole_only(reduction)[..], &["--json"]].concat());
+            assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+            serde_json::from_slice(&output.stdout).unwrap()
+        })
+        .into();
+    assert_eq!(reports[0]["reduction"], "wakeup_trees");
+    assert_eq!(reports[0]["completeness"], "complete");
+    assert_eq!(reports[0]["schedules_run"], reports[1]["schedules_run"]);
+    assert_eq!(reports[0]["redundant_runs"], 0);
+    assert!(reports[1]["redundant_runs"].as_u64().unwrap() > 0);
 }
 
 #[test]

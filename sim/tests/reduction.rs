@@ -1,4 +1,4 @@
-//! The exhaustive scheduler's reduction loses nothing, shown five ways:
+//! The exhaustive scheduler's reduction loses nothing, shown six ways:
 //!
 //! 1. Plain search against the reductions, outcome for outcome (every
 //!    response, settle read, committed state, violation and the race it
@@ -21,6 +21,8 @@
 //! 5. The state the search that caches states hashes: on random runs of
 //!    every built-in, two runs that come to one state by different
 //!    decisions must go on alike from it.
+//! 6. Wakeup trees against source sets where plain search does not end:
+//!    the same outcomes, with no more runs.
 //!
 //! Each test writes its claims to the ledger (`cusim_sim::claims`).
 
@@ -56,7 +58,8 @@ fn exhaust(prepared: &Prepared, reduction: Reduction, max_ticks: usize, limit: u
 }
 
 /// The reductions compared with plain search.
-const REDUCTIONS: [Reduction; 3] = [Reduction::SourceSets, Reduction::SleepSets, Reduction::States];
+const REDUCTIONS: [Reduction; 4] =
+    [Reduction::SourceSets, Reduction::SleepSets, Reduction::States, Reduction::WakeupTrees];
 
 /// What of `outcomes` `reduction` must reach: all of it, but for a search
 /// that caches states, which meets every state, and so every outcome, but
@@ -87,7 +90,7 @@ fn kept_by(reduction: Reduction, outcomes: &BTreeSet<String>) -> BTreeSet<String
 /// the outcomes all reached.
 struct Compared {
     plain: u64,
-    reduced: [u64; 3],
+    reduced: [u64; 4],
     outcomes: usize,
 }
 
@@ -100,7 +103,7 @@ fn compare(prepared: &Prepared, name: &str, max_ticks: usize, limit: u64) -> Opt
     if plain.completeness != Completeness::Complete {
         return None;
     }
-    let mut reduced = [0; 3];
+    let mut reduced = [0; 4];
     for (k, reduction) in REDUCTIONS.into_iter().enumerate() {
         let report = exhaust(prepared, reduction, max_ticks, limit);
         let at = format!("{name} under {strategy}, {max_ticks} clock moves, {reduction:?}");
@@ -236,13 +239,18 @@ fn compare_builtins(strategy: Strategy) {
         });
         eprintln!(
             "{name} under {strategy}, {max_ticks} clock moves: {} schedules plain, {} with source sets, {} with \
-             sleep sets, {} with states cached, {} outcomes",
-            compared.plain, compared.reduced[0], compared.reduced[1], compared.reduced[2], compared.outcomes
+             sleep sets, {} with states cached, {} with wakeup trees, {} outcomes",
+            compared.plain,
+            compared.reduced[0],
+            compared.reduced[1],
+            compared.reduced[2],
+            compared.reduced[3],
+            compared.outcomes
         );
         Claim::new(
             format!("reduction/{name}/{strategy}/{max_ticks}"),
-            "source sets and sleep sets reach every outcome (answers, state, violations, races) plain search \
-             reaches; the search that caches states, every one but for the races",
+            "source sets, wakeup trees and sleep sets reach every outcome (answers, state, violations, races) \
+             plain search reaches; the search that caches states, every one but for the races",
             format!("{name}, {strategy}, {}", clock_moves(max_ticks)),
             Bound::Complete,
         )
@@ -250,6 +258,7 @@ fn compare_builtins(strategy: Strategy) {
         .figure("source_sets", compared.reduced[0])
         .figure("sleep_sets", compared.reduced[1])
         .figure("states", compared.reduced[2])
+        .figure("wakeup_trees", compared.reduced[3])
         .record(one);
     }
     eprintln!("{strategy}: built-ins compared in {:.1} s", started.elapsed().as_secs_f64());
@@ -747,5 +756,92 @@ fn runs_in_the_same_state_go_on_alike() {
         Bound::Sampled(total),
     )
     .figure("pairs", total)
+    .record(started);
+}
+
+/// What the comparisons of wakeup trees with source sets claim.
+const WAKEUP_CLAIM: &str =
+    "where plain search does not end, wakeup trees reach every outcome source sets reach and \
+                            no other, with no more runs";
+
+/// The most runs judged a source-set search of a space plain search does
+/// not end may take to be compared with wakeup trees.
+const SOURCE_LIMIT: u64 = 30_000;
+
+/// Wakeup trees against source sets on the built-in spaces plain search
+/// does not end ([`NOT_COMPARED`]) whose source-set search runs whole
+/// within [`SOURCE_LIMIT`]: the same outcomes, and never more runs.
+#[test]
+fn wakeup_trees_reach_what_source_sets_reach_where_plain_search_does_not_end() {
+    let started = Instant::now();
+    let (mut compared, mut source_runs, mut wakeup_runs, mut cut_short) = (0u64, 0, 0, 0);
+    for &(name, strategy, max_ticks) in NOT_COMPARED {
+        let prepared = Prepared::new(&builtin_scenario(name), strategy).unwrap();
+        let source = exhaust(&prepared, Reduction::SourceSets, max_ticks, SOURCE_LIMIT);
+        if source.completeness != Completeness::Complete {
+            continue;
+        }
+        let wakeup = exhaust(&prepared, Reduction::WakeupTrees, max_ticks, SOURCE_LIMIT);
+        let at = format!("{name} under {strategy}, {}", clock_moves(max_ticks));
+        assert_eq!(wakeup.completeness, Completeness::Complete, "{at}");
+        let missing: Vec<_> = source.outcomes.difference(&wakeup.outcomes).take(1).collect();
+        let extra: Vec<_> = wakeup.outcomes.difference(&source.outcomes).take(1).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{at}: missing {missing:?}, not reached by source sets {extra:?}"
+        );
+        let (source_all, wakeup_all) =
+            (source.schedules_run + source.redundant_runs, wakeup.schedules_run + wakeup.redundant_runs);
+        assert!(
+            wakeup_all <= source_all,
+            "{at}: {wakeup_all} runs with wakeup trees, {source_all} with source sets"
+        );
+        compared += 1;
+        source_runs += source_all;
+        wakeup_runs += wakeup_all;
+        cut_short += wakeup.redundant_runs;
+    }
+    eprintln!("{compared} spaces: {source_runs} runs with source sets, {wakeup_runs} with wakeup trees");
+    assert!(compared >= 10, "only {compared} spaces ran whole within {SOURCE_LIMIT} runs with source sets");
+    Claim::new(
+        "wakeup-trees/not-compared-plainly",
+        WAKEUP_CLAIM,
+        format!(
+            "the built-in spaces plain search does not end within {PLAIN_LIMIT} runs whose source-set search \
+             ends within {SOURCE_LIMIT} runs judged"
+        ),
+        Bound::Complete,
+    )
+    .figure("spaces", compared)
+    .figure("source_set_runs", source_runs)
+    .figure("wakeup_tree_runs", wakeup_runs)
+    .figure("wakeup_tree_runs_cut_short", cut_short)
+    .record(started);
+}
+
+/// The space where wakeup trees judge fewer runs than source sets (see
+/// `dfs/wakeup.rs`): r7 under safe with one clock move, the same outcomes.
+#[test]
+fn wakeup_trees_reach_what_source_sets_reach_on_r7_with_a_clock_move() {
+    let started = Instant::now();
+    let prepared = Prepared::new(&builtin_scenario("r7-cache-without-stripe"), Safe).unwrap();
+    let source = exhaust(&prepared, Reduction::SourceSets, 1, u64::MAX);
+    let wakeup = exhaust(&prepared, Reduction::WakeupTrees, 1, u64::MAX);
+    assert_eq!(source.completeness, Completeness::Complete);
+    assert_eq!(wakeup.completeness, Completeness::Complete);
+    assert_eq!(wakeup.outcomes, source.outcomes);
+    assert_eq!(wakeup.violations.len(), source.violations.len());
+    assert!(wakeup.schedules_run + wakeup.redundant_runs <= source.schedules_run + source.redundant_runs);
+    Claim::new(
+        "wakeup-trees/r7-cache-without-stripe/safe/1",
+        WAKEUP_CLAIM,
+        "r7-cache-without-stripe, safe, up to 1 clock move",
+        Bound::Complete,
+    )
+    .figure("outcomes", source.outcomes.len() as u64)
+    .figure("source_sets_judged", source.schedules_run)
+    .figure("source_sets_cut_short", source.redundant_runs)
+    .figure("wakeup_trees_judged", wakeup.schedules_run)
+    .figure("wakeup_trees_cut_short", wakeup.redundant_runs)
     .record(started);
 }

@@ -83,6 +83,7 @@ pub(crate) fn config(
         Some(ReductionArg::None) => Reduction::None,
         Some(ReductionArg::SleepSets) => Reduction::SleepSets,
         Some(ReductionArg::States) => Reduction::States,
+        Some(ReductionArg::WakeupTrees) => Reduction::WakeupTrees,
         None | Some(ReductionArg::SourceSets) => Reduction::SourceSets,
     };
     let config = match scheduler {
@@ -100,6 +101,9 @@ fn coverage(report: &ExploreReport) -> String {
     let reduction = match report.reduction {
         Some(Reduction::SourceSets) => {
             format!(", source sets ({} equivalent runs cut short)", report.redundant_runs)
+        }
+        Some(Reduction::WakeupTrees) => {
+            format!(", wakeup trees ({} equivalent runs cut short)", report.redundant_runs)
         }
         Some(Reduction::SleepSets) => {
             format!(", sleep sets ({} equivalent runs cut short)", report.redundant_runs)

@@ -68,6 +68,7 @@ pub(crate) enum ReductionArg {
     None,
     SleepSets,
     SourceSets,
+    WakeupTrees,
     States,
 }
 
@@ -104,6 +105,8 @@ enum Command {
         max_preemptions: Option<usize>,
         /// Exhaustive: skip schedules equivalent to one already run
         /// (source-sets: dynamic partial-order reduction with sleep sets;
+        /// wakeup-trees: optimal dynamic partial-order reduction, a race
+        /// asks for its whole reversing sequence, one thread, no --shard;
         /// sleep-sets: sleep sets alone; states: sleep sets, and a run
         /// that comes to a state met before stops there, one thread, no
         /// --shard; none: every order) [default: source-sets].
@@ -479,12 +482,15 @@ fn main() -> ExitCode {
             save_regressions,
         } => explore::config(scheduler, seeds, seed, (max_preemptions, reduction), depth, max_ticks)
             .and_then(|config| {
-                if config.reduction == Reduction::States && (threads > 1 || (shard.is_some() && !all)) {
-                    return Err(Usage(
-                        "--reduction states searches on one thread and whole: a part would keep states of its own \
-                         (use --shard with --all to divide the pairs)"
-                            .into(),
-                    ));
+                if config.reduction.runs_whole() && (threads > 1 || (shard.is_some() && !all)) {
+                    let (name, why) = match config.reduction {
+                        Reduction::States => ("states", "a part would keep states of its own"),
+                        _ => ("wakeup-trees", "each option's subtree runs what the earlier ones planned"),
+                    };
+                    return Err(Usage(format!(
+                        "--reduction {name} searches on one thread and whole: {why} (use --shard with --all to \
+                         divide the pairs)"
+                    )));
                 }
                 if all {
                     explore::run_all(

@@ -44,7 +44,7 @@ fn searched(prepared: &Prepared, reduction: Reduction, max_ticks: usize, snapsho
 fn limit(reduction: Reduction) -> u64 {
     match reduction {
         Reduction::None => PLAIN_LIMIT,
-        Reduction::SleepSets | Reduction::SourceSets => SLEEP_LIMIT,
+        Reduction::SleepSets | Reduction::SourceSets | Reduction::WakeupTrees => SLEEP_LIMIT,
         Reduction::States => LIMIT,
     }
 }
@@ -81,7 +81,13 @@ fn snapshots_change_nothing() {
     let (mut runs, mut resumed, mut whole) = (0, 0, 0);
     for (name, scenario, strategy, max_ticks) in &spaces {
         let prepared = Prepared::new(scenario, *strategy).unwrap();
-        for reduction in [Reduction::None, Reduction::SleepSets, Reduction::SourceSets, Reduction::States] {
+        for reduction in [
+            Reduction::None,
+            Reduction::SleepSets,
+            Reduction::SourceSets,
+            Reduction::WakeupTrees,
+            Reduction::States,
+        ] {
             let from_start = searched(&prepared, reduction, *max_ticks, false);
             let from_snapshots = searched(&prepared, reduction, *max_ticks, true);
             assert_eq!(
@@ -104,10 +110,10 @@ fn snapshots_change_nothing() {
         "an exhaustive search that goes on from snapshots reports exactly what it reports making every \
          run from the start (counts, violations and their witnesses, outcomes, points reached)",
         format!(
-            "plain, sleep sets, source sets and states cached, on every built-in under every strategy with 0 \
-             and 1 clock moves (the clean ones with 1 under safe alone) and three same-id creates under safe \
-             with 1; each up to {LIMIT} runs judged with states, {SLEEP_LIMIT} with sleep or source sets, \
-             {PLAIN_LIMIT} plain"
+            "plain, sleep sets, source sets, wakeup trees and states cached, on every built-in under every \
+             strategy with 0 and 1 clock moves (the clean ones with 1 under safe alone) and three same-id \
+             creates under safe with 1; each up to {LIMIT} runs judged with states, {SLEEP_LIMIT} with sleep \
+             sets, source sets or wakeup trees, {PLAIN_LIMIT} plain"
         ),
         Bound::Complete,
     )

@@ -40,8 +40,8 @@ use super::{
 const PROGRESS_EVERY: u64 = 1_024;
 
 /// [`explore`] on `threads` threads (an exhaustive search; a sample, a
-/// search that stops at its first violation, or one thread, runs as
-/// [`explore`] does). `progress` hears the runs made so far, in steps of
+/// search that stops at its first violation, one under a reduction that
+/// runs whole, or one thread, runs as [`explore`] does). `progress` hears the runs made so far, in steps of
 /// 1,024.
 pub fn explore_on(
     prepared: &Prepared,
@@ -50,7 +50,7 @@ pub fn explore_on(
     progress: impl FnMut(u64),
 ) -> ExploreReport {
     let exhaustive = matches!(config.scheduler, SchedulerKind::Exhaustive { .. });
-    if threads <= 1 || !exhaustive || config.stop_at_first {
+    if threads <= 1 || !exhaustive || config.stop_at_first || config.reduction.runs_whole() {
         return explore(prepared, config, progress);
     }
     if tree::runs_on_tree(config) {

@@ -27,6 +27,13 @@
 //!   between them) asks the decision before the first of them to also try
 //!   a mover that could go first in the reversed order, unless one such
 //!   mover is already tried there.
+//! - `wakeup_trees` (the same paper's Algorithm 2, "Optimal-DPOR", as in
+//!   its JACM 2017 version; `wakeup`): each race asks for the whole
+//!   sequence that reverses it, kept per decision as a tree, and not where
+//!   an option asleep or tried there covers it; so no run walks into a
+//!   decision where every option sleeps. The same outcomes as the others
+//!   (`sim/tests/reduction.rs`), no redundant run on any built-in under
+//!   `safe` (BENCHMARKS, "Wakeup trees"). One thread, no shards.
 //! - `states`: sleep sets, and a run that comes to a state an earlier run
 //!   was in (its hash: `drive::stepper::state`) stops there unless some
 //!   option that slept there at every visit so far is awake now; it then
@@ -71,6 +78,7 @@
 
 mod races;
 pub(super) mod tree;
+mod wakeup;
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +90,7 @@ use super::schedulers::CLOCK_MOVES_MS;
 use super::Shard;
 use crate::drive::stepper::{footprint, Action, Chooser, Footprint, GuardTimes, Seen, Snapshot, View};
 use crate::input::schedule::Token;
+use wakeup::Wakeup;
 
 /// How the exhaustive scheduler avoids running equivalent schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,10 +102,28 @@ pub enum Reduction {
     SleepSets,
     /// Source sets with sleep sets (dynamic partial-order reduction).
     SourceSets,
+    /// Wakeup trees with sleep sets: a race asks for the whole sequence
+    /// that reverses it (optimal dynamic partial-order reduction; `wakeup`).
+    WakeupTrees,
     /// Sleep sets, and a run that comes to a state an earlier run was in
     /// stops there (unless an option asleep at every earlier visit is
     /// awake now).
     States,
+}
+
+impl Reduction {
+    /// Whether a search under this reduction runs on one thread and whole
+    /// (no shards, no threads): states cached would be kept per part, and
+    /// a wakeup tree shapes a subtree from every earlier one (`wakeup`).
+    pub fn runs_whole(self) -> bool {
+        matches!(self, Reduction::States | Reduction::WakeupTrees)
+    }
+
+    /// Whether a run's races ask for more options (source sets, wakeup
+    /// trees) rather than every awake option being tried.
+    fn races(self) -> bool {
+        matches!(self, Reduction::SourceSets | Reduction::WakeupTrees)
+    }
 }
 
 /// Who makes a decision.
@@ -121,6 +148,10 @@ impl Mover {
         }
     }
 }
+
+/// One decision of a sequence a race asks for (wakeup trees): who moves,
+/// and what it touches there.
+type Event = (Mover, Footprint);
 
 /// A set of decisions of one run, by index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -167,6 +198,9 @@ struct Frame {
     /// The options to try, in order; `backtrack[at]` is being tried.
     backtrack: Vec<Token>,
     at: usize,
+    /// Under each option of `backtrack` (same index), what to run after
+    /// it (wakeup trees only: `wakeup`; leaves otherwise).
+    plans: Vec<Wakeup>,
     /// Options covered elsewhere, with what they touch here.
     sleep: Vec<(Token, Footprint)>,
     /// Options tried here, with what they touched.
@@ -203,6 +237,7 @@ impl Frame {
             bounded_out: self.bounded_out.clone(),
             backtrack: self.backtrack.clone(),
             at: self.at,
+            plans: self.plans.clone(),
             sleep: self.sleep.clone(),
             done: self.done.clone(),
             before: self.before.clone(),
@@ -229,11 +264,14 @@ impl Frame {
         self.skip(max_ticks)
     }
 
-    /// Moves past options asleep here and idle clock moves (`idle_move`);
-    /// false when none is left.
+    /// Moves past options asleep here, idle clock moves (`idle_move`) and
+    /// options whose plans are covered (`planned_covered`); false when
+    /// none is left.
     fn skip(&mut self, max_ticks: usize) -> bool {
         while self.at < self.backtrack.len()
-            && (self.asleep(&self.backtrack[self.at]) || self.idle_move(self.backtrack[self.at], max_ticks))
+            && (self.asleep(&self.backtrack[self.at])
+                || self.idle_move(self.backtrack[self.at], max_ticks)
+                || self.planned_covered(self.at, max_ticks))
         {
             self.at += 1;
         }
@@ -271,6 +309,7 @@ impl Frame {
     fn add(&mut self, token: Token) {
         if !self.backtrack.contains(&token) {
             self.backtrack.push(token);
+            self.plans.push(Wakeup::leaf(token));
         }
     }
 
@@ -347,7 +386,7 @@ impl Dfs {
         reduction: Reduction,
         shard: Option<Shard>,
     ) -> Dfs {
-        assert!(reduction != Reduction::States || shard.is_none(), "a search that caches states runs whole");
+        assert!(!reduction.runs_whole() || shard.is_none(), "a search under {reduction:?} runs whole");
         Dfs {
             shard,
             taken: None,
@@ -374,7 +413,7 @@ impl Dfs {
     /// The same search as one of the threads that share `taken` (the
     /// first of them when `first`): it runs the units it takes first.
     pub(super) fn sharing(self, taken: Arc<AtomicU64>, first: bool) -> Dfs {
-        assert!(self.reduction != Reduction::States, "a search that caches states runs on one thread");
+        assert!(!self.reduction.runs_whole(), "a search under {:?} runs on one thread", self.reduction);
         Dfs { taken: Some((taken, first)), ..self }
     }
 
@@ -400,7 +439,7 @@ impl Dfs {
             Reduction::None | Reduction::SleepSets | Reduction::States => {
                 frame.backtrack.len() > frame.at + 1
             }
-            Reduction::SourceSets => true,
+            Reduction::SourceSets | Reduction::WakeupTrees => true,
         }
     }
 
@@ -506,17 +545,33 @@ impl Dfs {
             .filter(|o| !asleep_now(o))
             .filter(|o| left.as_ref().is_none_or(|left| left.contains(o)));
         let in_prefix = self.operations < UNIT_OPERATIONS;
-        let backtrack: Vec<Token> = match self.reduction {
-            Reduction::SourceSets if !in_prefix => awake.take(1).collect(),
-            _ => awake.collect(),
+        let plans: Vec<Wakeup> = match self.reduction {
+            Reduction::SourceSets if !in_prefix => awake.take(1).map(Wakeup::leaf).collect(),
+            Reduction::WakeupTrees => {
+                // What the parent's option planned after it (see `wakeup`).
+                let planned = match self.frames.last_mut() {
+                    Some(parent) => std::mem::take(&mut parent.plans[parent.at].kids),
+                    None => Vec::new(),
+                };
+                let offered = |t: &Token| {
+                    options.contains(t)
+                        || matches!(t, Token::Run { request, .. } if bounded_out.contains(request))
+                };
+                // No prefix: the search runs whole (`Reduction::runs_whole`).
+                let (plans, lost) = wakeup::planned_options(planned, &awake.collect::<Vec<_>>(), offered);
+                self.fallbacks += u64::from(lost);
+                plans
+            }
+            _ => awake.map(Wakeup::leaf).collect(),
         };
+        let backtrack: Vec<Token> = plans.iter().map(|w| w.token).collect();
         let arriving: Vec<usize> = view.runnable.iter().copied().filter(|&r| view.arriving(r)).collect();
         // The bound cut an option the search would have tried: plain and
         // sleep sets try every awake option; source sets, when nothing
         // else is awake (the decision would otherwise count as blocked).
         let asleep = |r: &usize| sleep.iter().any(|(t, _)| *t == Token::run(*r));
         let cut = bounded_out.iter().any(|r| !asleep(r));
-        if cut && (self.reduction != Reduction::SourceSets || backtrack.is_empty()) {
+        if cut && (!self.reduction.races() || backtrack.is_empty()) {
             self.pruned = true;
         }
         // Sleep sets and states only: source sets try a move only where a
@@ -530,6 +585,7 @@ impl Dfs {
             bounded_out,
             backtrack,
             at: 0,
+            plans,
             sleep,
             done: Vec::new(),
             before: Bits::default(),
@@ -666,7 +722,7 @@ impl Dfs {
         if let Some(task) = self.task.as_mut() {
             task.ended(self.frames.len());
         }
-        if self.reduction == Reduction::SourceSets {
+        if self.reduction.races() {
             self.add_reversals(probed);
         }
         if self.task.as_ref().is_some_and(|task| !task.published) {

@@ -2,10 +2,15 @@
 //! whose second decision is new in it, each asking the decision before
 //! the first to try a mover that could go first in the reversed order.
 
-use super::{Bits, Dfs, Frame, Mover};
+use super::{Bits, Dfs, Event, Frame, Mover, Reduction};
 use crate::drive::stepper::{footprint, Action, Footprint, GuardTimes, Seen};
 use crate::explore::schedulers::CLOCK_MOVES_MS;
 use crate::input::schedule::Token;
+
+/// What decision `m` of the run just made touched.
+fn made(frames: &[Frame], m: usize) -> &Footprint {
+    frames[m].made.as_ref().expect("every decision of the run was made once")
+}
 
 impl Dfs {
     /// Source sets: finds the races of the run just made (those whose
@@ -15,9 +20,6 @@ impl Dfs {
     /// decisions, which later runs build on; its races are the owner's.
     pub(super) fn add_reversals(&mut self, probed: bool) {
         let n = self.frames.len();
-        fn made(frames: &[Frame], m: usize) -> &Footprint {
-            frames[m].made.as_ref().expect("every decision of the run was made once")
-        }
         let movers: Vec<Mover> = self.frames.iter().map(|f| Mover::of(f.current())).collect();
         for j in self.fresh..n {
             let mut before = Bits::with_len(n);
@@ -36,19 +38,37 @@ impl Dfs {
         }
         for j in self.fresh..n {
             let before = self.frames[j].before.clone();
-            self.reverse_races(&movers, (j, movers[j], &before));
+            let made = made(&self.frames, j).clone();
+            self.reverse_races(&movers, (j, movers[j], &made, &before));
         }
         // A clock move taken uses up the bound, so it disables the other
         // amounts: each could have gone in its place (they conflict, and
         // nothing between them), so each is tried there too.
+        // Under wakeup trees, each is the race of the move taken with a
+        // move of the other amount right after it: asked for alone, it is
+        // not where every option tried here commutes with it.
         let floor = self.task.as_ref().map_or(0, |task| task.floor());
+        let wakeup = self.reduction == Reduction::WakeupTrees;
+        let mut asked = Vec::new();
         for (depth, (mover, frame)) in movers.iter().zip(&mut self.frames).enumerate().skip(self.fresh) {
             if let Mover::Clock(_) = mover {
                 match self.task.as_mut() {
                     Some(task) if depth < floor => task.log.push(Request::Moves { depth }),
+                    _ if wakeup => {
+                        for ms in CLOCK_MOVES_MS.into_iter().filter(|&ms| Mover::Clock(ms) != *mover) {
+                            if frame.options.contains(&Token::Tick { ms }) {
+                                let tick =
+                                    footprint(&Action::Tick { ms }, Seen::default(), GuardTimes::Compared);
+                                asked.push(frame.insert(vec![(Mover::Clock(ms), tick)], self.max_ticks));
+                            }
+                        }
+                    }
                     _ => frame.offer_moves(),
                 }
             }
+        }
+        for asked in asked {
+            self.note(asked);
         }
         let ticks = movers.iter().filter(|m| matches!(m, Mover::Clock(_))).count();
         if !self.blocked && ticks < self.max_ticks {
@@ -62,14 +82,18 @@ impl Dfs {
                         before.union(&frame.before);
                     }
                 }
-                self.reverse_races(&movers, (n, mover, &before));
+                self.reverse_races(&movers, (n, mover, &tick, &before));
             }
         }
     }
 
     /// The races whose second decision is `j` (by `mover`, after the
     /// decisions `before`), each reversed where it can be.
-    fn reverse_races(&mut self, movers: &[Mover], (j, mover, before): (usize, Mover, &Bits)) {
+    fn reverse_races(
+        &mut self,
+        movers: &[Mover],
+        (j, mover, made, before): (usize, Mover, &Footprint, &Bits),
+    ) {
         // Decisions that happen before something that happens before j:
         // those are not j's immediate predecessors.
         let mut shadowed = Bits::with_len(movers.len());
@@ -85,14 +109,20 @@ impl Dfs {
                     continue;
                 }
             }
-            self.reverse(movers, i, (j, mover, before));
+            self.reverse(movers, i, (j, mover, made, before));
         }
     }
 
     /// Asks the decision before `i` to try a mover that could go first in
     /// the order where `j` comes before `i`: one whose first decision among
     /// those after `i` and not after it (then j) follows none of them.
-    fn reverse(&mut self, movers: &[Mover], i: usize, (j, mover, before): (usize, Mover, &Bits)) {
+    /// Under wakeup trees, asks it for those decisions in order, then j's.
+    fn reverse(
+        &mut self,
+        movers: &[Mover],
+        i: usize,
+        (j, mover, touched, before): (usize, Mover, &Footprint, &Bits),
+    ) {
         let mut later = Bits::with_len(movers.len());
         let mut initials: Vec<Mover> = Vec::new();
         for (k, (&moved, frame)) in movers.iter().zip(&self.frames).enumerate().take(j).skip(i + 1) {
@@ -112,7 +142,14 @@ impl Dfs {
             task.log.push(Request::Reverse { depth: i, initials });
             return;
         }
-        let asked = self.frames[i].ask(&initials);
+        let asked = if self.reduction == Reduction::WakeupTrees {
+            let mut v: Vec<Event> =
+                later.iter().map(|k| (movers[k], made(&self.frames, k).clone())).collect();
+            v.push((mover, touched.clone()));
+            self.frames[i].insert(v, self.max_ticks)
+        } else {
+            self.frames[i].ask(&initials)
+        };
         self.note(asked);
     }
 

@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::races::Request;
-use super::{Bits, Dfs, Frame, Reduction};
+use super::{Bits, Dfs, Frame};
 use crate::drive::stepper::{Footprint, Prepared};
 use crate::explore::{exhaust, ExploreConfig, ExploreReport, SchedulerKind};
 
@@ -599,10 +599,10 @@ impl Dfs {
 
 /// Whether a search runs on the tree: an exhaustive one, on threads, not
 /// a shard's (whose units are the first operations'), and not one that
-/// caches states (which runs on one thread).
+/// runs whole (`Reduction::runs_whole`).
 pub(in crate::explore) fn runs_on_tree(config: &ExploreConfig) -> bool {
     matches!(config.scheduler, SchedulerKind::Exhaustive { .. })
         && config.shard.is_none()
-        && config.reduction != Reduction::States
+        && !config.reduction.runs_whole()
         && !config.stop_at_first
 }
