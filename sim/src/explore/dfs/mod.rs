@@ -76,17 +76,17 @@
 //!   picked exceeds it. Use `--reduction none` for a complete bounded
 //!   search.
 
+mod decision;
 mod races;
 pub(super) mod tree;
 mod wakeup;
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::schedulers::CLOCK_MOVES_MS;
 use super::Shard;
 use crate::drive::stepper::{footprint, Action, Chooser, Footprint, GuardTimes, Seen, Snapshot, View};
 use crate::input::schedule::Token;
@@ -458,19 +458,6 @@ impl Dfs {
         self.reduction == Reduction::States
     }
 
-    /// The sleep set of a new frame: what slept at its parent or was
-    /// tried there before, and commutes with the parent's decision.
-    fn inherited_sleep(&self, done: Option<&Footprint>) -> Vec<(Token, Footprint)> {
-        let (Some(parent), Some(done)) = (self.frames.last(), done) else { return Vec::new() };
-        parent
-            .sleep
-            .iter()
-            .chain(&parent.done)
-            .filter(|(_, footprint)| !footprint.conflicts_among(done, self.max_ticks))
-            .cloned()
-            .collect()
-    }
-
     /// Where the run just made falls in the whole search's order: its
     /// *group*, `2k + 1` for a run below unit `k`, and `2k` for a run with
     /// no operation made after `k` units. Each group's runs are consecutive
@@ -496,115 +483,6 @@ impl Dfs {
         let first = self.shard.is_none_or(|shard| shard.index == 0)
             && self.taken.as_ref().is_none_or(|(_, first)| *first);
         self.probing || (self.operations < UNIT_OPERATIONS && !first)
-    }
-
-    fn new_frame(&mut self, view: &View<'_>, last_runnable: Option<usize>) -> Option<Token> {
-        let sleep = match self.reduction {
-            Reduction::None => Vec::new(),
-            _ => self.inherited_sleep(view.done),
-        };
-        // A state met before: only what slept there then and is awake now
-        // is left to run from it (see the module).
-        let asleep_now = |token: &Token| sleep.iter().any(|(t, _)| t == token);
-        let mut left: Option<Vec<Token>> = None;
-        if let (Reduction::States, Some(state)) = (self.reduction, view.state) {
-            match self.visited.entry(state) {
-                Entry::Vacant(entry) => {
-                    entry.insert(sleep.iter().map(|(t, _)| *t).collect());
-                }
-                Entry::Occupied(mut entry) => {
-                    let slept = entry.get_mut();
-                    left = Some(slept.iter().copied().filter(|t| !asleep_now(t)).collect());
-                    slept.retain(asleep_now);
-                }
-            }
-        }
-        let mut options: Vec<Token> = Vec::new();
-        let mut bounded_out = Vec::new();
-        // The non-preempting choice first: the first schedule is the plainest.
-        if let Some(last) = last_runnable {
-            options.push(Token::run(last));
-        }
-        let may_preempt = self.max_preemptions.is_none_or(|max| self.preemptions < max);
-        for &r in view.runnable {
-            if Some(r) != last_runnable {
-                // An arrival preempts nobody (see the stepper's count).
-                if last_runnable.is_none() || may_preempt || view.arriving(r) {
-                    options.push(Token::run(r));
-                } else {
-                    bounded_out.push(r);
-                }
-            }
-        }
-        if view.ticks_so_far < self.max_ticks {
-            options.extend(CLOCK_MOVES_MS.map(|ms| Token::Tick { ms }));
-        }
-        let awake = options
-            .iter()
-            .copied()
-            .filter(|o| !asleep_now(o))
-            .filter(|o| left.as_ref().is_none_or(|left| left.contains(o)));
-        let in_prefix = self.operations < UNIT_OPERATIONS;
-        let plans: Vec<Wakeup> = match self.reduction {
-            Reduction::SourceSets if !in_prefix => awake.take(1).map(Wakeup::leaf).collect(),
-            Reduction::WakeupTrees => {
-                // What the parent's option planned after it (see `wakeup`).
-                let planned = match self.frames.last_mut() {
-                    Some(parent) => std::mem::take(&mut parent.plans[parent.at].kids),
-                    None => Vec::new(),
-                };
-                let offered = |t: &Token| {
-                    options.contains(t)
-                        || matches!(t, Token::Run { request, .. } if bounded_out.contains(request))
-                };
-                // No prefix: the search runs whole (`Reduction::runs_whole`).
-                let (plans, lost) = wakeup::planned_options(planned, &awake.collect::<Vec<_>>(), offered);
-                self.fallbacks += u64::from(lost);
-                plans
-            }
-            _ => awake.map(Wakeup::leaf).collect(),
-        };
-        let backtrack: Vec<Token> = plans.iter().map(|w| w.token).collect();
-        let arriving: Vec<usize> = view.runnable.iter().copied().filter(|&r| view.arriving(r)).collect();
-        // The bound cut an option the search would have tried: plain and
-        // sleep sets try every awake option; source sets, when nothing
-        // else is awake (the decision would otherwise count as blocked).
-        let asleep = |r: &usize| sleep.iter().any(|(t, _)| *t == Token::run(*r));
-        let cut = bounded_out.iter().any(|r| !asleep(r));
-        if cut && (!self.reduction.races() || backtrack.is_empty()) {
-            self.pruned = true;
-        }
-        // Sleep sets and states only: source sets try a move only where a
-        // race asks for it, and finish a blocked run for its races.
-        let last_move = matches!(self.reduction, Reduction::SleepSets | Reduction::States)
-            && view.ticks_so_far + 1 == self.max_ticks
-            && view.step + 1 < view.max_steps
-            && bounded_out.is_empty();
-        let mut frame = Frame {
-            options,
-            bounded_out,
-            backtrack,
-            at: 0,
-            plans,
-            sleep,
-            done: Vec::new(),
-            before: Bits::default(),
-            arriving,
-            owned: true,
-            last_move,
-            made: None,
-            snapshot: None,
-            counts: (self.preemptions, self.operations, self.probing),
-        };
-        if !frame.skip(self.max_ticks) {
-            // Nothing left to run from here: everything after it ran from
-            // elsewhere.
-            self.cut = self.reduction == Reduction::States;
-            return None;
-        }
-        let first = frame.current();
-        self.frames.push(frame);
-        Some(first)
     }
 }
 

@@ -130,9 +130,7 @@ impl Wakeup {
             }
         }
     }
-}
 
-impl Wakeup {
     /// Each sequence from this node to a leaf, if what each node touches
     /// is known.
     fn branches(&self, above: &mut Vec<Event>, into: &mut Vec<Vec<Event>>) -> Option<()> {
