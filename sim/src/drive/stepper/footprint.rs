@@ -372,6 +372,12 @@ pub struct Footprint {
 }
 
 impl Footprint {
+    /// What a clock move by `ms` touches (a move touches the same wherever
+    /// it is made).
+    pub fn of_move(ms: u64) -> Footprint {
+        footprint(&Action::Tick { ms }, Seen::default(), GuardTimes::Compared)
+    }
+
     /// Whether the two decisions may not commute, in runs with at most one
     /// clock move.
     pub fn conflicts(&self, other: &Footprint) -> bool {
@@ -494,10 +500,6 @@ mod tests {
         footprint(&action, Seen { read_clock: true, ..Seen::default() }, guards)
     }
 
-    fn moves(ms: u64) -> Footprint {
-        footprint(&Action::Tick { ms }, Seen::default(), GuardTimes::Compared)
-    }
-
     /// A move conflicts with a reading iff it is at least as long as the
     /// reading's shortest window; with two moves allowed, always.
     #[test]
@@ -508,27 +510,27 @@ mod tests {
             &Op::IdempotencyClaim { scope: cusim::model::Scope::default(), key: "i".into() },
             GuardTimes::Compared,
         );
-        assert!(!moves(IDEMPOTENCY_KEY_TTL_MS - 1).conflicts(&claim));
+        assert!(!Footprint::of_move(IDEMPOTENCY_KEY_TTL_MS - 1).conflicts(&claim));
         assert!(
-            moves(IDEMPOTENCY_KEY_TTL_MS).conflicts(&claim)
-                && claim.conflicts(&moves(IDEMPOTENCY_KEY_TTL_MS))
+            Footprint::of_move(IDEMPOTENCY_KEY_TTL_MS).conflicts(&claim)
+                && claim.conflicts(&Footprint::of_move(IDEMPOTENCY_KEY_TTL_MS))
         );
-        assert!(moves(1).conflicts_among(&claim, 2), "two moves may add up across a window");
+        assert!(Footprint::of_move(1).conflicts_among(&claim, 2), "two moves may add up across a window");
         // A guard's times: compared by the writes of legacy and
         // transactional, never by safe's.
         let invalidate = Op::CacheInvalidate { key: key.clone(), at_ms: 0 };
-        assert!(!moves(GUARD_TTL_MS - 1).conflicts(&op(&invalidate, GuardTimes::Compared)));
-        assert!(moves(GUARD_TTL_MS).conflicts(&op(&invalidate, GuardTimes::Compared)));
+        assert!(!Footprint::of_move(GUARD_TTL_MS - 1).conflicts(&op(&invalidate, GuardTimes::Compared)));
+        assert!(Footprint::of_move(GUARD_TTL_MS).conflicts(&op(&invalidate, GuardTimes::Compared)));
         assert_eq!(op(&invalidate, GuardTimes::NeverCompared).window, None, "kept");
         let read = Op::CacheRead { key };
-        assert!(moves(1).conflicts(&op(&read, GuardTimes::Compared)));
-        assert!(!moves(GUARD_TTL_MS).conflicts(&op(&read, GuardTimes::NeverCompared)));
+        assert!(Footprint::of_move(1).conflicts(&op(&read, GuardTimes::Compared)));
+        assert!(!Footprint::of_move(GUARD_TTL_MS).conflicts(&op(&read, GuardTimes::NeverCompared)));
         let flow =
             |guards| footprint(&Action::Code, Seen { read_guard_time: true, ..Seen::default() }, guards);
-        assert!(moves(1).conflicts(&flow(GuardTimes::Compared)));
-        assert!(!moves(1).conflicts_among(&flow(GuardTimes::NeverCompared), 2));
+        assert!(Footprint::of_move(1).conflicts(&flow(GuardTimes::Compared)));
+        assert!(!Footprint::of_move(1).conflicts_among(&flow(GuardTimes::NeverCompared), 2));
         // Moves conflict with each other, whatever their amounts.
-        assert!(moves(1).conflicts(&moves(5_000)));
+        assert!(Footprint::of_move(1).conflicts(&Footprint::of_move(5_000)));
     }
 
     #[test]

@@ -73,12 +73,12 @@ impl Dfs {
             .filter(|o| !asleep_now(o))
             .filter(|o| left.as_ref().is_none_or(|left| left.contains(o)));
         let in_prefix = self.operations < UNIT_OPERATIONS;
-        let plans: Vec<Wakeup> = match self.reduction {
+        let backtrack: Vec<Wakeup> = match self.reduction {
             Reduction::SourceSets if !in_prefix => awake.take(1).map(Wakeup::leaf).collect(),
             Reduction::WakeupTrees => {
                 // What the parent's option planned after it (see `wakeup`).
                 let planned = match self.frames.last_mut() {
-                    Some(parent) => std::mem::take(&mut parent.plans[parent.at].kids),
+                    Some(parent) => std::mem::take(&mut parent.backtrack[parent.at].kids),
                     None => Vec::new(),
                 };
                 let offered = |t: &Token| {
@@ -86,13 +86,12 @@ impl Dfs {
                         || matches!(t, Token::Run { request, .. } if bounded_out.contains(request))
                 };
                 // No prefix: the search runs whole (`Reduction::runs_whole`).
-                let (plans, lost) = wakeup::planned_options(planned, &awake.collect::<Vec<_>>(), offered);
+                let (backtrack, lost) = wakeup::planned_options(planned, &awake.collect::<Vec<_>>(), offered);
                 self.fallbacks += u64::from(lost);
-                plans
+                backtrack
             }
             _ => awake.map(Wakeup::leaf).collect(),
         };
-        let backtrack: Vec<Token> = plans.iter().map(|w| w.token).collect();
         let arriving: Vec<usize> = view.runnable.iter().copied().filter(|&r| view.arriving(r)).collect();
         // The bound cut an option the search would have tried: plain and
         // sleep sets try every awake option; source sets, when nothing
@@ -113,7 +112,6 @@ impl Dfs {
             bounded_out,
             backtrack,
             at: 0,
-            plans,
             sleep,
             done: Vec::new(),
             before: Bits::default(),

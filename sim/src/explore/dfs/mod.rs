@@ -88,7 +88,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Shard;
-use crate::drive::stepper::{footprint, Action, Chooser, Footprint, GuardTimes, Seen, Snapshot, View};
+use crate::drive::stepper::{Chooser, Footprint, Snapshot, View};
 use crate::input::schedule::Token;
 use wakeup::Wakeup;
 
@@ -195,12 +195,11 @@ struct Frame {
     options: Vec<Token>,
     /// Runnable requests the preemption bound keeps out of `options`.
     bounded_out: Vec<usize>,
-    /// The options to try, in order; `backtrack[at]` is being tried.
-    backtrack: Vec<Token>,
+    /// The options to try, in order, each with what to run after it
+    /// (wakeup trees only: `wakeup`; leaves otherwise); `backtrack[at]` is
+    /// being tried.
+    backtrack: Vec<Wakeup>,
     at: usize,
-    /// Under each option of `backtrack` (same index), what to run after
-    /// it (wakeup trees only: `wakeup`; leaves otherwise).
-    plans: Vec<Wakeup>,
     /// Options covered elsewhere, with what they touch here.
     sleep: Vec<(Token, Footprint)>,
     /// Options tried here, with what they touched.
@@ -237,7 +236,6 @@ impl Frame {
             bounded_out: self.bounded_out.clone(),
             backtrack: self.backtrack.clone(),
             at: self.at,
-            plans: self.plans.clone(),
             sleep: self.sleep.clone(),
             done: self.done.clone(),
             before: self.before.clone(),
@@ -251,7 +249,7 @@ impl Frame {
     }
 
     fn current(&self) -> Token {
-        self.backtrack[self.at]
+        self.backtrack[self.at].token
     }
 
     fn asleep(&self, token: &Token) -> bool {
@@ -269,8 +267,8 @@ impl Frame {
     /// none is left.
     fn skip(&mut self, max_ticks: usize) -> bool {
         while self.at < self.backtrack.len()
-            && (self.asleep(&self.backtrack[self.at])
-                || self.idle_move(self.backtrack[self.at], max_ticks)
+            && (self.asleep(&self.backtrack[self.at].token)
+                || self.idle_move(self.backtrack[self.at].token, max_ticks)
                 || self.planned_covered(self.at, max_ticks))
         {
             self.at += 1;
@@ -296,7 +294,7 @@ impl Frame {
         if !self.last_move {
             return false;
         }
-        let tick = footprint(&Action::Tick { ms }, Seen::default(), GuardTimes::Compared);
+        let tick = Footprint::of_move(ms);
         self.options.iter().filter(|o| matches!(o, Token::Run { .. })).all(|o| {
             self.sleep.iter().chain(&self.done).any(|(t, f)| t == o && !f.conflicts_among(&tick, max_ticks))
         })
@@ -306,10 +304,14 @@ impl Frame {
         self.options.contains(&Token::run(request)) || self.bounded_out.contains(&request)
     }
 
+    /// Whether `token` is among the options to try here.
+    fn tries(&self, token: &Token) -> bool {
+        self.backtrack.iter().any(|w| w.token == *token)
+    }
+
     fn add(&mut self, token: Token) {
-        if !self.backtrack.contains(&token) {
-            self.backtrack.push(token);
-            self.plans.push(Wakeup::leaf(token));
+        if !self.tries(&token) {
+            self.backtrack.push(Wakeup::leaf(token));
         }
     }
 

@@ -3,7 +3,7 @@
 //! the first to try a mover that could go first in the reversed order.
 
 use super::{Bits, Dfs, Event, Frame, Mover, Reduction};
-use crate::drive::stepper::{footprint, Action, Footprint, GuardTimes, Seen};
+use crate::drive::stepper::Footprint;
 use crate::explore::schedulers::CLOCK_MOVES_MS;
 use crate::input::schedule::Token;
 
@@ -38,8 +38,7 @@ impl Dfs {
         }
         for j in self.fresh..n {
             let before = self.frames[j].before.clone();
-            let made = made(&self.frames, j).clone();
-            self.reverse_races(&movers, (j, movers[j], &made, &before));
+            self.reverse_races(&movers, (j, movers[j], None, &before));
         }
         // A clock move taken uses up the bound, so it disables the other
         // amounts: each could have gone in its place (they conflict, and
@@ -57,8 +56,7 @@ impl Dfs {
                     _ if wakeup => {
                         for ms in CLOCK_MOVES_MS.into_iter().filter(|&ms| Mover::Clock(ms) != *mover) {
                             if frame.options.contains(&Token::Tick { ms }) {
-                                let tick =
-                                    footprint(&Action::Tick { ms }, Seen::default(), GuardTimes::Compared);
+                                let tick = Footprint::of_move(ms);
                                 asked.push(frame.insert(vec![(Mover::Clock(ms), tick)], self.max_ticks));
                             }
                         }
@@ -73,7 +71,7 @@ impl Dfs {
         let ticks = movers.iter().filter(|m| matches!(m, Mover::Clock(_))).count();
         if !self.blocked && ticks < self.max_ticks {
             for ms in CLOCK_MOVES_MS {
-                let tick = footprint(&Action::Tick { ms }, Seen::default(), GuardTimes::Compared);
+                let tick = Footprint::of_move(ms);
                 let mover = Mover::Clock(ms);
                 let mut before = Bits::with_len(n);
                 for (m, frame) in self.frames.iter().enumerate() {
@@ -82,17 +80,18 @@ impl Dfs {
                         before.union(&frame.before);
                     }
                 }
-                self.reverse_races(&movers, (n, mover, &tick, &before));
+                self.reverse_races(&movers, (n, mover, Some(&tick), &before));
             }
         }
     }
 
     /// The races whose second decision is `j` (by `mover`, after the
-    /// decisions `before`), each reversed where it can be.
+    /// decisions `before`; a clock move still allowed at the run's end when
+    /// `tick` is what it would touch), each reversed where it can be.
     fn reverse_races(
         &mut self,
         movers: &[Mover],
-        (j, mover, made, before): (usize, Mover, &Footprint, &Bits),
+        (j, mover, tick, before): (usize, Mover, Option<&Footprint>, &Bits),
     ) {
         // Decisions that happen before something that happens before j:
         // those are not j's immediate predecessors.
@@ -109,7 +108,7 @@ impl Dfs {
                     continue;
                 }
             }
-            self.reverse(movers, i, (j, mover, made, before));
+            self.reverse(movers, i, (j, mover, tick, before));
         }
     }
 
@@ -121,7 +120,7 @@ impl Dfs {
         &mut self,
         movers: &[Mover],
         i: usize,
-        (j, mover, touched, before): (usize, Mover, &Footprint, &Bits),
+        (j, mover, tick, before): (usize, Mover, Option<&Footprint>, &Bits),
     ) {
         let mut later = Bits::with_len(movers.len());
         let mut initials: Vec<Mover> = Vec::new();
@@ -145,7 +144,7 @@ impl Dfs {
         let asked = if self.reduction == Reduction::WakeupTrees {
             let mut v: Vec<Event> =
                 later.iter().map(|k| (movers[k], made(&self.frames, k).clone())).collect();
-            v.push((mover, touched.clone()));
+            v.push((mover, tick.unwrap_or_else(|| made(&self.frames, j)).clone()));
             self.frames[i].insert(v, self.max_ticks)
         } else {
             self.frames[i].ask(&initials)
@@ -176,7 +175,7 @@ impl Frame {
         let tokens: Vec<Token> = initials.iter().map(|m| m.token()).collect();
         // An initial already tried here, or asleep here (covered
         // elsewhere, which is what adding it would amount to), will do.
-        if tokens.iter().any(|t| self.backtrack.contains(t) || self.asleep(t)) {
+        if tokens.iter().any(|t| self.tries(t) || self.asleep(t)) {
             return Asked::default();
         }
         let enabled: Vec<Token> = tokens.iter().copied().filter(|t| self.options.contains(t)).collect();

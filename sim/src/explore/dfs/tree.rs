@@ -146,7 +146,8 @@ impl Node {
         let mut made = vec![None; n];
         let mut tried = Vec::new();
         for (token, footprint) in &frame.done {
-            let i = frame.backtrack.iter().position(|t| t == token).expect("a tried option is an option");
+            let i =
+                frame.backtrack.iter().position(|w| w.token == *token).expect("a tried option is an option");
             made[i] = Some((Some(footprint.clone()), Bits::default()));
             tried.push(i);
         }
@@ -163,7 +164,7 @@ impl Node {
             .map(|&i| {
                 let (footprint, _) =
                     self.made[i].as_ref().expect("an option is launched after those before it are made");
-                (self.frame.backtrack[i], footprint.clone().unwrap_or_default())
+                (self.frame.backtrack[i].token, footprint.clone().unwrap_or_default())
             })
             .collect()
     }
@@ -456,7 +457,7 @@ impl Shared {
             }
             node.next += 1;
             node.frame.done = node.done_before(j);
-            let token = node.frame.backtrack[j];
+            let token = node.frame.backtrack[j].token;
             if node.frame.asleep(&token) || node.frame.idle_move(token, self.max_ticks) {
                 node.kids[j] = Kid::Skipped;
                 continue;

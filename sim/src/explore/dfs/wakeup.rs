@@ -181,7 +181,7 @@ impl Frame {
     /// planned under option `k` (see `insert`): what the options tried
     /// since they were planned touched is known now, and may show it.
     pub(super) fn planned_covered(&self, k: usize, max_ticks: usize) -> bool {
-        let plan = &self.plans[k];
+        let plan = &self.backtrack[k];
         if plan.absorbed || plan.made.is_none() {
             return false;
         }
@@ -205,15 +205,15 @@ impl Frame {
         if self.covers(&v, max_ticks) {
             return Asked::default();
         }
-        if let Some(k) = (self.at + 1..self.plans.len()).find(|&k| self.plans[k].leads(&v, max_ticks)) {
-            let rest = without(v, Mover::of(self.plans[k].token));
-            self.plans[k].graft(rest, max_ticks);
+        if let Some(k) = (self.at + 1..self.backtrack.len()).find(|&k| self.backtrack[k].leads(&v, max_ticks))
+        {
+            let rest = without(v, Mover::of(self.backtrack[k].token));
+            self.backtrack[k].graft(rest, max_ticks);
             return Asked::default();
         }
         let first = v[0].0.token();
-        if self.options.contains(&first) && !self.backtrack.contains(&first) {
-            self.backtrack.push(first);
-            self.plans.push(Wakeup::chain(&v));
+        if self.options.contains(&first) && !self.tries(&first) {
+            self.backtrack.push(Wakeup::chain(&v));
             return Asked::default();
         }
         // Its first mover cannot go here: a race no runnable mover
