@@ -324,8 +324,16 @@ impl PgConn {
         seq
     }
 
-    /// A statement failed: inside a transaction, roll it back now.
+    /// A statement failed: wait until the server is ready for the next,
+    /// and inside a transaction roll it back now. Postgres sends the error
+    /// before it aborts the failed statement's transaction and lets go of
+    /// its locks (`EmitErrorReport` comes before `AbortCurrentTransaction`
+    /// in `PostgresMain`); answered at the error, a statement another
+    /// session sends next could find the row still locked by it and wait,
+    /// where the model, whose failure is one step, has it fail at once.
+    /// The server is ready only once the abort is done.
     async fn failed(&self, conn: &mut PgConnection, error: sqlx::Error) -> DbError {
+        let _ = conn.ping().await;
         self.roll_back_open(conn).await;
         db_error(error)
     }

@@ -460,7 +460,10 @@ impl PgConn {
             return Ok(());
         }
         let mut conn = self.link().await;
-        sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()).map_err(db_error)
+        match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(self.failed(&mut conn, error).await),
+        }
     }
 
     pub(crate) async fn rollback(&self) -> Result<(), DbError> {
