@@ -673,14 +673,18 @@ fn reductions_exhaust_a_space_in_fewer_schedules_and_say_so() {
     let default = run(None, &["--max-ticks", "0"]);
     assert_eq!(plain["reduction"], "none");
     assert_eq!(sleep["reduction"], "sleep_sets");
-    // Source sets are the default of the exhaustive scheduler.
-    assert_eq!(default["reduction"], "source_sets");
-    for report in [&plain, &sleep, &default] {
+    // States cached are the default of the exhaustive scheduler; a search
+    // split over threads takes source sets.
+    assert_eq!(default["reduction"], "states");
+    let split = run(None, &["--max-ticks", "0", "--threads", "2"]);
+    assert_eq!(split["reduction"], "source_sets");
+    for report in [&plain, &sleep, &default, &split] {
         assert_eq!(report["exhausted"], true);
         assert_eq!(report["completeness"], "complete");
     }
     assert!(count(&sleep) * 2 < count(&plain), "{} vs {}", count(&sleep), count(&plain));
     assert!(count(&default) <= count(&sleep));
+    assert!(count(&split) <= count(&sleep));
     assert_eq!(plain["redundant_runs"], 0);
     // A bound that cuts schedules: plain search is complete within it; a
     // reduced one claims nothing.
@@ -719,8 +723,10 @@ fn shards_of_an_exhaustive_search_add_up_to_it() {
             "exhaustive",
             "--json",
         ];
-        if let Some(shard) = shard {
-            args.extend(["--shard", shard]);
+        match shard {
+            Some(shard) => args.extend(["--shard", shard]),
+            // Shards split source sets, the default of a split search.
+            None => args.extend(["--reduction", "source-sets"]),
         }
         let output = cusim(&args);
         assert!(output.status.code().is_some_and(|c| c <= 1), "{}", stderr(&output));
@@ -732,6 +738,7 @@ fn shards_of_an_exhaustive_search_add_up_to_it() {
     assert_eq!(count(&parts[0]) + count(&parts[1]), count(&whole));
     assert_eq!(parts[1]["shard"], "2/2");
     assert!(whole.get("shard").is_none());
+    assert_eq!(parts[0]["reduction"], whole["reduction"]);
     let invariants = |v: &serde_json::Value| {
         let mut found: Vec<String> = v["violations"]
             .as_array()

@@ -48,7 +48,7 @@ pub(crate) fn config(
     seed: Option<u64>,
     (max_preemptions, reduction): (Option<usize>, Option<ReductionArg>),
     depth: Option<usize>,
-    max_ticks: usize,
+    (max_ticks, split): (usize, bool),
 ) -> Result<ExploreConfig, Usage> {
     // A flag the chosen scheduler does not read is a mistake, not a no-op.
     let only =
@@ -84,7 +84,13 @@ pub(crate) fn config(
         Some(ReductionArg::SleepSets) => Reduction::SleepSets,
         Some(ReductionArg::States) => Reduction::States,
         Some(ReductionArg::WakeupTrees) => Reduction::WakeupTrees,
-        None | Some(ReductionArg::SourceSets) => Reduction::SourceSets,
+        Some(ReductionArg::SourceSets) => Reduction::SourceSets,
+        // States cached run one search on one thread, and on every space
+        // measured the fastest (BENCHMARKS, "The default reduction"); a
+        // search split over threads or shards takes source sets, which
+        // split.
+        None if split => Reduction::SourceSets,
+        None => Reduction::States,
     };
     let config = match scheduler {
         SchedulerKind::Exhaustive { max_preemptions } => {

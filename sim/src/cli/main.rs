@@ -109,7 +109,8 @@ enum Command {
         /// asks for its whole reversing sequence, one thread, no --shard;
         /// sleep-sets: sleep sets alone; states: sleep sets, and a run
         /// that comes to a state met before stops there, one thread, no
-        /// --shard; none: every order) [default: source-sets].
+        /// --shard; none: every order) [default: states; with --threads
+        /// above 1, or --shard without --all, source-sets].
         #[arg(long, value_enum)]
         reduction: Option<ReductionArg>,
         /// pct: the bug depth to aim for [default: 3].
@@ -480,40 +481,47 @@ fn main() -> ExitCode {
             json,
             shrink,
             save_regressions,
-        } => explore::config(scheduler, seeds, seed, (max_preemptions, reduction), depth, max_ticks)
-            .and_then(|config| {
-                if config.reduction.runs_whole() && (threads > 1 || (shard.is_some() && !all)) {
-                    let (name, why) = match config.reduction {
-                        Reduction::States => ("states", "a part would keep states of its own"),
-                        _ => ("wakeup-trees", "each option's subtree runs what the earlier ones planned"),
-                    };
-                    return Err(Usage(format!(
-                        "--reduction {name} searches on one thread and whole: {why} (use --shard with --all to \
+        } => explore::config(
+            scheduler,
+            seeds,
+            seed,
+            (max_preemptions, reduction),
+            depth,
+            (max_ticks, threads > 1 || (shard.is_some() && !all)),
+        )
+        .and_then(|config| {
+            if config.reduction.runs_whole() && (threads > 1 || (shard.is_some() && !all)) {
+                let (name, why) = match config.reduction {
+                    Reduction::States => ("states", "a part would keep states of its own"),
+                    _ => ("wakeup-trees", "each option's subtree runs what the earlier ones planned"),
+                };
+                return Err(Usage(format!(
+                    "--reduction {name} searches on one thread and whole: {why} (use --shard with --all to \
                          divide the pairs)"
-                    )));
-                }
-                if all {
-                    explore::run_all(
-                        &config,
-                        (shard, threads as usize),
-                        json,
-                        shrink,
-                        save_regressions.as_deref(),
-                    )
-                } else {
-                    let config = ExploreConfig { shard, ..config };
-                    let scenario = scenario.expect("clap requires --scenario without --all");
-                    let strategy = strategy.expect("clap requires --strategy without --all");
-                    explore::run_explore(
-                        &scenario,
-                        strategy.into(),
-                        (&config, threads as usize),
-                        json,
-                        shrink,
-                        save_regressions.as_deref(),
-                    )
-                }
-            }),
+                )));
+            }
+            if all {
+                explore::run_all(
+                    &config,
+                    (shard, threads as usize),
+                    json,
+                    shrink,
+                    save_regressions.as_deref(),
+                )
+            } else {
+                let config = ExploreConfig { shard, ..config };
+                let scenario = scenario.expect("clap requires --scenario without --all");
+                let strategy = strategy.expect("clap requires --strategy without --all");
+                explore::run_explore(
+                    &scenario,
+                    strategy.into(),
+                    (&config, threads as usize),
+                    json,
+                    shrink,
+                    save_regressions.as_deref(),
+                )
+            }
+        }),
         Command::Replay { scenario, strategy, schedule, backend, database_url, redis_url, json, html } => {
             let output = replay::ReplayOutput { json, html };
             let servers = replay::Servers { database_url, redis_url };
