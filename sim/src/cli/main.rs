@@ -481,47 +481,44 @@ fn main() -> ExitCode {
             json,
             shrink,
             save_regressions,
-        } => explore::config(
-            scheduler,
-            seeds,
-            seed,
-            (max_preemptions, reduction),
-            depth,
-            (max_ticks, threads > 1 || (shard.is_some() && !all)),
-        )
-        .and_then(|config| {
-            if config.reduction.runs_whole() && (threads > 1 || (shard.is_some() && !all)) {
-                let (name, why) = match config.reduction {
-                    Reduction::States => ("states", "a part would keep states of its own"),
-                    _ => ("wakeup-trees", "each option's subtree runs what the earlier ones planned"),
-                };
-                return Err(Usage(format!(
-                    "--reduction {name} searches on one thread and whole: {why} (use --shard with --all to \
-                         divide the pairs)"
-                )));
-            }
-            if all {
-                explore::run_all(
-                    &config,
-                    (shard, threads as usize),
-                    json,
-                    shrink,
-                    save_regressions.as_deref(),
-                )
-            } else {
-                let config = ExploreConfig { shard, ..config };
-                let scenario = scenario.expect("clap requires --scenario without --all");
-                let strategy = strategy.expect("clap requires --strategy without --all");
-                explore::run_explore(
-                    &scenario,
-                    strategy.into(),
-                    (&config, threads as usize),
-                    json,
-                    shrink,
-                    save_regressions.as_deref(),
-                )
-            }
-        }),
+        } => {
+            // One search divided: over threads, or a shard of its subtrees.
+            let split = threads > 1 || (shard.is_some() && !all);
+            explore::config(scheduler, seeds, seed, (max_preemptions, reduction), depth, (max_ticks, split))
+                .and_then(|config| {
+                    if config.reduction.runs_whole() && split {
+                        let (name, why) = match config.reduction {
+                            Reduction::States => ("states", "a part would keep states of its own"),
+                            _ => ("wakeup-trees", "each option's subtree runs what the earlier ones planned"),
+                        };
+                        return Err(Usage(format!(
+                            "--reduction {name} searches on one thread and whole: {why} (use --shard with \
+                             --all to divide the pairs)"
+                        )));
+                    }
+                    if all {
+                        explore::run_all(
+                            &config,
+                            (shard, threads as usize),
+                            json,
+                            shrink,
+                            save_regressions.as_deref(),
+                        )
+                    } else {
+                        let config = ExploreConfig { shard, ..config };
+                        let scenario = scenario.expect("clap requires --scenario without --all");
+                        let strategy = strategy.expect("clap requires --strategy without --all");
+                        explore::run_explore(
+                            &scenario,
+                            strategy.into(),
+                            (&config, threads as usize),
+                            json,
+                            shrink,
+                            save_regressions.as_deref(),
+                        )
+                    }
+                })
+        }
         Command::Replay { scenario, strategy, schedule, backend, database_url, redis_url, json, html } => {
             let output = replay::ReplayOutput { json, html };
             let servers = replay::Servers { database_url, redis_url };

@@ -41,8 +41,8 @@ const PROGRESS_EVERY: u64 = 1_024;
 
 /// [`explore`] on `threads` threads (an exhaustive search; a sample, a
 /// search that stops at its first violation, one under a reduction that
-/// runs whole, or one thread, runs as [`explore`] does). `progress` hears the runs made so far, in steps of
-/// 1,024.
+/// runs whole, or one thread, runs as [`explore`] does). `progress`
+/// hears the runs made so far, in steps of 1,024.
 pub fn explore_on(
     prepared: &Prepared,
     config: &ExploreConfig,
