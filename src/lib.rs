@@ -3,6 +3,7 @@
 //! strategy ([`flow`]), and the backends they run on ([`backend`]).
 
 pub mod backend;
+pub mod fingerprint;
 pub mod flow;
 pub mod model;
 pub mod rng;

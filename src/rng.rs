@@ -10,9 +10,20 @@
 
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::SplitMix64;
+use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct Rng(SplitMix64);
+
+/// A generator is written as the next number it gives: SplitMix64's
+/// output is a bijection of its state (a step adds a constant, then a
+/// mix that can be undone), so two generators that would give the same
+/// next number are in the same state.
+impl Serialize for Rng {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.clone().next_u64().serialize(serializer)
+    }
+}
 
 impl Rng {
     /// A generator whose state starts at `state`.

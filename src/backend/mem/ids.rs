@@ -9,9 +9,11 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use crate::rng::Rng;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct IdGen {
     seed: u64,
     /// Each request's stream, once it has drawn.

@@ -55,7 +55,7 @@ pub const IDEMPOTENCY_KEY_TTL_MS: u64 = 24 * 60 * 60 * 1_000;
 
 /// The full-customer cache, keyed by `(org, env, id)`, and the idempotency
 /// middleware's keys, which live in the same store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Cache {
     slots: BTreeMap<CacheKey, CacheSlot>,
     /// Claimed idempotency keys, per `(org, env, key)`: when each expires.
@@ -202,7 +202,7 @@ pub struct StripeCustomer {
     pub created_at_ms: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 struct IdempotencyEntry {
     params: StripeParams,
     stripe_id: String,
@@ -210,7 +210,7 @@ struct IdempotencyEntry {
 }
 
 /// Simulated Stripe: customers, and idempotency keys remembered 24 h.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Stripe {
     customers: Vec<StripeCustomer>,
     idempotency: BTreeMap<String, IdempotencyEntry>,

@@ -16,6 +16,7 @@ use crate::backend::outcome::Reply;
 use crate::backend::{
     CacheError, CacheKey, Constraints, DbError, DeductOutcome, DeductTarget, Op, Outcome, Point, SyncOutcome,
 };
+use crate::fingerprint::Fingerprint;
 use crate::model::{Catalog, CustomerRow, FullCustomer};
 
 use super::clock::{Clocks, SharedClock};
@@ -189,21 +190,17 @@ impl World {
 
     /// Writes what the world holds to `out`, for a search that caches
     /// states (see [`Database::fingerprint`]): not the counters of readings
-    /// (they only measure). Logical times are written `seq: N`, each of
-    /// them (a read stamp's, a guard's, and now's), so that a reader may
-    /// rank them: they are only ever compared with one another.
-    pub fn fingerprint(&self, out: &mut String) {
-        use std::fmt::Write;
+    /// (they only measure). Logical times (a read stamp's, a guard's, and
+    /// now's) are written as such ([`Fingerprint::seq`]): they are only
+    /// ever compared with one another.
+    pub fn fingerprint(&self, out: &mut Fingerprint) {
         // Every field named: one added must be placed here or left out here.
         let World { db, cache, stripe, clocks, ids, deductions } = self;
         let Clocks { time_ms, seq, stamps: _, time_reads: _, guard_reads: _ } = clocks;
-        let _ = db.fingerprint(out);
-        let _ = write!(
-            out,
-            "|{cache:?}|{stripe:?}|time {}|now seq: {}|{ids:?}|{deductions:?}",
-            time_ms.get(),
-            seq.get()
-        );
+        db.fingerprint(out);
+        out.add(&(cache, stripe, time_ms.get()));
+        out.seq(seq.get());
+        out.add(&(ids, deductions));
     }
 
     pub fn ids(&self) -> &IdGen {

@@ -11,7 +11,7 @@ use super::Prepared;
 use crate::judge::RequestOutcome;
 
 /// A service a request's operations go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum Service {
     Db,
     Cache,

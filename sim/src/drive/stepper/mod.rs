@@ -35,6 +35,7 @@ use std::task::Poll;
 
 use cusim::backend::mem::{poll_once, Blocked, Deducted, Deductions, Fault, MemConn, RequestId, World};
 use cusim::backend::{InsertOutcome, Op, Outcome, Point, StripeError};
+use cusim::fingerprint::Fingerprint;
 use cusim::flow::{execute_keyed, Response};
 use cusim::model::ApiError;
 
@@ -207,11 +208,11 @@ struct Slot {
     deductions_at_start: Deductions,
     /// Per ended attempt, in order: what its deductions did.
     deducted: Vec<Deducted>,
-    /// Everything the current attempt has heard so far, as text (kept
+    /// Everything the current attempt has heard so far, written out (kept
     /// only when the run's options ask for states: `state.rs`): its
     /// answers, and what it read of the clocks. Its code's state is a
     /// function of it.
-    heard: String,
+    heard: Fingerprint,
 }
 
 struct Run<'p, 's> {
@@ -670,7 +671,7 @@ fn start(prepared: &Prepared, taped: bool) -> Parts {
             earlier: Vec::new(),
             deductions_at_start: Deductions::default(),
             deducted: Vec::new(),
-            heard: String::new(),
+            heard: Fingerprint::new(state::kept(prepared.strategy)),
         })
         .collect();
     Parts { world, slots, codes, created_by, step: 0 }

@@ -69,7 +69,7 @@ struct Session {
 }
 
 /// A row a statement may wait to lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RowRef {
     Customer(usize),
     Usage(usize),

@@ -34,7 +34,7 @@ pub struct UsageRow {
 /// and how many keyed deductions ran at the DB (counted or found to be
 /// duplicates), the last at `keyed_at_ms` (true time). Marks taken before
 /// and after an attempt say what it did ([`Deductions::since`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Deductions {
     pub counted: u64,
     pub keyed: u64,
@@ -54,7 +54,7 @@ impl Deductions {
 /// What one attempt's deductions did: whether one took effect, whatever
 /// its client heard; and the time its (last) keyed deduction ran at the
 /// DB, counted or a duplicate (`None`: it ran none).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Deducted {
     pub counted: bool,
     pub keyed_at_ms: Option<u64>,
