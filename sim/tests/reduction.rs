@@ -6,7 +6,10 @@
 //!    a limit. The list of (scenario, strategy, clock moves) compared is
 //!    written out ([`COMPARED`]), and the rest with it ([`NOT_COMPARED`]):
 //!    a space that grows past the limit fails the test instead of
-//!    silently dropping out of it.
+//!    silently dropping out of it. The search that caches states leaves
+//!    the step out of the state and answers for the step cap by the
+//!    longest run through the states it met: that must be the longest
+//!    schedule plain search ran.
 //! 2. The same on generated scenarios of up to three requests (the
 //!    generator's seed is printed; a floor of cases actually compared is
 //!    asserted).
@@ -117,6 +120,12 @@ fn compare(prepared: &Prepared, name: &str, max_ticks: usize, limit: u64) -> Opt
         );
         assert_eq!(got, want, "{at}");
         assert!(report.schedules_run <= plain.schedules_run, "{at}");
+        if reduction == Reduction::States {
+            // Its states leave the step out: the longest run through the
+            // states it met answers for the step cap (`dfs::reach`), and
+            // is the longest schedule of the space.
+            assert_eq!(report.longest_run, Some(plain.longest_schedule), "{at}: the longest run");
+        }
         reduced[k] = report.schedules_run;
     }
     Some(Compared { plain: plain.schedules_run, reduced, outcomes: plain.outcomes.len() })

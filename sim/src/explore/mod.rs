@@ -262,6 +262,15 @@ pub struct ExploreReport {
     /// state reachable within its bounds, when it ran whole).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub states_met: Option<u64>,
+    /// The most decisions a schedule run had.
+    #[serde(skip)]
+    pub longest_schedule: usize,
+    /// A search that caches states and ran to its end: the most decisions
+    /// a run of the whole space makes, by the states it met (`dfs::reach`:
+    /// what answers for the step the states leave out); none if a state
+    /// leads back to itself.
+    #[serde(skip)]
+    pub longest_run: Option<usize>,
     /// With `record_outcomes`: every distinct outcome of a schedule run
     /// (responses, settle reads, committed state, violations and the
     /// races they show), as text.
@@ -525,6 +534,7 @@ struct Tally {
     outcomes: BTreeSet<String>,
     buffers: OutcomeBuffers,
     runs: u64,
+    longest_schedule: usize,
 }
 
 /// What only an exhaustive search reports.
@@ -533,6 +543,7 @@ struct Searched {
     covered: bool,
     redundant_runs: u64,
     states_met: Option<u64>,
+    longest_run: Option<usize>,
     groups: BTreeMap<u64, u64>,
 }
 
@@ -553,6 +564,7 @@ impl Tally {
             (&mut self.outcomes, &mut self.buffers),
         );
         self.runs += 1;
+        self.longest_schedule = self.longest_schedule.max(execution.schedule.0.len());
         self.availability.add(execution.availability);
         self.reached.extend(execution.reached.iter().copied());
         self.settle_reached.extend(execution.settle_reached.iter().copied());
@@ -566,10 +578,13 @@ impl Tally {
         config: &ExploreConfig,
         searched: Option<Searched>,
     ) -> ExploreReport {
-        let Tally { found, availability, reached, settle_reached, outcomes, runs, .. } = self;
+        let Tally { found, availability, reached, settle_reached, outcomes, runs, longest_schedule, .. } =
+            self;
         let (exhausted, covered) = searched.as_ref().map_or((false, false), |s| (s.exhausted, s.covered));
-        let (redundant_runs, states_met, groups) =
-            searched.map_or((0, None, BTreeMap::new()), |s| (s.redundant_runs, s.states_met, s.groups));
+        let (redundant_runs, states_met, longest_run, groups) = searched
+            .map_or((0, None, None, BTreeMap::new()), |s| {
+                (s.redundant_runs, s.states_met, s.longest_run, s.groups)
+            });
         ExploreReport {
             scenario: prepared.scenario.name.clone(),
             strategy: prepared.strategy,
@@ -587,6 +602,8 @@ impl Tally {
                 .then_some(config.reduction),
             redundant_runs,
             states_met,
+            longest_schedule,
+            longest_run,
             outcomes,
             groups,
         }
@@ -614,7 +631,19 @@ fn explore_sharing(
         if let Some((taken, first)) = taken {
             dfs = dfs.sharing(taken, first);
         }
-        return exhaust(prepared, config, &mut dfs, progress);
+        let report = exhaust(prepared, config, &mut dfs, &mut progress);
+        // States without their step stand if no run of the space can
+        // reach the step cap (`dfs::reach`); if one may, the search runs
+        // again with it. (A search that has not ended claims nothing of
+        // the space.)
+        let cap_out_of_reach = report.longest_run.is_some_and(|longest| longest < dfs.max_steps());
+        if dfs.needs_states() && !config.run.state_step && dfs.ended && !cap_out_of_reach {
+            let config =
+                ExploreConfig { run: RunOptions { state_step: true, ..config.run }, ..config.clone() };
+            let mut dfs = Dfs::new(max_preemptions, config.max_ticks, config.reduction, config.shard);
+            return exhaust(prepared, &config, &mut dfs, progress);
+        }
+        return report;
     }
     let mut tally = Tally::default();
     let expected_steps = match config.scheduler {
@@ -716,7 +745,12 @@ fn exhaust(
         }
     }
     let states_met = dfs.states_met();
-    tally.report(prepared, config, Some(Searched { exhausted, covered, redundant_runs, states_met, groups }))
+    let longest_run = dfs.longest_run();
+    tally.report(
+        prepared,
+        config,
+        Some(Searched { exhausted, covered, redundant_runs, states_met, longest_run, groups }),
+    )
 }
 
 /// What [`search`] found.

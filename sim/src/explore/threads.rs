@@ -165,12 +165,15 @@ fn merge(config: &ExploreConfig, parts: Vec<ExploreReport>) -> ExploreReport {
         redundant_runs: 0,
         // A search that caches states runs on one thread.
         states_met: None,
+        longest_schedule: 0,
+        longest_run: None,
         outcomes: Default::default(),
         groups,
     };
     for part in parts {
         merged.schedules_run += part.schedules_run;
         merged.redundant_runs += part.redundant_runs;
+        merged.longest_schedule = merged.longest_schedule.max(part.longest_schedule);
         merged.availability.add(part.availability);
         merged.reached.extend(part.reached);
         merged.settle_reached.extend(part.settle_reached);

@@ -95,6 +95,11 @@ pub struct RunOptions {
     /// Hash the state the run is in at each decision ([`View::state`]),
     /// for a search that caches states.
     pub states: bool,
+    /// The state counts the step too: two runs in one state at different
+    /// steps are then two states. Off, they are one (the step matters
+    /// only to the step cap, which the search checks out of reach after
+    /// the fact: `explore::dfs::reach`).
+    pub state_step: bool,
     /// Keep snapshots where the chooser asks for them, and go on from the
     /// one it gives (`snapshot`), unless the chooser keeps none
     /// ([`Chooser::snapshots`]), the run records its trace or a shadow
@@ -111,6 +116,7 @@ impl Default for RunOptions {
             first_come_first_served: false,
             footprints: false,
             states: false,
+            state_step: false,
             snapshots: true,
         }
     }
@@ -762,7 +768,7 @@ fn run_with(
             break Some(End::StepCap { steps: run.step });
         }
         let parked_at = run.parked_points();
-        let state = (options.states && chooser.wants_state()).then(|| run.state(ticks));
+        let state = (options.states && chooser.wants_state()).then(|| run.state(ticks, options.state_step));
         let view = View {
             state,
             step: run.step,

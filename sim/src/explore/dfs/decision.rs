@@ -35,7 +35,9 @@ impl Dfs {
         // is left to run from it (see the module).
         let asleep_now = |token: &Token| sleep.iter().any(|(t, _)| t == token);
         let mut left: Option<Vec<Token>> = None;
+        self.max_steps = view.max_steps;
         if let (Reduction::States, Some(state)) = (self.reduction, view.state) {
+            self.reach.met(self.frames.last().and_then(|parent| parent.state), state);
             match self.visited.entry(state) {
                 Entry::Vacant(entry) => {
                     entry.insert(sleep.iter().map(|(t, _)| *t).collect());
@@ -121,6 +123,7 @@ impl Dfs {
             made: None,
             snapshot: None,
             counts: (self.preemptions, self.operations, self.probing),
+            state: view.state,
         };
         if !frame.skip(self.max_ticks) {
             // Nothing left to run from here: everything after it ran from

@@ -78,6 +78,7 @@
 
 mod decision;
 mod races;
+mod reach;
 pub(super) mod tree;
 mod wakeup;
 
@@ -90,6 +91,7 @@ use serde::Serialize;
 use super::Shard;
 use crate::drive::stepper::{Chooser, Footprint, Snapshot, View};
 use crate::input::schedule::Token;
+use reach::Reach;
 use wakeup::Wakeup;
 
 /// How the exhaustive scheduler avoids running equivalent schedules.
@@ -225,6 +227,8 @@ struct Frame {
     /// The search's counts before this decision: preemptions, operations,
     /// and whether the run was probing.
     counts: (usize, usize, bool),
+    /// The state the run was in here, when it hashes states.
+    state: Option<u128>,
 }
 
 impl Frame {
@@ -245,6 +249,7 @@ impl Frame {
             made: self.made.clone(),
             snapshot: None,
             counts: self.counts,
+            state: self.state,
         }
     }
 
@@ -375,6 +380,11 @@ pub(super) struct Dfs {
     /// The states met so far (`Reduction::States`), each with the options
     /// that slept at it every time it was met (none of them ran from it).
     visited: HashMap<u128, Vec<Token>>,
+    /// The states met and where each led, and the step cap (`reach`).
+    reach: Reach,
+    max_steps: usize,
+    /// The search has run every schedule it would run.
+    pub(super) ended: bool,
     /// The frame just made keeps a snapshot of the run (see `keep`).
     snapshot_here: bool,
     /// On threads (`tree`): the part of the search this one runs.
@@ -407,6 +417,9 @@ impl Dfs {
             cut: false,
             fallbacks: 0,
             visited: HashMap::new(),
+            reach: Reach::default(),
+            max_steps: usize::MAX,
+            ended: false,
             snapshot_here: false,
             task: None,
         }
@@ -458,6 +471,17 @@ impl Dfs {
     /// Whether runs must hash their states.
     pub(super) fn needs_states(&self) -> bool {
         self.reduction == Reduction::States
+    }
+
+    /// The runs' step cap (the decisions after which a run is cut).
+    pub(super) fn max_steps(&self) -> usize {
+        self.max_steps
+    }
+
+    /// A search that caches states and has ended: the most decisions a run
+    /// of the space makes (`reach`), none if a state leads back to itself.
+    pub(super) fn longest_run(&self) -> Option<usize> {
+        (self.reduction == Reduction::States && self.ended).then(|| self.reach.longest()).flatten()
     }
 
     /// Where the run just made falls in the whole search's order: its
@@ -630,6 +654,7 @@ impl Dfs {
             }
             self.frames.pop();
         }
+        self.ended = true;
         false
     }
 }
