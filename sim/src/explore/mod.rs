@@ -269,7 +269,7 @@ pub struct ExploreReport {
     /// a run of the whole space makes, by the states it met (`dfs::reach`:
     /// what answers for the step the states leave out); none if a state
     /// leads back to itself.
-    #[serde(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub longest_run: Option<usize>,
     /// With `record_outcomes`: every distinct outcome of a schedule run
     /// (responses, settle reads, committed state, violations and the
