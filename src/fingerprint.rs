@@ -394,61 +394,31 @@ impl ser::Serializer for &mut Fingerprint {
     }
 }
 
-impl ser::SerializeSeq for &mut Fingerprint {
-    type Ok = ();
-    type Error = Error;
+/// The compound writers: each item after a mark, and an end.
+macro_rules! items {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for &mut Fingerprint {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.item(value)
+            }
 
-    fn end(self) -> Result<(), Error> {
-        self.bytes.push(END);
-        Ok(())
-    }
+            fn end(self) -> Result<(), Error> {
+                self.bytes.push(END);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for &mut Fingerprint {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.bytes.push(END);
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for &mut Fingerprint {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.bytes.push(END);
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for &mut Fingerprint {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.item(value)
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.bytes.push(END);
-        Ok(())
-    }
-}
+items!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for &mut Fingerprint {
     type Ok = ();
@@ -469,45 +439,37 @@ impl ser::SerializeMap for &mut Fingerprint {
     }
 }
 
-impl ser::SerializeStruct for &mut Fingerprint {
-    type Ok = ();
-    type Error = Error;
+/// A struct's fields, and a struct variant's: each named (its name says
+/// what its number is), or left out.
+macro_rules! fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for &mut Fingerprint {
+            type Ok = ();
+            type Error = Error;
 
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.field(key, value)
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Error> {
+                self.field(key, value)
+            }
 
-    fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
-        self.bytes.push(SKIPPED);
-        self.name(key);
-        Ok(())
-    }
+            fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
+                self.bytes.push(SKIPPED);
+                self.name(key);
+                Ok(())
+            }
 
-    fn end(self) -> Result<(), Error> {
-        self.bytes.push(END);
-        Ok(())
-    }
+            fn end(self) -> Result<(), Error> {
+                self.bytes.push(END);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for &mut Fingerprint {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        self.field(key, value)
-    }
-
-    fn skip_field(&mut self, key: &'static str) -> Result<(), Error> {
-        self.bytes.push(SKIPPED);
-        self.name(key);
-        Ok(())
-    }
-
-    fn end(self) -> Result<(), Error> {
-        self.bytes.push(END);
-        Ok(())
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
