@@ -101,15 +101,6 @@ impl Fingerprint {
         self.seqs.extend(other.seqs.iter().map(|&(offset, seq)| (at + offset, seq)));
     }
 
-    /// How many bytes it holds.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
     /// The hash of what it holds, every logical time written as its rank.
     pub fn finish(mut self) -> u128 {
         let mut values: Vec<u64> = self.seqs.iter().map(|&(_, seq)| seq).collect();
@@ -552,7 +543,8 @@ mod tests {
         assert_ne!(whole(3, 9), whole(9, 3));
         let mut cleared = part(4);
         cleared.clear();
-        assert!(cleared.is_empty());
+        // Cleared, it is a new one: no bytes, no logical times.
+        assert_eq!(cleared.finish(), Fingerprint::new(&[]).finish());
     }
 
     #[test]
